@@ -1,0 +1,186 @@
+"""Reading checkpoints safely and converting the official layout to ours.
+
+Official FBNet files hold ``{"state_dict": ..., "model_ema": ...}`` with a
+``module.`` prefix and mobile-vision key names (``backbone.stages.xif<S>_<j>``);
+our own files hold the model's ``state_dict`` directly.  Both load here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+TRUST_ENV = "FBNETV3_TRUST_CHECKPOINT"
+_OFFICIAL_KEY = re.compile(r"^backbone\.stages\.xif(\d+)_(\d+)\.(.+)$")
+_CONTAINER_KEYS = ("model_ema", "state_dict_ema", "state_dict", "model")  # EMA first
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+def read_checkpoint(path: str | os.PathLike, trusted: bool | None = None) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``path`` without executing code from the file.
+
+    ``.safetensors`` files load through safetensors; anything else through
+    ``torch.load(weights_only=True)``.  A pickle that needs arbitrary objects is
+    refused unless ``trusted`` (or the ``FBNETV3_TRUST_CHECKPOINT=1`` variable) says so.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if trusted is None:
+        trusted = os.environ.get(TRUST_ENV, "") == "1"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err):
+            raise CheckpointError(
+                f"{path}: refused to load, the file needs arbitrary unpickling (code execution) "
+                f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1 "
+                "(or pass trusted=True / --trust-checkpoint)."
+            ) from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({err})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: truncated or not a PyTorch checkpoint ({first_line})"
+        ) from None
+    return select_state_dict(obj, str(path))
+
+
+def select_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Pick the weights out of a checkpoint container, preferring EMA weights."""
+    if isinstance(obj, Mapping):
+        for key in _CONTAINER_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, Mapping) and inner:
+                obj = inner
+                break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {_strip_prefix(k): v for k, v in obj.items()}
+        keys = list(obj)[:8]
+    else:
+        keys = type(obj).__name__
+    raise CheckpointError(
+        f"{source}: no state dict of tensors found (looked for {', '.join(_CONTAINER_KEYS)} "
+        f"or a flat dict of tensors; found {keys})"
+    )
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len("module.") :] if key.startswith("module.") else key
+
+
+def is_official_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    return any(k.startswith("backbone.stages.") for k in state_dict)
+
+
+def official_to_ours(
+    state_dict: Mapping[str, torch.Tensor], num_stages: int, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Rename mobile-vision keys to this package's module names."""
+    out: dict[str, torch.Tensor] = {}
+    head_stage = num_stages + 1
+    for key, value in state_dict.items():
+        key = _strip_prefix(key)
+        m = _OFFICIAL_KEY.match(key)
+        if key == "head.conv.weight":
+            out["classifier.weight"] = value.reshape(value.shape[0], -1)
+        elif key == "head.conv.bias":
+            out["classifier.bias"] = value
+        elif m is None:
+            raise CheckpointError(f"{source}: unexpected key {key!r} in an official checkpoint")
+        else:
+            stage, index, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+            if stage == 0:
+                out[f"stem.{rest}"] = value
+            elif stage == head_stage:
+                if rest.startswith("pw."):
+                    out["conv_expand." + rest[3:]] = value
+                elif rest == "pwl.conv.weight":
+                    out["conv_head.weight"] = value
+                else:
+                    raise CheckpointError(f"{source}: unexpected head key {key!r}")
+            elif 1 <= stage <= num_stages:
+                rest = rest.replace("se.se.0.conv.", "se.fc1.").replace("se.se.1.", "se.fc2.")
+                out[f"blocks.{stage - 1}.{index}.{rest}"] = value
+            else:
+                raise CheckpointError(
+                    f"{source}: key {key!r} names stage {stage}, but the model has "
+                    f"{num_stages} stages between stem and head; is it another architecture?"
+                )
+    return out
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Bring ``state_dict`` (official or our layout) to ``model``'s keys and check it fits.
+
+    The classifier and the stem's input channels may differ (a new ``num_classes``
+    or ``in_chans``); callers decide what to do with those.  Anything else that
+    does not fit raises, naming the first offending key and both shapes.
+    """
+    sd = {_strip_prefix(k): v for k, v in state_dict.items()}
+    if is_official_layout(sd):
+        sd = official_to_ours(sd, len(model.arch.stages), source)
+    expected = model.state_dict()
+    for key, target in expected.items():
+        if key not in sd:
+            raise CheckpointError(
+                f"{source}: key {key!r} missing from the checkpoint; is it another architecture?"
+            )
+        shape, want = tuple(sd[key].shape), tuple(target.shape)
+        adaptable = key.startswith("classifier.") or key == "stem.conv.weight"
+        if shape != want and not adaptable:
+            raise CheckpointError(
+                f"{source}: first mismatching key {key!r}: checkpoint has shape {shape}, "
+                f"model expects {want}; is the checkpoint for another variant?"
+            )
+    extra = [k for k in sd if k not in expected]
+    if extra:
+        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} (and {len(extra) - 1} more)")
+    return sd
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    trusted: bool | None = None,
+) -> nn.Module:
+    """Load a checkpoint file into ``model``, adapting the classifier and input channels.
+
+    A classifier of another size is left freshly initialised (fine-tuning); a
+    stem with other input channels is adapted the way timm does it.
+    """
+    from timm.models import adapt_input_conv
+
+    sd = convert_state_dict(read_checkpoint(path, trusted), model, str(path))
+    own = model.state_dict()
+    if sd["stem.conv.weight"].shape != own["stem.conv.weight"].shape:
+        sd["stem.conv.weight"] = adapt_input_conv(
+            own["stem.conv.weight"].shape[1], sd["stem.conv.weight"]
+        )
+    for key in ("classifier.weight", "classifier.bias"):
+        if key not in own or sd[key].shape != own[key].shape:
+            sd.pop(key, None)
+    missing, _ = model.load_state_dict(sd, strict=False)
+    unexpected_missing = [k for k in missing if not k.startswith("classifier.")]
+    if unexpected_missing:
+        raise CheckpointError(f"{path}: keys not loaded: {unexpected_missing}")
+    return model

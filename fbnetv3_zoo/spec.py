@@ -1,0 +1,326 @@
+"""The declarative architecture spec shared by the zoo variants and the search.
+
+An :class:`ArchSpec` is plain data: a stem, five stages of block rows and a
+pooling head.  Every consumer (model builder, analytic statistics, export,
+search) reads the same object, and :meth:`ArchSpec.blocks` resolves it into
+one record per inverted-residual block so that nobody re-derives channel
+arithmetic on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ACTIVATIONS = ("hswish", "relu", "swish", "identity")
+STRIDES = (1, 2)
+
+
+class SpecError(ValueError):
+    """An ArchSpec field holds a value outside what the builders accept."""
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round to the nearest multiple of ``divisor`` (halves up), never dropping below 95 %."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.95 * value:
+        rounded += divisor
+    return rounded
+
+
+def _check(ok: bool, where: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SpecError(f"{where}: invalid value {value!r}; allowed: {allowed}")
+
+
+def _check_int(where: str, value: Any, minimum: int = 1) -> None:
+    _check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
+        where,
+        value,
+        f"an integer >= {minimum}",
+    )
+
+
+def _check_act(where: str, value: Any) -> None:
+    _check(value in ACTIVATIONS, where, value, ", ".join(ACTIVATIONS))
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A row of ``repeats`` identical inverted-residual blocks; only the first one strides."""
+
+    kernel: int
+    expansion: float
+    channels: int
+    repeats: int = 1
+    stride: int = 1
+    se: bool = False
+    act: str = "hswish"
+    dw_padding: int | None = None  # depthwise padding override; None means kernel // 2
+
+    def validate(self, where: str) -> None:
+        _check(
+            isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1,
+            f"{where}.kernel",
+            self.kernel,
+            "odd integers >= 1 (3, 5, 7, ...)",
+        )
+        _check(
+            isinstance(self.expansion, int | float)
+            and not isinstance(self.expansion, bool)
+            and self.expansion >= 1,
+            f"{where}.expansion",
+            self.expansion,
+            "a number >= 1",
+        )
+        _check_int(f"{where}.channels", self.channels)
+        _check_int(f"{where}.repeats", self.repeats)
+        _check(self.stride in STRIDES, f"{where}.stride", self.stride, "1 or 2")
+        _check(isinstance(self.se, bool), f"{where}.se", self.se, "true or false")
+        _check_act(f"{where}.act", self.act)
+        if self.dw_padding is not None:
+            _check(
+                isinstance(self.dw_padding, int) and 0 <= self.dw_padding <= self.kernel // 2,
+                f"{where}.dw_padding",
+                self.dw_padding,
+                f"null or an integer in [0, {self.kernel // 2}]",
+            )
+
+
+@dataclass(frozen=True)
+class ResolvedBlock:
+    """One concrete IRF block with every derived width spelled out."""
+
+    stage: int
+    index: int  # position inside its stage
+    in_channels: int
+    mid_channels: int
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int
+    se_channels: int | None  # None: no squeeze-excite
+    act: str
+    has_pw: bool  # the 1x1 expansion conv is omitted when the expansion is 1
+
+    @property
+    def residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A whole network: stem conv, stages of IRF block rows, IRPool head."""
+
+    stem_channels: int
+    stages: tuple[tuple[BlockSpec, ...], ...]
+    input_size: int = 224
+    stem_kernel: int = 3
+    stem_stride: int = 2
+    stem_act: str = "hswish"
+    head_expansion: float = 6.0
+    feature_width: int = 1984
+    head_act: str = "hswish"
+    se_ratio: float = 0.25
+    name: str = ""
+    _blocks: tuple[ResolvedBlock, ...] = field(
+        default=(), init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        stages = tuple(tuple(row for row in stage) for stage in self.stages)
+        object.__setattr__(self, "stages", stages)
+        self.validate()
+        object.__setattr__(self, "_blocks", tuple(self._resolve()))
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> None:
+        _check_int("stem_channels", self.stem_channels)
+        _check_int("input_size", self.input_size, minimum=8)
+        _check(
+            isinstance(self.stem_kernel, int) and self.stem_kernel % 2 == 1,
+            "stem_kernel",
+            self.stem_kernel,
+            "odd integers >= 1",
+        )
+        _check(self.stem_stride in STRIDES, "stem_stride", self.stem_stride, "1 or 2")
+        _check_act("stem_act", self.stem_act)
+        _check_act("head_act", self.head_act)
+        _check(
+            isinstance(self.head_expansion, int | float) and self.head_expansion > 0,
+            "head_expansion",
+            self.head_expansion,
+            "a number > 0",
+        )
+        _check_int("feature_width", self.feature_width)
+        _check(0 < self.se_ratio <= 1, "se_ratio", self.se_ratio, "a number in (0, 1]")
+        _check(len(self.stages) > 0, "stages", list(self.stages), "at least one stage")
+        for i, stage in enumerate(self.stages):
+            _check(len(stage) > 0, f"stages[{i}]", list(stage), "at least one block row")
+            for j, row in enumerate(stage):
+                _check(
+                    isinstance(row, BlockSpec),
+                    f"stages[{i}][{j}]",
+                    row,
+                    "a BlockSpec (or a mapping of its fields)",
+                )
+                row.validate(f"stages[{i}][{j}]")
+
+    def _resolve(self) -> Iterator[ResolvedBlock]:
+        cin = self.stem_channels
+        for s, stage in enumerate(self.stages):
+            index = 0
+            for row in stage:
+                for r in range(row.repeats):
+                    stride = row.stride if r == 0 else 1
+                    mid = make_divisible(cin * row.expansion)
+                    se = None
+                    if row.se:
+                        se = make_divisible(int(mid * self.se_ratio / row.expansion))
+                    pad = row.kernel // 2 if row.dw_padding is None else row.dw_padding
+                    yield ResolvedBlock(
+                        stage=s,
+                        index=index,
+                        in_channels=cin,
+                        mid_channels=mid,
+                        out_channels=row.channels,
+                        kernel=row.kernel,
+                        stride=stride,
+                        padding=pad,
+                        se_channels=se,
+                        act=row.act,
+                        has_pw=row.expansion != 1,
+                    )
+                    cin = row.channels
+                    index += 1
+
+    # -------------------------------------------------------------- derived
+    def blocks(self) -> tuple[ResolvedBlock, ...]:
+        """Every IRF block in forward order, with resolved widths and padding."""
+        return self._blocks
+
+    @property
+    def num_features(self) -> int:
+        return self.feature_width
+
+    @property
+    def head_in_channels(self) -> int:
+        return self._blocks[-1].out_channels
+
+    @property
+    def head_mid_channels(self) -> int:
+        return make_divisible(self.head_in_channels * self.head_expansion)
+
+    def stage_channels(self) -> list[int]:
+        return [stage[-1].channels for stage in self.stages]
+
+    def stage_reductions(self) -> list[int]:
+        """Cumulative stride at the end of each stage (for feature_info)."""
+        out, total = [], self.stem_stride
+        for stage in self.stages:
+            for row in stage:
+                total *= row.stride
+            out.append(total)
+        return out
+
+    def replace(self, **changes: Any) -> ArchSpec:
+        return dataclasses.replace(self, **changes)
+
+    # ---------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        defaults = BlockSpec(kernel=3, expansion=1, channels=1)
+        stages = []
+        for stage in self.stages:
+            rows = []
+            for row in stage:
+                d = dataclasses.asdict(row)
+                # keep rows short: drop optional fields still at their default
+                for key in ("repeats", "stride", "se", "act", "dw_padding"):
+                    if d[key] == getattr(defaults, key):
+                        del d[key]
+                rows.append(d)
+            stages.append(rows)
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            out[f.name] = stages if f.name == "stages" else getattr(self, f.name)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> ArchSpec:
+        """Build from a plain mapping; unknown or missing keys name ``source`` and the key."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{source}: expected a mapping of ArchSpec fields, got {data!r}")
+        allowed = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise SpecError(f"{source}: unknown key(s) {unknown}; allowed: {', '.join(allowed)}")
+        for required in ("stem_channels", "stages"):
+            if required not in data:
+                raise SpecError(f"{source}: missing required key {required!r}")
+        row_fields = [f.name for f in dataclasses.fields(BlockSpec)]
+        stages = []
+        if not isinstance(data["stages"], list | tuple):
+            raise SpecError(f"{source}: stages must be a list of stages, got {data['stages']!r}")
+        for i, stage in enumerate(data["stages"]):
+            if not isinstance(stage, list | tuple):
+                raise SpecError(f"{source}: stages[{i}] must be a list of block rows")
+            rows = []
+            for j, row in enumerate(stage):
+                where = f"{source}: stages[{i}][{j}]"
+                if isinstance(row, BlockSpec):
+                    rows.append(row)
+                    continue
+                if not isinstance(row, Mapping):
+                    raise SpecError(f"{where}: expected a mapping of {row_fields}, got {row!r}")
+                bad = sorted(set(row) - set(row_fields))
+                if bad:
+                    raise SpecError(f"{where}: unknown key(s) {bad}; allowed: {row_fields}")
+                try:
+                    rows.append(BlockSpec(**row))
+                except TypeError as err:
+                    raise SpecError(f"{where}: {err}") from None
+            stages.append(tuple(rows))
+        kwargs = dict(data)
+        kwargs["stages"] = tuple(stages)
+        try:
+            return cls(**kwargs)
+        except SpecError as err:
+            raise SpecError(f"{source}: {err}") from None
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump({"arch": self.to_dict()}, sort_keys=False, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Path) -> ArchSpec:
+        """Read a spec from a YAML file (or YAML text); the spec may sit under an ``arch`` key."""
+        path = Path(path_or_text) if not str(path_or_text).lstrip().startswith("{") else None
+        if path is not None and "\n" not in str(path_or_text) and path.suffix in (".yaml", ".yml"):
+            if not path.is_file():
+                raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
+            text, source = path.read_text(), str(path)
+        else:
+            text, source = str(path_or_text), "YAML text"
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SpecError(f"{source}: not valid YAML ({err})") from None
+        if isinstance(data, Mapping) and "arch" in data:
+            data = data["arch"]
+        return cls.from_dict(data, source=source)
+
+
+def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output length of a convolution along one axis."""
+    return math.floor((size + 2 * padding - kernel) / stride) + 1

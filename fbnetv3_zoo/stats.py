@@ -1,0 +1,91 @@
+"""Parameters and MACs of an ArchSpec, computed from the spec alone.
+
+The search filters hundreds of thousands of candidates by these numbers, so
+no module is built: one pass over the resolved blocks with integer arithmetic.
+Conventions follow the FBNet authors' model table:
+
+* ``params``: convolution (and classifier) weights only, no biases, no BN;
+* ``macs``: per convolution, weight count x output positions, plus for each
+  global average pool the number of elements it reads (``pool_macs``);
+* ``torch_params``: what ``sum(p.numel() for p in model.parameters())`` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spec import ArchSpec, spatial_size
+
+
+@dataclass(frozen=True)
+class ArchStats:
+    params: int
+    conv_macs: int
+    pool_macs: int
+    torch_params: int
+
+    @property
+    def macs(self) -> int:
+        return self.conv_macs + self.pool_macs
+
+    @property
+    def params_m(self) -> float:
+        return self.params / 1e6
+
+    @property
+    def macs_m(self) -> float:
+        return self.macs / 1e6
+
+
+def arch_stats(
+    spec: ArchSpec,
+    input_size: int | None = None,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+) -> ArchStats:
+    """Count params and MACs of ``spec`` at ``input_size`` (default: the spec's own)."""
+    size = spec.input_size if input_size is None else input_size
+    k = spec.stem_kernel
+    c = spec.stem_channels
+    size = spatial_size(size, k, spec.stem_stride, k // 2)
+    weights = in_chans * c * k * k
+    conv_macs = weights * size * size
+    pool_macs = 0
+    extra = 3 * c  # stem conv bias + BN weight/bias
+    for b in spec.blocks():
+        cin, mid, cout, k = b.in_channels, b.mid_channels, b.out_channels, b.kernel
+        if b.has_pw:
+            w = cin * mid
+            weights += w
+            conv_macs += w * size * size
+            extra += 2 * mid
+        size = (size + 2 * b.padding - k) // b.stride + 1
+        pos = size * size
+        w = mid * k * k
+        weights += w
+        conv_macs += w * pos
+        extra += 2 * mid
+        if b.se_channels is not None:
+            w = 2 * mid * b.se_channels
+            weights += w
+            conv_macs += w
+            pool_macs += mid * pos
+            extra += mid + b.se_channels
+        w = mid * cout
+        weights += w
+        conv_macs += w * pos
+        extra += 2 * cout
+    hin, hmid, feat = spec.head_in_channels, spec.head_mid_channels, spec.feature_width
+    w = hin * hmid
+    weights += w
+    conv_macs += w * size * size
+    extra += 2 * hmid
+    pool_macs += hmid * size * size
+    w = hmid * feat + feat * num_classes
+    weights += w
+    conv_macs += w
+    pool_macs += feat  # the official classifier pools its 1x1 input once more
+    extra += num_classes
+    return ArchStats(
+        params=weights, conv_macs=conv_macs, pool_macs=pool_macs, torch_params=weights + extra
+    )
