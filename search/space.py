@@ -1,0 +1,324 @@
+"""Search spaces: which (architecture, recipe) pairs the search may propose.
+
+A space is read from YAML (see ``spaces/*.yaml``) into plain frozen objects.
+Every searchable quantity is a :class:`Dim`: a list of choices or a numeric
+range.  A dimension with a single choice is fixed and takes no column in the
+encoding, so spaces can pin anything without special cases elsewhere.
+Errors name the file and the path of the offending field, because a space is
+hand-written and a bare ``KeyError`` would not say where to look.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+SPACES_DIR = Path(__file__).parent / "spaces"
+RECIPE_FIELDS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "mixup",
+    "dropout",
+    "drop_path",
+    "ema_decay",
+    "label_smoothing",
+)
+ROW_KEYS = ("kernel", "expansion", "channels", "repeats", "stride", "se", "act", "pad_trim")
+TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
+
+
+class SpaceError(ValueError):
+    """A search-space file is malformed; the message carries the field path."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One searchable quantity: discrete ``choices`` or a range ``[low, high]``."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        return self.choices is not None and len(self.choices) == 1
+
+    def decode(self, u: np.ndarray) -> np.ndarray:
+        """Map unit-interval values to this dimension's values (vectorised)."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if self.choices is not None:
+            idx = np.minimum((u * len(self.choices)).astype(int), len(self.choices) - 1)
+            return np.asarray(self.choices, dtype=object)[idx]
+        if self.log:
+            return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
+        return self.low + u * (self.high - self.low)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """The canonical unit value of whatever ``u`` decodes to (cell centres for choices)."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if self.choices is None:
+            return u
+        n = len(self.choices)
+        return (np.minimum((u * n).astype(int), n - 1) + 0.5) / n
+
+    def encode(self, value: Any) -> float:
+        """Unit-interval position of ``value``; raises SpaceError when it is outside the space."""
+        if self.choices is not None:
+            for i, choice in enumerate(self.choices):
+                if choice == value and type(choice) is not bool or choice is value:
+                    return (i + 0.5) / len(self.choices)
+            raise SpaceError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
+        if not isinstance(value, int | float) or not self.low <= value <= self.high:
+            raise SpaceError(f"{self.name}: {value!r} is outside [{self.low}, {self.high}]")
+        if self.log:
+            return float(
+                (np.log(value) - np.log(self.low)) / (np.log(self.high) - np.log(self.low))
+            )
+        return float((value - self.low) / (self.high - self.low)) if self.high > self.low else 0.5
+
+
+@dataclass(frozen=True)
+class RowSpace:
+    """A row of blocks; ``channels`` is None when the row keeps the previous row's width."""
+
+    kernel: Dim
+    expansion: Dim
+    channels: Dim | None
+    repeats: Dim
+    pad_trim: Dim
+    stride: int
+    se: bool
+    act: str
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """An architecture template plus recipe ranges; see ``spaces/fbnetv3.yaml``."""
+
+    name: str
+    stem_channels: Dim
+    stem_kernel: int
+    stem_act: str
+    resolution: Dim
+    head_expansion: float
+    feature_width: int
+    head_act: str
+    se_ratio: float
+    stages: tuple[tuple[RowSpace, ...], ...]
+    recipe_base: str
+    recipe: tuple[Dim, ...]
+    raw_json: str  # canonical text of the source mapping, for the resume fingerprint
+
+    def dims(self) -> list[Dim]:
+        """Every dimension, fixed or not, in encoding order."""
+        out = [self.stem_channels, self.resolution]
+        for stage in self.stages:
+            for row in stage:
+                out += [row.kernel, row.expansion]
+                if row.channels is not None:
+                    out.append(row.channels)
+                out += [row.repeats, row.pad_trim]
+        return out + list(self.recipe)
+
+    def free_dims(self) -> list[Dim]:
+        """The dimensions that take a column in the encoding."""
+        return [d for d in self.dims() if not d.fixed]
+
+    @property
+    def size(self) -> int:
+        return len(self.free_dims())
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.raw_json.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ parsing
+def _fail(where: str, message: str) -> SpaceError:
+    return SpaceError(f"{where}: {message}")
+
+
+def _dim(value: Any, where: str, kind: type | tuple[type, ...] = (int, float)) -> Dim:
+    """Parse a scalar (fixed), a list (choices) or ``{min, max, step?, log?}`` (range)."""
+    numeric = kind in ((int, float), int, float)
+    if isinstance(value, Mapping):
+        bad = sorted(set(value) - {"min", "max", "step", "log"})
+        if bad or "min" not in value or "max" not in value:
+            raise _fail(
+                where, f"a range needs keys min, max (optional step, log); got {dict(value)}"
+            )
+        lo, hi, step = value["min"], value["max"], value.get("step")
+        for key, v in (("min", lo), ("max", hi), ("step", step)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise _fail(f"{where}.{key}", f"expected a number, got {v!r}")
+        if not numeric or lo > hi or (value.get("log") and lo <= 0):
+            raise _fail(where, f"invalid range {dict(value)} (need min <= max, min > 0 for log)")
+        if step is None and isinstance(lo, int) and isinstance(hi, int) and not value.get("log"):
+            step = 1
+        if step is not None:
+            if step <= 0:
+                raise _fail(f"{where}.step", f"must be > 0, got {step}")
+            count = int(round((hi - lo) / step)) + 1
+            grid = [lo + i * step for i in range(count)]
+            if all(isinstance(v, int) for v in (lo, hi, step)):
+                grid = [int(v) for v in grid]
+            return _check_kind(Dim(where, tuple(grid)), where, kind)
+        return Dim(where, None, float(lo), float(hi), bool(value.get("log", False)))
+    if isinstance(value, list):
+        if not value:
+            raise _fail(where, "an empty list of choices")
+        return _check_kind(Dim(where, tuple(value)), where, kind)
+    if isinstance(value, dict | set | tuple) or value is None:
+        raise _fail(where, f"expected a value, a list of choices or a range, got {value!r}")
+    return _check_kind(Dim(where, (value,)), where, kind)
+
+
+def _check_kind(dim: Dim, where: str, kind: type | tuple[type, ...]) -> Dim:
+    for v in dim.choices or ():
+        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+            raise _fail(where, f"choice {v!r} has the wrong type (expected {kind})")
+    return dim
+
+
+def _positive_ints(dim: Dim, where: str, minimum: int = 1, odd: bool = False) -> None:
+    for v in dim.choices or (None,):
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum or (odd and v % 2 == 0):
+            what = "odd integers" if odd else "integers"
+            raise _fail(where, f"choices must be {what} >= {minimum}, got {v!r}")
+
+
+def _row(data: Any, where: str, first: bool) -> RowSpace:
+    if not isinstance(data, Mapping):
+        raise _fail(where, f"expected a mapping with keys {list(ROW_KEYS)}, got {data!r}")
+    bad = sorted(set(data) - set(ROW_KEYS))
+    if bad:
+        raise _fail(where, f"unknown key(s) {bad}; allowed: {', '.join(ROW_KEYS)}")
+    for key in ("kernel", "expansion", "channels", "repeats"):
+        if key not in data:
+            raise _fail(where, f"missing required key {key!r}")
+    kernel = _dim(data["kernel"], f"{where}.kernel", int)
+    _positive_ints(kernel, f"{where}.kernel", odd=True)
+    expansion = _dim(data["expansion"], f"{where}.expansion")
+    if any(v < 1 for v in expansion.choices or (0,)):
+        raise _fail(f"{where}.expansion", "choices must be numbers >= 1")
+    channels = None
+    if data["channels"] == "same":
+        if first:
+            raise _fail(f"{where}.channels", "'same' needs a previous row in the stage")
+    else:
+        channels = _dim(data["channels"], f"{where}.channels", int)
+        _positive_ints(channels, f"{where}.channels")
+    repeats = _dim(data["repeats"], f"{where}.repeats", int)
+    _positive_ints(repeats, f"{where}.repeats")
+    pad_trim = _dim(data.get("pad_trim", 0), f"{where}.pad_trim", int)
+    if any(v not in (0, 1) for v in pad_trim.choices or ()) or (
+        pad_trim.choices != (0,) and min(kernel.choices or (1,)) < 3
+    ):
+        raise _fail(f"{where}.pad_trim", "choices must be 0 or 1, with kernels >= 3")
+    stride, se, act = data.get("stride", 1), data.get("se", False), data.get("act", "hswish")
+    if stride not in (1, 2):
+        raise _fail(f"{where}.stride", f"must be 1 or 2, got {stride!r}")
+    if not isinstance(se, bool):
+        raise _fail(f"{where}.se", f"must be true or false, got {se!r}")
+    from fbnetv3_zoo.spec import ACTIVATIONS
+
+    if act not in ACTIVATIONS:
+        raise _fail(f"{where}.act", f"must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+    return RowSpace(kernel, expansion, channels, repeats, pad_trim, stride, se, act)
+
+
+def _section(data: Mapping[str, Any], key: str, source: str) -> Any:
+    if key not in data:
+        raise _fail(source, f"missing required key {key!r}")
+    return data[key]
+
+
+def parse_space(data: Any, source: str = "search space") -> SearchSpace:
+    """Validate a space mapping; every error names ``source`` and the bad field's path."""
+    if not isinstance(data, Mapping):
+        raise _fail(source, f"expected a mapping with keys {list(TOP_KEYS)}")
+    bad = sorted(set(data) - set(TOP_KEYS))
+    if bad:
+        raise _fail(source, f"unknown key(s) {bad}; allowed: {', '.join(TOP_KEYS)}")
+    stem = _section(data, "stem", source)
+    head = data.get("head", {})
+    recipe = _section(data, "recipe", source)
+    stages = _section(data, "stages", source)
+    for key, value in (("stem", stem), ("head", head), ("recipe", recipe)):
+        if not isinstance(value, Mapping):
+            raise _fail(f"{source}: {key}", f"expected a mapping, got {value!r}")
+    if not isinstance(stages, list) or not stages:
+        raise _fail(f"{source}: stages", "expected a non-empty list of stages")
+    stem_channels = _dim(_section(stem, "channels", f"{source}: stem"), "stem_channels", int)
+    _positive_ints(stem_channels, f"{source}: stem.channels")
+    resolution = _dim(_section(data, "resolution", source), "resolution", int)
+    _positive_ints(resolution, f"{source}: resolution", minimum=8)
+    rows = []
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, list) or not stage:
+            raise _fail(f"{source}: stages[{i}]", "expected a non-empty list of block rows")
+        try:
+            rows.append(
+                tuple(_row(r, f"stages[{i}][{j}]", first=j == 0) for j, r in enumerate(stage))
+            )
+        except SpaceError as err:
+            raise SpaceError(f"{source}: {err}") from None
+    bad = sorted(set(recipe) - {"base", *RECIPE_FIELDS})
+    if bad:
+        raise _fail(
+            f"{source}: recipe", f"unknown key(s) {bad}; allowed: base, {', '.join(RECIPE_FIELDS)}"
+        )
+    recipe_dims = []
+    for key in RECIPE_FIELDS:
+        if key in recipe:
+            kind = str if key == "optimizer" else (int, float)
+            try:
+                recipe_dims.append(_dim(recipe[key], f"recipe.{key}", kind))
+            except SpaceError as err:
+                raise SpaceError(f"{source}: {err}") from None
+    return SearchSpace(
+        name=str(data.get("name", Path(source).stem)),
+        stem_channels=stem_channels,
+        stem_kernel=int(stem.get("kernel", 3)),
+        stem_act=str(stem.get("act", "hswish")),
+        resolution=resolution,
+        head_expansion=float(head.get("expansion", 6.0)),
+        feature_width=int(head.get("feature_width", 1984)),
+        head_act=str(head.get("act", "hswish")),
+        se_ratio=float(head.get("se_ratio", 0.25)),
+        stages=tuple(rows),
+        recipe_base=str(recipe.get("base", "fbnetv3_proxy")),
+        recipe=tuple(recipe_dims),
+        raw_json=json.dumps(data, sort_keys=True, default=str),
+    )
+
+
+def available_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load a shipped space by name (``fbnetv3``, ``fbnetv3_proxy``) or any YAML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = SPACES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise KeyError(
+                f"unknown search space {str(name_or_path)!r}; shipped: {', '.join(available_spaces())} (or give a YAML path)"
+            )
+    if not path.is_file():
+        raise FileNotFoundError(f"search space file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SpaceError(f"{path}: not valid YAML ({err})") from None
+    return parse_space(data, source=str(path))
