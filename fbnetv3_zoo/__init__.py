@@ -11,6 +11,7 @@ from typing import Any
 
 from . import timm_models  # noqa: F401  (registers the models with timm)
 from .checkpoint import CheckpointError, load_weights, read_checkpoint
+from .fuse import fuse_bn
 from .model import FBNetV3
 from .spec import ArchSpec, BlockSpec, SpecError, make_divisible
 from .stats import ArchStats, arch_stats
@@ -47,6 +48,7 @@ __all__ = [
     "Variant",
     "arch_stats",
     "create_model",
+    "fuse_bn",
     "get_variant",
     "load_weights",
     "make_divisible",
