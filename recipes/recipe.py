@@ -1,0 +1,307 @@
+"""The training recipe: one validated, YAML-round-trippable record of every knob.
+
+The FBNetV3 paper searches the recipe jointly with the architecture, so a
+recipe has to be a value that can be stored, diffed, mutated with
+``dataclasses.replace`` and applied to any backbone.  Field names are part of
+the public interface: the search space YAML refers to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .build import RecipeParts
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+OPTIMIZERS = ("rmsprop", "sgd", "adamw")
+SCHEDULES = ("cosine", "step", "exponential")
+LR_SCALING = ("linear", "sqrt", "none")
+AUTO_AUGMENT_PREFIXES = ("original", "originalr", "v0", "v0r", "3a", "rand-", "augmix-")
+
+
+class RecipeError(ValueError):
+    """A recipe field is unknown or out of range (a ValueError, so the CLI reports it cleanly)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every hyper-parameter of a training run; see ``recipes/presets/*.yaml`` for annotated values.
+
+    ``lr`` is the learning rate for ``lr_batch_size`` images; the rate actually
+    used is scaled to ``batch_size`` by ``lr_scaling`` (see ``scaled_lr``).
+    """
+
+    name: str = "custom"
+    description: str = ""
+    # optimizer
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_batch_size: int = 256
+    lr_scaling: str = "linear"
+    momentum: float = 0.9
+    opt_eps: float = 1e-8
+    rmsprop_alpha: float = 0.9
+    weight_decay: float = 5e-5
+    # schedule
+    schedule: str = "cosine"
+    epochs: int = 100
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 0.0
+    decay_epochs: float = 2.4
+    decay_rate: float = 0.97
+    batch_size: int = 128
+    # regularisation
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    dropout: float = 0.0
+    drop_path: float = 0.0
+    ema_decay: float | None = None
+    ema_warmup: bool = True
+    # data
+    resolution: int = 224
+    eval_resolution: int | None = None
+    crop_pct: float = 0.875
+    train_crop_scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    auto_augment: str | None = None
+    random_erasing: float = 0.0
+    interpolation: str = "bilinear"
+    # numerics
+    grad_clip: float | None = None
+    amp: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train_crop_scale, list):
+            object.__setattr__(self, "train_crop_scale", tuple(self.train_crop_scale))
+        if self.ema_decay == 0:
+            object.__setattr__(self, "ema_decay", None)
+        for f in fields(self):  # YAML 1.1 reads "1e-3" as a string
+            value = getattr(self, f.name)
+            if "float" in str(f.type) and isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    object.__setattr__(self, f.name, float(value))
+        self.validate()
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise RecipeError naming the first field whose value is not allowed."""
+        _types(self)
+        _choice(self, "optimizer", OPTIMIZERS)
+        _choice(self, "schedule", SCHEDULES)
+        _choice(self, "lr_scaling", LR_SCALING)
+        _choice(self, "interpolation", ("bilinear", "bicubic", "nearest", "random"))
+        _range(self, "lr", 0, 10, low_open=True)
+        _range(self, "lr_batch_size", 1, math.inf)
+        _range(self, "momentum", 0, 1, high_open=True)
+        _range(self, "opt_eps", 0, 1, low_open=True)
+        _range(self, "rmsprop_alpha", 0, 1, low_open=True, high_open=True)
+        _range(self, "weight_decay", 0, 1)
+        _range(self, "epochs", 1, math.inf)
+        _range(self, "warmup_epochs", 0, self.epochs)
+        _range(self, "warmup_lr", 0, 10)
+        _range(self, "min_lr", 0, 10)
+        _range(self, "decay_epochs", 0, math.inf, low_open=True)
+        _range(self, "decay_rate", 0, 1, low_open=True)
+        _range(self, "batch_size", 1, math.inf)
+        _range(self, "label_smoothing", 0, 1, high_open=True)
+        _range(self, "mixup", 0, math.inf)
+        _range(self, "cutmix", 0, math.inf)
+        _range(self, "mixup_prob", 0, 1)
+        _range(self, "mixup_switch_prob", 0, 1)
+        _range(self, "dropout", 0, 1, high_open=True)
+        _range(self, "drop_path", 0, 1, high_open=True)
+        if self.ema_decay is not None:
+            _range(self, "ema_decay", 0, 1, low_open=True, high_open=True)
+        _range(self, "resolution", 8, 4096)
+        if self.eval_resolution is not None:
+            _range(self, "eval_resolution", 8, 4096)
+        _range(self, "crop_pct", 0, 1, low_open=True)
+        lo, hi = self.train_crop_scale
+        if not (0 < lo <= hi <= 1):
+            _fail("train_crop_scale", self.train_crop_scale, "two numbers 0 < min <= max <= 1")
+        _range(self, "hflip", 0, 1)
+        _range(self, "color_jitter", 0, 10)
+        _range(self, "random_erasing", 0, 1)
+        if self.grad_clip is not None:
+            _range(self, "grad_clip", 0, math.inf, low_open=True)
+        aa = self.auto_augment
+        if aa is not None and not aa.startswith(AUTO_AUGMENT_PREFIXES):
+            allowed = "null or a timm policy string starting with " + ", ".join(
+                AUTO_AUGMENT_PREFIXES
+            )
+            _fail("auto_augment", aa, allowed + " (e.g. 'original', 'rand-m9-mstd0.5')")
+
+    # ----------------------------------------------------------- conversions
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready values (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["train_crop_scale"] = list(self.train_crop_scale)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> Recipe:
+        """Build from a mapping, rejecting unknown keys with the closest valid name."""
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"{source}: expected a mapping of recipe fields, got {type(data).__name__}"
+            )
+        names = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in names:
+                close = difflib.get_close_matches(str(key), names, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise RecipeError(
+                    f"{source}: unknown recipe field {key!r}{hint} (allowed: {', '.join(names)})"
+                )
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"recipe file not found: {path}")
+        with path.open() as f:
+            data = yaml.safe_load(f) or {}
+        data.setdefault("name", path.stem)
+        return cls.from_dict(data, source=str(path))
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """Write (when ``path`` is given) and return the YAML text."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> Recipe:
+        """A preset name (``fbnetv3``, ``baseline``, ...) or a YAML file path."""
+        text = str(name_or_path)
+        if text in preset_names():
+            return cls.from_yaml(PRESET_DIR / f"{text}.yaml")
+        if text.endswith((".yaml", ".yml")) or Path(text).exists():
+            return cls.from_yaml(text)
+        close = difflib.get_close_matches(text, preset_names(), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise RecipeError(
+            f"unknown recipe {text!r}{hint} (presets: {', '.join(preset_names())}; or a YAML path)"
+        )
+
+    # ------------------------------------------------------------- derived
+    @property
+    def scaled_lr(self) -> float:
+        """The learning rate for ``batch_size`` images under the scaling rule."""
+        ratio = self.batch_size / self.lr_batch_size
+        if self.lr_scaling == "linear":
+            return self.lr * ratio
+        if self.lr_scaling == "sqrt":
+            return self.lr * math.sqrt(ratio)
+        return self.lr
+
+    @property
+    def test_resolution(self) -> int:
+        return self.eval_resolution or self.resolution
+
+    @property
+    def uses_mixup(self) -> bool:
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+    # ----------------------------------------------------------- application
+    def create_model(self, name: str | Path, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+        """Build a timm, torchvision or zoo model with this recipe's dropout and drop path."""
+        from .build import create_model
+
+        return create_model(self, name, num_classes=num_classes, **kwargs)
+
+    def build(
+        self,
+        model: nn.Module,
+        steps_per_epoch: int,
+        num_classes: int | None = None,
+        epochs: int | None = None,
+    ) -> RecipeParts:
+        """Optimizer, scheduler, mixup, losses, EMA and transforms for ``model``."""
+        from .build import build
+
+        return build(self, model, steps_per_epoch, num_classes=num_classes, epochs=epochs)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise RecipeError(f"recipe field {name!r} = {value!r} is not allowed: must be {allowed}")
+
+
+def _choice(recipe: Recipe, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(recipe, name)
+    if value not in allowed:
+        _fail(name, value, "one of " + ", ".join(allowed))
+
+
+def _range(
+    recipe: Recipe,
+    name: str,
+    low: float,
+    high: float,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    value = getattr(recipe, name)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
+        lo, hi = ("(" if low_open else "[") + f"{low}", f"{high}" + (")" if high_open else "]")
+        _fail(name, value, f"in {lo}, {hi}")
+
+
+def _types(recipe: Recipe) -> None:
+    """Check each value against its annotation (ints accepted where floats are)."""
+    expected: dict[str, tuple[type, ...]] = {}
+    for f in fields(recipe):
+        ann = str(f.type)
+        kinds: tuple[type, ...] = ()
+        if ann.startswith("dict"):
+            expected[f.name] = (dict,)
+            continue
+        if "float" in ann:
+            kinds += (int, float)
+        if "int" in ann and "float" not in ann:
+            kinds += (int,)
+        if "str" in ann:
+            kinds += (str,)
+        if "bool" in ann:
+            kinds += (bool,)
+        if "tuple" in ann:
+            kinds += (tuple,)
+        if "dict" in ann:
+            kinds += (dict,)
+        if "None" in ann:
+            kinds += (type(None),)
+        expected[f.name] = kinds
+    for name, kinds in expected.items():
+        value = getattr(recipe, name)
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, kinds) or (is_bool and bool not in kinds):
+            names = "/".join(k.__name__ if k is not type(None) else "null" for k in kinds)
+            _fail(name, value, f"of type {names}")
+    if len(recipe.train_crop_scale) != 2:
+        _fail("train_crop_scale", recipe.train_crop_scale, "two numbers [min, max]")
