@@ -1,0 +1,122 @@
+"""``fbnetv3 export`` and ``fbnetv3 benchmark``: deployment in one command each.
+
+Heavy imports (onnx, onnxruntime, matplotlib) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(part) for part in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` and ``benchmark`` subcommands to the ``fbnetv3`` parser."""
+    from .bench import ALL_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript, verified against PyTorch",
+        description="Export a zoo name, an ArchSpec YAML or a local-dir: folder. The file is "
+        "checked (onnx.checker + ONNX Runtime, or torch.jit.load) against PyTorch eager on a "
+        "random batch before it is moved into place; a failed export leaves no file.",
+    )
+    p.add_argument("model", help="zoo name (fbnetv3_b), ArchSpec YAML path, or local-dir:DIR")
+    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument("--out", required=True, type=Path, help="output file")
+    p.add_argument("--input-size", type=int, default=None, help="default: the model's own")
+    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs first")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    p.add_argument("--atol", type=float, default=1e-4, help="max abs deviation allowed")
+    p.add_argument("--pretrained", action="store_true", help="load the published weights")
+    p.add_argument("--checkpoint", type=Path, default=None, help="weights file to load")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser(
+        "benchmark",
+        help="CPU latency/throughput table of zoo and reference models",
+        description="Params, MACs, median batch-1 latency and batch-N throughput per backend. "
+        "Models are NAME[@SIZE]: zoo names, ArchSpec YAMLs, or any timm name "
+        "(fbnetv3_b.ra2_in1k is timm's own architecture).",
+    )
+    p.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS), help="comma-separated")
+    p.add_argument("--batch", type=_ints, default=[1, 32], help="batch sizes (default 1,32)")
+    p.add_argument(
+        "--backends",
+        type=_csv,
+        default=list(ALL_BACKENDS),
+        help=f"subset of {','.join(ALL_BACKENDS)} (default all)",
+    )
+    p.add_argument(
+        "--compile-models",
+        type=_csv,
+        default=list(DEFAULT_COMPILE_MODELS),
+        help="models to torch.compile (each compile takes minutes on 2 cores); 'all' for all",
+    )
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs per cell")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs per cell (at most)")
+    p.add_argument(
+        "--max-seconds", type=float, default=2.0, help="stop timing a cell after this long"
+    )
+    p.add_argument("--threads", type=int, default=None, help="default: all CPU cores")
+    p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    p.add_argument("--plot", type=Path, default=None, help="write the top-1 vs latency plot")
+    p.set_defaults(func=_benchmark)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import FORMATS, export_model, load_model
+
+    if args.format not in FORMATS:
+        raise ValueError(
+            f"unknown export format {args.format!r}; choose one of: {', '.join(FORMATS)}"
+        )
+    model = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint)
+    result = export_model(
+        model,
+        args.out,
+        args.format,
+        input_size=args.input_size,
+        fold_bn=args.fold_bn,
+        opset=args.opset,
+        atol=args.atol,
+    )
+    print(result.summary())
+    return 0
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from .bench import BenchSettings, format_markdown, plot_top1_vs_latency, run_benchmark
+
+    settings = BenchSettings(
+        batches=tuple(args.batch),
+        backends=tuple(args.backends),
+        compile_models=tuple(args.compile_models),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        max_seconds=args.max_seconds,
+        threads=args.threads,
+    )
+    rows = run_benchmark(args.models, settings, log=print)
+    text = format_markdown(rows, settings)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    if args.plot is not None:
+        plot_top1_vs_latency(rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,152 @@
+"""Export round trips, BN folding and the benchmark command, at small input sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import fbnetv3_zoo
+from fbnetv3_zoo.bench import BenchSettings, count_macs, format_markdown, run_benchmark
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.export import export_model, export_onnx, export_torchscript, load_model
+
+SIZE = 64
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BN non-trivial statistics so folding and parity are really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.normal_(0.0, 0.2, generator=g)
+        model.classifier.weight.normal_(0.0, 1.0, generator=g)  # outputs of order 1, not 1e-2
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def spec_yaml(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "searched.yaml"
+    spec = fbnetv3_zoo.VARIANTS["fbnetv3_a"].spec.replace(input_size=SIZE, name="searched")
+    spec.to_yaml(path)
+    return path
+
+
+def _eager(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(x).numpy()
+
+
+@pytest.mark.parametrize("ref", ["fbnetv3_a", "fbnetv3_d", "yaml"])
+def test_onnx_round_trip(ref, spec_yaml, tmp_path):
+    model = _randomize_bn(load_model(spec_yaml if ref == "yaml" else ref))
+    out = tmp_path / "m.onnx"
+    result = export_onnx(model, out, SIZE, fold_bn=ref == "fbnetv3_d")
+    assert result.max_abs_diff <= 1e-4 and result.output_scale > 0.1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no temp file left
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == "batch"
+    x = torch.randn(5, 3, SIZE, SIZE)  # a batch size the export never saw
+    got = session.run(None, {"input": x.numpy()})[0]
+    assert np.abs(got - _eager(model, x)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("ref", ["fbnetv3_a", "yaml"])
+def test_torchscript_round_trip(ref, spec_yaml, tmp_path):
+    model = _randomize_bn(load_model(spec_yaml if ref == "yaml" else ref))
+    out = tmp_path / "m.pt"
+    result = export_torchscript(model, out, SIZE, fold_bn=ref == "yaml")
+    assert result.max_abs_diff <= 1e-4 and result.output_scale > 0.1
+    loaded = torch.jit.load(str(out))
+    x = torch.randn(2, 3, SIZE, SIZE)
+    assert np.abs(_eager(loaded, x) - _eager(model, x)).max() <= 1e-4
+
+
+def test_fuse_bn_equal_fewer_modules_original_untouched():
+    model = _randomize_bn(fbnetv3_zoo.create_model("fbnetv3_b"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = fbnetv3_zoo.fuse_bn(model)
+    x = torch.randn(2, 3, 96, 96)
+    assert np.abs(_eager(fused, x) - _eager(model, x)).max() <= 1e-5
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert len(list(fused.modules())) < len(list(model.modules()))
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert fused.stem.conv.bias is not None
+
+
+def test_hook_macs_match_analytic_conv_macs():
+    spec = fbnetv3_zoo.VARIANTS["fbnetv3_c"].spec
+    model = fbnetv3_zoo.create_model("fbnetv3_c")
+    assert count_macs(model, 96) == fbnetv3_zoo.arch_stats(spec, 96).conv_macs
+
+
+def _nan_model() -> nn.Module:
+    model = fbnetv3_zoo.create_model("fbnetv3_a").eval()
+    model.stem.bn.running_var.fill_(-1.0)  # sqrt of a negative: every output is NaN
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_failed_export_leaves_no_file(fmt, tmp_path):
+    out = tmp_path / f"bad.{fmt}"
+    with pytest.raises(ValueError, match="max abs diff"):
+        export_model(_nan_model(), out, fmt, input_size=SIZE)
+    assert list(tmp_path.iterdir()) == []
+    out.write_text("previous export")  # an existing file survives a failed overwrite
+    with pytest.raises(ValueError):
+        export_model(_nan_model(), out, fmt, input_size=SIZE)
+    assert out.read_text() == "previous export"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_cli_export_yaml_and_errors(spec_yaml, tmp_path, capsys):
+    out = tmp_path / "s.onnx"
+    assert main(["export", str(spec_yaml), "--format", "onnx", "--out", str(out)]) == 0
+    assert "max abs diff" in capsys.readouterr().out and out.is_file()
+    bad = tmp_path / "x.bin"
+    assert main(["export", "fbnetv3_a", "--format", "tflite", "--out", str(bad)]) == 2
+    assert "unknown export format 'tflite'" in capsys.readouterr().err
+    assert main(["export", "fbnetv3_z", "--out", str(bad)]) == 2
+    assert "fbnetv3_z" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.onnx"]
+
+
+def test_benchmark_command_table_shape(tmp_path, capsys):
+    md, png = tmp_path / "bench.md", tmp_path / "bench.png"
+    argv = ["benchmark", "--models", "fbnetv3_a@64", "--batch", "1,2", "--backends"]
+    argv += ["eager,fused", "--repeats", "1", "--warmup", "0", "--out", str(md), "--plot", str(png)]
+    assert main(argv) == 0
+    text = md.read_text()
+    for title in ("## Latency, batch 1", "## Throughput, batch 2"):
+        section = text.split(title)[1].split("\n## ")[0]
+        table = [line for line in section.splitlines() if line.startswith("|")]
+        assert table[0] == "| model | input | eager | fused |"
+        assert len(table) == 3 and table[2].startswith("| fbnetv3_a@64 | 64 |")
+        assert all(cell.strip() not in ("n/a", "–") for cell in table[2].split("|")[3:-1])
+    assert "Threads: torch" in text and png.stat().st_size > 0
+    assert main(["benchmark", "--models", "nonexistent_net", "--backends", "eager"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_benchmark_reports_failing_backend_as_na(monkeypatch):
+    import fbnetv3_zoo.bench as bench
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(bench.torch, "compile", broken)
+    settings = BenchSettings(
+        batches=(1,), backends=("eager", "compile"), compile_models=("all",), repeats=1, warmup=0
+    )
+    rows = run_benchmark(["fbnetv3_a@64"], settings)
+    assert rows[0].cells[("compile", 1)] is None and rows[0].cells[("eager", 1)] > 0
+    assert "| fbnetv3_a@64 | 64 | " in format_markdown(rows, settings)
+    assert "n/a" in format_markdown(rows, settings)
