@@ -129,6 +129,7 @@ def _torchvision_model(
     name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, bool]]:
     import torchvision
+    from torchvision.ops import StochasticDepth
 
     # torchvision spells the two regularisers per family; try each, drop what a builder refuses
     extra = {"dropout": regs["dropout"], "stochastic_depth_prob": regs["drop_path"]}
@@ -139,7 +140,7 @@ def _torchvision_model(
             model = torchvision.models.get_model(
                 name, weights=weights, num_classes=num_classes, **extra, **kwargs
             )
-            return model, applied
+            break
         except TypeError as err:
             refused = [k for k in extra if f"'{k}'" in str(err)]
             if not refused:
@@ -147,6 +148,15 @@ def _torchvision_model(
             for key in refused:
                 extra.pop(key)
                 applied["dropout" if key == "dropout" else "drop_path"] = False
+    # some builders swallow unknown keywords: check the layers really are there
+    mods = list(model.modules())
+    if regs["dropout"] > 0 and not any(
+        isinstance(m, nn.Dropout) and m.p == regs["dropout"] for m in mods
+    ):
+        applied["dropout"] = False
+    if regs["drop_path"] > 0 and not any(isinstance(m, StochasticDepth) for m in mods):
+        applied["drop_path"] = False
+    return model, applied
 
 
 def _close_models(text: str) -> str:

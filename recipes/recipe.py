@@ -166,7 +166,7 @@ class Recipe:
         names = [f.name for f in fields(cls)]
         for key in data:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=3)
+                close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise RecipeError(
                     f"{source}: unknown recipe field {key!r}{hint} (allowed: {', '.join(names)})"

@@ -1,0 +1,222 @@
+"""Recipe validation, YAML round trip, presets, create_model and build() on three kinds of model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from fbnetv3_zoo.recipes import Recipe, RecipeError, RecipeWarning, preset_names
+from torch import nn
+
+from fbnetv3_zoo.cli import main
+
+TINY_ARCH = """\
+arch:
+  stem_channels: 8
+  stages:
+  - - {kernel: 3, expansion: 1, channels: 8}
+  - - {kernel: 3, expansion: 2, channels: 16, stride: 2, se: true}
+  input_size: 16
+  feature_width: 32
+  name: tiny
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two threads on a shared two-core machine spin-wait badly; one is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ recipe
+@pytest.mark.parametrize("name", ["fbnetv3", "fbnetv3_proxy", "baseline"])
+def test_presets_load_and_round_trip(name, tmp_path):
+    recipe = Recipe.load(name)
+    assert recipe.name == name
+    path = tmp_path / "r.yaml"
+    recipe.to_yaml(path)
+    assert Recipe.from_yaml(path) == recipe
+    assert Recipe.load(str(path)) == recipe
+
+
+def test_presets_say_where_each_value_comes_from():
+    from fbnetv3_zoo.recipes.recipe import PRESET_DIR
+
+    assert {"fbnetv3", "fbnetv3_proxy", "baseline"} <= set(preset_names())
+    for line in (PRESET_DIR / "fbnetv3.yaml").read_text().splitlines():
+        if line and not line.startswith(("#", "name:", "description:")):
+            assert "# paper" in line or "# our choice" in line, line
+    base = Recipe.load("baseline")
+    assert (
+        base.optimizer == "sgd"
+        and base.mixup == 0
+        and base.ema_decay is None
+        and base.drop_path == 0
+    )
+    paper = Recipe.load("fbnetv3")
+    assert paper.optimizer == "rmsprop" and paper.label_smoothing == 0.1 and paper.auto_augment
+
+
+def test_search_facing_field_names_exist():
+    names = {f.name for f in dataclasses.fields(Recipe)}
+    wanted = "optimizer lr weight_decay mixup dropout drop_path ema_decay label_smoothing epochs batch_size resolution"
+    assert set(wanted.split()) <= names
+
+
+@pytest.mark.parametrize(
+    "changes, field, allowed",
+    [
+        ({"lr": -0.1}, "lr", "(0, 10]"),
+        ({"optimizer": "adam"}, "optimizer", "rmsprop, sgd, adamw"),
+        ({"dropout": 1.0}, "dropout", "[0, 1)"),
+        ({"epochs": 2.5}, "epochs", "int"),
+        ({"auto_augment": "bogus"}, "auto_augment", "rand-"),
+        ({"train_crop_scale": (0.9, 0.1)}, "train_crop_scale", "min <= max"),
+        ({"ema_decay": 1.5}, "ema_decay", "(0, 1)"),
+        ({"schedule": "linear"}, "schedule", "cosine, step, exponential"),
+    ],
+)
+def test_bad_values_name_field_value_and_allowed(changes, field, allowed):
+    with pytest.raises(RecipeError) as err:
+        dataclasses.replace(Recipe.load("fbnetv3"), **changes)
+    message = str(err.value)
+    assert repr(field) in message and repr(next(iter(changes.values()))) in message
+    assert allowed in message
+
+
+def test_unknown_field_and_preset_suggest_close_names():
+    with pytest.raises(RecipeError, match=r"'lrate'.*did you mean lr"):
+        Recipe.from_dict({"lrate": 0.1})
+    with pytest.raises(RecipeError, match="did you mean fbnetv3"):
+        Recipe.load("fbnet_v3")
+
+
+def test_yaml_quirks_and_lr_scaling():
+    r = Recipe.from_dict({"lr": "1e-3", "ema_decay": 0, "batch_size": 64, "lr_batch_size": 256})
+    assert r.lr == 1e-3 and r.ema_decay is None
+    assert r.scaled_lr == pytest.approx(0.25e-3)
+    assert dataclasses.replace(r, lr_scaling="sqrt").scaled_lr == pytest.approx(0.5e-3)
+    assert dataclasses.replace(r, lr_scaling="none").scaled_lr == pytest.approx(1e-3)
+
+
+# ------------------------------------------------------------ create_model
+def test_create_model_timm_applies_dropout_and_drop_path():
+    recipe = dataclasses.replace(Recipe.load("fbnetv3"), dropout=0.3, drop_path=0.1)
+    model = recipe.create_model("test_resnet", num_classes=10)
+    assert model.drop_rate == 0.3
+    assert any(type(m).__name__ == "DropPath" for m in model.modules())
+    assert model.recipe_applied == {"dropout": True, "drop_path": True}
+
+
+def test_create_model_zoo_name_and_arch_yaml(tmp_path):
+    from fbnetv3_zoo import FBNetV3
+
+    recipe = Recipe.load("fbnetv3")
+    model = recipe.create_model("fbnetv3_a", num_classes=7)
+    assert isinstance(model, FBNetV3) and model.num_classes == 7 and model.drop_rate == 0.2
+    (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
+    tiny = recipe.create_model(str(tmp_path / "tiny.yaml"), num_classes=3)
+    assert isinstance(tiny, FBNetV3) and tiny(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+
+
+def test_create_model_unknown_name_lists_close_matches():
+    with pytest.raises(ValueError, match="close matches: .*resnet18"):
+        Recipe.load("baseline").create_model("resnet81")
+
+
+def test_create_model_torchvision():
+    recipe = dataclasses.replace(Recipe.load("fbnetv3"), dropout=0.3, drop_path=0.1)
+    model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3]
+    assert model.recipe_applied == {
+        "dropout": True,
+        "drop_path": False,
+    }  # mobilenet has no drop path
+    with pytest.warns(RecipeWarning, match="dropout=0.3, drop_path=0.1"):
+        recipe.create_model("torchvision/resnet18", num_classes=5)
+
+
+# ------------------------------------------------------------------- build
+def test_build_timm_model_composes_timm_parts():
+    from timm.data import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+    from timm.optim import RMSpropTF
+    from timm.utils import ModelEmaV3
+
+    recipe = dataclasses.replace(Recipe.load("fbnetv3"), resolution=32, batch_size=32, epochs=10)
+    model = recipe.create_model("test_resnet", num_classes=10)
+    parts = recipe.build(model, steps_per_epoch=10)
+    assert isinstance(parts.optimizer, RMSpropTF) and parts.lr == pytest.approx(0.016 / 8)
+    decay = {g["weight_decay"]: g["params"] for g in parts.optimizer.param_groups}
+    assert set(decay) == {0.0, 1e-5}
+    assert all(p.ndim <= 1 for p in decay[0.0]) and all(p.ndim > 1 for p in decay[1e-5])
+    assert isinstance(parts.mixup, Mixup) and isinstance(parts.train_loss, SoftTargetCrossEntropy)
+    assert isinstance(parts.ema, ModelEmaV3) and parts.num_classes == 10
+    # warmup is per update: 5 warmup epochs x 10 steps; the lr climbs, then decays to min_lr
+    parts.scheduler.step_update(25)
+    mid = parts.optimizer.param_groups[0]["lr"]
+    parts.scheduler.step_update(100)
+    assert mid < parts.lr and parts.optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=0.1)
+    from PIL import Image
+
+    img = Image.new("RGB", (40, 40))
+    assert parts.train_transform(img).shape == (3, 32, 32)
+    assert parts.eval_transform(img).shape == (3, 32, 32)
+
+
+def test_build_baseline_has_no_extras():
+    recipe = Recipe.load("baseline")
+    parts = recipe.build(recipe.create_model("test_resnet", num_classes=4), steps_per_epoch=3)
+    assert (
+        parts.mixup is None
+        and parts.ema is None
+        and isinstance(parts.train_loss, nn.CrossEntropyLoss)
+    )
+    assert type(parts.optimizer).__name__ == "SGD"
+
+
+@pytest.mark.parametrize("schedule", ["step", "exponential"])
+def test_step_and_exponential_schedules_decay(schedule):
+    recipe = Recipe.from_dict(
+        dict(schedule=schedule, decay_epochs=2, decay_rate=0.5, epochs=10, lr=0.256, batch_size=256)
+    )
+    parts = recipe.build(nn.Linear(4, 3), steps_per_epoch=4)
+    parts.scheduler.step_update(8)  # two epochs in: one full decay either way
+    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(0.128, rel=1e-6)
+    parts.scheduler.step_update(4)  # one epoch: the staircase has not stepped, the smooth one has
+    expected = 0.256 if schedule == "step" else 0.256 * 0.5**0.5
+    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_build_bare_module_warns_and_applies_the_rest():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    recipe = Recipe.load("fbnetv3")
+    with pytest.warns(
+        RecipeWarning, match=r"dropout=0.2, drop_path=0.2 could not be applied to Sequential"
+    ):
+        parts = recipe.build(model, steps_per_epoch=2)
+    assert parts.not_applied == ["dropout", "drop_path"]
+    assert parts.num_classes == 10 and parts.ema is not None and parts.mixup is not None
+    assert type(parts.optimizer).__name__ == "RMSpropTF"
+
+
+def test_build_needs_a_class_count():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(RecipeError, match="num_classes"):
+        Recipe.load("baseline").build(model, steps_per_epoch=1)
+    assert Recipe.load("baseline").build(model, steps_per_epoch=1, num_classes=4).num_classes == 4
+
+
+# --------------------------------------------------------------------- CLI
+def test_cli_recipes_table_and_show(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("fbnetv3", "fbnetv3_proxy", "baseline", "rmsprop", "sgd"))
+    assert main(["recipes", "fbnetv3"]) == 0
+    assert "# paper" in capsys.readouterr().out
+    assert main(["recipes", "basline"]) == 2
+    assert "did you mean baseline" in capsys.readouterr().err
