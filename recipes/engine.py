@@ -58,12 +58,15 @@ def train(
     data_root: str | Path | None = None,
     download: bool = False,
     workers: int = 0,
+    eval_every: int = 1,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
     ``stop_after_epochs`` ends the run early as if it were killed (the schedule
     still spans ``epochs``); ``callback(epoch_record)`` returning True does the same.
+    ``eval_every`` > 1 validates only every that many epochs and at the end (the
+    other records hold None), which saves time when only the final score matters.
     """
     start_wall = time.perf_counter()
     seed_everything(seed)
@@ -92,7 +95,10 @@ def train(
     train_loader = DataLoader(
         splits.train, batch, shuffle=True, drop_last=True, generator=gen, **loader_args
     )
-    val_loader = DataLoader(splits.val, max(batch, 64), shuffle=False, **loader_args)
+    # its own generator: evaluating never draws from the training RNG streams
+    val_loader = DataLoader(
+        splits.val, max(batch, 64), shuffle=False, generator=torch.Generator(), **loader_args
+    )
 
     out = Path(out_dir) if out_dir is not None else None
     run = _RunState(total_epochs)
@@ -126,14 +132,20 @@ def train(
             lr=parts.optimizer.param_groups[0]["lr"],
             images_per_s=seen / train_s if train_s > 0 else 0.0,
         )
-        raw = evaluate(model, val_loader, dev, run.skipped, progress, f"val {epoch}")
-        record.update(val_loss=raw["loss"], val_top1=raw["top1"], val_top5=raw["top5"])
-        ema = (
-            evaluate(parts.ema.module, val_loader, dev, run.skipped, progress, f"ema {epoch}")
-            if parts.ema
-            else None
+        last = epoch == total_epochs or (
+            stop_after_epochs is not None and epoch >= stop_after_epochs
         )
-        record.update(ema_top1=ema["top1"] if ema else None, ema_top5=ema["top5"] if ema else None)
+        raw = ema = None
+        if last or epoch % eval_every == 0:
+            raw = evaluate(model, val_loader, dev, run.skipped, progress, f"val {epoch}")
+            if parts.ema is not None:
+                ema = evaluate(
+                    parts.ema.module, val_loader, dev, run.skipped, progress, f"ema {epoch}"
+                )
+        for prefix, res in (("val", raw), ("ema", ema)):
+            for key in ("loss", "top1", "top5"):
+                if prefix == "val" or key != "loss":
+                    record[f"{prefix}_{key}"] = res[key] if res else None
         record["epoch_s"] = time.perf_counter() - t0
         run.history.append(record)
         run.epoch = epoch
@@ -283,10 +295,9 @@ def evaluate(
 
 
 def _summary(run: _RunState) -> dict[str, Any]:
-    last = run.history[-1] if run.history else {}
-    tops = [h["val_top1"] for h in run.history] + [
-        h["ema_top1"] for h in run.history if h.get("ema_top1") is not None
-    ]
+    evaluated = [h for h in run.history if h.get("val_top1") is not None]
+    last = evaluated[-1] if evaluated else {}
+    tops = [h[k] for h in evaluated for k in ("val_top1", "ema_top1") if h.get(k) is not None]
     return dict(
         **run.meta,
         epochs_done=run.epoch,
@@ -452,15 +463,19 @@ def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         return
     if not history:
         return
-    ep = [h["epoch"] for h in history]
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="val")
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        a.plot(*series(key), marker=".", label=label)
     a.set(xlabel="epoch", ylabel="loss")
     a.legend()
-    b.plot(ep, [h["val_top1"] for h in history], label="top-1")
-    if history[0].get("ema_top1") is not None:
-        b.plot(ep, [h["ema_top1"] for h in history], label="EMA top-1")
+    for key, label in (("val_top1", "top-1"), ("ema_top1", "EMA top-1")):
+        if series(key)[0]:
+            b.plot(*series(key), marker=".", label=label)
     b.set(xlabel="epoch", ylabel="val accuracy (%)")
     b.legend()
     fig.tight_layout()

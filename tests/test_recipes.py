@@ -130,7 +130,8 @@ def test_create_model_unknown_name_lists_close_matches():
 
 def test_create_model_torchvision():
     recipe = dataclasses.replace(Recipe.load("fbnetv3"), dropout=0.3, drop_path=0.1)
-    model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
+    with pytest.warns(RecipeWarning, match="drop_path=0.1 could not be applied to MobileNetV3"):
+        model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3]
     assert model.recipe_applied == {
         "dropout": True,

@@ -1,0 +1,232 @@
+"""The training engine: CLI run on digits, exact resume, validation, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fbnetv3_zoo.recipes import Recipe
+from fbnetv3_zoo.recipes.data import digits_arrays, load_data
+from fbnetv3_zoo.recipes.engine import TrainingDiverged, train
+from safetensors.torch import load_file
+from torch import nn
+
+from fbnetv3_zoo.cli import main
+
+TINY_ARCH = """\
+arch:
+  stem_channels: 8
+  stages:
+  - - {kernel: 3, expansion: 1, channels: 8}
+  - - {kernel: 3, expansion: 2, channels: 16, stride: 2, se: true}
+  input_size: 16
+  feature_width: 32
+  name: tiny
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two threads on a shared two-core machine spin-wait badly; one is faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_recipe(**changes) -> Recipe:
+    """The proxy recipe with every stochastic part on, shrunk to seconds."""
+    base = Recipe.load("fbnetv3_proxy")
+    extra = dict(resolution=16, batch_size=16, epochs=2, drop_path=0.1, random_erasing=0.25)
+    return dataclasses.replace(base, **{**extra, **changes})
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    """One 2-epoch CLI training run of a tiny zoo network (an ArchSpec YAML) on digits."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "tiny.yaml").write_text(TINY_ARCH)
+    out = root / "run"
+    argv = ["train", "--model", str(root / "tiny.yaml"), "--recipe", "fbnetv3_proxy"]
+    argv += ["--data", "digits:10", "--epochs", "2", "--resolution", "16", "--batch-size", "16"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_digits_split_is_fixed_and_documented():
+    xt, yt, xv, yv = digits_arrays()
+    assert (len(xt), len(xv)) == (1198, 599) and xt.shape[1:] == (8, 8)
+    xs, ys, xv2, _ = digits_arrays(train_per_class=20)
+    assert len(xs) == 200 and sorted(set(ys.tolist())) == list(range(10))
+    assert (xv2 == xv).all()  # the validation set does not depend on the low-data cut
+    splits = load_data("digits:3", resolution=24)
+    img, label = splits.train[0]
+    assert img.size == (24, 24) and img.mode == "RGB" and splits.num_classes == 10
+
+
+def test_cli_train_writes_a_complete_run(cli_run, capsys):
+    lines = (cli_run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+    summary = json.loads((cli_run / "summary.json").read_text())
+    for key in (
+        "final_top1",
+        "final_top5",
+        "ema_top1",
+        "ema_top5",
+        "best_top1",
+        "images_per_s",
+        "wall_s",
+    ):
+        assert isinstance(summary[key], float), key
+    assert summary["skipped_files"] == 0 and summary["epochs_done"] == 2
+    assert (cli_run / "curves.png").stat().st_size > 0
+    state = torch.load(cli_run / "state.pt", weights_only=True)
+    assert state["epoch"] == 2 and isinstance(state["rng"]["torch"], torch.Tensor)
+    assert load_file(cli_run / "model_ema.safetensors")
+    assert not list(cli_run.glob(".*.tmp*"))  # atomic writes leave no temporaries
+
+
+def test_cli_refuses_to_overwrite_a_run_and_resume_of_a_finished_run_is_a_no_op(cli_run, capsys):
+    argv = [
+        "train",
+        "--model",
+        str(cli_run.parent / "tiny.yaml"),
+        "--recipe",
+        "fbnetv3_proxy",
+        "--data",
+        "digits:10",
+    ]
+    argv += [
+        "--epochs",
+        "2",
+        "--resolution",
+        "16",
+        "--batch-size",
+        "16",
+        "--out",
+        str(cli_run),
+        "--no-progress",
+    ]
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    before = (cli_run / "model.safetensors").read_bytes()
+    assert main([*argv, "--resume"]) == 0
+    assert (cli_run / "model.safetensors").read_bytes() == before
+
+
+def test_validate_an_engine_checkpoint(cli_run, capsys):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    argv = [
+        "validate",
+        "--model",
+        str(cli_run.parent / "tiny.yaml"),
+        "--data",
+        "digits",
+        "--no-progress",
+    ]
+    argv += [
+        "--checkpoint",
+        str(cli_run / "model.safetensors"),
+        "--input-size",
+        "16",
+        "--crop-pct",
+        "1.0",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"top-1 {summary['final_top1']:.2f}" in out and "images/s" in out
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    recipe = tiny_recipe()
+    args = dict(data="digits:8", seed=3, progress=False, eval_every=2)
+    full = train("test_resnet", recipe, out_dir=tmp_path / "full", **args)
+    part = train("test_resnet", recipe, out_dir=tmp_path / "part", stop_after_epochs=1, **args)
+    assert part["epochs_done"] == 1
+    resumed = train("test_resnet", recipe, out_dir=tmp_path / "part", resume=True, **args)
+    assert resumed["epochs_done"] == 2
+    for name in ("model.safetensors", "model_ema.safetensors"):
+        a, b = load_file(tmp_path / "full" / name), load_file(tmp_path / "part" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert resumed["final_top1"] == full["final_top1"]
+    assert [e["train_loss"] for e in resumed["epochs"]] == [e["train_loss"] for e in full["epochs"]]
+
+
+def test_same_seed_repeats_in_memory_run():
+    recipe = tiny_recipe(epochs=1)
+    a = train("test_resnet", recipe, data="digits:4", seed=1, progress=False)
+    b = train("test_resnet", recipe, data="digits:4", seed=1, progress=False)
+    assert a["epochs"][0]["train_loss"] == b["epochs"][0]["train_loss"]
+
+
+class NaNAfter(nn.Module):
+    """A tiny classifier whose training output turns NaN after ``steps`` forward passes."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 16 * 16, 10)
+        self.steps = steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fc(x.flatten(1))
+        if self.training:
+            self.steps -= 1
+            if self.steps < 0:
+                out = out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    recipe = tiny_recipe(dropout=0.0, drop_path=0.0)
+    steps_per_epoch = 80 // 16
+    with pytest.raises(TrainingDiverged, match=r"epoch 2.*model.safetensors \(epoch 1\)"):
+        train(
+            NaNAfter(steps_per_epoch + 1), recipe, data="digits:8", out_dir=tmp_path, progress=False
+        )
+    with open(tmp_path / "model.safetensors", "rb") as f:
+        assert b'"epoch":"1"' in f.read(400)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def _png(path: Path, value: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (12, 12), (value, value, value)).save(path)
+
+
+def test_image_folder_skips_unreadable_files(tmp_path):
+    for split, n in (("train", 6), ("val", 3)):
+        for c, value in (("dark", 20), ("light", 230)):
+            for i in range(n):
+                _png(tmp_path / split / c / f"{i}.png", value)
+    (tmp_path / "train" / "dark" / "broken.png").write_bytes(b"not an image")
+    result = train(
+        "test_resnet", tiny_recipe(epochs=1, batch_size=4), data=tmp_path, progress=False
+    )
+    assert result["skipped_files"] == 1 and result["skipped_paths"][0].endswith("broken.png")
+    assert result["final_top1"] is not None
+
+
+def test_bad_data_and_names_exit_2_with_a_clear_message(tmp_path, capsys):
+    base = ["train", "--recipe", "fbnetv3_proxy", "--epochs", "1", "--no-progress"]
+    assert main([*base, "--model", "test_resnet", "--data", str(tmp_path / "missing")]) == 2
+    assert "dataset directory not found" in capsys.readouterr().err
+    _png(tmp_path / "folder" / "a" / "0.png", 0)
+    (tmp_path / "folder" / "empty").mkdir()
+    assert main([*base, "--model", "test_resnet", "--data", str(tmp_path / "folder")]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main([*base, "--model", "tes_resnet", "--data", "digits:2"]) == 2
+    assert "test_resnet" in capsys.readouterr().err
+    assert main([*base, "--model", "test_resnet", "--recipe", "fbnetv4"]) == 2
+    assert "did you mean fbnetv3" in capsys.readouterr().err
+    assert main([*base, "--model", "test_resnet", "--set", "dropot=0.1"]) == 2
+    assert "did you mean dropout" in capsys.readouterr().err
+    assert (
+        main([*base, "--model", "test_resnet", "--data", "cifar10", "--data-root", str(tmp_path)])
+        == 2
+    )
+    assert "--download" in capsys.readouterr().err
