@@ -21,9 +21,7 @@ from .variants import VARIANTS, Variant, get_variant
 __version__ = "0.1.0"
 
 
-def create_model(
-    arch: ArchSpec | str | Path, pretrained: bool = False, **kwargs: Any
-) -> FBNetV3:
+def create_model(arch: ArchSpec | str | Path, pretrained: bool = False, **kwargs: Any) -> FBNetV3:
     """Build a zoo variant by name, or any network from an ArchSpec or its YAML file.
 
     ``kwargs`` are timm's (``num_classes``, ``drop_path_rate``, ``features_only``, ...).
@@ -32,8 +30,6 @@ def create_model(
 
     if isinstance(arch, str) and arch.split(".")[0] in VARIANTS:
         return timm.create_model(arch, pretrained=pretrained, **kwargs)
-    if isinstance(arch, str) and not arch.endswith((".yaml", ".yml")) and not Path(arch).exists():
-        get_variant(arch)  # raises with the list of valid names
     return timm.create_model("fbnetv3", pretrained=pretrained, arch=resolve_arch(arch), **kwargs)
 
 

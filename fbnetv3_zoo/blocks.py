@@ -24,7 +24,9 @@ def act_layer(name: str) -> type[nn.Module]:
     try:
         return _ACT_LAYERS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(_ACT_LAYERS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; allowed: {', '.join(_ACT_LAYERS)}"
+        ) from None
 
 
 class ConvBnAct(nn.Module):

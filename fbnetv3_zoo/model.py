@@ -53,7 +53,9 @@ class FBNetV3(nn.Module):
             )
         ]
 
-        self.conv_expand = ConvBnAct(arch.head_in_channels, arch.head_mid_channels, act=arch.head_act)
+        self.conv_expand = ConvBnAct(
+            arch.head_in_channels, arch.head_mid_channels, act=arch.head_act
+        )
         self.num_features = arch.head_mid_channels
         self.head_hidden_size = arch.feature_width
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)

@@ -112,7 +112,12 @@ class ResolvedBlock:
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+        """A skip connection needs the block to keep both channels and spatial size."""
+        return (
+            self.stride == 1
+            and self.in_channels == self.out_channels
+            and self.padding == self.kernel // 2
+        )
 
 
 @dataclass(frozen=True)
@@ -133,12 +138,33 @@ class ArchSpec:
     _blocks: tuple[ResolvedBlock, ...] = field(
         default=(), init=False, repr=False, compare=False, hash=False
     )
+    _geometry: tuple = field(default=(), init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         stages = tuple(tuple(row for row in stage) for stage in self.stages)
         object.__setattr__(self, "stages", stages)
         self.validate()
         object.__setattr__(self, "_blocks", tuple(self._resolve()))
+        geometry = tuple(
+            (
+                b.in_channels,
+                b.mid_channels,
+                b.out_channels,
+                b.kernel,
+                b.stride,
+                b.padding,
+                b.se_channels or 0,
+                b.has_pw,
+            )
+            for b in self._blocks
+        )
+        object.__setattr__(self, "_geometry", geometry)
+        size = spatial_size(
+            self.input_size, self.stem_kernel, self.stem_stride, self.stem_kernel // 2
+        )
+        for b in self._blocks:
+            size = spatial_size(size, b.kernel, b.stride, b.padding)
+        _check(size >= 1, "input_size", self.input_size, "a size large enough to leave >= 1 pixel")
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
@@ -180,7 +206,8 @@ class ArchSpec:
             for row in stage:
                 for r in range(row.repeats):
                     stride = row.stride if r == 0 else 1
-                    mid = make_divisible(cin * row.expansion)
+                    # expansion 1 keeps the input width: no 1x1 expansion conv at all
+                    mid = cin if row.expansion == 1 else make_divisible(cin * row.expansion)
                     se = None
                     if row.se:
                         se = make_divisible(int(mid * self.se_ratio / row.expansion))
@@ -205,6 +232,13 @@ class ArchSpec:
     def blocks(self) -> tuple[ResolvedBlock, ...]:
         """Every IRF block in forward order, with resolved widths and padding."""
         return self._blocks
+
+    def block_geometry(self) -> tuple[tuple[int, int, int, int, int, int, int, bool], ...]:
+        """Per block ``(cin, mid, cout, kernel, stride, padding, se_channels or 0, has_pw)``.
+
+        Plain tuples, computed once: the hot loop of the analytic statistics.
+        """
+        return self._geometry
 
     @property
     def num_features(self) -> int:
@@ -303,22 +337,18 @@ class ArchSpec:
         return text
 
     @classmethod
-    def from_yaml(cls, path_or_text: str | Path) -> ArchSpec:
-        """Read a spec from a YAML file (or YAML text); the spec may sit under an ``arch`` key."""
-        path = Path(path_or_text) if not str(path_or_text).lstrip().startswith("{") else None
-        if path is not None and "\n" not in str(path_or_text) and path.suffix in (".yaml", ".yml"):
-            if not path.is_file():
-                raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
-            text, source = path.read_text(), str(path)
-        else:
-            text, source = str(path_or_text), "YAML text"
+    def from_yaml(cls, path: str | Path) -> ArchSpec:
+        """Read a spec from a YAML file; the spec may sit under an ``arch`` key."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
         try:
-            data = yaml.safe_load(text)
+            data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
-            raise SpecError(f"{source}: not valid YAML ({err})") from None
+            raise SpecError(f"{path}: not valid YAML ({err})") from None
         if isinstance(data, Mapping) and "arch" in data:
             data = data["arch"]
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(data, source=str(path))
 
 
 def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:

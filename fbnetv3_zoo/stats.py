@@ -52,29 +52,25 @@ def arch_stats(
     conv_macs = weights * size * size
     pool_macs = 0
     extra = 3 * c  # stem conv bias + BN weight/bias
-    for b in spec.blocks():
-        cin, mid, cout, k = b.in_channels, b.mid_channels, b.out_channels, b.kernel
-        if b.has_pw:
+    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
+        pos = size * size
+        if has_pw:
             w = cin * mid
             weights += w
-            conv_macs += w * size * size
+            conv_macs += w * pos
             extra += 2 * mid
-        size = (size + 2 * b.padding - k) // b.stride + 1
+        size = (size + 2 * pad - k) // stride + 1
         pos = size * size
-        w = mid * k * k
+        w = mid * k * k + mid * cout
         weights += w
         conv_macs += w * pos
-        extra += 2 * mid
-        if b.se_channels is not None:
-            w = 2 * mid * b.se_channels
+        extra += 2 * mid + 2 * cout
+        if se:
+            w = 2 * mid * se
             weights += w
             conv_macs += w
             pool_macs += mid * pos
-            extra += mid + b.se_channels
-        w = mid * cout
-        weights += w
-        conv_macs += w * pos
-        extra += 2 * cout
+            extra += mid + se
     hin, hmid, feat = spec.head_in_channels, spec.head_mid_channels, spec.feature_width
     w = hin * hmid
     weights += w

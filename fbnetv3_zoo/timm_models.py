@@ -20,7 +20,7 @@ from timm.models._registry import _model_default_cfgs, _model_entrypoints
 from .checkpoint import convert_state_dict, load_weights
 from .model import FBNetV3
 from .spec import ArchSpec, spatial_size
-from .variants import VARIANTS, Variant
+from .variants import VARIANTS, Variant, get_variant
 
 __all__: list[str] = []
 
@@ -93,19 +93,35 @@ def resolve_arch(arch: ArchSpec | Mapping[str, Any] | str | Path) -> ArchSpec:
         return ArchSpec.from_dict(arch.get("arch", arch))
     if isinstance(arch, str) and arch in VARIANTS:
         return VARIANTS[arch].spec
+    if isinstance(arch, str) and not arch.endswith((".yaml", ".yml")) and not Path(arch).exists():
+        get_variant(arch)  # raises, listing the valid names
     if isinstance(arch, str | Path):
-        return ArchSpec.from_yaml(Path(arch))
-    raise TypeError(f"arch must be an ArchSpec, a mapping or a YAML path, not {type(arch).__name__}")
+        return ArchSpec.from_yaml(arch)
+    raise TypeError(
+        f"arch must be an ArchSpec, a mapping or a YAML path, not {type(arch).__name__}"
+    )
+
+
+def _filter_state_dict(state_dict: dict, model: FBNetV3) -> dict:
+    """timm's hook for weights it loaded itself (local-dir, hub): convert and check them."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return convert_state_dict(
+        state_dict, model, str(cfg.get("file") or cfg.get("url") or "checkpoint")
+    )
 
 
 def _build(name: str, spec: ArchSpec, pretrained: bool, **kwargs: Any) -> FBNetV3Timm:
     kwargs.setdefault("feature_cfg", dict(flatten_sequential=True, out_indices=(0, 1, 2, 3, 4)))
+    overlay = kwargs.get("pretrained_cfg_overlay")
+    if overlay and overlay.get("file"):
+        # timm drops custom_load for file overrides; keep our safe reader and its clear errors
+        kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
     return build_model_with_cfg(
         FBNetV3Timm,
         name,
         pretrained,
         arch=spec,
-        pretrained_filter_fn=convert_state_dict,
+        pretrained_filter_fn=_filter_state_dict,
         **kwargs,
     )
 

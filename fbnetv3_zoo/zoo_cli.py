@@ -1,0 +1,103 @@
+"""``fbnetv3 models | info | convert``: the zoo's subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .stats import arch_stats
+from .variants import VARIANTS
+
+
+def zoo_table() -> str:
+    """Markdown table of the zoo, generated from the variants' facts and the analytic counts."""
+    head = (
+        "| model | input | eval resize | crop | ImageNet top-1 | top-5 | params (M) | MACs (M) | weights |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for name, v in VARIANTS.items():
+        s = arch_stats(v.spec)
+        rows.append(
+            f"| {name} | {v.input_size} | {v.eval_resize} | {v.crop_pct:.3f} | {v.top1:.2f} | "
+            f"{v.top5:.2f} | {s.params_m:.2f} | {s.macs_m:.1f} | `{name}.fb_in1k` |"
+        )
+    return head + "\n".join(rows)
+
+
+def _models(args: argparse.Namespace) -> int:
+    print(zoo_table())
+    print(
+        "\nparams/MACs: official convention (conv weights; conv MACs + pooling reads), computed by"
+    )
+    print(
+        "fbnetv3_zoo.arch_stats from each spec. Top-1/top-5: the FBNet authors' reported numbers."
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .timm_models import _pretrained_cfg, resolve_arch
+
+    spec = resolve_arch(args.model)
+    stats = arch_stats(spec)
+    out = {
+        "name": spec.name or args.model,
+        "input_size": spec.input_size,
+        "params_m": stats.params_m,
+        "macs_m": stats.macs_m,
+        "torch_params": stats.torch_params,
+        "blocks": len(spec.blocks()),
+    }
+    if args.model in VARIANTS:
+        v = VARIANTS[args.model]
+        cfg = _pretrained_cfg(v)
+        out.update(
+            imagenet_top1=v.top1,
+            imagenet_top5=v.top5,
+            eval_resize=v.eval_resize,
+            crop_pct=cfg["crop_pct"],
+            weights_url=v.weights_url,
+            official_params_m=v.params_m,
+            official_macs_m=v.macs_m,
+        )
+    print(json.dumps(out, indent=2))
+    print(spec.to_yaml(), end="")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    out = convert_checkpoint(
+        args.checkpoint,
+        args.model,
+        args.out,
+        trusted=args.trust_checkpoint,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {out}/model.safetensors and {out}/config.json")
+    print(f'load with: timm.create_model("local-dir:{out}", pretrained=True)')
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="table of the FBNetV3 zoo")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("info", help="facts, statistics and spec of a variant or ArchSpec YAML")
+    p.add_argument("model", help="zoo name (fbnetv3_a…fbnetv3_g) or ArchSpec YAML path")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("convert", help="official checkpoint -> safetensors + config.json folder")
+    p.add_argument("checkpoint", help="official .pth file (or one of ours)")
+    p.add_argument("--model", required=True, help="zoo name or ArchSpec YAML the weights belong to")
+    p.add_argument("--out", required=True, help="output folder (created atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        default=None,
+        help="allow full unpickling (runs code from the file); only for files you trust",
+    )
+    p.set_defaults(func=_convert)

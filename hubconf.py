@@ -1,0 +1,55 @@
+"""torch.hub entry points: ``torch.hub.load("<owner>/<repo>", "fbnetv3_b", pretrained=True)``.
+
+Works from a plain checkout (``source="local"``) without installing the package;
+needs only torch and timm.
+"""
+
+dependencies = ["torch", "timm"]
+
+
+def _create(name: str, pretrained: bool, **kwargs):
+    import timm
+
+    import fbnetv3_zoo  # noqa: F401  (registers the exact FBNetV3 models with timm)
+
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def fbnetv3_a(pretrained: bool = False, **kwargs):
+    """FBNetV3-A as published (facts: ``fbnetv3 info fbnetv3_a``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_a", pretrained, **kwargs)
+
+
+def fbnetv3_b(pretrained: bool = False, **kwargs):
+    """FBNetV3-B as published (facts: ``fbnetv3 info fbnetv3_b``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_b", pretrained, **kwargs)
+
+
+def fbnetv3_c(pretrained: bool = False, **kwargs):
+    """FBNetV3-C as published (facts: ``fbnetv3 info fbnetv3_c``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_c", pretrained, **kwargs)
+
+
+def fbnetv3_d(pretrained: bool = False, **kwargs):
+    """FBNetV3-D as published (facts: ``fbnetv3 info fbnetv3_d``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_d", pretrained, **kwargs)
+
+
+def fbnetv3_e(pretrained: bool = False, **kwargs):
+    """FBNetV3-E as published (facts: ``fbnetv3 info fbnetv3_e``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_e", pretrained, **kwargs)
+
+
+def fbnetv3_f(pretrained: bool = False, **kwargs):
+    """FBNetV3-F as published (facts: ``fbnetv3 info fbnetv3_f``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_f", pretrained, **kwargs)
+
+
+def fbnetv3_g(pretrained: bool = False, **kwargs):
+    """FBNetV3-G as published (facts: ``fbnetv3 info fbnetv3_g``); kwargs go to timm.create_model."""
+    return _create("fbnetv3_g", pretrained, **kwargs)
+
+
+def fbnetv3(arch, pretrained: bool = False, **kwargs):
+    """Any FBNetV3-space network from an ArchSpec, its dict, or a YAML path (e.g. a search result)."""
+    return _create("fbnetv3", pretrained, arch=arch, **kwargs)

@@ -1,0 +1,64 @@
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from reference import write_reference_checkpoint  # noqa: E402
+
+from fbnetv3_zoo import ArchSpec, BlockSpec, SpecError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoint(tmp_path_factory):
+    """Path of the seeded official-layout checkpoint of a variant (built once per session)."""
+    folder = tmp_path_factory.mktemp("reference")
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = write_reference_checkpoint(name, folder / f"{name}.pth")
+        return cache[name]
+
+    return get
+
+
+def random_spec(rng: random.Random, input_size: int = 96) -> ArchSpec:
+    """A small random spec of the FBNetV3 space's shape (the search produces such specs)."""
+    while True:
+        try:
+            return _draw_spec(rng, input_size)
+        except SpecError:  # too many size reductions for this input: draw again
+            continue
+
+
+def _draw_spec(rng: random.Random, input_size: int) -> ArchSpec:
+    stages = []
+    for s in range(rng.randint(2, 5)):
+        rows = []
+        for r in range(rng.randint(1, 3)):
+            k = rng.choice([3, 5])
+            stride = 2 if r == 0 and s > 0 else 1
+            rows.append(
+                BlockSpec(
+                    kernel=k,
+                    expansion=rng.choice([1, 2, 3.5, 4, 6]),
+                    channels=rng.choice([8, 12, 16, 24, 32]),
+                    repeats=rng.randint(1, 2),
+                    stride=stride,
+                    se=rng.random() < 0.5,
+                    act=rng.choice(["hswish", "relu"]),
+                    # like the published A/B/C/E/F: some stride-2 rows pad less
+                    dw_padding=rng.choice([None, k // 2 - 1]) if stride == 2 else None,
+                )
+            )
+        stages.append(rows)
+    return ArchSpec(
+        stem_channels=rng.choice([8, 16]),
+        stages=stages,
+        input_size=input_size,
+        head_expansion=rng.choice([4, 6]),
+        feature_width=rng.choice([64, 128]),
+    )

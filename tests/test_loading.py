@@ -1,0 +1,169 @@
+"""Checkpoint loading: torch.hub, convert -> local-dir, safety, and bad input."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from reference import reference_io
+
+from fbnetv3_zoo import CheckpointError, load_weights, read_checkpoint
+from fbnetv3_zoo.cli import main as cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _logits(model, name):
+    x, _ = reference_io(name)
+    with torch.no_grad():
+        return model.eval()(x)
+
+
+def test_torch_hub_local_entry_points_and_load(reference_checkpoint):
+    hubconf = torch.hub._import_module(
+        "hubconf", str(REPO / "hubconf.py")
+    )  # what hub.list/help read
+    assert hubconf.dependencies == ["torch", "timm"]
+    for letter in "abcdefg":
+        assert f"fbnetv3_{letter}" in dir(hubconf)
+        assert getattr(hubconf, f"fbnetv3_{letter}").__doc__
+    ckpt = reference_checkpoint("fbnetv3_b")
+    model = torch.hub.load(
+        str(REPO),
+        "fbnetv3_b",
+        source="local",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(ckpt)),
+    )
+    direct = timm.create_model(
+        "fbnetv3_b", pretrained=True, pretrained_cfg_overlay=dict(file=str(ckpt))
+    )
+    assert torch.equal(_logits(model, "fbnetv3_b"), _logits(direct, "fbnetv3_b"))
+
+
+def test_convert_then_local_dir_round_trip(reference_checkpoint, tmp_path, capsys):
+    ckpt = reference_checkpoint("fbnetv3_c")
+    out = tmp_path / "c"
+    assert cli(["convert", str(ckpt), "--model", "fbnetv3_c", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder renamed
+    local = timm.create_model(f"local-dir:{out}", pretrained=True)
+    direct = timm.create_model(
+        "fbnetv3_c", pretrained=True, pretrained_cfg_overlay=dict(file=str(ckpt))
+    )
+    assert torch.equal(_logits(local, "fbnetv3_c"), _logits(direct, "fbnetv3_c"))
+    assert local.pretrained_cfg["crop_pct"] == direct.pretrained_cfg["crop_pct"]
+    # our own safetensors file loads through the same public path
+    again = timm.create_model(
+        "fbnetv3_c",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(out / "model.safetensors")),
+    )
+    assert torch.equal(_logits(again, "fbnetv3_c"), _logits(direct, "fbnetv3_c"))
+    # a second convert into the same folder refuses instead of clobbering it
+    assert cli(["convert", str(ckpt), "--model", "fbnetv3_c", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_pretrained_with_new_head_and_input_channels(reference_checkpoint):
+    ckpt = str(reference_checkpoint("fbnetv3_a"))
+    full = timm.create_model("fbnetv3_a", pretrained=True, pretrained_cfg_overlay=dict(file=ckpt))
+    model = timm.create_model(
+        "fbnetv3_a", pretrained=True, num_classes=10, pretrained_cfg_overlay=dict(file=ckpt)
+    )
+    assert model.classifier.out_features == 10
+    assert torch.equal(model.conv_head.weight, full.conv_head.weight)
+    gray = timm.create_model(
+        "fbnetv3_a", pretrained=True, in_chans=1, pretrained_cfg_overlay=dict(file=ckpt)
+    )
+    assert gray.stem.conv.weight.shape[1] == 1
+    assert torch.allclose(gray.stem.conv.weight[:, 0], full.stem.conv.weight.sum(1), atol=1e-6)
+
+
+def test_ema_weights_are_preferred(reference_checkpoint, tmp_path):
+    sd = torch.load(reference_checkpoint("fbnetv3_a"), weights_only=True)["model_ema"]
+    raw = {k: torch.zeros_like(v) for k, v in sd.items()}
+    path = tmp_path / "both.pth"
+    torch.save({"state_dict": raw, "model_ema": sd}, path)
+    loaded = read_checkpoint(path)
+    assert torch.equal(
+        loaded["backbone.stages.xif0_0.conv.weight"],
+        sd["module.backbone.stages.xif0_0.conv.weight"],
+    )
+
+
+def test_checkpoint_of_another_variant_names_key_and_shapes(reference_checkpoint):
+    with pytest.raises(CheckpointError) as err:
+        timm.create_model(
+            "fbnetv3_d",
+            pretrained=True,
+            pretrained_cfg_overlay=dict(file=str(reference_checkpoint("fbnetv3_a"))),
+        )
+    message = str(err.value)
+    assert "fbnetv3_a.pth" in message
+    assert (
+        "'stem.conv.weight'" not in message
+    )  # stems differ only in width: the first real mismatch
+    assert "checkpoint has shape" in message and "model expects" in message
+
+
+def test_truncated_and_non_checkpoint_files(reference_checkpoint, tmp_path):
+    good = reference_checkpoint("fbnetv3_a")
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.pth"
+    text.write_text("this is not a checkpoint")
+    bad_safetensors = tmp_path / "bad.safetensors"
+    bad_safetensors.write_bytes(b"\x00\x01garbage")
+    model = timm.create_model("fbnetv3_a")
+    for path in (cut, text, bad_safetensors):
+        with pytest.raises(CheckpointError, match=path.name):
+            load_weights(model, path)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_weights(model, tmp_path / "nope.pth")
+
+
+class Payload:
+    """Something only full unpickling can rebuild."""
+
+
+def test_arbitrary_pickles_are_refused_unless_trusted(reference_checkpoint, tmp_path, monkeypatch):
+    sd = torch.load(reference_checkpoint("fbnetv3_a"), weights_only=True)
+    sd["extra"] = Payload()
+    path = tmp_path / "pickled.pth"
+    torch.save(sd, path)
+    with pytest.raises(CheckpointError, match="FBNETV3_TRUST_CHECKPOINT=1"):
+        read_checkpoint(path)
+    assert "xif0_0" in next(iter(read_checkpoint(path, trusted=True)))
+    monkeypatch.setenv("FBNETV3_TRUST_CHECKPOINT", "1")
+    assert read_checkpoint(path)
+
+
+def test_failed_convert_leaves_nothing(tmp_path, reference_checkpoint, capsys):
+    out = tmp_path / "out"
+    code = cli(
+        [
+            "convert",
+            str(reference_checkpoint("fbnetv3_a")),
+            "--model",
+            "fbnetv3_e",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 2
+    assert "mismatching key" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_models_and_info_commands(capsys):
+    assert cli(["models"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("| fbnetv3_") == 7 and "79.57" in table and "356.6" in table
+    assert cli(["info", "fbnetv3_g"]) == 0
+    assert '"imagenet_top1": 82.794' in capsys.readouterr().out
+    assert cli(["info", "fbnetv3_x"]) == 2
+    assert "valid names" in capsys.readouterr().err

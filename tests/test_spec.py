@@ -1,0 +1,90 @@
+import random
+
+import pytest
+from conftest import random_spec
+
+from fbnetv3_zoo import VARIANTS, ArchSpec, BlockSpec, SpecError, make_divisible
+from fbnetv3_zoo.spec import ACTIVATIONS
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_yaml_round_trip_of_every_variant(name, tmp_path):
+    spec = VARIANTS[name].spec
+    path = tmp_path / "spec.yaml"
+    spec.to_yaml(path)
+    assert ArchSpec.from_yaml(path) == spec
+    assert ArchSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_round_trip_of_random_specs():
+    rng = random.Random(0)
+    for _ in range(50):
+        spec = random_spec(rng)
+        assert ArchSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_spec_under_arch_key_with_other_sections(tmp_path):
+    path = tmp_path / "result.yaml"
+    spec = VARIANTS["fbnetv3_a"].spec
+    path.write_text(spec.to_yaml() + "recipe: {lr: 0.1}\n")
+    assert ArchSpec.from_yaml(path) == spec
+
+
+def test_make_divisible_rule():
+    assert make_divisible(10) == 16  # 8 is below 95 % of 10, so one more step
+    assert make_divisible(12) == 16  # halves round up
+    assert make_divisible(18) == 24
+    assert make_divisible(3) == 8
+    assert make_divisible(120) == 120
+
+
+def _row(**changes):
+    fields = dict(kernel=3, expansion=4, channels=16)
+    fields.update(changes)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "row, field, allowed",
+    [
+        (_row(kernel=4), "kernel", "odd"),
+        (_row(stride=3), "stride", "1 or 2"),
+        (_row(channels=0), "channels", ">= 1"),
+        (_row(channels=-8), "channels", ">= 1"),
+        (_row(act="gelu"), "act", ", ".join(ACTIVATIONS)),
+        (_row(expansion=0.5), "expansion", ">= 1"),
+        (_row(repeats=0), "repeats", ">= 1"),
+        (_row(kernel=3, dw_padding=2), "dw_padding", "[0, 1]"),
+    ],
+)
+def test_invalid_rows_name_the_field_and_allowed_values(row, field, allowed):
+    data = {"stem_channels": 16, "stages": [[_row()], [row]]}
+    with pytest.raises(SpecError) as err:
+        ArchSpec.from_dict(data)
+    message = str(err.value)
+    assert f"stages[1][0].{field}" in message
+    assert allowed in message
+
+
+def test_empty_stage_and_bad_top_level_fields():
+    with pytest.raises(SpecError, match=r"stages\[1\]"):
+        ArchSpec.from_dict({"stem_channels": 16, "stages": [[_row()], []]})
+    with pytest.raises(SpecError, match="stages: .*at least one stage"):
+        ArchSpec(stem_channels=16, stages=())
+    with pytest.raises(SpecError, match="stem_act"):
+        ArchSpec(stem_channels=16, stages=[[BlockSpec(3, 1, 16)]], stem_act="tanh")
+    with pytest.raises(SpecError, match="unknown key.*'widht'"):
+        ArchSpec.from_dict({"stem_channels": 16, "stages": [[_row()]], "widht": 3})
+    with pytest.raises(SpecError, match=r"stages\[0\]\[0\].*unknown key.*'kernal'"):
+        ArchSpec.from_dict({"stem_channels": 16, "stages": [[{"kernal": 3}]]})
+    with pytest.raises(SpecError, match="missing required key 'stages'"):
+        ArchSpec.from_dict({"stem_channels": 16})
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("arch: {stem_channels: 16, stages: [[{kernel: 4, expansion: 1, channels: 8}]]}")
+    with pytest.raises(SpecError, match=r"broken.yaml.*stages\[0\]\[0\]\.kernel"):
+        ArchSpec.from_yaml(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        ArchSpec.from_yaml(tmp_path / "missing.yaml")
