@@ -9,6 +9,7 @@ import timm
 import torch
 from reference import reference_io
 
+import fbnetv3_zoo
 from fbnetv3_zoo import CheckpointError, load_weights, read_checkpoint
 from fbnetv3_zoo.cli import main as cli
 
@@ -167,3 +168,22 @@ def test_models_and_info_commands(capsys):
     assert '"imagenet_top1": 82.794' in capsys.readouterr().out
     assert cli(["info", "fbnetv3_x"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+def test_default_pretrained_path_downloads_the_official_url(reference_checkpoint, monkeypatch):
+    """pretrained=True fetches the official URL (stubbed: no network here) and converts it."""
+    import timm.models._builder as builder
+
+    requested = []
+
+    def fake_download(url, **kwargs):
+        requested.append(url)
+        return str(reference_checkpoint("fbnetv3_e"))
+
+    monkeypatch.setattr(builder, "download_cached_file", fake_download)
+    model = timm.create_model("fbnetv3_e", pretrained=True)
+    assert requested == [fbnetv3_zoo.VARIANTS["fbnetv3_e"].weights_url]
+    x, ref = reference_io("fbnetv3_e")
+    with torch.no_grad():
+        got = model.eval()(x).numpy()
+    assert abs(got - ref["logits"]).max() / abs(ref["logits"]).max() < 1e-4
