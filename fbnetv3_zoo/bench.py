@@ -108,6 +108,25 @@ class BenchRow:
         return None if sec is None else batch / sec
 
 
+def _is_zoo(base: str) -> bool:
+    return base.split(".")[0] in VARIANTS or base.endswith((".yaml", ".yml"))
+
+
+def _check_name(name: str) -> str:
+    """Fail fast, before minutes of timing, on a name nothing can build; return the base."""
+    import timm
+
+    base, _, size = name.partition("@")
+    if size and not size.isdigit():
+        raise ValueError(f"bad input size in {name!r}: expected NAME@SIZE with an integer SIZE")
+    if not (_is_zoo(base) or timm.is_model(base)):
+        raise KeyError(
+            f"unknown model {base!r}: use a zoo name ({', '.join(VARIANTS)}), an ArchSpec "
+            "YAML path or a timm model name"
+        )
+    return base
+
+
 def build_model(name: str) -> tuple[nn.Module, int]:
     """Build ``NAME[@SIZE]`` with random weights in eval mode; return it and its input size.
 
@@ -119,15 +138,10 @@ def build_model(name: str) -> tuple[nn.Module, int]:
     from . import create_model
 
     base, _, size = name.partition("@")
-    if base.split(".")[0] in VARIANTS or base.endswith((".yaml", ".yml")):
+    if _is_zoo(base):
         model = create_model(base)
-    elif timm.is_model(base):
-        model = timm.create_model(base, pretrained=False)
     else:
-        raise KeyError(
-            f"unknown model {base!r}: use a zoo name ({', '.join(VARIANTS)}), an ArchSpec "
-            "YAML path or a timm model name"
-        )
+        model = timm.create_model(_check_name(name), pretrained=False)
     if size:
         return model.eval(), int(size)
     cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -231,53 +245,58 @@ def run_benchmark(
     models = list(models)
     if not models:
         raise ValueError("no models to benchmark")
-    torch.set_num_threads(settings.num_threads)
-    rows = []
     for name in models:
-        model, size = build_model(name)
-        base = name.split("@")[0]
-        top1, source = _top1(base, size)
-        row = BenchRow(
-            model=name,
-            input_size=size,
-            params=sum(p.numel() for p in model.parameters()),
-            macs=count_macs(model, size),
-            official_macs=arch_stats(model.arch, size).macs if isinstance(model, FBNetV3) else None,
-            top1=top1,
-            top1_source=source,
-        )
-        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-            for backend in settings.backends:
-                if backend == "compile" and not _wants_compile(name, settings):
-                    continue
-                try:
-                    fn = _runner(backend, model, size, settings.num_threads, Path(tmp))
-                except Exception as err:  # a backend that fails here is reported, not fatal
-                    row.notes.append(f"{backend}: {type(err).__name__}: {str(err)[:160]}")
-                    for batch in settings.batches:
-                        row.cells[(backend, batch)] = None
-                    continue
-                if fn is None:
-                    continue
+        _check_name(name)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(settings.num_threads)
+    try:
+        return [_bench_one(name, settings, log) for name in models]
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
+    model, size = build_model(name)
+    base = name.split("@")[0]
+    top1, source = _top1(base, size)
+    row = BenchRow(
+        model=name,
+        input_size=size,
+        params=sum(p.numel() for p in model.parameters()),
+        macs=count_macs(model, size),
+        official_macs=arch_stats(model.arch, size).macs if isinstance(model, FBNetV3) else None,
+        top1=top1,
+        top1_source=source,
+    )
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        for backend in settings.backends:
+            if backend == "compile" and not _wants_compile(name, settings):
+                continue
+            try:
+                fn = _runner(backend, model, size, settings.num_threads, Path(tmp))
+            except Exception as err:  # a backend that fails here is reported, not fatal
+                row.notes.append(f"{backend}: {type(err).__name__}: {str(err)[:160]}")
                 for batch in settings.batches:
-                    x = torch.randn(batch, 3, size, size)
-                    try:
-                        sec = _median_seconds(
-                            lambda fn=fn, x=x: fn(x),
-                            settings.warmup,
-                            settings.repeats,
-                            settings.max_seconds,
-                        )
-                    except Exception as err:
-                        row.notes.append(
-                            f"{backend}@{batch}: {type(err).__name__}: {str(err)[:160]}"
-                        )
-                        sec = None
-                    row.cells[(backend, batch)] = sec
-                    shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
-                    log(f"{name:28s} {backend:13s} batch {batch:3d}: {shown}")
-        rows.append(row)
-    return rows
+                    row.cells[(backend, batch)] = None
+                continue
+            if fn is None:
+                continue
+            for batch in settings.batches:
+                x = torch.randn(batch, 3, size, size)
+                try:
+                    sec = _median_seconds(
+                        lambda fn=fn, x=x: fn(x),
+                        settings.warmup,
+                        settings.repeats,
+                        settings.max_seconds,
+                    )
+                except Exception as err:
+                    row.notes.append(f"{backend}@{batch}: {type(err).__name__}: {str(err)[:160]}")
+                    sec = None
+                row.cells[(backend, batch)] = sec
+                shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
+                log(f"{name:28s} {backend:13s} batch {batch:3d}: {shown}")
+    return row
 
 
 def _fmt(value: float | None, missing: bool, digits: int = 1) -> str:
@@ -450,7 +469,16 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: str | os.PathLike) -> N
     ax.set_ylabel("ImageNet top-1 (%)")
     ax.set_title(f"Top-1 vs latency ({os.cpu_count()} CPU cores)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no model with a published top-1 at its size",
+            ha="center",
+            transform=ax.transAxes,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

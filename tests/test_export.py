@@ -9,11 +9,21 @@ import torch
 from torch import nn
 
 import fbnetv3_zoo
+from fbnetv3_zoo import BlockSpec
 from fbnetv3_zoo.bench import BenchSettings, count_macs, format_markdown, run_benchmark
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.export import export_model, export_onnx, export_torchscript, load_model
 
 SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: with other jobs on a 2-core box, 2 OpenMP threads run 20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -30,11 +40,24 @@ def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+# a small network of the kind the search writes out (kept small: tests run on 2 cores)
+SEARCHED = fbnetv3_zoo.ArchSpec(
+    stem_channels=8,
+    stages=(
+        (BlockSpec(3, 1, 8),),
+        (BlockSpec(5, 4, 16, 2, 2, se=True),),
+        (BlockSpec(3, 3, 24, 1, 2, se=True), BlockSpec(5, 2, 32)),
+    ),
+    input_size=SIZE,
+    feature_width=256,
+    name="searched",
+)
+
+
 @pytest.fixture(scope="module")
 def spec_yaml(tmp_path_factory):
     path = tmp_path_factory.mktemp("spec") / "searched.yaml"
-    spec = fbnetv3_zoo.VARIANTS["fbnetv3_a"].spec.replace(input_size=SIZE, name="searched")
-    spec.to_yaml(path)
+    SEARCHED.to_yaml(path)
     return path
 
 
@@ -57,11 +80,11 @@ def test_onnx_round_trip(ref, spec_yaml, tmp_path):
     assert np.abs(got - _eager(model, x)).max() <= 1e-4
 
 
-@pytest.mark.parametrize("ref", ["fbnetv3_a", "yaml"])
+@pytest.mark.parametrize("ref", ["fbnetv3_a", "fbnetv3_d", "yaml"])
 def test_torchscript_round_trip(ref, spec_yaml, tmp_path):
     model = _randomize_bn(load_model(spec_yaml if ref == "yaml" else ref))
     out = tmp_path / "m.pt"
-    result = export_torchscript(model, out, SIZE, fold_bn=ref == "yaml")
+    result = export_torchscript(model, out, SIZE, fold_bn=ref != "fbnetv3_a")
     assert result.max_abs_diff <= 1e-4 and result.output_scale > 0.1
     loaded = torch.jit.load(str(out))
     x = torch.randn(2, 3, SIZE, SIZE)
@@ -72,7 +95,7 @@ def test_fuse_bn_equal_fewer_modules_original_untouched():
     model = _randomize_bn(fbnetv3_zoo.create_model("fbnetv3_b"))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     fused = fbnetv3_zoo.fuse_bn(model)
-    x = torch.randn(2, 3, 96, 96)
+    x = torch.randn(2, 3, SIZE, SIZE)
     assert np.abs(_eager(fused, x) - _eager(model, x)).max() <= 1e-5
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert len(list(fused.modules())) < len(list(model.modules()))
@@ -89,7 +112,7 @@ def test_hook_macs_match_analytic_conv_macs():
 
 
 def _nan_model() -> nn.Module:
-    model = fbnetv3_zoo.create_model("fbnetv3_a").eval()
+    model = fbnetv3_zoo.create_model(SEARCHED).eval()
     model.stem.bn.running_var.fill_(-1.0)  # sqrt of a negative: every output is NaN
     return model
 
@@ -107,10 +130,14 @@ def test_failed_export_leaves_no_file(fmt, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
-def test_cli_export_yaml_and_errors(spec_yaml, tmp_path, capsys):
+def test_cli_export_searched_yaml_round_trip_and_errors(spec_yaml, tmp_path, capsys):
     out = tmp_path / "s.onnx"
     assert main(["export", str(spec_yaml), "--format", "onnx", "--out", str(out)]) == 0
-    assert "max abs diff" in capsys.readouterr().out and out.is_file()
+    assert "max abs diff" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    model = load_model(spec_yaml)  # the file's weights are random: compare the graph's shape
+    x = torch.randn(2, 3, SIZE, SIZE)
+    assert session.run(None, {"input": x.numpy()})[0].shape == _eager(model, x).shape
     bad = tmp_path / "x.bin"
     assert main(["export", "fbnetv3_a", "--format", "tflite", "--out", str(bad)]) == 2
     assert "unknown export format 'tflite'" in capsys.readouterr().err
@@ -122,7 +149,19 @@ def test_cli_export_yaml_and_errors(spec_yaml, tmp_path, capsys):
 def test_benchmark_command_table_shape(tmp_path, capsys):
     md, png = tmp_path / "bench.md", tmp_path / "bench.png"
     argv = ["benchmark", "--models", "fbnetv3_a@64", "--batch", "1,2", "--backends"]
-    argv += ["eager,fused", "--repeats", "1", "--warmup", "0", "--out", str(md), "--plot", str(png)]
+    argv += [
+        "eager,fused",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--out",
+        str(md),
+        "--plot",
+        str(png),
+    ]
     assert main(argv) == 0
     text = md.read_text()
     for title in ("## Latency, batch 1", "## Throughput, batch 2"):
@@ -144,7 +183,12 @@ def test_benchmark_reports_failing_backend_as_na(monkeypatch):
 
     monkeypatch.setattr(bench.torch, "compile", broken)
     settings = BenchSettings(
-        batches=(1,), backends=("eager", "compile"), compile_models=("all",), repeats=1, warmup=0
+        batches=(1,),
+        backends=("eager", "compile"),
+        compile_models=("all",),
+        repeats=1,
+        warmup=0,
+        threads=1,
     )
     rows = run_benchmark(["fbnetv3_a@64"], settings)
     assert rows[0].cells[("compile", 1)] is None and rows[0].cells[("eager", 1)] > 0
