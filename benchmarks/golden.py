@@ -1,0 +1,58 @@
+"""Deviation of each variant from the reference network's outputs (seeded checkpoints).
+
+    python benchmarks/golden.py       # prints a markdown table, writes benchmarks/results/golden.md
+
+Loads every variant through the public path (timm.create_model(..., pretrained=True,
+pretrained_cfg_overlay=dict(file=...))) with the seeded official-layout checkpoint
+rebuilt from tests/data/reference, and reports the largest deviation of the logits and
+of the last block's output, relative to their largest magnitude (the tests require < 1e-4).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from reference import FACTS, reference_io, write_reference_checkpoint  # noqa: E402
+
+import fbnetv3_zoo  # noqa: E402,F401
+
+
+def relative(got: torch.Tensor, want: np.ndarray) -> float:
+    return float(np.abs(got.numpy() - want).max() / np.abs(want).max())
+
+
+def main() -> None:
+    lines = [
+        "| variant | input | logits max rel. dev. | stage_out max rel. dev. | params = reference |",
+        "|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, facts in FACTS.items():
+            path = write_reference_checkpoint(name, Path(tmp) / f"{name}.pth")
+            model = timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))
+            ).eval()
+            x, ref = reference_io(name)
+            with torch.no_grad():
+                stage_out = model.blocks(model.stem(x))
+                logits = model(x)
+            params = sum(p.numel() for p in model.parameters()) == facts["torch_param_count"]
+            lines.append(
+                f"| {name} | {facts['input_size']} | {relative(logits, ref['logits']):.2e} | "
+                f"{relative(stage_out, ref['stage_out']):.2e} | {'yes' if params else 'NO'} |"
+            )
+    text = "\n".join(lines)
+    print(text)
+    (Path(__file__).parent / "results" / "golden.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
