@@ -51,14 +51,14 @@ class RecipeParts:
 # ------------------------------------------------------------------ models
 def create_model(
     recipe: Recipe,
-    name: str | Path,
+    name: str | Path | Any,
     num_classes: int = 1000,
     pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a zoo / timm / torchvision model with the recipe's dropout and drop path.
 
-    Zoo names and ArchSpec YAML paths go through ``fbnetv3_zoo.create_model``;
+    Zoo names, ArchSpecs and their YAML paths go through ``fbnetv3_zoo.create_model``;
     ``torchvision/<name>`` forces torchvision where timm has the same name.
     """
     import timm
@@ -67,7 +67,8 @@ def create_model(
 
     text = str(name)
     regs = {"dropout": recipe.dropout, "drop_path": recipe.drop_path}
-    if text.split(".")[0] in fbnetv3_zoo.VARIANTS or text.endswith((".yaml", ".yml")):
+    is_spec = isinstance(name, fbnetv3_zoo.ArchSpec)
+    if is_spec or text.split(".")[0] in fbnetv3_zoo.VARIANTS or text.endswith((".yaml", ".yml")):
         model = fbnetv3_zoo.create_model(
             name,
             pretrained=pretrained,

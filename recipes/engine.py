@@ -42,7 +42,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def train(
-    model: nn.Module | str | Path,
+    model: nn.Module | str | Path | Any,
     recipe: Recipe,
     data: str | Path = "digits",
     epochs: int | None = None,
@@ -63,6 +63,9 @@ def train(
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
+    ``model`` is a module, or a timm / torchvision / zoo name, ArchSpec or its
+    YAML path, built by ``recipe.create_model`` with the data's class count.
+
     ``stop_after_epochs`` ends the run early as if it were killed (the schedule
     still spans ``epochs``); ``callback(epoch_record)`` returning True does the same.
     ``eval_every`` > 1 validates only every that many epochs and at the end (the
@@ -73,8 +76,13 @@ def train(
     dev = torch.device(device) if device else _auto_device()
     splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
     num_classes = num_classes or splits.num_classes
-    model_name = str(model) if isinstance(model, str | Path) else type(model).__name__
-    if isinstance(model, str | Path):
+    from fbnetv3_zoo import ArchSpec
+
+    buildable = isinstance(model, str | Path | ArchSpec)
+    model_name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
+    if not buildable:
+        model_name = type(model).__name__
+    if buildable:
         model = recipe.create_model(model, num_classes=num_classes, pretrained=pretrained)
     model.to(dev)
 
@@ -147,6 +155,8 @@ def train(
                 if prefix == "val" or key != "loss":
                     record[f"{prefix}_{key}"] = res[key] if res else None
         record["epoch_s"] = time.perf_counter() - t0
+        if progress:
+            _print_epoch(record, total_epochs)
         run.history.append(record)
         run.epoch = epoch
         if out is not None:
@@ -292,6 +302,17 @@ def evaluate(
         images=int(n),
         images_per_s=n / elapsed if elapsed > 0 else 0.0,
     )
+
+
+def _print_epoch(r: dict[str, Any], total: int) -> None:
+    from tqdm import tqdm
+
+    text = f"epoch {r['epoch']}/{total}: train loss {r['train_loss']:.4f}, lr {r['lr']:.2e}"
+    if r["val_top1"] is not None:
+        text += f", val top-1 {r['val_top1']:.2f} top-5 {r['val_top5']:.2f}"
+    if r["ema_top1"] is not None:
+        text += f", EMA top-1 {r['ema_top1']:.2f}"
+    tqdm.write(text + f", {r['images_per_s']:.1f} images/s")
 
 
 def _summary(run: _RunState) -> dict[str, Any]:

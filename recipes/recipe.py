@@ -86,7 +86,9 @@ class Recipe:
     # numerics
     grad_clip: float | None = None
     amp: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(
+        default_factory=dict, hash=False
+    )  # free-form notes, e.g. provenance
 
     def __post_init__(self) -> None:
         if isinstance(self.train_crop_scale, list):
@@ -224,7 +226,9 @@ class Recipe:
         return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
 
     # ----------------------------------------------------------- application
-    def create_model(self, name: str | Path, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    def create_model(
+        self, name: str | Path | Any, num_classes: int = 1000, **kwargs: Any
+    ) -> nn.Module:
         """Build a timm, torchvision or zoo model with this recipe's dropout and drop path."""
         from .build import create_model
 

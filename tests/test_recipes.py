@@ -113,7 +113,7 @@ def test_create_model_timm_applies_dropout_and_drop_path():
 
 
 def test_create_model_zoo_name_and_arch_yaml(tmp_path):
-    from fbnetv3_zoo import FBNetV3
+    from fbnetv3_zoo import ArchSpec, FBNetV3
 
     recipe = Recipe.load("fbnetv3")
     model = recipe.create_model("fbnetv3_a", num_classes=7)
@@ -121,6 +121,8 @@ def test_create_model_zoo_name_and_arch_yaml(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
     tiny = recipe.create_model(str(tmp_path / "tiny.yaml"), num_classes=3)
     assert isinstance(tiny, FBNetV3) and tiny(torch.randn(2, 3, 16, 16)).shape == (2, 3)
+    from_spec = recipe.create_model(ArchSpec.from_yaml(tmp_path / "tiny.yaml"), num_classes=3)
+    assert from_spec.recipe_applied == {"dropout": True, "drop_path": True}
 
 
 def test_create_model_unknown_name_lists_close_matches():
