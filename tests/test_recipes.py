@@ -135,10 +135,10 @@ def test_create_model_torchvision():
     with pytest.warns(RecipeWarning, match="drop_path=0.1 could not be applied to MobileNetV3"):
         model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3]
-    assert model.recipe_applied == {
-        "dropout": True,
-        "drop_path": False,
-    }  # mobilenet has no drop path
+    # mobilenet has no drop path
+    assert model.recipe_applied == {"dropout": True, "drop_path": False}
+    parts = recipe.build(model, steps_per_epoch=2)
+    assert parts.not_applied == ["drop_path"] and parts.num_classes == 5 and parts.ema is not None
     with pytest.warns(RecipeWarning, match="dropout=0.3, drop_path=0.1"):
         recipe.create_model("torchvision/resnet18", num_classes=5)
 
