@@ -1,0 +1,115 @@
+"""Evaluating one candidate: build its ArchSpec, train it with its recipe, report metrics.
+
+``evaluate`` is a pure function of an :class:`EvalTask` (plain data), so it
+runs unchanged in this process or as a Ray task on another machine.  It never
+raises: a candidate that errors, runs out of memory or diverges comes back as
+``failed`` with its error text, and the search carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """Everything a worker needs to train one (arch, recipe) pair."""
+
+    cid: int
+    arch: dict[str, Any]
+    recipe: dict[str, Any]  # the searched fields; the rest comes from ``base_recipe``
+    base_recipe: str
+    data: str
+    epochs: int  # length of the schedule
+    stop_after: int | None = None  # early stopping: end after this many epochs of that schedule
+    seed: int = 0
+    threads: int | None = 1  # torch threads; tiny CPU proxies run fastest on one
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_recipe(base: str, fields: dict[str, Any], resolution: int) -> Any:
+    """The full Recipe of a pair: ``base`` preset with the searched fields and the arch's resolution."""
+    from fbnetv3_zoo.recipes import Recipe
+
+    return dataclasses.replace(Recipe.load(base), **fields, resolution=resolution)
+
+
+def epoch_accuracy(record: dict[str, Any]) -> float | None:
+    """A candidate's accuracy after an epoch: the better of the raw and the EMA weights.
+
+    Our choice: with EMA on, early epochs of the average lag the raw weights,
+    and the search should not punish EMA for that.
+    """
+    values = [record.get(k) for k in ("val_top1", "ema_top1") if record.get(k) is not None]
+    return max(values) if values else None
+
+
+def evaluate(task: EvalTask) -> dict[str, Any]:
+    """Train one candidate; returns ``{cid, status, metrics, error, wall_s}``."""
+    start = time.perf_counter()
+    try:
+        import torch
+        from fbnetv3_zoo.recipes.engine import train
+
+        import fbnetv3_zoo
+        from fbnetv3_zoo.spec import ArchSpec
+
+        if task.threads:
+            torch.set_num_threads(task.threads)
+        spec = ArchSpec.from_dict(task.arch)
+        recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size)
+        num_classes = _num_classes(task.data)
+        model = fbnetv3_zoo.create_model(
+            spec, num_classes=num_classes, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # drop/drop-path are already in the model
+            result = train(
+                model,
+                recipe,
+                data=task.data,
+                epochs=task.epochs,
+                stop_after_epochs=task.stop_after,
+                seed=task.seed,
+                num_classes=num_classes,
+                progress=False,
+            )
+        metrics = [
+            {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}
+            for e in result["epochs"]
+        ]
+        return dict(
+            cid=task.cid,
+            status="done",
+            metrics=metrics,
+            error=None,
+            wall_s=time.perf_counter() - start,
+        )
+    except Exception as err:  # noqa: BLE001 - any failure is a result, not a crash
+        text = f"{type(err).__name__}: {err}"
+        if not isinstance(err, RuntimeError | ValueError | MemoryError):
+            text += "\n" + traceback.format_exc(limit=3)
+        return dict(
+            cid=task.cid,
+            status="failed",
+            metrics=[],
+            error=text,
+            wall_s=time.perf_counter() - start,
+        )
+
+
+_CLASSES: dict[str, int] = {}
+
+
+def _num_classes(data: str) -> int:
+    """Class count of a dataset (cached; digits needs no disk scan)."""
+    if data not in _CLASSES:
+        from fbnetv3_zoo.recipes.data import load_data
+
+        _CLASSES[data] = load_data(data, 32, train=False).num_classes
+    return _CLASSES[data]

@@ -1,0 +1,96 @@
+"""Where candidates are trained: in this process (default) or as Ray tasks.
+
+An executor takes a list of tasks and yields results in completion order, so
+the search loop can store each one the moment it arrives.  Ray is imported
+only when the Ray executor is chosen; the core search never needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .evaluate import EvalTask
+
+EXECUTORS = ("local", "ray")
+Evaluator = Callable[[EvalTask], dict[str, Any]]
+
+
+class LocalExecutor:
+    """Runs tasks one after another in this process."""
+
+    name = "local"
+
+    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[dict[str, Any]]:
+        for task in tasks:
+            yield fn(task)
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    """One Ray task per candidate with its own CPU/GPU request, retried once if its worker dies."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError(
+                "the ray executor needs Ray: pip install 'fbnetv3-zoo[distributed]'"
+            ) from None
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            kwargs = dict(include_dashboard=False, log_to_driver=False)
+            kwargs.update(init_kwargs or {})
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, RuntimeError, TimeoutError) as err:
+                raise ValueError(
+                    f"cannot reach a Ray cluster at address {address!r}: {err} (start one with 'ray start --head', or use --executor local)"
+                ) from None
+            self.started = True
+        self.options = dict(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)
+
+    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[dict[str, Any]]:
+        remote = self.ray.remote(**self.options)(fn)
+        pending = {remote.remote(task): task for task in tasks}
+        while pending:
+            done, _ = self.ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                task = pending.pop(ref)
+                try:
+                    yield self.ray.get(ref)
+                except self.ray.exceptions.RayError as err:  # worker lost twice, task cancelled
+                    yield dict(
+                        cid=task.cid, status="failed", metrics=[], error=f"ray: {err}", wall_s=None
+                    )
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def make_executor(
+    name: str,
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
+    init_kwargs: dict[str, Any] | None = None,
+) -> LocalExecutor | RayExecutor:
+    """An executor by name; the error lists the valid names."""
+    if name == "local":
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(address, cpus_per_trial, gpus_per_trial, init_kwargs)
+    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

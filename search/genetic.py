@@ -1,0 +1,128 @@
+"""Fine search: an adaptive genetic algorithm with the predictor as fitness.
+
+Fitness is one batched predictor call per generation, so a whole run takes
+seconds.  Crossover and mutation probabilities adapt per individual (after
+Srinivas & Patnaik's adaptive GA): good individuals are disturbed little so
+they survive, below-average ones are recombined and mutated freely.
+Constraints are hard: an offspring outside its population's limit is replaced
+by its better parent.  One run serves several constraints by evolving one
+population per constraint side by side, scored in the same predictor call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .constraints import Constraint, batch_stats
+from .encoding import snap
+from .sampling import sample_feasible
+from .space import SearchSpace
+
+# the adaptive GA's published constants: crossover k1 = k3 = 1.0, mutation k2 = k4 = 0.5
+K_CROSS, K_MUT = 1.0, 0.5
+ELITE = 2
+
+
+@dataclass
+class GAResult:
+    """The best individual found for one constraint, and the fitness trace."""
+
+    constraint: Constraint
+    vector: np.ndarray
+    fitness: float
+    macs: int
+    params: int
+    history: list[float]  # best fitness per generation (index 0: initial population)
+
+
+def adaptive_rates(f: np.ndarray, fmax: float, favg: float, k_hi: float, k_lo: float) -> np.ndarray:
+    """``k_hi (fmax - f) / (fmax - favg)`` for above-average ``f``, ``k_lo`` below."""
+    spread = max(fmax - favg, 1e-12)
+    return np.where(f >= favg, k_hi * (fmax - f) / spread, k_lo)
+
+
+def _evolve(
+    pop: np.ndarray, fit: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One generation of offspring: tournament selection, adaptive uniform crossover and mutation.
+
+    Returns the children and, for each, the index of its better parent.
+    """
+    n, d = pop.shape
+    fmax, favg = float(fit.max()), float(fit.mean())
+    a, b = rng.integers(0, n, (2, n))
+    first = np.where(fit[a] >= fit[b], a, b)
+    a, b = rng.integers(0, n, (2, n))
+    second = np.where(fit[a] >= fit[b], a, b)
+    better = np.where(fit[first] >= fit[second], first, second)
+    pc = adaptive_rates(np.maximum(fit[first], fit[second]), fmax, favg, K_CROSS, K_CROSS)
+    cross = rng.random(n) < pc
+    take = rng.random((n, d)) < 0.5
+    children = np.where(cross[:, None] & take, pop[second], pop[first])
+    pm = adaptive_rates(fit[better], fmax, favg, K_MUT, K_MUT)
+    mutate = rng.random(n) < pm
+    genes = rng.random((n, d)) < 2.0 / d
+    genes[np.arange(n), rng.integers(0, d, n)] = True  # a mutation changes at least one gene
+    children = np.where(mutate[:, None] & genes, rng.random((n, d)), children)
+    return children, better
+
+
+def genetic_search(
+    space: SearchSpace,
+    fitness: Callable[[np.ndarray], np.ndarray],
+    constraints: list[Constraint],
+    num_classes: int = 1000,
+    population: int = 64,
+    generations: int = 40,
+    seed: int = 0,
+    seeds: np.ndarray | None = None,
+    on_generation: Callable[[int], None] | None = None,
+) -> list[GAResult]:
+    """Maximise ``fitness`` under each constraint; ``seeds`` are known-good vectors to start from."""
+    rng = np.random.default_rng(seed)
+    pops, fits = [], []
+    for i, c in enumerate(constraints):
+        start, _, _ = sample_feasible(space, population, [c], num_classes, seed=seed + 31 * i)
+        if seeds is not None and len(seeds):
+            m, p, v = batch_stats(space, seeds, num_classes)
+            ok = seeds[v & c.ok(m, p)][: population // 2]
+            start = np.concatenate([ok, start])[:population]
+        pops.append(start)
+    sizes = [len(p) for p in pops]
+
+    def score(parts: list[np.ndarray]) -> list[np.ndarray]:
+        values = np.asarray(fitness(np.concatenate(parts)), dtype=float)
+        return np.split(values, np.cumsum(sizes)[:-1])
+
+    fits = score(pops)
+    history = [[float(f.max())] for f in fits]
+    for gen in range(generations):
+        children = []
+        for k, c in enumerate(constraints):
+            kids, parent = _evolve(pops[k], fits[k], rng)
+            kids = snap(space, kids)
+            m, p, v = batch_stats(space, kids, num_classes)
+            bad = ~(v & c.ok(m, p))
+            kids[bad] = pops[k][parent[bad]]  # hard limit: keep the better parent instead
+            children.append(kids)
+        kid_fits = score(children)
+        for k in range(len(constraints)):
+            elite = np.argsort(-fits[k])[:ELITE]
+            pool = np.concatenate([pops[k][elite], children[k]])
+            pool_fit = np.concatenate([fits[k][elite], kid_fits[k]])
+            keep = np.argsort(-pool_fit)[: sizes[k]]
+            pops[k], fits[k] = pool[keep], pool_fit[keep]
+            history[k].append(float(fits[k].max()))
+        if on_generation is not None:
+            on_generation(gen)
+    results = []
+    for k, c in enumerate(constraints):
+        best = int(np.argmax(fits[k]))
+        m, p, _ = batch_stats(space, pops[k][best : best + 1], num_classes)
+        results.append(
+            GAResult(c, pops[k][best], float(fits[k][best]), int(m[0]), int(p[0]), history[k])
+        )
+    return results

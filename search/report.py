@@ -1,0 +1,275 @@
+"""Outputs of a search: best pair per constraint (YAML), report.md and plots.
+
+Everything is derived from ``search.sqlite`` alone, so ``fbnetv3
+search-report`` can render a running or finished search at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .constraints import Constraint, parse_constraint
+from .evaluate import build_recipe
+from .space import SearchSpace, load_space, parse_space
+from .store import Store
+
+
+def pareto_front(macs: np.ndarray, acc: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both fewer MACs and higher accuracy, by MACs."""
+    order = np.lexsort((-acc, macs))
+    front, best = [], -math.inf
+    for i in order:
+        if acc[i] > best:
+            front.append(i)
+            best = acc[i]
+    return np.array(front, dtype=int)
+
+
+def best_per_constraint(
+    done: list[dict[str, Any]], constraints: list[Constraint]
+) -> dict[str, dict[str, Any] | None]:
+    """The measured-best candidate within each constraint (None when none fits)."""
+    out = {}
+    for c in constraints:
+        fits = [r for r in done if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
+        out[c.text] = max(fits, key=lambda r: r["score"]) if fits else None
+    return out
+
+
+def result_document(
+    row: dict[str, Any], space: SearchSpace, constraint: str, data: str
+) -> dict[str, Any]:
+    """The ``best/<constraint>.yaml`` content: arch + full recipe + predicted + measured."""
+    recipe = build_recipe(space.recipe_base, row["recipe"], row["arch"]["input_size"])
+    predicted = None
+    if row["predicted"] is not None:
+        predicted = dict(top1=round(row["predicted"], 3), std=round(row["predicted_std"] or 0.0, 3))
+    return dict(
+        arch=row["arch"],
+        recipe=recipe.to_dict(),
+        predicted=predicted,
+        measured=dict(top1=round(row["score"], 3), epochs=row["epochs"], data=data),
+        stats=dict(macs=int(row["macs"]), params=int(row["params"])),
+        search=dict(
+            constraint=constraint, space=space.name, candidate=row["id"], source=row["source"]
+        ),
+    )
+
+
+def _short(row: dict[str, Any]) -> str:
+    a = row["arch"]
+    widths = "/".join(str(stage[-1]["channels"]) for stage in a["stages"])
+    depth = sum(b.get("repeats", 1) for stage in a["stages"] for b in stage)
+    return f"{a['input_size']}px, {depth} blocks, widths {widths}"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def _recipe_text(recipe: dict[str, Any]) -> str:
+    parts = []
+    for k, v in recipe.items():
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return ", ".join(parts)
+
+
+def write_report(
+    out: Path, store: Store, space: SearchSpace, constraints: list[Constraint], best: dict[str, Any]
+) -> str:
+    """Markdown: settings, time spent, best per constraint, top pairs, predictor quality."""
+    config = store.get("config", {})
+    rows = store.candidates()
+    done = [r for r in rows if r["status"] == "done"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    train_s = sum(r["wall_s"] or 0.0 for r in rows)
+    pre = store.get("pretrain") or {}
+    fit_s = sum(f["wall_s"] or 0.0 for f in store.fits())
+    lines = [
+        f"# Search report: {out}",
+        "",
+        f"Space `{space.name}`, data `{config.get('data')}`, constraints {', '.join(f'`{c.text}`' for c in constraints)}, "
+        f"budget {config.get('budget')} ({len(done)} done, {len(failed)} failed, {store.count('pending')} pending), "
+        f"executor `{config.get('executor')}`, seed {config.get('seed')}.",
+        f"Early-stopping epoch: {store.get('stop_epoch')} of {config.get('epochs')} "
+        f"(Kendall tau of each epoch's ranking vs the final one on the first batch: "
+        f"{', '.join(_fmt(t) for t in store.get('stop_epoch_taus') or [])}; threshold {config.get('early_stop_tau')}).",
+        "",
+        "## Time spent",
+        "",
+        "| phase | seconds |",
+        "|---|---|",
+        f"| training candidates (sum) | {train_s:.1f} |",
+        f"| predictor pretraining | {_fmt(pre.get('wall_s'), 1)} |",
+        f"| predictor fits (sum) | {fit_s:.1f} |",
+        f"| genetic search | {_fmt(store.get('ga_s'), 1)} |",
+        f"| whole run (wall, all sessions) | {_fmt(store.get('wall_s'), 1)} |",
+        "",
+        "## Best pair per constraint (measured on the proxy)",
+        "",
+        "| constraint | file | proxy top-1 | predicted | MACs (M) | params (M) | architecture |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in constraints:
+        r = best.get(c.text)
+        if r is None:
+            lines.append(f"| `{c.text}` | - | no evaluated pair fits | | | | |")
+            continue
+        lines.append(
+            f"| `{c.text}` | `best/{c.slug}.yaml` | {r['score']:.2f} | {_fmt(r['predicted'])} | "
+            f"{r['macs'] / 1e6:.3f} | {r['params'] / 1e6:.3f} | {_short(r)} |"
+        )
+    lines += [
+        "",
+        "## Top pairs",
+        "",
+        "| # | id | iter | source | top-1 | predicted | MACs (M) | architecture | recipe |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(sorted(done, key=lambda r: -r["score"])[:10], 1):
+        lines.append(
+            f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {r['score']:.2f} | {_fmt(r['predicted'])} | "
+            f"{r['macs'] / 1e6:.3f} | {_short(r)} | {_recipe_text(r['recipe'])} |"
+        )
+    lines += [
+        "",
+        "## Predictor quality per iteration",
+        "",
+        "Held-out: a fit on 75 % of the measured pairs ranks the other 25 %. "
+        "Prospective: the previous fit's predictions for the batch it chose vs what training measured.",
+        "",
+        "| iteration | measured pairs | held-out | Kendall tau | Spearman | prospective tau | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in store.fits():
+        lines.append(
+            f"| {f['iteration']} | {f['n']} | {f['n_heldout']} | {_fmt(f['tau'])} | {_fmt(f['rho'])} | "
+            f"{_fmt(f['prospective_tau'])} | {_fmt(f['wall_s'], 1)} |"
+        )
+    if failed:
+        lines += ["", "## Failed candidates", ""]
+        lines += [
+            f"- {r['id']} (iteration {r['iteration']}): {(r['error'] or '').splitlines()[0]}"
+            for r in failed
+        ]
+    lines += ["", "Plots: `acc_vs_macs.png`, `predicted_vs_measured.png`, `progress.png`.", ""]
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text)
+    return text
+
+
+def write_plots(out: Path, store: Store) -> list[Path]:
+    """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = store.candidates("done")
+    if not done:
+        return []
+    macs = np.array([r["macs"] for r in done]) / 1e6
+    acc = np.array([r["score"] for r in done])
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for source, marker in (("sobol", "o"), ("acquisition", "s"), ("genetic", "*")):
+        mask = np.array([r["source"] == source for r in done])
+        if mask.any():
+            ax.scatter(macs[mask], acc[mask], marker=marker, label=source, alpha=0.8)
+    front = pareto_front(macs, acc)
+    ax.plot(macs[front], acc[front], "k--", lw=1, label="Pareto front")
+    ax.set(xlabel="MACs (M)", ylabel="proxy top-1 (%)", title="measured accuracy vs MACs")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out / "acc_vs_macs.png"))
+
+    pred = [
+        (r["predicted"], r["predicted_std"] or 0.0, r["score"])
+        for r in done
+        if r["predicted"] is not None
+    ]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    if pred:
+        p, s, m = (np.array(v) for v in zip(*pred, strict=True))
+        ax.errorbar(p, m, xerr=s, fmt="o", alpha=0.8)
+        lo, hi = min(p.min(), m.min()), max(p.max(), m.max())
+        ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+    ax.set(xlabel="predicted top-1 (%)", ylabel="measured top-1 (%)", title="predicted vs measured")
+    paths.append(_save(fig, out / "predicted_vs_measured.png"))
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    it = np.array([r["iteration"] for r in done])
+    a1.scatter(it, acc, alpha=0.6, label="candidate")
+    iters = sorted(set(it.tolist()))
+    a1.plot(iters, [acc[it <= i].max() for i in iters], "r-", label="best so far")
+    a1.set(xlabel="iteration", ylabel="proxy top-1 (%)", title="progress")
+    a1.legend(fontsize=8)
+    fits = store.fits()
+    if fits:
+        a2.plot(
+            [f["iteration"] for f in fits],
+            [np.nan if f["tau"] is None else f["tau"] for f in fits],
+            "o-",
+            label="held-out tau",
+        )
+        a2.plot(
+            [f["iteration"] for f in fits],
+            [np.nan if f["prospective_tau"] is None else f["prospective_tau"] for f in fits],
+            "s-",
+            label="prospective tau",
+        )
+        a2.legend(fontsize=8)
+    a2.set(xlabel="iteration", ylabel="Kendall tau", title="predictor quality")
+    paths.append(_save(fig, out / "progress.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def write_outputs(
+    out: str | Path, store: Store, space: SearchSpace, constraints: list[Constraint]
+) -> dict[str, Any]:
+    """best/*.yaml, report.md and plots; returns {constraint: best row or None, ...}."""
+    out = Path(out)
+    data = (store.get("config") or {}).get("data", "")
+    done = store.candidates("done")
+    best = best_per_constraint(done, constraints)
+    (out / "best").mkdir(parents=True, exist_ok=True)
+    for c in constraints:
+        if best[c.text] is not None:
+            doc = result_document(best[c.text], space, c.text, data)
+            (out / "best" / f"{c.slug}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_report(out, store, space, constraints, best)
+    write_plots(out, store)
+    return dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
+
+
+def report_run(out: str | Path) -> dict[str, Any]:
+    """Re-render the outputs of a (finished or running) search folder."""
+    out = Path(out)
+    db = out / "search.sqlite"
+    if not db.is_file():
+        raise FileNotFoundError(f"no search found in {out} (missing {db.name})")
+    store = Store(db)
+    try:
+        config = store.get("config") or {}
+        raw = store.get("space_yaml")
+        import json
+
+        space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
+        constraints = [parse_constraint(c) for c in config.get("constraints", [])]
+        return write_outputs(out, store, space, constraints)
+    finally:
+        store.close()

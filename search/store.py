@@ -1,0 +1,186 @@
+"""One SQLite file per search run: every candidate, result and predictor fit.
+
+The file is the search's memory.  A batch is written as ``pending`` before any
+of it is trained and each result is committed the moment it arrives (WAL
+journal), so after a crash or ``kill -9`` a re-run finds exactly which
+evaluations finished and trains only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    id INTEGER PRIMARY KEY,
+    iteration INTEGER NOT NULL,
+    source TEXT NOT NULL,          -- sobol | acquisition
+    vector TEXT NOT NULL,          -- JSON list, the encoding
+    arch TEXT NOT NULL,            -- JSON ArchSpec.to_dict()
+    recipe TEXT NOT NULL,          -- JSON searched recipe fields
+    macs INTEGER NOT NULL,
+    params INTEGER NOT NULL,
+    predicted REAL,                -- acquisition-time prediction (mean)
+    predicted_std REAL,
+    status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
+    epochs INTEGER,                -- epochs it was trained for
+    score REAL,                    -- proxy top-1 at the early-stopping epoch
+    metrics TEXT,                  -- JSON per-epoch records
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    wall_s REAL
+);
+CREATE TABLE IF NOT EXISTS fits (
+    id INTEGER PRIMARY KEY,
+    iteration INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    n_heldout INTEGER NOT NULL,
+    tau REAL,
+    rho REAL,
+    prospective_tau REAL,          -- previous fit's predictions vs this batch's results
+    train_loss REAL,
+    wall_s REAL,
+    created REAL NOT NULL
+);
+"""
+JSON_COLUMNS = ("vector", "arch", "recipe", "metrics")
+
+
+class Store:
+    """Thin typed access to the run database; every write commits immediately."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ----------------------------------------------------------------- meta
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def set(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+        self.db.commit()
+
+    # ----------------------------------------------------------- candidates
+    def add_candidates(self, iteration: int, source: str, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert a batch as pending in one transaction; returns the new ids."""
+        now = time.time()
+        ids = []
+        with self.db:
+            for r in rows:
+                cur = self.db.execute(
+                    "INSERT INTO candidates (iteration, source, vector, arch, recipe, macs, params, predicted, predicted_std, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        iteration,
+                        source,
+                        json.dumps([float(v) for v in r["vector"]]),
+                        json.dumps(r["arch"]),
+                        json.dumps(r["recipe"]),
+                        int(r["macs"]),
+                        int(r["params"]),
+                        r.get("predicted"),
+                        r.get("predicted_std"),
+                        now,
+                    ),
+                )
+                ids.append(int(cur.lastrowid))
+        return ids
+
+    def mark_started(self, cid: int) -> None:
+        self.db.execute(
+            "UPDATE candidates SET started = ?, attempts = attempts + 1 WHERE id = ?",
+            (time.time(), cid),
+        )
+        self.db.commit()
+
+    def record(
+        self,
+        cid: int,
+        status: str,
+        *,
+        epochs: int | None = None,
+        score: float | None = None,
+        metrics: list[dict[str, Any]] | None = None,
+        error: str | None = None,
+        wall_s: float | None = None,
+    ) -> None:
+        """Store one finished evaluation (done or failed) and commit at once."""
+        self.db.execute(
+            "UPDATE candidates SET status = ?, epochs = ?, score = ?, metrics = ?, error = ?, wall_s = ?, finished = ? WHERE id = ?",
+            (status, epochs, score, json.dumps(metrics or []), error, wall_s, time.time(), cid),
+        )
+        self.db.commit()
+
+    def candidates(self, status: str | None = None) -> list[dict[str, Any]]:
+        """All candidates (optionally of one status) in insertion order, JSON decoded."""
+        query, args = "SELECT * FROM candidates", ()
+        if status is not None:
+            query, args = query + " WHERE status = ?", (status,)
+        out = []
+        for row in self.db.execute(query + " ORDER BY id", args):
+            d = dict(row)
+            for key in JSON_COLUMNS:
+                if d[key] is not None:
+                    d[key] = json.loads(d[key])
+            out.append(d)
+        return out
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()[0])
+        return int(
+            self.db.execute(
+                "SELECT COUNT(*) FROM candidates WHERE status = ?", (status,)
+            ).fetchone()[0]
+        )
+
+    def last_iteration(self) -> int:
+        row = self.db.execute("SELECT MAX(iteration) FROM candidates").fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    # ------------------------------------------------------------------ fits
+    def add_fit(self, iteration: int, quality: dict[str, float]) -> None:
+        self.db.execute(
+            "INSERT INTO fits (iteration, n, n_heldout, tau, rho, prospective_tau, train_loss, wall_s, created) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                iteration,
+                int(quality["n"]),
+                int(quality.get("n_heldout", 0)),
+                _finite(quality.get("tau")),
+                _finite(quality.get("rho")),
+                _finite(quality.get("prospective_tau")),
+                quality.get("train_loss"),
+                quality.get("wall_s"),
+                time.time(),
+            ),
+        )
+        self.db.commit()
+
+    def fits(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM fits ORDER BY id")]
+
+
+def _finite(value: float | None) -> float | None:
+    """SQLite has no NaN; store None instead."""
+    return None if value is None or value != value else float(value)
