@@ -187,3 +187,25 @@ def test_default_pretrained_path_downloads_the_official_url(reference_checkpoint
     with torch.no_grad():
         got = model.eval()(x).numpy()
     assert abs(got - ref["logits"]).max() / abs(ref["logits"]).max() < 1e-4
+
+
+def test_torch_hub_works_from_a_plain_checkout_without_the_package_installed(tmp_path):
+    """Hide the installed package: hub must import fbnetv3_zoo from the checkout itself."""
+    code = f"""
+import sys
+sys.meta_path = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path = [p for p in sys.path if "__editable__" not in p and p not in ("", {str(REPO)!r})]
+import importlib.util
+assert importlib.util.find_spec("fbnetv3_zoo") is None, "package still visible"
+import torch
+model = torch.hub.load({str(REPO)!r}, "fbnetv3_a", source="local", num_classes=3)
+import fbnetv3_zoo
+assert fbnetv3_zoo.__file__.startswith({str(REPO)!r}), fbnetv3_zoo.__file__
+print(type(model).__name__, model.classifier.out_features)
+"""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "FBNetV3Timm 3"
