@@ -70,7 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-seconds", type=float, default=2.0, help="stop timing a cell after this long"
     )
-    p.add_argument("--threads", type=int, default=None, help="default: all CPU cores")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads for torch and ONNX Runtime (default 1; 0 = all cores). On a "
+        "shared machine several OpenMP threads stall on each other's time slices",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     p.add_argument("--plot", type=Path, default=None, help="write the top-1 vs latency plot")
     p.set_defaults(func=_benchmark)
@@ -107,7 +113,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         repeats=args.repeats,
         max_seconds=args.max_seconds,
-        threads=args.threads,
+        threads=args.threads or None,
     )
     rows = run_benchmark(args.models, settings, log=print)
     text = format_markdown(rows, settings)
