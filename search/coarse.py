@@ -44,12 +44,12 @@ class SearchConfig:
     """Everything a search run depends on (the CLI flags map one to one)."""
 
     space: str = "fbnetv3_proxy"
-    data: str = "digits"
+    data: str = "digits:40"  # 40 training images per class: a proxy that trains in seconds
     constraints: list[str] = field(default_factory=lambda: ["macs<=0.5M", "macs<=1M"])
-    budget: int = 14  # total candidate trainings, including the genetic winners
-    batch: int = 3
-    initial: int = 6  # size of the first (Sobol) batch
-    epochs: int = 5  # proxy epochs of the first batch
+    budget: int = 11  # total candidate trainings, including the genetic winners
+    batch: int = 2
+    initial: int = 5  # size of the first (Sobol) batch
+    epochs: int = 4  # proxy epochs of the first batch
     early_stop_tau: float = 0.8
     pool: int = 4096
     kappa: float = 0.5
@@ -62,6 +62,9 @@ class SearchConfig:
     ga_population: int = 64
     ga_generations: int = 40
     pretrain_samples: int = 4096
+    pretrain_steps: int = 1000
+    fit_steps: int = 300
+    members: int = 5  # predictor ensemble size
 
 
 def choose_stop_epoch(curves: list[list[float]], threshold: float) -> tuple[int, list[float]]:
@@ -257,6 +260,7 @@ class Search:
             self.pretrained = pretrain(
                 self.space,
                 self.config.pretrain_samples,
+                self.config.pretrain_steps,
                 num_classes=self.num_classes,
                 seed=self.config.seed,
             )
@@ -264,7 +268,12 @@ class Search:
                 "pretrain", dict(loss=self.pretrained.loss, wall_s=self.pretrained.wall_s)
             )
         predictor, quality = fit_with_holdout(
-            u, y, self.pretrained, seed=self.config.seed + iteration
+            u,
+            y,
+            self.pretrained,
+            seed=self.config.seed + iteration,
+            members=self.config.members,
+            steps=self.config.fit_steps,
         )
         latest = [r for r in done if r["iteration"] == iteration - 1 and r["predicted"] is not None]
         if len(latest) >= 3:

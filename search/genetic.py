@@ -23,6 +23,7 @@ from .space import SearchSpace
 
 # the adaptive GA's published constants: crossover k1 = k3 = 1.0, mutation k2 = k4 = 0.5
 K_CROSS, K_MUT = 1.0, 0.5
+PM_MIN = 0.05  # our choice: a floor so a converged population keeps exploring
 ELITE = 2
 
 
@@ -62,7 +63,7 @@ def _evolve(
     cross = rng.random(n) < pc
     take = rng.random((n, d)) < 0.5
     children = np.where(cross[:, None] & take, pop[second], pop[first])
-    pm = adaptive_rates(fit[better], fmax, favg, K_MUT, K_MUT)
+    pm = np.maximum(adaptive_rates(fit[better], fmax, favg, K_MUT, K_MUT), PM_MIN)
     mutate = rng.random(n) < pm
     genes = rng.random((n, d)) < 2.0 / d
     genes[np.arange(n), rng.integers(0, d, n)] = True  # a mutation changes at least one gene
@@ -110,11 +111,10 @@ def genetic_search(
             children.append(kids)
         kid_fits = score(children)
         for k in range(len(constraints)):
+            # generational replacement with elitism: children replace all but the best
             elite = np.argsort(-fits[k])[:ELITE]
-            pool = np.concatenate([pops[k][elite], children[k]])
-            pool_fit = np.concatenate([fits[k][elite], kid_fits[k]])
-            keep = np.argsort(-pool_fit)[: sizes[k]]
-            pops[k], fits[k] = pool[keep], pool_fit[keep]
+            pops[k] = np.concatenate([pops[k][elite], children[k][: sizes[k] - ELITE]])
+            fits[k] = np.concatenate([fits[k][elite], kid_fits[k][: sizes[k] - ELITE]])
             history[k].append(float(fits[k].max()))
         if on_generation is not None:
             on_generation(gen)
