@@ -41,6 +41,7 @@ class RayExecutor:
         gpus_per_trial: float = 0.0,
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        _check_reachable(address)
         try:
             import ray
         except ImportError:
@@ -79,6 +80,22 @@ class RayExecutor:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def _check_reachable(address: str | None, timeout: float = 3.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (Ray itself retries for a minute)."""
+    if not address or address == "auto" or address.startswith(("ray://", "local")):
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"cannot reach a Ray cluster at address {address!r}: {err} (start one with 'ray start --head', or use --executor local)"
+        ) from None
 
 
 def make_executor(

@@ -1,0 +1,314 @@
+"""The search loop end to end: store, resume (also after kill -9), failures, CLI, Ray, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from fbnetv3_zoo.search.coarse import SearchConfig, choose_stop_epoch, run_search
+from fbnetv3_zoo.search.evaluate import EvalTask, evaluate
+
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.spec import ArchSpec
+
+FAST = dict(
+    pretrain_samples=512,
+    pretrain_steps=60,
+    fit_steps=40,
+    members=2,
+    ga_population=16,
+    ga_generations=5,
+    pool=256,
+)
+
+
+def fake_evaluate(task: EvalTask) -> dict:
+    """A deterministic stand-in for training: wider, higher-resolution, adamw -> better."""
+    width = sum(row["channels"] for stage in task.arch["stages"] for row in stage)
+    final = 20 + width / 10 + task.arch["input_size"] + 5 * (task.recipe["optimizer"] == "adamw")
+    n = task.stop_after or task.epochs
+    metrics = [
+        {"epoch": e + 1, "val_top1": final * (e + 1) / task.epochs, "ema_top1": None}
+        for e in range(n)
+    ]
+    return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
+
+
+def _config(**kw) -> SearchConfig:
+    base = dict(
+        budget=8, initial=4, batch=2, epochs=3, constraints=["macs<=0.6M", "macs<=1M"], **FAST
+    )
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def _rows(out: Path) -> list[dict]:
+    db = sqlite3.connect(out / "search.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_choose_stop_epoch():
+    curves = [[1, 5, 9], [2, 4, 8], [3, 3, 7], [4, 2, 6]]
+    epoch, taus = choose_stop_epoch(curves, 0.8)
+    assert epoch == 2 and taus[0] == pytest.approx(-1.0) and taus[2] == pytest.approx(1.0)
+    assert choose_stop_epoch(curves[:2], 0.8)[0] == 3  # too few curves: the final epoch
+
+
+def test_search_with_fake_evaluator_writes_outputs(tmp_path):
+    summary = run_search(_config(), tmp_path, evaluator=fake_evaluate, progress=False)
+    rows = _rows(tmp_path)
+    assert {r["status"] for r in rows} == {"done"}
+    assert len(rows) <= 8 and [r["source"] for r in rows][:4] == ["sobol"] * 4
+    assert {"acquisition", "genetic"} <= {r["source"] for r in rows}
+    later = [r for r in rows if r["iteration"] > 0]
+    assert all(r["epochs"] <= 3 and r["predicted"] is not None for r in later)
+    for name in ("report.md", "acc_vs_macs.png", "predicted_vs_measured.png", "progress.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    report = (tmp_path / "report.md").read_text()
+    assert "Predictor quality per iteration" in report and "Kendall tau" in report
+    for constraint, slug, limit in (
+        ("macs<=0.6M", "macs_le_0.6M", 0.6e6),
+        ("macs<=1M", "macs_le_1M", 1e6),
+    ):
+        doc = yaml.safe_load((tmp_path / "best" / f"{slug}.yaml").read_text())
+        assert set(doc) >= {"arch", "recipe", "predicted", "measured"}
+        assert doc["stats"]["macs"] <= limit
+        assert summary["best"][constraint]["score"] == pytest.approx(
+            doc["measured"]["top1"], abs=1e-3
+        )
+        spec = ArchSpec.from_yaml(tmp_path / "best" / f"{slug}.yaml")
+        assert spec.input_size == doc["recipe"]["resolution"]
+        from fbnetv3_zoo.recipes import Recipe
+
+        assert Recipe.from_dict(doc["recipe"]).optimizer == doc["recipe"]["optimizer"]
+
+
+class Interrupt(BaseException):
+    """Stands in for Ctrl-C / a crash in the middle of a batch."""
+
+
+def test_resume_after_interrupt_repeats_nothing(tmp_path):
+    calls = []
+
+    def flaky(task):
+        if len(calls) == 5:
+            raise Interrupt
+        calls.append(task.cid)
+        return fake_evaluate(task)
+
+    with pytest.raises(Interrupt):
+        run_search(_config(), tmp_path, evaluator=flaky, progress=False)
+    first = [r["id"] for r in _rows(tmp_path) if r["status"] == "done"]
+    assert first == calls[:5]
+    again = []
+    run_search(
+        _config(),
+        tmp_path,
+        evaluator=lambda t: again.append(t.cid) or fake_evaluate(t),
+        progress=False,
+    )
+    assert not set(first) & set(again)
+    rows = _rows(tmp_path)
+    assert all(r["status"] == "done" for r in rows) and len(rows) >= 7
+    # a third run finds everything done and trains nothing
+    third = []
+    run_search(
+        _config(),
+        tmp_path,
+        evaluator=lambda t: third.append(t.cid) or fake_evaluate(t),
+        progress=False,
+    )
+    assert third == [] and len(_rows(tmp_path)) == len(rows)
+
+
+def test_resume_after_kill_9(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from test_search_run import _config, fake_evaluate
+            from fbnetv3_zoo.search.coarse import run_search
+
+            def slow(task):
+                time.sleep(0.4)
+                return fake_evaluate(task)
+
+            run_search(_config(), {str(tmp_path / "run")!r}, evaluator=slow, progress=False)
+            """
+        )
+    )
+    proc = subprocess.Popen([sys.executable, str(script)])
+    db = tmp_path / "run" / "search.sqlite"
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                done = [r for r in _rows(tmp_path / "run") if r["status"] == "done"]
+            except sqlite3.OperationalError:
+                done = []
+            if len(done) >= 3:
+                break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 3, "the child never got going"
+    before = {r["id"] for r in _rows(tmp_path / "run") if r["status"] == "done"}
+    assert before >= {r["id"] for r in done}
+    again = []
+    run_search(
+        _config(),
+        tmp_path / "run",
+        evaluator=lambda t: again.append(t.cid) or fake_evaluate(t),
+        progress=False,
+    )
+    assert not before & set(again)
+    assert all(r["status"] == "done" for r in _rows(tmp_path / "run"))
+
+
+def test_changed_space_or_data_is_refused(tmp_path):
+    run_search(_config(budget=6), tmp_path, evaluator=fake_evaluate, progress=False)
+    with pytest.raises(ValueError, match=r"data: run has 'digits:40', now 'digits:20'"):
+        run_search(
+            _config(budget=6, data="digits:20"), tmp_path, evaluator=fake_evaluate, progress=False
+        )
+    from fbnetv3_zoo.search.space import SPACES_DIR
+
+    changed = yaml.safe_load((SPACES_DIR / "fbnetv3_proxy.yaml").read_text())
+    changed["resolution"] = {"min": 16, "max": 24, "step": 8}
+    path = tmp_path / "fbnetv3_proxy.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    with pytest.raises(ValueError, match=r"space: run has .*fingerprint"):
+        run_search(
+            _config(budget=6, space=str(path)), tmp_path, evaluator=fake_evaluate, progress=False
+        )
+
+
+def test_failing_candidates_do_not_stop_the_search(tmp_path, monkeypatch):
+    """The real ``evaluate`` with a training engine that fails every third candidate."""
+    import fbnetv3_zoo.recipes.engine as engine
+
+    calls = []
+
+    def train(model, recipe, data, epochs, stop_after_epochs=None, **kw):
+        calls.append(1)
+        if len(calls) % 3 == 0:
+            raise engine.TrainingDiverged("loss became nan")
+        n = stop_after_epochs or epochs
+        return {
+            "epochs": [
+                {"epoch": e + 1, "val_top1": 10.0 * (e + 1) + recipe.lr, "ema_top1": None}
+                for e in range(n)
+            ]
+        }
+
+    monkeypatch.setattr(engine, "train", train)
+    run_search(_config(budget=10, initial=6), tmp_path, progress=False)
+    rows = _rows(tmp_path)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and all("TrainingDiverged: loss became nan" in r["error"] for r in failed)
+    assert sum(r["status"] == "done" for r in rows) >= 3
+    assert "Failed candidates" in (tmp_path / "report.md").read_text()
+
+
+def test_evaluate_reports_errors_instead_of_raising():
+    task = EvalTask(1, {"stem_channels": 8, "stages": []}, {}, "fbnetv3_proxy", "digits:5", 1)
+    result = evaluate(task)
+    assert result["status"] == "failed" and "stages" in result["error"]
+
+
+def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
+    out = tmp_path / "s1"
+    args = ["search", "--out", str(out), "--data", "digits:8", "--budget", "5", "--initial", "4", "--batch", "1",
+            "--epochs", "2", "--constraint", "macs<=1M", "--ga-generations", "3", "--ga-population", "16",
+            "--pool", "256", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert "macs<=1M: top-1" in capsys.readouterr().out
+    best = out / "best" / "macs_le_1M.yaml"
+    doc = yaml.safe_load(best.read_text())
+    assert doc["measured"]["data"] == "digits:8" and 0 <= doc["measured"]["top1"] <= 100
+    import fbnetv3_zoo
+
+    model = fbnetv3_zoo.create_model(best, num_classes=10)
+    assert model.num_classes == 10
+    rows = _rows(out)
+    assert len(rows) == 5 and all(r["status"] == "done" for r in rows)
+    assert main(args) == 0  # resume: nothing left to train
+    assert len(_rows(out)) == 5
+    (out / "report.md").unlink()
+    assert main(["search-report", str(out)]) == 0
+    assert (out / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--executor", "dask"], "unknown executor 'dask'; choose one of local, ray"),
+        (["--constraint", "macs<=1K"], "no sampled pair satisfies"),
+        (["--constraint", "flops<1M"], "invalid constraint"),
+        (["--space", "nope"], "unknown search space 'nope'"),
+        (["--budget", "3"], "budget 3 is too small"),
+    ],
+)
+def test_cli_bad_input(tmp_path, capsys, extra, message):
+    assert main(["search", "--out", str(tmp_path / "x"), "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_invalid_space_file_names_the_field(tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "stem: {channels: 8}\nresolution: 16\nstages: [[{kernel: 4, expansion: 1, channels: 8, repeats: 1}]]\nrecipe: {}\n"
+    )
+    assert main(["search", "--out", str(tmp_path / "x"), "--space", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "stages[0][0].kernel" in err
+
+
+def test_search_report_of_missing_run(tmp_path, capsys):
+    assert main(["search-report", str(tmp_path)]) == 2
+    assert "no search found" in capsys.readouterr().err
+
+
+def test_ray_executor_runs_a_tiny_search(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        config = _config(
+            budget=4, initial=3, epochs=1, data="digits:4", constraints=["macs<=1M"], executor="ray"
+        )
+        summary = run_search(config, tmp_path, progress=False)
+    finally:
+        ray.shutdown()
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    assert summary["best"]["macs<=1M"] is not None
+
+
+def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
+    args = [
+        "search",
+        "--out",
+        str(tmp_path),
+        "--executor",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:1",
+        "--quiet",
+    ]
+    assert main(args) == 2
+    assert "cannot reach a Ray cluster at address '127.0.0.1:1'" in capsys.readouterr().err
