@@ -135,7 +135,7 @@ def overhead(model_name: str, data: str, batch: int, res: int, rounds: int, epoc
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--per-class", type=int, default=20, help="training images per class (digits:N)")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2, help="training processes at a time")

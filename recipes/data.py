@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
+from torchvision.datasets import ImageFolder
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_VAL_FRACTION = 1 / 3
@@ -80,19 +81,19 @@ class ImageArrayDataset(Dataset):
         return (self.transform(img) if self.transform else img), self.labels[i]
 
 
-def _safe_folder(root: Path) -> Any:
+class SafeImageFolder(ImageFolder):
     """An ImageFolder whose unreadable files yield ``Skipped`` instead of raising."""
-    from torchvision.datasets import ImageFolder
 
-    class SafeImageFolder(ImageFolder):
-        def __getitem__(self, i: int) -> tuple[Any, int] | Skipped:
-            path, target = self.samples[i]
-            try:
-                img = self.loader(path)
-            except (OSError, ValueError, SyntaxError):  # what PIL raises on broken files
-                return Skipped(path)
-            return (self.transform(img) if self.transform else img), target
+    def __getitem__(self, i: int) -> tuple[Any, int] | Skipped:
+        path, target = self.samples[i]
+        try:
+            img = self.loader(path)
+        except (OSError, ValueError, SyntaxError):  # what PIL raises on broken files
+            return Skipped(path)
+        return (self.transform(img) if self.transform else img), target
 
+
+def _safe_folder(root: Path) -> SafeImageFolder:
     return SafeImageFolder(str(root))
 
 

@@ -13,6 +13,7 @@ epoch's files intact and ``resume=True`` continues exactly from there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -78,11 +79,10 @@ def train(
     num_classes = num_classes or splits.num_classes
     from fbnetv3_zoo import ArchSpec
 
-    buildable = isinstance(model, str | Path | ArchSpec)
-    model_name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
-    if not buildable:
+    if isinstance(model, nn.Module):
         model_name = type(model).__name__
-    if buildable:
+    else:  # a name, an ArchSpec or its YAML path
+        model_name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
         model = recipe.create_model(model, num_classes=num_classes, pretrained=pretrained)
     model.to(dev)
 
@@ -93,6 +93,8 @@ def train(
         batch -= batch % 2  # mixup pairs images within a batch
     if batch < 1 or n_train // batch < 1:
         raise ValueError(f"{n_train} training image(s) are too few for one batch")
+    if batch != recipe.batch_size:  # a small dataset: the lr scaling rule follows the real batch
+        recipe = dataclasses.replace(recipe, batch_size=batch)
     total_epochs = epochs or recipe.epochs
     parts = recipe.build(model, n_train // batch, num_classes=num_classes, epochs=total_epochs)
     splits.set_transforms(parts.train_transform, parts.eval_transform)
