@@ -192,6 +192,7 @@ class Search:
                 stop,
                 c.seed,
                 c.threads,
+                dict(self.space.recipe_overrides),
             )
             tasks.append(task)
             self.store.mark_started(row["id"])

@@ -96,7 +96,7 @@ def batch_stats(
             for r in range(int(repeats.max())):
                 on = r < repeats
                 stride = row.stride if r == 0 else 1
-                mid = _make_divisible(cin * exp)
+                mid = np.where(exp == 1, cin, _make_divisible(cin * exp))  # e=1: no expansion
                 pw = np.where(exp != 1, cin * mid, 0)
                 w_pw = pw * size * size
                 new = _spatial(size, kern, stride, pad)

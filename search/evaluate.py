@@ -8,7 +8,6 @@ raises: a candidate that errors, runs out of memory or diverges comes back as
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 import warnings
@@ -29,14 +28,17 @@ class EvalTask:
     stop_after: int | None = None  # early stopping: end after this many epochs of that schedule
     seed: int = 0
     threads: int | None = 1  # torch threads; tiny CPU proxies run fastest on one
-    extra: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
 
 
-def build_recipe(base: str, fields: dict[str, Any], resolution: int) -> Any:
-    """The full Recipe of a pair: ``base`` preset with the searched fields and the arch's resolution."""
+def build_recipe(
+    base: str, fields: dict[str, Any], resolution: int, overrides: dict[str, Any] | None = None
+) -> Any:
+    """The full Recipe of a pair: ``base`` preset, the space's fixed overrides, the searched fields, the arch's resolution."""
     from fbnetv3_zoo.recipes import Recipe
 
-    return dataclasses.replace(Recipe.load(base), **fields, resolution=resolution)
+    data = {**Recipe.load(base).to_dict(), **(overrides or {}), **fields, "resolution": resolution}
+    return Recipe.from_dict(data)
 
 
 def epoch_accuracy(record: dict[str, Any]) -> float | None:
@@ -62,7 +64,7 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         if task.threads:
             torch.set_num_threads(task.threads)
         spec = ArchSpec.from_dict(task.arch)
-        recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size)
+        recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size, task.overrides)
         num_classes = _num_classes(task.data)
         model = fbnetv3_zoo.create_model(
             spec, num_classes=num_classes, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path

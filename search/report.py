@@ -6,6 +6,7 @@ search-report`` can render a running or finished search at any time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,14 @@ def result_document(
     row: dict[str, Any], space: SearchSpace, constraint: str, data: str
 ) -> dict[str, Any]:
     """The ``best/<constraint>.yaml`` content: arch + full recipe + predicted + measured."""
-    recipe = build_recipe(space.recipe_base, row["recipe"], row["arch"]["input_size"])
+    recipe = build_recipe(
+        space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
+    )
+    recipe = dataclasses.replace(
+        recipe,
+        name=f"searched_{parse_constraint(constraint).slug}",
+        description=f"found by fbnetv3 search (space {space.name}, base recipe {space.recipe_base}, data {data})",
+    )
     predicted = None
     if row["predicted"] is not None:
         predicted = dict(top1=round(row["predicted"], 3), std=round(row["predicted_std"] or 0.0, 3))

@@ -117,6 +117,7 @@ class SearchSpace:
     stages: tuple[tuple[RowSpace, ...], ...]
     recipe_base: str
     recipe: tuple[Dim, ...]
+    recipe_overrides: tuple[tuple[str, Any], ...]  # fixed Recipe fields applied over the base
     raw_json: str  # canonical text of the source mapping, for the resume fingerprint
 
     def dims(self) -> list[Dim]:
@@ -272,11 +273,11 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
             )
         except SpaceError as err:
             raise SpaceError(f"{source}: {err}") from None
-    bad = sorted(set(recipe) - {"base", *RECIPE_FIELDS})
+    bad = sorted(set(recipe) - {"base", "overrides", *RECIPE_FIELDS})
     if bad:
-        raise _fail(
-            f"{source}: recipe", f"unknown key(s) {bad}; allowed: base, {', '.join(RECIPE_FIELDS)}"
-        )
+        allowed = ", ".join(("base", "overrides", *RECIPE_FIELDS))
+        raise _fail(f"{source}: recipe", f"unknown key(s) {bad}; allowed: {allowed}")
+    overrides = _overrides(recipe.get("overrides", {}), f"{source}: recipe.overrides")
     recipe_dims = []
     for key in RECIPE_FIELDS:
         if key in recipe:
@@ -298,8 +299,29 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
         stages=tuple(rows),
         recipe_base=str(recipe.get("base", "fbnetv3_proxy")),
         recipe=tuple(recipe_dims),
+        recipe_overrides=overrides,
         raw_json=json.dumps(data, sort_keys=True, default=str),
     )
+
+
+def _overrides(data: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    """Fixed recipe fields (e.g. a smaller batch for the proxy); names checked against Recipe."""
+    if not isinstance(data, Mapping):
+        raise _fail(where, f"expected a mapping of recipe fields, got {data!r}")
+    from dataclasses import fields
+
+    from fbnetv3_zoo.recipes import Recipe
+
+    names = [f.name for f in fields(Recipe)]
+    for key in data:
+        if key not in names or key in RECIPE_FIELDS or key == "resolution":
+            raise _fail(
+                f"{where}.{key}",
+                "not a fixed recipe field (searched fields and resolution come from the space; allowed: "
+                + ", ".join(n for n in names if n not in RECIPE_FIELDS and n != "resolution")
+                + ")",
+            )
+    return tuple(sorted(data.items()))
 
 
 def available_spaces() -> list[str]:

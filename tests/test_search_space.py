@@ -116,6 +116,7 @@ def _raw():
         (lambda d: d["stages"][0][0].update(channels="same"), r"stages\[0\]\[0\]\.channels"),
         (lambda d: d["recipe"].update(lr={"min": "a", "max": 1}), r"recipe\.lr\.min"),
         (lambda d: d["recipe"].update(momentum=0.9), r"recipe.*unknown key.*momentum"),
+        (lambda d: d["recipe"].update(overrides={"lr": 1}), r"recipe\.overrides\.lr"),
         (lambda d: d.pop("stages"), r"missing required key 'stages'"),
         (lambda d: d["stages"][4][0].update(stride=3), r"stages\[4\]\[0\]\.stride"),
     ],
