@@ -246,9 +246,10 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
     model = fbnetv3_zoo.create_model(best, num_classes=10)
     assert model.num_classes == 10
     rows = _rows(out)
-    assert len(rows) == 5 and all(r["status"] == "done" for r in rows)
+    # the genetic winner is not retrained when it is a pair already measured
+    assert len(rows) in (4, 5) and all(r["status"] == "done" for r in rows)
     assert main(args) == 0  # resume: nothing left to train
-    assert len(_rows(out)) == 5
+    assert _rows(out) == rows
     (out / "report.md").unlink()
     assert main(["search-report", str(out)]) == 0
     assert (out / "report.md").exists()
