@@ -56,6 +56,9 @@ DEFAULT_MODELS = (
 )
 # torch.compile costs minutes per model and batch size on 2 cores: by default only the 224 pair
 DEFAULT_COMPILE_MODELS = ("fbnetv3_b@224",)
+# our B and timm's B architecture at the same 224 input, also timed head-to-head
+PAIR_224 = ("fbnetv3_b@224", "fbnetv3_b.ra2_in1k@224")
+PAIRED = "paired eager"
 # top-1 that timm reports for its own fbnetv3 architectures (ra2_in1k weights), at these sizes
 TIMM_REPORTED_TOP1 = {
     ("fbnetv3_b.ra2_in1k", 256): 79.15,
@@ -179,24 +182,43 @@ def count_macs(model: nn.Module, input_size: int) -> int:
     return total
 
 
-def _median_seconds(fn: Callable[[], Any], warmup: int, repeats: int, max_seconds: float) -> float:
-    """Median of up to ``repeats`` timed runs; warm-up and timing each stop after ``max_seconds``.
+def _interleaved_medians(
+    fns: dict[str, Callable[[], Any]], warmup: int, repeats: int, max_seconds: float
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Median seconds per callable, timed in alternating rounds; also the errors by key.
 
-    A run longer than ``max_seconds`` (big model, batch 32) is timed once after one
-    warm-up: the full table must fit in minutes on 2 cores.
+    Alternating spreads background load on a shared machine evenly over the
+    callables compared.  Warm-up runs (which also compile for torch.compile)
+    stop after ``max_seconds`` per callable, timing after ``max_seconds`` per
+    callable, but there is always at least one of each: a big model at batch 32
+    is then one warm-up plus one timed run.
     """
-    deadline = time.perf_counter() + max_seconds
-    for _ in range(warmup):
-        fn()
-        if time.perf_counter() > deadline:
-            break
-    times: list[float] = []
-    deadline = time.perf_counter() + max_seconds
-    while len(times) < max(1, repeats) and (not times or time.perf_counter() < deadline):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    live, errors = dict(fns), {}
+    for key, fn in list(live.items()):
+        deadline = time.perf_counter() + max_seconds
+        try:
+            for _ in range(warmup):
+                fn()
+                if time.perf_counter() > deadline:
+                    break
+        except Exception as err:  # a backend that fails here is reported, not fatal
+            errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
+            del live[key]
+    times: dict[str, list[float]] = {key: [] for key in live}
+    deadline = time.perf_counter() + max_seconds * max(1, len(live))
+    rounds = 0
+    while live and rounds < max(1, repeats) and (rounds == 0 or time.perf_counter() < deadline):
+        for key, fn in list(live.items()):
+            start = time.perf_counter()
+            try:
+                fn()
+            except Exception as err:
+                errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
+                del live[key], times[key]
+                continue
+            times[key].append(time.perf_counter() - start)
+        rounds += 1
+    return {key: statistics.median(ts) for key, ts in times.items()}, errors
 
 
 def _runner(
@@ -257,9 +279,30 @@ def run_benchmark(
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads)
     try:
-        return [_bench_one(name, settings, log) for name in models]
+        rows = [_bench_one(name, settings, log) for name in models]
+        pair = [r for name in PAIR_224 for r in rows if r.model == name]
+        if len(pair) == 2 and "eager" in settings.backends:
+            _paired_eager(pair, settings, log)
+        return rows
     finally:
         torch.set_num_threads(threads_before)
+
+
+def _paired_eager(rows: Sequence[BenchRow], settings: BenchSettings, log: Callable) -> None:
+    """Time the rows' models in eager mode alternately: a head-to-head immune to load drift."""
+    models = {r.model: build_model(r.model)[0] for r in rows}
+    with torch.no_grad():
+        for batch in settings.batches:
+            x = torch.randn(batch, 3, rows[0].input_size, rows[0].input_size)
+            calls = {name: (lambda m=m, x=x: m(x)) for name, m in models.items()}
+            medians, _ = _interleaved_medians(
+                calls, settings.warmup, 2 * settings.repeats, 2 * settings.max_seconds
+            )
+            for r in rows:
+                r.cells[(PAIRED, batch)] = medians.get(r.model)
+                sec = medians.get(r.model)
+                shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
+                log(f"{r.model:28s} {PAIRED:13s} batch {batch:3d}: {shown}")
 
 
 def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
@@ -276,6 +319,7 @@ def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -
         top1_source=source,
     )
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        runners = {}
         for backend in settings.backends:
             if backend == "compile" and not _wants_compile(name, settings):
                 continue
@@ -283,24 +327,21 @@ def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -
                 fn = _runner(backend, model, size, settings.num_threads, Path(tmp))
             except Exception as err:  # a backend that fails here is reported, not fatal
                 row.notes.append(f"{backend}: {type(err).__name__}: {str(err)[:160]}")
-                for batch in settings.batches:
-                    row.cells[(backend, batch)] = None
+                row.cells.update({(backend, batch): None for batch in settings.batches})
                 continue
-            if fn is None:
-                continue
-            for batch in settings.batches:
-                x = torch.randn(batch, 3, size, size)
-                try:
-                    sec = _median_seconds(
-                        lambda fn=fn, x=x: fn(x),
-                        settings.warmup,
-                        settings.repeats,
-                        settings.max_seconds,
-                    )
-                except Exception as err:
-                    row.notes.append(f"{backend}@{batch}: {type(err).__name__}: {str(err)[:160]}")
-                    sec = None
+            if fn is not None:
+                runners[backend] = fn
+        for batch in settings.batches:
+            x = torch.randn(batch, 3, size, size)
+            calls = {b: (lambda fn=fn, x=x: fn(x)) for b, fn in runners.items()}
+            medians, errors = _interleaved_medians(
+                calls, settings.warmup, settings.repeats, settings.max_seconds
+            )
+            for backend in runners:
+                sec = medians.get(backend)
                 row.cells[(backend, batch)] = sec
+                if backend in errors:
+                    row.notes.append(f"{backend}@{batch}: {errors[backend]}")
                 shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
                 log(f"{name:28s} {backend:13s} batch {batch:3d}: {shown}")
     return row
@@ -342,7 +383,7 @@ def _goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
             f"(ours/timm {ours.macs / theirs.macs:.2f}); params {ours.params / 1e6:.2f}M vs "
             f"{theirs.params / 1e6:.2f}M."
         )
-        for backend in ("eager", "compile", "onnx"):
+        for backend in (PAIRED, "eager", "compile", "onnx"):
             for batch in batches:
                 a, b = ours.cells.get((backend, batch)), theirs.cells.get((backend, batch))
                 ratio = _ratio(b, a)
@@ -411,10 +452,14 @@ def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
         f"Threads: torch {settings.num_threads}, ONNX Runtime intra-op {settings.num_threads} / "
         f"inter-op 1 (`--threads`; with other jobs on the cores, several OpenMP threads in "
         "PyTorch stall on each other's time slices and eager times grow many-fold, so one "
-        "thread gives the steadier comparison). Each cell: {settings.warmup} warm-up runs (these also compile for "
-        f"`compile`), then the median of up to {settings.repeats} timed runs; warm-up and timing each "
-        f"stop once {settings.max_seconds:g} s have passed (at least one run each), so a "
-        "cell whose single run takes longer than that is one warm-up plus one timed run. Random weights, "
+        "thread gives the steadier comparison). "
+        f"Per model and batch size: {settings.warmup} warm-up runs per backend (these also "
+        "compile for `compile`), then the backends are timed in alternating rounds (so load "
+        f"drift hits them alike), up to {settings.repeats} rounds or {settings.max_seconds:g} s "
+        "per backend, at least one round; cells show the median. A big model at batch 32 is "
+        "therefore one warm-up plus one timed run. `fbnetv3_b@224` and "
+        "`fbnetv3_b.ra2_in1k@224` are also timed head-to-head in alternating eager runs "
+        '("paired eager" in Goals). Random weights, '
         "`torch.no_grad()`, float32. Backends: `eager` PyTorch; `fused` eager after "
         "`fuse_bn` (zoo models only); `channels_last` eager in NHWC; `compile` "
         "`torch.compile(dynamic=False)` (inductor; only for "
