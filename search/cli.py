@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "search",
         help="joint architecture-recipe search (JointNAS); resumes when run again",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Search (ArchSpec, Recipe) pairs under resource constraints. With no options: the "
         "embedded CPU demo (fbnetv3_proxy space on digits, a few minutes). Running the same "
         "command again resumes the run in --out.",
