@@ -500,18 +500,17 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: str | os.PathLike) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     groups = [
         ("FBNet authors", "zoo FBNetV3-A…G (FBNet authors' top-1)", "tab:blue"),
         ("timm reported", "timm's fbnetv3_b/d/g architecture (timm-reported top-1)", "tab:orange"),
     ]
     for source, label, color in groups:
-        pts = [r for r in rows if r.top1_source == source]
-        for backend, marker, fill in (("eager", "o", color), ("onnx", "s", "none")):
+        pts = sorted((r for r in rows if r.top1_source == source), key=lambda r: r.top1 or 0.0)
+        for backend, marker, fill in (("eager", "o", color), ("onnx", "s", "white")):
             xy = [(r.latency_ms(backend), r.top1, r) for r in pts if r.latency_ms(backend)]
             if not xy:
                 continue
-            xy.sort(key=lambda t: t[0])
             ax.plot(
                 [p[0] for p in xy],
                 [p[1] for p in xy],
@@ -521,21 +520,21 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: str | os.PathLike) -> N
                 linestyle="-" if backend == "eager" else ":",
                 label=f"{label}, {'PyTorch eager' if backend == 'eager' else 'ONNX Runtime'}",
             )
-            if backend == "eager":
-                for lat, top1, r in xy:
-                    ax.annotate(
-                        f"{r.base} @{r.input_size}",
-                        (lat, top1),
-                        fontsize=7,
-                        xytext=(4, -10),
-                        textcoords="offset points",
-                    )
+            for lat, top1, r in xy:
+                short = r.base.removeprefix("fbnetv3_").replace(".ra2_in1k", " (timm)")
+                ax.annotate(
+                    f"{short.upper() if len(short) == 1 else short}@{r.input_size}",
+                    (lat, top1),
+                    fontsize=7,
+                    xytext=(5, -3),
+                    textcoords="offset points",
+                )
     ax.set_xlabel("measured CPU latency, batch 1 (ms, median)")
     ax.set_ylabel("ImageNet top-1 (%)")
-    ax.set_title(f"Top-1 vs latency ({os.cpu_count()} CPU cores)")
+    ax.set_title(f"ImageNet top-1 vs measured CPU latency ({os.cpu_count()}-core machine)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     else:
         ax.text(
             0.5,
