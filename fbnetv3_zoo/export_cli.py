@@ -6,6 +6,7 @@ Heavy imports (onnx, onnxruntime, matplotlib) happen inside the handlers.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 
@@ -115,8 +116,10 @@ def _benchmark(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         threads=args.threads or None,
     )
+    start = time.perf_counter()
     rows = run_benchmark(args.models, settings, log=print)
-    text = format_markdown(rows, settings)
+    minutes = (time.perf_counter() - start) / 60
+    text = format_markdown(rows, settings) + f"\nThis run took {minutes:.1f} min.\n"
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
