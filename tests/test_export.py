@@ -15,6 +15,7 @@ from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.export import export_model, export_onnx, export_torchscript, load_model
 
 SIZE = 64
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -194,3 +195,31 @@ def test_benchmark_reports_failing_backend_as_na(monkeypatch):
     assert rows[0].cells[("compile", 1)] is None and rows[0].cells[("eager", 1)] > 0
     assert "| fbnetv3_a@64 | 64 | " in format_markdown(rows, settings)
     assert "n/a" in format_markdown(rows, settings)
+
+
+def test_cli_export_checkpoint_local_dir_and_recipe_yaml(spec_yaml, tmp_path, capsys):
+    import yaml
+
+    from fbnetv3_zoo.convert import convert_checkpoint
+
+    model = _randomize_bn(load_model(spec_yaml))
+    ckpt = tmp_path / "trained.pth"
+    torch.save(model.state_dict(), ckpt)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    want = _eager(model, x)
+
+    ts = tmp_path / "ckpt.pt"  # --checkpoint: the file's weights are the ones exported
+    argv = ["export", str(spec_yaml), "--checkpoint", str(ckpt), "--format", "torchscript"]
+    assert main([*argv, "--fold-bn", "--out", str(ts)]) == 0
+    assert np.abs(_eager(torch.jit.load(str(ts)), x) - want).max() <= 1e-4
+
+    folder = convert_checkpoint(ckpt, str(spec_yaml), tmp_path / "converted")
+    onnx_out = tmp_path / "local.onnx"  # local-dir: brings its weights along
+    assert main(["export", f"local-dir:{folder}", "--out", str(onnx_out)]) == 0
+    session = ort.InferenceSession(str(onnx_out), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - want).max() <= 1e-4
+
+    run_yaml = tmp_path / "best.yaml"  # a search result: spec under `arch:` beside a recipe
+    run_yaml.write_text(yaml.safe_dump({"arch": SEARCHED.to_dict(), "recipe": {"epochs": 1}}))
+    assert main(["export", str(run_yaml), "--out", str(tmp_path / "best.onnx")]) == 0
+    assert "max abs diff" in capsys.readouterr().out
