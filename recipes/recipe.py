@@ -41,6 +41,10 @@ class Recipe:
 
     ``lr`` is the learning rate for ``lr_batch_size`` images; the rate actually
     used is scaled to ``batch_size`` by ``lr_scaling`` (see ``scaled_lr``).
+    ``rmsprop`` is TF-style RMSProp (timm's ``rmsproptf``: eps inside the square
+    root, squared-gradient average starting at 1), which the MobileNet /
+    EfficientNet / FBNet settings were tuned with; its first few dozen updates
+    are small, so it wants a few hundred updates.  ``ema_decay`` 0 or None is off.
     """
 
     name: str = "custom"
