@@ -296,7 +296,8 @@ def test_ray_executor_runs_a_tiny_search(tmp_path):
     finally:
         ray.shutdown()
     rows = _rows(tmp_path)
-    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
+    # 3 Sobol pairs + the genetic winner (unless it is one of those already measured)
+    assert len(rows) in (3, 4) and all(r["status"] == "done" for r in rows)
     assert summary["best"]["macs<=1M"] is not None
 
 
