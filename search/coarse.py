@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Constraint, parse_constraint
+from .constraints import Constraint, batch_stats, parse_constraint
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
@@ -392,19 +392,21 @@ class Search:
             f"genetic search: {ga_s:.1f}s, predicted best "
             + ", ".join(f"{r.constraint.text}: {r.fitness:.1f}" for r in results)
         )
-        u = np.array([r.vector for r in results])
+        # per constraint, the best individual not measured yet (the winner unless it is known)
         known = {tuple(np.round(r["vector"], 9)) for r in self.store.candidates()}
-        keep = [i for i, v in enumerate(u) if tuple(np.round(v, 9)) not in known]
-        keep = [
-            i
-            for i in keep
-            if tuple(np.round(u[i], 9)) not in {tuple(np.round(u[j], 9)) for j in keep if j < i}
-        ]
-        if keep:
-            mean, std = predictor.predict(u[keep])
-            m = np.array([results[i].macs for i in keep])
-            p = np.array([results[i].params for i in keep])
-            self.store.add_candidates(iteration, "genetic", self._rows(u[keep], m, p, (mean, std)))
+        picks = []
+        for r in results:
+            for vec in r.ranked:
+                key = tuple(np.round(vec, 9))
+                if key not in known:
+                    known.add(key)
+                    picks.append(vec)
+                    break
+        if picks:
+            u = np.array(picks)
+            mean, std = predictor.predict(u)
+            m, p, _ = batch_stats(self.space, u, self.num_classes)
+            self.store.add_candidates(iteration, "genetic", self._rows(u, m, p, (mean, std)))
         self.store.set("ga_s", ga_s)
         self.store.set(
             "ga",

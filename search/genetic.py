@@ -37,6 +37,7 @@ class GAResult:
     macs: int
     params: int
     history: list[float]  # best fitness per generation (index 0: initial population)
+    ranked: np.ndarray  # the final population, best first (runners-up for the caller)
 
 
 def adaptive_rates(f: np.ndarray, fmax: float, favg: float, k_hi: float, k_lo: float) -> np.ndarray:
@@ -122,7 +123,16 @@ def genetic_search(
     for k, c in enumerate(constraints):
         best = int(np.argmax(fits[k]))
         m, p, _ = batch_stats(space, pops[k][best : best + 1], num_classes)
+        order = np.argsort(-fits[k], kind="stable")
         results.append(
-            GAResult(c, pops[k][best], float(fits[k][best]), int(m[0]), int(p[0]), history[k])
+            GAResult(
+                c,
+                pops[k][best],
+                float(fits[k][best]),
+                int(m[0]),
+                int(p[0]),
+                history[k],
+                pops[k][order],
+            )
         )
     return results

@@ -92,3 +92,5 @@ def test_genetic_search_respects_constraints_and_improves(space):
         assert r.history[-1] > r.history[0]
         assert all(b >= a for a, b in zip(r.history, r.history[1:], strict=False))
         assert r.fitness == pytest.approx(fitness(r.vector[None])[0])
+        np.testing.assert_array_equal(r.ranked[0], r.vector)
+        assert len(r.ranked) == 32

@@ -70,7 +70,8 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
     summary = run_search(_config(), tmp_path, evaluator=fake_evaluate, progress=False)
     rows = _rows(tmp_path)
     assert {r["status"] for r in rows} == {"done"}
-    assert len(rows) <= 8 and [r["source"] for r in rows][:4] == ["sobol"] * 4
+    # two constraints may share one genetic winner when their populations converge to it
+    assert len(rows) in (7, 8) and [r["source"] for r in rows][:4] == ["sobol"] * 4
     assert {"acquisition", "genetic"} <= {r["source"] for r in rows}
     later = [r for r in rows if r["iteration"] > 0]
     assert all(r["epochs"] <= 3 and r["predicted"] is not None for r in later)
@@ -246,8 +247,8 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
     model = fbnetv3_zoo.create_model(best, num_classes=10)
     assert model.num_classes == 10
     rows = _rows(out)
-    # the genetic winner is not retrained when it is a pair already measured
-    assert len(rows) in (4, 5) and all(r["status"] == "done" for r in rows)
+    # a genetic winner already measured gives way to the best unmeasured runner-up
+    assert len(rows) == 5 and all(r["status"] == "done" for r in rows)
     assert main(args) == 0  # resume: nothing left to train
     assert _rows(out) == rows
     (out / "report.md").unlink()
@@ -296,8 +297,7 @@ def test_ray_executor_runs_a_tiny_search(tmp_path):
     finally:
         ray.shutdown()
     rows = _rows(tmp_path)
-    # 3 Sobol pairs + the genetic winner (unless it is one of those already measured)
-    assert len(rows) in (3, 4) and all(r["status"] == "done" for r in rows)
+    assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
     assert summary["best"]["macs<=1M"] is not None
 
 
