@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="timm / torchvision / fbnetv3_a…g name or ArchSpec YAML"
     )
     p.add_argument(
-        "--recipe", default="fbnetv3", help="preset name or recipe YAML (default: fbnetv3)"
+        "--recipe",
+        help="preset name or recipe YAML (default: the recipe inside a search-result --model "
+        "YAML, else fbnetv3)",
     )
     p.add_argument(
         "--data",
@@ -141,7 +143,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipe = Recipe.load(args.recipe)
+    recipe = None if args.recipe else Recipe.from_result_file(args.model)
+    if recipe is None:
+        recipe = Recipe.load(args.recipe or "fbnetv3")
     changes = _overrides(args)
     if changes:
         recipe = Recipe.from_dict({**recipe.to_dict(), **changes}, source="--set")

@@ -186,8 +186,25 @@ class Recipe:
             raise FileNotFoundError(f"recipe file not found: {path}")
         with path.open() as f:
             data = yaml.safe_load(f) or {}
-        data.setdefault("name", path.stem)
-        return cls.from_dict(data, source=str(path))
+        source = str(path)
+        if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
+            # a search result {arch: ..., recipe: ...}: the recipe is one section of it
+            data, source = data["recipe"], f"{path}: recipe"
+        if isinstance(data, dict):
+            data.setdefault("name", path.stem)
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_result_file(cls, path: str | Path) -> Recipe | None:
+        """The recipe stored beside an ``arch:`` in a search-result YAML, if any."""
+        path = Path(path)
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            return None
+        with path.open() as f:
+            data = yaml.safe_load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
+            return None
+        return cls.from_yaml(path)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Write (when ``path`` is given) and return the YAML text."""

@@ -246,6 +246,13 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
 
     model = fbnetv3_zoo.create_model(best, num_classes=10)
     assert model.num_classes == 10
+    # the result trains as it is: its own recipe unless --recipe is given
+    capsys.readouterr()
+    train = ["train", "--model", str(best), "--data", "digits:8", "--epochs", "1", "--no-progress"]
+    assert main(train) == 0
+    assert f"/ {doc['recipe']['name']} on digits:8" in capsys.readouterr().out
+    assert main([*train, "--recipe", "baseline"]) == 0
+    assert "/ baseline on digits:8" in capsys.readouterr().out
     rows = _rows(out)
     # a genetic winner already measured gives way to the best unmeasured runner-up
     assert len(rows) == 5 and all(r["status"] == "done" for r in rows)
