@@ -3,12 +3,34 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from reference import write_reference_checkpoint  # noqa: E402
 
 from fbnetv3_zoo import ArchSpec, BlockSpec, SpecError  # noqa: E402
+
+# A tiny valid spec (16 px) for training and export tests.
+TINY_ARCH = """\
+arch:
+  stem_channels: 8
+  stages:
+  - - {kernel: 3, expansion: 1, channels: 8}
+  - - {kernel: 3, expansion: 2, channels: 16, stride: 2, se: true}
+  input_size: 16
+  feature_width: 32
+  name: tiny
+"""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine two OpenMP threads spin-wait badly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

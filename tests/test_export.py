@@ -18,15 +18,6 @@ SIZE = 64
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: with other jobs on a 2-core box, 2 OpenMP threads run 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BN non-trivial statistics so folding and parity are really exercised."""
     g = torch.Generator().manual_seed(seed)

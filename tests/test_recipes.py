@@ -6,30 +6,11 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import TINY_ARCH
 from fbnetv3_zoo.recipes import Recipe, RecipeError, RecipeWarning, preset_names
 from torch import nn
 
 from fbnetv3_zoo.cli import main
-
-TINY_ARCH = """\
-arch:
-  stem_channels: 8
-  stages:
-  - - {kernel: 3, expansion: 1, channels: 8}
-  - - {kernel: 3, expansion: 2, channels: 16, stride: 2, se: true}
-  input_size: 16
-  feature_width: 32
-  name: tiny
-"""
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two threads on a shared two-core machine spin-wait badly; one is faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------ recipe
