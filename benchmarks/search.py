@@ -77,24 +77,29 @@ def speed() -> list[str]:
     ]
 
 
+def full_schedule_eval(space, config: SearchConfig, i: int, arch: dict, recipe: dict) -> dict:
+    """Train one pair on the full proxy schedule, exactly as the search's first batch is."""
+    task = EvalTask(
+        i,
+        arch,
+        recipe,
+        space.recipe_base,
+        config.data,
+        config.epochs,
+        None,
+        config.seed,
+        config.threads,
+        dict(space.recipe_overrides),
+    )
+    return evaluate(task)
+
+
 def train_pairs(space, u: np.ndarray, config: SearchConfig) -> list[list[float]]:
     """Accuracy curves of encodings trained like the search's first batch."""
     curves = []
     for i, vec in enumerate(u):
         spec, recipe = decode(space, vec)
-        task = EvalTask(
-            i,
-            spec.to_dict(),
-            recipe,
-            space.recipe_base,
-            config.data,
-            config.epochs,
-            None,
-            config.seed,
-            config.threads,
-            dict(space.recipe_overrides),
-        )
-        result = evaluate(task)
+        result = full_schedule_eval(space, config, i, spec.to_dict(), recipe)
         curve = [epoch_accuracy(e) for e in result["metrics"]]
         curves.append(curve if result["status"] == "done" and curve else [])
         print(f"  random {i + 1}/{len(u)}: {curve[-1] if curve else 'failed'}", flush=True)
@@ -135,19 +140,7 @@ def quality(args) -> list[str]:
     summary, t_search = timed(run_search, config, out, progress=not args.quiet)
     best = summary["best"][args.constraint]
     # retrain the search's pick on the full proxy schedule, as the random pairs are
-    spec_task = EvalTask(
-        0,
-        best["arch"],
-        best["recipe"],
-        space.recipe_base,
-        config.data,
-        config.epochs,
-        None,
-        config.seed,
-        config.threads,
-        dict(space.recipe_overrides),
-    )
-    pick = evaluate(spec_task)
+    pick = full_schedule_eval(space, config, 0, best["arch"], best["recipe"])
     pick_full = epoch_accuracy(pick["metrics"][-1]) if pick["metrics"] else float("nan")
     n_random = max(args.random, config.budget)
     u, _, _ = sample_feasible(space, n_random, limit, 10, method="uniform", seed=args.seed + 99)
