@@ -395,13 +395,21 @@ class Search:
         # per constraint, the best individual not measured yet (the winner unless it is known)
         known = {tuple(np.round(r["vector"], 9)) for r in self.store.candidates()}
         picks = []
-        for r in results:
-            for vec in r.ranked:
-                key = tuple(np.round(vec, 9))
-                if key not in known:
-                    known.add(key)
-                    picks.append(vec)
-                    break
+        for k, r in enumerate(results):
+            fresh = [v for v in r.ranked if tuple(np.round(v, 9)) not in known]
+            if not fresh:  # the population collapsed onto measured pairs: best unmeasured of a pool
+                u, _, _ = sample_feasible(
+                    self.space,
+                    c.pool,
+                    [r.constraint],
+                    self.num_classes,
+                    seed=c.seed + 7919 * (k + 1),
+                )
+                u = np.array([v for v in u if tuple(np.round(v, 9)) not in known])
+                fresh = u[np.argsort(-predictor.predict(u)[0], kind="stable")] if len(u) else []
+            if len(fresh):
+                known.add(tuple(np.round(fresh[0], 9)))
+                picks.append(fresh[0])
         if picks:
             u = np.array(picks)
             mean, std = predictor.predict(u)

@@ -56,7 +56,7 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         import torch
-        from fbnetv3_zoo.recipes.engine import train
+        from fbnetv3_zoo.recipes.engine import seed_everything, train
 
         import fbnetv3_zoo
         from fbnetv3_zoo.spec import ArchSpec
@@ -66,6 +66,7 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         spec = ArchSpec.from_dict(task.arch)
         recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size, task.overrides)
         num_classes = _num_classes(task.data)
+        seed_everything(task.seed)  # initial weights must not depend on what ran before
         model = fbnetv3_zoo.create_model(
             spec, num_classes=num_classes, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path
         )
