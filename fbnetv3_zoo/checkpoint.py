@@ -16,12 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import UserError
+
 TRUST_ENV = "FBNETV3_TRUST_CHECKPOINT"
 _OFFICIAL_KEY = re.compile(r"^backbone\.stages\.xif(\d+)_(\d+)\.(.+)$")
 _CONTAINER_KEYS = ("model_ema", "state_dict_ema", "state_dict", "model")  # EMA first
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint file cannot be read or does not fit the model."""
 
 

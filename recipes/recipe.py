@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.yaml_io import load_yaml
+
+from .names import close_names
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,8 +33,8 @@ LR_SCALING = ("linear", "sqrt", "none")
 AUTO_AUGMENT_PREFIXES = ("original", "originalr", "v0", "v0r", "3a", "rand-", "augmix-")
 
 
-class RecipeError(ValueError):
-    """A recipe field is unknown or out of range (a ValueError, so the CLI reports it cleanly)."""
+class RecipeError(UserError):
+    """A recipe field is unknown or out of range (a UserError: the CLI reports it in one line)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,11 @@ class Recipe:
     root, squared-gradient average starting at 1), which the MobileNet /
     EfficientNet / FBNet settings were tuned with; its first few dozen updates
     are small, so it wants a few hundred updates.  ``ema_decay`` 0 or None is off.
+
+    ``resolution`` None trains at the model's own input size (its pretrained
+    config's, or its ArchSpec's): in FBNetV3 resolution is searched together
+    with the architecture, so it belongs to the model.  ``warmup_epochs`` and the
+    EMA horizon shrink to fit a run shorter than they are (``build`` says so).
     """
 
     name: str = "custom"
@@ -78,7 +85,7 @@ class Recipe:
     ema_decay: float | None = None
     ema_warmup: bool = True
     # data
-    resolution: int = 224
+    resolution: int | None = None
     eval_resolution: int | None = None
     crop_pct: float = 0.875
     train_crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -121,7 +128,7 @@ class Recipe:
         _range(self, "rmsprop_alpha", 0, 1, low_open=True, high_open=True)
         _range(self, "weight_decay", 0, 1)
         _range(self, "epochs", 1, math.inf)
-        _range(self, "warmup_epochs", 0, self.epochs)
+        _range(self, "warmup_epochs", 0, math.inf)  # build() shrinks it to fit a short run
         _range(self, "warmup_lr", 0, 10)
         _range(self, "min_lr", 0, 10)
         _range(self, "decay_epochs", 0, math.inf, low_open=True)
@@ -136,7 +143,8 @@ class Recipe:
         _range(self, "drop_path", 0, 1, high_open=True)
         if self.ema_decay is not None:
             _range(self, "ema_decay", 0, 1, low_open=True, high_open=True)
-        _range(self, "resolution", 8, 4096)
+        if self.resolution is not None:
+            _range(self, "resolution", 8, 4096)
         if self.eval_resolution is not None:
             _range(self, "eval_resolution", 8, 4096)
         _range(self, "crop_pct", 0, 1, low_open=True)
@@ -172,7 +180,7 @@ class Recipe:
         names = [f.name for f in fields(cls)]
         for key in data:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+                close = close_names(str(key), names)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise RecipeError(
                     f"{source}: unknown recipe field {key!r}{hint} (allowed: {', '.join(names)})"
@@ -183,9 +191,9 @@ class Recipe:
     def from_yaml(cls, path: str | Path) -> Recipe:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"recipe file not found: {path}")
-        with path.open() as f:
-            data = yaml.safe_load(f) or {}
+            raise RecipeError(f"recipe file not found: {path}")
+        data = load_yaml(path)
+        data = {} if data is None else data
         source = str(path)
         if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
             # a search result {arch: ..., recipe: ...}: the recipe is one section of it
@@ -200,14 +208,15 @@ class Recipe:
         path = Path(path)
         if path.suffix not in (".yaml", ".yml") or not path.is_file():
             return None
-        with path.open() as f:
-            data = yaml.safe_load(f)
+        data = load_yaml(path)
         if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
             return None
         return cls.from_yaml(path)
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Write (when ``path`` is given) and return the YAML text."""
+        import yaml
+
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
             Path(path).write_text(text)
@@ -221,7 +230,7 @@ class Recipe:
             return cls.from_yaml(PRESET_DIR / f"{text}.yaml")
         if text.endswith((".yaml", ".yml")) or Path(text).exists():
             return cls.from_yaml(text)
-        close = difflib.get_close_matches(text, preset_names(), n=3, cutoff=0.4)
+        close = close_names(text, preset_names())
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise RecipeError(
             f"unknown recipe {text!r}{hint} (presets: {', '.join(preset_names())}; or a YAML path)"
@@ -239,7 +248,8 @@ class Recipe:
         return self.lr
 
     @property
-    def test_resolution(self) -> int:
+    def test_resolution(self) -> int | None:
+        """The evaluation resolution (None: the model's own, like ``resolution``)."""
         return self.eval_resolution or self.resolution
 
     @property

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fbnetv3_zoo.errors import UserError
+
 SPACES_DIR = Path(__file__).parent / "spaces"
 RECIPE_FIELDS = (
     "optimizer",
@@ -35,7 +37,7 @@ ROW_KEYS = ("kernel", "expansion", "channels", "repeats", "stride", "se", "act",
 TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError):
     """A search-space file is malformed; the message carries the field path."""
 
 
