@@ -2,9 +2,20 @@
 
 ``Recipe.load("fbnetv3")`` gives a preset; ``recipe.create_model(name)`` and
 ``recipe.build(model, steps_per_epoch)`` apply it; ``engine.train`` runs it.
+The torch-dependent names load on first use, so ``fbnetv3 --help`` stays fast.
 """
 
-from .build import RecipeParts, RecipeWarning
+from typing import Any
+
 from .recipe import Recipe, RecipeError, preset_names
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("RecipeParts", "RecipeWarning"):
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Recipe", "RecipeError", "RecipeParts", "RecipeWarning", "preset_names"]
