@@ -1,14 +1,22 @@
 """The training engine: one recipe, one model, one dataset -> metrics and checkpoints.
 
 The search trains every candidate through ``train`` (``out_dir=None`` keeps
-nothing on disk); ``fbnetv3 train`` is the same function behind a CLI.
+nothing on disk); ``fbnetv3 train`` is the same function behind a CLI, and
+``torchrun --nproc_per_node N`` runs it on N processes (see ``distributed.py``).
 
-A run directory holds ``metrics.jsonl`` (one line per epoch), ``summary.json``,
-``curves.png``, ``model.safetensors`` / ``model_ema.safetensors`` (last
-finished epoch) and ``state.pt`` (optimizer, scheduler, RNG states, history;
-loads with ``torch.load(weights_only=True)``).  Every file is written to a
-temporary name and moved into place, so a killed run leaves the previous
-epoch's files intact and ``resume=True`` continues exactly from there.
+A run folder holds ``metrics.jsonl`` (one strict-JSON line per epoch),
+``summary.json``, ``curves.png``, ``model.safetensors`` /
+``model_ema.safetensors`` (last finished epoch) and ``state.pt`` (optimizer,
+scheduler, history; loads with ``torch.load(weights_only=True)``).  Each epoch
+is committed as one unit (``checkpoints.py``), so a run killed at any moment
+resumes (``resume=True``) from its last whole epoch and ends bit-identical to
+an uninterrupted run with the same number of processes.
+
+Randomness: the model is initialised from ``seed``; every epoch then reseeds
+Python, NumPy and torch from ``(seed, epoch, rank)`` and shuffles with
+``DistributedSampler(seed=seed)``, so an epoch's draws never depend on
+earlier sessions, which is what makes resuming exact (and possible across a
+changed number of processes).
 """
 
 from __future__ import annotations
@@ -16,26 +24,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
+import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from fbnetv3_zoo.errors import UserError
+
+from . import checkpoints as ckpt
+from . import distributed
 from .build import RecipeParts
-from .data import collate_skipping, load_data
+from .data import DataSplits, collate_skipping, load_data
 from .recipe import Recipe
 
-STATE_FILE = "state.pt"
-WEIGHTS_FILE = "model.safetensors"
-EMA_FILE = "model_ema.safetensors"
+STATE_FILE = ckpt.STATE_FILE
+WEIGHTS_FILE = ckpt.WEIGHTS_FILE
+EMA_FILE = ckpt.EMA_FILE
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,107 +84,33 @@ def train(
     still spans ``epochs``); ``callback(epoch_record)`` returning True does the same.
     ``eval_every`` > 1 validates only every that many epochs and at the end (the
     other records hold None), which saves time when only the final score matters.
+    Under torchrun ``recipe.batch_size`` is the global batch, split evenly
+    over the processes, so the learning rate (scaled to it) does not change.
     """
     start_wall = time.perf_counter()
-    seed_everything(seed)
-    dev = torch.device(device) if device else _auto_device()
-    splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
-    num_classes = num_classes or splits.num_classes
-    from fbnetv3_zoo import ArchSpec
-
-    if isinstance(model, nn.Module):
-        model_name = type(model).__name__
-    else:  # a name, an ArchSpec or its YAML path
-        model_name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
-        model = recipe.create_model(model, num_classes=num_classes, pretrained=pretrained)
-    model.to(dev)
-
-    assert splits.train is not None
-    n_train = len(splits.train)
-    batch = min(recipe.batch_size, n_train)
-    if recipe.uses_mixup:
-        batch -= batch % 2  # mixup pairs images within a batch
-    if batch < 1 or n_train // batch < 1:
-        raise ValueError(f"{n_train} training image(s) are too few for one batch")
-    if batch != recipe.batch_size:  # a small dataset: the lr scaling rule follows the real batch
-        recipe = dataclasses.replace(recipe, batch_size=batch)
-    total_epochs = epochs or recipe.epochs
-    parts = recipe.build(model, n_train // batch, num_classes=num_classes, epochs=total_epochs)
-    splits.set_transforms(parts.train_transform, parts.eval_transform)
-    gen = torch.Generator().manual_seed(seed)
-    loader_args = dict(
-        num_workers=workers, collate_fn=collate_skipping, pin_memory=dev.type == "cuda"
-    )
-    train_loader = DataLoader(
-        splits.train, batch, shuffle=True, drop_last=True, generator=gen, **loader_args
-    )
-    # its own generator: evaluating never draws from the training RNG streams
-    val_loader = DataLoader(
-        splits.val, max(batch, 64), shuffle=False, generator=torch.Generator(), **loader_args
-    )
-
-    out = Path(out_dir) if out_dir is not None else None
-    run = _RunState(total_epochs)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / STATE_FILE).exists():
-            if not resume:
-                raise ValueError(
-                    f"{out} already holds a run ({STATE_FILE}): pass --resume to continue it or choose another output directory"
-                )
-            run = _load_state(out, model, parts, gen, recipe, total_epochs, seed, dev)
-    run.wall_start = start_wall
-    run.meta = dict(model=model_name, data=str(data), seed=seed, recipe=recipe.to_dict())
-
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if recipe.amp and dev.type == "cuda"
-        else nullcontext()
-    )
-    for epoch in range(run.epoch + 1, total_epochs + 1):
-        t0 = time.perf_counter()
-        train_loss, seen = _train_epoch(
-            model, parts, recipe, train_loader, dev, amp, run, epoch, out, progress
+    group, dev = distributed.setup(resolve_device(device))
+    try:
+        run = _Run.start(
+            model,
+            recipe,
+            data,
+            epochs=epochs,
+            out=Path(out_dir) if out_dir is not None else None,
+            seed=seed,
+            num_classes=num_classes,
+            progress=progress and group.main,
+            resume=resume,
+            pretrained=pretrained,
+            data_root=data_root,
+            download=download,
+            workers=workers,
+            device=dev or _auto_device(),
+            group=group,
         )
-        train_s = time.perf_counter() - t0
-        run.train_time += train_s
-        run.train_images += seen
-        record: dict[str, Any] = dict(
-            epoch=epoch,
-            train_loss=train_loss,
-            lr=parts.optimizer.param_groups[0]["lr"],
-            images_per_s=seen / train_s if train_s > 0 else 0.0,
-        )
-        last = epoch == total_epochs or (
-            stop_after_epochs is not None and epoch >= stop_after_epochs
-        )
-        raw = ema = None
-        if last or epoch % eval_every == 0:
-            raw = evaluate(model, val_loader, dev, run.skipped, progress, f"val {epoch}")
-            if parts.ema is not None:
-                ema = evaluate(
-                    parts.ema.module, val_loader, dev, run.skipped, progress, f"ema {epoch}"
-                )
-        for prefix, res in (("val", raw), ("ema", ema)):
-            for key in ("loss", "top1", "top5"):
-                if prefix == "val" or key != "loss":
-                    record[f"{prefix}_{key}"] = res[key] if res else None
-        record["epoch_s"] = time.perf_counter() - t0
-        if progress:
-            _print_epoch(record, total_epochs)
-        run.history.append(record)
-        run.epoch = epoch
-        if out is not None:
-            _save_state(out, model, parts, gen, run, recipe, seed)
-        stop = callback(record) if callback else False
-        if stop or (stop_after_epochs is not None and epoch >= stop_after_epochs):
-            break
-
-    summary = _summary(run)
-    if out is not None:
-        _atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
-        _plot_curves(run.history, out / "curves.png")
-    return summary
+        run.log.wall_start = start_wall
+        return run.fit(stop_after_epochs, callback, eval_every)
+    finally:
+        distributed.teardown(group)
 
 
 def seed_everything(seed: int) -> None:
@@ -179,6 +118,37 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A well-mixed seed for one process's epoch (no overlap between nearby inputs)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """The user's ``device`` checked against this machine (None: choose automatically)."""
+    if device is None or device == "":
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(
+            f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {device}: no CUDA GPU is available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) are visible"
+            )
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if not (mps and mps.is_available()):
+            raise UserError(f"--device {device}: Apple MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise UserError(f"--device {device}: the engine trains on cpu, cuda or mps")
+    return dev
 
 
 def _auto_device() -> torch.device:
@@ -189,80 +159,454 @@ def _auto_device() -> torch.device:
     return torch.device("cpu")
 
 
-class _RunState:
-    """What a resumed run needs besides weights: progress, history, counters."""
+@dataclass
+class _Log:
+    """What a resumed run needs besides weights and optimizer: progress and history."""
+
+    total_epochs: int
+    epoch: int = 0
+    num_updates: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time: float = 0.0
+    train_images: int = 0
+    wall_base: float = 0.0  # wall time of earlier (resumed-from) sessions
+    wall_start: float = field(default_factory=time.perf_counter)
+    skipped: set[str] = field(default_factory=set)
 
     @property
     def wall_time(self) -> float:
         return self.wall_base + time.perf_counter() - self.wall_start
 
-    def __init__(self, total_epochs: int) -> None:
-        self.total_epochs = total_epochs
-        self.epoch = 0
-        self.num_updates = 0
-        self.history: list[dict[str, Any]] = []
-        self.train_time = 0.0
-        self.train_images = 0
-        self.wall_base = 0.0  # wall time of earlier (resumed-from) sessions
-        self.wall_start = time.perf_counter()
-        self.skipped: set[str] = set()
-        self.meta: dict[str, Any] = {}
-
-
-def _train_epoch(
-    model: nn.Module,
-    parts: RecipeParts,
-    recipe: Recipe,
-    loader: DataLoader,
-    dev: torch.device,
-    amp: Any,
-    run: _RunState,
-    epoch: int,
-    out: Path | None,
-    progress: bool,
-) -> tuple[float, int]:
-    from tqdm import tqdm
-
-    model.train()
-    total, seen = 0.0, 0
-    bar = tqdm(loader, desc=f"epoch {epoch}/{run.total_epochs}", disable=not progress, leave=False)
-    for step, (x, y, skipped) in enumerate(bar, 1):
-        run.skipped.update(skipped)
-        if parts.mixup is not None and len(x) % 2:
-            x, y = x[:-1], y[:-1]  # a skipped file left an odd batch
-        if len(x) == 0:
-            continue
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        target = y
-        if parts.mixup is not None:
-            x, target = parts.mixup(x, y)
-        with amp:
-            loss = parts.train_loss(model(x), target)
-        if not torch.isfinite(loss):
-            last = (
-                f"{out / WEIGHTS_FILE} (epoch {run.epoch})"
-                if out is not None and run.epoch
-                else "none was written"
-            )
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch}, step {step}: training stopped; "
-                f"last good checkpoint: {last}. Try a lower lr, warmup or grad_clip."
-            )
-        parts.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if recipe.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        parts.optimizer.step()
-        run.num_updates += 1
-        parts.scheduler.step_update(num_updates=run.num_updates)
-        if parts.ema is not None:
-            parts.ema.update(model, step=run.num_updates)
-        total += loss.item() * len(x)
-        seen += len(x)
-        bar.set_postfix(
-            loss=f"{loss.item():.3f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.2e}"
+    def to_state(self) -> dict[str, Any]:
+        return dict(
+            epoch=self.epoch,
+            total_epochs=self.total_epochs,
+            num_updates=self.num_updates,
+            history=self.history,
+            train_time=self.train_time,
+            train_images=self.train_images,
+            wall_time=self.wall_time,
+            skipped=sorted(self.skipped),
         )
-    return (total / seen if seen else math.nan), seen
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Log:
+        return cls(
+            total_epochs=state["total_epochs"],
+            epoch=state["epoch"],
+            num_updates=state["num_updates"],
+            history=state["history"],
+            train_time=state["train_time"],
+            train_images=state["train_images"],
+            wall_base=state["wall_time"],
+            skipped=set(state["skipped"]),
+        )
+
+
+@dataclass
+class _Run:
+    """One training run's parts: the object every step reads instead of long argument lists."""
+
+    model: nn.Module  # the bare model (weights, EMA, evaluation)
+    net: nn.Module  # what trains: the model or its DistributedDataParallel wrapper
+    recipe: Recipe
+    parts: RecipeParts
+    train_loader: DataLoader
+    sampler: DistributedSampler
+    val_loader: DataLoader
+    device: torch.device
+    out: Path | None
+    created_out: bool  # this run made ``out`` (removed again if nothing gets committed)
+    group: distributed.Dist
+    seed: int
+    settings: dict[str, Any]  # what a resume must match
+    progress: bool
+    log: _Log
+
+    # ------------------------------------------------------------ set-up
+    @classmethod
+    def start(
+        cls,
+        model: Any,
+        recipe: Recipe,
+        data: str | Path,
+        *,
+        epochs: int | None,
+        out: Path | None,
+        seed: int,
+        num_classes: int | None,
+        progress: bool,
+        resume: bool,
+        pretrained: bool,
+        data_root: str | Path | None,
+        download: bool,
+        workers: int,
+        device: torch.device,
+        group: distributed.Dist,
+    ) -> _Run:
+        """Check everything that can be checked before writing a byte, then build the run."""
+        resuming = out is not None and ckpt.has_run(out)
+        if resuming and not resume:
+            raise UserError(
+                f"{out} already holds a run: pass --resume to continue it or choose another --out"
+            )
+        if out is not None:
+            _check_writable(out)
+        seed_everything(seed)
+        splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
+        num_classes = num_classes or splits.num_classes
+        model, model_name = _build_model(model, recipe, num_classes, pretrained)
+        model.to(device)
+        recipe, local_batch = _batch_sizes(recipe, splits, group)
+        _check_input_size(model, model_name, recipe, device)
+        total_epochs = epochs or recipe.epochs
+        steps = len(splits.train) // recipe.batch_size
+        parts = recipe.build(model, steps, num_classes=num_classes, epochs=total_epochs)
+        if not group.main:
+            parts = dataclasses.replace(parts, ema=None)  # EMA, metrics, files: rank 0
+        splits.set_transforms(parts.train_transform, parts.eval_transform)
+        sampler, train_loader, val_loader = _loaders(
+            splits, local_batch, seed, group, workers, device
+        )
+        settings = dict(
+            model=model_name,
+            data=_data_name(data),
+            seed=seed,
+            epochs=total_epochs,
+            recipe=recipe.to_dict(),
+        )
+        log = _Log(total_epochs)
+        if resuming:
+            assert out is not None
+            log = _resume(out, settings, model, model_name, parts)
+        created = False
+        if out is not None:
+            created = not out.exists()
+            error = None
+            if group.main:
+                try:
+                    out.mkdir(parents=True, exist_ok=True)
+                    if resuming:  # finish a publication a kill may have cut short
+                        ckpt.publish(out, log.history)
+                except OSError as err:
+                    error = f"cannot write to --out {out}: {err.strerror or err}"
+            distributed.agree_on_error(error, group)
+        return cls(
+            model=model,
+            net=distributed.wrap(model, group, device),
+            recipe=recipe,
+            parts=parts,
+            train_loader=train_loader,
+            sampler=sampler,
+            val_loader=val_loader,
+            device=device,
+            out=out,
+            created_out=created,
+            group=group,
+            seed=seed,
+            settings=settings,
+            progress=progress,
+            log=log,
+        )
+
+    # ---------------------------------------------------------- training
+    def fit(
+        self,
+        stop_after_epochs: int | None,
+        callback: Callable[[dict[str, Any]], bool | None] | None,
+        eval_every: int,
+    ) -> dict[str, Any]:
+        """Train the remaining epochs, committing each; return the summary."""
+        committed = self.log.epoch > 0
+        try:
+            for epoch in range(self.log.epoch + 1, self.log.total_epochs + 1):
+                last = epoch == self.log.total_epochs or (
+                    stop_after_epochs is not None and epoch >= stop_after_epochs
+                )
+                record = self.epoch(epoch, validate=last or epoch % eval_every == 0)
+                self.log.history.append(record)
+                self.log.epoch = epoch
+                if self.out is not None and self.group.main:
+                    self.commit()
+                    committed = True
+                stop = callback(record) if callback else False
+                if stop or last:
+                    break
+        except BaseException:
+            if self.created_out and not committed and self.group.main and self.out is not None:
+                shutil.rmtree(self.out, ignore_errors=True)  # leave nothing half-made
+            raise
+        summary = _summary(self.log, self.settings)
+        if self.out is not None and self.group.main:
+            payload = json.dumps(summary, indent=2, allow_nan=False).encode()
+            ckpt.atomic_write(self.out / "summary.json", payload)
+            _plot_curves(self.log.history, self.out / "curves.png")
+        return summary
+
+    def epoch(self, epoch: int, validate: bool) -> dict[str, Any]:
+        """Train one epoch (all processes), validate on rank 0, share the record."""
+        seed_everything(epoch_seed(self.seed, epoch, self.group.rank))
+        self.sampler.set_epoch(epoch)
+        t0 = time.perf_counter()
+        loss_sum, seen, skipped = self.train_epoch(epoch)
+        parts = distributed.gather((loss_sum, seen, sorted(skipped)), self.group)
+        loss_sum = sum(p[0] for p in parts)
+        seen = sum(p[1] for p in parts)
+        for p in parts:
+            self.log.skipped.update(p[2])
+        train_s = time.perf_counter() - t0
+        self.log.train_time += train_s
+        self.log.train_images += seen
+        record: dict[str, Any] = dict(
+            epoch=epoch,
+            train_loss=loss_sum / seen if seen else None,
+            lr=self.parts.optimizer.param_groups[0]["lr"],
+            images_per_s=seen / train_s if train_s > 0 else 0.0,
+        )
+        if self.group.main:
+            raw = ema = None
+            if validate:
+                raw = self.evaluate(self.model, f"val {epoch}")
+                if self.parts.ema is not None:
+                    ema = self.evaluate(self.parts.ema.module, f"ema {epoch}")
+            for prefix, res in (("val", raw), ("ema", ema)):
+                for key in ("loss", "top1", "top5"):
+                    if prefix == "val" or key != "loss":
+                        record[f"{prefix}_{key}"] = _finite(res[key]) if res else None
+            record["epoch_s"] = time.perf_counter() - t0
+            if self.progress:
+                _print_epoch(record, self.log.total_epochs)
+        record, skipped_all = distributed.share((record, sorted(self.log.skipped)), self.group)
+        self.log.skipped = set(skipped_all)
+        return record
+
+    def train_epoch(self, epoch: int) -> tuple[float, int, set[str]]:
+        """One pass over this process's share; returns (loss sum, images, skipped files)."""
+        from tqdm import tqdm
+
+        parts, net = self.parts, self.net
+        net.train()
+        total, seen, skipped_files = 0.0, 0, set()
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch}/{self.log.total_epochs}",
+            disable=not self.progress,
+            leave=False,
+        )
+        for step, (x, y, skipped) in enumerate(bar, 1):
+            skipped_files.update(skipped)
+            if parts.mixup is not None and len(x) % 2:
+                x, y = x[:-1], y[:-1]  # a skipped file left an odd batch
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            target = y
+            if parts.mixup is not None and len(x):
+                x, target = parts.mixup(x, y)
+            with self.precision():
+                loss = parts.train_loss(net(x), target) if len(x) else None
+            value = loss.item() if loss is not None else 0.0
+            if self.group.active:  # every process stops together on a NaN
+                value_all, n_all = distributed.sum_all([value * len(x), len(x)], self.group)
+                value = value_all / n_all if n_all else 0.0
+            if not math.isfinite(value):
+                self._diverged(value, epoch, step)
+            if loss is None:  # every file of this share's batch was unreadable
+                continue  # (with DDP an empty share would stall the others; R2 refuses such data)
+            parts.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.recipe.grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), self.recipe.grad_clip)
+            parts.optimizer.step()
+            self.log.num_updates += 1
+            parts.scheduler.step_update(num_updates=self.log.num_updates)
+            if parts.ema is not None:
+                parts.ema.update(self.model, step=self.log.num_updates)
+            total += loss.item() * len(x)
+            seen += len(x)
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.2e}"
+            )
+        return total, seen, skipped_files
+
+    def precision(self) -> AbstractContextManager:
+        """bfloat16 autocast on CUDA when the recipe asks for ``amp``; full precision elsewhere."""
+        if self.recipe.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _diverged(self, value: float, epoch: int, step: int) -> None:
+        last = (
+            f"{self.out / WEIGHTS_FILE} (epoch {self.log.epoch})"
+            if self.out is not None and self.log.epoch
+            else "none was written"
+        )
+        raise TrainingDiverged(
+            f"loss became {value} at epoch {epoch}, step {step}: training stopped; "
+            f"last good checkpoint: {last}. Try a lower lr, warmup or grad_clip."
+        )
+
+    def evaluate(self, module: nn.Module, desc: str) -> dict[str, float]:
+        return evaluate(module, self.val_loader, self.device, self.log.skipped, self.progress, desc)
+
+    # ------------------------------------------------------- checkpoints
+    def commit(self) -> None:
+        """Write this epoch's weights, EMA and state as one unit (rank 0 only)."""
+        assert self.out is not None
+        epoch = self.log.epoch
+        files = {WEIGHTS_FILE: ckpt.weights_bytes(self.model, epoch)}
+        if self.parts.ema is not None:
+            files[EMA_FILE] = ckpt.weights_bytes(self.parts.ema.module, epoch)
+        state = dict(
+            **self.log.to_state(),
+            optimizer=self.parts.optimizer.state_dict(),
+            scheduler=self.parts.scheduler.state_dict(),
+            settings=self.settings,
+            world_size=self.group.world_size,
+        )
+        files[STATE_FILE] = ckpt.state_bytes(state)
+        ckpt.commit_epoch(self.out, epoch, files, self.log.history)
+
+
+# ---------------------------------------------------------------- helpers
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be written before any work is done."""
+    import os
+
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserError(f"--out {out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to --out {out}: {probe} is not writable")
+
+
+def _build_model(
+    model: Any, recipe: Recipe, num_classes: int, pretrained: bool
+) -> tuple[nn.Module, str]:
+    from fbnetv3_zoo import ArchSpec
+
+    if isinstance(model, nn.Module):
+        return model, type(model).__name__
+    # an ArchSpec, or a name / ArchSpec YAML path
+    name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
+    return recipe.create_model(model, num_classes=num_classes, pretrained=pretrained), name
+
+
+def _batch_sizes(recipe: Recipe, splits: DataSplits, group: distributed.Dist) -> tuple[Recipe, int]:
+    """The global batch (shrunk to a small dataset; the lr follows) and each process's share."""
+    assert splits.train is not None
+    n_train = len(splits.train)
+    batch = min(recipe.batch_size, n_train)
+    if recipe.uses_mixup:
+        batch -= batch % (2 * group.world_size)  # mixup pairs images within a process's batch
+    if batch < group.world_size or n_train // batch < 1:
+        raise UserError(f"{n_train} training image(s) are too few for one batch")
+    if batch % group.world_size:
+        raise UserError(
+            f"batch_size {batch} (the global batch) does not split evenly over "
+            f"{group.world_size} processes: choose a multiple of {group.world_size}"
+        )
+    if batch != recipe.batch_size:  # the lr scaling rule follows the real batch
+        recipe = dataclasses.replace(recipe, batch_size=batch)
+    return recipe, batch // group.world_size
+
+
+def _check_input_size(model: nn.Module, name: str, recipe: Recipe, device: torch.device) -> None:
+    """One forward pass in eval mode on a blank image, so a too-small input fails clearly."""
+    was_training = model.training
+    model.eval()
+    try:
+        for size in sorted({recipe.resolution, recipe.test_resolution}):
+            try:
+                with torch.no_grad():
+                    model(torch.zeros(1, 3, size, size, device=device))
+            except RuntimeError as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise UserError(
+                    f"model {name} cannot take a {size}x{size} input (resolution): {first}"
+                ) from None
+    finally:
+        model.train(was_training)
+
+
+def _loaders(
+    splits: DataSplits,
+    local_batch: int,
+    seed: int,
+    group: distributed.Dist,
+    workers: int,
+    device: torch.device,
+) -> tuple[DistributedSampler, DataLoader, DataLoader]:
+    """Seeded shuffling shared by all processes: process r takes every N-th image.
+
+    With one process the same sampler yields the same global batches, so one and
+    N processes see the same images per update.
+    """
+    sampler = DistributedSampler(
+        splits.train,
+        num_replicas=group.world_size,
+        rank=group.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
+    )
+    args = dict(num_workers=workers, collate_fn=collate_skipping, pin_memory=device.type == "cuda")
+    train_loader = DataLoader(splits.train, local_batch, sampler=sampler, drop_last=True, **args)
+    val_loader = DataLoader(splits.val, max(local_batch, 64), shuffle=False, **args)
+    return sampler, train_loader, val_loader
+
+
+def _data_name(data: str | Path) -> str:
+    path = Path(data)
+    return str(path.resolve()) if path.is_dir() else str(data)
+
+
+def _resume(
+    out: Path, settings: dict[str, Any], model: nn.Module, model_name: str, parts: RecipeParts
+) -> _Log:
+    """Load the committed epoch into the run's parts; name every setting that differs."""
+    state, paths = ckpt.read_committed(out)
+    saved = state.get("settings")
+    if not isinstance(saved, dict):
+        raise ckpt.ResumeError(f"{paths[STATE_FILE]} holds no run settings")
+    diffs = _differences(saved, settings)
+    if diffs:
+        raise ckpt.ResumeError(
+            f"{out} holds a run with other settings: {'; '.join(diffs)}. Resume with the "
+            "run's own settings or choose another --out"
+        )
+    ckpt.load_weights(paths[WEIGHTS_FILE], model, f"--model {model_name}")
+    if parts.ema is not None:
+        if EMA_FILE not in paths:
+            raise ckpt.ResumeError(f"{out} holds no {EMA_FILE} to resume the EMA from")
+        ckpt.load_weights(paths[EMA_FILE], parts.ema.module, f"--model {model_name}")
+    try:
+        parts.optimizer.load_state_dict(state["optimizer"])
+        parts.scheduler.load_state_dict(state["scheduler"])
+        return _Log.from_state(state)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ckpt.ResumeError(f"{paths[STATE_FILE]} does not fit this run: {err}") from None
+
+
+def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'setting: run X, now Y' for each setting (and recipe field) that changed."""
+    diffs = []
+    labels = dict(model="--model", data="--data", seed="--seed", epochs="--epochs")
+    for key, label in labels.items():
+        if saved.get(key) != now[key]:
+            diffs.append(f"{label} was {saved.get(key)!r}, now {now[key]!r}")
+    old, new = saved.get("recipe") or {}, now["recipe"]
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            diffs.append(f"recipe {key} was {old.get(key)!r}, now {new.get(key)!r}")
+    return diffs
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no NaN: a value that is not a number is recorded as null."""
+    return value if value is None or math.isfinite(value) else None
 
 
 @torch.no_grad()
@@ -309,7 +653,8 @@ def evaluate(
 def _print_epoch(r: dict[str, Any], total: int) -> None:
     from tqdm import tqdm
 
-    text = f"epoch {r['epoch']}/{total}: train loss {r['train_loss']:.4f}, lr {r['lr']:.2e}"
+    loss = f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "n/a"
+    text = f"epoch {r['epoch']}/{total}: train loss {loss}, lr {r['lr']:.2e}"
     if r["val_top1"] is not None:
         text += f", val top-1 {r['val_top1']:.2f} top-5 {r['val_top5']:.2f}"
     if r["ema_top1"] is not None:
@@ -317,166 +662,35 @@ def _print_epoch(r: dict[str, Any], total: int) -> None:
     tqdm.write(text + f", {r['images_per_s']:.1f} images/s")
 
 
-def _summary(run: _RunState) -> dict[str, Any]:
-    evaluated = [h for h in run.history if h.get("val_top1") is not None]
+def _summary(log: _Log, settings: dict[str, Any]) -> dict[str, Any]:
+    evaluated = [h for h in log.history if h.get("val_top1") is not None]
     last = evaluated[-1] if evaluated else {}
     tops = [h[k] for h in evaluated for k in ("val_top1", "ema_top1") if h.get(k) is not None]
     return dict(
-        **run.meta,
-        epochs_done=run.epoch,
-        epochs_planned=run.total_epochs,
+        model=settings["model"],
+        data=settings["data"],
+        seed=settings["seed"],
+        recipe=settings["recipe"],
+        epochs_done=log.epoch,
+        epochs_planned=log.total_epochs,
         final_top1=last.get("val_top1"),
         final_top5=last.get("val_top5"),
         ema_top1=last.get("ema_top1"),
         ema_top5=last.get("ema_top5"),
         best_top1=max(tops) if tops else None,
-        images_per_s=run.train_images / run.train_time if run.train_time else 0.0,
-        train_s=run.train_time,
-        wall_s=run.wall_time,
-        skipped_files=len(run.skipped),
-        skipped_paths=sorted(run.skipped)[:100],
-        epochs=run.history,
+        images_per_s=log.train_images / log.train_time if log.train_time else 0.0,
+        train_s=log.train_time,
+        wall_s=log.wall_time,
+        skipped_files=len(log.skipped),
+        skipped_paths=sorted(log.skipped)[:100],
+        epochs=log.history,
     )
-
-
-# ------------------------------------------------------------- checkpoints
-def _atomic_write(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _weights_bytes(module: nn.Module, epoch: int) -> bytes:
-    from safetensors.torch import save
-
-    sd = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    return save(sd, metadata={"epoch": str(epoch)})
-
-
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    """Every RNG as tensors/numbers, so the file loads with weights_only=True."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    state: dict[str, Any] = dict(
-        torch=torch.get_rng_state(),
-        loader=gen.get_state(),
-        numpy_keys=torch.from_numpy(keys.astype(np.int64)),
-        numpy_pos=int(pos),
-        numpy_has_gauss=int(has_gauss),
-        numpy_gauss=float(gauss),
-        python_version=int(py_version),
-        python_state=torch.tensor(py_state, dtype=torch.int64),
-        python_gauss=py_gauss,
-    )
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["loader"])
-    keys = state["numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        ("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_gauss"])
-    )
-    py_state = tuple(int(v) for v in state["python_state"].tolist())
-    random.setstate((state["python_version"], py_state, state["python_gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _save_state(
-    out: Path,
-    model: nn.Module,
-    parts: RecipeParts,
-    gen: torch.Generator,
-    run: _RunState,
-    recipe: Recipe,
-    seed: int,
-) -> None:
-    import io
-
-    _atomic_write(out / WEIGHTS_FILE, _weights_bytes(model, run.epoch))
-    if parts.ema is not None:
-        _atomic_write(out / EMA_FILE, _weights_bytes(parts.ema.module, run.epoch))
-    state = dict(
-        epoch=run.epoch,
-        total_epochs=run.total_epochs,
-        num_updates=run.num_updates,
-        optimizer=parts.optimizer.state_dict(),
-        scheduler=parts.scheduler.state_dict(),
-        rng=_rng_state(gen),
-        history=run.history,
-        train_time=run.train_time,
-        train_images=run.train_images,
-        wall_time=run.wall_time,
-        skipped=sorted(run.skipped),
-        recipe=recipe.to_dict(),
-        seed=seed,
-    )
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    _atomic_write(out / STATE_FILE, buf.getvalue())
-    lines = "".join(json.dumps(h) + "\n" for h in run.history)
-    _atomic_write(out / "metrics.jsonl", lines.encode())
-
-
-def _load_weights_at(path: Path, module: nn.Module, epoch: int) -> None:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), "pt") as f:
-        saved = int((f.metadata() or {}).get("epoch", -1))
-    if saved != epoch:
-        raise ValueError(
-            f"{path} is from epoch {saved} but {STATE_FILE} from epoch {epoch}: the run was killed while saving; delete the run or start over"
-        )
-    module.load_state_dict(load_file(str(path)))
-
-
-def _load_state(
-    out: Path,
-    model: nn.Module,
-    parts: RecipeParts,
-    gen: torch.Generator,
-    recipe: Recipe,
-    total_epochs: int,
-    seed: int,
-    dev: torch.device,
-) -> _RunState:
-    state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
-    if (
-        state["recipe"] != recipe.to_dict()
-        or state["total_epochs"] != total_epochs
-        or state["seed"] != seed
-    ):
-        raise ValueError(
-            f"{out} holds a run with another recipe, epoch count or seed: resume it with the same settings"
-        )
-    _load_weights_at(out / WEIGHTS_FILE, model, state["epoch"])
-    if parts.ema is not None:
-        _load_weights_at(out / EMA_FILE, parts.ema.module, state["epoch"])
-    model.to(dev)
-    parts.optimizer.load_state_dict(state["optimizer"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"], gen)
-    run = _RunState(total_epochs)
-    run.epoch = state["epoch"]
-    run.num_updates = state["num_updates"]
-    run.history = state["history"]
-    run.train_time = state["train_time"]
-    run.train_images = state["train_images"]
-    run.wall_base = state["wall_time"]
-    run.skipped = set(state["skipped"])
-    return run
 
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch; skipped quietly when matplotlib is missing."""
+    import os
+
     try:
         import matplotlib
 

@@ -1,0 +1,227 @@
+"""A run folder's checkpoints, committed one whole epoch at a time.
+
+Each finished epoch writes its files into a fresh ``checkpoints/epoch-NNNN/``
+folder, then atomically replaces ``checkpoint.json`` (the manifest naming that
+folder, with each file's size and SHA-256).  Replacing the manifest is the
+commit: a process killed at any moment leaves the manifest naming either the
+previous epoch's folder or the new one, both whole.  After the commit the
+files are linked to the run folder's top level (``model.safetensors``,
+``model_ema.safetensors``, ``state.pt``, each replaced atomically) where users
+find them, and older epoch folders are removed.
+
+``state.pt`` holds only tensors, numbers, strings and containers of them, so
+it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fbnetv3_zoo.errors import UserError
+
+MANIFEST = "checkpoint.json"
+FOLDER = "checkpoints"
+WEIGHTS_FILE = "model.safetensors"
+EMA_FILE = "model_ema.safetensors"
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+FORMAT = 1
+
+# Called as ``fault_hook(stage, epoch)`` after each step of a commit (stages:
+# "model.safetensors", "model_ema.safetensors", "state.pt", "manifest",
+# "published"); tests set it to die inside the kill window on purpose.
+fault_hook: Callable[[str, int], None] | None = None
+
+
+class ResumeError(UserError):
+    """A run folder cannot be continued: damaged, or written with other settings."""
+
+
+def _fault(stage: str, epoch: int) -> None:
+    if fault_hook is not None:
+        fault_hook(stage, epoch)
+
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary name, fsync it, then move it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def weights_bytes(module: nn.Module, epoch: int) -> bytes:
+    """``module``'s state dict as safetensors bytes, tagged with the epoch."""
+    from safetensors.torch import save
+
+    sd = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    return save(sd, metadata={"epoch": str(epoch)})
+
+
+def state_bytes(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def metrics_bytes(history: list[dict[str, Any]]) -> bytes:
+    """One strict-JSON line per epoch (``allow_nan=False``: a NaN here is a bug)."""
+    return "".join(json.dumps(h, allow_nan=False) + "\n" for h in history).encode()
+
+
+def has_run(out: Path) -> bool:
+    """True when ``out`` holds a committed epoch (or a run from before manifests)."""
+    return (out / MANIFEST).exists() or (out / STATE_FILE).exists()
+
+
+def commit_epoch(
+    out: Path, epoch: int, files: dict[str, bytes], history: list[dict[str, Any]]
+) -> None:
+    """Write ``files`` as epoch ``epoch``'s checkpoint and make it current as one unit."""
+    root = out / FOLDER
+    folder = root / f"epoch-{epoch:04d}"
+    if folder.exists():  # left by a run killed before committing this epoch
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    digests = {}
+    for name, payload in files.items():
+        with open(folder / name, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        digests[name] = dict(size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+        _fault(name, epoch)
+    _fsync_dir(folder)
+    _fsync_dir(root)
+    manifest = dict(format=FORMAT, epoch=epoch, folder=f"{FOLDER}/{folder.name}", files=digests)
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=2).encode())
+    _fsync_dir(out)
+    _fault("manifest", epoch)
+    publish(out, history)
+    _fault("published", epoch)
+
+
+def publish(out: Path, history: list[dict[str, Any]]) -> None:
+    """Expose the committed epoch's files at the run folder's top level; drop older epochs.
+
+    Idempotent: a resumed run calls it again to finish a publication a kill cut short.
+    """
+    manifest = read_manifest(out)
+    folder = out / manifest["folder"]
+    for name in manifest["files"]:
+        tmp = out / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(folder / name, tmp)  # a hard link: no copy, same bytes
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(folder / name, tmp)
+        os.replace(tmp, out / name)
+    atomic_write(out / METRICS_FILE, metrics_bytes(history))
+    for old in (out / FOLDER).iterdir():
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
+    if not path.exists():
+        if (out / STATE_FILE).exists():
+            raise ResumeError(
+                f"{out} holds a run from an older version (no {MANIFEST}); it cannot be "
+                "resumed: start a new run in another --out"
+            )
+        raise ResumeError(f"{out} holds no finished epoch ({MANIFEST} is missing)")
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
+        epoch, folder, files = manifest["epoch"], manifest["folder"], manifest["files"]
+        if not isinstance(epoch, int) or not isinstance(files, dict):
+            raise ValueError("bad epoch or files entry")
+        if Path(folder).is_absolute() or ".." in Path(folder).parts:
+            raise ValueError(f"folder {folder!r} is outside the run")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ResumeError(f"{path} is damaged ({err}); the run cannot be resumed") from None
+    return manifest
+
+
+def read_committed(out: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The committed epoch's ``state.pt`` contents and the paths of its files, verified."""
+    manifest = read_manifest(out)
+    folder = out / manifest["folder"]
+    paths = {}
+    for name, info in manifest["files"].items():
+        path = folder / name
+        try:
+            payload = path.read_bytes()
+        except OSError as err:
+            raise ResumeError(
+                f"{path} cannot be read ({err.strerror}); the run cannot be resumed"
+            ) from None
+        if len(payload) != info.get("size") or hashlib.sha256(payload).hexdigest() != info.get(
+            "sha256"
+        ):
+            raise ResumeError(
+                f"{path} is damaged (its size or SHA-256 differs from {out / MANIFEST}); "
+                "the run cannot be resumed"
+            )
+        paths[name] = path
+    if STATE_FILE not in paths:
+        raise ResumeError(f"{out / MANIFEST} names no {STATE_FILE}; the run cannot be resumed")
+    try:
+        state = torch.load(paths[STATE_FILE], map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable pickle is the same user problem
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ResumeError(f"{paths[STATE_FILE]} cannot be loaded: {first}") from None
+    if not isinstance(state, dict) or state.get("epoch") != manifest["epoch"]:
+        raise ResumeError(f"{paths[STATE_FILE]} does not hold epoch {manifest['epoch']}'s state")
+    return state, paths
+
+
+def load_weights(path: Path, module: nn.Module, what: str) -> None:
+    """Load safetensors weights into ``module``, naming the mismatch when they do not fit."""
+    from safetensors.torch import load_file
+
+    try:
+        saved = load_file(str(path))
+    except Exception as err:  # noqa: BLE001 - a damaged file
+        raise ResumeError(f"{path} cannot be loaded: {err}") from None
+    own = module.state_dict()
+    missing = [k for k in own if k not in saved]
+    extra = [k for k in saved if k not in own]
+    shapes = [k for k in own if k in saved and saved[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise ResumeError(
+            f"{path} does not fit {what}: {', '.join(parts)}; resume with the run's own --model"
+        )
+    module.load_state_dict(saved)
