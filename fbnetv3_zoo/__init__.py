@@ -1,24 +1,64 @@
 """FBNetV3-A…G as exact timm models, plus the spec they and the search share.
 
-Importing this package registers ``fbnetv3_a``…``fbnetv3_g`` and ``fbnetv3``
-with timm.
+Importing this package makes timm build the exact published networks for
+``fbnetv3_a``…``fbnetv3_g`` and ``fbnetv3``: at once when timm is already
+imported, otherwise the moment timm finishes importing.  Nothing heavy (torch,
+timm) is imported by ``import fbnetv3_zoo`` itself, so the ``fbnetv3`` command
+answers ``--help`` at once; the public names below load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import sys
 from pathlib import Path
-from typing import Any
-
-from . import timm_models  # noqa: F401  (registers the models with timm)
-from .checkpoint import CheckpointError, load_weights, read_checkpoint
-from .fuse import fuse_bn
-from .model import FBNetV3
-from .spec import ArchSpec, BlockSpec, SpecError, make_divisible
-from .stats import ArchStats, arch_stats
-from .timm_models import resolve_arch
-from .variants import VARIANTS, Variant, get_variant
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it (loaded on first attribute access)
+_LAZY = {
+    "CheckpointError": "checkpoint",
+    "load_weights": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "fuse_bn": "fuse",
+    "FBNetV3": "model",
+    "ArchSpec": "spec",
+    "BlockSpec": "spec",
+    "SpecError": "spec",
+    "make_divisible": "spec",
+    "ArchStats": "stats",
+    "arch_stats": "stats",
+    "resolve_arch": "timm_models",
+    "VARIANTS": "variants",
+    "Variant": "variants",
+    "get_variant": "variants",
+    "UserError": "errors",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
+    from .checkpoint import CheckpointError, load_weights, read_checkpoint
+    from .errors import UserError
+    from .fuse import fuse_bn
+    from .model import FBNetV3
+    from .spec import ArchSpec, BlockSpec, SpecError, make_divisible
+    from .stats import ArchStats, arch_stats
+    from .timm_models import resolve_arch
+    from .variants import VARIANTS, Variant, get_variant
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def create_model(arch: ArchSpec | str | Path, pretrained: bool = False, **kwargs: Any) -> FBNetV3:
@@ -28,9 +68,80 @@ def create_model(arch: ArchSpec | str | Path, pretrained: bool = False, **kwargs
     """
     import timm
 
+    from .timm_models import resolve_arch
+    from .variants import VARIANTS
+
     if isinstance(arch, str) and arch.split(".")[0] in VARIANTS:
         return timm.create_model(arch, pretrained=pretrained, **kwargs)
     return timm.create_model("fbnetv3", pretrained=pretrained, arch=resolve_arch(arch), **kwargs)
+
+
+# ------------------------------------------------------------ timm registration
+def _initializing(name: str) -> bool:
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+def _busy() -> bool:
+    """True while timm or one of our submodules is half-imported (registering now would cycle)."""
+    if "timm" not in sys.modules or _initializing("timm"):
+        return True
+    return any(n.startswith(__name__ + ".") and _initializing(n) for n in list(sys.modules))
+
+
+def _register_if_ready() -> None:
+    if _HOOK.done or _busy():
+        return
+    _HOOK.done = True
+    if _HOOK in sys.meta_path:
+        sys.meta_path.remove(_HOOK)
+    importlib.import_module(".timm_models", __name__)  # registers the models with timm
+
+
+class _Loader(importlib.abc.Loader):
+    """Runs the real loader, then registers with timm if that import completed the picture."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create_module(self, spec: Any) -> Any:
+        return self._inner.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        try:
+            self._inner.exec_module(module)
+        finally:
+            module.__spec__._initializing = False
+        _register_if_ready()
+
+    def __getattr__(self, name: str) -> Any:  # resources, get_source, ... of the real loader
+        return getattr(self._inner, name)
+
+
+class _RegisterWhenTimmLoads(importlib.abc.MetaPathFinder):
+    """Watches imports of timm and of our submodules until the registration has run."""
+
+    done = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "timm" and not name.startswith(__name__ + "."):
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _Loader(spec.loader)
+                return spec
+        return None
+
+
+_HOOK = _RegisterWhenTimmLoads()
+if "timm" in sys.modules:
+    _register_if_ready()
+if not _HOOK.done:
+    sys.meta_path.insert(0, _HOOK)
 
 
 __all__ = [
@@ -41,6 +152,7 @@ __all__ = [
     "CheckpointError",
     "FBNetV3",
     "SpecError",
+    "UserError",
     "Variant",
     "arch_stats",
     "create_model",

@@ -1,7 +1,9 @@
 """The ``fbnetv3`` command: one entry point, one subcommand per job.
 
 Each area of the package contributes its subcommands through a ``register``
-function, imported lazily so that ``fbnetv3 models`` never pays for the search.
+function.  Those modules import only the standard library at top level, so
+``fbnetv3 --help``, ``models`` and argument errors answer without loading
+torch or timm; each command loads what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 # modules that expose ``register(subparsers)``; missing optional ones are skipped
@@ -20,10 +23,17 @@ COMMAND_MODULES = (
 )
 
 
+def _version() -> str:
+    from . import __version__
+
+    return f"fbnetv3-zoo {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fbnetv3", description="FBNetV3 model zoo, training recipes and JointNAS search."
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -36,14 +46,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in message:
+        message = f"{err.filename}: {message}"
+    return " ".join(str(message).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a user mistake is one stderr line and exit code 2."""
+    from .errors import UserError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"fbnetv3 {args.command}: error: {message}", file=sys.stderr)
+    except (UserError, OSError) as err:
+        # UserError: a bad file, flag or value; OSError: a file the user named (missing,
+        # unreadable, read-only).  Either way the message says what to fix.
+        print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as err:
+        # Not (yet) a UserError: maybe a user mistake, maybe a bug.  Keep the traceback
+        # so a bug stays diagnosable, and still end with the one-line summary.
+        traceback.print_exc()
+        print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -18,11 +18,27 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 ACTIVATIONS = ("hswish", "relu", "swish", "identity")
 STRIDES = (1, 2)
 
+# Upper bounds, checked before anything is resolved or allocated: far above any
+# mobile network (the largest zoo variant has 1984 features and 34 blocks), low
+# enough that a typo such as ``repeats: 100000000`` fails at once, not in the allocator.
+MAX_CHANNELS = 8192  # stem, block rows and feature_width
+MAX_REPEATS = 64  # per block row
+MAX_BLOCKS = 256  # in the whole network
+MAX_ROWS = 64  # per stage, and stages per network
+MAX_KERNEL = 31
+MAX_EXPANSION = 32.0  # block rows and head
+MAX_INPUT_SIZE = 4096
+MIN_INPUT_SIZE = 8
+MAX_NUM_CLASSES = 100_000
+MAX_NAME_CHARS = 128
 
-class SpecError(ValueError):
+
+class SpecError(UserError):
     """An ArchSpec field holds a value outside what the builders accept."""
 
 
@@ -36,20 +52,47 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 def _check(ok: bool, where: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise SpecError(f"{where}: invalid value {value!r}; allowed: {allowed}")
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        raise SpecError(f"{where}: invalid value {shown}; allowed: {allowed}")
 
 
-def _check_int(where: str, value: Any, minimum: int = 1) -> None:
-    _check(
-        isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        where,
-        value,
-        f"an integer >= {minimum}",
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(where: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
+    ok = _is_int(value) and value >= minimum and (maximum is None or value <= maximum)
+    allowed = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
     )
+    _check(ok, where, value, allowed)
+
+
+def _check_number(where: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    ok = _is_number(value) and (value > low if low_open else value >= low) and value <= high
+    _check(ok, where, value, f"a number in {'(' if low_open else '['}{low:g}, {high:g}]")
+
+
+def check_num_classes(value: Any, where: str = "num_classes") -> int:
+    """A classifier width: an integer in [1, MAX_NUM_CLASSES] (a larger head is a typo)."""
+    _check_int(where, value, 1, MAX_NUM_CLASSES)
+    return value
+
+
+def check_input_size(value: Any, where: str = "input_size") -> int:
+    """An input resolution in [MIN_INPUT_SIZE, MAX_INPUT_SIZE] pixels."""
+    _check_int(where, value, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+    return value
 
 
 def _check_act(where: str, value: Any) -> None:
-    _check(value in ACTIVATIONS, where, value, ", ".join(ACTIVATIONS))
+    _check(isinstance(value, str) and value in ACTIVATIONS, where, value, ", ".join(ACTIVATIONS))
 
 
 @dataclass(frozen=True)
@@ -67,27 +110,30 @@ class BlockSpec:
 
     def validate(self, where: str) -> None:
         _check(
-            isinstance(self.kernel, int) and self.kernel >= 1 and self.kernel % 2 == 1,
+            _is_int(self.kernel) and 1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
             f"{where}.kernel",
             self.kernel,
-            "odd integers >= 1 (3, 5, 7, ...)",
+            f"odd integers in [1, {MAX_KERNEL}] (3, 5, 7, ...)",
         )
         _check(
-            isinstance(self.expansion, int | float)
-            and not isinstance(self.expansion, bool)
-            and self.expansion >= 1,
+            _is_number(self.expansion) and 1 <= self.expansion <= MAX_EXPANSION,
             f"{where}.expansion",
             self.expansion,
-            "a number >= 1",
+            f"a number >= 1 and <= {MAX_EXPANSION:g}",
         )
-        _check_int(f"{where}.channels", self.channels)
-        _check_int(f"{where}.repeats", self.repeats)
-        _check(self.stride in STRIDES, f"{where}.stride", self.stride, "1 or 2")
+        _check_int(f"{where}.channels", self.channels, 1, MAX_CHANNELS)
+        _check_int(f"{where}.repeats", self.repeats, 1, MAX_REPEATS)
+        _check(
+            _is_int(self.stride) and self.stride in STRIDES,
+            f"{where}.stride",
+            self.stride,
+            "1 or 2",
+        )
         _check(isinstance(self.se, bool), f"{where}.se", self.se, "true or false")
         _check_act(f"{where}.act", self.act)
         if self.dw_padding is not None:
             _check(
-                isinstance(self.dw_padding, int) and 0 <= self.dw_padding <= self.kernel // 2,
+                _is_int(self.dw_padding) and 0 <= self.dw_padding <= self.kernel // 2,
                 f"{where}.dw_padding",
                 self.dw_padding,
                 f"null or an integer in [0, {self.kernel // 2}]",
@@ -159,37 +205,56 @@ class ArchSpec:
             for b in self._blocks
         )
         object.__setattr__(self, "_geometry", geometry)
-        size = spatial_size(
-            self.input_size, self.stem_kernel, self.stem_stride, self.stem_kernel // 2
+        _check(
+            self.final_size() >= 1,
+            "input_size",
+            self.input_size,
+            "a size large enough to leave >= 1 pixel after every stride",
         )
-        for b in self._blocks:
-            size = spatial_size(size, b.kernel, b.stride, b.padding)
-        _check(size >= 1, "input_size", self.input_size, "a size large enough to leave >= 1 pixel")
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
-        _check_int("stem_channels", self.stem_channels)
-        _check_int("input_size", self.input_size, minimum=8)
+        """Type and range of every field, and the network's size, before anything is resolved."""
+        _check_int("stem_channels", self.stem_channels, 1, MAX_CHANNELS)
+        check_input_size(self.input_size)
         _check(
-            isinstance(self.stem_kernel, int) and self.stem_kernel % 2 == 1,
+            _is_int(self.stem_kernel)
+            and 1 <= self.stem_kernel <= MAX_KERNEL
+            and self.stem_kernel % 2 == 1,
             "stem_kernel",
             self.stem_kernel,
-            "odd integers >= 1",
+            f"odd integers in [1, {MAX_KERNEL}]",
         )
-        _check(self.stem_stride in STRIDES, "stem_stride", self.stem_stride, "1 or 2")
+        _check(
+            _is_int(self.stem_stride) and self.stem_stride in STRIDES,
+            "stem_stride",
+            self.stem_stride,
+            "1 or 2",
+        )
         _check_act("stem_act", self.stem_act)
         _check_act("head_act", self.head_act)
+        _check_number("head_expansion", self.head_expansion, 0, MAX_EXPANSION, low_open=True)
+        _check_int("feature_width", self.feature_width, 1, MAX_CHANNELS)
+        _check_number("se_ratio", self.se_ratio, 0, 1, low_open=True)
         _check(
-            isinstance(self.head_expansion, int | float) and self.head_expansion > 0,
-            "head_expansion",
-            self.head_expansion,
-            "a number > 0",
+            isinstance(self.name, str) and len(self.name) <= MAX_NAME_CHARS,
+            "name",
+            self.name,
+            f"a string of at most {MAX_NAME_CHARS} characters",
         )
-        _check_int("feature_width", self.feature_width)
-        _check(0 < self.se_ratio <= 1, "se_ratio", self.se_ratio, "a number in (0, 1]")
-        _check(len(self.stages) > 0, "stages", list(self.stages), "at least one stage")
+        _check(
+            0 < len(self.stages) <= MAX_ROWS,
+            "stages",
+            f"{len(self.stages)} stages",
+            f"1 to {MAX_ROWS} stages",
+        )
         for i, stage in enumerate(self.stages):
-            _check(len(stage) > 0, f"stages[{i}]", list(stage), "at least one block row")
+            _check(
+                0 < len(stage) <= MAX_ROWS,
+                f"stages[{i}]",
+                f"{len(stage)} block rows",
+                f"1 to {MAX_ROWS} block rows",
+            )
             for j, row in enumerate(stage):
                 _check(
                     isinstance(row, BlockSpec),
@@ -198,6 +263,13 @@ class ArchSpec:
                     "a BlockSpec (or a mapping of its fields)",
                 )
                 row.validate(f"stages[{i}][{j}]")
+        total = sum(row.repeats for stage in self.stages for row in stage)
+        _check(
+            total <= MAX_BLOCKS,
+            "stages",
+            f"{total} blocks in total",
+            f"at most {MAX_BLOCKS} blocks",
+        )
 
     def _resolve(self) -> Iterator[ResolvedBlock]:
         cin = self.stem_channels
@@ -239,6 +311,16 @@ class ArchSpec:
         Plain tuples, computed once: the hot loop of the analytic statistics.
         """
         return self._geometry
+
+    def final_size(self, input_size: int | None = None) -> int:
+        """Side of the last feature map for ``input_size`` (default: the spec's own); < 1: vanished."""
+        size = self.input_size if input_size is None else input_size
+        size = spatial_size(size, self.stem_kernel, self.stem_stride, self.stem_kernel // 2)
+        for _, _, _, k, stride, pad, _, _ in self._geometry:
+            size = spatial_size(size, k, stride, pad)
+            if size < 1:
+                return size
+        return size
 
     @property
     def num_features(self) -> int:
@@ -292,7 +374,9 @@ class ArchSpec:
     def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> ArchSpec:
         """Build from a plain mapping; unknown or missing keys name ``source`` and the key."""
         if not isinstance(data, Mapping):
-            raise SpecError(f"{source}: expected a mapping of ArchSpec fields, got {data!r}")
+            raise SpecError(
+                f"{source}: expected a mapping of ArchSpec fields, got {type(data).__name__}"
+            )
         allowed = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
         unknown = sorted(set(data) - set(allowed))
         if unknown:
@@ -303,7 +387,9 @@ class ArchSpec:
         row_fields = [f.name for f in dataclasses.fields(BlockSpec)]
         stages = []
         if not isinstance(data["stages"], list | tuple):
-            raise SpecError(f"{source}: stages must be a list of stages, got {data['stages']!r}")
+            raise SpecError(
+                f"{source}: stages must be a list of stages, got {type(data['stages']).__name__}"
+            )
         for i, stage in enumerate(data["stages"]):
             if not isinstance(stage, list | tuple):
                 raise SpecError(f"{source}: stages[{i}] must be a list of block rows")
@@ -314,7 +400,9 @@ class ArchSpec:
                     rows.append(row)
                     continue
                 if not isinstance(row, Mapping):
-                    raise SpecError(f"{where}: expected a mapping of {row_fields}, got {row!r}")
+                    raise SpecError(
+                        f"{where}: expected a mapping of {row_fields}, got {type(row).__name__}"
+                    )
                 bad = sorted(set(row) - set(row_fields))
                 if bad:
                     raise SpecError(f"{where}: unknown key(s) {bad}; allowed: {row_fields}")
@@ -339,16 +427,29 @@ class ArchSpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> ArchSpec:
         """Read a spec from a YAML file; the spec may sit under an ``arch`` key."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise SpecError(f"{path}: not valid YAML ({err})") from None
-        if isinstance(data, Mapping) and "arch" in data:
-            data = data["arch"]
-        return cls.from_dict(data, source=str(path))
+        return load_arch_file(path)[0]
+
+
+def load_arch_file(path: str | Path) -> tuple[ArchSpec, int | None]:
+    """Read an ArchSpec YAML or a search result file: ``(spec, num_classes or None)``.
+
+    A search result (``best/<constraint>.yaml``) holds the spec under ``arch:``
+    and the class count its statistics were computed with under ``num_classes:``;
+    every tool (info, export, benchmark, ``arch_stats``) uses that count so they
+    all report the same numbers for the same file.  A bare spec gives ``None``.
+    """
+    from .yaml_io import load_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
+    data = load_yaml(path)
+    num_classes = None
+    if isinstance(data, Mapping) and "arch" in data:
+        if data.get("num_classes") is not None:
+            num_classes = check_num_classes(data["num_classes"], f"{path}: num_classes")
+        data = data["arch"]
+    return ArchSpec.from_dict(data, source=str(path)), num_classes
 
 
 def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:

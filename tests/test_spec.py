@@ -4,7 +4,8 @@ import pytest
 from conftest import random_spec
 
 from fbnetv3_zoo import VARIANTS, ArchSpec, BlockSpec, SpecError, make_divisible
-from fbnetv3_zoo.spec import ACTIVATIONS
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.spec import ACTIVATIONS, load_arch_file
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -49,11 +50,20 @@ def _row(**changes):
     [
         (_row(kernel=4), "kernel", "odd"),
         (_row(stride=3), "stride", "1 or 2"),
-        (_row(channels=0), "channels", ">= 1"),
-        (_row(channels=-8), "channels", ">= 1"),
+        (_row(channels=0), "channels", "[1, 8192]"),
+        (_row(channels=-8), "channels", "[1, 8192]"),
+        (_row(channels=10**9), "channels", "[1, 8192]"),
+        (_row(channels=16.0), "channels", "an integer"),
+        (_row(repeats=100_000_000), "repeats", "[1, 64]"),
+        (_row(kernel=99), "kernel", "[1, 31]"),
+        (_row(expansion=1e6), "expansion", "<= 32"),
+        (_row(expansion="4"), "expansion", "a number"),
+        (_row(stride=True), "stride", "1 or 2"),
+        (_row(se="yes"), "se", "true or false"),
+        (_row(act=["relu"]), "act", "hswish"),
         (_row(act="gelu"), "act", ", ".join(ACTIVATIONS)),
         (_row(expansion=0.5), "expansion", ">= 1"),
-        (_row(repeats=0), "repeats", ">= 1"),
+        (_row(repeats=0), "repeats", "[1, 64]"),
         (_row(kernel=3, dw_padding=2), "dw_padding", "[0, 1]"),
     ],
 )
@@ -69,7 +79,7 @@ def test_invalid_rows_name_the_field_and_allowed_values(row, field, allowed):
 def test_empty_stage_and_bad_top_level_fields():
     with pytest.raises(SpecError, match=r"stages\[1\]"):
         ArchSpec.from_dict({"stem_channels": 16, "stages": [[_row()], []]})
-    with pytest.raises(SpecError, match="stages: .*at least one stage"):
+    with pytest.raises(SpecError, match="stages: .*1 to 64 stages"):
         ArchSpec(stem_channels=16, stages=())
     with pytest.raises(SpecError, match="stem_act"):
         ArchSpec(stem_channels=16, stages=[[BlockSpec(3, 1, 16)]], stem_act="tanh")
@@ -88,3 +98,58 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         ArchSpec.from_yaml(path)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         ArchSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "changes, field, allowed",
+    [
+        ({"feature_width": "wide"}, "feature_width", "[1, 8192]"),
+        ({"feature_width": 10**9}, "feature_width", "[1, 8192]"),
+        ({"stem_channels": 10**9}, "stem_channels", "[1, 8192]"),
+        ({"input_size": 0}, "input_size", "[8, 4096]"),
+        ({"input_size": 20000}, "input_size", "[8, 4096]"),
+        ({"input_size": "224"}, "input_size", "[8, 4096]"),
+        ({"name": ["a"] * 10}, "name", "a string"),
+        ({"name": "x" * 1000}, "name", "at most 128 characters"),
+        ({"se_ratio": "0.25"}, "se_ratio", "(0, 1]"),
+        ({"head_expansion": float("nan")}, "head_expansion", "(0, 32]"),
+        ({"stem_stride": 2.0}, "stem_stride", "1 or 2"),
+    ],
+)
+def test_invalid_top_level_fields_name_the_field_and_bound(changes, field, allowed):
+    data = {"stem_channels": 16, "stages": [[_row()]], **changes}
+    with pytest.raises(SpecError) as err:
+        ArchSpec.from_dict(data, source="my.yaml")
+    message = str(err.value)
+    assert message.startswith(f"my.yaml: {field}: invalid value") and allowed in message
+    assert len(message) < 200  # a huge value is shown shortened
+
+
+def test_total_block_count_is_bounded_before_resolving():
+    rows = [_row(repeats=64)] * 5  # each row is fine; 320 blocks in total are not
+    with pytest.raises(
+        SpecError, match=r"stages: invalid value '320 blocks in total'.*at most 256"
+    ):
+        ArchSpec.from_dict({"stem_channels": 16, "stages": [rows]})
+
+
+def test_spec_yaml_refuses_aliases_and_names_the_file(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "a: &a [x, x]\nb: &b [*a, *a]\narch: {stem_channels: 16, name: *b, stages: [[{kernel: 3, expansion: 1, channels: 8}]]}\n"
+    )
+    with pytest.raises(UserError, match=r"bomb.yaml.*aliases"):
+        ArchSpec.from_yaml(path)
+
+
+def test_result_file_carries_its_class_count(tmp_path):
+    spec = VARIANTS["fbnetv3_a"].spec
+    path = tmp_path / "result.yaml"
+    path.write_text(spec.to_yaml() + "num_classes: 10\nrecipe: {lr: 0.1}\n")
+    assert load_arch_file(path) == (spec, 10)
+    bare = tmp_path / "spec.yaml"
+    spec.to_yaml(bare)
+    assert load_arch_file(bare) == (spec, None)
+    path.write_text(spec.to_yaml() + "num_classes: 0\n")
+    with pytest.raises(SpecError, match=r"result.yaml: num_classes: invalid value 0"):
+        load_arch_file(path)
