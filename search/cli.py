@@ -9,89 +9,128 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEFAULTS: dict[str, Any] = {}
+# defaults of SearchConfig, repeated here so that --help needs no heavy import;
+# tests/test_search_cli.py checks they stay equal
+DEFAULTS: dict[str, Any] = dict(
+    space="fbnetv3_proxy",
+    data="digits:40",
+    constraints=["macs<=0.5M", "macs<=1M"],
+    budget=11,
+    batch=2,
+    initial=5,
+    epochs=4,
+    early_stop_tau=0.8,
+    pool=4096,
+    kappa=0.5,
+    seed=0,
+    strategy="jointnas",
+    executor="local",
+    cpus_per_trial=1.0,
+    gpus_per_trial=0.0,
+    threads=1,
+    ga_population=64,
+    ga_generations=40,
+    pretrain_samples=4096,
+    pretrain_steps=1000,
+    fit_steps=300,
+    members=5,
+)
+STRATEGY_NAMES = ("random", "jointnas")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
-    from dataclasses import fields
-
-    from .coarse import SearchConfig
-
-    d = {f.name: f.default for f in fields(SearchConfig) if not callable(f.default_factory)}
+    d = DEFAULTS
     p = subparsers.add_parser(
         "search",
         help="joint architecture-recipe search (JointNAS); resumes when run again",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Search (ArchSpec, Recipe) pairs under resource constraints. With no options: the "
         "embedded CPU demo (fbnetv3_proxy space on digits, a few minutes). Running the same "
-        "command again resumes the run in --out.",
+        "command again resumes the run in --out (with the same settings; changed ones are refused).",
     )
+
+    def opt(flag: str, help: str, **kw: Any) -> None:
+        key = flag.lstrip("-").replace("-", "_")
+        if key in d and "default" not in kw:
+            kw["default"] = d[key]
+            help += " (default: %(default)s)"
+        p.add_argument(flag, help=help, **kw)
+
     p.add_argument(
         "--out", required=True, help="run folder (search.sqlite, best/, report.md, plots)"
     )
-    p.add_argument(
-        "--space",
-        default=d["space"],
-        help="shipped space name (fbnetv3, fbnetv3_proxy) or a YAML path",
+    opt("--space", "shipped space name (fbnetv3, fbnetv3_proxy) or a YAML path")
+    opt(
+        "--data",
+        "digits, digits:N (N training images per class), cifar10, cifar100, or an ImageFolder directory",
     )
-    p.add_argument(
-        "--data", default=d["data"], help="digits, digits:N, cifar10, or an ImageFolder directory"
+    opt(
+        "--download",
+        "fetch cifar10/cifar100 into the data folder when missing",
+        action="store_true",
     )
     p.add_argument(
         "--constraint",
         action="append",
         dest="constraints",
         metavar="EXPR",
-        help="resource limit such as 'macs<=400M' or 'params<5M'; repeat for several (default: macs<=0.5M and macs<=1M)",
+        help="resource limit such as 'macs<=400M' or 'params<5M'; repeat for several "
+        f"(default: {' and '.join(d['constraints'])})",
     )
-    p.add_argument("--budget", type=int, default=d["budget"], help="candidates to train in total")
-    p.add_argument(
-        "--batch", type=int, default=d["batch"], help="candidates per iteration after the first"
+    opt(
+        "--strategy",
+        "how candidates are chosen: jointnas (predictor + genetic search) or random (the baseline)",
+        choices=STRATEGY_NAMES,
     )
-    p.add_argument(
-        "--initial", type=int, default=d["initial"], help="size of the first, Sobol-sampled batch"
+    opt(
+        "--budget",
+        "candidates to train in total, the final per-constraint picks included",
+        type=int,
     )
-    p.add_argument(
-        "--epochs", type=int, default=d["epochs"], help="proxy epochs of the first batch"
+    opt("--batch", "candidates per iteration after the first", type=int)
+    opt("--initial", "size of the first, Sobol-sampled batch", type=int)
+    opt(
+        "--epochs",
+        "proxy epochs of the first batch (later ones stop at the early-stopping epoch)",
+        type=int,
     )
-    p.add_argument(
-        "--early-stop-tau",
-        type=float,
-        default=d["early_stop_tau"],
-        help="rank-correlation threshold for the early-stopping epoch",
+    opt("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
+    opt("--pool", "feasible Sobol pool ranked by the acquisition each iteration", type=int)
+    opt("--kappa", "acquisition: predicted mean + kappa * ensemble spread (0: greedy)", type=float)
+    opt(
+        "--members",
+        "predictor ensemble size (1 with --kappa 0: the paper's greedy choice)",
+        type=int,
     )
-    p.add_argument(
-        "--pool", type=int, default=d["pool"], help="Sobol pool size ranked by the acquisition"
+    opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
+    opt(
+        "--executor",
+        "where candidates train: local (this process) or ray",
+        choices=("local", "ray"),
     )
-    p.add_argument(
-        "--kappa",
-        type=float,
-        default=d["kappa"],
-        help="acquisition: mean + kappa * ensemble spread",
-    )
-    p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument("--executor", default=d["executor"], help="local (default) or ray")
     p.add_argument(
         "--ray-address",
         default=None,
-        help="Ray cluster address (e.g. auto); default: start a local Ray",
+        help="Ray cluster address such as 'auto' or host:port (default: start a local Ray)",
     )
-    p.add_argument("--cpus-per-trial", type=float, default=d["cpus_per_trial"])
-    p.add_argument("--gpus-per-trial", type=float, default=d["gpus_per_trial"])
-    p.add_argument(
-        "--threads",
+    opt("--cpus-per-trial", "CPUs Ray reserves per candidate", type=float)
+    opt("--gpus-per-trial", "GPUs Ray reserves per candidate (fractions allowed)", type=float)
+    opt("--threads", "torch threads per candidate (0: torch's default)", type=int)
+    opt("--ga-population", "genetic search: individuals per constraint", type=int)
+    opt("--ga-generations", "genetic search: generations", type=int)
+    opt(
+        "--pretrain-steps",
+        "predictor pretraining steps on MACs/params (0: no pretraining)",
         type=int,
-        default=d["threads"],
-        help="torch threads per candidate (0: torch's default)",
     )
-    p.add_argument("--ga-population", type=int, default=d["ga_population"])
-    p.add_argument("--ga-generations", type=int, default=d["ga_generations"])
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=run_search_command)
 
     r = subparsers.add_parser(
-        "search-report", help="tables and plots of a finished or running search"
+        "search-report",
+        help="tables and plots of a finished or running search",
+        description="Re-render report.md, best/ and the plots from a run's search.sqlite (read-only; "
+        "on a read-only folder only the summary is printed).",
     )
     r.add_argument("run", help="the search's --out folder")
     r.set_defaults(func=report_command)
@@ -100,10 +139,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_search_command(args: argparse.Namespace) -> int:
     from .coarse import SearchConfig, run_search
 
+    if args.threads is not None and args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     config = SearchConfig(
         space=args.space,
         data=args.data,
-        constraints=args.constraints or SearchConfig().constraints,
+        constraints=args.constraints or list(DEFAULTS["constraints"]),
         budget=args.budget,
         batch=args.batch,
         initial=args.initial,
@@ -111,7 +152,9 @@ def run_search_command(args: argparse.Namespace) -> int:
         early_stop_tau=args.early_stop_tau,
         pool=args.pool,
         kappa=args.kappa,
+        members=args.members,
         seed=args.seed,
+        strategy=args.strategy,
         executor=args.executor,
         ray_address=args.ray_address,
         cpus_per_trial=args.cpus_per_trial,
@@ -119,12 +162,9 @@ def run_search_command(args: argparse.Namespace) -> int:
         threads=args.threads or None,
         ga_population=args.ga_population,
         ga_generations=args.ga_generations,
+        pretrain_steps=args.pretrain_steps,
+        download=args.download,
     )
-    for name in ("budget", "batch", "initial", "epochs", "pool"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(config, name)}")
-    if config.executor not in ("local", "ray"):
-        raise ValueError(f"unknown executor {config.executor!r}; choose one of local, ray")
     summary = run_search(config, args.out, progress=not args.quiet)
     _print_summary(summary)
     return 0

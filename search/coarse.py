@@ -1,21 +1,30 @@
-"""The search driver: coarse constrained iterative optimisation, then the genetic fine search.
+"""The search driver: budget, early stopping, store and outputs around a pluggable strategy.
 
 Shape of a run (every step resumable from ``search.sqlite``):
 
-1. the first batch is Sobol-sampled inside the constraints and trained for the
-   full proxy ``epochs``; the early-stopping epoch is the first one whose
-   accuracies rank the batch like the final ones (Kendall tau >= threshold);
-2. each later batch: refit the predictor (pretrained on free statistics), rank
-   a large feasible Sobol pool by the acquisition, train the top pairs on the
-   same proxy schedule but stop them at the early-stopping epoch;
-3. the genetic search maximises the predictor under each constraint, its
-   winners are trained like the rest, and the best measured pair per
-   constraint is written to ``best/<constraint>.yaml`` with a report.
+1. the first batch is drawn from the candidate source (Sobol inside the
+   constraints by default) and trained for the full proxy ``epochs``; the
+   early-stopping epoch is the first one whose accuracies rank the batch like
+   the final ones (Kendall tau >= threshold);
+2. each later batch comes from the strategy's ``ask`` (``jointnas``: refit
+   the predictor, rank a feasible pool by the acquisition; ``random``: more
+   feasible draws) and is trained on the same schedule, stopped at the
+   early-stopping epoch;
+3. the strategy's ``fine`` step proposes one last pick per constraint
+   (``jointnas``: the genetic search on the predictor), the budget is spent
+   exactly, and the best measured pair per constraint is written to
+   ``best/<constraint>.yaml`` with a report.
+
+The strategy decides what to train; this module decides when, how long, and
+records everything.  Same seed and settings give the same candidates,
+curves and picks whether the run goes in one go, is killed and resumed, or
+trains on Ray workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -25,28 +34,54 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Constraint, batch_stats, parse_constraint
+from fbnetv3_zoo.errors import UserError
+
+from .constraints import Constraint, parse_constraint
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
-from .executors import make_executor
-from .predictor import Predictor, Pretrained, fit_with_holdout, pretrain, rank_quality
-from .sampling import sample_feasible
+from .executors import EXECUTORS, make_executor
+from .predictor import rank_quality
+from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
-from .store import Store
+from .store import RunLock, Store
+from .strategies import STRATEGIES, Context, Proposal, Strategy, make_strategy
 
 DB_NAME = "search.sqlite"
-# settings that define what a run measures; changing them on resume is refused
-PINNED = ("space", "data", "epochs", "seed")
+# settings that decide what a run measures and picks; changing them on resume is refused
+PINNED = (
+    "space",
+    "data",
+    "epochs",
+    "seed",
+    "strategy",
+    "constraints",
+    "budget",
+    "initial",
+    "batch",
+    "early_stop_tau",
+    "pool",
+    "kappa",
+    "members",
+    "ga_population",
+    "ga_generations",
+    "pretrain_samples",
+    "pretrain_steps",
+    "fit_steps",
+)
+
+
+class ConfigError(UserError):
+    """A SearchConfig field has a value the search cannot run with."""
 
 
 @dataclass
 class SearchConfig:
-    """Everything a search run depends on (the CLI flags map one to one)."""
+    """Everything a search run depends on (the CLI flags map one to one); validated on creation."""
 
     space: str = "fbnetv3_proxy"
     data: str = "digits:40"  # 40 training images per class: a proxy that trains in seconds
     constraints: list[str] = field(default_factory=lambda: ["macs<=0.5M", "macs<=1M"])
-    budget: int = 11  # total candidate trainings, including the genetic winners
+    budget: int = 11  # total candidate trainings, including the final picks
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
     epochs: int = 4  # proxy epochs of the first batch
@@ -54,6 +89,7 @@ class SearchConfig:
     pool: int = 4096
     kappa: float = 0.5
     seed: int = 0
+    strategy: str = "jointnas"
     executor: str = "local"
     ray_address: str | None = None
     cpus_per_trial: float = 1.0
@@ -62,9 +98,90 @@ class SearchConfig:
     ga_population: int = 64
     ga_generations: int = 40
     pretrain_samples: int = 4096
-    pretrain_steps: int = 1000
+    pretrain_steps: int = 1000  # 0: no pretraining
     fit_steps: int = 300
-    members: int = 5  # predictor ensemble size
+    members: int = 5  # predictor ensemble size; 1 with kappa 0 is the paper's greedy choice
+    download: bool = False  # fetch cifar10/cifar100 when missing
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field that cannot work."""
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"search setting {name} ({flag}) must be {rule}, got {getattr(self, name)!r}"
+                )
+
+        def integer(name: str, low: int) -> None:
+            v = getattr(self, name)
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= low,
+                name,
+                f"an integer >= {low}",
+            )
+
+        def number(name: str, low: float, high: float = math.inf) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
+            need(ok and math.isfinite(v), name, f"a number in [{low}, {high}]")
+
+        for name in ("space", "data"):
+            need(
+                isinstance(getattr(self, name), str) and getattr(self, name) != "",
+                name,
+                "a non-empty string",
+            )
+        c = self.constraints
+        need(
+            isinstance(c, list | tuple) and len(c) > 0 and all(isinstance(x, str) for x in c),
+            "constraints",
+            "a non-empty list of strings such as 'macs<=400M'",
+        )
+        for text in c:
+            parse_constraint(text)
+        for name in (
+            "budget",
+            "batch",
+            "initial",
+            "epochs",
+            "pool",
+            "members",
+            "pretrain_samples",
+            "fit_steps",
+        ):
+            integer(name, 1)
+        integer("pretrain_steps", 0)
+        integer("ga_generations", 0)
+        integer("ga_population", 3)
+        integer("seed", 0)
+        number("early_stop_tau", -1.0, 1.0)
+        number("kappa", 0.0)
+        number("cpus_per_trial", 0.0)
+        number("gpus_per_trial", 0.0)
+        need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
+        v = self.threads
+        need(
+            v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "threads",
+            "None (torch's default) or an integer >= 1",
+        )
+        need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
+        need(self.strategy in STRATEGIES, "strategy", "one of " + ", ".join(STRATEGIES))
+        need(isinstance(self.download, bool), "download", "true or false")
+        needed = self.initial + len(c)
+        if self.budget < needed:
+            raise ConfigError(
+                f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        """The pinned settings, as stored in the run."""
+        d = dataclasses.asdict(self)
+        return {k: d[k] for k in PINNED}
 
 
 def choose_stop_epoch(curves: list[list[float]], threshold: float) -> tuple[int, list[float]]:
@@ -94,7 +211,7 @@ def score_at(metrics: list[dict[str, Any]], epoch: int) -> float | None:
 
 
 class Search:
-    """One run folder: config check, coarse loop, fine search, outputs."""
+    """One run folder: checks, then the loop around a strategy, then the outputs."""
 
     def __init__(
         self,
@@ -103,85 +220,146 @@ class Search:
         evaluator: Callable[[EvalTask], dict[str, Any]] = evaluate,
         progress: bool = True,
         num_classes: int | None = None,
+        source: CandidateSource | None = None,
+        strategy: Strategy | None = None,
     ) -> None:
+        config.validate()
         self.config = config
         self.out = Path(out)
         self.evaluator = evaluator
         self.progress = progress
-        self.space: SearchSpace = load_space(config.space)
+        self.space: SearchSpace = source.space if source is not None else load_space(config.space)
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
-        if config.budget < config.initial + len(self.constraints):
-            raise ValueError(
-                f"budget {config.budget} is too small: the first batch ({config.initial}) plus one genetic winner per constraint ({len(self.constraints)}) need {config.initial + len(self.constraints)}"
-            )
         if num_classes is None:
             from .evaluate import _num_classes
 
-            num_classes = _num_classes(config.data)
+            num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
-        self.store = Store(self.out / DB_NAME)
-        self._check_resume()
-        self.pretrained: Pretrained | None = None
+        self.source: CandidateSource = source or SobolSource(self.space, num_classes)
+        self.strategy = strategy or make_strategy(config.strategy)
+        self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
+        # everything that can fail on the user's input fails before the folder exists
+        self.first = self._first_batch()
         self.executor: Any = None
         self.bar: Any = None
+        self.lock = RunLock(self.out)
+        self.store: Store | None = None
+
+    def open(self) -> None:
+        """Start the executor, then create/lock the folder and open (or resume) its store."""
+        c = self.config
+        if self.executor is None:
+            self.executor = make_executor(
+                c.executor, c.ray_address, c.cpus_per_trial, c.gpus_per_trial
+            )
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+        except PermissionError as err:
+            raise UserError(
+                f"{self.out}: cannot write to the run folder ({err.strerror})"
+            ) from None
+        self.store = Store(self.out / DB_NAME)
+        self._check_resume()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.lock.release()
+
+    def _first_batch(self) -> Proposal:
+        """The first batch, and a check that every constraint admits at least one pair."""
+        for c in self.constraints:
+            if not len(self.source.draw(1, [c], self.config.seed)[0]):
+                raise UserError(f"constraint {c.text}: no candidate of the source satisfies it")
+        u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
+        return Proposal(u, m, p, "sobol")
 
     # -------------------------------------------------------------- resume
     def _identity(self) -> dict[str, Any]:
-        c = self.config
-        return dict(
-            space=f"{self.space.name} (fingerprint {self.space.fingerprint()})",
-            data=c.data,
-            epochs=c.epochs,
-            seed=c.seed,
-        )
+        ident = self.config.identity()
+        ident["space"] = f"{self.space.name} (fingerprint {self.space.fingerprint()})"
+        ident["strategy"] = self.strategy_name
+        return ident
 
     def _check_resume(self) -> None:
-        """Refuse to continue a run whose space, data, epochs or seed changed."""
-        old = self.store.get("identity")
+        """Refuse to continue a run whose pinned settings changed, naming old and new values."""
+        store = self.store
+        old = store.get("identity")
         new = self._identity()
         if old is None:
-            self.store.set("identity", new)
-            self.store.set("space_yaml", self.space.raw_json)
+            store.set("identity", new)
+            store.set("space_yaml", self.space.raw_json)
+            store.set("num_classes", self.num_classes)
         else:
-            diff = [
-                f"{k}: run has {old.get(k)!r}, now {new[k]!r}"
-                for k in PINNED
-                if old.get(k) != new[k]
-            ]
+            before = store.get("config") or {}
+            diff = []
+            for k in PINNED:
+                was = old[k] if k in old else before.get(k, new[k])
+                if k == "strategy" and k not in old and k not in before:
+                    was = "jointnas"  # runs made before strategies existed
+                if was != new[k]:
+                    diff.append(f"{k}: run has {was!r}, now {new[k]!r}")
             if diff:
-                raise ValueError(
+                raise UserError(
                     f"{self.out} holds a search with different settings ({'; '.join(diff)}); resume with the original settings or choose another --out"
                 )
-        self.store.set("config", dataclasses.asdict(self.config))
+            if store.get("num_classes") is None:
+                store.set("num_classes", self.num_classes)
+        config = dataclasses.asdict(self.config)
+        config["strategy"] = self.strategy_name
+        store.set("config", config)
 
     # ------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
         if self.progress:
             (self.bar.write if self.bar is not None else print)(message, file=sys.stderr)
 
-    def _rows(
-        self, u: np.ndarray, macs: np.ndarray, params: np.ndarray, pred=None
-    ) -> list[dict[str, Any]]:
+    def _context(self) -> Context:
+        return Context(
+            self.space,
+            self.source,
+            self.constraints,
+            self.num_classes,
+            self.config,
+            self.store,
+            self.log,
+            self.progress,
+        )
+
+    def _add(self, iteration: int, proposal: Proposal) -> int:
+        """Store a proposal as pending; returns how many were added."""
         rows = []
-        for i, vec in enumerate(u):
+        for i, vec in enumerate(proposal.u):
             spec, recipe = decode(self.space, vec)
             row = dict(
-                vector=vec, arch=spec.to_dict(), recipe=recipe, macs=macs[i], params=params[i]
+                vector=vec,
+                arch=spec.to_dict(),
+                recipe=recipe,
+                macs=proposal.macs[i],
+                params=proposal.params[i],
             )
-            if pred is not None:
-                row.update(predicted=float(pred[0][i]), predicted_std=float(pred[1][i]))
+            if proposal.mean is not None:
+                row.update(predicted=float(proposal.mean[i]), predicted_std=float(proposal.std[i]))
             rows.append(row)
-        return rows
+        if rows:
+            self.store.add_candidates(iteration, proposal.label, rows)
+        return len(rows)
 
-    def _run_pending(self, epochs: int) -> None:
+    def _run_pending(self) -> None:
         """Train every pending candidate, committing each result as it arrives."""
         pending = self.store.candidates("pending")
         if not pending:
             return
         c = self.config
+        stop = self.stop_epoch
         tasks = []
         for row in pending:
-            stop = None if row["iteration"] == 0 or epochs >= c.epochs else epochs
+            early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
             task = EvalTask(
                 row["id"],
                 row["arch"],
@@ -189,20 +367,16 @@ class Search:
                 self.space.recipe_base,
                 c.data,
                 c.epochs,
-                stop,
+                early,
                 c.seed,
                 c.threads,
                 dict(self.space.recipe_overrides),
             )
             tasks.append(task)
             self.store.mark_started(row["id"])
-        if self.executor is None:
-            self.executor = make_executor(
-                c.executor, c.ray_address, c.cpus_per_trial, c.gpus_per_trial
-            )
         for result in self.executor.map(self.evaluator, tasks):
             metrics = result.get("metrics") or []
-            score = score_at(metrics, epochs if self.stop_epoch else len(metrics))
+            score = score_at(metrics, stop or len(metrics))
             status = (
                 result["status"] if score is not None or result["status"] == "failed" else "failed"
             )
@@ -220,13 +394,19 @@ class Search:
                 self.log(f"candidate {result['cid']} failed: {str(error).splitlines()[0]}")
             self._tick()
 
+    def _best(self) -> float | None:
+        return max((r["score"] for r in self.store.candidates("done")), default=None)
+
     def _tick(self) -> None:
         if self.bar is not None:
-            done = self.store.candidates("done")
-            best = max((r["score"] for r in done), default=None)
+            best = self._best()
+            label = f"best@e{self.stop_epoch}" if self.stop_epoch else f"best@e{self.config.epochs}"
             self.bar.n = self.store.count() - self.store.count("pending")
             self.bar.set_postfix(
-                best=f"{best:.1f}" if best is not None else "-", failed=self.store.count("failed")
+                {
+                    label: f"{best:.1f}" if best is not None else "-",
+                    "failed": self.store.count("failed"),
+                }
             )
             self.bar.refresh()
 
@@ -238,52 +418,18 @@ class Search:
         first = [r for r in self.store.candidates("done") if r["iteration"] == 0]
         curves = [[epoch_accuracy(e) for e in r["metrics"]] for r in first]
         epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau)
-        self.store.set("stop_epoch", epoch)
+        before = self._best()
+        self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])
-        with self.store.db:
-            for r in first:
-                self.store.db.execute(
-                    "UPDATE candidates SET score = ? WHERE id = ?",
-                    (score_at(r["metrics"], epoch), r["id"]),
-                )
+        self.store.set("stop_epoch", epoch)
+        after = self._best()
+        rescored = ""
+        if epoch < self.config.epochs and before is not None and after is not None:
+            rescored = f"; the first batch is re-scored at epoch {epoch} (best {before:.1f} -> {after:.1f}) so every candidate is compared at the same epoch"
         self.log(
-            f"early-stopping epoch: {epoch} (Kendall tau to final per epoch: {[round(t, 2) for t in taus]})"
+            f"early-stopping epoch: {epoch} of {self.config.epochs} (Kendall tau to final per epoch: {[round(t, 2) for t in taus]}){rescored}"
         )
-
-    def _fit(self, iteration: int) -> Predictor | None:
-        """Refit on all measured pairs; store quality (held-out and prospective)."""
-        done = self.store.candidates("done")
-        if len(done) < 3:
-            return None
-        u = np.array([r["vector"] for r in done])
-        y = np.array([r["score"] for r in done], dtype=float)
-        if self.pretrained is None:
-            self.pretrained = pretrain(
-                self.space,
-                self.config.pretrain_samples,
-                self.config.pretrain_steps,
-                num_classes=self.num_classes,
-                seed=self.config.seed,
-            )
-            self.store.set(
-                "pretrain", dict(loss=self.pretrained.loss, wall_s=self.pretrained.wall_s)
-            )
-        predictor, quality = fit_with_holdout(
-            u,
-            y,
-            self.pretrained,
-            seed=self.config.seed + iteration,
-            members=self.config.members,
-            steps=self.config.fit_steps,
-        )
-        latest = [r for r in done if r["iteration"] == iteration - 1 and r["predicted"] is not None]
-        if len(latest) >= 3:
-            quality["prospective_tau"] = rank_quality(
-                np.array([r["predicted"] for r in latest]), np.array([r["score"] for r in latest])
-            )[0]
-        if not any(f["iteration"] == iteration for f in self.store.fits()):
-            self.store.add_fit(iteration, quality)
-        return predictor
+        self._tick()
 
     # ---------------------------------------------------------------- run
     def run(self) -> dict[str, Any]:
@@ -295,134 +441,43 @@ class Search:
         self.bar = tqdm(
             total=c.budget, desc="search", unit="cand", disable=not self.progress, file=sys.stderr
         )
+        ctx = self._context()
         try:
             if self.store.count() == 0:
-                u, m, p = sample_feasible(
-                    self.space, c.initial, self.constraints, self.num_classes, seed=c.seed
-                )
-                self.store.add_candidates(0, "sobol", self._rows(u, m, p))
+                self._add(0, self.first)
             self._tick()
-            self._run_pending(self.stop_epoch or c.epochs)
+            self._run_pending()
             if self.stop_epoch is None:
                 self._choose_stop_epoch()
-            coarse_budget = c.budget - len(self.constraints)
-            while self.store.count() < coarse_budget:
-                iteration = self.store.last_iteration() + 1
-                if not self._next_batch(
-                    iteration, min(c.batch, coarse_budget - self.store.count())
-                ):
-                    self.log("the candidate pool is exhausted; ending the coarse search early")
+            fine_budget = len(self.constraints)
+            while self.store.count() < c.budget - fine_budget:
+                if not self._step(ctx, min(c.batch, c.budget - fine_budget - self.store.count())):
                     break
-                self._run_pending(self.stop_epoch)
-            self._run_pending(self.stop_epoch)  # anything left from an interrupted run
-            if self.store.get("ga") is None:
-                self._fine_search()
-            self._run_pending(self.stop_epoch)
+            self._run_pending()  # anything left from an interrupted run
+            if self.store.get("fine_done") is None:
+                iteration = self.store.last_iteration() + 1
+                added = self._add(iteration, self.strategy.fine(ctx, iteration))
+                self.store.set("fine_done", added)
+                self._run_pending()
+            while self.store.count() < c.budget:  # the fine step found fewer picks than constraints
+                if not self._step(ctx, c.budget - self.store.count()):
+                    break
         finally:
             self.bar.close()
             self.bar = None
-            if self.executor is not None:
-                self.executor.close()
         self.store.set("wall_s", self.store.get("wall_s", 0.0) + time.perf_counter() - start)
         from .report import write_outputs
 
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
-    def _next_batch(self, iteration: int, size: int) -> bool:
-        """Store the next batch as pending; False when the pool has nothing new."""
-        c = self.config
-        t0 = time.perf_counter()
-        predictor = self._fit(iteration)
-        u, m, p = sample_feasible(
-            self.space, c.pool, self.constraints, self.num_classes, seed=c.seed + 1000 * iteration
-        )
-        seen = {tuple(np.round(r["vector"], 9)) for r in self.store.candidates()}
-        fresh = np.array([tuple(np.round(v, 9)) not in seen for v in u])
-        u, m, p = u[fresh], m[fresh], p[fresh]
-        if not len(u):
-            return False
-        if predictor is None:  # too few measurements yet: keep exploring
-            self.store.add_candidates(iteration, "sobol", self._rows(u[:size], m[:size], p[:size]))
-            return True
-        acq = predictor.acquisition(u, c.kappa)
-        top = np.argsort(-acq)[:size]
-        mean, std = predictor.predict(u[top])
-        self.store.add_candidates(
-            iteration, "acquisition", self._rows(u[top], m[top], p[top], (mean, std))
-        )
-        self.store.set(f"select_s_{iteration}", time.perf_counter() - t0)
-        return True
-
-    def _fine_search(self) -> None:
-        from tqdm.auto import tqdm
-
-        from .genetic import genetic_search
-
-        c = self.config
+    def _step(self, ctx: Context, size: int) -> bool:
+        """Ask the strategy for one batch and train it; False when it has nothing new."""
         iteration = self.store.last_iteration() + 1
-        predictor = self._fit(iteration)
-        if predictor is None:
-            self.log("fine search skipped: fewer than 3 successful evaluations")
-            self.store.set("ga", [])
-            return
-        done = self.store.candidates("done")
-        seeds = np.array([r["vector"] for r in sorted(done, key=lambda r: -r["score"])])
-        t0 = time.perf_counter()
-        with tqdm(
-            total=c.ga_generations,
-            desc="genetic",
-            unit="gen",
-            disable=not self.progress,
-            leave=False,
-            file=sys.stderr,
-        ) as bar:
-            results = genetic_search(
-                self.space,
-                lambda u: predictor.predict(u)[0],
-                self.constraints,
-                self.num_classes,
-                c.ga_population,
-                c.ga_generations,
-                seed=c.seed,
-                seeds=seeds,
-                on_generation=lambda g: bar.update(1),
-            )
-        ga_s = time.perf_counter() - t0
-        self.log(
-            f"genetic search: {ga_s:.1f}s, predicted best "
-            + ", ".join(f"{r.constraint.text}: {r.fitness:.1f}" for r in results)
-        )
-        # per constraint, the best individual not measured yet (the winner unless it is known)
-        known = {tuple(np.round(r["vector"], 9)) for r in self.store.candidates()}
-        picks = []
-        for k, r in enumerate(results):
-            fresh = [v for v in r.ranked if tuple(np.round(v, 9)) not in known]
-            if not fresh:  # the population collapsed onto measured pairs: best unmeasured of a pool
-                u, _, _ = sample_feasible(
-                    self.space,
-                    c.pool,
-                    [r.constraint],
-                    self.num_classes,
-                    seed=c.seed + 7919 * (k + 1),
-                )
-                u = np.array([v for v in u if tuple(np.round(v, 9)) not in known])
-                fresh = u[np.argsort(-predictor.predict(u)[0], kind="stable")] if len(u) else []
-            if len(fresh):
-                known.add(tuple(np.round(fresh[0], 9)))
-                picks.append(fresh[0])
-        if picks:
-            u = np.array(picks)
-            mean, std = predictor.predict(u)
-            m, p, _ = batch_stats(self.space, u, self.num_classes)
-            self.store.add_candidates(iteration, "genetic", self._rows(u, m, p, (mean, std)))
-        self.store.set("ga_s", ga_s)
-        self.store.set(
-            "ga",
-            [
-                dict(constraint=r.constraint.text, fitness=r.fitness, history=r.history)
-                for r in results
-            ],
-        )
+        if not self._add(iteration, self.strategy.ask(ctx, iteration, size)):
+            self.log("the candidate source has nothing new left; ending the search below budget")
+            return False
+        self._run_pending()
+        return True
 
 
 def run_search(
@@ -430,10 +485,17 @@ def run_search(
     out: str | Path,
     evaluator: Callable[[EvalTask], dict[str, Any]] = evaluate,
     progress: bool = True,
+    source: CandidateSource | None = None,
+    strategy: Strategy | None = None,
 ) -> dict[str, Any]:
-    """Run or resume a search in ``out``; see :class:`SearchConfig`."""
-    search = Search(config, out, evaluator, progress)
+    """Run or resume a search in ``out``; see :class:`SearchConfig`.
+
+    ``source`` replaces the default Sobol source (e.g. a pool of pre-trained
+    pairs); ``strategy`` an instance replacing ``config.strategy``.
+    """
+    search = Search(config, out, evaluator, progress, source=source, strategy=strategy)
     try:
+        search.open()
         return search.run()
     finally:
-        search.store.close()
+        search.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +57,6 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         import torch
         from fbnetv3_zoo.recipes.engine import seed_everything, train
 
-        import fbnetv3_zoo
         from fbnetv3_zoo.spec import ArchSpec
 
         if task.threads:
@@ -67,21 +65,17 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size, task.overrides)
         num_classes = _num_classes(task.data)
         seed_everything(task.seed)  # initial weights must not depend on what ran before
-        model = fbnetv3_zoo.create_model(
-            spec, num_classes=num_classes, drop_rate=recipe.dropout, drop_path_rate=recipe.drop_path
+        model = recipe.create_model(spec, num_classes=num_classes)  # applies dropout/drop path
+        result = train(
+            model,
+            recipe,
+            data=task.data,
+            epochs=task.epochs,
+            stop_after_epochs=task.stop_after,
+            seed=task.seed,
+            num_classes=num_classes,
+            progress=False,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # drop/drop-path are already in the model
-            result = train(
-                model,
-                recipe,
-                data=task.data,
-                epochs=task.epochs,
-                stop_after_epochs=task.stop_after,
-                seed=task.seed,
-                num_classes=num_classes,
-                progress=False,
-            )
         metrics = [
             {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}
             for e in result["epochs"]
@@ -109,10 +103,10 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
 _CLASSES: dict[str, int] = {}
 
 
-def _num_classes(data: str) -> int:
-    """Class count of a dataset (cached; digits needs no disk scan)."""
+def _num_classes(data: str, download: bool = False) -> int:
+    """Class count of a dataset (cached; digits needs no disk scan); ``download`` fetches CIFAR once."""
     if data not in _CLASSES:
         from fbnetv3_zoo.recipes.data import load_data
 
-        _CLASSES[data] = load_data(data, 32, train=False).num_classes
+        _CLASSES[data] = load_data(data, 32, download=download, train=download).num_classes
     return _CLASSES[data]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from fbnetv3_zoo.errors import UserError
+
 from .evaluate import EvalTask
 
 EXECUTORS = ("local", "ray")
@@ -45,7 +47,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise ValueError(
+            raise UserError(
                 "the ray executor needs Ray: pip install 'fbnetv3-zoo[distributed]'"
             ) from None
         self.ray = ray
@@ -56,7 +58,7 @@ class RayExecutor:
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, TimeoutError) as err:
-                raise ValueError(
+                raise UserError(
                     f"cannot reach a Ray cluster at address {address!r}: {err} (start one with 'ray start --head', or use --executor local)"
                 ) from None
             self.started = True
@@ -93,7 +95,7 @@ def _check_reachable(address: str | None, timeout: float = 3.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             pass
     except (OSError, ValueError) as err:
-        raise ValueError(
+        raise UserError(
             f"cannot reach a Ray cluster at address {address!r}: {err} (start one with 'ray start --head', or use --executor local)"
         ) from None
 
@@ -110,4 +112,4 @@ def make_executor(
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address, cpus_per_trial, gpus_per_trial, init_kwargs)
-    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    raise UserError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

@@ -7,6 +7,9 @@ they survive, below-average ones are recombined and mutated freely.
 Constraints are hard: an offspring outside its population's limit is replaced
 by its better parent.  One run serves several constraints by evolving one
 population per constraint side by side, scored in the same predictor call.
+A population never holds the same vector twice: duplicates are replaced by
+fresh feasible draws, so it cannot collapse onto one point and the caller
+always finds runners-up it has not measured yet.
 """
 
 from __future__ import annotations
@@ -72,6 +75,33 @@ def _evolve(
     return children, better
 
 
+Refill = Callable[[Constraint, int, int], np.ndarray]  # (constraint, n, seed) -> feasible vectors
+
+
+def dedupe(
+    pop: np.ndarray, keep: int, refill: Callable[[int, int], np.ndarray], seed: int
+) -> np.ndarray:
+    """``pop`` with every repeated row (after the first ``keep``, which stay) replaced by a new draw.
+
+    ``refill(n, seed)`` supplies feasible candidates; rows it cannot replace
+    (a source with nothing new left) stay duplicated.
+    """
+    keys = [tuple(np.round(v, 9)) for v in pop]
+    seen: set[tuple[float, ...]] = set(keys[:keep])
+    dup = []
+    for i in range(keep, len(pop)):
+        if keys[i] in seen:
+            dup.append(i)
+        seen.add(keys[i])
+    if not dup:
+        return pop
+    pop = pop.copy()
+    fresh = [v for v in refill(len(pop) + len(dup), seed) if tuple(np.round(v, 9)) not in seen]
+    for i, v in zip(dup, fresh, strict=False):
+        pop[i] = v
+    return pop
+
+
 def genetic_search(
     space: SearchSpace,
     fitness: Callable[[np.ndarray], np.ndarray],
@@ -82,22 +112,35 @@ def genetic_search(
     seed: int = 0,
     seeds: np.ndarray | None = None,
     on_generation: Callable[[int], None] | None = None,
+    refill: Refill | None = None,
 ) -> list[GAResult]:
-    """Maximise ``fitness`` under each constraint; ``seeds`` are known-good vectors to start from."""
+    """Maximise ``fitness`` under each constraint; ``seeds`` are known-good vectors to start from.
+
+    ``refill`` draws feasible vectors for a constraint (default: Sobol draws of
+    ``space``); it seeds the populations and replaces duplicates.
+    """
+    if population < ELITE + 1 or generations < 0:
+        raise ValueError(f"population must be >= {ELITE + 1} and generations >= 0")
+    if refill is None:
+
+        def refill(c: Constraint, n: int, s: int) -> np.ndarray:
+            return sample_feasible(space, n, [c], num_classes, seed=s)[0]
+
     rng = np.random.default_rng(seed)
     pops, fits = [], []
     for i, c in enumerate(constraints):
-        start, _, _ = sample_feasible(space, population, [c], num_classes, seed=seed + 31 * i)
+        start = refill(c, population, seed + 31 * i)
         if seeds is not None and len(seeds):
             m, p, v = batch_stats(space, seeds, num_classes)
             ok = seeds[v & c.ok(m, p)][: population // 2]
             start = np.concatenate([ok, start])[:population]
+        start = dedupe(start, 0, lambda n, s, c=c: refill(c, n, s), seed + 31 * i + 1)
         pops.append(start)
     sizes = [len(p) for p in pops]
 
     def score(parts: list[np.ndarray]) -> list[np.ndarray]:
         values = np.asarray(fitness(np.concatenate(parts)), dtype=float)
-        return np.split(values, np.cumsum(sizes)[:-1])
+        return np.split(values, np.cumsum([len(x) for x in parts])[:-1])
 
     fits = score(pops)
     history = [[float(f.max())] for f in fits]
@@ -109,13 +152,20 @@ def genetic_search(
             m, p, v = batch_stats(space, kids, num_classes)
             bad = ~(v & c.ok(m, p))
             kids[bad] = pops[k][parent[bad]]  # hard limit: keep the better parent instead
-            children.append(kids)
+            elite = pops[k][np.argsort(-fits[k])[:ELITE]]
+            merged = dedupe(
+                np.concatenate([elite, kids[: sizes[k] - ELITE]]),
+                len(elite),
+                lambda n, s, c=c: refill(c, n, s),
+                seed + 1009 * (gen + 1) + 31 * k,
+            )
+            children.append(merged[len(elite) :])
         kid_fits = score(children)
         for k in range(len(constraints)):
             # generational replacement with elitism: children replace all but the best
             elite = np.argsort(-fits[k])[:ELITE]
-            pops[k] = np.concatenate([pops[k][elite], children[k][: sizes[k] - ELITE]])
-            fits[k] = np.concatenate([fits[k][elite], kid_fits[k][: sizes[k] - ELITE]])
+            pops[k] = np.concatenate([pops[k][elite], children[k]])
+            fits[k] = np.concatenate([fits[k][elite], kid_fits[k]])
             history[k].append(float(fits[k].max()))
         if on_generation is not None:
             on_generation(gen)

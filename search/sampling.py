@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from fbnetv3_zoo.errors import UserError
+
 from .constraints import Constraint, batch_stats, feasible
 from .encoding import snap
 from .space import SearchSpace
@@ -28,7 +30,7 @@ def sample(space: SearchSpace, n: int, method: str = "sobol", seed: int = 0) -> 
             warnings.simplefilter("ignore")  # balance warning: we take a power-of-two prefix
             u = engine.random_base2(max(0, math.ceil(math.log2(max(n, 1)))))[:n]
     else:
-        raise ValueError(f"unknown sampling method {method!r}; choose sobol or uniform")
+        raise UserError(f"unknown sampling method {method!r}; choose sobol or uniform")
     return snap(space, u)
 
 
@@ -44,7 +46,7 @@ def sample_feasible(
     """Up to ``n`` encodings meeting at least one constraint, with their MACs and params.
 
     Draws in growing chunks until ``n`` are found or ``max_draws`` is spent;
-    raises ValueError when not a single draw was feasible, quoting the
+    raises UserError when not a single draw was feasible, quoting the
     smallest MACs/params seen so the user can see how far off the limit is.
     """
     kept, drawn, chunk, attempt = [], 0, max(1024, 4 * n), 0
@@ -64,7 +66,7 @@ def sample_feasible(
         chunk *= 2
     if found == 0:
         limits = ", ".join(c.text for c in constraints) or "(none)"
-        raise ValueError(
+        raise UserError(
             f"no sampled pair satisfies any constraint of {limits} after {drawn} draws from space {space.name!r}; smallest seen: macs={lowest[0] / 1e6:.3f}M, params={lowest[1] / 1e6:.3f}M"
         )
     u, macs, params = (np.concatenate(parts) for parts in zip(*kept, strict=True))

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.yaml_io import load_yaml
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 RECIPE_FIELDS = (
@@ -35,6 +35,16 @@ RECIPE_FIELDS = (
 )
 ROW_KEYS = ("kernel", "expansion", "channels", "repeats", "stride", "se", "act", "pad_trim")
 TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
+# sanity bounds, checked before anything is allocated: far above any real network,
+# far below what would exhaust memory while sampling or building a candidate
+MAX_CHOICES = 10_000  # values of one gridded dimension (range / step + 1)
+MAX_CHANNELS = 8192
+MAX_REPEATS = 64
+MAX_KERNEL = 15
+MAX_EXPANSION = 16
+MAX_RESOLUTION = 2048
+MAX_FEATURE_WIDTH = 16_384
+MAX_BLOCKS = 256  # rows summed over all stages
 
 
 class SpaceError(UserError):
@@ -170,7 +180,13 @@ def _dim(value: Any, where: str, kind: type | tuple[type, ...] = (int, float)) -
         if step is not None:
             if step <= 0:
                 raise _fail(f"{where}.step", f"must be > 0, got {step}")
-            count = int(round((hi - lo) / step)) + 1
+            count = (hi - lo) / step + 1
+            if not count <= MAX_CHOICES:
+                raise _fail(
+                    f"{where}.step",
+                    f"range {lo}..{hi} in steps of {step} has {count:.3g} values; at most {MAX_CHOICES} are allowed",
+                )
+            count = int(round(count - 1)) + 1
             grid = [lo + i * step for i in range(count)]
             if all(isinstance(v, int) for v in (lo, hi, step)):
                 grid = [int(v) for v in grid]
@@ -192,11 +208,15 @@ def _check_kind(dim: Dim, where: str, kind: type | tuple[type, ...]) -> Dim:
     return dim
 
 
-def _positive_ints(dim: Dim, where: str, minimum: int = 1, odd: bool = False) -> None:
+def _positive_ints(
+    dim: Dim, where: str, minimum: int = 1, odd: bool = False, maximum: int | None = None
+) -> None:
     for v in dim.choices or (None,):
         if not isinstance(v, int) or isinstance(v, bool) or v < minimum or (odd and v % 2 == 0):
             what = "odd integers" if odd else "integers"
             raise _fail(where, f"choices must be {what} >= {minimum}, got {v!r}")
+        if maximum is not None and v > maximum:
+            raise _fail(where, f"choice {v} is above the limit of {maximum}")
 
 
 def _row(data: Any, where: str, first: bool) -> RowSpace:
@@ -209,19 +229,19 @@ def _row(data: Any, where: str, first: bool) -> RowSpace:
         if key not in data:
             raise _fail(where, f"missing required key {key!r}")
     kernel = _dim(data["kernel"], f"{where}.kernel", int)
-    _positive_ints(kernel, f"{where}.kernel", odd=True)
+    _positive_ints(kernel, f"{where}.kernel", odd=True, maximum=MAX_KERNEL)
     expansion = _dim(data["expansion"], f"{where}.expansion")
-    if any(v < 1 for v in expansion.choices or (0,)):
-        raise _fail(f"{where}.expansion", "choices must be numbers >= 1")
+    if any(not 1 <= v <= MAX_EXPANSION for v in expansion.choices or (0,)):
+        raise _fail(f"{where}.expansion", f"choices must be numbers in [1, {MAX_EXPANSION}]")
     channels = None
     if data["channels"] == "same":
         if first:
             raise _fail(f"{where}.channels", "'same' needs a previous row in the stage")
     else:
         channels = _dim(data["channels"], f"{where}.channels", int)
-        _positive_ints(channels, f"{where}.channels")
+        _positive_ints(channels, f"{where}.channels", maximum=MAX_CHANNELS)
     repeats = _dim(data["repeats"], f"{where}.repeats", int)
-    _positive_ints(repeats, f"{where}.repeats")
+    _positive_ints(repeats, f"{where}.repeats", maximum=MAX_REPEATS)
     pad_trim = _dim(data.get("pad_trim", 0), f"{where}.pad_trim", int)
     if any(v not in (0, 1) for v in pad_trim.choices or ()) or (
         pad_trim.choices != (0,) and min(kernel.choices or (1,)) < 3
@@ -261,10 +281,15 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
             raise _fail(f"{source}: {key}", f"expected a mapping, got {value!r}")
     if not isinstance(stages, list) or not stages:
         raise _fail(f"{source}: stages", "expected a non-empty list of stages")
-    stem_channels = _dim(_section(stem, "channels", f"{source}: stem"), "stem_channels", int)
-    _positive_ints(stem_channels, f"{source}: stem.channels")
-    resolution = _dim(_section(data, "resolution", source), "resolution", int)
-    _positive_ints(resolution, f"{source}: resolution", minimum=8)
+    try:
+        stem_channels = _dim(_section(stem, "channels", f"{source}: stem"), "stem_channels", int)
+        resolution = _dim(_section(data, "resolution", source), "resolution", int)
+    except SpaceError as err:
+        raise SpaceError(f"{source}: {err}") from None
+    _positive_ints(stem_channels, f"{source}: stem.channels", maximum=MAX_CHANNELS)
+    _positive_ints(resolution, f"{source}: resolution", minimum=8, maximum=MAX_RESOLUTION)
+    if sum(len(stage) for stage in stages if isinstance(stage, list)) > MAX_BLOCKS:
+        raise _fail(f"{source}: stages", f"more than {MAX_BLOCKS} block rows in all")
     rows = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, list) or not stage:
@@ -288,22 +313,86 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
                 recipe_dims.append(_dim(recipe[key], f"recipe.{key}", kind))
             except SpaceError as err:
                 raise SpaceError(f"{source}: {err}") from None
+    base = recipe.get("base", "fbnetv3_proxy")
+    _check_recipe_ranges(base, overrides, recipe_dims, min(resolution.choices or (32,)), source)
+    stem_kernel = _scalar(stem, "kernel", 3, int, 1, MAX_KERNEL, f"{source}: stem")
+    if stem_kernel % 2 == 0:
+        raise _fail(f"{source}: stem.kernel", f"must be odd, got {stem_kernel}")
     return SearchSpace(
         name=str(data.get("name", Path(source).stem)),
         stem_channels=stem_channels,
-        stem_kernel=int(stem.get("kernel", 3)),
+        stem_kernel=stem_kernel,
         stem_act=str(stem.get("act", "hswish")),
         resolution=resolution,
-        head_expansion=float(head.get("expansion", 6.0)),
-        feature_width=int(head.get("feature_width", 1984)),
+        head_expansion=_scalar(
+            head, "expansion", 6.0, (int, float), 1, MAX_EXPANSION, f"{source}: head"
+        ),
+        feature_width=_scalar(
+            head, "feature_width", 1984, int, 1, MAX_FEATURE_WIDTH, f"{source}: head"
+        ),
         head_act=str(head.get("act", "hswish")),
-        se_ratio=float(head.get("se_ratio", 0.25)),
+        se_ratio=_scalar(head, "se_ratio", 0.25, (int, float), 0.01, 1.0, f"{source}: head"),
         stages=tuple(rows),
-        recipe_base=str(recipe.get("base", "fbnetv3_proxy")),
+        recipe_base=str(base),
         recipe=tuple(recipe_dims),
         recipe_overrides=overrides,
         raw_json=json.dumps(data, sort_keys=True, default=str),
     )
+
+
+def _scalar(
+    section: Mapping[str, Any],
+    key: str,
+    default: Any,
+    kind: Any,
+    low: float,
+    high: float,
+    where: str,
+) -> Any:
+    """A fixed number of the space, type- and bound-checked with its path in the error."""
+    v = section.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, kind) or not low <= v <= high:
+        raise _fail(f"{where}.{key}", f"must be a number in [{low}, {high}], got {v!r}")
+    return int(v) if kind is int else float(v)
+
+
+def _check_recipe_ranges(
+    base: Any,
+    overrides: tuple[tuple[str, Any], ...],
+    dims: list[Dim],
+    resolution: int,
+    source: str,
+) -> None:
+    """Every end of every recipe range must be a value ``Recipe`` itself accepts.
+
+    Checked when the space loads, so a space with ``lr: {min: 20, max: 50}``
+    or ``optimizer: [lbfgs]`` is refused at once instead of failing every
+    candidate later.
+    """
+    from fbnetv3_zoo.recipes import Recipe
+
+    if not isinstance(base, str):
+        raise _fail(
+            f"{source}: recipe.base", f"expected a preset name or a YAML path, got {base!r}"
+        )
+    try:
+        start = {**Recipe.load(base).to_dict(), **dict(overrides), "resolution": resolution}
+    except (ValueError, OSError) as err:
+        raise _fail(f"{source}: recipe.base", f"{base!r}: {err}") from None
+    try:
+        Recipe.from_dict(start)
+    except (ValueError, TypeError) as err:
+        raise _fail(f"{source}: recipe.overrides", str(err)) from None
+    for dim in dims:
+        key = dim.name.split(".", 1)[1]
+        values = dim.choices if dim.choices is not None else (dim.low, dim.high)
+        for value in values:
+            try:
+                Recipe.from_dict({**start, key: value})
+            except (ValueError, TypeError) as err:
+                raise _fail(
+                    f"{source}: {dim.name}", f"{value!r} is not a valid recipe value ({err})"
+                ) from None
 
 
 def _overrides(data: Any, where: str) -> tuple[tuple[str, Any], ...]:
@@ -336,13 +425,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if not path.suffix:
         path = SPACES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise KeyError(
+            raise SpaceError(
                 f"unknown search space {str(name_or_path)!r}; shipped: {', '.join(available_spaces())} (or give a YAML path)"
             )
     if not path.is_file():
-        raise FileNotFoundError(f"search space file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: not valid YAML ({err})") from None
-    return parse_space(data, source=str(path))
+        raise SpaceError(f"search space file not found: {path}")
+    return parse_space(load_yaml(path), source=str(path))

@@ -13,13 +13,16 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+from fbnetv3_zoo.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     id INTEGER PRIMARY KEY,
     iteration INTEGER NOT NULL,
-    source TEXT NOT NULL,          -- sobol | acquisition
+    source TEXT NOT NULL,          -- sobol | random | acquisition | genetic | ranked
     vector TEXT NOT NULL,          -- JSON list, the encoding
     arch TEXT NOT NULL,            -- JSON ArchSpec.to_dict()
     recipe TEXT NOT NULL,          -- JSON searched recipe fields
@@ -45,27 +48,62 @@ CREATE TABLE IF NOT EXISTS fits (
     n_heldout INTEGER NOT NULL,
     tau REAL,
     rho REAL,
-    prospective_tau REAL,          -- previous fit's predictions vs this batch's results
+    prospective_tau REAL,          -- acquisition-time predictions vs results, all chosen so far
     train_loss REAL,
     wall_s REAL,
     created REAL NOT NULL
 );
 """
 JSON_COLUMNS = ("vector", "arch", "recipe", "metrics")
+DIGITS = 9  # vectors are compared after rounding to this many decimals
+
+
+class StoreError(UserError):
+    """The run database cannot be opened or read (damaged, truncated, read-only)."""
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open without writing anything: no WAL switch, no schema, no -shm in a read-only folder."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    # a WAL database in a folder we cannot write to: read the file as it is
+    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30)
+
+
+def vector_key(vector: Any) -> tuple[float, ...]:
+    """A hashable identity for an encoding (rounded, so float noise does not split it)."""
+    return tuple(round(float(v), DIGITS) for v in vector)
 
 
 class Store:
     """Thin typed access to the run database; every write commits immediately."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        self.readonly = readonly
+        try:
+            if readonly:
+                self.db = _connect_readonly(self.path)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), timeout=30)
+            self.db.row_factory = sqlite3.Row
+            if readonly:
+                self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+                self.db.commit()
+        except sqlite3.DatabaseError as err:  # damaged, truncated, not SQLite, unwritable
+            raise StoreError(
+                f"{self.path}: not a usable search database ({err}); restore it or choose another --out"
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -155,6 +193,27 @@ class Store:
             ).fetchone()[0]
         )
 
+    def known_vectors(self) -> set[tuple[float, ...]]:
+        """Keys (:func:`vector_key`) of every candidate ever proposed, whatever its status."""
+        return {
+            vector_key(json.loads(r[0])) for r in self.db.execute("SELECT vector FROM candidates")
+        }
+
+    def measured(self) -> tuple[list[dict[str, Any]], Any, Any]:
+        """(rows, vectors, scores) of the successfully trained candidates, in id order."""
+        import numpy as np
+
+        rows = self.candidates("done")
+        u = np.array([r["vector"] for r in rows], dtype=float)
+        y = np.array([r["score"] for r in rows], dtype=float)
+        return rows, u, y
+
+    def rescore(self, scores: dict[int, float | None]) -> None:
+        """Replace the scores of finished candidates (e.g. at the early-stopping epoch), atomically."""
+        with self.db:
+            for cid, score in scores.items():
+                self.db.execute("UPDATE candidates SET score = ? WHERE id = ?", (score, cid))
+
     def last_iteration(self) -> int:
         row = self.db.execute("SELECT MAX(iteration) FROM candidates").fetchone()
         return -1 if row[0] is None else int(row[0])
@@ -177,6 +236,10 @@ class Store:
         )
         self.db.commit()
 
+    def has_fit(self, iteration: int) -> bool:
+        row = self.db.execute("SELECT 1 FROM fits WHERE iteration = ?", (iteration,)).fetchone()
+        return row is not None
+
     def fits(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM fits ORDER BY id")]
 
@@ -184,3 +247,42 @@ class Store:
 def _finite(value: float | None) -> float | None:
     """SQLite has no NaN; store None instead."""
     return None if value is None or value != value else float(value)
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<out>/.lock``: one search process per run folder.
+
+    The kernel drops the lock when its process dies, however it dies, so a
+    crashed or killed search never leaves the folder stuck; the file holds the
+    owner's pid only so that the refusal can name it.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / ".lock"
+        self.handle: Any = None
+
+    def acquire(self) -> None:
+        import fcntl
+        import os
+
+        handle = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise UserError(
+                f"{self.path.parent}: another search (pid {owner}) is running in this folder; "
+                "wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing the descriptor releases the flock
+            self.handle = None

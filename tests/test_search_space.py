@@ -123,7 +123,7 @@ def test_invalid_space_names_the_field(tmp_path, edit, where):
 
 
 def test_unknown_space_name_lists_shipped():
-    with pytest.raises(KeyError, match="fbnetv3_proxy"):
+    with pytest.raises(SpaceError, match="fbnetv3_proxy"):
         load_space("nope")
 
 
