@@ -256,6 +256,7 @@ class _Run:
         splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
         num_classes = num_classes or splits.num_classes
         model, model_name = _build_model(model, recipe, num_classes, pretrained)
+        recipe = recipe.for_model(model)  # resolution None: the model's own input size
         model.to(device)
         recipe, local_batch = _batch_sizes(recipe, splits, group)
         _check_input_size(model, model_name, recipe, device)
@@ -264,7 +265,9 @@ class _Run:
         parts = recipe.build(model, steps, num_classes=num_classes, epochs=total_epochs)
         if not group.main:
             parts = dataclasses.replace(parts, ema=None)  # EMA, metrics, files: rank 0
-        splits.set_transforms(parts.train_transform, parts.eval_transform)
+        splits.set_transforms(parts.train_transform, parts.eval_transform, parts.resolution)
+        for note in parts.notes if progress and group.main else ():
+            print(f"note: {note}", flush=True)  # how the recipe was fitted to this run
         sampler, train_loader, val_loader = _loaders(
             splits, local_batch, seed, group, workers, device
         )
@@ -522,7 +525,7 @@ def _check_input_size(model: nn.Module, name: str, recipe: Recipe, device: torch
             try:
                 with torch.no_grad():
                     model(torch.zeros(1, 3, size, size, device=device))
-            except RuntimeError as err:
+            except (RuntimeError, AssertionError, ValueError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else ""
                 raise UserError(
                     f"model {name} cannot take a {size}x{size} input (resolution): {first}"
