@@ -1,28 +1,49 @@
 """Apply a recipe to a model by composing timm's parts, not by re-writing them.
 
 Dropout and stochastic depth are architectural, so they go through the model
-constructor (``create_model``); everything else (optimizer, schedule, mixup,
-losses, EMA, transforms) works on any ``nn.Module`` (``build``).
+constructor (``create_model``, with the names from ``regulariser_kwargs``);
+everything else (optimizer, schedule, mixup, losses, EMA, transforms) works on
+any ``nn.Module`` (``build``).  ``build`` changes nothing it is given: it reports
+what the model lacks (``not_applied``) and how it fitted the recipe to the run
+(``notes``).
+
+This module does not import ``recipe.py`` at run time, so the two never import
+each other: ``Recipe.create_model`` / ``Recipe.build`` call into here.
 """
 
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from .recipe import Recipe, RecipeError
+from fbnetv3_zoo.errors import UserError
+
+from .names import close_names
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 # timm's optimizer names for ours: TF-style RMSProp (eps inside the sqrt) is what
 # the MobileNet/EfficientNet/FBNet RMSProp settings were tuned with
 TIMM_OPTIMIZERS = {"rmsprop": "rmsproptf", "sgd": "sgd", "adamw": "adamw"}
 TORCHVISION_PREFIXES = ("torchvision/", "tv/")
-APPLIED_ATTR = "recipe_applied"  # set on models built by create_model: which regularisers took
+# recipe field -> timm constructor keyword -> torchvision constructor keyword
+REGULARISERS = {
+    "dropout": ("drop_rate", "dropout"),
+    "drop_path": ("drop_path_rate", "stochastic_depth_prob"),
+}
+DEFAULT_RESOLUTION = 224  # for a model that states no input size (ImageNet's usual)
+# a short run: warmup takes at most this share of it, the EMA averages over at
+# most this share of its updates (our choice: the paper's recipe is for ~400 epochs)
+MAX_WARMUP_SHARE = 0.25
+MAX_EMA_HORIZON_SHARE = 0.1
+MIN_EMA_DECAY = 0.5
 
 
 class RecipeWarning(UserWarning):
@@ -45,10 +66,24 @@ class RecipeParts:
     epochs: int
     steps_per_epoch: int
     num_classes: int
-    not_applied: list[str] = field(default_factory=list)
+    resolution: int = DEFAULT_RESOLUTION  # train resolution actually used
+    eval_resolution: int = DEFAULT_RESOLUTION
+    recipe: Any = None  # the recipe as applied (resolution, warmup, EMA decay resolved)
+    not_applied: list[str] = field(default_factory=list)  # regularisers the model lacks
+    notes: list[str] = field(default_factory=list)  # one line per adaptation, for the user
 
 
 # ------------------------------------------------------------------ models
+def regulariser_kwargs(recipe: Recipe, torchvision: bool = False) -> dict[str, float]:
+    """The recipe's dropout and drop path as model-constructor keywords (timm's or torchvision's).
+
+    The one place that translates them: zoo, timm and torchvision models all get
+    their regularisers from here.
+    """
+    index = 1 if torchvision else 0
+    return {names[index]: getattr(recipe, key) for key, names in REGULARISERS.items()}
+
+
 def create_model(
     recipe: Recipe,
     name: str | Path | Any,
@@ -58,60 +93,87 @@ def create_model(
 ) -> nn.Module:
     """Build a zoo / timm / torchvision model with the recipe's dropout and drop path.
 
-    Zoo names, ArchSpecs and their YAML paths go through ``fbnetv3_zoo.create_model``;
-    ``torchvision/<name>`` forces torchvision where timm has the same name.
+    ``name`` is a zoo name, an ``ArchSpec``, an ArchSpec (or search-result) YAML
+    path, a timm name, or ``torchvision/<name>`` (forces torchvision where timm has
+    the same name).  Regularisers the constructor does not take raise a
+    ``RecipeWarning`` and are left out; the model is returned as built.
     """
     import timm
 
     import fbnetv3_zoo
 
     text = str(name)
-    regs = {"dropout": recipe.dropout, "drop_path": recipe.drop_path}
+    regs = regulariser_kwargs(recipe)
     is_spec = isinstance(name, fbnetv3_zoo.ArchSpec)
     if is_spec or text.split(".")[0] in fbnetv3_zoo.VARIANTS or text.endswith((".yaml", ".yml")):
         model = fbnetv3_zoo.create_model(
-            name,
-            pretrained=pretrained,
-            num_classes=num_classes,
-            drop_rate=recipe.dropout,
-            drop_path_rate=recipe.drop_path,
-            **kwargs,
+            name, pretrained=pretrained, num_classes=num_classes, **regs, **kwargs
         )
-        applied = dict.fromkeys(regs, True)
     elif not text.startswith(TORCHVISION_PREFIXES) and timm.is_model(text.split(".")[0]):
-        model, applied = _timm_model(text, num_classes, pretrained, regs, kwargs)
+        model = _timm_model(text, num_classes, pretrained, regs, kwargs)
     elif _torchvision_name(text) in _torchvision_models():
-        model, applied = _torchvision_model(
-            _torchvision_name(text), num_classes, pretrained, regs, kwargs
+        tv_regs = regulariser_kwargs(recipe, torchvision=True)
+        model = _torchvision_model(
+            _torchvision_name(text), num_classes, pretrained, tv_regs, kwargs
         )
     else:
-        raise ValueError(f"unknown model {text!r}{_close_models(text)}")
-    missed = [k for k, ok in applied.items() if not ok and regs[k] > 0]
+        raise UserError(f"unknown model {text!r}{_close_models(text)}")
+    missed = missing_regularisers(recipe, model)
     if missed:
-        _warn_not_applied(recipe, model, missed)
-    setattr(model, APPLIED_ATTR, applied)
+        values = ", ".join(f"{k}={getattr(recipe, k)}" for k in missed)
+        warnings.warn(
+            f"recipe {recipe.name!r}: {values} could not be applied to {type(model).__name__} "
+            "(its constructor does not take them); the rest of the recipe still applies",
+            RecipeWarning,
+            stacklevel=3,
+        )
     return model
+
+
+def missing_regularisers(recipe: Recipe, model: nn.Module) -> list[str]:
+    """The recipe's non-zero regularisers that ``model`` does not contain, read from its layers.
+
+    Dropout counts when timm's ``drop_rate`` equals the recipe's or an ``nn.Dropout``
+    of that rate exists; drop path when any layer drops paths (timm ``DropPath``,
+    torchvision ``StochasticDepth``), since per-block rates grow with depth.
+    """
+    missed = []
+    if recipe.dropout > 0:
+        rate = getattr(model, "drop_rate", None)
+        has = (isinstance(rate, float | int) and abs(rate - recipe.dropout) < 1e-9) or any(
+            isinstance(m, nn.Dropout) and abs(m.p - recipe.dropout) < 1e-9 for m in model.modules()
+        )
+        if not has:
+            missed.append("dropout")
+    if recipe.drop_path > 0:
+        has = any(
+            (getattr(m, "drop_prob", 0) or 0) > 0
+            or (type(m).__name__ == "StochasticDepth" and m.p > 0)
+            for m in model.modules()
+        )
+        if not has:
+            missed.append("drop_path")
+    return missed
 
 
 def _timm_model(
     name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> tuple[nn.Module, dict[str, bool]]:
+) -> nn.Module:
+    """timm's model; a keyword this architecture refuses is dropped and tried again."""
     import timm
 
-    extra = {"drop_rate": regs["dropout"], "drop_path_rate": regs["drop_path"]}
-    applied = {"dropout": True, "drop_path": True}
-    for key, reg in (("drop_path_rate", "drop_path"), ("drop_rate", "dropout"), (None, None)):
+    extra = dict(regs)
+    while True:
         try:
-            model = timm.create_model(
+            return timm.create_model(
                 name, pretrained=pretrained, num_classes=num_classes, **extra, **kwargs
             )
-            return model, applied
-        except TypeError:
-            if key is None:
+        except TypeError as err:
+            refused = [k for k in extra if f"'{k}'" in str(err)]
+            if not refused:
                 raise
-            extra.pop(key)  # this architecture does not take it
-            applied[reg] = False
-    raise AssertionError("unreachable")
+            for key in refused:
+                extra.pop(key)
 
 
 def _torchvision_name(text: str) -> str:
@@ -128,36 +190,23 @@ def _torchvision_models() -> list[str]:
 
 def _torchvision_model(
     name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> tuple[nn.Module, dict[str, bool]]:
+) -> nn.Module:
+    """torchvision spells the regularisers per family; drop what a builder refuses."""
     import torchvision
-    from torchvision.ops import StochasticDepth
 
-    # torchvision spells the two regularisers per family; try each, drop what a builder refuses
-    extra = {"dropout": regs["dropout"], "stochastic_depth_prob": regs["drop_path"]}
-    applied = {"dropout": True, "drop_path": True}
+    extra = dict(regs)
     weights = "DEFAULT" if pretrained else None
     while True:
         try:
-            model = torchvision.models.get_model(
+            return torchvision.models.get_model(
                 name, weights=weights, num_classes=num_classes, **extra, **kwargs
             )
-            break
         except TypeError as err:
             refused = [k for k in extra if f"'{k}'" in str(err)]
             if not refused:
                 raise
             for key in refused:
                 extra.pop(key)
-                applied["dropout" if key == "dropout" else "drop_path"] = False
-    # some builders swallow unknown keywords: check the layers really are there
-    mods = list(model.modules())
-    if regs["dropout"] > 0 and not any(
-        isinstance(m, nn.Dropout) and m.p == regs["dropout"] for m in mods
-    ):
-        applied["dropout"] = False
-    if regs["drop_path"] > 0 and not any(isinstance(m, StochasticDepth) for m in mods):
-        applied["drop_path"] = False
-    return model, applied
 
 
 def _close_models(text: str) -> str:
@@ -165,27 +214,70 @@ def _close_models(text: str) -> str:
 
     import fbnetv3_zoo
 
-    names = list(fbnetv3_zoo.VARIANTS) + timm.list_models() + _torchvision_models()
-    close = difflib.get_close_matches(text, list(dict.fromkeys(names)), n=5, cutoff=0.6)
-    if not close:
-        close = timm.list_models(f"*{text[:6]}*")[:5]
+    names = list(dict.fromkeys(list(fbnetv3_zoo.VARIANTS) + timm.list_models()))
+    close = close_names(text, names + _torchvision_models(), limit=5)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     return hint + " (a timm or torchvision name, fbnetv3_a…g, or an ArchSpec YAML path)"
 
 
-def _warn_not_applied(
-    recipe: Recipe,
-    model: nn.Module,
-    missed: list[str],
-    why: str = "its constructor does not take them",
-) -> None:
-    values = ", ".join(f"{k}={getattr(recipe, k)}" for k in missed)
-    warnings.warn(
-        f"recipe {recipe.name!r}: {values} could not be applied to {type(model).__name__} "
-        f"({why}); the rest of the recipe still applies",
-        RecipeWarning,
-        stacklevel=3,
-    )
+# --------------------------------------------------------- fitting the run
+def model_input_size(model: nn.Module) -> int | None:
+    """The input size the model was designed for: its pretrained config's, or its ArchSpec's."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if size:
+        return int(size[-1])
+    arch = getattr(model, "arch", None)
+    return getattr(arch, "input_size", None)
+
+
+def fit_to_run(
+    recipe: Recipe, model: nn.Module, steps_per_epoch: int, epochs: int
+) -> tuple[Recipe, list[str]]:
+    """The recipe with resolution, warmup and EMA decay set for this model and run length.
+
+    Returns it with one line per change.  Resolution None becomes the model's own
+    input size; a warmup longer than a quarter of the run shrinks to that quarter;
+    an EMA whose horizon (1 / (1 - decay) updates) exceeds a tenth of the run's
+    updates gets that tenth, unless ``ema_warmup`` already ramps the decay up (then
+    only a note says what the average reaches).  A preset's defaults never make a
+    short run fail.
+    """
+    notes: list[str] = []
+    changes: dict[str, Any] = {}
+    if recipe.resolution is None:
+        size = model_input_size(model)
+        if size is None:
+            size = DEFAULT_RESOLUTION
+            notes.append(
+                f"resolution: {type(model).__name__} states no input size, using {size} px"
+            )
+        changes["resolution"] = size
+    if recipe.warmup_epochs > MAX_WARMUP_SHARE * epochs:
+        warmup = MAX_WARMUP_SHARE * epochs
+        notes.append(
+            f"warmup_epochs: {recipe.warmup_epochs:g} -> {warmup:g} "
+            f"(at most {MAX_WARMUP_SHARE:.0%} of this {epochs}-epoch run)"
+        )
+        changes["warmup_epochs"] = warmup
+    updates = steps_per_epoch * epochs
+    horizon = 1.0 / (1.0 - recipe.ema_decay) if recipe.ema_decay else 0.0
+    if horizon > MAX_EMA_HORIZON_SHARE * updates:
+        if recipe.ema_warmup:  # timm's warmup ramps the decay: 1 - (1 + step) ** (-2/3)
+            end = min(recipe.ema_decay, 1.0 - (1.0 + updates) ** (-2 / 3))
+            notes.append(
+                f"ema_decay: {recipe.ema_decay:g} averages over ~{horizon:.0f} updates, this run has "
+                f"{updates}; ema_warmup ramps it, reaching {end:.4g} (~{1 / (1 - end):.0f} updates) "
+                "at the end"
+            )
+        else:
+            decay = max(MIN_EMA_DECAY, 1.0 - 1.0 / (MAX_EMA_HORIZON_SHARE * updates))
+            notes.append(
+                f"ema_decay: {recipe.ema_decay:g} -> {decay:.4g} (averages over "
+                f"~{1 / (1 - decay):.0f} of this run's {updates} updates instead of ~{horizon:.0f})"
+            )
+            changes["ema_decay"] = decay
+    return (dataclasses.replace(recipe, **changes) if changes else recipe), notes
 
 
 # ------------------------------------------------------------------- parts
@@ -205,11 +297,18 @@ def build(
     num_classes: int | None = None,
     epochs: int | None = None,
 ) -> RecipeParts:
-    """Optimizer, per-step scheduler, mixup, losses, EMA and transforms for ``model``."""
+    """Optimizer, per-step scheduler, mixup, losses, EMA and transforms for ``model``.
+
+    Pure: ``model`` is not changed.  Regularisers it lacks are listed in
+    ``not_applied`` (build the model with ``Recipe.create_model`` to get them);
+    adaptations to the run (``fit_to_run``) are listed in ``notes``.
+    """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.utils import ModelEmaV3
+
+    from .recipe import RecipeError
 
     if steps_per_epoch < 1:
         raise RecipeError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
@@ -217,7 +316,14 @@ def build(
     num_classes = num_classes or infer_num_classes(model)
     if num_classes is None:
         raise RecipeError("cannot tell the number of classes of this model: pass num_classes")
-    not_applied = _apply_regularisers(recipe, model)
+    recipe, notes = fit_to_run(recipe, model, steps_per_epoch, epochs)
+    not_applied = missing_regularisers(recipe, model)
+    if not_applied:
+        values = ", ".join(f"{k}={getattr(recipe, k)}" for k in not_applied)
+        notes.append(
+            f"{values} not applied: {type(model).__name__} has no such layers "
+            "(Recipe.create_model passes them to a model's constructor)"
+        )
 
     opt_args: dict[str, Any] = {}
     if recipe.optimizer == "rmsprop":
@@ -291,21 +397,12 @@ def build(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         num_classes=num_classes,
+        resolution=recipe.resolution,
+        eval_resolution=recipe.test_resolution,
+        recipe=recipe,
         not_applied=not_applied,
+        notes=notes,
     )
-
-
-def _apply_regularisers(recipe: Recipe, model: nn.Module) -> list[str]:
-    """Check dropout / drop path took; set timm's ``drop_rate`` when it can be set late."""
-    applied = dict(getattr(model, APPLIED_ATTR, {}))
-    if not applied.get("dropout") and isinstance(getattr(model, "drop_rate", None), float | int):
-        model.drop_rate = recipe.dropout  # timm heads read this attribute in forward
-        applied["dropout"] = True
-    missed = [k for k in ("dropout", "drop_path") if not applied.get(k) and getattr(recipe, k) > 0]
-    if missed and APPLIED_ATTR not in vars(model):  # create_model already warned otherwise
-        why = "only Recipe.create_model can pass them to a model's constructor"
-        _warn_not_applied(recipe, model, missed, why)
-    return missed
 
 
 def _scheduler(recipe: Recipe, optimizer: Any, steps_per_epoch: int, epochs: int) -> Any:
@@ -325,7 +422,7 @@ def _scheduler(recipe: Recipe, optimizer: Any, steps_per_epoch: int, epochs: int
         decay_rate=decay_rate,
         min_lr=recipe.min_lr,
         warmup_lr=recipe.warmup_lr,
-        warmup_epochs=min(recipe.warmup_epochs, epochs - 1) if epochs > 1 else 0,
+        warmup_epochs=recipe.warmup_epochs,
         step_on_epochs=False,
         updates_per_epoch=steps_per_epoch,
     )

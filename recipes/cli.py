@@ -1,6 +1,7 @@
 """``fbnetv3 recipes``, ``fbnetv3 train`` and ``fbnetv3 validate``.
 
-Heavy imports (torch, timm, data) happen inside the handlers.
+Only the standard library is imported here; torch, timm and the data code load
+inside the handlers, so ``fbnetv3 --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -9,39 +10,61 @@ import argparse
 import sys
 from typing import Any
 
+CPU_THREADS = 1  # see benchmarks/results/threads.md and the --threads help
+
+THREADS_HELP = (
+    f"torch CPU threads (default: {CPU_THREADS} when running on the CPU, torch's own default on "
+    "a GPU; measured in benchmarks/results/threads.md: one thread per process was the fastest "
+    "on a shared 2-core machine, where more threads spin-wait; on an idle many-core machine "
+    "pass e.g. --threads 8)"
+)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recipes", help="list the training recipe presets")
     p.add_argument("name", nargs="?", help="print this preset's annotated YAML")
     p.set_defaults(func=cmd_recipes)
 
-    p = sub.add_parser("train", help="train a model with a recipe")
+    p = sub.add_parser(
+        "train",
+        help="train a model with a recipe",
+    )
     p.add_argument(
-        "--model", required=True, help="timm / torchvision / fbnetv3_a…g name or ArchSpec YAML"
+        "--model",
+        required=True,
+        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML",
     )
     p.add_argument(
         "--recipe",
-        help="preset name or recipe YAML (default: the recipe inside a search-result --model "
+        help="preset name or recipe YAML (unset: the recipe inside a search-result --model "
         "YAML, else fbnetv3)",
     )
     p.add_argument(
         "--data",
         default="digits",
-        help="digits, digits:N (N per class), cifar10, cifar100 or an ImageFolder dir",
+        help="digits, digits:N (N training images per class), cifar10, cifar100 or an "
+        "ImageFolder dir (default: digits)",
     )
     p.add_argument("--epochs", type=int, help="override the recipe's epochs")
     p.add_argument(
         "--batch-size", type=int, help="override the recipe's batch size (lr is rescaled)"
     )
-    p.add_argument("--resolution", type=int, help="override the recipe's train resolution")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        help="override the train resolution (unset: the recipe's, which for the fbnetv3 and "
+        "baseline presets is the model's own input size)",
+    )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override any recipe field (YAML value)",
+        help="override any recipe field with a YAML value, e.g. --set mixup=0.4 (repeatable)",
     )
-    p.add_argument("--out", help="run directory (metrics, checkpoints, curves); none: keep nothing")
+    p.add_argument(
+        "--out", help="run directory (metrics, checkpoints, curves); unset: keep nothing"
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -53,36 +76,57 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="stop after epoch N (the schedule still spans --epochs)",
     )
+    p.add_argument("--pretrained", action="store_true", help="start from published weights")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice of the run (default: 0)"
+    )
     _common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("validate", help="evaluate a model with its own eval transform")
-    p.add_argument("--model", required=True)
+    p = sub.add_parser(
+        "validate",
+        help="evaluate a model with its own eval transform",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="timm / torchvision/<name> / fbnetv3_a…g name or ArchSpec YAML",
+    )
     p.add_argument("--pretrained", action="store_true", help="load the model's published weights")
-    p.add_argument("--checkpoint", help="weights file (.safetensors or torch) to load")
+    p.add_argument(
+        "--checkpoint",
+        help="weights file (.safetensors or torch; EMA weights preferred); the class count "
+        "then comes from --data",
+    )
     p.add_argument(
         "--data",
         default="digits",
-        help="digits, cifar10, cifar100 or an ImageFolder dir (val/ if present)",
+        help="digits, cifar10, cifar100 or an ImageFolder dir (val/ if present; default: digits)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--input-size", type=int, help="override the pretrained config's input size")
-    p.add_argument("--crop-pct", type=float, help="override the pretrained config's crop fraction")
-    _common(p, pretrained=False)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="images per forward pass (default: 64)"
+    )
+    p.add_argument(
+        "--input-size", type=int, help="override the model's pretrained-config input size (px)"
+    )
+    p.add_argument(
+        "--crop-pct", type=float, help="override the model's pretrained-config crop fraction"
+    )
+    _common(p)
     p.set_defaults(func=cmd_validate)
 
 
-def _common(p: argparse.ArgumentParser, pretrained: bool = True) -> None:
-    if pretrained:
-        p.add_argument("--pretrained", action="store_true", help="start from published weights")
-    p.add_argument("--seed", type=int, default=0)
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="allow downloading CIFAR")
     p.add_argument(
-        "--data-root", help="where CIFAR lives (default ~/.cache/fbnetv3_zoo/data or $FBNETV3_DATA)"
+        "--data-root",
+        help="where CIFAR lives (unset: $FBNETV3_DATA or ~/.cache/fbnetv3_zoo/data)",
     )
-    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--device", help="cpu, cuda, ... (default: auto)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="data loader worker processes (default: 0)"
+    )
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (unset: a GPU if there is one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -106,7 +150,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
         "ema_decay",
         "auto_augment",
     )
-    rows = [[_fmt(getattr(Recipe.load(n), c)) for c in cols] for n in preset_names()]
+    rows = [[_fmt(c, getattr(Recipe.load(n), c)) for c in cols] for n in preset_names()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in rows:
@@ -116,39 +160,70 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(v: Any) -> str:
-    return "off" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+def _fmt(column: str, v: Any) -> str:
+    if v is None:
+        return "model's" if column == "resolution" else "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    import yaml
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items as a dict; a malformed item is one line naming it."""
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.yaml_io import load_yaml_text
 
     changes: dict[str, Any] = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        changes[key.strip()] = yaml.safe_load(value)
-    for key in ("epochs", "batch_size", "resolution"):
-        if getattr(args, key) is not None:
-            changes[key] = getattr(args, key)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected FIELD=VALUE, e.g. --set mixup=0.4")
+        try:
+            changes[key.strip()] = load_yaml_text(value, f"--set {item!r}")
+        except UserError:
+            raise UserError(
+                f"--set {item!r}: {value!r} is not a valid YAML value "
+                "(e.g. 0.4, null, [0.5, 1.0], 'text')"
+            ) from None
     return changes
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from .engine import TrainingDiverged, train
+def _recipe(args: argparse.Namespace) -> Any:
     from .recipe import Recipe
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     recipe = None if args.recipe else Recipe.from_result_file(args.model)
     if recipe is None:
         recipe = Recipe.load(args.recipe or "fbnetv3")
-    changes = _overrides(args)
+    changes = parse_overrides(args.set)
+    for key in ("epochs", "batch_size", "resolution"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     if changes:
         recipe = Recipe.from_dict({**recipe.to_dict(), **changes}, source="--set")
+    return recipe
+
+
+def set_threads(threads: int | None, device: str | None) -> None:
+    """``--threads``, or the measured default: one thread on the CPU (torch's own on a GPU)."""
+    import torch
+
+    from fbnetv3_zoo.errors import UserError
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+        return
+    on_gpu = (device or "").startswith(("cuda", "mps")) or (
+        device is None and torch.cuda.is_available()
+    )
+    if not on_gpu:
+        torch.set_num_threads(CPU_THREADS)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import TrainingDiverged, train
+
+    recipe = _recipe(args)  # recipe mistakes are reported before torch loads
+    set_threads(args.threads, args.device)
     try:
         s = train(
             args.model,
@@ -182,79 +257,28 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import torch
-    from timm.data import create_transform, resolve_data_config
-    from torch.utils.data import DataLoader
+    from .validate import validate
 
-    from .data import collate_skipping, load_data
-    from .engine import evaluate
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg_args: dict[str, Any] = {}
-    if args.input_size:
-        cfg_args["input_size"] = (3, args.input_size, args.input_size)
-    if args.crop_pct:
-        cfg_args["crop_pct"] = args.crop_pct
-    # the class count comes from the data when our own checkpoint is loaded
-    probe = (
-        load_data(args.data, 8, args.data_root, args.download, train=False)
-        if args.checkpoint
-        else None
+    set_threads(args.threads, args.device)
+    r = validate(
+        args.model,
+        args.data,
+        checkpoint=args.checkpoint,
+        pretrained=args.pretrained,
+        batch_size=args.batch_size,
+        input_size=args.input_size,
+        crop_pct=args.crop_pct,
+        data_root=args.data_root,
+        download=args.download,
+        workers=args.workers,
+        device=args.device,
+        progress=not args.no_progress,
     )
-    num_classes = probe.num_classes if probe else 1000
-    model = _validation_model(args.model, args.pretrained, num_classes, args.checkpoint)
-    cfg = resolve_data_config(cfg_args, model=model)
-    splits = load_data(args.data, cfg["input_size"][-1], args.data_root, args.download, train=False)
-    splits.set_transforms(None, create_transform(**cfg, is_training=False))
-    device = torch.device(args.device) if args.device else _device()
-    loader = DataLoader(
-        splits.val, args.batch_size, num_workers=args.workers, collate_fn=collate_skipping
-    )
-    skipped: set[str] = set()
-    r = evaluate(model.to(device), loader, device, skipped, not args.no_progress, "validate")
-    size, crop = cfg["input_size"][-1], cfg.get("crop_pct")
     print(
-        f"{args.model} on {splits.name} ({r['images']} images, {size}px, crop {crop}): "
-        f"top-1 {r['top1']:.2f}, top-5 {r['top5']:.2f}, {r['images_per_s']:.1f} images/s"
+        f"{args.model} on {r['data']} ({r['images']} images, {r['input_size']}px, "
+        f"crop {r['crop_pct']}): top-1 {r['top1']:.2f}, top-5 {r['top5']:.2f}, "
+        f"{r['images_per_s']:.1f} images/s"
     )
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable file(s), e.g. {sorted(skipped)[0]}")
+    if r["skipped_files"]:
+        print(f"skipped {r['skipped_files']} unreadable file(s), e.g. {r['skipped_paths'][0]}")
     return 0
-
-
-def _device() -> Any:
-    from .engine import _auto_device
-
-    return _auto_device()
-
-
-def _validation_model(name: str, pretrained: bool, num_classes: int, checkpoint: str | None) -> Any:
-    from pathlib import Path
-
-    import torch
-
-    import fbnetv3_zoo
-
-    from .build import create_model
-    from .recipe import Recipe
-
-    is_zoo = name.split(".")[0] in fbnetv3_zoo.VARIANTS or name.endswith((".yaml", ".yml"))
-    model = create_model(Recipe(), name, num_classes=num_classes, pretrained=pretrained)
-    if checkpoint:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-        if is_zoo:
-            fbnetv3_zoo.load_weights(model, checkpoint)
-        elif checkpoint.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(checkpoint))
-        else:
-            sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            for key in ("state_dict", "model", "state_dict_ema"):
-                if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-                    sd = sd[key]
-                    break
-            model.load_state_dict(sd)
-    return model.eval()

@@ -6,14 +6,19 @@ download).  Its split is fixed and documented: with ``numpy.random
 class is the validation set (599 images), the rest is training (1198).
 ``digits:N`` keeps only the first N training images of each class (a
 low-data regime); the validation set does not change.  Images are scaled to
-0..255, upsampled (bilinear) to the recipe's resolution and made 3-channel.
+0..255, upsampled (bilinear) to the training resolution and made 3-channel
+(when the resolution is only known once the model is built, ``load_data`` takes
+None and ``DataSplits.set_transforms`` gives it).
 
-Unreadable image files in a folder are skipped and counted, not fatal.
+Unreadable image files in a folder (decompression bombs included) are skipped
+and counted, not fatal; a dataset with no readable image or fewer than two
+classes is refused with a ``DataError`` naming it.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +30,18 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.datasets import ImageFolder
 
+from fbnetv3_zoo.errors import UserError
+
 DIGITS_SPLIT_SEED = 0
 DIGITS_VAL_FRACTION = 1 / 3
 FOLDER_VAL_FRACTION = 0.2  # for an ImageFolder without train/ and val/ subfolders
 DEFAULT_DATA_ROOT = Path(
     os.environ.get("FBNETV3_DATA", Path.home() / ".cache" / "fbnetv3_zoo" / "data")
 )
+
+
+class DataError(UserError):
+    """The ``--data`` argument or the dataset it names cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -54,24 +65,43 @@ class DataSplits:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def set_transforms(self, train: Callable | None, val: Callable) -> None:
+    def set_transforms(
+        self, train: Callable | None, val: Callable, resolution: int | None = None
+    ) -> None:
+        """Set the transforms; ``resolution`` sizes in-memory images loaded without one."""
         train_base, val_base = self._bases
-        if train_base is not None:
-            train_base.transform = train
-        val_base.transform = val
+        for base, transform in ((train_base, train), (val_base, val)):
+            if base is None:
+                continue
+            base.transform = transform
+            if resolution is not None and isinstance(base, ImageArrayDataset):
+                base.upsample(resolution)
 
 
 class ImageArrayDataset(Dataset):
-    """Grayscale uint8 images held in memory, upsampled once to ``resolution`` RGB."""
+    """Grayscale uint8 images held in memory, upsampled once to ``resolution`` RGB.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, resolution: int) -> None:
+    ``resolution`` None keeps them at their size until ``upsample`` is called.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, resolution: int | None) -> None:
+        self.arrays = images
+        self.resolution: int | None = None
+        self.images = [Image.fromarray(img).convert("RGB") for img in images]
+        if resolution is not None:
+            self.upsample(resolution)
+        self.labels = [int(y) for y in labels]
+        self.transform: Callable | None = None
+
+    def upsample(self, resolution: int) -> None:
+        if resolution == self.resolution:
+            return
         size = (resolution, resolution)
         self.images = [
             Image.fromarray(img).resize(size, Image.Resampling.BILINEAR).convert("RGB")
-            for img in images
+            for img in self.arrays
         ]
-        self.labels = [int(y) for y in labels]
-        self.transform: Callable | None = None
+        self.resolution = resolution
 
     def __len__(self) -> int:
         return len(self.images)
@@ -86,15 +116,57 @@ class SafeImageFolder(ImageFolder):
 
     def __getitem__(self, i: int) -> tuple[Any, int] | Skipped:
         path, target = self.samples[i]
-        try:
-            img = self.loader(path)
-        except (OSError, ValueError, SyntaxError):  # what PIL raises on broken files
+        img = read_image(path, self.loader)
+        if img is None:
             return Skipped(path)
         return (self.transform(img) if self.transform else img), target
 
+    def first_readable(self) -> str | None:
+        """Path of the first image that opens (scans on only while images fail to open)."""
+        for path, _ in self.samples:
+            if read_image(path, self.loader) is not None:
+                return path
+        return None
+
+
+# what PIL raises on broken, truncated or oversized files
+UNREADABLE = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+def read_image(path: str, loader: Callable[[str], Any]) -> Any | None:
+    """The image, or None when PIL cannot read it or it is a decompression bomb."""
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above MAX_IMAGE_PIXELS and raises above twice that: skip both
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return loader(path)
+    except UNREADABLE:
+        return None
+
 
 def _safe_folder(root: Path) -> SafeImageFolder:
-    return SafeImageFolder(str(root))
+    """An ImageFolder of ``root``, refused with one line when it is empty or has one class."""
+    try:
+        folder = SafeImageFolder(str(root))
+    except FileNotFoundError as err:  # torchvision: no class folder, or no image file
+        raise DataError(f"{root}: {' '.join(str(err).split())}") from None
+    if len(folder.classes) < 2:
+        raise DataError(
+            f"{root}: {len(folder.classes)} class folder(s) found ({', '.join(folder.classes)}); "
+            "a classifier needs at least two (one subfolder of images per class)"
+        )
+    if folder.first_readable() is None:
+        raise DataError(
+            f"{root}: none of its {len(folder.samples)} image file(s) could be read "
+            f"(e.g. {folder.samples[0][0]})"
+        )
+    return folder
 
 
 def collate_skipping(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -126,8 +198,8 @@ def digits_arrays(train_per_class: int | None = None) -> tuple[np.ndarray, ...]:
 
 
 def load_data(
-    data: str | Path,
-    resolution: int,
+    data: str | Path | DataSplits,
+    resolution: int | None,
     data_root: str | Path | None = None,
     download: bool = False,
     train: bool = True,
@@ -135,20 +207,33 @@ def load_data(
     """``digits``/``digits:N``, ``cifar10``/``cifar100`` or an ImageFolder directory.
 
     A directory with ``train/`` and ``val/`` (or ``validation/``) subfolders uses
-    them; otherwise a fixed seeded 80/20 split of the directory is made.
+    them; otherwise a fixed seeded 80/20 split of the directory is made.  A
+    ``DataSplits`` passes through (custom splits, e.g. the recipes benchmark's).
     """
+    if isinstance(data, DataSplits):
+        return data
     text = str(data)
     if text == "digits" or text.startswith("digits:"):
-        per_class = int(text.split(":", 1)[1]) if ":" in text else None
-        if per_class is not None and per_class < 1:
-            raise ValueError(f"digits:N needs N >= 1, got {per_class}")
-        xt, yt, xv, yv = digits_arrays(per_class)
+        xt, yt, xv, yv = digits_arrays(_per_class(text))
         tr = ImageArrayDataset(xt, yt, resolution) if train else None
         va = ImageArrayDataset(xv, yv, resolution)
         return DataSplits("digits", tr, va, [str(i) for i in range(10)], (tr, va))
     if text in ("cifar10", "cifar100"):
         return _cifar(text, Path(data_root or DEFAULT_DATA_ROOT), download, train)
     return _folder(Path(text), train)
+
+
+def _per_class(text: str) -> int | None:
+    """N of ``digits:N``; a clear error for anything that is not a positive integer."""
+    if ":" not in text:
+        return None
+    value = text.split(":", 1)[1]
+    if not value.strip().isdigit() or int(value) < 1:
+        raise DataError(
+            f"--data {text!r}: expected 'digits' or 'digits:N' with N a positive integer "
+            "(training images per class), e.g. digits:20"
+        )
+    return int(value)
 
 
 def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
@@ -159,7 +244,7 @@ def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
         tr = cls(str(root), train=True, download=download) if train else None
         va = cls(str(root), train=False, download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
-        raise FileNotFoundError(
+        raise DataError(
             f"{name} not found under {root}: pass --download to fetch it ({err})"
         ) from None
     return DataSplits(name, tr, va, list(va.classes), (tr, va))
@@ -167,15 +252,16 @@ def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
 
 def _folder(root: Path, train: bool) -> DataSplits:
     if not root.is_dir():
-        raise FileNotFoundError(
-            f"dataset directory not found: {root} (or use 'digits', 'cifar10', 'cifar100')"
+        raise DataError(
+            f"--data {str(root)!r}: no such dataset directory (or use 'digits', 'digits:N', "
+            "'cifar10', 'cifar100')"
         )
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and val_dir is not None:
         tr = _safe_folder(root / "train") if train else None
         va = _safe_folder(val_dir)
         if tr is not None and tr.classes != va.classes:
-            raise ValueError(f"{root}: train/ and {val_dir.name}/ have different class folders")
+            raise DataError(f"{root}: train/ and {val_dir.name}/ have different class folders")
         return DataSplits(str(root), tr, va, list(va.classes), (tr, va))
     if not train:  # evaluate on everything
         va = _safe_folder(root)
@@ -185,6 +271,6 @@ def _folder(root: Path, train: bool) -> DataSplits:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED)).tolist()
     n_val = max(1, int(n * FOLDER_VAL_FRACTION))
     if n - n_val < 1:
-        raise ValueError(f"{root}: {n} image(s) are too few to split into train and validation")
+        raise DataError(f"{root}: {n} image(s) are too few to split into train and validation")
     tr, va = Subset(tr_base, order[n_val:]), Subset(va_base, order[:n_val])
     return DataSplits(str(root), tr, va, list(tr_base.classes), (tr_base, va_base))

@@ -265,6 +265,15 @@ class Recipe:
 
         return create_model(self, name, num_classes=num_classes, **kwargs)
 
+    def for_model(self, model: nn.Module) -> Recipe:
+        """This recipe with ``resolution`` None replaced by the model's own input size."""
+        if self.resolution is not None:
+            return self
+        from .build import DEFAULT_RESOLUTION, model_input_size
+
+        size = model_input_size(model) or DEFAULT_RESOLUTION
+        return dataclasses.replace(self, resolution=size)
+
     def build(
         self,
         model: nn.Module,

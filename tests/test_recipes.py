@@ -8,9 +8,11 @@ import pytest
 import torch
 from conftest import TINY_ARCH
 from fbnetv3_zoo.recipes import Recipe, RecipeError, RecipeWarning, preset_names
+from fbnetv3_zoo.recipes.build import missing_regularisers, regulariser_kwargs
 from torch import nn
 
 from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.errors import UserError
 
 
 # ------------------------------------------------------------------ recipe
@@ -30,7 +32,11 @@ def test_presets_say_where_each_value_comes_from():
     assert {"fbnetv3", "fbnetv3_proxy", "baseline"} <= set(preset_names())
     for line in (PRESET_DIR / "fbnetv3.yaml").read_text().splitlines():
         if line and not line.startswith(("#", "name:", "description:")):
-            assert "# paper" in line or "# our choice" in line, line
+            assert "# paper (PAPER.md: " in line or "# our choice" in line, line
+    paper_doc = (PRESET_DIR.parents[1] / "shared" / "docs" / "PAPER.md").resolve()
+    if paper_doc.is_file():  # every cited section exists in the summary we cite
+        text = paper_doc.read_text()
+        assert "## Search space" in text and "- Recipe:" in text and "- Architecture:" in text
     base = Recipe.load("baseline")
     assert (
         base.optimizer == "sgd"
@@ -40,6 +46,7 @@ def test_presets_say_where_each_value_comes_from():
     )
     paper = Recipe.load("fbnetv3")
     assert paper.optimizer == "rmsprop" and paper.label_smoothing == 0.1 and paper.auto_augment
+    assert paper.resolution is None and base.resolution is None  # the model's own input size
 
 
 def test_search_facing_field_names_exist():
@@ -74,6 +81,64 @@ def test_unknown_field_and_preset_suggest_close_names():
         Recipe.from_dict({"lrate": 0.1})
     with pytest.raises(RecipeError, match="did you mean fbnetv3"):
         Recipe.load("fbnet_v3")
+    with pytest.raises(RecipeError) as err:  # nothing alike: no guess, the valid names
+        Recipe.from_dict({"nosuch": 1})
+    assert "did you mean" not in str(err.value) and "allowed: name, " in str(err.value)
+    assert isinstance(err.value, UserError)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('lr: !!python/object/apply:os.system ["echo x"]\n', "could not determine a constructor"),
+        ("a: &a [1, 2]\nb: [*a, *a]\n", "aliases/anchors are not allowed"),
+        ("- 1\n- 2\n", "expected a mapping of recipe fields"),
+    ],
+)
+def test_recipe_yaml_refuses_code_aliases_and_non_mappings(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message) as err:
+        Recipe.load(str(path))
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_short_run_of_a_preset_is_not_refused_and_says_what_it_fitted():
+    recipe = Recipe.from_dict({**Recipe.load("fbnetv3").to_dict(), "epochs": 4})
+    assert recipe.warmup_epochs == 5  # kept: build() fits it to the run
+    parts = recipe.build(recipe.create_model("test_resnet", num_classes=10), steps_per_epoch=4)
+    assert parts.recipe.warmup_epochs == 1 and parts.recipe.ema_decay == 0.9999
+    assert parts.notes[0] == "warmup_epochs: 5 -> 1 (at most 25% of this 4-epoch run)"
+    assert "ema_warmup ramps it" in parts.notes[1] and len(parts.notes) == 2
+    # without timm's EMA warmup the decay itself shrinks to a tenth of the run's updates
+    plain = dataclasses.replace(recipe, ema_warmup=False, epochs=50)
+    parts = plain.build(nn.Linear(4, 3), steps_per_epoch=20)  # 1000 updates
+    assert parts.recipe.ema_decay == pytest.approx(0.99) and parts.ema.decay == pytest.approx(0.99)
+    assert any(n.startswith("ema_decay: 0.9999 -> 0.99 ") for n in parts.notes)
+    long = dataclasses.replace(recipe, epochs=400).build(nn.Linear(4, 3), steps_per_epoch=5000)
+    assert long.recipe.warmup_epochs == 5 and long.recipe.ema_decay == 0.9999
+    assert not [n for n in long.notes if n.startswith(("warmup", "ema"))]
+
+
+def test_resolution_follows_the_model_unless_set(tmp_path):
+    from PIL import Image
+
+    from fbnetv3_zoo import ArchSpec
+
+    (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
+    spec = ArchSpec.from_yaml(tmp_path / "tiny.yaml")
+    recipe = Recipe.load("fbnetv3")
+    model = recipe.create_model(spec, num_classes=3)
+    assert recipe.for_model(model).resolution == spec.input_size == 16
+    parts = recipe.build(model, steps_per_epoch=2)
+    assert parts.resolution == parts.eval_resolution == 16
+    assert parts.train_transform(Image.new("RGB", (40, 40))).shape == (3, 16, 16)
+    timm_model = recipe.create_model("test_resnet", num_classes=3)
+    assert recipe.build(timm_model, 2).resolution == timm_model.pretrained_cfg["input_size"][-1]
+    fixed = dataclasses.replace(recipe, resolution=24)
+    assert fixed.for_model(model).resolution == 24 and fixed.build(model, 2).resolution == 24
+    bare = recipe.build(nn.Linear(4, 3), 2)
+    assert bare.resolution == 224 and "states no input size" in bare.notes[0]
 
 
 def test_yaml_quirks_and_lr_scaling():
@@ -90,7 +155,12 @@ def test_create_model_timm_applies_dropout_and_drop_path():
     model = recipe.create_model("test_resnet", num_classes=10)
     assert model.drop_rate == 0.3
     assert any(type(m).__name__ == "DropPath" for m in model.modules())
-    assert model.recipe_applied == {"dropout": True, "drop_path": True}
+    assert missing_regularisers(recipe, model) == [] and "recipe_applied" not in vars(model)
+    assert regulariser_kwargs(recipe) == {"drop_rate": 0.3, "drop_path_rate": 0.1}
+    assert regulariser_kwargs(recipe, torchvision=True) == {
+        "dropout": 0.3,
+        "stochastic_depth_prob": 0.1,
+    }
 
 
 def test_create_model_zoo_name_and_arch_yaml(tmp_path):
@@ -102,12 +172,15 @@ def test_create_model_zoo_name_and_arch_yaml(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
     tiny = recipe.create_model(str(tmp_path / "tiny.yaml"), num_classes=3)
     assert isinstance(tiny, FBNetV3) and tiny(torch.randn(2, 3, 16, 16)).shape == (2, 3)
-    from_spec = recipe.create_model(ArchSpec.from_yaml(tmp_path / "tiny.yaml"), num_classes=3)
-    assert from_spec.recipe_applied == {"dropout": True, "drop_path": True}
+    spec = ArchSpec.from_yaml(tmp_path / "tiny.yaml")
+    from_spec = dataclasses.replace(recipe, drop_path=0.1).create_model(spec, num_classes=3)
+    assert from_spec.drop_rate == 0.2 and any(
+        type(m).__name__ == "DropPath" and m.drop_prob > 0 for m in from_spec.modules()
+    )
 
 
 def test_create_model_unknown_name_lists_close_matches():
-    with pytest.raises(ValueError, match="close matches: .*resnet18"):
+    with pytest.raises(UserError, match="close matches: .*resnet18"):
         Recipe.load("baseline").create_model("resnet81")
 
 
@@ -117,9 +190,10 @@ def test_create_model_torchvision():
         model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3]
     # mobilenet has no drop path
-    assert model.recipe_applied == {"dropout": True, "drop_path": False}
+    assert missing_regularisers(recipe, model) == ["drop_path"]
     parts = recipe.build(model, steps_per_epoch=2)
     assert parts.not_applied == ["drop_path"] and parts.num_classes == 5 and parts.ema is not None
+    assert any(n.startswith("drop_path=0.1 not applied") for n in parts.notes)
     with pytest.warns(RecipeWarning, match="dropout=0.3, drop_path=0.1"):
         recipe.create_model("torchvision/resnet18", num_classes=5)
 
@@ -131,7 +205,7 @@ def test_build_timm_model_composes_timm_parts():
     from timm.optim import RMSpropTF
     from timm.utils import ModelEmaV3
 
-    recipe = dataclasses.replace(Recipe.load("fbnetv3"), resolution=32, batch_size=32, epochs=10)
+    recipe = dataclasses.replace(Recipe.load("fbnetv3"), resolution=32, batch_size=32, epochs=40)
     model = recipe.create_model("test_resnet", num_classes=10)
     parts = recipe.build(model, steps_per_epoch=10)
     assert isinstance(parts.optimizer, RMSpropTF) and parts.lr == pytest.approx(0.016 / 8)
@@ -143,7 +217,7 @@ def test_build_timm_model_composes_timm_parts():
     # warmup is per update: 5 warmup epochs x 10 steps; the lr climbs, then decays to min_lr
     parts.scheduler.step_update(25)
     mid = parts.optimizer.param_groups[0]["lr"]
-    parts.scheduler.step_update(100)
+    parts.scheduler.step_update(400)
     assert mid < parts.lr and parts.optimizer.param_groups[0]["lr"] == pytest.approx(1e-6, rel=0.1)
     from PIL import Image
 
@@ -176,14 +250,22 @@ def test_step_and_exponential_schedules_decay(schedule):
     assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(expected, rel=1e-6)
 
 
-def test_build_bare_module_warns_and_applies_the_rest():
+def test_build_is_pure_and_reports_what_a_bare_module_lacks():
+    import warnings
+
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     recipe = Recipe.load("fbnetv3")
-    with pytest.warns(
-        RecipeWarning, match=r"dropout=0.2, drop_path=0.2 could not be applied to Sequential"
-    ):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: the result says it
         parts = recipe.build(model, steps_per_epoch=2)
     assert parts.not_applied == ["dropout", "drop_path"]
+    assert (
+        "dropout=0.2, drop_path=0.2 not applied: Sequential has no such layers" in parts.notes[-1]
+    )
+    assert vars(model).get("drop_rate") is None and all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )
     assert parts.num_classes == 10 and parts.ema is not None and parts.mixup is not None
     assert type(parts.optimizer).__name__ == "RMSpropTF"
 
@@ -204,3 +286,14 @@ def test_cli_recipes_table_and_show(capsys):
     assert "# paper" in capsys.readouterr().out
     assert main(["recipes", "basline"]) == 2
     assert "did you mean baseline" in capsys.readouterr().err
+
+
+def test_recipe_and_build_do_not_import_each_other_at_module_level():
+    import ast
+    from pathlib import Path
+
+    import fbnetv3_zoo.recipes.build as build_module
+
+    tree = ast.parse(Path(build_module.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert not [n for n in top if n.module == "recipe"]  # only under TYPE_CHECKING / in functions
