@@ -1,11 +1,13 @@
 """``fbnetv3 export`` and ``fbnetv3 benchmark``: deployment in one command each.
 
-Heavy imports (onnx, onnxruntime, matplotlib) happen inside the handlers.
+Only the standard library at top level; torch, onnx, onnxruntime and
+matplotlib load inside the handlers.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -23,24 +25,59 @@ def _ints(text: str) -> list[int]:
         ) from None
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``benchmark`` subcommands to the ``fbnetv3`` parser."""
-    from .bench import ALL_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS
-
     p = subparsers.add_parser(
         "export",
         help="export a model to ONNX or TorchScript, verified against PyTorch",
-        description="Export a zoo name, an ArchSpec YAML or a local-dir: folder. The file is "
-        "checked (onnx.checker + ONNX Runtime, or torch.jit.load) against PyTorch eager on a "
-        "random batch before it is moved into place; a failed export leaves no file.",
+        description="Export a zoo name, an ArchSpec YAML, a search result YAML or a local-dir: "
+        "folder. The file is checked (onnx.checker + ONNX Runtime, or torch.jit.load) against "
+        "PyTorch eager on a seeded batch before it is moved into place; a failed export leaves "
+        "no file. Without --pretrained or --checkpoint the weights are random (as with "
+        "timm.create_model): BN statistics and classifier are drawn from a fixed seed so the "
+        "check sees outputs of realistic scale, and a line on stderr says so.",
     )
-    p.add_argument("model", help="zoo name (fbnetv3_b), ArchSpec YAML path, or local-dir:DIR")
+    p.add_argument(
+        "model",
+        help="zoo name (fbnetv3_b), ArchSpec YAML, search result YAML, or local-dir:DIR",
+    )
     p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
     p.add_argument("--out", required=True, type=Path, help="output file")
-    p.add_argument("--input-size", type=int, default=None, help="default: the model's own")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=_positive_int,
+        default=None,
+        help="square input side in pixels, 8..4096 (default: the model's own)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=_positive_int,
+        default=None,
+        help="classifier width (default: a search result's num_classes, else 1000)",
+    )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs first")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
-    p.add_argument("--atol", type=float, default=1e-4, help="max abs deviation allowed")
+    p.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset, 17..torch's newest (default 17)"
+    )
+    p.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-4,
+        help="max |export - eager| allowed, as a fraction of max |eager output| (default 1e-4)",
+    )
     p.add_argument("--pretrained", action="store_true", help="load the published weights")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights file to load")
     p.set_defaults(func=_export)
@@ -52,19 +89,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Models are NAME[@SIZE]: zoo names, ArchSpec YAMLs, or any timm name "
         "(fbnetv3_b.ra2_in1k is timm's own architecture).",
     )
-    p.add_argument("--models", type=_csv, default=list(DEFAULT_MODELS), help="comma-separated")
+    p.add_argument(
+        "--models",
+        type=_csv,
+        default=None,
+        help="comma-separated (default: the zoo, timm's fbnetv3_b and two mobile baselines)",
+    )
     p.add_argument("--batch", type=_ints, default=[1, 32], help="batch sizes (default 1,32)")
     p.add_argument(
         "--backends",
         type=_csv,
-        default=list(ALL_BACKENDS),
-        help=f"subset of {','.join(ALL_BACKENDS)} (default all)",
+        default=None,
+        help="subset of eager,fused,channels_last,compile,onnx (default all)",
     )
     p.add_argument(
         "--compile-models",
         type=_csv,
-        default=list(DEFAULT_COMPILE_MODELS),
-        help="models to torch.compile (each compile takes minutes on 2 cores); 'all' for all",
+        default=None,
+        help="models to torch.compile (each compile takes minutes on 2 cores; default "
+        "fbnetv3_b@224); 'all' for all",
     )
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per cell")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per cell (at most)")
@@ -84,13 +127,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import FORMATS, export_model, load_model
+    from .errors import UserError
+    from .spec import check_input_size
 
-    if args.format not in FORMATS:
-        raise ValueError(
-            f"unknown export format {args.format!r}; choose one of: {', '.join(FORMATS)}"
+    formats = ("onnx", "torchscript")
+    if args.format not in formats:
+        raise UserError(
+            f"unknown export format {args.format!r}; choose one of: {', '.join(formats)}"
         )
-    model = load_model(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint)
+    if args.out.exists() and not args.overwrite:
+        raise UserError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file name")
+    if not args.out.parent.is_dir():
+        raise UserError(f"--out: folder {args.out.parent} does not exist")
+    if args.input_size is not None:
+        check_input_size(args.input_size, "--input-size")
+    if not args.rtol > 0:
+        raise UserError(f"--rtol must be > 0, got {args.rtol}")
+
+    from .export import check_opset, export_model, load_model, randomize_weights_
+
+    if args.format == "onnx":
+        check_opset(args.opset)
+    model = load_model(
+        args.model,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        num_classes=args.num_classes,
+    )
+    random_weights = not (
+        args.pretrained or args.checkpoint or args.model.startswith(("local-dir:", "hf-hub:"))
+    )
+    if random_weights:
+        randomize_weights_(model)
+        print(
+            "note: exporting random weights (pass --pretrained or --checkpoint for trained ones); "
+            "BN statistics and classifier drawn from seed 0",
+            file=sys.stderr,
+        )
     result = export_model(
         model,
         args.out,
@@ -98,19 +173,30 @@ def _export(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         fold_bn=args.fold_bn,
         opset=args.opset,
-        atol=args.atol,
+        rtol=args.rtol,
     )
     print(result.summary())
     return 0
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from .bench import BenchSettings, format_markdown, plot_top1_vs_latency, run_benchmark
+    from .bench import (
+        ALL_BACKENDS,
+        DEFAULT_COMPILE_MODELS,
+        DEFAULT_MODELS,
+        BenchSettings,
+        format_markdown,
+        plot_top1_vs_latency,
+        run_benchmark,
+    )
 
+    args.models = list(DEFAULT_MODELS) if args.models is None else args.models
     settings = BenchSettings(
         batches=tuple(args.batch),
-        backends=tuple(args.backends),
-        compile_models=tuple(args.compile_models),
+        backends=tuple(ALL_BACKENDS if args.backends is None else args.backends),
+        compile_models=tuple(
+            DEFAULT_COMPILE_MODELS if args.compile_models is None else args.compile_models
+        ),
         warmup=args.warmup,
         repeats=args.repeats,
         max_seconds=args.max_seconds,

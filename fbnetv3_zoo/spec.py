@@ -35,6 +35,7 @@ MAX_EXPANSION = 32.0  # block rows and head
 MAX_INPUT_SIZE = 4096
 MIN_INPUT_SIZE = 8
 MAX_NUM_CLASSES = 100_000
+DEFAULT_NUM_CLASSES = 1000  # ImageNet: the zoo variants and bare specs are counted with it
 MAX_NAME_CHARS = 128
 
 
@@ -450,6 +451,30 @@ def load_arch_file(path: str | Path) -> tuple[ArchSpec, int | None]:
             num_classes = check_num_classes(data["num_classes"], f"{path}: num_classes")
         data = data["arch"]
     return ArchSpec.from_dict(data, source=str(path)), num_classes
+
+
+def resolve_spec_ref(ref: str, num_classes: int | None = None) -> tuple[ArchSpec, int]:
+    """``(ArchSpec, num_classes)`` of a zoo name or an ArchSpec/search-result YAML.
+
+    The class count is, in order: ``num_classes`` if given, the file's
+    ``num_classes:`` (a search result), else 1000.  ``info``, ``export`` and
+    ``arch_stats`` all resolve it this way, so they report the same numbers.
+    """
+    from .variants import VARIANTS, get_variant
+
+    if ref in VARIANTS:
+        spec, file_classes = VARIANTS[ref].spec, None
+    elif ref.endswith((".yaml", ".yml")) or Path(ref).exists():
+        spec, file_classes = load_arch_file(ref)
+    else:
+        try:
+            get_variant(ref)
+        except KeyError as err:  # an unknown name: list the valid ones
+            raise UserError(f"{err.args[0]} (or give an ArchSpec YAML path)") from None
+        raise UserError(f"unknown model {ref!r}")
+    if num_classes is None:
+        num_classes = DEFAULT_NUM_CLASSES if file_classes is None else file_classes
+    return spec, check_num_classes(num_classes)
 
 
 def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -13,8 +13,17 @@ Conventions follow the FBNet authors' model table:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from .spec import ArchSpec, spatial_size
+from .spec import (
+    DEFAULT_NUM_CLASSES,
+    ArchSpec,
+    SpecError,
+    check_input_size,
+    check_num_classes,
+    load_arch_file,
+    spatial_size,
+)
 
 
 @dataclass(frozen=True)
@@ -38,13 +47,28 @@ class ArchStats:
 
 
 def arch_stats(
-    spec: ArchSpec,
+    spec: ArchSpec | str | Path,
     input_size: int | None = None,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int = 3,
 ) -> ArchStats:
-    """Count params and MACs of ``spec`` at ``input_size`` (default: the spec's own)."""
-    size = spec.input_size if input_size is None else input_size
+    """Count params and MACs of ``spec`` at ``input_size`` (default: the spec's own).
+
+    ``spec`` may be a YAML path; for a search result file the class count
+    defaults to the file's ``num_classes`` (the one its ``stats:`` used), so
+    this agrees with the file, ``fbnetv3 info`` and ``fbnetv3 export``.
+    Otherwise ``num_classes`` defaults to 1000.
+    """
+    if not isinstance(spec, ArchSpec):
+        spec, file_classes = load_arch_file(spec)
+        if num_classes is None:
+            num_classes = file_classes
+    num_classes = check_num_classes(DEFAULT_NUM_CLASSES if num_classes is None else num_classes)
+    size = spec.input_size if input_size is None else check_input_size(input_size)
+    if input_size is not None and spec.final_size(size) < 1:
+        raise SpecError(
+            f"input_size: {size} px is too small for this network (a feature map vanishes)"
+        )
     k = spec.stem_kernel
     c = spec.stem_channels
     size = spatial_size(size, k, spec.stem_stride, k // 2)

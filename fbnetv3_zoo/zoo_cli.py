@@ -1,16 +1,19 @@
-"""``fbnetv3 models | info | convert``: the zoo's subcommands."""
+"""``fbnetv3 models | info | convert``: the zoo's subcommands.
+
+Only the standard library at top level: the parser must build without torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from .stats import arch_stats
-from .variants import VARIANTS
-
 
 def zoo_table() -> str:
     """Markdown table of the zoo, generated from the variants' facts and the analytic counts."""
+    from .stats import arch_stats
+    from .variants import VARIANTS
+
     head = (
         "| model | input | eval resize | crop | ImageNet top-1 | top-5 | params (M) | MACs (M) | weights |\n"
         "|---|---|---|---|---|---|---|---|---|\n"
@@ -37,13 +40,16 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .timm_models import _pretrained_cfg, resolve_arch
+    from .spec import resolve_spec_ref
+    from .stats import arch_stats
+    from .variants import VARIANTS
 
-    spec = resolve_arch(args.model)
-    stats = arch_stats(spec)
+    spec, num_classes = resolve_spec_ref(args.model, args.num_classes)
+    stats = arch_stats(spec, num_classes=num_classes)
     out = {
         "name": spec.name or args.model,
         "input_size": spec.input_size,
+        "num_classes": num_classes,
         "params_m": stats.params_m,
         "macs_m": stats.macs_m,
         "torch_params": stats.torch_params,
@@ -51,12 +57,11 @@ def _info(args: argparse.Namespace) -> int:
     }
     if args.model in VARIANTS:
         v = VARIANTS[args.model]
-        cfg = _pretrained_cfg(v)
         out.update(
             imagenet_top1=v.top1,
             imagenet_top5=v.top5,
             eval_resize=v.eval_resize,
-            crop_pct=cfg["crop_pct"],
+            crop_pct=round(v.crop_pct, 4),
             weights_url=v.weights_url,
             official_params_m=v.params_m,
             official_macs_m=v.macs_m,
@@ -76,7 +81,7 @@ def _convert(args: argparse.Namespace) -> int:
         trusted=args.trust_checkpoint,
         overwrite=args.overwrite,
     )
-    print(f"wrote {out}/model.safetensors and {out}/config.json")
+    print(f"wrote {out}/: model.safetensors, config.json, README.md (model card)")
     print(f'load with: timm.create_model("local-dir:{out}", pretrained=True)')
     return 0
 
@@ -85,11 +90,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="table of the FBNetV3 zoo")
     p.set_defaults(func=_models)
 
-    p = sub.add_parser("info", help="facts, statistics and spec of a variant or ArchSpec YAML")
-    p.add_argument("model", help="zoo name (fbnetv3_a…fbnetv3_g) or ArchSpec YAML path")
+    p = sub.add_parser(
+        "info", help="facts, statistics and spec of a variant, ArchSpec YAML or search result"
+    )
+    p.add_argument(
+        "model", help="zoo name (fbnetv3_a…fbnetv3_g), ArchSpec YAML or search result YAML"
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="classifier width for params/MACs (default: a search result's num_classes, else 1000)",
+    )
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("convert", help="official checkpoint -> safetensors + config.json folder")
+    p = sub.add_parser(
+        "convert", help="checkpoint -> Hub-ready folder (safetensors, config.json, model card)"
+    )
     p.add_argument("checkpoint", help="official .pth file (or one of ours)")
     p.add_argument("--model", required=True, help="zoo name or ArchSpec YAML the weights belong to")
     p.add_argument("--out", required=True, help="output folder (created atomically)")

@@ -1,0 +1,216 @@
+"""The ``fbnetv3`` front door: fast start, user errors as one line, numbers that agree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TINY_ARCH
+
+import fbnetv3_zoo
+from fbnetv3_zoo import arch_stats
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.errors import UserError
+
+HEAVY = ("torch", "timm", "numpy", "scipy", "onnx", "onnxruntime", "matplotlib", "ray")
+
+
+def _python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_building_the_parser_imports_nothing_heavy():
+    code = (
+        "import sys\n"
+        "from fbnetv3_zoo.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    assert _python(code) == "[]"
+
+
+def test_models_command_imports_nothing_heavy():
+    code = (
+        "import sys, contextlib, io\n"
+        "from fbnetv3_zoo.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()): main(['models'])\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    assert _python(code) == "[]"
+
+
+def test_importing_the_package_after_timm_registers_the_exact_models():
+    # the other order (package first, timm later) is the one this test session runs in
+    code = "import timm, fbnetv3_zoo\nprint(type(timm.create_model('fbnetv3_b')).__name__)"
+    assert _python(code) == "FBNetV3Timm"
+
+
+def test_submodule_imported_first_still_registers():
+    code = (
+        "from fbnetv3_zoo.model import FBNetV3\n"  # imports timm while ours is half-imported
+        "import timm\nprint(type(timm.create_model('fbnetv3_d')).__name__)"
+    )
+    assert _python(code) == "FBNetV3Timm"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"fbnetv3-zoo {fbnetv3_zoo.__version__}"
+
+
+def test_user_error_is_one_line_but_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    import fbnetv3_zoo.zoo_cli as zoo_cli
+
+    def user_mistake(args):
+        raise UserError("my.yaml: stem_channels: invalid value 0")
+
+    monkeypatch.setattr(zoo_cli, "_models", user_mistake)
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err
+    assert err == "fbnetv3 models: error: my.yaml: stem_channels: invalid value 0\n"
+
+    def bug(args):
+        raise RuntimeError("internal")
+
+    monkeypatch.setattr(zoo_cli, "_models", bug)
+    with pytest.raises(RuntimeError, match="internal"):
+        main(["models"])
+
+
+# ------------------------------------------------------- one class count everywhere
+@pytest.fixture(scope="module")
+def result_yaml(tmp_path_factory):
+    """A search result like ``best/<constraint>.yaml``, with the search's own statistics.
+
+    The statistics come from the search's vectorised counter (``batch_stats``),
+    a separate code path from ``arch_stats``, at a 10-class head.
+    """
+    from fbnetv3_zoo.search.constraints import batch_stats
+    from fbnetv3_zoo.search.encoding import decode
+    from fbnetv3_zoo.search.space import load_space
+
+    space = load_space("fbnetv3_proxy")
+    u = np.random.default_rng(0).random((1, space.size))
+    spec, recipe = decode(space, u[0])
+    macs, params, valid = batch_stats(space, u, num_classes=10)
+    assert valid[0]
+    path = tmp_path_factory.mktemp("run") / "macs_le_1M.yaml"
+    doc = dict(
+        arch=spec.to_dict(),
+        recipe=recipe,
+        num_classes=10,
+        stats=dict(macs=int(macs[0]), params=int(params[0])),
+    )
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path, doc
+
+
+def test_info_arch_stats_and_export_agree_with_the_result_file(result_yaml, tmp_path, capsys):
+    import onnx
+
+    path, doc = result_yaml
+    stats = arch_stats(str(path))  # the file route: the file's class count
+    assert (stats.macs, stats.params) == (doc["stats"]["macs"], doc["stats"]["params"])
+    assert arch_stats(str(path), num_classes=1000).params > stats.params
+
+    assert main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out.split("\narch:")[0])
+    assert info["num_classes"] == 10
+    assert round(info["macs_m"] * 1e6) == doc["stats"]["macs"]
+    assert round(info["params_m"] * 1e6) == doc["stats"]["params"]
+
+    out = tmp_path / "best.onnx"
+    assert main(["export", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    graph = onnx.load(str(out)).graph
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 10
+    model = fbnetv3_zoo.create_model(str(path), num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == stats.torch_params
+
+    assert main(["info", str(path), "--num-classes", "1000"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\narch:")[0])["num_classes"] == 1000
+
+
+# --------------------------------------------------------------- bounded inputs
+@pytest.fixture()
+def tiny_yaml(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_ARCH)
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra, culprit",
+    [
+        (["--input-size", "20000"], "--input-size"),
+        (["--input-size", "4"], "--input-size"),
+        (["--opset", "99"], "--opset 99"),
+        (["--format", "tflite"], "tflite"),
+        (["--num-classes", "1000000000"], "num_classes"),
+        (["--rtol", "0"], "--rtol"),
+    ],
+)
+def test_export_mistakes_are_one_line_and_leave_nothing(extra, culprit, tiny_yaml, capsys):
+    out = tiny_yaml.parent / "x.onnx"
+    assert main(["export", str(tiny_yaml), "--out", str(out), *extra]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(lines) == 1 and culprit in lines[0] and "Traceback" not in lines[0]
+    assert sorted(p.name for p in tiny_yaml.parent.iterdir()) == ["tiny.yaml"]
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_export_nonpositive_input_size_is_an_argument_error(value, tiny_yaml, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "export",
+                str(tiny_yaml),
+                "--out",
+                str(tiny_yaml.parent / "x.onnx"),
+                "--input-size",
+                value,
+            ]
+        )
+    assert done.value.code == 2 and "--input-size" in capsys.readouterr().err
+
+
+def test_export_refuses_to_overwrite_and_says_when_weights_are_random(tiny_yaml, capsys):
+    out = tiny_yaml.parent / "tiny.onnx"
+    out.write_text("keep me")
+    assert main(["export", str(tiny_yaml), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(["export", str(tiny_yaml), "--out", str(out), "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert "random weights" in captured.err
+    # the seeded BN/classifier draw makes the parity check see outputs of realistic scale
+    scale = float(captured.out.split("outputs up to ")[1].split(",")[0])
+    assert scale > 0.5 and out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("repeats", 100_000_000), ("channels", 1_000_000_000), ("kernel", "3")],
+)
+def test_info_rejects_huge_or_mistyped_specs_at_once(field, value, tmp_path, capsys):
+    doc = yaml.safe_load(TINY_ARCH)
+    doc["arch"]["stages"][0][0][field] = value
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"stages[0][0].{field}" in err and "huge.yaml" in err
+
+
+def test_info_of_a_missing_file_is_one_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.yaml" in err
