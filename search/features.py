@@ -51,10 +51,10 @@ def _declarations(space: SearchSpace) -> dict[str, Any]:
         out["resolution"] = data["resolution"]
     for i, stage in enumerate(data.get("stages") or []):
         for j, row in enumerate(stage if isinstance(stage, list) else []):
-            for key, value in (row.items() if isinstance(row, Mapping) else []):
+            for key, value in row.items() if isinstance(row, Mapping) else []:
                 out[f"stages[{i}][{j}].{key}"] = value
     recipe = data.get("recipe")
-    for key, value in (recipe.items() if isinstance(recipe, Mapping) else []):
+    for key, value in recipe.items() if isinstance(recipe, Mapping) else []:
         out[f"recipe.{key}"] = value
     return out
 

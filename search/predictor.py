@@ -1,19 +1,28 @@
-"""The neural acquisition function: an MLP ensemble over encoded pairs.
+"""The neural acquisition function: the paper's pretrained predictor, as an ensemble option.
 
-Measured accuracies are expensive, so the encoder is first pretrained on
-targets that cost nothing: the analytic log-MACs and log-params of thousands of
-sampled pairs.  That teaches it how the architecture columns combine before a
-single candidate is trained.  Each ensemble member then starts from that
-encoder, gets a fresh head and a bootstrap of the measured pairs, and is fitted
-with a Huber loss (robust to the odd badly-trained proxy).  The spread of the
-members lets the acquisition trade expected accuracy against uncertainty.
+Measured accuracies are expensive, so an architecture-only encoder is first
+pretrained on targets that cost nothing: the analytic log-MACs and log-params
+of thousands of sampled architectures.  The recipe cannot change those, so its
+columns are not fed to pretraining; they join at the accuracy head, whose input
+is ``concat(arch embedding, recipe features)``.  Fitting to measured pairs then
+runs in two phases, as in the paper: the head alone with the encoder frozen,
+then every layer at a lower learning rate.  The loss is Huber (robust to the
+odd badly trained proxy).  Features are one-hot for choices and min-max for
+ranges (``features.py``).
+
+Ensembles and UCB are options on top: each member gets its own head
+initialisation and a bootstrap of the measured pairs, and the acquisition adds
+``kappa`` times their spread.  ``members=1, kappa=0`` is the paper's greedy
+choice (one network, no bootstrap, rank by predicted accuracy).  All members
+train together as one batched network (``torch.baddbmm`` over a member axis),
+so a fit on a few dozen pairs takes a fraction of a second on one core.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -22,10 +31,16 @@ import torch
 from torch import nn
 
 from .constraints import batch_stats
+from .features import FeatureMap, feature_map
 from .sampling import sample
 from .space import SearchSpace
 
-HIDDEN = 64
+HIDDEN = 64  # encoder width (the arch embedding)
+HEAD_HIDDEN = 32  # hidden width of the accuracy head
+FIT_LR = 3e-3  # head-only phase (and from-scratch fits)
+FINETUNE_LR = 3e-4  # all-layer phase: lower so the pretrained encoder is adjusted, not erased
+WEIGHT_DECAY = 1e-4
+FULL_BATCH = 256  # up to this many pairs every step sees all of them
 
 
 @contextmanager
@@ -39,63 +54,100 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _encoder(dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU())
+class Linears(nn.Module):
+    """``members`` independent linear layers applied to ``(members, n, fan_in)`` in one matmul."""
 
-
-class MLP(nn.Module):
-    """Encoder (shared with pretraining) plus a linear head."""
-
-    def __init__(self, dim: int, outputs: int = 1) -> None:
+    def __init__(self, members: int, fan_in: int, fan_out: int, gen: torch.Generator) -> None:
         super().__init__()
-        self.encoder = _encoder(dim)
-        self.head = nn.Linear(HIDDEN, outputs)
+        bound = 1.0 / math.sqrt(max(fan_in, 1))  # nn.Linear's default range
+
+        def uniform(*shape: int) -> nn.Parameter:
+            return nn.Parameter((torch.rand(*shape, generator=gen) * 2 - 1) * bound)
+
+        self.weight = uniform(members, fan_in, fan_out)
+        self.bias = uniform(members, 1, fan_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        return torch.baddbmm(self.bias, x, self.weight)
 
 
-def _train(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, batch: int, seed: int
-) -> float:
-    """Adam with a cosine schedule on a Huber loss; returns the final full-data loss."""
-    with single_thread():
-        return _train_loop(model, x, y, steps, lr, batch, seed)
+def _encoder(members: int, arch_width: int, gen: torch.Generator) -> nn.Sequential:
+    return nn.Sequential(
+        Linears(members, arch_width, HIDDEN, gen),
+        nn.ReLU(),
+        Linears(members, HIDDEN, HIDDEN, gen),
+        nn.ReLU(),
+    )
 
 
-def _train_loop(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float, batch: int, seed: int
-) -> float:
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+class Network(nn.Module):
+    """Arch encoder -> embedding; head(concat(embedding, recipe features)) -> accuracy."""
+
+    def __init__(
+        self, members: int, arch_width: int, recipe_width: int, gen: torch.Generator
+    ) -> None:
+        super().__init__()
+        self.encoder = _encoder(members, arch_width, gen)
+        self.head = nn.Sequential(
+            Linears(members, HIDDEN + recipe_width, HEAD_HIDDEN, gen),
+            nn.ReLU(),
+            Linears(members, HEAD_HIDDEN, 1, gen),
+        )
+
+    def from_embedding(self, emb: torch.Tensor, recipe: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([emb, recipe], dim=2)).squeeze(2)
+
+    def forward(self, arch: torch.Tensor, recipe: torch.Tensor) -> torch.Tensor:
+        return self.from_embedding(self.encoder(arch), recipe)
+
+
+def _members_axis(x: np.ndarray, members: int) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.float32).unsqueeze(0).expand(members, -1, -1)
+
+
+def _optimise(
+    params: list[nn.Parameter],
+    loss_of: Callable[[torch.Tensor | None], torch.Tensor],
+    n: int,
+    steps: int,
+    lr: float,
+    gen: torch.Generator,
+) -> None:
+    """AdamW with a cosine schedule; ``loss_of(idx)`` is the loss on rows ``idx`` (None: all)."""
+    if steps <= 0:
+        return
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    loss_fn = nn.HuberLoss(delta=1.0)
-    model.train()
     for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen)
+        idx = None if n <= FULL_BATCH else torch.randint(n, (FULL_BATCH,), generator=gen)
         opt.zero_grad()
-        loss_fn(model(x[idx]), y[idx]).backward()
+        loss_of(idx).backward()
         opt.step()
         sched.step()
-    model.eval()
-    with torch.no_grad():
-        return float(loss_fn(model(x), y))
 
 
+def _huber(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted Huber loss, averaged per member and summed over members (they are independent)."""
+    loss = nn.functional.huber_loss(pred, target, reduction="none", delta=1.0)
+    return ((loss * weight).sum(1) / weight.sum(1).clamp_min(1e-9)).sum()
+
+
+# ---------------------------------------------------------------- pretraining
 def free_targets(space: SearchSpace, u: np.ndarray, num_classes: int = 1000) -> np.ndarray:
-    """Standardised log-MACs and log-params: the pretraining targets."""
+    """Standardised log-MACs and log-params of the architectures in ``u`` (rows must be valid)."""
     macs, params, _ = batch_stats(space, u, num_classes)
-    t = np.log(np.stack([macs, params], axis=1).astype(float))
+    t = np.log(np.maximum(np.stack([macs, params], axis=1).astype(float), 1.0))
     return (t - t.mean(0)) / (t.std(0) + 1e-9)
 
 
 @dataclass
 class Pretrained:
-    """A pretrained encoder and how well it learned the free targets."""
+    """The arch encoder after pretraining (``state`` None: not pretrained) and its featurisation."""
 
-    state: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor] | None
     loss: float
     wall_s: float
+    features: FeatureMap | None = None
 
 
 def pretrain(
@@ -105,38 +157,74 @@ def pretrain(
     num_classes: int = 1000,
     seed: int = 0,
 ) -> Pretrained:
-    """Fit the encoder to analytic statistics of ``samples`` Sobol pairs."""
+    """Fit the arch encoder to the log-MACs/params of ``samples`` Sobol architectures.
+
+    Only the architecture columns are fed; ``steps=0`` or ``samples=0`` returns
+    an untrained encoder (the no-pretraining ablation, which fits from scratch).
+    """
     start = time.perf_counter()
-    torch.manual_seed(seed)
+    fmap = feature_map(space)
+    if steps <= 0 or samples <= 0:
+        return Pretrained(None, float("nan"), time.perf_counter() - start, fmap)
     u = sample(space, samples, "sobol", seed=seed + 7919)
-    x = torch.as_tensor(u, dtype=torch.float32)
-    y = torch.as_tensor(free_targets(space, u, num_classes), dtype=torch.float32)
-    model = MLP(space.size, outputs=2)
-    loss = _train(model, x, y, steps=steps, lr=3e-3, batch=256, seed=seed)
-    return Pretrained(copy.deepcopy(model.encoder.state_dict()), loss, time.perf_counter() - start)
+    valid = batch_stats(space, u, num_classes)[2]
+    u = u[valid]
+    arch, _ = fmap.split(u)
+    y = torch.as_tensor(free_targets(space, u, num_classes), dtype=torch.float32).unsqueeze(0)
+    gen = torch.Generator().manual_seed(seed)
+    with single_thread():
+        encoder = _encoder(1, fmap.arch_width, gen)
+        out = Linears(1, HIDDEN, 2, gen)
+        x = _members_axis(arch, 1)
+
+        def loss_of(idx: torch.Tensor | None) -> torch.Tensor:
+            xb, yb = (x, y) if idx is None else (x[:, idx], y[:, idx])
+            return nn.functional.huber_loss(out(encoder(xb)), yb, delta=1.0)
+
+        params = list(encoder.parameters()) + list(out.parameters())
+        _optimise(params, loss_of, len(u), steps, FIT_LR, gen)
+        with torch.no_grad():
+            loss = float(loss_of(None))
+    state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+    return Pretrained(state, loss, time.perf_counter() - start, fmap)
 
 
+# ---------------------------------------------------------------- fitting
 @dataclass
 class Predictor:
     """An ensemble predicting accuracy; ``predict`` returns mean and spread in target units."""
 
-    members: list[MLP]
+    network: Network
+    features: FeatureMap
     y_mean: float
     y_std: float
     train_loss: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def members(self) -> int:
+        return int(self.network.encoder[0].weight.shape[0])
+
     def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.as_tensor(np.atleast_2d(u), dtype=torch.float32)
+        arch, recipe = self.features.split(u)
+        m = self.members
         with torch.no_grad(), single_thread():
-            out = torch.stack([m(x).squeeze(1) for m in self.members]).numpy()
+            out = self.network(_members_axis(arch, m), _members_axis(recipe, m)).numpy()
         out = out * self.y_std + self.y_mean
         return out.mean(0), out.std(0)
 
     def acquisition(self, u: np.ndarray, kappa: float = 0.5) -> np.ndarray:
-        """Upper confidence bound: mean + kappa * ensemble spread."""
+        """Upper confidence bound: mean + kappa * ensemble spread (kappa=0: greedy)."""
         mean, std = self.predict(u)
         return mean + kappa * std
+
+
+def _resolve_features(pretrained: Pretrained | None, space: SearchSpace | None) -> FeatureMap:
+    if pretrained is not None and pretrained.features is not None:
+        return pretrained.features
+    if space is None:
+        raise TypeError("fit needs the search space (space=...) when no Pretrained is given")
+    return feature_map(space)
 
 
 def fit(
@@ -146,24 +234,67 @@ def fit(
     members: int = 5,
     steps: int = 300,
     seed: int = 0,
+    space: SearchSpace | None = None,
+    frozen_fraction: float = 0.5,
 ) -> Predictor:
-    """Fit an ensemble to measured ``y``; members start from ``pretrained`` when given."""
+    """Fit to measured ``y``: head with the pretrained encoder frozen, then all layers at a lower lr.
+
+    ``frozen_fraction`` of the ``steps`` train the head alone.  Without a
+    pretrained encoder (``None`` or one with ``state=None``) every layer trains
+    from scratch for ``steps`` at the head's learning rate.  With
+    ``members > 1`` each member sees a bootstrap of the pairs.
+    """
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    if not 0.0 <= frozen_fraction <= 1.0:
+        raise ValueError(f"frozen_fraction must be in [0, 1], got {frozen_fraction}")
+    fmap = _resolve_features(pretrained, space)
     u = np.asarray(u, dtype=float)
     y = np.asarray(y, dtype=float)
     mean, std = float(y.mean()), float(y.std()) or 1.0
-    x = torch.as_tensor(u, dtype=torch.float32)
-    t = torch.as_tensor((y - mean) / std, dtype=torch.float32).unsqueeze(1)
+    arch, recipe = fmap.split(u)
     rng = np.random.default_rng(seed)
-    models, losses = [], []
-    for k in range(members):
-        torch.manual_seed(seed * 101 + k)
-        model = MLP(u.shape[1])
-        if pretrained is not None:
-            model.encoder.load_state_dict(pretrained.state)
-        boot = rng.integers(0, len(u), len(u)) if members > 1 else np.arange(len(u))
-        losses.append(_train(model, x[boot], t[boot], steps, lr=3e-3, batch=64, seed=seed + k))
-        models.append(model)
-    return Predictor(models, mean, std, float(np.mean(losses)))
+    if members > 1:  # bootstrap as per-pair counts: same estimator, no gathered copies
+        counts = np.stack(
+            [np.bincount(rng.integers(0, len(u), len(u)), minlength=len(u)) for _ in range(members)]
+        )
+    else:
+        counts = np.ones((1, len(u)))
+    weight = torch.as_tensor(counts, dtype=torch.float32)
+    target = torch.as_tensor((y - mean) / std, dtype=torch.float32).unsqueeze(0)
+    gen = torch.Generator().manual_seed(seed)
+    with single_thread():
+        net = Network(members, fmap.arch_width, fmap.width - fmap.arch_width, gen)
+        xa, xr = _members_axis(arch, members), _members_axis(recipe, members)
+        state = pretrained.state if pretrained is not None else None
+
+        def rows(t: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+            return t if idx is None else t[:, idx]
+
+        def full_loss(idx: torch.Tensor | None) -> torch.Tensor:
+            pred = net(rows(xa, idx), rows(xr, idx))
+            return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
+
+        if state is None:
+            _optimise(list(net.parameters()), full_loss, len(u), steps, FIT_LR, gen)
+        else:
+            net.encoder.load_state_dict(
+                {k: v.expand(members, *v.shape[1:]) for k, v in state.items()}
+            )
+            with torch.no_grad():  # frozen encoder: the embedding is computed once
+                emb = net.encoder(xa)
+
+            def head_loss(idx: torch.Tensor | None) -> torch.Tensor:
+                pred = net.from_embedding(rows(emb, idx), rows(xr, idx))
+                return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
+
+            frozen = int(round(steps * frozen_fraction))
+            _optimise(list(net.head.parameters()), head_loss, len(u), frozen, FIT_LR, gen)
+            _optimise(list(net.parameters()), full_loss, len(u), steps - frozen, FINETUNE_LR, gen)
+        net.eval()
+        with torch.no_grad():
+            loss = float(full_loss(None)) / members
+    return Predictor(net, fmap, mean, std, loss)
 
 
 def rank_quality(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
@@ -185,6 +316,8 @@ def fit_with_holdout(
 ) -> tuple[Predictor, dict[str, float]]:
     """Score a fit on held-out pairs, then refit on everything; returns (predictor, quality)."""
     start = time.perf_counter()
+    u = np.asarray(u, dtype=float)
+    y = np.asarray(y, dtype=float)
     n = len(u)
     quality = {"n": float(n), "tau": float("nan"), "rho": float("nan"), "n_heldout": 0.0}
     n_out = max(3, int(round(holdout * n)))
