@@ -253,7 +253,7 @@ def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
 def _folder(root: Path, train: bool) -> DataSplits:
     if not root.is_dir():
         raise DataError(
-            f"--data {str(root)!r}: no such dataset directory (or use 'digits', 'digits:N', "
+            f"--data {str(root)!r}: dataset directory not found (or use 'digits', 'digits:N', "
             "'cifar10', 'cifar100')"
         )
     val_dir = next((root / n for n in ("val", "validation") if (root / n).is_dir()), None)
