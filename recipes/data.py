@@ -198,7 +198,7 @@ def digits_arrays(train_per_class: int | None = None) -> tuple[np.ndarray, ...]:
 
 
 def load_data(
-    data: str | Path | DataSplits,
+    data: str | Path,
     resolution: int | None,
     data_root: str | Path | None = None,
     download: bool = False,
@@ -207,11 +207,8 @@ def load_data(
     """``digits``/``digits:N``, ``cifar10``/``cifar100`` or an ImageFolder directory.
 
     A directory with ``train/`` and ``val/`` (or ``validation/``) subfolders uses
-    them; otherwise a fixed seeded 80/20 split of the directory is made.  A
-    ``DataSplits`` passes through (custom splits, e.g. the recipes benchmark's).
+    them; otherwise a fixed seeded 80/20 split of the directory is made.
     """
-    if isinstance(data, DataSplits):
-        return data
     text = str(data)
     if text == "digits" or text.startswith("digits:"):
         xt, yt, xv, yv = digits_arrays(_per_class(text))
