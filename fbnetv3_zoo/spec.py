@@ -43,12 +43,43 @@ class SpecError(UserError):
     """An ArchSpec field holds a value outside what the builders accept."""
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
+class ScalarOps:
+    """Python-number versions of the three operations the width arithmetic needs.
+
+    The width and cost formulas below (and in ``stats.py``) are written once
+    against such an ``ops`` namespace: with these they resolve one spec, with
+    numpy's (``fbnetv3_zoo.search.constraints.ARRAY_OPS``) a batch of
+    candidates column by column, so the two can never disagree.
+    """
+
+    @staticmethod
+    def where(cond: Any, a: Any, b: Any) -> Any:
+        return a if cond else b
+
+    @staticmethod
+    def floor_int(value: Any) -> Any:
+        return math.floor(value)
+
+    maximum = staticmethod(max)
+
+
+SCALAR = ScalarOps()
+
+
+def make_divisible(value: float, divisor: int = 8, ops: Any = SCALAR) -> int:
     """Round to the nearest multiple of ``divisor`` (halves up), never dropping below 95 %."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.95 * value:
-        rounded += divisor
-    return rounded
+    rounded = ops.maximum(divisor, ops.floor_int(value + divisor / 2) // divisor * divisor)
+    return ops.where(rounded < 0.95 * value, rounded + divisor, rounded)
+
+
+def mid_channels(cin: Any, expansion: Any, ops: Any = SCALAR) -> Any:
+    """Width of a block's depthwise conv; expansion 1 keeps the input width (no 1x1 conv)."""
+    return ops.where(expansion == 1, cin, make_divisible(cin * expansion, ops=ops))
+
+
+def se_channels(mid: Any, expansion: Any, se_ratio: float, ops: Any = SCALAR) -> Any:
+    """Squeeze-excite bottleneck width: a fraction of the block's *input* width."""
+    return make_divisible(ops.floor_int(mid * se_ratio / expansion), ops=ops)
 
 
 def _check(ok: bool, where: str, value: Any, allowed: str) -> None:
@@ -279,11 +310,8 @@ class ArchSpec:
             for row in stage:
                 for r in range(row.repeats):
                     stride = row.stride if r == 0 else 1
-                    # expansion 1 keeps the input width: no 1x1 expansion conv at all
-                    mid = cin if row.expansion == 1 else make_divisible(cin * row.expansion)
-                    se = None
-                    if row.se:
-                        se = make_divisible(int(mid * self.se_ratio / row.expansion))
+                    mid = mid_channels(cin, row.expansion)
+                    se = se_channels(mid, row.expansion, self.se_ratio) if row.se else None
                     pad = row.kernel // 2 if row.dw_padding is None else row.dw_padding
                     yield ResolvedBlock(
                         stage=s,
@@ -478,5 +506,5 @@ def resolve_spec_ref(ref: str, num_classes: int | None = None) -> tuple[ArchSpec
 
 
 def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis."""
-    return math.floor((size + 2 * padding - kernel) / stride) + 1
+    """Output length of a convolution along one axis (integers or integer arrays)."""
+    return (size + 2 * padding - kernel) // stride + 1

@@ -2,6 +2,8 @@
 
 The search filters hundreds of thousands of candidates by these numbers, so
 no module is built: one pass over the resolved blocks with integer arithmetic.
+The per-part formulas (``stem_cost``, ``block_cost``, ``head_cost``) also
+serve the search's vectorised ``batch_stats`` on numpy columns.
 Conventions follow the FBNet authors' model table:
 
 * ``params``: convolution (and classifier) weights only, no biases, no BN;
@@ -14,14 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .spec import (
     DEFAULT_NUM_CLASSES,
+    SCALAR,
     ArchSpec,
     SpecError,
     check_input_size,
     check_num_classes,
     load_arch_file,
+    make_divisible,
     spatial_size,
 )
 
@@ -69,43 +74,74 @@ def arch_stats(
         raise SpecError(
             f"input_size: {size} px is too small for this network (a feature map vanishes)"
         )
-    k = spec.stem_kernel
-    c = spec.stem_channels
-    size = spatial_size(size, k, spec.stem_stride, k // 2)
-    weights = in_chans * c * k * k
-    conv_macs = weights * size * size
-    pool_macs = 0
-    extra = 3 * c  # stem conv bias + BN weight/bias
-    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
-        pos = size * size
-        if has_pw:
-            w = cin * mid
-            weights += w
-            conv_macs += w * pos
-            extra += 2 * mid
-        size = (size + 2 * pad - k) // stride + 1
-        pos = size * size
-        w = mid * k * k + mid * cout
-        weights += w
-        conv_macs += w * pos
-        extra += 2 * mid + 2 * cout
-        if se:
-            w = 2 * mid * se
-            weights += w
-            conv_macs += w
-            pool_macs += mid * pos
-            extra += mid + se
-    hin, hmid, feat = spec.head_in_channels, spec.head_mid_channels, spec.feature_width
-    w = hin * hmid
-    weights += w
-    conv_macs += w * size * size
-    extra += 2 * hmid
-    pool_macs += hmid * size * size
-    w = hmid * feat + feat * num_classes
-    weights += w
-    conv_macs += w
-    pool_macs += feat  # the official classifier pools its 1x1 input once more
-    extra += num_classes
-    return ArchStats(
-        params=weights, conv_macs=conv_macs, pool_macs=pool_macs, torch_params=weights + extra
+    weights, conv_macs, pool_macs, extra, size = stem_cost(
+        in_chans, spec.stem_channels, spec.stem_kernel, spec.stem_stride, size
     )
+    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
+        w, m, p, e, size = block_cost(cin, mid, cout, k, stride, pad, se, has_pw, size)
+        weights += w
+        conv_macs += m
+        pool_macs += p
+        extra += e
+    w, m, p, e = head_cost(
+        spec.head_in_channels, spec.head_expansion, spec.feature_width, num_classes, size
+    )
+    return ArchStats(
+        params=weights + w,
+        conv_macs=conv_macs + m,
+        pool_macs=pool_macs + p,
+        torch_params=weights + w + extra + e,
+    )
+
+
+# The cost formulas, shared by ``arch_stats`` (Python numbers, one spec) and the
+# search's ``batch_stats`` (numpy columns, 100k candidates): written once, they
+# take integers or integer arrays alike (``ops`` supplies where/max/floor).
+def stem_cost(in_chans: Any, channels: Any, kernel: int, stride: int, size: Any) -> tuple:
+    """(weights, conv MACs, pool MACs, extra torch params, output size) of the stem conv."""
+    size = spatial_size(size, kernel, stride, kernel // 2)
+    weights = in_chans * channels * kernel * kernel
+    return weights, weights * size * size, 0, 3 * channels, size  # extra: conv bias + BN
+
+
+def block_cost(
+    cin: Any,
+    mid: Any,
+    cout: Any,
+    kernel: Any,
+    stride: int,
+    pad: Any,
+    se: Any,
+    has_pw: Any,
+    size: Any,
+) -> tuple:
+    """(weights, conv MACs, pool MACs, extra torch params, output size) of one IRF block.
+
+    ``se`` is the squeeze-excite width (0: none), ``has_pw`` whether the 1x1
+    expansion conv exists; both may be arrays (then so are the results).
+    """
+    pw = cin * mid * has_pw
+    conv_macs = pw * size * size
+    size = spatial_size(size, kernel, stride, pad)
+    pos = size * size
+    w = mid * kernel * kernel + mid * cout
+    se_w = 2 * mid * se
+    weights = pw + w + se_w
+    conv_macs = conv_macs + w * pos + se_w
+    pool = mid * pos * (se > 0)  # the SE squeeze reads the whole map
+    extra = 2 * mid * has_pw + 2 * mid + 2 * cout + (mid + se) * (se > 0)  # BN affine, SE biases
+    return weights, conv_macs, pool, extra, size
+
+
+def head_cost(
+    cin: Any, expansion: float, features: int, num_classes: int, size: Any, ops: Any = SCALAR
+) -> tuple:
+    """(weights, conv MACs, pool MACs, extra torch params) of the IRPool head and classifier."""
+    mid = make_divisible(cin * expansion, ops=ops)
+    w = cin * mid
+    weights = w + mid * features + features * num_classes
+    conv_macs = w * size * size + mid * features + features * num_classes
+    # global pool of the expanded map, plus one read of the 1x1 feature vector by the
+    # official classifier's pool
+    pool = mid * size * size + features
+    return weights, conv_macs, pool, 2 * mid + num_classes

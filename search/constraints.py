@@ -1,9 +1,10 @@
 """Resource constraints and the vectorised MACs/params of whole batches of encodings.
 
 Filtering 100,000 Sobol candidates one ArchSpec at a time would spend most of
-the time building Python objects, so the statistics are recomputed here with
-numpy over the decoded columns, block slot by block slot.  The arithmetic is
-the one of :func:`fbnetv3_zoo.stats.arch_stats` (the tests check they agree).
+the time building Python objects, so the statistics are computed here with
+numpy over the decoded columns, block slot by block slot, by the very formulas
+:func:`fbnetv3_zoo.stats.arch_stats` uses (``mid_channels``, ``se_channels``,
+``stem_cost``, ``block_cost``, ``head_cost``) with numpy operations plugged in.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels
+from fbnetv3_zoo.stats import block_cost, head_cost, stem_cost
+
 from .encoding import decode_columns
 from .space import SearchSpace
+
+# a space fixes no stem stride: its candidates get ArchSpec's default, as decode() builds them
+STEM_STRIDE = ArchSpec.__dataclass_fields__["stem_stride"].default
 
 _UNITS = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _PATTERN = re.compile(r"^\s*(macs|params)\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*([kKMG]?)\s*$")
@@ -57,21 +64,28 @@ def feasible(constraints: list[Constraint], macs: np.ndarray, params: np.ndarray
     return np.any([c.ok(macs, params) for c in constraints], axis=0)
 
 
-def _make_divisible(value: np.ndarray, divisor: int = 8) -> np.ndarray:
-    rounded = np.maximum(
-        divisor, np.floor(value + divisor / 2).astype(np.int64) // divisor * divisor
-    )
-    return np.where(rounded < 0.95 * value, rounded + divisor, rounded)
+class _ArrayOps:
+    """numpy versions of the operations the shared width/cost formulas need."""
+
+    where = staticmethod(np.where)
+    maximum = staticmethod(np.maximum)
+
+    @staticmethod
+    def floor_int(value: np.ndarray) -> np.ndarray:
+        return np.floor(value).astype(np.int64)
 
 
-def _spatial(size: np.ndarray, kernel: np.ndarray, stride: int, pad: np.ndarray) -> np.ndarray:
-    return (size + 2 * pad - kernel) // stride + 1
+ARRAY_OPS = _ArrayOps()
 
 
 def batch_stats(
-    space: SearchSpace, u: np.ndarray, num_classes: int = 1000
+    space: SearchSpace, u: np.ndarray, num_classes: int = 1000, in_chans: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(macs, params, valid) for every row of ``u``; ``valid`` is False where a feature map vanishes."""
+    """(macs, params, valid) for every row of ``u``; ``valid`` is False where a feature map vanishes.
+
+    The formulas are ``fbnetv3_zoo.spec``'s and ``fbnetv3_zoo.stats``'s own, applied to
+    numpy columns: block slot by block slot, a slot beyond a row's repeats is masked out.
+    """
     cols = decode_columns(space, u)
 
     def col(name: str, dtype: type = np.int64) -> np.ndarray:
@@ -79,11 +93,10 @@ def batch_stats(
 
     n = len(cols["resolution"])
     valid = np.ones(n, dtype=bool)
-    k = space.stem_kernel
     cin = col("stem_channels")
-    size = _spatial(col("resolution"), np.full(n, k), 2, np.full(n, k // 2))
-    weights = 3 * cin * k * k
-    macs = weights * size * size
+    weights, macs, pool, _, size = stem_cost(
+        in_chans, cin, space.stem_kernel, STEM_STRIDE, col("resolution")
+    )
     pool = np.zeros(n, dtype=np.int64)
     for i, stage in enumerate(space.stages):
         cout = None
@@ -93,34 +106,20 @@ def batch_stats(
             cout = col(name + "channels") if row.channels is not None else cout
             pad = kern // 2 - col(name + "pad_trim")
             repeats = col(name + "repeats")
+            has_pw = (exp != 1).astype(np.int64)
             for r in range(int(repeats.max())):
                 on = r < repeats
+                mid = mid_channels(cin, exp, ARRAY_OPS)
+                se = se_channels(mid, exp, space.se_ratio, ARRAY_OPS) if row.se else 0
                 stride = row.stride if r == 0 else 1
-                mid = np.where(exp == 1, cin, _make_divisible(cin * exp))  # e=1: no expansion
-                pw = np.where(exp != 1, cin * mid, 0)
-                w_pw = pw * size * size
-                new = _spatial(size, kern, stride, pad)
-                pos = new * new
-                w_dw = mid * kern * kern
-                se_w = 0
-                se_pool = 0
-                if row.se:
-                    se_ch = _make_divisible(np.floor(mid * space.se_ratio / exp))
-                    se_w = 2 * mid * se_ch
-                    se_pool = mid * pos
-                w_pwl = mid * cout
-                weights = np.where(on, weights + pw + w_dw + se_w + w_pwl, weights)
-                macs = np.where(on, macs + w_pw + (w_dw + w_pwl) * pos + se_w, macs)
-                pool = np.where(on, pool + se_pool, pool)
+                w, m, p, _, new = block_cost(cin, mid, cout, kern, stride, pad, se, has_pw, size)
+                weights = np.where(on, weights + w, weights)
+                macs = np.where(on, macs + m, macs)
+                pool = np.where(on, pool + p, pool)
                 valid &= ~on | (new >= 1)
                 size = np.where(on, new, size)
                 cin = np.where(on, cout, cin)
-    hmid = _make_divisible(cin * space.head_expansion)
-    w = cin * hmid
-    weights = weights + w
-    macs = macs + w * size * size
-    pool = pool + hmid * size * size + space.feature_width
-    w = hmid * space.feature_width + space.feature_width * num_classes
-    weights = weights + w
-    macs = macs + w + pool
-    return macs, weights, valid
+    w, m, p, _ = head_cost(
+        cin, space.head_expansion, space.feature_width, num_classes, size, ARRAY_OPS
+    )
+    return macs + m + pool + p, weights + w, valid
