@@ -1,0 +1,219 @@
+"""A ground-truth pool: (arch, recipe) pairs already trained on the proxy, looked up instead of trained.
+
+NAS benchmarks publish tabular ground truth so that search strategies can be
+compared over many seeds in seconds; this is ours for the embedded space.
+The pool file (built by ``benchmarks/pool.py``) is gzipped JSON lines: one
+``meta`` line per build session (proxy settings, command, package versions,
+machine) and one ``run`` line per training (the pair's vector, arch and recipe,
+MACs, params, seed, per-epoch metrics, wall and CPU seconds).  Sessions are
+appended as gzip members, so an interrupted build loses nothing.
+
+``PoolEvaluator`` answers an :class:`EvalTask` from the table (a pair outside
+the pool, or a proxy other than the pool's, is an error, never a silent
+retraining); ``PoolSource`` serves the pool's vectors as a finite candidate
+source so the strategies only propose pairs the table can answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fbnetv3_zoo.errors import UserError
+
+from .evaluate import EvalTask, epoch_accuracy
+from .sources import VectorSource
+from .space import SearchSpace
+
+POOL_FORMAT = 1
+PROXY_KEYS = ("space", "space_fingerprint", "data", "epochs", "overrides", "num_classes")
+
+
+class PoolError(UserError):
+    """A pool file is unreadable, inconsistent, or asked for a pair it does not hold."""
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 10 significant digits (recursively), so float noise cannot split a key."""
+    if isinstance(value, float):
+        return float(f"{value:.10g}") if math.isfinite(value) else repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def pair_key(arch: Mapping[str, Any], recipe: Mapping[str, Any]) -> str:
+    """The canonical identity of an (arch dict, searched recipe fields) pair."""
+    return json.dumps({"arch": _rounded(arch), "recipe": _rounded(recipe)}, sort_keys=True)
+
+
+@dataclass
+class PoolPair:
+    """One pair of the pool and its trainings, by seed."""
+
+    index: int
+    vector: np.ndarray
+    arch: dict[str, Any]
+    recipe: dict[str, Any]
+    macs: int
+    params: int
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> run record
+
+    def score(self, seed: int) -> float | None:
+        """Final proxy accuracy of the training with ``seed`` (None if it failed)."""
+        run = self.runs[seed]
+        return epoch_accuracy(run["metrics"][-1]) if run["metrics"] else None
+
+    def scores(self) -> list[float]:
+        """Final accuracies of every successful training."""
+        return [s for s in (self.score(seed) for seed in sorted(self.runs)) if s is not None]
+
+
+@dataclass
+class Pool:
+    """The proxy settings and every trained pair of a pool file."""
+
+    meta: list[dict[str, Any]]
+    pairs: list[PoolPair]
+
+    @property
+    def proxy(self) -> dict[str, Any]:
+        return {k: self.meta[0][k] for k in PROXY_KEYS}
+
+    def index(self) -> dict[str, PoolPair]:
+        return {pair_key(p.arch, p.recipe): p for p in self.pairs}
+
+    def vectors(self) -> np.ndarray:
+        return np.array([p.vector for p in self.pairs])
+
+    def quality(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: the mean final accuracy over its seeds and how many seeds that is.
+
+        The ground truth the benchmarks score against: a pair trained once is
+        one noisy measurement; the re-measured top of the pool is a mean.
+        Failed trainings count as 0 % (a diverged recipe is a bad pair).
+        """
+        mean, count = np.zeros(len(self.pairs)), np.zeros(len(self.pairs), dtype=int)
+        for i, p in enumerate(self.pairs):
+            values = [0.0 if p.score(s) is None else p.score(s) for s in p.runs]
+            mean[i], count[i] = (float(np.mean(values)), len(values)) if values else (np.nan, 0)
+        return mean, count
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Every JSON record of a (multi-member) gzipped JSON-lines file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PoolError(f"pool file not found: {path}")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, EOFError, json.JSONDecodeError) as err:
+        raise PoolError(f"{path}: not a readable pool file ({err})") from None
+
+
+def append_records(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Append records as one new gzip member (a crash mid-write loses only this member)."""
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "at", encoding="utf-8") as f:
+        f.write(text)
+
+
+def load_pool(path: str | Path) -> Pool:
+    """Read a pool file; PoolError names the file and the first inconsistent record."""
+    records = read_records(path)
+    meta = [r for r in records if r.get("type") == "meta"]
+    if not meta:
+        raise PoolError(f"{path}: no meta record (not a pool file?)")
+    for m in meta:
+        if m.get("format") != POOL_FORMAT:
+            raise PoolError(f"{path}: pool format {m.get('format')!r}, expected {POOL_FORMAT}")
+        if any(m.get(k) != meta[0].get(k) for k in PROXY_KEYS):
+            raise PoolError(f"{path}: build sessions disagree on the proxy settings {PROXY_KEYS}")
+    by_index: dict[int, PoolPair] = {}
+    for r in records:
+        if r.get("type") != "run":
+            continue
+        i = int(r["pair"])
+        pair = by_index.get(i)
+        if pair is None:
+            pair = by_index[i] = PoolPair(
+                i,
+                np.asarray(r["vector"], dtype=float),
+                r["arch"],
+                r["recipe"],
+                r["macs"],
+                r["params"],
+            )
+        elif pair_key(pair.arch, pair.recipe) != pair_key(r["arch"], r["recipe"]):
+            raise PoolError(f"{path}: pair {i} holds two different (arch, recipe) pairs")
+        pair.runs[int(r["seed"])] = r
+    return Pool(meta, [by_index[i] for i in sorted(by_index)])
+
+
+class PoolEvaluator:
+    """An evaluator that looks a task's pair up in the pool instead of training it.
+
+    ``seed`` picks which training of a pair answers (every pair has seed 0);
+    a task stopped early gets the first ``stop_after`` epochs of the curve and
+    a proportional share of the recorded wall time.
+    """
+
+    def __init__(self, pool: Pool, seed: int = 0) -> None:
+        self.pool = pool
+        self.seed = seed
+        self._index = pool.index()
+        self.calls = 0
+
+    def __call__(self, task: EvalTask) -> dict[str, Any]:
+        proxy = self.pool.proxy
+        if task.data != proxy["data"] or task.epochs != proxy["epochs"]:
+            raise PoolError(
+                f"the pool was trained on data {proxy['data']!r} for {proxy['epochs']} epochs; "
+                f"the task asks for {task.data!r}, {task.epochs} epochs"
+            )
+        if dict(task.overrides) != proxy["overrides"]:
+            raise PoolError(
+                f"the pool's recipe overrides {proxy['overrides']} differ from the task's {dict(task.overrides)}"
+            )
+        pair = self._index.get(pair_key(task.arch, task.recipe))
+        if pair is None:
+            raise PoolError(f"candidate {task.cid}: this (arch, recipe) pair is not in the pool")
+        if self.seed not in pair.runs:
+            raise PoolError(
+                f"pool pair {pair.index} has no training with seed {self.seed} (has {sorted(pair.runs)})"
+            )
+        self.calls += 1
+        run = pair.runs[self.seed]
+        epochs = len(run["metrics"]) if task.stop_after is None else task.stop_after
+        share = min(1.0, epochs / max(1, task.epochs))
+        return dict(
+            cid=task.cid,
+            status=run["status"],
+            metrics=[dict(m) for m in run["metrics"][:epochs]],
+            error=run.get("error"),
+            wall_s=float(run["wall_s"]) * share,
+        )
+
+
+class PoolSource(VectorSource):
+    """The pool's pairs as a finite candidate source (the strategies can only pick what it holds)."""
+
+    def __init__(self, space: SearchSpace, pool: Pool) -> None:
+        proxy = pool.proxy
+        if proxy["space_fingerprint"] != space.fingerprint():
+            raise PoolError(
+                f"the pool was built on space {proxy['space']!r} (fingerprint {proxy['space_fingerprint']}); "
+                f"{space.name!r} has fingerprint {space.fingerprint()}"
+            )
+        super().__init__(space, pool.vectors(), num_classes=proxy["num_classes"])
