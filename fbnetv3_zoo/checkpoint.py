@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,10 @@ _CONTAINER_KEYS = ("model_ema", "state_dict_ema", "state_dict", "model")  # EMA 
 
 class CheckpointError(UserError):
     """A checkpoint file cannot be read or does not fit the model."""
+
+
+class WeightsDownloadError(UserError):
+    """Pretrained weights could not be downloaded; the message names the URL and local options."""
 
 
 def read_checkpoint(
@@ -51,19 +56,61 @@ def read_checkpoint(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err):
+        if "Unsupported global" in str(err) or "GLOBAL" in str(err):
             raise CheckpointError(
                 f"{path}: refused to load, the file needs arbitrary unpickling (code execution) "
                 f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1 "
                 "(or pass trusted=True / --trust-checkpoint)."
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({err})") from None
+        raise CheckpointError(_not_a_checkpoint(path, err)) from None
     except Exception as err:  # torch raises many types for damaged files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path}: truncated or not a PyTorch checkpoint ({first_line})"
-        ) from None
+        raise CheckpointError(_not_a_checkpoint(path, err, "truncated or ")) from None
     return select_state_dict(obj, str(path))
+
+
+def _not_a_checkpoint(path: Path, err: Exception, maybe: str = "") -> str:
+    """Say what was expected and what the file starts with, not torch's unpickler internals."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = next((line for line in lines if "Unsupported operand" in line), None)
+    detail = detail or (lines[0] if lines else type(err).__name__)
+    with open(path, "rb") as f:
+        head = f.read(12)
+    return (
+        f"{path}: {maybe}not a PyTorch checkpoint: expected a file written by torch.save "
+        f"(a zip archive or a pickle) or a .safetensors file; it starts with {head!r} "
+        f"(torch.load: {detail[:120]})"
+    )
+
+
+def check_tensors(
+    state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
+    """Refuse NaN/Inf weights, naming the first bad tensor (they load and run silently otherwise)."""
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{source}: tensor {key!r} holds {bad} non-finite value(s) (NaN/Inf) of "
+                f"{value.numel()}; refusing weights that cannot be right"
+            )
+    return dict(state_dict)
+
+
+def announce_casts(
+    state_dict: Mapping[str, torch.Tensor], model: nn.Module, source: str = "checkpoint"
+) -> None:
+    """Warn, naming the tensors, when loading will cast their dtype to the model's."""
+    own = model.state_dict()
+    casts: dict[tuple[torch.dtype, torch.dtype], list[str]] = {}
+    for key, value in state_dict.items():
+        if key in own and value.dtype != own[key].dtype:
+            casts.setdefault((value.dtype, own[key].dtype), []).append(key)
+    for (src, dst), keys in casts.items():
+        shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        warnings.warn(
+            f"{source}: casting {len(keys)} tensor(s) from {src} to {dst}: {shown}",
+            stacklevel=3,
+        )
 
 
 def select_state_dict(obj: object, source: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -139,7 +186,7 @@ def convert_state_dict(
     or ``in_chans``); callers decide what to do with those.  Anything else that
     does not fit raises, naming the first offending key and both shapes.
     """
-    sd = {_strip_prefix(k): v for k, v in state_dict.items()}
+    sd = check_tensors({_strip_prefix(k): v for k, v in state_dict.items()}, source)
     if is_official_layout(sd):
         sd = official_to_ours(sd, len(model.arch.stages), source)
     expected = model.state_dict()
@@ -158,6 +205,7 @@ def convert_state_dict(
     extra = [k for k in sd if k not in expected]
     if extra:
         raise CheckpointError(f"{source}: unexpected key {extra[0]!r} (and {len(extra) - 1} more)")
+    announce_casts(sd, model, source)
     return sd
 
 

@@ -1,10 +1,14 @@
-"""The FBNetV3 network built from an ArchSpec, speaking timm's model interface."""
+"""The FBNetV3 network built from an ArchSpec, speaking timm's model interface.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: torch.fx copies ``forward``'s
+annotations into the code it generates, and string annotations make that code
+fail to script (``Unknown type name '_torch_Tensor_'``).
+"""
 
 import torch
-from timm.layers import SelectAdaptivePool2d
+from timm.layers import SelectAdaptivePool2d, get_device_dtype
 from timm.models import checkpoint_seq
+from timm.models._features import feature_take_indices
 from torch import nn
 
 from .blocks import ConvBnAct, IRFBlock, act_layer
@@ -16,7 +20,8 @@ class FBNetV3(nn.Module):
 
     ``forward_features`` returns the head's 1x1-expanded map (``num_features``
     channels) before pooling; ``forward_head`` pools, applies the 1984-wide
-    feature layer, dropout and the classifier.
+    feature layer, dropout and the classifier.  The intermediate features
+    (``forward_intermediates``, ``features_only``) are the stage outputs.
     """
 
     def __init__(
@@ -27,24 +32,35 @@ class FBNetV3(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(arch, ArchSpec):
             raise TypeError(f"arch must be an ArchSpec, got {type(arch).__name__}")
+        dd = {"device": device, "dtype": dtype}
         self.arch = arch
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.drop_rate = drop_rate
         self.grad_checkpointing = False
 
         k = arch.stem_kernel
         self.stem = ConvBnAct(
-            in_chans, arch.stem_channels, k, arch.stem_stride, k // 2, bias=True, act=arch.stem_act
+            in_chans,
+            arch.stem_channels,
+            k,
+            arch.stem_stride,
+            k // 2,
+            bias=True,
+            act=arch.stem_act,
+            **dd,
         )
         blocks = arch.blocks()
         stages: list[list[nn.Module]] = [[] for _ in arch.stages]
         for i, block in enumerate(blocks):
             rate = drop_path_rate * i / len(blocks)  # deeper blocks drop more often
-            stages[block.stage].append(IRFBlock(block, rate))
+            stages[block.stage].append(IRFBlock(block, rate, **dd))
         self.blocks = nn.Sequential(*[nn.Sequential(*stage) for stage in stages])
         self.feature_info = [
             dict(num_chs=chs, reduction=red, module=f"blocks.{i}")
@@ -54,18 +70,20 @@ class FBNetV3(nn.Module):
         ]
 
         self.conv_expand = ConvBnAct(
-            arch.head_in_channels, arch.head_mid_channels, act=arch.head_act
+            arch.head_in_channels, arch.head_mid_channels, act=arch.head_act, **dd
         )
         self.num_features = arch.head_mid_channels
         self.head_hidden_size = arch.feature_width
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
-        self.conv_head = nn.Conv2d(self.num_features, arch.feature_width, 1, bias=False)
+        self.conv_head = nn.Conv2d(self.num_features, arch.feature_width, 1, bias=False, **dd)
         self.act_head = act_layer(arch.head_act)()
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
-        self.classifier = self._make_classifier(num_classes)
+        self.classifier = self._make_classifier(num_classes, **dd)
 
-    def _make_classifier(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+    def _make_classifier(self, num_classes: int, **dd) -> nn.Module:
+        if num_classes <= 0:
+            return nn.Identity()
+        return nn.Linear(self.head_hidden_size, num_classes, **dd)
 
     # ------------------------------------------------------- timm interface
     @torch.jit.ignore
@@ -84,11 +102,75 @@ class FBNetV3(nn.Module):
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New classifier (and optionally pooling) on the device/dtype and mode of the model."""
+        dd = get_device_dtype(self)
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
             self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
-        self.classifier = self._make_classifier(num_classes)
+        self.classifier = self._make_classifier(num_classes, **dd)
+        for module in (self.global_pool, self.flatten, self.classifier):
+            module.train(self.training)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs (``feature_info`` order) and, unless ``intermediates_only``, the features.
+
+        ``indices``: the last n stages if an int, all if None, else those listed.
+        ``norm`` is accepted for timm's interface; FBNetV3 has no final norm layer.
+        ``stop_early`` skips the stages after the last one asked for.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', not {output_fmt!r}")
+        if stop_early and not intermediates_only:
+            raise ValueError("stop_early=True needs intermediates_only=True")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        intermediates: list[torch.Tensor] = []
+        x = self.stem(x)
+        last = max_index if stop_early else len(self.blocks) - 1
+        for i, stage in enumerate(self.blocks):
+            if i > last:
+                break
+            if self.grad_checkpointing and not torch.jit.is_scripting():
+                x = checkpoint_seq(stage, x)
+            else:
+                x = stage(x)
+            if i in take_indices:
+                intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        return self.conv_expand(x), intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the stages after the last kept tap (and the head); return the kept indices.
+
+        When stages are dropped, ``forward_features`` ends at the last kept tap
+        (the 1x1 expansion is sized for the final stage, so it goes too).
+        """
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        prune_end = max_index < len(self.blocks) - 1
+        self.blocks = self.blocks[: max_index + 1]
+        if prune_end:
+            self.conv_expand = nn.Identity()
+            self.num_features = self.feature_info[max_index]["num_chs"]
+        if prune_end or prune_head:
+            self.conv_head = nn.Identity()
+            self.act_head = nn.Identity()
+            self.head_hidden_size = self.num_features
+            self.reset_classifier(0, "")
+        return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

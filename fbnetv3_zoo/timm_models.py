@@ -12,26 +12,63 @@ import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.error import URLError
 
+import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
-from timm.models._registry import _model_default_cfgs, _model_entrypoints
 
-from .checkpoint import convert_state_dict, load_weights
+from .checkpoint import WeightsDownloadError, convert_state_dict, load_weights
 from .model import FBNetV3
 from .spec import ArchSpec, spatial_size
 from .variants import VARIANTS, Variant, get_variant
 
 __all__: list[str] = []
 
-# timm's own entrypoints and tags for names we take over, captured before we register
-_TIMM_ENTRYPOINTS: dict[str, Callable[..., Any]] = {}
-_TIMM_CFGS: dict[str, dict[str, Any]] = {}
-for _name in VARIANTS:
-    if _name in _model_entrypoints:
-        _TIMM_ENTRYPOINTS[_name] = _model_entrypoints[_name]
-        _default = _model_default_cfgs[_name]
-        _TIMM_CFGS.update({f"{_name}.{t}": _default.cfgs[t].to_dict() for t in _default.tags if t})
+TESTED_TIMM = ">=1.0.31,<1.1"  # the range timm's own model suite passed on (pyproject pins it)
+
+
+def _timm_internals_changed(what: str) -> ImportError:
+    return ImportError(
+        f"fbnetv3_zoo relies on timm's registry internals ({what}), which timm "
+        f"{timm.__version__} changed; this package was tested with timm{TESTED_TIMM}. "
+        f'Install a tested timm (pip install "timm{TESTED_TIMM}") or update fbnetv3_zoo.'
+    )
+
+
+def _timm_registry() -> tuple[Mapping[str, Callable[..., Any]], Mapping[str, Any]]:
+    """timm's private name -> entrypoint and name -> DefaultCfg tables, checked for shape."""
+    try:
+        from timm.models._registry import _model_default_cfgs, _model_entrypoints
+    except ImportError:
+        raise _timm_internals_changed(
+            "timm.models._registry._model_entrypoints / _model_default_cfgs"
+        ) from None
+    if not isinstance(_model_entrypoints, Mapping) or not isinstance(_model_default_cfgs, Mapping):
+        raise _timm_internals_changed("_model_entrypoints / _model_default_cfgs are no mappings")
+    return _model_entrypoints, _model_default_cfgs
+
+
+def _timm_own_tags() -> tuple[dict[str, Callable[..., Any]], dict[str, dict[str, Any]]]:
+    """timm's own entrypoints and tagged cfgs for names we take over, read before we register."""
+    entrypoints, default_cfgs = _timm_registry()
+    own: dict[str, Callable[..., Any]] = {}
+    cfgs: dict[str, dict[str, Any]] = {}
+    for name in VARIANTS:
+        if name not in entrypoints:
+            continue
+        own[name] = entrypoints[name]
+        try:
+            default = default_cfgs[name]
+            cfgs.update({f"{name}.{t}": default.cfgs[t].to_dict() for t in default.tags if t})
+        except (KeyError, AttributeError, TypeError):
+            raise _timm_internals_changed(
+                f"_model_default_cfgs[{name!r}] is no DefaultCfg with .tags/.cfgs"
+            ) from None
+    return own, cfgs
+
+
+_TIMM_ENTRYPOINTS, _TIMM_CFGS = _timm_own_tags()
 
 
 class FBNetV3Timm(FBNetV3):
@@ -48,24 +85,46 @@ def final_feature_size(spec: ArchSpec, input_size: int) -> int:
     return size
 
 
-def _pretrained_cfg(variant: Variant) -> dict[str, Any]:
-    res = variant.input_size
-    pool = final_feature_size(variant.spec, res)
+# what the FBNet authors' repository states (README and setup.py: "CC BY-NC"), as a Hub id
+WEIGHTS_LICENSE = "cc-by-nc-4.0"
+_GENERIC_DEFAULT = "fbnetv3_a"  # what timm.create_model("fbnetv3") builds without arch=
+
+
+def _base_cfg(spec: ArchSpec) -> dict[str, Any]:
+    """Fields every FBNetV3 network shares, sized for ``spec``'s input resolution."""
+    res = spec.input_size
+    pool = final_feature_size(spec, res)
     return dict(
-        url=variant.weights_url,
         num_classes=1000,
         input_size=(3, res, res),
         pool_size=(pool, pool),
-        crop_pct=round(variant.crop_pct, 4),
-        crop_mode="center",
-        interpolation="bilinear",  # our choice: the official eval resizes with PIL's default
         mean=IMAGENET_DEFAULT_MEAN,
         std=IMAGENET_DEFAULT_STD,
         first_conv="stem.conv",
         classifier="classifier",
-        custom_load=True,  # route file/url loads through FBNetV3Timm.load_pretrained
         paper_ids="arXiv:2006.02049",
+        paper_name="FBNetV3: Joint Architecture-Recipe Search using Predictor Pretraining",
+    )
+
+
+def _pretrained_cfg(variant: Variant) -> dict[str, Any]:
+    """The official weights: where they are, how they were evaluated, under which license."""
+    res = variant.input_size
+    return dict(
+        _base_cfg(variant.spec),
+        url=variant.weights_url,
+        crop_pct=round(variant.crop_pct, 4),
+        crop_mode="center",
+        interpolation="bilinear",  # our choice: the official eval resizes with PIL's default
+        test_input_size=(3, res, res),  # the published top-1 was measured at the train size
+        test_crop_pct=round(variant.crop_pct, 4),
+        custom_load=True,  # route file/url loads through FBNetV3Timm.load_pretrained
+        license=WEIGHTS_LICENSE,
         origin_url="https://github.com/facebookresearch/mobile-vision",
+        notes=(
+            f"Official FBNet weights, converted on load. ImageNet-1k top-1 {variant.top1} "
+            f"at {res}px, resize {variant.eval_resize} (published)."
+        ),
     )
 
 
@@ -73,14 +132,8 @@ default_cfgs = generate_default_cfgs(
     {
         **{f"{name}.fb_in1k": _pretrained_cfg(v) for name, v in VARIANTS.items()},
         **_TIMM_CFGS,
-        "fbnetv3": dict(
-            num_classes=1000,
-            input_size=(3, 224, 224),
-            mean=IMAGENET_DEFAULT_MEAN,
-            std=IMAGENET_DEFAULT_STD,
-            first_conv="stem.conv",
-            classifier="classifier",
-        ),
+        # no weights: any spec of the space, sized per spec when built (see fbnetv3())
+        "fbnetv3": dict(_base_cfg(VARIANTS[_GENERIC_DEFAULT].spec), crop_pct=0.875),
     }
 )
 
@@ -116,13 +169,33 @@ def _build(name: str, spec: ArchSpec, pretrained: bool, **kwargs: Any) -> FBNetV
     if overlay and overlay.get("file"):
         # timm drops custom_load for file overrides; keep our safe reader and its clear errors
         kwargs["pretrained_cfg_overlay"] = {"custom_load": True, **overlay}
-    return build_model_with_cfg(
-        FBNetV3Timm,
-        name,
-        pretrained,
-        arch=spec,
-        pretrained_filter_fn=_filter_state_dict,
-        **kwargs,
+    try:
+        return build_model_with_cfg(
+            FBNetV3Timm,
+            name,
+            pretrained,
+            arch=spec,
+            pretrained_filter_fn=_filter_state_dict,
+            **kwargs,
+        )
+    except (URLError, ConnectionError, TimeoutError) as err:
+        if not pretrained:
+            raise
+        raise WeightsDownloadError(_download_failed(name, kwargs, err)) from err
+
+
+def _download_failed(name: str, kwargs: Mapping[str, Any], err: Exception) -> str:
+    """One message: which URL failed, and how to load the same weights from a local file."""
+    tag = _requested_tag(kwargs.get("pretrained_cfg"))
+    cfg = timm.models.get_pretrained_cfg(f"{name}.{tag}" if tag else name)
+    url = (kwargs.get("pretrained_cfg_overlay") or {}).get("url") or (cfg.url if cfg else None)
+    reason = getattr(err, "reason", None) or err
+    return (
+        f"could not download the pretrained weights of {name} from {url} ({reason}). "
+        f"Without network, fetch that file elsewhere and load it with "
+        f'timm.create_model("{name}", pretrained=True, pretrained_cfg_overlay=dict(file="model.pth")), '
+        f"or convert it once (fbnetv3 convert model.pth --model {name} --out {name}/) and use "
+        f'timm.create_model("local-dir:{name}", pretrained=True).'
     )
 
 
@@ -148,16 +221,19 @@ def _make_entrypoint(name: str) -> Callable[..., Any]:
     return entrypoint
 
 
-def fbnetv3(pretrained: bool = False, arch: Any = "fbnetv3_a", **kwargs: Any) -> FBNetV3Timm:
-    """Any FBNetV3-space network: ``timm.create_model("fbnetv3", arch=spec_or_yaml_path)``."""
+def fbnetv3(pretrained: bool = False, arch: Any = _GENERIC_DEFAULT, **kwargs: Any) -> FBNetV3Timm:
+    """Any FBNetV3-space network: ``timm.create_model("fbnetv3", arch=spec_or_yaml_path)``.
+
+    The model's ``pretrained_cfg`` carries the spec's own input and pool size.
+    """
     spec = resolve_arch(arch)
-    model = _build("fbnetv3", spec, pretrained, **kwargs)
-    model.pretrained_cfg = dict(model.pretrained_cfg)
-    size = spec.input_size
-    model.pretrained_cfg["input_size"] = (3, size, size)
-    pool = final_feature_size(spec, size)
-    model.pretrained_cfg["pool_size"] = (pool, pool)
-    return model
+    base = _base_cfg(spec)
+    overlay = {
+        "input_size": base["input_size"],
+        "pool_size": base["pool_size"],
+        **(kwargs.pop("pretrained_cfg_overlay", None) or {}),
+    }
+    return _build("fbnetv3", spec, pretrained, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 with warnings.catch_warnings():

@@ -48,7 +48,11 @@ def test_convert_then_local_dir_round_trip(reference_checkpoint, tmp_path, capsy
     ckpt = reference_checkpoint("fbnetv3_c")
     out = tmp_path / "c"
     assert cli(["convert", str(ckpt), "--model", "fbnetv3_c", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder renamed
     local = timm.create_model(f"local-dir:{out}", pretrained=True)
     direct = timm.create_model(
@@ -209,3 +213,122 @@ print(type(model).__name__, model.classifier.out_features)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "FBNetV3Timm 3"
+
+
+def _fake_hub(uploaded: dict):
+    """An HfApi stand-in that records the folder push_to_hf_hub would upload (no network)."""
+
+    class FakeApi:
+        def __init__(self, **kwargs):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def file_exists(self, **kwargs):
+            return False
+
+        def upload_folder(self, folder_path, **kwargs):
+            for path in Path(folder_path).iterdir():
+                uploaded[path.name] = path.read_bytes()
+
+    return FakeApi
+
+
+def test_converted_folder_is_what_push_to_hf_hub_uploads(
+    reference_checkpoint, tmp_path, monkeypatch
+):
+    import json
+
+    import timm.models._hub as hub
+    from safetensors.torch import load_file
+
+    from fbnetv3_zoo.convert import convert_checkpoint, model_card
+
+    ckpt = reference_checkpoint("fbnetv3_c")
+    out = convert_checkpoint(ckpt, "fbnetv3_c", tmp_path / "fbnetv3_c")
+    model = timm.create_model(f"local-dir:{out}", pretrained=True)
+    uploaded: dict[str, bytes] = {}
+    monkeypatch.setattr(hub, "HfApi", _fake_hub(uploaded))
+    card = model_card(model, "fbnetv3_c", ckpt, "fbnetv3_c")
+    timm.models.push_to_hf_hub(model, "someone/fbnetv3_c", model_card=card, safe_serialization=True)
+    assert sorted(uploaded) == sorted(p.name for p in out.iterdir())
+    assert json.loads(uploaded["config.json"]) == json.loads((out / "config.json").read_text())
+    assert uploaded["README.md"].decode() == (out / "README.md").read_text()
+    ours, theirs = (
+        load_file(out / "model.safetensors"),
+        hub.safetensors.torch.load(uploaded["model.safetensors"]),
+    )
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours) and ours.keys() == theirs.keys()
+    readme = (out / "README.md").read_text()
+    facts = fbnetv3_zoo.VARIANTS["fbnetv3_c"]
+    for expected in (
+        "license: cc-by-nc-4.0",
+        "imagenet-1k",
+        f"top-1: {facts.top1}",
+        facts.weights_url,
+        "sha256",
+        "arxiv.org/abs/2006.02049",
+        "import timm, fbnetv3_zoo",
+    ):
+        assert expected in readme, expected
+
+
+def test_non_finite_weights_are_refused_on_convert_and_load(reference_checkpoint, tmp_path):
+    from fbnetv3_zoo.convert import convert_checkpoint
+
+    sd = torch.load(reference_checkpoint("fbnetv3_a"), weights_only=True)["model_ema"]
+    key = "module.backbone.stages.xif2_1.dw.conv.weight"
+    sd[key] = sd[key].clone()
+    sd[key].view(-1)[:3] = float("nan")
+    path = tmp_path / "nan.pth"
+    torch.save({"model_ema": sd}, path)
+    with pytest.raises(CheckpointError, match=r"nan\.pth.*xif2_1\.dw\.conv\.weight.*3 non-finite"):
+        convert_checkpoint(path, "fbnetv3_a", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(CheckpointError, match="non-finite"):
+        timm.create_model("fbnetv3_a", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+
+
+def test_dtype_casts_are_announced(reference_checkpoint, tmp_path):
+    from safetensors.torch import save_file
+
+    sd = read_checkpoint(reference_checkpoint("fbnetv3_a"))
+    sd = {k: (v.half() if "xif1_0" in k and v.is_floating_point() else v) for k, v in sd.items()}
+    path = tmp_path / "half.safetensors"
+    save_file(sd, path)
+    model = timm.create_model("fbnetv3_a")
+    with pytest.warns(
+        UserWarning,
+        match=r"half\.safetensors: casting \d+ tensor\(s\) from torch.float16 to torch.float32: blocks\.0\.0",
+    ):
+        load_weights(model, path)
+
+
+def test_not_a_checkpoint_names_the_file_and_what_was_expected(tmp_path):
+    path = tmp_path / "config.pth"
+    path.write_text('{"a": 1}')
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    message = str(err.value)
+    assert str(path) in message and "expected a file written by torch.save" in message
+    assert "refused" not in message  # not a pickle at all: no talk of trusting it
+
+
+def test_offline_pretrained_names_the_url_and_local_alternatives(monkeypatch):
+    from urllib.error import URLError
+
+    import timm.models._builder as builder
+
+    from fbnetv3_zoo.checkpoint import WeightsDownloadError
+
+    def no_network(url, **kwargs):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(builder, "download_cached_file", no_network)
+    with pytest.raises(WeightsDownloadError) as err:
+        timm.create_model("fbnetv3_b", pretrained=True)
+    message = str(err.value)
+    assert fbnetv3_zoo.VARIANTS["fbnetv3_b"].weights_url in message
+    assert "name resolution" in message
+    assert "pretrained_cfg_overlay=dict(file=" in message and "local-dir:" in message
