@@ -122,7 +122,7 @@ def seed_everything(seed: int) -> None:
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     """A well-mixed seed for one process's epoch (no overlap between nearby inputs)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed % 2**64, epoch, rank]).generate_state(1)[0])
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device | None:
@@ -401,19 +401,22 @@ class _Run:
             if parts.mixup is not None and len(x) % 2:
                 x, y = x[:-1], y[:-1]  # a skipped file left an odd batch
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            empty = len(x) == 0  # every file of the batch was unreadable: no update
+            if self.group.active:  # all processes skip together (DDP's forward is collective)
+                empty = distributed.sum_all([float(empty)], self.group)[0] > 0
+            if empty:
+                continue
             target = y
-            if parts.mixup is not None and len(x):
+            if parts.mixup is not None:
                 x, target = parts.mixup(x, y)
             with self.precision():
-                loss = parts.train_loss(net(x), target) if len(x) else None
-            value = loss.item() if loss is not None else 0.0
+                loss = parts.train_loss(net(x), target)
+            local = value = loss.item()
             if self.group.active:  # every process stops together on a NaN
-                value_all, n_all = distributed.sum_all([value * len(x), len(x)], self.group)
-                value = value_all / n_all if n_all else 0.0
+                value_sum, n_all = distributed.sum_all([local * len(x), len(x)], self.group)
+                value = value_sum / n_all
             if not math.isfinite(value):
                 self._diverged(value, epoch, step)
-            if loss is None:  # every file of this share's batch was unreadable
-                continue  # (with DDP an empty share would stall the others; R2 refuses such data)
             parts.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.recipe.grad_clip:
@@ -423,11 +426,9 @@ class _Run:
             parts.scheduler.step_update(num_updates=self.log.num_updates)
             if parts.ema is not None:
                 parts.ema.update(self.model, step=self.log.num_updates)
-            total += loss.item() * len(x)
+            total += local * len(x)
             seen += len(x)
-            bar.set_postfix(
-                loss=f"{loss.item():.3f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.2e}"
-            )
+            bar.set_postfix(loss=f"{local:.3f}", lr=f"{parts.optimizer.param_groups[0]['lr']:.2e}")
         return total, seen, skipped_files
 
     def precision(self) -> AbstractContextManager:
