@@ -1,16 +1,15 @@
-"""CPU inference benchmark: zoo variants against timm's FBNetV3 and two mobile baselines.
+"""A small CPU timing harness: models x backends x batch sizes -> median seconds.
 
-Used by ``fbnetv3 benchmark`` and ``benchmarks/inference.py``.  MACs are
-counted the same way for every model (forward hooks on Conv2d and Linear:
-weights x output positions) so rows compare fairly; the zoo's analytic
-official-convention number is shown beside it.  Timings are medians, and
-every setting that affects them goes into the table's preamble.
+Used by ``fbnetv3 benchmark``.  MACs are counted the same way for every model
+(forward hooks on Conv2d and Linear: weights x output positions) so rows
+compare fairly; zoo rows also carry the analytic official-convention count.
+The full report (goals, head-to-head runs, machine notes, plot) lives in
+``benchmarks/inference.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
 from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
 from .model import FBNetV3
@@ -32,6 +32,7 @@ from .variants import VARIANTS
 
 __all__ = [
     "ALL_BACKENDS",
+    "BACKEND_NOTES",
     "DEFAULT_COMPILE_MODELS",
     "DEFAULT_MODELS",
     "BenchRow",
@@ -39,11 +40,18 @@ __all__ = [
     "build_model",
     "count_macs",
     "format_markdown",
-    "plot_top1_vs_latency",
+    "interleaved_medians",
     "run_benchmark",
 ]
 
-ALL_BACKENDS = ("eager", "fused", "channels_last", "compile", "onnx")
+BACKEND_NOTES = {
+    "eager": "PyTorch eager",
+    "fused": "eager after `fuse_bn` (zoo models only)",
+    "channels_last": "eager in NHWC memory format",
+    "compile": "`torch.compile(dynamic=False)` (inductor)",
+    "onnx": "ONNX Runtime CPU on the verified ONNX export (opset 17)",
+}
+ALL_BACKENDS = tuple(BACKEND_NOTES)
 DEFAULT_MODELS = (
     *VARIANTS,
     "fbnetv3_b@224",
@@ -54,17 +62,8 @@ DEFAULT_MODELS = (
     "mobilenetv3_large_100@224",
     "efficientnet_b0@224",
 )
-# torch.compile costs minutes per model and batch size on 2 cores: by default only the 224 pair
+# torch.compile costs minutes per model and batch size on 2 cores: by default only one model
 DEFAULT_COMPILE_MODELS = ("fbnetv3_b@224",)
-# our B and timm's B architecture at the same 224 input, also timed head-to-head
-PAIR_224 = ("fbnetv3_b@224", "fbnetv3_b.ra2_in1k@224")
-PAIRED = "paired eager"
-# top-1 that timm reports for its own fbnetv3 architectures (ra2_in1k weights), at these sizes
-TIMM_REPORTED_TOP1 = {
-    ("fbnetv3_b.ra2_in1k", 256): 79.15,
-    ("fbnetv3_d.ra2_in1k", 256): 79.68,
-    ("fbnetv3_g.ra2_in1k", 288): 82.03,
-}
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,9 @@ def _check_name(name: str) -> str:
 
     base, _, size = name.partition("@")
     if size and not size.isdigit():
-        raise ValueError(f"bad input size in {name!r}: expected NAME@SIZE with an integer SIZE")
+        raise UserError(f"bad input size in {name!r}: expected NAME@SIZE with an integer SIZE")
     if not (_is_zoo(base) or timm.is_model(base)):
-        raise KeyError(
+        raise UserError(
             f"unknown model {base!r}: use a zoo name ({', '.join(VARIANTS)}), an ArchSpec "
             "YAML path or a timm model name"
         )
@@ -133,15 +132,18 @@ def _check_name(name: str) -> str:
 def build_model(name: str) -> tuple[nn.Module, int]:
     """Build ``NAME[@SIZE]`` with random weights in eval mode; return it and its input size.
 
-    Zoo names and ArchSpec YAMLs go through ``fbnetv3_zoo.create_model``; any
-    other timm name (``fbnetv3_b.ra2_in1k`` is timm's own architecture) through timm.
+    Zoo names and ArchSpec YAMLs go through ``fbnetv3_zoo.create_model`` (a
+    search result keeps its class count); any other timm name through timm.
     """
     import timm
 
     from . import create_model
+    from .spec import resolve_spec_ref
 
     base, _, size = name.partition("@")
-    if _is_zoo(base):
+    if _is_zoo(base) and base.endswith((".yaml", ".yml")):  # a search result keeps its head
+        model = create_model(base, num_classes=resolve_spec_ref(base)[1])
+    elif _is_zoo(base):
         model = create_model(base)
     else:
         model = timm.create_model(_check_name(name), pretrained=False)
@@ -182,7 +184,7 @@ def count_macs(model: nn.Module, input_size: int) -> int:
     return total
 
 
-def _interleaved_medians(
+def interleaved_medians(
     fns: dict[str, Callable[[], Any]], warmup: int, repeats: int, max_seconds: float
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Median seconds per callable, timed in alternating rounds; also the errors by key.
@@ -190,8 +192,7 @@ def _interleaved_medians(
     Alternating spreads background load on a shared machine evenly over the
     callables compared.  Warm-up runs (which also compile for torch.compile)
     stop after ``max_seconds`` per callable, timing after ``max_seconds`` per
-    callable, but there is always at least one of each: a big model at batch 32
-    is then one warm-up plus one timed run.
+    callable, but there is always at least one timed round.
     """
     live, errors = dict(fns), {}
     for key, fn in list(live.items()):
@@ -246,15 +247,7 @@ def _runner(
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {"input": x.numpy()})
-    raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
-
-
-def _top1(name: str, size: int) -> tuple[float | None, str]:
-    if name in VARIANTS and VARIANTS[name].input_size == size:
-        return VARIANTS[name].top1, "FBNet authors"
-    if (name, size) in TIMM_REPORTED_TOP1:
-        return TIMM_REPORTED_TOP1[(name, size)], "timm reported"
-    return None, ""
+    raise UserError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
 
 
 def _wants_compile(name: str, settings: BenchSettings) -> bool:
@@ -270,53 +263,34 @@ def run_benchmark(
     settings = settings or BenchSettings()
     unknown = [b for b in settings.backends if b not in ALL_BACKENDS]
     if unknown:
-        raise ValueError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ALL_BACKENDS)}")
+        raise UserError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ALL_BACKENDS)}")
     models = list(models)
     if not models:
-        raise ValueError("no models to benchmark")
+        raise UserError("no models to benchmark")
     for name in models:
         _check_name(name)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads)
     try:
-        rows = [_bench_one(name, settings, log) for name in models]
-        pair = [r for name in PAIR_224 for r in rows if r.model == name]
-        if len(pair) == 2 and "eager" in settings.backends:
-            _paired_eager(pair, settings, log)
-        return rows
+        return [_bench_one(name, settings, log) for name in models]
     finally:
         torch.set_num_threads(threads_before)
-
-
-def _paired_eager(rows: Sequence[BenchRow], settings: BenchSettings, log: Callable) -> None:
-    """Time the rows' models in eager mode alternately: a head-to-head immune to load drift."""
-    models = {r.model: build_model(r.model)[0] for r in rows}
-    with torch.no_grad():
-        for batch in settings.batches:
-            x = torch.randn(batch, 3, rows[0].input_size, rows[0].input_size)
-            calls = {name: (lambda m=m, x=x: m(x)) for name, m in models.items()}
-            medians, _ = _interleaved_medians(
-                calls, settings.warmup, 2 * settings.repeats, 2 * settings.max_seconds
-            )
-            for r in rows:
-                r.cells[(PAIRED, batch)] = medians.get(r.model)
-                sec = medians.get(r.model)
-                shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
-                log(f"{r.model:28s} {PAIRED:13s} batch {batch:3d}: {shown}")
 
 
 def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
     model, size = build_model(name)
     base = name.split("@")[0]
-    top1, source = _top1(base, size)
+    published = base in VARIANTS and VARIANTS[base].input_size == size
     row = BenchRow(
         model=name,
         input_size=size,
         params=sum(p.numel() for p in model.parameters()),
         macs=count_macs(model, size),
-        official_macs=arch_stats(model.arch, size).macs if isinstance(model, FBNetV3) else None,
-        top1=top1,
-        top1_source=source,
+        official_macs=arch_stats(model.arch, size, num_classes=model.num_classes).macs
+        if isinstance(model, FBNetV3)
+        else None,
+        top1=VARIANTS[base].top1 if published else None,
+        top1_source="FBNet authors" if published else "",
     )
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         runners = {}
@@ -334,7 +308,7 @@ def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -
         for batch in settings.batches:
             x = torch.randn(batch, 3, size, size)
             calls = {b: (lambda fn=fn, x=x: fn(x)) for b, fn in runners.items()}
-            medians, errors = _interleaved_medians(
+            medians, errors = interleaved_medians(
                 calls, settings.warmup, settings.repeats, settings.max_seconds
             )
             for backend in runners:
@@ -368,181 +342,72 @@ def _cell_table(rows: Sequence[BenchRow], backends: Sequence[str], batch: int) -
     return lines + [""]
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def _goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
-    by_name = {r.model: r for r in rows}
-    lines = ["## Goals", ""]
-    ours, theirs = by_name.get("fbnetv3_b@224"), by_name.get("fbnetv3_b.ra2_in1k@224")
-    if ours and theirs:
-        lines.append("**Our FBNetV3-B vs timm's fbnetv3_b architecture, both at 224×224:** ")
-        lines.append(
-            f"MACs (hooks) {ours.macs / 1e6:.0f}M vs {theirs.macs / 1e6:.0f}M "
-            f"(ours/timm {ours.macs / theirs.macs:.2f}); params {ours.params / 1e6:.2f}M vs "
-            f"{theirs.params / 1e6:.2f}M."
-        )
-        for backend in (PAIRED, "eager", "compile", "onnx"):
-            for batch in batches:
-                a, b = ours.cells.get((backend, batch)), theirs.cells.get((backend, batch))
-                ratio = _ratio(b, a)
-                if ratio is not None:
-                    verdict = "ours faster" if ratio >= 1 else "ours slower"
-                    lines.append(
-                        f"- {backend}, batch {batch}: ours {a * 1e3:.1f} ms, timm {b * 1e3:.1f} ms "
-                        f"per batch → timm/ours = {ratio:.2f} ({verdict})"
-                    )
-        lines.append("")
-    zoo = [r for r in rows if r.base in VARIANTS and r.official_macs is not None]
-    speedups = [(r, _ratio(r.cells.get(("eager", 1)), r.cells.get(("onnx", 1)))) for r in zoo]
-    speedups = [(r, s) for r, s in speedups if s is not None]
-    if speedups:
-        ok = all(s > 1 for _, s in speedups)
-        lines.append(
-            f"**ONNX Runtime vs PyTorch eager, batch 1** (eager/ORT latency; > 1 means ORT is "
-            f"faster) — {'ORT faster for every zoo row' if ok else 'ORT NOT faster for every zoo row'}:"
-        )
-        lines += [f"- {r.model} @{r.input_size}: {s:.2f}×" for r, s in speedups] + [""]
-    fused = [
-        (r, batch, _ratio(r.cells.get(("eager", batch)), r.cells.get(("fused", batch))))
-        for r in zoo
-        for batch in batches
-    ]
-    fused = [(r, b, s) for r, b, s in fused if s is not None]
-    if fused:
-        slower = [f"{r.model}@b{b}" for r, b, s in fused if s < 1]
-        lines.append(
-            "**Folded BN vs unfolded, eager** (unfolded/folded time; ≥ 1 means folding is at "
-            f"least as fast) — slower cells: {', '.join(slower) if slower else 'none'}:"
-        )
-        lines += [f"- {r.model} batch {b}: {s:.2f}×" for r, b, s in fused] + [""]
-    return lines
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
-    """The results file: settings preamble, model facts, one table per batch size, goals."""
-    import onnxruntime
-    import timm
-
-    backends = [
+def backends_run(rows: Sequence[BenchRow], settings: BenchSettings) -> list[str]:
+    """The backends that produced at least one cell (timed or failed)."""
+    return [
         b
         for b in settings.backends
         if any((b, n) in r.cells for r in rows for n in settings.batches)
     ]
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
+    """Header describing exactly what ran, model facts, one table per batch size, failures."""
+    import timm
+
+    backends = backends_run(rows, settings)
+    versions = (
+        f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}"
+    )
+    if "onnx" in backends:
+        import onnxruntime
+
+        versions += f", onnxruntime {onnxruntime.__version__}"
+    threads = f"torch {settings.num_threads}"
+    if "onnx" in backends:
+        threads += f", ONNX Runtime intra-op {settings.num_threads} / inter-op 1"
+    ran = "; ".join(f"`{b}` {BACKEND_NOTES[b]}" for b in backends)
+    compiled = sorted({r.model for r in rows if ("compile", settings.batches[0]) in r.cells})
+    if compiled:
+        ran += f" (compiled: {', '.join(compiled)})"
     lines = [
-        "# FBNetV3 inference benchmark (CPU)",
+        "# Inference benchmark (CPU)",
         "",
-        f"Measured {now} on {_cpu_name()} with {os.cpu_count()} CPU cores (a shared "
-        "development machine: other jobs may have been running), "
-        f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}.",
+        f"{os.cpu_count()} CPU cores, {versions}. Threads: {threads}. Random weights, "
+        "`torch.no_grad()`, float32.",
         "",
-        f"Threads: torch {settings.num_threads}, ONNX Runtime intra-op {settings.num_threads} / "
-        f"inter-op 1 (`--threads`; with other jobs on the cores, several OpenMP threads in "
-        "PyTorch stall on each other's time slices and eager times grow many-fold, so one "
-        "thread gives the steadier comparison). "
-        f"Per model and batch size: {settings.warmup} warm-up runs per backend (these also "
-        "compile for `compile`), then the backends are timed in alternating rounds (so load "
-        f"drift hits them alike), up to {settings.repeats} rounds or {settings.max_seconds:g} s "
-        "per backend, at least one round; cells show the median. A big model at batch 32 is "
-        "therefore one warm-up plus one timed run. `fbnetv3_b@224` and "
-        "`fbnetv3_b.ra2_in1k@224` are also timed head-to-head in alternating eager runs "
-        '("paired eager" in Goals). Random weights, '
-        "`torch.no_grad()`, float32. Backends: `eager` PyTorch; `fused` eager after "
-        "`fuse_bn` (zoo models only); `channels_last` eager in NHWC; `compile` "
-        "`torch.compile(dynamic=False)` (inductor; only for "
-        f"{', '.join(settings.compile_models)}, each compile takes minutes here); `onnx` ONNX "
-        "Runtime CPU on the verified ONNX export (opset 17). `–` not run, `n/a` failed.",
+        f"Per model and batch size: {settings.warmup} warm-up run(s) per backend, then the "
+        f"backends timed in alternating rounds, up to {settings.repeats} rounds or "
+        f"{settings.max_seconds:g} s per backend (at least one round); cells show the median. "
+        f"Backends: {ran}. `–` not run, `n/a` failed.",
         "",
-        "MACs (hooks): Conv2d and Linear weights × output positions, counted the same way for "
-        "every model. MACs (official): the zoo's analytic count in the FBNet authors' convention "
-        "(adds global-pool reads). Top-1: ImageNet, as published by the FBNet authors for A–G at "
-        "their own resolution, and as reported by timm for its `ra2_in1k` fbnetv3 weights.",
-        "",
-        "## Models",
-        "",
-        "| model | input | params (M) | MACs (M, hooks) | MACs (M, official) | top-1 (source) |",
-        "|---|---:|---:|---:|---:|---|",
+        "MACs (hooks): Conv2d and Linear weights × output positions, the same count for every "
+        "model.",
     ]
+    has_official = any(r.official_macs is not None for r in rows)
+    has_top1 = any(r.top1 is not None for r in rows)
+    if has_official:
+        lines[-1] += " MACs (official): the zoo's analytic count (adds global-pool reads)."
+    if has_top1:
+        lines[-1] += " Top-1: ImageNet, as published, at the size it was published for."
+    head = "| model | input | params (M) | MACs (M, hooks) |"
+    rule = "|---|---:|---:|---:|"
+    if has_official:
+        head, rule = head + " MACs (M, official) |", rule + "---:|"
+    if has_top1:
+        head, rule = head + " top-1 (source) |", rule + "---|"
+    lines += ["", "## Models", "", head, rule]
     for r in rows:
-        official = "–" if r.official_macs is None else f"{r.official_macs / 1e6:.1f}"
-        top1 = "–" if r.top1 is None else f"{r.top1:.2f} ({r.top1_source})"
-        lines.append(
-            f"| {r.model} | {r.input_size} | {r.params / 1e6:.2f} | {r.macs / 1e6:.1f} | "
-            f"{official} | {top1} |"
-        )
+        cells = [r.model, str(r.input_size), f"{r.params / 1e6:.2f}", f"{r.macs / 1e6:.1f}"]
+        if has_official:
+            cells.append("–" if r.official_macs is None else f"{r.official_macs / 1e6:.1f}")
+        if has_top1:
+            cells.append("–" if r.top1 is None else f"{r.top1:.2f} ({r.top1_source})")
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for batch in settings.batches:
         lines += _cell_table(rows, backends, batch)
-    lines += _goals(rows, settings.batches)
     notes = [f"- {r.model}: {n}" for r in rows for n in r.notes]
     if notes:
         lines += ["## Failures", "", *notes, ""]
     return "\n".join(lines)
-
-
-def plot_top1_vs_latency(rows: Sequence[BenchRow], path: str | os.PathLike) -> None:
-    """ImageNet top-1 against measured batch-1 latency (eager and ONNX Runtime)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 6))
-    groups = [
-        ("FBNet authors", "zoo FBNetV3-A…G (FBNet authors' top-1)", "tab:blue"),
-        ("timm reported", "timm's fbnetv3_b/d/g architecture (timm-reported top-1)", "tab:orange"),
-    ]
-    for source, label, color in groups:
-        pts = sorted((r for r in rows if r.top1_source == source), key=lambda r: r.top1 or 0.0)
-        for backend, marker, fill in (("eager", "o", color), ("onnx", "s", "white")):
-            xy = [(r.latency_ms(backend), r.top1, r) for r in pts if r.latency_ms(backend)]
-            if not xy:
-                continue
-            ax.plot(
-                [p[0] for p in xy],
-                [p[1] for p in xy],
-                marker=marker,
-                color=color,
-                markerfacecolor=fill,
-                linestyle="-" if backend == "eager" else ":",
-                label=f"{label}, {'PyTorch eager' if backend == 'eager' else 'ONNX Runtime'}",
-            )
-            for lat, top1, r in xy:
-                short = r.base.removeprefix("fbnetv3_").replace(".ra2_in1k", " (timm)")
-                ax.annotate(
-                    f"{short.upper() if len(short) == 1 else short}@{r.input_size}",
-                    (lat, top1),
-                    fontsize=7,
-                    xytext=(5, -3),
-                    textcoords="offset points",
-                )
-    ax.set_xlabel("measured CPU latency, batch 1 (ms, median)")
-    ax.set_ylabel("ImageNet top-1 (%)")
-    ax.set_title(f"ImageNet top-1 vs measured CPU latency ({os.cpu_count()}-core machine)")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
-    else:
-        ax.text(
-            0.5,
-            0.5,
-            "no model with a published top-1 at its size",
-            ha="center",
-            transform=ax.transAxes,
-        )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

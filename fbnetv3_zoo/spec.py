@@ -217,6 +217,9 @@ class ArchSpec:
         default=(), init=False, repr=False, compare=False, hash=False
     )
     _geometry: tuple = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _stats_terms: tuple | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         stages = tuple(tuple(row for row in stage) for stage in self.stages)

@@ -2,7 +2,7 @@
 
 The search filters hundreds of thousands of candidates by these numbers, so
 no module is built: one pass over the resolved blocks with integer arithmetic.
-The per-part formulas (``stem_cost``, ``block_cost``, ``head_cost``) also
+The per-part formulas (``stem_cost``, ``block_terms``, ``head_cost``) also
 serve the search's vectorised ``batch_stats`` on numpy columns.
 Conventions follow the FBNet authors' model table:
 
@@ -77,21 +77,45 @@ def arch_stats(
     weights, conv_macs, pool_macs, extra, size = stem_cost(
         in_chans, spec.stem_channels, spec.stem_kernel, spec.stem_stride, size
     )
-    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
-        w, m, p, e, size = block_cost(cin, mid, cout, k, stride, pad, se, has_pw, size)
-        weights += w
-        conv_macs += m
-        pool_macs += p
-        extra += e
+    block_weights, block_extra, block_fixed, walk = _spec_terms(spec)
+    for k, stride, pad, per_in, per_out, pool_out in walk:
+        conv_macs += per_in * size * size
+        size = spatial_size(size, k, stride, pad)
+        pos = size * size
+        conv_macs += per_out * pos
+        pool_macs += pool_out * pos
     w, m, p, e = head_cost(
         spec.head_in_channels, spec.head_expansion, spec.feature_width, num_classes, size
     )
+    params = weights + block_weights + w
     return ArchStats(
-        params=weights + w,
-        conv_macs=conv_macs + m,
+        params=params,
+        conv_macs=conv_macs + block_fixed + m,
         pool_macs=pool_macs + p,
-        torch_params=weights + w + extra + e,
+        torch_params=params + extra + block_extra + e,
     )
+
+
+def _spec_terms(spec: ArchSpec) -> tuple:
+    """Per-spec sums of ``block_terms`` plus the per-block walk, computed once per spec.
+
+    Like the resolved widths, they depend on the spec alone (not on the input
+    size or class count), so they are kept on the spec after the first call.
+    """
+    cached = getattr(spec, "_stats_terms", None)
+    if cached is not None:
+        return cached
+    weights = extra = fixed = 0
+    walk = []
+    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
+        w, e, per_in, per_out, f, pool_out = block_terms(cin, mid, cout, k, se, has_pw)
+        weights += w
+        extra += e
+        fixed += f
+        walk.append((k, stride, pad, per_in, per_out, pool_out))
+    terms = (weights, extra, fixed, tuple(walk))
+    object.__setattr__(spec, "_stats_terms", terms)
+    return terms
 
 
 # The cost formulas, shared by ``arch_stats`` (Python numbers, one spec) and the
@@ -104,33 +128,21 @@ def stem_cost(in_chans: Any, channels: Any, kernel: int, stride: int, size: Any)
     return weights, weights * size * size, 0, 3 * channels, size  # extra: conv bias + BN
 
 
-def block_cost(
-    cin: Any,
-    mid: Any,
-    cout: Any,
-    kernel: Any,
-    stride: int,
-    pad: Any,
-    se: Any,
-    has_pw: Any,
-    size: Any,
-) -> tuple:
-    """(weights, conv MACs, pool MACs, extra torch params, output size) of one IRF block.
+def block_terms(cin: Any, mid: Any, cout: Any, kernel: Any, se: Any, has_pw: Any) -> tuple:
+    """The input-size-free parts of one IRF block's cost.
 
-    ``se`` is the squeeze-excite width (0: none), ``has_pw`` whether the 1x1
-    expansion conv exists; both may be arrays (then so are the results).
+    Returns ``(weights, extra torch params, MACs per input position, MACs per
+    output position, fixed MACs, pool reads per output position)``: a block's
+    MACs are ``per_in * in_side**2 + per_out * out_side**2 + fixed``.  ``se`` is
+    the squeeze-excite width (0: none), ``has_pw`` whether the 1x1 expansion
+    conv exists; any argument may be an array (then so are the results).
     """
-    pw = cin * mid * has_pw
-    conv_macs = pw * size * size
-    size = spatial_size(size, kernel, stride, pad)
-    pos = size * size
-    w = mid * kernel * kernel + mid * cout
-    se_w = 2 * mid * se
-    weights = pw + w + se_w
-    conv_macs = conv_macs + w * pos + se_w
-    pool = mid * pos * (se > 0)  # the SE squeeze reads the whole map
-    extra = 2 * mid * has_pw + 2 * mid + 2 * cout + (mid + se) * (se > 0)  # BN affine, SE biases
-    return weights, conv_macs, pool, extra, size
+    pw = cin * mid * has_pw  # 1x1 expansion, at the input resolution
+    w = mid * kernel * kernel + mid * cout  # depthwise + 1x1 projection, at the output's
+    se_w = 2 * mid * se  # SE: two 1x1 convs on the pooled vector
+    has_se = se > 0
+    extra = 2 * mid * has_pw + 2 * mid + 2 * cout + mid * has_se + se  # BN affine, SE biases
+    return pw + w + se_w, extra, pw, w, se_w, mid * has_se  # the SE squeeze reads the map
 
 
 def head_cost(

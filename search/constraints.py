@@ -4,7 +4,7 @@ Filtering 100,000 Sobol candidates one ArchSpec at a time would spend most of
 the time building Python objects, so the statistics are computed here with
 numpy over the decoded columns, block slot by block slot, by the very formulas
 :func:`fbnetv3_zoo.stats.arch_stats` uses (``mid_channels``, ``se_channels``,
-``stem_cost``, ``block_cost``, ``head_cost``) with numpy operations plugged in.
+``stem_cost``, ``block_terms``, ``head_cost``) with numpy operations plugged in.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels
-from fbnetv3_zoo.stats import block_cost, head_cost, stem_cost
+from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels, spatial_size
+from fbnetv3_zoo.stats import block_terms, head_cost, stem_cost
 
 from .encoding import decode_columns
 from .space import SearchSpace
@@ -112,10 +112,13 @@ def batch_stats(
                 mid = mid_channels(cin, exp, ARRAY_OPS)
                 se = se_channels(mid, exp, space.se_ratio, ARRAY_OPS) if row.se else 0
                 stride = row.stride if r == 0 else 1
-                w, m, p, _, new = block_cost(cin, mid, cout, kern, stride, pad, se, has_pw, size)
+                w, _, per_in, per_out, fixed, pool_out = block_terms(
+                    cin, mid, cout, kern, se, has_pw
+                )
+                new = spatial_size(size, kern, stride, pad)
                 weights = np.where(on, weights + w, weights)
-                macs = np.where(on, macs + m, macs)
-                pool = np.where(on, pool + p, pool)
+                macs = np.where(on, macs + per_in * size * size + per_out * new * new + fixed, macs)
+                pool = np.where(on, pool + pool_out * new * new, pool)
                 valid &= ~on | (new >= 1)
                 size = np.where(on, new, size)
                 cin = np.where(on, cout, cin)

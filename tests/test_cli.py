@@ -114,7 +114,9 @@ def result_yaml(tmp_path_factory):
     return path, doc
 
 
-def test_info_arch_stats_and_export_agree_with_the_result_file(result_yaml, tmp_path, capsys):
+def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
+    result_yaml, tmp_path, capsys
+):
     import onnx
 
     path, doc = result_yaml
@@ -135,6 +137,12 @@ def test_info_arch_stats_and_export_agree_with_the_result_file(result_yaml, tmp_
     assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 10
     model = fbnetv3_zoo.create_model(str(path), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == stats.torch_params
+
+    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+
+    settings = BenchSettings(batches=(1,), backends=("eager",), repeats=1, warmup=0, threads=1)
+    (row,) = run_benchmark([str(path)], settings)
+    assert (row.official_macs, row.params) == (stats.macs, stats.torch_params)
 
     assert main(["info", str(path), "--num-classes", "1000"]) == 0
     assert json.loads(capsys.readouterr().out.split("\narch:")[0])["num_classes"] == 1000
