@@ -9,38 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# defaults of SearchConfig, repeated here so that --help needs no heavy import;
-# tests/test_search_cli.py checks they stay equal
-DEFAULTS: dict[str, Any] = dict(
-    space="fbnetv3_proxy",
-    data="digits:40",
-    constraints=["macs<=0.5M", "macs<=1M"],
-    budget=11,
-    batch=2,
-    initial=5,
-    epochs=4,
-    early_stop_tau=0.8,
-    pool=4096,
-    kappa=0.5,
-    seed=0,
-    strategy="jointnas",
-    executor="local",
-    cpus_per_trial=1.0,
-    gpus_per_trial=0.0,
-    threads=1,
-    ga_population=64,
-    ga_generations=40,
-    pretrain_samples=4096,
-    pretrain_steps=1000,
-    fit_steps=300,
-    members=5,
-)
-STRATEGY_NAMES = ("random", "jointnas")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
-    d = DEFAULTS
+    from dataclasses import fields
+
+    from .config import STRATEGY_NAMES, SearchConfig
+
+    d = {f.name: f.default for f in fields(SearchConfig)}
+    d["constraints"] = SearchConfig.__dataclass_fields__["constraints"].default_factory()
     p = subparsers.add_parser(
         "search",
         help="joint architecture-recipe search (JointNAS); resumes when run again",
@@ -144,7 +121,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     config = SearchConfig(
         space=args.space,
         data=args.data,
-        constraints=args.constraints or list(DEFAULTS["constraints"]),
+        constraints=args.constraints or SearchConfig().constraints,
         budget=args.budget,
         batch=args.batch,
         initial=args.initial,

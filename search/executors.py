@@ -12,9 +12,9 @@ from typing import Any
 
 from fbnetv3_zoo.errors import UserError
 
+from .config import EXECUTORS
 from .evaluate import EvalTask
 
-EXECUTORS = ("local", "ray")
 Evaluator = Callable[[EvalTask], dict[str, Any]]
 
 

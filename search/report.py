@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from fbnetv3_zoo.errors import UserError
+
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
 from .space import SearchSpace, load_space, parse_space
@@ -42,10 +44,26 @@ def best_per_constraint(
     return out
 
 
+def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
+    """The epoch a candidate's score is from: the early-stopping epoch, or its last if shorter."""
+    trained = row["epochs"] or 0
+    return min(stop_epoch, trained) if stop_epoch else trained
+
+
 def result_document(
-    row: dict[str, Any], space: SearchSpace, constraint: str, data: str
+    row: dict[str, Any],
+    space: SearchSpace,
+    constraint: str,
+    data: str,
+    num_classes: int | None = None,
+    stop_epoch: int | None = None,
+    schedule: int | None = None,
 ) -> dict[str, Any]:
-    """The ``best/<constraint>.yaml`` content: arch + full recipe + predicted + measured."""
+    """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
+
+    ``stats`` were computed by the search with ``num_classes`` classes, so every
+    tool that reads this file can count the same head.
+    """
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
     )
@@ -57,12 +75,21 @@ def result_document(
     predicted = None
     if row["predicted"] is not None:
         predicted = dict(top1=round(row["predicted"], 3), std=round(row["predicted_std"] or 0.0, 3))
+    measured = dict(
+        top1=round(row["score"], 3),
+        epoch=score_epoch(row, stop_epoch),  # the epoch top1 is from
+        epochs_trained=row["epochs"],
+        schedule_epochs=schedule,
+        data=data,
+    )
+    doc = dict(arch=row["arch"], recipe=recipe.to_dict())
+    if num_classes is not None:
+        doc["num_classes"] = int(num_classes)
     return dict(
-        arch=row["arch"],
-        recipe=recipe.to_dict(),
-        predicted=predicted,
-        measured=dict(top1=round(row["score"], 3), epochs=row["epochs"], data=data),
+        **doc,
         stats=dict(macs=int(row["macs"]), params=int(row["params"])),
+        predicted=predicted,
+        measured=measured,
         search=dict(
             constraint=constraint, space=space.name, candidate=row["id"], source=row["source"]
         ),
@@ -98,15 +125,29 @@ def write_report(
     train_s = sum(r["wall_s"] or 0.0 for r in rows)
     pre = store.get("pretrain") or {}
     fit_s = sum(f["wall_s"] or 0.0 for f in store.fits())
+    stop = store.get("stop_epoch")
+    taus = store.get("stop_epoch_taus") or []
+    fits = store.fits()
+    res = sorted({r["arch"]["input_size"] for r in rows})
     lines = [
         f"# Search report: {out}",
         "",
-        f"Space `{space.name}`, data `{config.get('data')}`, constraints {', '.join(f'`{c.text}`' for c in constraints)}, "
+        f"Strategy `{config.get('strategy', 'jointnas')}`, space `{space.name}`, data `{config.get('data')}` "
+        f"({store.get('num_classes', '?')} classes), constraints {', '.join(f'`{c.text}`' for c in constraints)}, "
         f"budget {config.get('budget')} ({len(done)} done, {len(failed)} failed, {store.count('pending')} pending), "
         f"executor `{config.get('executor')}`, seed {config.get('seed')}.",
-        f"Early-stopping epoch: {store.get('stop_epoch')} of {config.get('epochs')} "
-        f"(Kendall tau of each epoch's ranking vs the final one on the first batch: "
-        f"{', '.join(_fmt(t) for t in store.get('stop_epoch_taus') or [])}; threshold {config.get('early_stop_tau')}).",
+        "",
+        "## How far to trust these numbers",
+        "",
+        f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
+        f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
+        f"scored at epoch {stop}. It ranks candidates; training the winner longer "
+        "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
+        f"- **Early stopping:** epoch {stop} of {config.get('epochs')} was chosen because its ranking of the "
+        f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
+        f"(per epoch: {', '.join(_fmt(t) for t in taus) or '-'}; threshold {config.get('early_stop_tau')}; "
+        f"{sum(1 for r in done if r['iteration'] == 0)} curves, so a rough estimate).",
+        _quality_line(fits),
         "",
         "## Time spent",
         "",
@@ -171,6 +212,33 @@ def write_report(
     return text
 
 
+def _quality_line(fits: list[dict[str, Any]]) -> str:
+    """One sentence on the predictor: last held-out and prospective rank correlation."""
+    if not fits:
+        return (
+            "- **Predictor:** not used (strategy without a predictor, or too few measured pairs)."
+        )
+    held = [f for f in fits if f["tau"] is not None]
+    pro = [f for f in fits if f["prospective_tau"] is not None]
+    parts = []
+    if held:
+        f = held[-1]
+        parts.append(
+            f"held-out Kendall tau {f['tau']:.2f} (fit on {f['n'] - f['n_heldout']} pairs, ranking {f['n_heldout']} others)"
+        )
+    else:
+        parts.append("held-out quality not measured yet (too few pairs)")
+    if pro:
+        parts.append(
+            f"prospective Kendall tau {pro[-1]['prospective_tau']:.2f} (its predictions for every pair it chose vs the measured result)"
+        )
+    else:
+        parts.append("prospective quality needs 3 acquisition-chosen pairs")
+    return (
+        "- **Predictor:** " + "; ".join(parts) + ". Near 0 means its choices were close to random."
+    )
+
+
 def write_plots(out: Path, store: Store) -> list[Path]:
     """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration."""
     import matplotlib
@@ -210,29 +278,42 @@ def write_plots(out: Path, store: Store) -> list[Path]:
     ax.set(xlabel="predicted top-1 (%)", ylabel="measured top-1 (%)", title="predicted vs measured")
     paths.append(_save(fig, out / "predicted_vs_measured.png"))
 
+    from matplotlib.ticker import MaxNLocator
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     it = np.array([r["iteration"] for r in done])
     a1.scatter(it, acc, alpha=0.6, label="candidate")
     iters = sorted(set(it.tolist()))
-    a1.plot(iters, [acc[it <= i].max() for i in iters], "r-", label="best so far")
+    if len(iters) > 1:
+        a1.step(iters, [acc[it <= i].max() for i in iters], "r-", where="post", label="best so far")
     a1.set(xlabel="iteration", ylabel="proxy top-1 (%)", title="progress")
     a1.legend(fontsize=8)
-    fits = store.fits()
-    if fits:
-        a2.plot(
-            [f["iteration"] for f in fits],
-            [np.nan if f["tau"] is None else f["tau"] for f in fits],
-            "o-",
-            label="held-out tau",
-        )
-        a2.plot(
-            [f["iteration"] for f in fits],
-            [np.nan if f["prospective_tau"] is None else f["prospective_tau"] for f in fits],
-            "s-",
-            label="prospective tau",
-        )
+    drawn = False
+    for key, style, label in (
+        ("tau", "o-", "held-out tau"),
+        ("prospective_tau", "s-", "prospective tau"),
+    ):
+        points = [(f["iteration"], f[key]) for f in store.fits() if f[key] is not None]
+        if points:
+            x, y = zip(*points, strict=True)
+            a2.plot(x, y, style if len(points) > 1 else style[0], label=label)
+            drawn = True
+    if drawn:
+        a2.axhline(0.0, color="k", lw=0.5)
+        a2.set_ylim(-1.05, 1.05)
         a2.legend(fontsize=8)
+    else:
+        a2.text(
+            0.5,
+            0.5,
+            "no predictor quality measured",
+            ha="center",
+            va="center",
+            transform=a2.transAxes,
+        )
     a2.set(xlabel="iteration", ylabel="Kendall tau", title="predictor quality")
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     paths.append(_save(fig, out / "progress.png"))
     return paths
 
@@ -247,30 +328,49 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def write_outputs(
-    out: str | Path, store: Store, space: SearchSpace, constraints: list[Constraint]
+    out: str | Path,
+    store: Store,
+    space: SearchSpace,
+    constraints: list[Constraint],
+    write: bool = True,
 ) -> dict[str, Any]:
     """best/*.yaml, report.md and plots; returns {constraint: best row or None, ...}."""
     out = Path(out)
-    data = (store.get("config") or {}).get("data", "")
+    config = store.get("config") or {}
+    data = config.get("data", "")
     done = store.candidates("done")
     best = best_per_constraint(done, constraints)
+    summary = dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
+    if not write:
+        return summary
     (out / "best").mkdir(parents=True, exist_ok=True)
     for c in constraints:
         if best[c.text] is not None:
-            doc = result_document(best[c.text], space, c.text, data)
+            doc = result_document(
+                best[c.text],
+                space,
+                c.text,
+                data,
+                num_classes=store.get("num_classes"),
+                stop_epoch=store.get("stop_epoch"),
+                schedule=config.get("epochs"),
+            )
             (out / "best" / f"{c.slug}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
-    return dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
+    return summary
 
 
 def report_run(out: str | Path) -> dict[str, Any]:
     """Re-render the outputs of a (finished or running) search folder."""
+    import os
+    import sys
+
     out = Path(out)
     db = out / "search.sqlite"
     if not db.is_file():
-        raise FileNotFoundError(f"no search found in {out} (missing {db.name})")
-    store = Store(db)
+        raise UserError(f"no search found in {out} (missing {db.name})")
+    store = Store(db, readonly=True)
     try:
         config = store.get("config") or {}
         raw = store.get("space_yaml")
@@ -278,6 +378,12 @@ def report_run(out: str | Path) -> dict[str, Any]:
 
         space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
         constraints = [parse_constraint(c) for c in config.get("constraints", [])]
-        return write_outputs(out, store, space, constraints)
+        writable = os.access(out, os.W_OK)
+        if not writable:
+            print(
+                f"{out} is read-only: showing the summary without rewriting report.md, best/ or plots",
+                file=sys.stderr,
+            )
+        return write_outputs(out, store, space, constraints, write=writable)
     finally:
         store.close()

@@ -137,7 +137,13 @@ class JointNASStrategy(Strategy):
                 "pretrain", dict(loss=self.pretrained.loss, wall_s=self.pretrained.wall_s)
             )
         predictor, quality = fit_with_holdout(
-            u, y, self.pretrained, seed=c.seed + iteration, members=c.members, steps=c.fit_steps
+            u,
+            y,
+            self.pretrained,
+            seed=c.seed + iteration,
+            members=c.members,
+            steps=c.fit_steps,
+            space=ctx.space,  # the featurisation when there is no pretrained encoder
         )
         # prospective: every acquisition-time prediction so far against what training measured
         chosen = [r for r in rows if r["predicted"] is not None and r["iteration"] < iteration]
@@ -270,7 +276,11 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
 
 def register_strategy(name: str, factory: Callable[[], Strategy]) -> None:
     """Make ``SearchConfig(strategy=name)`` / ``fbnetv3 search --strategy name`` build ``factory()``."""
+    from .config import STRATEGY_NAMES
+
     STRATEGIES[name] = factory
+    if name not in STRATEGY_NAMES:
+        STRATEGY_NAMES.append(name)
 
 
 def make_strategy(name: str) -> Strategy:

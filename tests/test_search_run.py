@@ -182,7 +182,9 @@ def test_resume_after_kill_9(tmp_path):
 
 
 def test_changed_space_or_data_is_refused(tmp_path):
-    run_search(_config(budget=6), tmp_path, evaluator=fake_evaluate, progress=False)
+    run_search(
+        _config(budget=6, data="digits:40"), tmp_path, evaluator=fake_evaluate, progress=False
+    )
     with pytest.raises(ValueError, match=r"data: run has 'digits:40', now 'digits:20'"):
         run_search(
             _config(budget=6, data="digits:20"), tmp_path, evaluator=fake_evaluate, progress=False
@@ -195,7 +197,10 @@ def test_changed_space_or_data_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(changed))
     with pytest.raises(ValueError, match=r"space: run has .*fingerprint"):
         run_search(
-            _config(budget=6, space=str(path)), tmp_path, evaluator=fake_evaluate, progress=False
+            _config(budget=6, data="digits:40", space=str(path)),
+            tmp_path,
+            evaluator=fake_evaluate,
+            progress=False,
         )
 
 
@@ -266,7 +271,7 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--executor", "dask"], "unknown executor 'dask'; choose one of local, ray"),
+        (["--executor", "dask"], "invalid choice: 'dask'"),
         (["--constraint", "macs<=1K"], "no sampled pair satisfies"),
         (["--constraint", "flops<1M"], "invalid constraint"),
         (["--space", "nope"], "unknown search space 'nope'"),
@@ -274,8 +279,14 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
     ],
 )
 def test_cli_bad_input(tmp_path, capsys, extra, message):
-    assert main(["search", "--out", str(tmp_path / "x"), "--quiet", *extra]) == 2
-    assert message in capsys.readouterr().err
+    try:
+        code = main(["search", "--out", str(tmp_path / "x"), "--quiet", *extra])
+    except SystemExit as exit:  # argparse's own refusals
+        code = exit.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # nothing left behind
 
 
 def test_cli_invalid_space_file_names_the_field(tmp_path, capsys):
@@ -321,3 +332,6 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "cannot reach a Ray cluster at address '127.0.0.1:1'" in capsys.readouterr().err
+    args[2] = str(tmp_path / "new")
+    assert main(args) == 2
+    assert not (tmp_path / "new").exists()  # no run folder with pending candidates

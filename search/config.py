@@ -1,0 +1,158 @@
+"""The settings of a search run, checked field by field.
+
+Kept free of numpy/torch imports so that ``fbnetv3 search --help`` can show
+the defaults without loading the search itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from fbnetv3_zoo.errors import UserError
+
+EXECUTORS = ("local", "ray")
+# names ``SearchConfig.strategy`` accepts; strategies.register_strategy adds to it
+STRATEGY_NAMES = ["random", "jointnas"]
+# settings that decide what a run measures and picks; changing them on resume is refused
+PINNED = (
+    "space",
+    "data",
+    "epochs",
+    "seed",
+    "strategy",
+    "constraints",
+    "budget",
+    "initial",
+    "batch",
+    "early_stop_tau",
+    "pool",
+    "kappa",
+    "members",
+    "ga_population",
+    "ga_generations",
+    "pretrain_samples",
+    "pretrain_steps",
+    "fit_steps",
+)
+
+
+class ConfigError(UserError):
+    """A SearchConfig field has a value the search cannot run with."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything a search run depends on (the CLI flags map one to one); validated on creation."""
+
+    space: str = "fbnetv3_proxy"
+    data: str = "digits"  # all 1198 digits training images: benchmarks/results/proxy.md
+    constraints: list[str] = field(default_factory=lambda: ["macs<=0.5M", "macs<=1M"])
+    budget: int = 11  # total candidate trainings, including the final picks
+    batch: int = 2
+    initial: int = 5  # size of the first (Sobol) batch
+    epochs: int = 3  # proxy epochs of the first batch (benchmarks/results/proxy.md)
+    early_stop_tau: float = 0.8
+    pool: int = 4096
+    kappa: float = 0.5
+    seed: int = 0
+    strategy: str = "jointnas"
+    executor: str = "local"
+    ray_address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    threads: int | None = 1
+    ga_population: int = 64
+    ga_generations: int = 40
+    pretrain_samples: int = 4096
+    pretrain_steps: int = 1000  # 0: no pretraining
+    fit_steps: int = 300
+    members: int = 5  # predictor ensemble size; 1 with kappa 0 is the paper's greedy choice
+    download: bool = False  # fetch cifar10/cifar100 when missing
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field that cannot work."""
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"search setting {name} ({flag}) must be {rule}, got {getattr(self, name)!r}"
+                )
+
+        def integer(name: str, low: int) -> None:
+            v = getattr(self, name)
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= low,
+                name,
+                f"an integer >= {low}",
+            )
+
+        def number(name: str, low: float, high: float = math.inf) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
+            need(ok and math.isfinite(v), name, f"a number in [{low}, {high}]")
+
+        for name in ("space", "data"):
+            need(
+                isinstance(getattr(self, name), str) and getattr(self, name) != "",
+                name,
+                "a non-empty string",
+            )
+        c = self.constraints
+        need(
+            isinstance(c, list | tuple) and len(c) > 0 and all(isinstance(x, str) for x in c),
+            "constraints",
+            "a non-empty list of strings such as 'macs<=400M'",
+        )
+        from .constraints import parse_constraint  # numpy: loaded only when a config is checked
+
+        for text in c:
+            try:
+                parse_constraint(text)
+            except ValueError as err:
+                raise ConfigError(f"search setting constraints (--constraint): {err}") from None
+        for name in (
+            "budget",
+            "batch",
+            "initial",
+            "epochs",
+            "pool",
+            "members",
+            "pretrain_samples",
+            "fit_steps",
+        ):
+            integer(name, 1)
+        integer("pretrain_steps", 0)
+        integer("ga_generations", 0)
+        integer("ga_population", 3)
+        integer("seed", 0)
+        number("early_stop_tau", -1.0, 1.0)
+        number("kappa", 0.0)
+        number("cpus_per_trial", 0.0)
+        number("gpus_per_trial", 0.0)
+        need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
+        v = self.threads
+        need(
+            v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "threads",
+            "None (torch's default) or an integer >= 1",
+        )
+        need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
+        need(self.strategy in STRATEGY_NAMES, "strategy", "one of " + ", ".join(STRATEGY_NAMES))
+        need(isinstance(self.download, bool), "download", "true or false")
+        needed = self.initial + len(c)
+        if self.budget < needed:
+            raise ConfigError(
+                f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        """The pinned settings, as stored in the run."""
+        d = dataclasses.asdict(self)
+        return {k: d[k] for k in PINNED}
