@@ -376,6 +376,8 @@ class _Run:
                 for key in ("loss", "top1", "top5"):
                     if prefix == "val" or key != "loss":
                         record[f"{prefix}_{key}"] = _finite(res[key]) if res else None
+            if any(r and r["images"] and not math.isfinite(r["loss"]) for r in (raw, ema)):
+                record["diverged"] = True  # the model's outputs are not numbers (logged as null)
             record["epoch_s"] = time.perf_counter() - t0
             if self.progress:
                 _print_epoch(record, self.log.total_epochs)

@@ -130,7 +130,7 @@ def test_metrics_are_strict_json_when_evaluation_gives_nan(tmp_path):
 
     (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
     record = json.loads(line, parse_constant=refuse)
-    assert record["val_loss"] is None and record["train_loss"] > 0
+    assert record["val_loss"] is None and record["diverged"] is True and record["train_loss"] > 0
     json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
     assert summary["final_top1"] is not None
 
