@@ -122,7 +122,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shared machine several OpenMP threads stall on each other's time slices",
     )
     p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
-    p.add_argument("--plot", type=Path, default=None, help="write the top-1 vs latency plot")
     p.set_defaults(func=_benchmark)
 
 
@@ -179,18 +178,11 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _benchmark(args: argparse.Namespace) -> int:
-    from .bench import (
-        ALL_BACKENDS,
-        DEFAULT_COMPILE_MODELS,
-        DEFAULT_MODELS,
-        BenchSettings,
-        format_markdown,
-        plot_top1_vs_latency,
-        run_benchmark,
-    )
+def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
+    """The models and ``BenchSettings`` that ``fbnetv3 benchmark`` options describe."""
+    from .bench import ALL_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS, BenchSettings
 
-    args.models = list(DEFAULT_MODELS) if args.models is None else args.models
+    models = list(DEFAULT_MODELS) if args.models is None else args.models
     settings = BenchSettings(
         batches=tuple(args.batch),
         backends=tuple(ALL_BACKENDS if args.backends is None else args.backends),
@@ -202,8 +194,15 @@ def _benchmark(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds,
         threads=args.threads or None,
     )
+    return models, settings
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from .bench import format_markdown, run_benchmark
+
+    models, settings = benchmark_settings(args)
     start = time.perf_counter()
-    rows = run_benchmark(args.models, settings, log=print)
+    rows = run_benchmark(models, settings, log=print)
     minutes = (time.perf_counter() - start) / 60
     text = format_markdown(rows, settings) + f"\nThis run took {minutes:.1f} min.\n"
     print(text)
@@ -211,7 +210,4 @@ def _benchmark(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(f"wrote {args.out}")
-    if args.plot is not None:
-        plot_top1_vs_latency(rows, args.plot)
-        print(f"wrote {args.plot}")
     return 0
