@@ -46,6 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fix", default=None, help="JSON of searched recipe fields pinned for every pair"
     )
+    p.add_argument(
+        "--from-pool",
+        default=None,
+        help="summarise the first --pairs pairs of a pool file (trained there with seeds 0 and 1) instead of training",
+    )
     p.add_argument("--out", default=str(RESULTS / "proxy.md"), help="results file ('' = none)")
     return p.parse_args(argv)
 
@@ -102,6 +107,32 @@ def train_pairs(args: argparse.Namespace) -> dict:
     return dict(curves=curves, wall=wall, cpu=cpu, macs=macs, params=params)
 
 
+def read_pool(args: argparse.Namespace) -> dict:
+    """The same arrays as ``train_pairs``, from the pool's first ``--pairs`` pairs (seeds 0, 1)."""
+    from fbnetv3_zoo.search.evaluate import epoch_accuracy
+    from fbnetv3_zoo.search.pool import load_pool
+
+    pool = load_pool(args.from_pool)
+    pairs = [p for p in pool.pairs if p.index < args.pairs and {0, 1} <= set(p.runs)]
+    proxy = pool.proxy
+    args.seeds, args.data, args.epochs, args.space = (
+        [0, 1],
+        proxy["data"],
+        proxy["epochs"],
+        proxy["space"],
+    )
+    args.constraints = pool.meta[0]["constraints"]
+    curves = np.full((len(pairs), 2, args.epochs), np.nan)
+    wall, cpu = np.zeros((len(pairs), 2)), np.zeros((len(pairs), 2))
+    for i, p in enumerate(pairs):
+        for s in (0, 1):
+            run = p.runs[s]
+            wall[i, s], cpu[i, s] = run["wall_s"], run["cpu_s"]
+            for e, record in enumerate(run["metrics"]):
+                curves[i, s, e] = epoch_accuracy(record)
+    return dict(curves=curves, wall=wall, cpu=cpu)
+
+
 def summarise(curves: np.ndarray, wall: np.ndarray, cpu: np.ndarray) -> dict:
     """Test-retest agreement, spreads, percentiles and early-stopping agreement."""
     from scipy.stats import kendalltau, spearmanr
@@ -138,8 +169,15 @@ def report(args: argparse.Namespace, s: dict, total_s: float) -> str:
     lines = [
         "# Search proxy: test-retest signal",
         "",
-        f"Command: `python benchmarks/proxy.py --pairs {args.pairs} --data {args.data} "
-        f"--epochs {args.epochs}` (run time {total_s / 60:.1f} min).",
+        (
+            f"Command: `python benchmarks/proxy.py --from-pool {args.from_pool} --pairs {args.pairs}` "
+            "(summarises the pool's unbiased paired sample: its first pairs, trained with seeds 0 "
+            "and 1 by `benchmarks/pool.py` with the same proxy; without `--from-pool` the script "
+            "trains the pairs itself, ~8 CPU-s each)."
+            if args.from_pool
+            else f"Command: `python benchmarks/proxy.py --pairs {args.pairs} --data {args.data} "
+            f"--epochs {args.epochs}` (run time {total_s / 60:.1f} min)."
+        ),
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, "
         f"1 torch thread, torch {torch.__version__}.",
         f"Proxy: space `{args.space}` with its recipe overrides, data `{args.data}`, "
@@ -172,7 +210,7 @@ def report(args: argparse.Namespace, s: dict, total_s: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    run = train_pairs(args)
+    run = read_pool(args) if args.from_pool else train_pairs(args)
     s = summarise(run["curves"], run["wall"], run["cpu"])
     text = report(args, s, time.perf_counter() - start)
     print(text)

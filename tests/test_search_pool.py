@@ -1,0 +1,193 @@
+"""The ground-truth pool: file round trip, look-ups that refuse what the pool cannot answer,
+a finite source over its vectors, and a whole search run against it without training."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.encoding import decode
+from fbnetv3_zoo.search.evaluate import EvalTask
+from fbnetv3_zoo.search.pool import (
+    POOL_FORMAT,
+    PoolError,
+    PoolEvaluator,
+    PoolSource,
+    append_records,
+    load_pool,
+    pair_key,
+)
+from fbnetv3_zoo.search.sampling import sample_feasible
+from fbnetv3_zoo.search.space import load_space
+
+from fbnetv3_zoo.errors import UserError
+
+DATA, EPOCHS, PAIRS = "digits", 3, 40
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("fbnetv3_proxy")
+
+
+def meta(space) -> dict:
+    return dict(
+        type="meta",
+        format=POOL_FORMAT,
+        space=space.name,
+        space_fingerprint=space.fingerprint(),
+        data=DATA,
+        epochs=EPOCHS,
+        overrides=dict(space.recipe_overrides),
+        num_classes=10,
+        constraints=["macs<=1M"],
+        sample_seed=0,
+    )
+
+
+def fake_curve(vec: np.ndarray, seed: int) -> list[dict]:
+    """A known objective: accuracy rises with the mean of the vector; seed adds small noise."""
+    final = 40 + 50 * float(np.mean(vec)) + 0.5 * seed
+    return [dict(epoch=e + 1, val_top1=final * (e + 1) / EPOCHS) for e in range(EPOCHS)]
+
+
+@pytest.fixture(scope="module")
+def pool_file(space, tmp_path_factory):
+    """A tiny pool written in two sessions (as a resumed build would), no training involved."""
+    path = tmp_path_factory.mktemp("pool") / "pool.jsonl.gz"
+    u, macs, params = sample_feasible(space, PAIRS, [parse_constraint("macs<=1M")], 10, seed=3)
+
+    def record(i: int, seed: int) -> dict:
+        spec, recipe = decode(space, u[i])
+        return dict(
+            type="run",
+            pair=i,
+            vector=[float(v) for v in u[i]],
+            arch=spec.to_dict(),
+            recipe=recipe,
+            macs=int(macs[i]),
+            params=int(params[i]),
+            seed=seed,
+            status="done",
+            error=None,
+            metrics=fake_curve(u[i], seed),
+            wall_s=3.0,
+            cpu_s=2.0,
+        )
+
+    append_records(path, [meta(space)] + [record(i, 0) for i in range(PAIRS // 2)])
+    append_records(path, [meta(space)] + [record(i, 0) for i in range(PAIRS // 2, PAIRS)])
+    append_records(path, [record(i, s) for i in range(3) for s in (1, 2)])
+    return path
+
+
+def task(space, vec, epochs=EPOCHS, stop=None, data=DATA, cid=0) -> EvalTask:
+    spec, recipe = decode(space, vec)
+    overrides = dict(space.recipe_overrides)
+    return EvalTask(
+        cid, spec.to_dict(), recipe, space.recipe_base, data, epochs, stop, 0, 1, overrides
+    )
+
+
+def test_pool_round_trip_groups_seeds_and_means_them(pool_file):
+    pool = load_pool(pool_file)
+    assert len(pool.meta) == 2 and len(pool.pairs) == PAIRS
+    assert sorted(pool.pairs[0].runs) == [0, 1, 2] and sorted(pool.pairs[5].runs) == [0]
+    mean, count = pool.quality()
+    assert count[0] == 3 and count[5] == 1
+    assert mean[0] == pytest.approx(np.mean(pool.pairs[0].scores()))
+    assert mean[0] == pytest.approx(pool.pairs[0].score(0) + 0.5)  # seeds 0, 1, 2 add 0, .5, 1
+
+
+def test_evaluator_answers_pool_pairs_and_refuses_the_rest(space, pool_file):
+    pool = load_pool(pool_file)
+    evaluator = PoolEvaluator(pool)
+    vec = pool.pairs[7].vector
+    full = evaluator(task(space, vec))
+    assert full["status"] == "done" and len(full["metrics"]) == EPOCHS
+    assert full["metrics"][-1]["val_top1"] == pytest.approx(fake_curve(vec, 0)[-1]["val_top1"])
+    early = evaluator(task(space, vec, stop=1))
+    assert len(early["metrics"]) == 1 and early["wall_s"] == pytest.approx(1.0)
+    assert PoolEvaluator(pool, seed=2)(task(space, pool.pairs[1].vector))["metrics"][-1][
+        "val_top1"
+    ] == pytest.approx(pool.pairs[1].score(0) + 1.0)
+    outside = sample_feasible(space, 1, [parse_constraint("macs<=1M")], 10, seed=99)[0][0]
+    with pytest.raises(PoolError, match="not in the pool"):
+        evaluator(task(space, outside))
+    with pytest.raises(PoolError, match="no training with seed 1"):
+        PoolEvaluator(pool, seed=1)(task(space, pool.pairs[9].vector))
+    with pytest.raises(PoolError, match="digits:40"):
+        evaluator(task(space, vec, data="digits:40"))
+    with pytest.raises(PoolError, match="4 epochs"):
+        evaluator(task(space, vec, epochs=4))
+    assert issubclass(PoolError, UserError)
+
+
+def test_pair_key_ignores_float_noise(space, pool_file):
+    pair = load_pool(pool_file).pairs[0]
+    noisy = {k: v * (1 + 1e-13) if isinstance(v, float) else v for k, v in pair.recipe.items()}
+    assert pair_key(pair.arch, noisy) == pair_key(pair.arch, pair.recipe)
+    changed = dict(pair.recipe, lr=pair.recipe["lr"] * 1.01)
+    assert pair_key(pair.arch, changed) != pair_key(pair.arch, pair.recipe)
+
+
+def test_source_serves_only_feasible_pool_vectors(space, pool_file):
+    pool = load_pool(pool_file)
+    source = PoolSource(space, pool)
+    assert source.finite and len(source.all()[0]) == PAIRS
+    keys = {tuple(np.round(v, 9)) for v in pool.vectors()}
+    limit = [parse_constraint("macs<=0.5M")]
+    u, macs, _ = source.draw(10, limit, seed=1)
+    assert 0 < len(u) <= 10 and (macs <= 0.5e6).all()
+    assert all(tuple(np.round(v, 9)) in keys for v in u)
+    assert np.array_equal(u, source.draw(10, limit, seed=1)[0])  # seeded order
+    assert not np.array_equal(u, source.draw(10, limit, seed=2)[0])
+
+
+def test_bad_pool_files_are_named(space, pool_file, tmp_path):
+    with pytest.raises(PoolError, match="not found"):
+        load_pool(tmp_path / "missing.jsonl.gz")
+    junk = tmp_path / "junk.jsonl.gz"
+    junk.write_bytes(b"not gzip")
+    with pytest.raises(PoolError, match="junk.jsonl.gz"):
+        load_pool(junk)
+    other = tmp_path / "other.jsonl.gz"
+    with gzip.open(pool_file, "rt") as f:
+        other.write_bytes(gzip.compress(f.read().replace('"epochs": 3', '"epochs": 5', 1).encode()))
+    with pytest.raises(PoolError, match="disagree"):
+        load_pool(other)
+    wrong = load_pool(pool_file)
+    wrong.meta[0] = dict(wrong.meta[0], space_fingerprint="0" * 16)
+    with pytest.raises(PoolError, match="fingerprint"):
+        PoolSource(space, wrong)
+
+
+@pytest.mark.parametrize("strategy", ["random", "jointnas"])
+def test_search_runs_against_the_pool_without_training(space, pool_file, tmp_path, strategy):
+    pool = load_pool(pool_file)
+    evaluator = PoolEvaluator(pool)
+    config = SearchConfig(
+        data=DATA,
+        epochs=EPOCHS,
+        constraints=["macs<=1M"],
+        budget=8,
+        initial=4,
+        batch=2,
+        strategy=strategy,
+        pretrain_steps=0,
+        fit_steps=20,
+        members=1,
+    )
+    result = run_search(
+        config,
+        tmp_path / strategy,
+        evaluator=evaluator,
+        progress=False,
+        source=PoolSource(space, pool),
+    )
+    assert evaluator.calls == 8  # the whole budget answered from the table
+    best = result["best"]["macs<=1M"]
+    assert pair_key(best["arch"], best["recipe"]) in pool.index()
