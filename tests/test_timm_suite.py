@@ -176,3 +176,43 @@ def test_changed_timm_internals_fail_loudly(monkeypatch):
     monkeypatch.delattr(registry, "_model_default_cfgs")
     with pytest.raises(ImportError, match=r"timm's registry internals.*timm>=1\.0\.31"):
         tm._timm_registry()
+
+
+def _suite_runner():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "timm_suite" / "run.py"
+    spec = importlib.util.spec_from_file_location("timm_suite_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_suite_runner_fails_loudly_without_the_sdist(tmp_path, monkeypatch):
+    import subprocess
+
+    run = _suite_runner()
+
+    def offline(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found")
+
+    monkeypatch.setattr(run.subprocess, "run", offline)
+    with pytest.raises(SystemExit, match=r"FAILED.*timm==1\.0\.31.*did NOT run"):
+        run.fetch_sdist("1.0.31", tmp_path)
+
+
+def test_suite_runner_counts_failures_and_untested_names(tmp_path, capsys):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase name="test_model_forward[fbnetv3_a-1]"/>'
+        '<testcase name="test_model_default_cfgs[1-fbnetv3_a.fb_in1k]"><failure/></testcase>'
+        '<testcase name="test_model_backward[2-fbnetv3_b]"><skipped/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    passed, failed = _suite_runner().summarise(junit, ["fbnetv3_a", "fbnetv3_b", "fbnetv3_c"])
+    out = capsys.readouterr().out
+    assert (passed, failed) == (1, 2)  # one failed case, and fbnetv3_c never ran
+    assert "FAILED test_model_default_cfgs[1-fbnetv3_a.fb_in1k]" in out
+    assert "no case ran for fbnetv3_c" in out
