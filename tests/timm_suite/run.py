@@ -61,7 +61,10 @@ def extract_tests(sdist: Path, dest: Path) -> Path:
             for m in tar.getmembers()
             if re.match(r"^[^/]+/(tests/[^/]+\.py|pyproject\.toml)$", m.name)
         ]
-        tar.extractall(dest, members=members, filter="data")
+        try:
+            tar.extractall(dest, members=members, filter="data")
+        except TypeError:  # Python without extraction filters; the members are plain files
+            tar.extractall(dest, members=members)
     root = next(p for p in dest.iterdir() if p.is_dir())
     if not (root / "tests" / "test_models.py").is_file():
         raise SystemExit(f"FAILED: {sdist} holds no tests/test_models.py")
