@@ -149,3 +149,8 @@ def agree_on_error(message: str | None, d: Dist) -> None:
     first = next((m for m in gather(message, d) if m), None)
     if first:
         raise UserError(first)
+
+
+def main_process() -> bool:
+    """True outside torchrun and on its rank 0: the process that should print summaries."""
+    return os.environ.get("RANK", "0") == "0"
