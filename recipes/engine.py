@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -475,8 +476,6 @@ class _Run:
 # ---------------------------------------------------------------- helpers
 def _check_writable(out: Path) -> None:
     """Refuse an ``--out`` that cannot be written before any work is done."""
-    import os
-
     probe = out
     while not probe.exists():
         if probe.parent == probe:
@@ -695,8 +694,6 @@ def _summary(log: _Log, settings: dict[str, Any]) -> dict[str, Any]:
 
 def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and accuracy per epoch; skipped quietly when matplotlib is missing."""
-    import os
-
     try:
         import matplotlib
 
