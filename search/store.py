@@ -106,6 +106,12 @@ class Store:
             ) from None
 
     def close(self) -> None:
+        """Close; a writer leaves a plain single-file database (no -wal/-shm) for read-only readers."""
+        if not self.readonly:
+            try:
+                self.db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.OperationalError:  # another reader holds it: stays WAL, still consistent
+                pass
         self.db.close()
 
     # ----------------------------------------------------------------- meta
