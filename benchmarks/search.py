@@ -1,12 +1,15 @@
-"""Measure the JointNAS search: speed, predictor sample efficiency, search vs random.
+"""Search strategies against the ground-truth pool: regret to the pool's best against budget.
 
-    python benchmarks/search.py                      # everything (~15-25 min on 2 busy cores)
-    python benchmarks/search.py --skip-quality       # speed only (~1-2 min)
+    python benchmarks/search.py                  # 4 strategies x 30 seeds (time: see the results file)
+    python benchmarks/search.py --seeds 5        # a quick look
 
-Writes ``benchmarks/results/search.md`` (and ``search.png``).  Random
-sampling inside the same constraint is the alternative a user would otherwise
-pick; it is measured in the same run, on the same proxy, with the same number
-of trainings.  One seed: the quality numbers are one draw, not an average.
+Every search runs through the real driver (``run_search``) with the pool as
+its candidate source and its evaluator (``search/pool.py``), so each
+"training" is a table look-up of the pair's seed-0 training and a whole
+search takes seconds.  Strategies: ``random``, ``jointnas`` (ensemble + UCB,
+pretrained predictor), ``jointnas`` without pretraining, and the paper's
+greedy mode (one member, kappa 0).  Seed ``s`` gives every strategy the same
+first batch.  Writes ``benchmarks/results/search.md`` and ``search.png``.
 """
 
 from __future__ import annotations
@@ -16,211 +19,293 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
-from fbnetv3_zoo.search.constraints import batch_stats, feasible, parse_constraint
-from fbnetv3_zoo.search.encoding import decode
-from fbnetv3_zoo.search.evaluate import EvalTask, epoch_accuracy, evaluate
-from fbnetv3_zoo.search.genetic import genetic_search
-from fbnetv3_zoo.search.predictor import fit, pretrain, rank_quality
-from fbnetv3_zoo.search.sampling import sample, sample_feasible
-from fbnetv3_zoo.search.space import load_space
 
-from fbnetv3_zoo.stats import arch_stats
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CONSTRAINT = "macs<=1M"  # every pool pair meets it: the whole pool competes
+BUDGETS = (8, 12, 16, 24, 32, 40, 48, 60)
 
-RESULTS = Path(__file__).parent / "results"
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
+# name -> SearchConfig fields over the common ones
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "random": dict(strategy="random"),
+    "jointnas": dict(strategy="jointnas"),
+    "jointnas, no pretraining": dict(strategy="jointnas", pretrain_steps=0),
+    "paper (members 1, kappa 0)": dict(strategy="jointnas", members=1, kappa=0.0),
+}
 
 
-def speed() -> list[str]:
-    """Filtering 100k Sobol candidates, pretraining, one fit, one fine-search run."""
-    space = load_space("fbnetv3")
-    limit = [parse_constraint("macs<=400M")]
-
-    def vectorised():
-        u = sample(space, 100_000, "sobol", seed=0)
-        macs, params, valid = batch_stats(space, u)
-        return int((valid & feasible(limit, macs, params)).sum())
-
-    kept, t_vec = timed(vectorised)
-    u = sample(space, 2000, "sobol", seed=0)
-
-    def one_by_one():
-        return sum(arch_stats(decode(space, x)[0]).macs <= 400e6 for x in u)
-
-    _, t_loop = timed(one_by_one)
-    proxy = load_space("fbnetv3_proxy")
-    pre, t_pre = timed(pretrain, proxy, num_classes=10)
-    x = sample(proxy, 100, "uniform", seed=1)
-    y = np.random.default_rng(0).normal(50, 10, 100)
-    predictor, t_fit = timed(fit, x, y, pre)
-    limits = [parse_constraint("macs<=0.5M"), parse_constraint("macs<=1M")]
-    _, t_ga = timed(genetic_search, proxy, lambda v: predictor.predict(v)[0], limits, 10, 64, 40)
-    return [
-        "## Speed",
-        "",
-        "| step | wall time (s) | note |",
-        "|---|---|---|",
-        f"| constraint filter, 100,000 Sobol candidates (`fbnetv3` space, vectorised) | {t_vec:.2f} | {kept} of 100,000 meet macs<=400M; includes Sobol sampling |",
-        f"| the same, one ArchSpec + `arch_stats` per candidate (alternative) | {t_loop * 50:.1f} | measured on 2,000, times 50 |",
-        f"| predictor pretraining on free statistics (4,096 pairs, 1,000 steps) | {t_pre:.2f} | `fbnetv3_proxy` space |",
-        f"| one predictor fit (ensemble of 5, 100 measured pairs, 300 steps) | {t_fit:.2f} | |",
-        f"| one fine-search run (adaptive GA, 2 constraints, population 64, 40 generations) | {t_ga:.2f} | |",
-        "",
-    ]
-
-
-def full_schedule_eval(space, config: SearchConfig, i: int, arch: dict, recipe: dict) -> dict:
-    """Train one pair on the full proxy schedule, exactly as the search's first batch is."""
-    task = EvalTask(
-        i,
-        arch,
-        recipe,
-        space.recipe_base,
-        config.data,
-        config.epochs,
-        None,
-        config.seed,
-        config.threads,
-        dict(space.recipe_overrides),
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--pool", default=str(HERE / "data" / "pool.jsonl.gz"), help="pool file")
+    p.add_argument("--seeds", type=int, default=30, help="paired seeds per strategy (default 30)")
+    p.add_argument("--budget", type=int, default=60, help="trainings per search (default 60)")
+    p.add_argument("--initial", type=int, default=8, help="first (Sobol) batch (default 8)")
+    p.add_argument("--batch", type=int, default=4, help="later batch size (default 4)")
+    p.add_argument("--members", type=int, default=3, help="predictor ensemble (default 3)")
+    p.add_argument("--fit-steps", type=int, default=100, help="predictor fit steps (default 100)")
+    p.add_argument(
+        "--pretrain-steps", type=int, default=300, help="pretraining steps (default 300)"
     )
-    return evaluate(task)
+    p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
+    p.add_argument("--out", default=str(RESULTS / "search.md"), help="results file ('' = none)")
+    return p.parse_args(argv)
 
 
-def train_pairs(space, u: np.ndarray, config: SearchConfig) -> list[list[float]]:
-    """Accuracy curves of encodings trained like the search's first batch."""
-    curves = []
-    for i, vec in enumerate(u):
-        spec, recipe = decode(space, vec)
-        result = full_schedule_eval(space, config, i, spec.to_dict(), recipe)
-        curve = [epoch_accuracy(e) for e in result["metrics"]]
-        curves.append(curve if result["status"] == "done" and curve else [])
-        print(f"  random {i + 1}/{len(u)}: {curve[-1] if curve else 'failed'}", flush=True)
-    return curves
+def search_config(args: argparse.Namespace, pool: Any, name: str, seed: int) -> Any:
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    proxy = pool.proxy
+    common = dict(
+        space=proxy["space"],
+        data=proxy["data"],
+        epochs=proxy["epochs"],
+        constraints=[CONSTRAINT],
+        budget=args.budget,
+        initial=args.initial,
+        batch=args.batch,
+        seed=seed,
+        members=args.members,
+        fit_steps=args.fit_steps,
+        pretrain_steps=args.pretrain_steps,
+        pretrain_samples=1024,
+        ga_population=32,
+        ga_generations=10,
+    )
+    return SearchConfig(**{**common, **STRATEGIES[name]})
 
 
-def sample_efficiency(
-    u: np.ndarray, y: np.ndarray, pretrained, sizes: list[int], heldout: int, repeats: int
-) -> list[str]:
-    lines = [
-        "## Predictor sample efficiency",
-        "",
-        f"Kendall tau between predicted and measured proxy accuracy on {heldout} held-out evaluated pairs, "
-        f"mean ± std over {repeats} random splits of {len(u)} randomly sampled, really trained pairs.",
-        "",
-        "| training pairs | tau, pretrained on free statistics | tau, from scratch |",
-        "|---|---|---|",
-    ]
-    for n in sizes:
-        scores = {True: [], False: []}
-        for r in range(repeats):
-            order = np.random.default_rng(100 + r).permutation(len(u))
-            test, train = order[:heldout], order[heldout : heldout + n]
-            for pre in (True, False):
-                model = fit(u[train], y[train], pretrained if pre else None, seed=r)
-                scores[pre].append(rank_quality(model.predict(u[test])[0], y[test])[0])
-        cell = {k: f"{np.nanmean(v):.2f} ± {np.nanstd(v):.2f}" for k, v in scores.items()}
-        lines.append(f"| {n} | {cell[True]} | {cell[False]} |")
-    return lines + [""]
+def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
+    """Run one search on the pool; returns per-candidate pool index, score and epochs, in order."""
+    import torch
+    from fbnetv3_zoo.search import report
+    from fbnetv3_zoo.search.coarse import run_search
+    from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource, load_pool
+    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.store import Store, vector_key
+
+    torch.set_num_threads(1)
+    args, name, seed = job
+    pool = load_pool(args.pool)
+    space = load_space(pool.proxy["space"])
+    report.write_plots = lambda out, store: []  # plots of 120 throwaway runs: not needed
+    where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
+    start = time.perf_counter()
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
+    with tempfile.TemporaryDirectory(dir=shm) as tmp:
+        run_search(
+            search_config(args, pool, name, seed),
+            tmp,
+            evaluator=PoolEvaluator(pool, seed=0),
+            progress=False,
+            source=PoolSource(space, pool),
+        )
+        store = Store(Path(tmp) / "search.sqlite", readonly=True)
+        rows = store.candidates()
+        stop = store.get("stop_epoch")
+        store.close()
+    return dict(
+        name=name,
+        seed=seed,
+        pair=[where[vector_key(r["vector"])] for r in rows],
+        score=[r["score"] if r["status"] == "done" else None for r in rows],
+        epochs=[r["epochs"] or 0 for r in rows],
+        stop_epoch=stop,
+        wall_s=time.perf_counter() - start,
+    )
 
 
-def quality(args) -> list[str]:
-    config = SearchConfig(constraints=[args.constraint], seed=args.seed)
-    space = load_space(config.space)
-    limit = [parse_constraint(args.constraint)]
-    out = Path(args.out or tempfile.mkdtemp(prefix="search-bench-"))
-    print(f"search -> {out}", flush=True)
-    summary, t_search = timed(run_search, config, out, progress=not args.quiet)
-    best = summary["best"][args.constraint]
-    # retrain the search's pick on the full proxy schedule, as the random pairs are
-    pick = full_schedule_eval(space, config, 0, best["arch"], best["recipe"])
-    pick_full = epoch_accuracy(pick["metrics"][-1]) if pick["metrics"] else float("nan")
-    n_random = max(args.random, config.budget)
-    u, _, _ = sample_feasible(space, n_random, limit, 10, method="uniform", seed=args.seed + 99)
-    curves, t_random = timed(train_pairs, space, u, config)
-    final = np.array([c[-1] if c else np.nan for c in curves], dtype=float)
-    equal = final[: config.budget]
-    lines = [
-        "## Search vs random sampling (equal number of trainings, one seed)",
-        "",
-        f"Embedded proxy: space `{config.space}`, data `{config.data}`, constraint `{args.constraint}`, "
-        f"{config.budget} trainings each, {config.epochs} proxy epochs (the search stops later candidates at its early-stopping epoch).",
-        "",
-        "| method | best proxy top-1 (%) | wall time (s) |",
-        "|---|---|---|",
-        f"| JointNAS search: its pick, retrained on the full proxy schedule | {pick_full:.2f} | {t_search:.0f} |",
-        f"| JointNAS search: best score it measured (at its early-stopping epoch) | {best['score']:.2f} | |",
-        f"| random sampling inside the constraint, {config.budget} pairs, full schedule | {np.nanmax(equal):.2f} | {t_random * config.budget / n_random:.0f} |",
-        f"| (random: median of those {config.budget} pairs) | {np.nanmedian(equal):.2f} | |",
-        "",
-    ]
-    ok = ~np.isnan(final)
-    pretrained = pretrain(space, num_classes=10, seed=args.seed)
-    sizes = [n for n in (4, 8, 12, 16) if n <= ok.sum() - args.heldout]
-    lines += sample_efficiency(u[ok], final[ok], pretrained, sizes, args.heldout, args.repeats)
-    _plot(final, best, pick_full, out)
-    return lines
+def anytime_regret(run: dict[str, Any], quality: np.ndarray, best: float, budgets) -> np.ndarray:
+    """Regret of the search's pick after each budget: the best *measured* score so far, judged by its true quality."""
+    out = []
+    for b in budgets:
+        scored = [
+            (s, k) for s, k in zip(run["score"][:b], run["pair"][:b], strict=True) if s is not None
+        ]
+        out.append(best - quality[max(scored)[1]] if scored else best)
+    return np.array(out)
 
 
-def _plot(final: np.ndarray, best: dict, pick_full: float, out: Path) -> None:
+def compute_regret(
+    run: dict[str, Any], quality: np.ndarray, best: float, levels, epochs: int, full: bool
+) -> np.ndarray:
+    """Regret against training epochs spent; ``full`` counts (and scores) every pair at the full schedule."""
+    out = []
+    final = run["final"]
+    spent = np.cumsum([epochs if full else e for e in run["epochs"]])
+    for c in levels:
+        n = int(np.searchsorted(spent, c + 1e-9, side="right"))
+        if n == len(spent) and spent[-1] < c:
+            out.append(np.nan)  # this run's budget does not reach that much compute
+            continue
+        scores = final[:n] if full else run["score"][:n]
+        scored = [(s, k) for s, k in zip(scores, run["pair"][:n], strict=True) if s is not None]
+        out.append(best - quality[max(scored)[1]] if scored else best)
+    return np.array(out)
+
+
+def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
+    """Mean and 95 % percentile-bootstrap interval over seeds (rows)."""
+    values = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def plot(path: Path, budgets, table: dict[str, np.ndarray]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(
-        np.arange(1, len(final) + 1),
-        np.fmax.accumulate(np.nan_to_num(final, nan=0)),
-        label="random: best so far",
-    )
-    ax.axhline(pick_full, color="r", ls="--", label="search pick (full schedule)")
-    ax.set(xlabel="trainings", ylabel="proxy top-1 (%)", title="search vs random (1 seed)")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, regret in table.items():
+        stats = np.array([bootstrap(regret[:, j]) for j in range(len(budgets))])
+        ax.plot(budgets, stats[:, 0], marker="o", label=name)
+        ax.fill_between(budgets, stats[:, 1], stats[:, 2], alpha=0.2)
+    ax.set_xlabel("trainings (budget)")
+    ax.set_ylabel("regret to the pool's best (top-1 points)")
+    ax.set_title("Search on the ground-truth pool (mean, 95 % bootstrap interval)")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "search.png", dpi=100)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--skip-quality", action="store_true", help="speed only")
-    parser.add_argument("--constraint", default="macs<=1M")
-    parser.add_argument(
-        "--random", type=int, default=24, help="random pairs to train (>= the search budget)"
-    )
-    parser.add_argument("--heldout", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="search run folder (default: a temp folder)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [
-        "# JointNAS search benchmark",
-        "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
-        f"load average {load:.1f} at start (other developers' jobs shared the CPUs). "
-        "Command: `python benchmarks/search.py`.",
-        "",
-    ]
-    lines += speed()
-    print("\n".join(lines), flush=True)
-    if not args.skip_quality:
-        lines += quality(args)
-    text = "\n".join(lines)
-    (RESULTS / "search.md").write_text(text)
+def main(argv: list[str] | None = None) -> None:
+    import torch
+    from fbnetv3_zoo.search.pool import load_pool
+
+    args = parse_args(argv)
+    start = time.perf_counter()
+    pool = load_pool(args.pool)
+    quality, count = pool.quality()
+    best_k = int(np.argmax(quality))
+    best = float(quality[best_k])
+    epochs = pool.proxy["epochs"]
+    budgets = [b for b in BUDGETS if b <= args.budget]
+    jobs = [(args, name, seed) for name in STRATEGIES for seed in range(args.seeds)]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
+            runs = list(ex.map(one_search, jobs))
+    else:
+        runs = [one_search(j) for j in jobs]
+    final0 = {k: p.score(0) for k, p in enumerate(pool.pairs)}
+    for run in runs:
+        run["final"] = [final0[k] for k in run["pair"]]
+    regret = {
+        name: np.array(
+            [anytime_regret(r, quality, best, budgets) for r in runs if r["name"] == name]
+        )
+        for name in STRATEGIES
+    }
+    levels = [b * epochs for b in budgets]
+    equal = {
+        "random, every pair trained in full": np.array(
+            [
+                compute_regret(r, quality, best, levels, epochs, True)
+                for r in runs
+                if r["name"] == "random"
+            ]
+        ),
+        "jointnas, early-stopped pairs cost less": np.array(
+            [
+                compute_regret(r, quality, best, levels, epochs, False)
+                for r in runs
+                if r["name"] == "jointnas"
+            ]
+        ),
+    }
+    total = time.perf_counter() - start
+    plot(RESULTS / "search.png", budgets, regret)
+    text = report(args, pool, quality, count, best_k, budgets, regret, equal, levels, runs, total)
+    text += f"\nMachine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch {torch.__version__}, {args.jobs} search(es) at once, 1 thread each.\n"
     print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+def fmt(stats: tuple[float, float, float]) -> str:
+    return f"{stats[0]:.2f} [{stats[1]:.2f}, {stats[2]:.2f}]"
+
+
+def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, runs, total) -> str:
+    names = list(STRATEGIES)
+    stops = sorted({r["stop_epoch"] for r in runs} - {None})
+    per_run = np.mean([r["wall_s"] for r in runs])
+    lines = [
+        "# Search strategies on the ground-truth pool",
+        "",
+        f"Command: `python benchmarks/search.py --seeds {args.seeds} --budget {args.budget} "
+        f"--jobs {args.jobs}`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
+        f"Pool: `{args.pool}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
+        f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool.md`).",
+        f"Searches: the real driver (`run_search`) with `PoolSource` and `PoolEvaluator(seed=0)`, constraint "
+        f"{CONSTRAINT} (every pool pair meets it), budget {args.budget}, first batch {args.initial}, "
+        f"later batches {args.batch}, predictor: {args.members} members, {args.fit_steps} fit steps, "
+        f"{args.pretrain_steps} pretraining steps on 1024 pairs, genetic fine step 32 x 10 "
+        f"(on a finite source the fine step ranks the pool). Early-stopping epochs chosen by the runs: {stops}.",
+        "",
+        "**How regret is computed.** True quality of a pool pair = the mean of its final proxy "
+        "accuracies over every seed it was trained with (the top pairs were re-measured with "
+        "3 seeds; a failed training counts 0 %). The pool's best = the highest true quality "
+        f"(pair {pool.pairs[best_k].index}, {quality[best_k]:.2f} %, {count[best_k]} seeds), never the "
+        "max of single noisy measurements. A search sees only the seed-0 training of each pair "
+        "(its early-stopped epoch when the driver stops it early); after b trainings its pick is "
+        "the pair with the best score it measured among its first b (as `best/<constraint>.yaml` "
+        "would report), and regret(b) = pool's best - true quality of that pick, in top-1 points. "
+        "Curves are anytime curves of one budget-"
+        f"{args.budget} run per seed (the final genetic/ranked pick is the run's last training). "
+        f"Mean over {args.seeds} seeds, 95 % percentile-bootstrap intervals over seeds (2000 resamples).",
+        "",
+        "| trainings | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for j, b in enumerate(budgets):
+        lines.append(
+            f"| {b} | " + " | ".join(fmt(bootstrap(regret[n][:, j])) for n in names) + " |"
+        )
+    lines += [
+        "",
+        "Paired difference jointnas - random (negative: jointnas closer to the best) and the ratio of mean regrets:",
+        "",
+        "| trainings | difference [95 % CI] | ratio jointnas / random | goal (ratio <= 0.5 and CI < 0) |",
+        "|---|---|---|---|",
+    ]
+    for j, b in enumerate(budgets):
+        d = bootstrap(regret["jointnas"][:, j] - regret["random"][:, j])
+        r_mean = regret["random"][:, j].mean()
+        ratio = regret["jointnas"][:, j].mean() / r_mean if r_mean > 0 else float("nan")
+        met = "met" if ratio <= 0.5 and d[2] < 0 else "missed"
+        lines.append(f"| {b} | {fmt(d)} | {ratio:.2f} | {met if b in (16, 24) else '-'} |")
+    lines += [
+        "",
+        "## Equal compute",
+        "",
+        "Compute = proxy epochs trained. Random search trains every pair for the full "
+        f"{pool.proxy['epochs']} epochs and is judged by the final accuracy; jointnas early-stops "
+        "the pairs after its first batch, so the same compute buys it more evaluations. "
+        "Regret at equal compute (n/a where a budget-"
+        f"{args.budget} run never spent that much):",
+        "",
+        "| epochs spent | " + " | ".join(equal) + " | difference [95 % CI] |",
+        "|---|" + "---|" * (len(equal) + 1),
+    ]
+    a, b_ = (equal[k] for k in equal)
+    for j, c in enumerate(levels):
+        cells = []
+        for v in (a, b_):
+            col = v[:, j]
+            cells.append(fmt(bootstrap(col)) if not np.isnan(col).any() else "n/a")
+        both = ~np.isnan(a[:, j]) & ~np.isnan(b_[:, j])
+        diff = fmt(bootstrap(b_[both, j] - a[both, j])) if both.all() else "n/a"
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {diff} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
