@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -122,3 +123,20 @@ def test_bad_devices_are_one_line(capsys):
         one_line_error(capsys, "--device cuda: no CUDA GPU")
     with pytest.raises(UserError, match="cpu, cuda or mps"):
         resolve_device("meta")
+
+
+def test_global_batch_must_split_evenly_over_processes(monkeypatch):
+    from fbnetv3_zoo.recipes import Recipe, distributed
+    from fbnetv3_zoo.recipes.data import load_data
+    from fbnetv3_zoo.recipes.engine import _batch_sizes
+
+    splits = load_data("digits:4", 8)
+    plain = Recipe.load("baseline")
+    three = distributed.Dist(rank=0, world_size=3)
+    with pytest.raises(UserError, match="batch_size 32 .* does not split evenly over 3 processes"):
+        _batch_sizes(dataclasses.replace(plain, batch_size=32), splits, three)
+    recipe, local = _batch_sizes(dataclasses.replace(plain, batch_size=30), splits, three)
+    assert (recipe.batch_size, local) == (30, 10)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(UserError, match="WORLD_SIZE='two' is not an integer"):
+        distributed.setup(None)
