@@ -8,6 +8,7 @@ evaluations finished and trains only the rest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -108,10 +109,9 @@ class Store:
     def close(self) -> None:
         """Close; a writer leaves a plain single-file database (no -wal/-shm) for read-only readers."""
         if not self.readonly:
-            try:
+            # another reader holding it keeps WAL mode, which is just as consistent
+            with contextlib.suppress(sqlite3.OperationalError):
                 self.db.execute("PRAGMA journal_mode=DELETE")
-            except sqlite3.OperationalError:  # another reader holds it: stays WAL, still consistent
-                pass
         self.db.close()
 
     # ----------------------------------------------------------------- meta
