@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def opt(flag: str, help: str, **kw: Any) -> None:
         key = flag.lstrip("-").replace("-", "_")
-        if key in d and "default" not in kw:
+        if key in d and "default" not in kw and kw.get("action") != "store_true":
             kw["default"] = d[key]
             help += " (default: %(default)s)"
         p.add_argument(flag, help=help, **kw)

@@ -143,7 +143,7 @@ class Search:
             if not len(self.source.draw(1, [c], self.config.seed)[0]):
                 raise UserError(f"constraint {c.text}: no candidate of the source satisfies it")
         u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
-        return Proposal(u, m, p, "sobol")
+        return Proposal(u, m, p, "pool" if self.source.finite else "sobol")
 
     # -------------------------------------------------------------- resume
     def _identity(self) -> dict[str, Any]:

@@ -59,6 +59,16 @@ def _rows(out: Path) -> list[dict]:
         db.close()
 
 
+def _meta(out: Path, key: str):
+    import json
+
+    db = sqlite3.connect(out / "search.sqlite")
+    try:
+        return json.loads(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+    finally:
+        db.close()
+
+
 def test_choose_stop_epoch():
     curves = [[1, 5, 9], [2, 4, 8], [3, 3, 7], [4, 2, 6]]
     epoch, taus = choose_stop_epoch(curves, 0.8)
@@ -84,8 +94,17 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
         ("macs<=1M", "macs_le_1M", 1e6),
     ):
         doc = yaml.safe_load((tmp_path / "best" / f"{slug}.yaml").read_text())
-        assert set(doc) >= {"arch", "recipe", "predicted", "measured"}
+        assert set(doc) >= {"arch", "recipe", "num_classes", "stats", "predicted", "measured"}
         assert doc["stats"]["macs"] <= limit
+        # every tool counts the same head: the search's class count travels with the file
+        from fbnetv3_zoo.stats import arch_stats
+
+        stats = arch_stats(ArchSpec.from_dict(doc["arch"]), num_classes=doc["num_classes"])
+        assert doc["num_classes"] == 10
+        assert (stats.macs, stats.params) == (doc["stats"]["macs"], doc["stats"]["params"])
+        # the score is from the early-stopping epoch, and the file says which
+        stop = _meta(tmp_path, "stop_epoch")
+        assert doc["measured"]["epoch"] == min(stop, doc["measured"]["epochs_trained"])
         assert summary["best"][constraint]["score"] == pytest.approx(
             doc["measured"]["top1"], abs=1e-3
         )
