@@ -60,6 +60,14 @@ def test_submodule_imported_first_still_registers():
     assert _python(code) == "FBNetV3Timm"
 
 
+def test_version_is_the_packaged_one():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "(.+)"$', text, re.M).group(1) == fbnetv3_zoo.__version__
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])

@@ -12,24 +12,21 @@ import fbnetv3_zoo
 from fbnetv3_zoo import BlockSpec
 from fbnetv3_zoo.bench import BenchSettings, count_macs, format_markdown, run_benchmark
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.export import export_model, export_onnx, export_torchscript, load_model
+from fbnetv3_zoo.export import (
+    export_model,
+    export_onnx,
+    export_torchscript,
+    load_model,
+    randomize_weights_,
+)
 
 SIZE = 64
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BN non-trivial statistics so folding and parity are really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0.0, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.2, generator=g)
-        model.classifier.weight.normal_(0.0, 1.0, generator=g)  # outputs of order 1, not 1e-2
-    return model.eval()
+    """Non-trivial BN statistics and logits of order 1, so folding and parity are exercised."""
+    return randomize_weights_(model, seed).eval()
 
 
 # a small network of the kind the search writes out (kept small: tests run on 2 cores)

@@ -1,9 +1,153 @@
+"""Every README command and snippet runs as written, runs as a stated fast variant, or is a
+marked template.
+
+Each shell command of the README (``&&`` chains split, ``\\`` continuations joined) and
+each Python block must appear in the tables below, and every table entry must still be in
+the README, so nothing is skipped silently: a new README line fails here until it is
+classified.  Kinds:
+
+* ``run``: run exactly as written (``fbnetv3 ...`` through ``main`` in-process, in a
+  scratch folder; ``python3 -c`` code executed in-process);
+* ``fast``: the same command with the stated extra arguments that keep it short on 2 cores
+  (fewer epochs, smaller inputs); the README states how long the real one takes;
+* ``parse``: too slow for a unit test (a whole search); its arguments must parse, and the
+  named test runs the command's job end to end;
+* ``template``: contains a ``<placeholder>`` or ``...`` for the user to fill in;
+* ``install`` / ``suite``: ``pip install`` lines (their extras must exist) and the test
+  command itself.
+
+Files a user brings (an official checkpoint ``model.pth``, ``my.pth``) are written by the
+fixture; a search result ``runs/s1/best/macs_le_1M.yaml`` is written in the layout the
+demo search writes, so the commands that read it run here without a minutes-long search.
+"""
+
+from __future__ import annotations
+
 import re
+import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pytest
+import yaml
+from reference import write_reference_checkpoint
+
+from fbnetv3_zoo.cli import build_parser, main
 from fbnetv3_zoo.zoo_cli import zoo_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # run | fast | parse | template | install | suite
+    extra: tuple[str, ...] = ()  # fast: arguments appended to the README command
+    why: str = ""  # fast/parse: what the shortcut is and what covers the real thing
+    subs: tuple[tuple[str, str], ...] = field(default=())  # python blocks: (README text, stand-in)
+
+
+FAST_EXPORT = ("--input-size", "64")
+COMMANDS: dict[str, Step] = {
+    "pip install -e .[search]": Step("install"),
+    "pip install -e .[all]": Step("install"),
+    "python3 -m pytest -q": Step("suite"),
+    "fbnetv3 search --out runs/s1": Step(
+        "parse", why="a few minutes; tests/test_search_run.py runs small searches end to end"
+    ),
+    "python3 tests/timm_suite/run.py": Step(
+        "parse", why="timm's own model tests, minutes; run by .ci/run"
+    ),
+    "torchrun --nproc_per_node 4 -m fbnetv3_zoo.cli train --model resnet18 --data digits --out runs/ddp": Step(
+        "parse", why="needs several processes; the distributed tests cover it"
+    ),
+    "fbnetv3 models": Step("run"),
+    "fbnetv3 info fbnetv3_c": Step("run"),
+    "fbnetv3 convert model.pth --model fbnetv3_c --out c/": Step("run"),
+    'python3 -c import timm, fbnetv3_zoo; timm.create_model("local-dir:c", pretrained=True)': Step(
+        "run"
+    ),
+    "fbnetv3 search-report runs/s1": Step(
+        "parse", why="needs a finished search; tests/test_search_run.py runs search-report"
+    ),
+    "fbnetv3 search --out runs/s2 --space fbnetv3 --data /data/imagenet-100 --budget 400 --batch 32 --constraint macs<=400M --constraint macs<=800M --executor ray --ray-address auto --gpus-per-trial 1": Step(
+        "parse", why="a GPU cluster job over ImageNet-100"
+    ),
+    "fbnetv3 train --model runs/s1/best/macs_le_1M.yaml --epochs 30 --out runs/t1": Step(
+        "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
+    ),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format onnx --out s1.onnx": Step("run"),
+    "fbnetv3 recipes": Step("run"),
+    "fbnetv3 train --model resnet18 --recipe fbnetv3 --data digits --epochs 30 --out runs/r18": Step(
+        "fast", ("--epochs", "1", "--data", "digits:2", "--resolution", "32"), "1 epoch, 32 px"
+    ),
+    "fbnetv3 train ... --resume": Step("template"),
+    "fbnetv3 train ... --set mixup=0.4 --set ema_decay=null": Step("template"),
+    "fbnetv3 validate --model fbnetv3_b --pretrained --data /path/to/imagenet": Step(
+        "parse", why="downloads the weights and needs ImageNet"
+    ),
+    "fbnetv3 validate --model resnet18 --checkpoint runs/r18/model.safetensors --data digits --input-size 224": Step(
+        "fast", ("--input-size", "32"), "32 px"
+    ),
+    "fbnetv3 export fbnetv3_b --format onnx --out b.onnx": Step("fast", FAST_EXPORT, "64 px"),
+    "fbnetv3 export runs/s1/best/macs_le_400M.yaml --format onnx --out s1.onnx": Step(
+        "parse", why="macs_le_400M.yaml is not made by the demo"
+    ),
+    "fbnetv3 export local-dir:c --out c.onnx --fold-bn": Step("fast", FAST_EXPORT, "64 px"),
+    "fbnetv3 export fbnetv3_b --checkpoint my.pth --input-size 224 --out b.onnx": Step(
+        "fast", ("--input-size", "64", "--overwrite"), "64 px"
+    ),
+    "fbnetv3 benchmark --models fbnetv3_a,fbnetv3_b --batch 1,32": Step(
+        "fast",
+        ("--backends", "eager", "--repeats", "1", "--warmup", "0", "--batch", "1"),
+        "eager only, one timed run",
+    ),
+}
+
+# Python blocks, keyed by their first line
+PYTHON_BLOCKS: dict[str, Step] = {
+    "import timm, fbnetv3_zoo  # importing registers the models": Step(
+        "run",
+        subs=(
+            ("pretrained=True)  # official", "pretrained=False)  # official"),
+            (
+                'torch.hub.load("<owner>/fbnetv3-zoo", "fbnetv3_b", pretrained=True)',
+                f'__import__("torch").hub.load({str(ROOT)!r}, "fbnetv3_b", source="local")',
+            ),
+            ('"my_spec.yaml"', '"runs/s1/best/macs_le_1M.yaml"'),
+        ),
+        why="offline: no weight download; the hub line loads this checkout",
+    ),
+    "from fbnetv3_zoo.recipes import Recipe": Step(
+        "run", subs=(("len(loader)", "len(range(100))"),), why="loader: the user's DataLoader"
+    ),
+}
+
+
+# ------------------------------------------------------------------ README parsing
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), re.S)
+
+
+def readme_command_words() -> list[tuple[str, list[str]]]:
+    """Shell commands in README order: (words joined by single spaces, the words)."""
+    out = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part, comments=True)
+                if words:
+                    out.append((" ".join(words), words))
+    return out
+
+
+def readme_commands() -> list[str]:
+    return [key for key, _ in readme_command_words()]
+
+
+def readme_python_blocks() -> dict[str, str]:
+    return {block.splitlines()[0]: block for block in _blocks("python")}
 
 
 def test_readme_zoo_table_is_the_generated_one():
@@ -15,3 +159,95 @@ def test_readme_zoo_table_is_the_generated_one():
 def test_readme_names_the_ci_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     assert "python3 -m pytest -q" in README.read_text() and "python3 -m pytest -q" in ci
+
+
+def test_every_readme_command_and_block_is_classified():
+    commands = readme_commands()
+    assert sorted(set(commands) - set(COMMANDS)) == [], "classify these README commands"
+    assert sorted(set(COMMANDS) - set(commands)) == [], "no longer in the README"
+    blocks = readme_python_blocks()
+    assert sorted(set(blocks) ^ set(PYTHON_BLOCKS)) == []
+
+
+def test_templates_show_what_to_fill_in():
+    for command, step in COMMANDS.items():
+        if step.kind == "template":
+            assert re.search(r"<[^>]+>|\.\.\.", command), command
+        if step.kind in ("fast", "parse"):
+            assert step.why, command
+
+
+def test_install_lines_name_existing_extras():
+    text = (ROOT / "pyproject.toml").read_text()
+    section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = re.findall(r"^(\w+) = ", section, re.M)
+    for command, step in COMMANDS.items():
+        if step.kind == "install":
+            assert re.fullmatch(r"pip install -e \.\[(\w+)\]", command).group(1) in extras
+
+
+# ------------------------------------------------------------------ running them
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A scratch folder holding what the README assumes: the user's files, a search result."""
+    from fbnetv3_zoo.recipes import Recipe
+    from fbnetv3_zoo.search.constraints import batch_stats
+    from fbnetv3_zoo.search.encoding import decode
+    from fbnetv3_zoo.search.space import load_space
+
+    root = tmp_path_factory.mktemp("readme")
+    write_reference_checkpoint("fbnetv3_c", root / "model.pth")  # official layout
+    write_reference_checkpoint("fbnetv3_b", root / "my.pth")
+    space = load_space("fbnetv3_proxy")  # the demo's space, class count and file layout
+    u = np.random.default_rng(0).random((1, space.size))
+    spec, searched = decode(space, u[0])
+    macs, params, _ = batch_stats(space, u, num_classes=10)
+    recipe = Recipe.load("fbnetv3_proxy").to_dict() | searched
+    best = root / "runs" / "s1" / "best"
+    best.mkdir(parents=True)
+    doc = dict(
+        arch=spec.to_dict(),
+        recipe=recipe,
+        num_classes=10,
+        stats=dict(macs=int(macs[0]), params=int(params[0])),
+    )
+    (best / "macs_le_1M.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return root
+
+
+RUNNABLE = [
+    (key, words)
+    for key, words in readme_command_words()
+    if COMMANDS.get(key, Step("?")).kind in ("run", "fast")
+]
+
+
+@pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
+def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
+    monkeypatch.chdir(workspace)
+    words = [*words, *COMMANDS[command].extra]
+    if words[:2] == ["python3", "-c"]:
+        exec(compile(words[2], "<README>", "exec"), {})  # noqa: S102 - our own README
+        return
+    assert words[0] == "fbnetv3"
+    assert main(words[1:]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [c for c, s in COMMANDS.items() if s.kind == "parse"])
+def test_slow_readme_commands_parse(command):
+    words = shlex.split(command)
+    if "fbnetv3" in words or "fbnetv3_zoo.cli" in words:  # also `torchrun ... -m fbnetv3_zoo.cli`
+        start = words.index("fbnetv3" if "fbnetv3" in words else "fbnetv3_zoo.cli") + 1
+        build_parser().parse_args(words[start:])
+    else:  # python3 SCRIPT ...: the script exists
+        assert words[0] == "python3" and (ROOT / words[1]).is_file(), command
+
+
+@pytest.mark.parametrize("first_line", list(PYTHON_BLOCKS))
+def test_readme_python_block_runs(first_line, workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    code = readme_python_blocks()[first_line]
+    for old, new in PYTHON_BLOCKS[first_line].subs:
+        assert old in code, f"stale substitution {old!r}"
+        code = code.replace(old, new)
+    exec(compile(code, "<README>", "exec"), {})  # noqa: S102 - our own README
