@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import sqlite3
@@ -336,6 +338,23 @@ def test_ray_executor_runs_a_tiny_search(tmp_path):
     rows = _rows(tmp_path)
     assert len(rows) == 4 and all(r["status"] == "done" for r in rows)
     assert summary["best"]["macs<=1M"] is not None
+    # Ray workers measure exactly what this process measures: same candidates, curves, picks
+    local = dataclasses.replace(config, executor="local")
+    again = run_search(local, tmp_path / "local", progress=False)
+
+    def trace(rows):
+        timing = ("images_per_s", "epoch_s", "wall_s")
+        return [
+            (
+                r["vector"],
+                r["score"],
+                [{k: v for k, v in e.items() if k not in timing} for e in json.loads(r["metrics"])],
+            )
+            for r in rows
+        ]
+
+    assert trace(_rows(tmp_path / "local")) == trace(rows)
+    assert again["best"]["macs<=1M"]["id"] == summary["best"]["macs<=1M"]["id"]
 
 
 def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
