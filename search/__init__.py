@@ -2,8 +2,11 @@
 
 Modules, one job each: ``space`` (YAML search spaces), ``encoding`` (pairs <->
 unit vectors), ``constraints`` (limits, vectorised MACs/params), ``sampling``
-(Sobol/uniform), ``predictor`` (pretrained MLP ensemble), ``evaluate`` (train
-one candidate), ``executors`` (local/Ray), ``store`` (SQLite), ``coarse`` (the
-search driver), ``genetic`` (fine search), ``report`` (outputs), ``cli``.
-Entry point: :func:`fbnetv3_zoo.search.coarse.run_search` or ``fbnetv3 search``.
+(Sobol/uniform), ``sources`` (where candidates come from: Sobol draws or a
+finite table), ``strategies`` (``random``, ``jointnas``: what to train next),
+``predictor`` (pretrained MLP), ``genetic`` (fine search), ``evaluate`` (train
+one candidate), ``executors`` (local/Ray), ``store`` (SQLite, run lock),
+``config`` (validated settings), ``coarse`` (the driver), ``report`` (outputs),
+``cli``.  Entry point: :func:`fbnetv3_zoo.search.coarse.run_search` or
+``fbnetv3 search``.
 """

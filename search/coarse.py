@@ -94,7 +94,8 @@ class Search:
         self.out = Path(out)
         self.evaluator = evaluator
         self.progress = progress
-        self.space: SearchSpace = source.space if source is not None else load_space(config.space)
+        given = getattr(source, "space", None)
+        self.space: SearchSpace = given if given is not None else load_space(config.space)
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
         if num_classes is None:
             from .evaluate import _num_classes

@@ -373,3 +373,24 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
     args[2] = str(tmp_path / "new")
     assert main(args) == 2
     assert not (tmp_path / "new").exists()  # no run folder with pending candidates
+
+
+def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys):
+    """best= is labelled with its epoch and the re-scoring is announced; report.md says how far to trust it."""
+    run_search(
+        _config(budget=10, data="digits:40"), tmp_path, evaluator=fake_evaluate, progress=True
+    )
+    err = capsys.readouterr().err
+    stop = _meta(tmp_path, "stop_epoch")
+    assert stop < 3  # fake curves rank identically at every epoch
+    assert f"the first batch is re-scored at epoch {stop}" in err and f"best@e{stop}=" in err
+    report = (tmp_path / "report.md").read_text()
+    for text in (
+        "Strategy `jointnas`",
+        "(10 classes)",
+        "comes from a short proxy: 3 epochs on `digits:40`",
+        f"scored at epoch {stop}",
+        "Kendall tau 1.00",
+        "prospective Kendall tau",
+    ):
+        assert text in report, text
