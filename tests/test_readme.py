@@ -12,12 +12,13 @@ classified.  Kinds:
   (fewer epochs, smaller inputs); the README states how long the real one takes;
 * ``parse``: too slow for a unit test (a whole search); its arguments must parse, and the
   named test runs the command's job end to end;
-* ``template``: contains a ``<placeholder>`` or ``...`` for the user to fill in;
+* ``template``: contains a ``<placeholder>`` or ``...`` for the user to fill in; when the
+  entry names stand-ins for the placeholders (``subs``), it runs with them;
 * ``install`` / ``suite``: ``pip install`` lines (their extras must exist) and the test
   command itself.
 
-Files a user brings (an official checkpoint ``model.pth``, ``my.pth``) are written by the
-fixture; a search result ``runs/s1/best/macs_le_1M.yaml`` is written in the layout the
+Files a user brings (an official checkpoint, trained weights) are written by the fixture
+as stand-ins for the placeholders; a search result ``runs/s1/best/macs_le_1M.yaml`` is written in the layout the
 demo search writes, so the commands that read it run here without a minutes-long search.
 """
 
@@ -64,7 +65,9 @@ COMMANDS: dict[str, Step] = {
     ),
     "fbnetv3 models": Step("run"),
     "fbnetv3 info fbnetv3_c": Step("run"),
-    "fbnetv3 convert model.pth --model fbnetv3_c --out c/": Step("run"),
+    "fbnetv3 convert <official_c.pth> --model fbnetv3_c --out c/": Step(
+        "template", subs=(("<official_c.pth>", "model.pth"),)
+    ),
     'python3 -c import timm, fbnetv3_zoo; timm.create_model("local-dir:c", pretrained=True)': Step(
         "run"
     ),
@@ -78,6 +81,7 @@ COMMANDS: dict[str, Step] = {
         "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
     ),
     "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format onnx --out s1.onnx": Step("run"),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format torchscript --out s1.pt": Step("run"),
     "fbnetv3 recipes": Step("run"),
     "fbnetv3 train --model resnet18 --recipe fbnetv3 --data digits --epochs 30 --out runs/r18": Step(
         "fast", ("--epochs", "1", "--data", "digits:2", "--resolution", "32"), "1 epoch, 32 px"
@@ -91,12 +95,9 @@ COMMANDS: dict[str, Step] = {
         "fast", ("--input-size", "32"), "32 px"
     ),
     "fbnetv3 export fbnetv3_b --format onnx --out b.onnx": Step("fast", FAST_EXPORT, "64 px"),
-    "fbnetv3 export runs/s1/best/macs_le_400M.yaml --format onnx --out s1.onnx": Step(
-        "parse", why="macs_le_400M.yaml is not made by the demo"
-    ),
     "fbnetv3 export local-dir:c --out c.onnx --fold-bn": Step("fast", FAST_EXPORT, "64 px"),
-    "fbnetv3 export fbnetv3_b --checkpoint my.pth --input-size 224 --out b.onnx": Step(
-        "fast", ("--input-size", "64", "--overwrite"), "64 px"
+    "fbnetv3 export fbnetv3_b --checkpoint <weights.pth> --input-size 224 --out b224.onnx": Step(
+        "template", ("--input-size", "64"), "64 px", subs=(("<weights.pth>", "my.pth"),)
     ),
     "fbnetv3 benchmark --models fbnetv3_a,fbnetv3_b --batch 1,32": Step(
         "fast",
@@ -107,15 +108,14 @@ COMMANDS: dict[str, Step] = {
 
 # Python blocks, keyed by their first line
 PYTHON_BLOCKS: dict[str, Step] = {
-    "import timm, fbnetv3_zoo  # importing registers the models": Step(
+    "import torch, timm, fbnetv3_zoo  # importing fbnetv3_zoo registers the models with timm": Step(
         "run",
         subs=(
             ("pretrained=True)  # official", "pretrained=False)  # official"),
             (
                 'torch.hub.load("<owner>/fbnetv3-zoo", "fbnetv3_b", pretrained=True)',
-                f'__import__("torch").hub.load({str(ROOT)!r}, "fbnetv3_b", source="local")',
+                f'torch.hub.load({str(ROOT)!r}, "fbnetv3_b", source="local")',
             ),
-            ('"my_spec.yaml"', '"runs/s1/best/macs_le_1M.yaml"'),
         ),
         why="offline: no weight download; the hub line loads this checkout",
     ),
@@ -173,7 +173,7 @@ def test_templates_show_what_to_fill_in():
     for command, step in COMMANDS.items():
         if step.kind == "template":
             assert re.search(r"<[^>]+>|\.\.\.", command), command
-        if step.kind in ("fast", "parse"):
+        if step.kind in ("fast", "parse") or step.extra:
             assert step.why, command
 
 
@@ -218,14 +218,18 @@ def workspace(tmp_path_factory):
 RUNNABLE = [
     (key, words)
     for key, words in readme_command_words()
-    if COMMANDS.get(key, Step("?")).kind in ("run", "fast")
+    if COMMANDS.get(key, Step("?")).kind in ("run", "fast") or COMMANDS.get(key, Step("?")).subs
 ]
 
 
 @pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
 def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
     monkeypatch.chdir(workspace)
-    words = [*words, *COMMANDS[command].extra]
+    step = COMMANDS[command]
+    for old, new in step.subs:
+        assert old in words, f"stale stand-in {old!r}"
+        words = [new if w == old else w for w in words]
+    words = [*words, *step.extra]
     if words[:2] == ["python3", "-c"]:
         exec(compile(words[2], "<README>", "exec"), {})  # noqa: S102 - our own README
         return
