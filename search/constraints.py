@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels, spatial_size
 from fbnetv3_zoo.stats import block_terms, head_cost, stem_cost
 
@@ -50,7 +51,7 @@ def parse_constraint(text: str) -> Constraint:
     """Parse ``macs<=400M`` / ``params<5M``; the error shows the accepted form."""
     match = _PATTERN.match(text)
     if not match:
-        raise ValueError(
+        raise UserError(
             f"invalid constraint {text!r}; expected METRIC<=VALUE with METRIC macs or params and an optional K/M/G suffix, e.g. 'macs<=400M'"
         )
     metric, op, number, unit = match.groups()
