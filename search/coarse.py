@@ -321,7 +321,8 @@ class Search:
                 if not self._step(ctx, min(c.batch, c.budget - fine_budget - self.store.count())):
                     break
             self._run_pending()  # anything left from an interrupted run
-            if self.store.get("fine_done") is None:
+            # ("ga" marks the fine step of runs made before strategies existed)
+            if self.store.get("fine_done") is None and self.store.get("ga") is None:
                 iteration = self.store.last_iteration() + 1
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
                 self.store.set("fine_done", added)
