@@ -321,8 +321,7 @@ class Search:
                 if not self._step(ctx, min(c.batch, c.budget - fine_budget - self.store.count())):
                     break
             self._run_pending()  # anything left from an interrupted run
-            # ("ga" marks the fine step of runs made before strategies existed)
-            if self.store.get("fine_done") is None and self.store.get("ga") is None:
+            if not self._fine_done():
                 iteration = self.store.last_iteration() + 1
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
                 self.store.set("fine_done", added)
@@ -337,6 +336,12 @@ class Search:
         from .report import write_outputs
 
         return write_outputs(self.out, self.store, self.space, self.constraints)
+
+    def _fine_done(self) -> bool:
+        """True once the fine step's picks are stored (runs made before strategies: genetic rows)."""
+        if self.store.get("fine_done") is not None:
+            return True
+        return any(r["source"] == "genetic" for r in self.store.candidates())
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""
