@@ -323,6 +323,7 @@ class Search:
             self._run_pending()  # anything left from an interrupted run
             if not self._fine_done():
                 iteration = self.store.last_iteration() + 1
+                self.store.set("fine_iteration", iteration)
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
                 self.store.set("fine_done", added)
                 self._run_pending()
@@ -341,7 +342,11 @@ class Search:
         """True once the fine step's picks are stored (runs made before strategies: genetic rows)."""
         if self.store.get("fine_done") is not None:
             return True
-        return any(r["source"] == "genetic" for r in self.store.candidates())
+        fine = self.store.get("fine_iteration")
+        rows = self.store.candidates()
+        if fine is not None:  # killed between storing the picks and marking the step done
+            return any(r["iteration"] == fine for r in rows)
+        return any(r["source"] == "genetic" for r in rows)
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""
