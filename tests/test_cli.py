@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import yaml
 from conftest import TINY_ARCH
+from search_result import write_search_result
 
 import fbnetv3_zoo
 from fbnetv3_zoo import arch_stats
@@ -97,29 +97,9 @@ def test_user_error_is_one_line_but_a_bug_keeps_its_traceback(monkeypatch, capsy
 # ------------------------------------------------------- one class count everywhere
 @pytest.fixture(scope="module")
 def result_yaml(tmp_path_factory):
-    """A search result like ``best/<constraint>.yaml``, with the search's own statistics.
-
-    The statistics come from the search's vectorised counter (``batch_stats``),
-    a separate code path from ``arch_stats``, at a 10-class head.
-    """
-    from fbnetv3_zoo.search.constraints import batch_stats
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.space import load_space
-
-    space = load_space("fbnetv3_proxy")
-    u = np.random.default_rng(0).random((1, space.size))
-    spec, recipe = decode(space, u[0])
-    macs, params, valid = batch_stats(space, u, num_classes=10)
-    assert valid[0]
-    path = tmp_path_factory.mktemp("run") / "macs_le_1M.yaml"
-    doc = dict(
-        arch=spec.to_dict(),
-        recipe=recipe,
-        num_classes=10,
-        stats=dict(macs=int(macs[0]), params=int(params[0])),
-    )
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path, doc
+    """A search result written by the search's own writer, stats from its own counter."""
+    path = tmp_path_factory.mktemp("run") / "best" / "macs_le_1M.yaml"
+    return path, write_search_result(path)
 
 
 def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(

@@ -29,10 +29,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
 from reference import write_reference_checkpoint
+from search_result import write_search_result
 
 from fbnetv3_zoo.cli import build_parser, main
 from fbnetv3_zoo.zoo_cli import zoo_table
@@ -190,28 +189,10 @@ def test_install_lines_name_existing_extras():
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A scratch folder holding what the README assumes: the user's files, a search result."""
-    from fbnetv3_zoo.recipes import Recipe
-    from fbnetv3_zoo.search.constraints import batch_stats
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.space import load_space
-
     root = tmp_path_factory.mktemp("readme")
     write_reference_checkpoint("fbnetv3_c", root / "model.pth")  # official layout
     write_reference_checkpoint("fbnetv3_b", root / "my.pth")
-    space = load_space("fbnetv3_proxy")  # the demo's space, class count and file layout
-    u = np.random.default_rng(0).random((1, space.size))
-    spec, searched = decode(space, u[0])
-    macs, params, _ = batch_stats(space, u, num_classes=10)
-    recipe = Recipe.load("fbnetv3_proxy").to_dict() | searched
-    best = root / "runs" / "s1" / "best"
-    best.mkdir(parents=True)
-    doc = dict(
-        arch=spec.to_dict(),
-        recipe=recipe,
-        num_classes=10,
-        stats=dict(macs=int(macs[0]), params=int(params[0])),
-    )
-    (best / "macs_le_1M.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_search_result(root / "runs" / "s1" / "best" / "macs_le_1M.yaml")  # the demo's layout
     return root
 
 
