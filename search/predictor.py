@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -199,7 +199,6 @@ class Predictor:
     y_mean: float
     y_std: float
     train_loss: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def members(self) -> int:
