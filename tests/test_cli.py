@@ -46,18 +46,26 @@ def test_models_command_imports_nothing_heavy():
     assert _python(code) == "[]"
 
 
-def test_importing_the_package_after_timm_registers_the_exact_models():
-    # the other order (package first, timm later) is the one this test session runs in
-    code = "import timm, fbnetv3_zoo\nprint(type(timm.create_model('fbnetv3_b')).__name__)"
-    assert _python(code) == "FBNetV3Timm"
-
-
-def test_submodule_imported_first_still_registers():
-    code = (
-        "from fbnetv3_zoo.model import FBNetV3\n"  # imports timm while ours is half-imported
-        "import timm\nprint(type(timm.create_model('fbnetv3_d')).__name__)"
-    )
-    assert _python(code) == "FBNetV3Timm"
+def test_the_exact_models_register_whatever_the_import_order():
+    # package first, timm later is the order this test session itself runs in
+    cases = {
+        "timm first": "import timm, fbnetv3_zoo\nm = timm.create_model('fbnetv3_b')",
+        # a submodule that imports timm while our package is half-imported
+        "submodule first": "from fbnetv3_zoo.model import FBNetV3\nimport timm\n"
+        "m = timm.create_model('fbnetv3_d')",
+    }
+    procs = {  # in parallel: each pays a torch + timm import
+        name: subprocess.Popen(
+            [sys.executable, "-c", code + "\nprint(type(m).__name__)"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, code in cases.items()
+    }
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        assert (proc.returncode, out.strip()) == (0, "FBNetV3Timm"), (name, err[-2000:])
 
 
 def test_version_is_the_packaged_one():
