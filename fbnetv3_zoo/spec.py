@@ -35,6 +35,7 @@ MAX_EXPANSION = 32.0  # block rows and head
 MAX_INPUT_SIZE = 4096
 MIN_INPUT_SIZE = 8
 MAX_NUM_CLASSES = 100_000
+MAX_PARAMS = 1_000_000_000  # whole network; the largest zoo variant has 16.5 M
 DEFAULT_NUM_CLASSES = 1000  # ImageNet: the zoo variants and bare specs are counted with it
 MAX_NAME_CHARS = 128
 
@@ -246,8 +247,23 @@ class ArchSpec:
             self.input_size,
             "a size large enough to leave >= 1 pixel after every stride",
         )
+        self._check_size()
 
     # ----------------------------------------------------------------- checks
+    def _check_size(self) -> None:
+        """Refuse networks too large to build: each field may be in range, their product not."""
+        from .stats import _spec_terms  # stats imports this module
+
+        hin = self._blocks[-1].out_channels
+        hmid = make_divisible(hin * self.head_expansion)
+        weights = _spec_terms(self)[0] + hin * hmid + hmid * self.feature_width
+        if weights > MAX_PARAMS:
+            raise SpecError(
+                f"stages: the network would have {weights:,} weights (classifier not counted); "
+                f"allowed: at most {MAX_PARAMS:,} (reduce channels, expansion, repeats or "
+                "feature_width)"
+            )
+
     def validate(self) -> None:
         """Type and range of every field, and the network's size, before anything is resolved."""
         _check_int("stem_channels", self.stem_channels, 1, MAX_CHANNELS)

@@ -153,3 +153,9 @@ def test_result_file_carries_its_class_count(tmp_path):
     path.write_text(spec.to_yaml() + "num_classes: 0\n")
     with pytest.raises(SpecError, match=r"result.yaml: num_classes: invalid value 0"):
         load_arch_file(path)
+
+
+def test_a_network_too_large_to_build_is_refused_with_its_size():
+    rows = [_row(channels=8192, expansion=32, repeats=8)]  # every field in range
+    with pytest.raises(SpecError, match=r"stages: the network would have [\d,]+ weights.*at most"):
+        ArchSpec.from_dict({"stem_channels": 16, "stages": [rows]})
