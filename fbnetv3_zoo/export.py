@@ -143,7 +143,12 @@ def load_model(
             model = create_model(ref, pretrained=pretrained, num_classes=classes)  # keeps a tag
         else:
             spec, classes = resolve_spec_ref(ref, num_classes)
-            model = create_model(spec, pretrained=pretrained, num_classes=classes)
+            if pretrained:
+                raise UserError(
+                    f"{ref}: no published weights for an ArchSpec; use --checkpoint, or a zoo "
+                    f"name ({', '.join(VARIANTS)}) with --pretrained"
+                )
+            model = create_model(spec, num_classes=classes)
     if checkpoint is not None:
         load_weights(model, checkpoint)
     return model.eval()

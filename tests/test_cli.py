@@ -161,6 +161,7 @@ def tiny_yaml(tmp_path):
         (["--format", "tflite"], "tflite"),
         (["--num-classes", "1000000000"], "num_classes"),
         (["--rtol", "0"], "--rtol"),
+        (["--pretrained"], "no published weights"),
     ],
 )
 def test_export_mistakes_are_one_line_and_leave_nothing(extra, culprit, tiny_yaml, capsys):
