@@ -186,9 +186,17 @@ def _build(name: str, spec: ArchSpec, pretrained: bool, **kwargs: Any) -> FBNetV
 
 def _download_failed(name: str, kwargs: Mapping[str, Any], err: Exception) -> str:
     """One message: which URL failed, and how to load the same weights from a local file."""
-    tag = _requested_tag(kwargs.get("pretrained_cfg"))
-    cfg = timm.models.get_pretrained_cfg(f"{name}.{tag}" if tag else name)
-    url = (kwargs.get("pretrained_cfg_overlay") or {}).get("url") or (cfg.url if cfg else None)
+    given = kwargs.get("pretrained_cfg")
+    if isinstance(given, Mapping):  # e.g. from a config.json (hf-hub:, local-dir:)
+        cfg = dict(given)
+    elif hasattr(given, "to_dict"):  # a PretrainedCfg
+        cfg = given.to_dict()
+    else:  # a tag or nothing
+        found = timm.models.get_pretrained_cfg(f"{name}.{given}" if given else name)
+        cfg = found.to_dict() if found else {}
+    cfg.update(kwargs.get("pretrained_cfg_overlay") or {})
+    hub = cfg.get("hf_hub_id")
+    url = f"the Hugging Face Hub ({hub})" if hub else cfg.get("url") or "its pretrained_cfg"
     reason = getattr(err, "reason", None) or err
     return (
         f"could not download the pretrained weights of {name} from {url} ({reason}). "
