@@ -208,7 +208,7 @@ class Predictor:
         arch, recipe = self.features.split(u)
         m = self.members
         with torch.no_grad(), single_thread():
-            out = self.network(_members_axis(arch, m), _members_axis(recipe, m)).numpy()
+            out = self.network(_members_axis(arch, m), _members_axis(recipe, m)).double().numpy()
         out = out * self.y_std + self.y_mean
         return out.mean(0), out.std(0)
 
