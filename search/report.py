@@ -235,7 +235,9 @@ def _quality_line(fits: list[dict[str, Any]]) -> str:
     else:
         parts.append("prospective quality needs 3 acquisition-chosen pairs")
     return (
-        "- **Predictor:** " + "; ".join(parts) + ". Near 0 means its choices were close to random."
+        "- **Predictor:** "
+        + "; ".join(parts)
+        + ". 0: no better than random choice; below 0: it ranked backwards."
     )
 
 
