@@ -142,6 +142,8 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError(f"--out: folder {args.out.parent} does not exist")
     if args.input_size is not None:
         check_input_size(args.input_size, "--input-size")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UserError(f"--checkpoint {args.checkpoint}: no such file")
     if not args.rtol > 0:
         raise UserError(f"--rtol must be > 0, got {args.rtol}")
 
