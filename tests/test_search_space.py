@@ -130,5 +130,5 @@ def test_unknown_space_name_lists_shipped():
 def test_fingerprint_tracks_content():
     a = parse_space(_raw())
     data = _raw()
-    data["resolution"]["max"] = 40
+    data["stem"]["channels"] = {"min": 8, "max": 20, "step": 4}
     assert a.fingerprint() == parse_space(_raw()).fingerprint() != parse_space(data).fingerprint()
