@@ -184,6 +184,22 @@ def test_a_custom_strategy_plugs_in_and_is_pinned(tmp_path):
         run_search(config, tmp_path, evaluator=synthetic, progress=False)
 
 
+def test_a_registered_strategy_is_chosen_by_name(tmp_path, monkeypatch):
+    from fbnetv3_zoo.search import config as config_module
+    from fbnetv3_zoo.search import strategies
+
+    monkeypatch.setattr(strategies, "STRATEGIES", dict(strategies.STRATEGIES))
+    monkeypatch.setattr(config_module, "STRATEGY_NAMES", list(config_module.STRATEGY_NAMES))
+    with pytest.raises(ConfigError, match="strategy"):
+        SearchConfig(strategy="cheapest")
+    strategies.register_strategy("cheapest", Cheapest)
+    config = SearchConfig(
+        strategy="cheapest", budget=5, initial=3, constraints=["macs<=1M"], **FAST
+    )
+    run_search(config, tmp_path, evaluator=synthetic, progress=False)
+    assert [r["source"] for r in _rows(tmp_path)][3:] == ["cheapest"] * 2
+
+
 @pytest.mark.parametrize("strategy", ["random", "jointnas"])
 @pytest.mark.parametrize("budget, batch, constraints", [(8, 3, 2), (9, 2, 1), (6, 5, 2)])
 def test_budget_is_spent_exactly(tmp_path, strategy, budget, batch, constraints):
