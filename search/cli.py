@@ -144,6 +144,14 @@ def run_search_command(args: argparse.Namespace) -> int:
     )
     summary = run_search(config, args.out, progress=not args.quiet)
     _print_summary(summary)
+    if summary["done"] == 0 and summary["failed"] > 0:
+        import sys
+
+        print(
+            f"fbnetv3 search: error: every candidate failed; see the errors in {args.out}/report.md",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

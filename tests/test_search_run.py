@@ -394,3 +394,18 @@ def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys):
         "prospective Kendall tau",
     ):
         assert text in report, text
+
+
+def test_cli_exits_non_zero_when_every_candidate_failed(tmp_path, capsys, monkeypatch):
+    import fbnetv3_zoo.recipes.engine as engine
+
+    def train(*args, **kw):
+        raise engine.TrainingDiverged("loss became nan")
+
+    monkeypatch.setattr(engine, "train", train)
+    args = ["search", "--out", str(tmp_path), "--data", "digits:4", "--budget", "4", "--initial", "3",
+            "--constraint", "macs<=1M", "--quiet"]  # fmt: skip
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "0 candidates trained, 4 failed" in captured.out
+    assert "every candidate failed" in captured.err
