@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def zoo_table() -> str:
@@ -68,7 +69,28 @@ def _info(args: argparse.Namespace) -> int:
         )
     print(json.dumps(out, indent=2))
     print(spec.to_yaml(), end="")
+    _warn_if_file_stats_differ(args.model, stats, num_classes)
     return 0
+
+
+def _warn_if_file_stats_differ(ref: str, stats, num_classes: int) -> None:
+    """A result file's own ``stats:`` should match; say so when they do not (e.g. an old file)."""
+    from .variants import VARIANTS
+    from .yaml_io import load_yaml
+
+    if ref in VARIANTS:
+        return
+    doc = load_yaml(ref)
+    saved = doc.get("stats") if isinstance(doc, dict) else None
+    if not isinstance(saved, dict):
+        return
+    if (saved.get("macs"), saved.get("params")) != (stats.macs, stats.params):
+        print(
+            f"warning: {ref} says stats macs={saved.get('macs')} params={saved.get('params')}, "
+            f"but this count with num_classes={num_classes} gives macs={stats.macs} "
+            f"params={stats.params}; pass the class count its search used (--num-classes)",
+            file=sys.stderr,
+        )
 
 
 def _convert(args: argparse.Namespace) -> int:

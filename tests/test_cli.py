@@ -121,7 +121,9 @@ def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
     assert arch_stats(str(path), num_classes=1000).params > stats.params
 
     assert main(["info", str(path)]) == 0
-    info = json.loads(capsys.readouterr().out.split("\narch:")[0])
+    captured = capsys.readouterr()
+    assert captured.err == ""  # the file's own stats: agree
+    info = json.loads(captured.out.split("\narch:")[0])
     assert info["num_classes"] == 10
     assert round(info["macs_m"] * 1e6) == doc["stats"]["macs"]
     assert round(info["params_m"] * 1e6) == doc["stats"]["params"]
@@ -141,7 +143,9 @@ def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
     assert (row.official_macs, row.params) == (stats.macs, stats.torch_params)
 
     assert main(["info", str(path), "--num-classes", "1000"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\narch:")[0])["num_classes"] == 1000
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.split("\narch:")[0])["num_classes"] == 1000
+    assert "warning" in captured.err and "--num-classes" in captured.err  # not the file's count
 
 
 # --------------------------------------------------------------- bounded inputs
