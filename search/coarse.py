@@ -43,9 +43,10 @@ from .predictor import rank_quality
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import RunLock, Store
-
-__all__ = ["PINNED", "ConfigError", "SearchConfig", "run_search", "Search"]
 from .strategies import Context, Proposal, Strategy, make_strategy
+
+# SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
+__all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch", "run_search"]
 
 DB_NAME = "search.sqlite"
 
@@ -97,6 +98,8 @@ class Search:
         given = getattr(source, "space", None)
         self.space: SearchSpace = given if given is not None else load_space(config.space)
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
+        if num_classes is None:
+            num_classes = getattr(source, "num_classes", None)  # a table knows its class count
         if num_classes is None:
             from .evaluate import _num_classes
 
