@@ -185,17 +185,19 @@ def write_report(
             f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {r['score']:.2f} | {_fmt(r['predicted'])} | "
             f"{r['macs'] / 1e6:.3f} | {_short(r)} | {_recipe_text(r['recipe'])} |"
         )
-    lines += [
-        "",
-        "## Predictor quality per iteration",
-        "",
-        "Held-out: a fit on 75 % of the measured pairs ranks the other 25 %. "
-        "Prospective: the previous fit's predictions for the batch it chose vs what training measured.",
-        "",
-        "| iteration | measured pairs | held-out | Kendall tau | Spearman | prospective tau | fit s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for f in store.fits():
+    if fits:
+        lines += [
+            "",
+            "## Predictor quality per iteration",
+            "",
+            "Held-out: a fit on 75 % of the measured pairs ranks the other 25 %. "
+            "Prospective: the predictions made when each pair was chosen (all chosen so far) "
+            "vs what training measured.",
+            "",
+            "| iteration | measured pairs | held-out | Kendall tau | Spearman | prospective tau | fit s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    for f in fits:
         lines.append(
             f"| {f['iteration']} | {f['n']} | {f['n_heldout']} | {_fmt(f['tau'])} | {_fmt(f['rho'])} | "
             f"{_fmt(f['prospective_tau'])} | {_fmt(f['wall_s'], 1)} |"
