@@ -117,7 +117,9 @@ def run_search_command(args: argparse.Namespace) -> int:
     from .coarse import SearchConfig, run_search
 
     if args.threads is not None and args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+        from fbnetv3_zoo.errors import UserError
+
+        raise UserError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     config = SearchConfig(
         space=args.space,
         data=args.data,

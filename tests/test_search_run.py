@@ -297,6 +297,9 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
         (["--constraint", "flops<1M"], "invalid constraint"),
         (["--space", "nope"], "unknown search space 'nope'"),
         (["--budget", "3"], "budget 3 is too small"),
+        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--batch", "0"], "search setting batch (--batch) must be an integer >= 1, got 0"),
+        (["--kappa", "-1"], "search setting kappa (--kappa)"),
     ],
 )
 def test_cli_bad_input(tmp_path, capsys, extra, message):
