@@ -9,11 +9,12 @@ files; EMA weights preferred), the one unwrapping rule of the package.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from fbnetv3_zoo.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_CLASSES = 1000  # the class count of published (ImageNet) weights
 
