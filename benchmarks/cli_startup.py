@@ -5,8 +5,8 @@
 Each command runs as a fresh process (as a user types it) several times in
 alternating rounds; the table shows the median wall time.  The reference is
 ``python -c "import torch, timm"``, the floor any command that imports them
-up front could reach.  Goal: ``--help``, ``models``, ``--version`` and an
-argument error in under one second.
+up front could reach.  Goal: ``--help``, ``models``, ``recipes``, ``--version``
+and an argument error in under one second.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def commands() -> list[tuple[str, list[str], bool]]:
         ("fbnetv3 --help", [*cli, "--help"], True),
         ("fbnetv3 --version", [*cli, "--version"], True),
         ("fbnetv3 models", [*cli, "models"], True),
+        ("fbnetv3 recipes", [*cli, "recipes"], True),
         ("fbnetv3 export (missing --out: argument error)", [*cli, "export", "fbnetv3_a"], True),
         ("fbnetv3 search --help", [*cli, "search", "--help"], True),
         (
