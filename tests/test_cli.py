@@ -68,6 +68,22 @@ def test_the_exact_models_register_whatever_the_import_order():
         assert (proc.returncode, out.strip()) == (0, "FBNetV3Timm"), (name, err[-2000:])
 
 
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from fbnetv3_zoo.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {'/'.join(action.option_strings) or action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
+    assert missing == [] and set(commands.choices) >= {"models", "info", "export", "train"}
+
+
 def test_version_is_the_packaged_one():
     import re
     from pathlib import Path
