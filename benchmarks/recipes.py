@@ -150,6 +150,8 @@ def regime_run(name: str, lr_factor: float, seed: int, epochs: int, batch: int, 
         lr_factor=lr_factor,
         lr=recipe.scaled_lr,
         seed=seed,
+        epochs=epochs,
+        batch=batch,
         val=s["ema_top1"] if use_ema else s["final_top1"],
         weights="EMA" if use_ema else "raw",
         train=scores["train"],
@@ -158,26 +160,73 @@ def regime_run(name: str, lr_factor: float, seed: int, epochs: int, batch: int, 
     )
 
 
-def run_regime(args: argparse.Namespace, pool: ProcessPoolExecutor) -> tuple[list[str], list]:
-    """LR sweep on seed 0, then the chosen rate with the other seeds; the markdown lines."""
+REGIME_RUNS = RESULTS.parent / "recipes_regime.json"  # every finished regime run, kept as it ends
+
+
+def _key(run: dict) -> tuple:
+    return (run["recipe"], run["lr_factor"], run["seed"], run["epochs"], run["batch"])
+
+
+def _load_runs() -> dict[tuple, dict]:
+    if not REGIME_RUNS.exists():
+        return {}
+    return {_key(r): r for r in json.loads(REGIME_RUNS.read_text())}
+
+
+def _save_runs(done: dict[tuple, dict]) -> None:
+    REGIME_RUNS.write_text(json.dumps(sorted(done.values(), key=_key), indent=1))
+
+
+def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool, done) -> None:
+    """Run the jobs not yet in ``done``, saving each result as soon as it ends (a killed
+    benchmark keeps what finished; the same command continues it)."""
+    from concurrent.futures import as_completed
+
+    common = (args.regime_epochs, args.regime_batch, str(root))
+    todo = [j for j in jobs if (*j, args.regime_epochs, args.regime_batch) not in done]
+    futures = [pool.submit(regime_run, *j, *common) for j in todo]
+    for future in as_completed(futures):
+        run = future.result()
+        done[_key(run)] = run
+        _save_runs(done)
+        print(f"regime run done: {run['recipe']} x{run['lr_factor']:g} seed {run['seed']}: "
+              f"val {run['val']:.1f} test {run['test']:.1f} train {run['train']:.1f}", flush=True)  # fmt: skip
+
+
+def run_regime(
+    args: argparse.Namespace, pool: ProcessPoolExecutor | None
+) -> tuple[list[str], list]:
+    """LR sweep on seed 0, then the chosen rate with the other seeds; the markdown lines.
+
+    ``pool`` None only reports the runs saved so far (``--report-only``).
+    """
     root = Path(tempfile.mkdtemp(prefix="digits_regime_"))
     write_digits_folders(root, REGIME_ARCH["input_size"])
     n_train = sum(1 for _ in (root / "train").rglob("*.png"))
     n_val = sum(1 for _ in (root / "val").rglob("*.png"))
     steps = n_train // args.regime_batch
-    common = (args.regime_epochs, args.regime_batch, str(root))
-    sweep = [(r, f, 0) for r in REGIME_RECIPES for f in LR_FACTORS]
-    runs = list(pool.map(regime_run, *zip(*[(*j, *common) for j in sweep], strict=True)))
+    done = _load_runs()
+    # x1 first: a run cut short still compares the recipes at their own rates
+    order = sorted(LR_FACTORS, key=lambda f: f != 1.0)
+    sweep = [(r, f, 0) for f in order for r in REGIME_RECIPES]
+    if pool is not None:
+        _train_missing(sweep, args, root, pool, done)
+    this = {k: v for k, v in done.items() if k[3:] == (args.regime_epochs, args.regime_batch)}
+    runs = list(this.values())
+
+    def swept(r: str) -> list[dict]:
+        return [x for x in runs if x["recipe"] == r and x["seed"] == 0]
+
     best = {
-        r: max((x for x in runs if x["recipe"] == r), key=lambda x: x["val"])["lr_factor"]
+        r: max(swept(r), key=lambda x: x["val"])["lr_factor"]
         for r in REGIME_RECIPES
+        if len(swept(r)) == len(LR_FACTORS)
     }
-    more = [(r, best[r], s) for r in REGIME_RECIPES for s in range(1, args.seeds)]
-    runs += (
-        list(pool.map(regime_run, *zip(*[(*j, *common) for j in more], strict=True)))
-        if more
-        else []
-    )
+    if pool is not None:
+        more = [(r, best[r], s) for s in range(1, args.seeds) for r in best]
+        _train_missing(more, args, root, pool, done)
+        this = {k: v for k, v in done.items() if k[3:] == (args.regime_epochs, args.regime_batch)}
+        runs = list(this.values())
     lines = [
         f"## Regime: full digits training split, {args.regime_epochs} epochs x {steps} updates "
         f"= {args.regime_epochs * steps} updates, batch {args.regime_batch}",
@@ -189,31 +238,39 @@ def run_regime(args: argparse.Namespace, pool: ProcessPoolExecutor) -> tuple[lis
         "(digits); warmup and EMA fitted to the run by the engine. "
         f"LR sweep x{', x'.join(f'{f:g}' for f in LR_FACTORS)} of each recipe's own "
         "(batch-scaled) rate on seed 0, chosen by validation top-1; the chosen rate is run with "
-        f"{args.seeds} seeds. Weights: raw or EMA, whichever scores higher on validation.",
+        f"{args.seeds} seeds. Weights: raw or EMA, whichever scores higher on validation. "
+        "`fbnetv3_noreg` is fbnetv3 without mixup, label smoothing, dropout, drop path and "
+        "AutoAugment (RMSProp, schedule, EMA and its 1e-5 weight decay kept).",
         "",
-        "| recipe | chosen lr (x) | test top-1 | train top-1 | gap (train - test) | val top-1 |",
-        "|---|---|---|---|---|---|",
+        "| recipe | chosen lr (x) | seeds | test top-1 | train top-1 | gap (train - test) | val top-1 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in REGIME_RECIPES:
+        if r not in best:
+            lines.append(f"| {r} | sweep not finished | | | | | |")
+            continue
         chosen = [x for x in runs if x["recipe"] == r and x["lr_factor"] == best[r]]
+        chosen = [x for x in chosen if x["seed"] < args.seeds]
         test, trn = [x["test"] for x in chosen], [x["train"] for x in chosen]
         gap = [a - b for a, b in zip(trn, test, strict=True)]
         lines.append(
-            f"| {r} | {chosen[0]['lr']:.4g} (x{best[r]:g}) | {_ms(test)} | {_ms(trn)} | "
-            f"{_ms(gap)} | {_ms([x['val'] for x in chosen])} |"
+            f"| {r} | {chosen[0]['lr']:.4g} (x{best[r]:g}) | {len(chosen)} | {_ms(test)} | "
+            f"{_ms(trn)} | {_ms(gap)} | {_ms([x['val'] for x in chosen])} |"
         )
-    lines += ["", "LR sweep (seed 0): validation top-1 per factor", "",
+    lines += ["", "LR sweep (seed 0): validation / test / train top-1 per factor", "",
               "| recipe | " + " | ".join(f"x{f:g}" for f in LR_FACTORS) + " |",
               "|---|" + "---|" * len(LR_FACTORS)]  # fmt: skip
     for r in REGIME_RECIPES:
-        cells = [
-            next(f"{x['val']:.1f}" for x in runs if x["recipe"] == r and x["lr_factor"] == f and x["seed"] == 0)
-            for f in LR_FACTORS
-        ]  # fmt: skip
+        cells = []
+        for f in LR_FACTORS:
+            x = next((x for x in swept(r) if x["lr_factor"] == f), None)
+            cells.append(f"{x['val']:.1f} / {x['test']:.1f} / {x['train']:.1f}" if x else "not run")
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
-    wall = statistics.mean(x["wall"] for x in runs)
-    lines += ["", f"Mean wall time per training run: {wall:.0f} s ({len(runs)} runs).", ""]
-    (RESULTS.parent / "recipes_regime.json").write_text(json.dumps(runs, indent=1))
+    if runs:
+        wall = statistics.mean(x["wall"] for x in runs)
+        lines += ["", f"Mean wall time per training run: {wall:.0f} s ({len(runs)} runs; every "
+                  f"run in [{REGIME_RUNS.name}]({REGIME_RUNS.name}))."]  # fmt: skip
+    lines.append("")
     return lines, runs
 
 
@@ -324,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rounds", type=int, default=2, help="alternations for the overhead measurement"
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="regime: write the report from the runs saved so far, train nothing",
+    )
     args = p.parse_args(argv)
     sections = set(args.sections.split(","))
 
@@ -335,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     pool = ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"))
     if "regime" in sections:
         t0, load = time.perf_counter(), os.getloadavg()[0]
-        regime_lines, regime_runs = run_regime(args, pool)
-        _plot(regime_runs)
+        regime_lines, regime_runs = run_regime(args, None if args.report_only else pool)
+        if regime_runs:
+            _plot(regime_runs)
         blocks["regime"] = regime_lines + [
             "Plot: [recipes.png](recipes.png) (test vs train top-1 of every run).",
             "",
