@@ -152,9 +152,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     )
     rows = [[_fmt(c, getattr(Recipe.load(n), c)) for c in cols] for n in preset_names()]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for r in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    for r in [list(cols), *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     for n in preset_names():
         print(f"{n}: {Recipe.load(n).description}")
     return 0
