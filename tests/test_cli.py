@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 from conftest import TINY_ARCH
-from search_result import write_search_result
+from search_result import write_search_run
 
 import fbnetv3_zoo
 from fbnetv3_zoo import arch_stats
@@ -121,9 +121,9 @@ def test_user_error_is_one_line_but_a_bug_keeps_its_traceback(monkeypatch, capsy
 # ------------------------------------------------------- one class count everywhere
 @pytest.fixture(scope="module")
 def result_yaml(tmp_path_factory):
-    """A search result written by the search's own writer, stats from its own counter."""
-    path = tmp_path_factory.mktemp("run") / "best" / "macs_le_1M.yaml"
-    return path, write_search_result(path)
+    """A run folder written by the search's own store and writers (best/*.yaml, report.md)."""
+    path = write_search_run(tmp_path_factory.mktemp("run"))
+    return path, yaml.safe_load(path.read_text())
 
 
 def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
@@ -157,6 +157,10 @@ def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
     settings = BenchSettings(batches=(1,), backends=("eager",), repeats=1, warmup=0, threads=1)
     (row,) = run_benchmark([str(path)], settings)
     assert (row.official_macs, row.params) == (stats.macs, stats.torch_params)
+
+    report = (path.parent.parent / "report.md").read_text()
+    best_row = next(line for line in report.splitlines() if "`best/macs_le_1M.yaml`" in line)
+    assert f"| {stats.macs / 1e6:.3f} | {stats.params / 1e6:.3f} |" in best_row
 
     assert main(["info", str(path), "--num-classes", "1000"]) == 0
     captured = capsys.readouterr()

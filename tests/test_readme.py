@@ -19,8 +19,9 @@ classified.  Kinds:
   command itself.
 
 Files a user brings (an official checkpoint, trained weights) are written by the fixture
-as stand-ins for the placeholders; a search result ``runs/s1/best/macs_le_1M.yaml`` is written in the layout the
-demo search writes, so the commands that read it run here without a minutes-long search.
+as stand-ins for the placeholders, and ``runs/s1`` is a run folder written by the search's
+own store and writers (``tests/search_result.py``), so the commands that read the demo's
+results run here without a minutes-long search.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from reference import write_reference_checkpoint
-from search_result import write_search_result
+from search_result import write_search_run
 
 from fbnetv3_zoo.cli import build_parser, main
 from fbnetv3_zoo.zoo_cli import zoo_table
@@ -71,9 +72,7 @@ COMMANDS: dict[str, Step] = {
     'python3 -c import timm, fbnetv3_zoo; timm.create_model("local-dir:c", pretrained=True)': Step(
         "run"
     ),
-    "fbnetv3 search-report runs/s1": Step(
-        "parse", why="needs a finished search; tests/test_search_run.py runs search-report"
-    ),
+    "fbnetv3 search-report runs/s1": Step("run"),
     "fbnetv3 search --out runs/s2 --space fbnetv3 --data <imagenet100_dir> --budget 400 --batch 32 --constraint macs<=400M --constraint macs<=800M --executor ray --ray-address auto --gpus-per-trial 1": Step(
         "template"
     ),
@@ -191,7 +190,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     write_reference_checkpoint("fbnetv3_c", root / "model.pth")  # official layout
     write_reference_checkpoint("fbnetv3_b", root / "my.pth")
-    write_search_result(root / "runs" / "s1" / "best" / "macs_le_1M.yaml")  # the demo's layout
+    write_search_run(root / "runs" / "s1")  # best/macs_le_1M.yaml, report.md, search.sqlite
     return root
 
 
