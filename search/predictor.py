@@ -12,7 +12,11 @@ ranges (``features.py``).
 
 Ensembles and UCB are options on top: each member gets its own head
 initialisation and a bootstrap of the measured pairs, and the acquisition adds
-``kappa`` times their spread.  ``members=1, kappa=0`` is the paper's greedy
+``kappa`` times their spread.  An ensemble also decides, by out-of-bag error,
+how strongly the recipe enters the head (``RECIPE_WEIGHTS``): with a few dozen
+pairs a plain concat leans on the size-aware embedding and barely learns a
+recipe effect such as "sgd wants a high lr, adamw a low one", which dominates
+accuracy on the digits pool.  ``members=1, kappa=0`` is the paper's greedy
 choice (one network, no bootstrap, rank by predicted accuracy).  All members
 train together as one batched network (``torch.baddbmm`` over a member axis),
 so a fit on a few dozen pairs takes a fraction of a second on one core.
@@ -20,6 +24,7 @@ so a fit on a few dozen pairs takes a fraction of a second on one core.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +45,12 @@ HEAD_HIDDEN = 32  # hidden width of the accuracy head
 FIT_LR = 3e-3  # head-only phase (and from-scratch fits)
 FINETUNE_LR = 3e-4  # all-layer phase: lower so the pretrained encoder is adjusted, not erased
 WEIGHT_DECAY = 1e-4
+# How strongly the recipe features enter the head relative to the arch embedding.  An
+# ensemble trains members at each weight on the same bootstraps and keeps the weight with the
+# lower out-of-bag error: 1 leans on the pretrained embedding (right when accuracy follows
+# model size), 10 lets the head bend to the recipe (right when the recipe dominates, as on
+# the digits pool).  A single network (the paper's mode) uses the first.
+RECIPE_WEIGHTS = (1.0, 10.0)
 FULL_BATCH = 256  # up to this many pairs every step sees all of them
 
 
@@ -81,10 +92,15 @@ def _encoder(members: int, arch_width: int, gen: torch.Generator) -> nn.Sequenti
 
 
 class Network(nn.Module):
-    """Arch encoder -> embedding; head(concat(embedding, recipe features)) -> accuracy."""
+    """Arch encoder -> embedding; head(concat(embedding, recipe * weight)) -> accuracy."""
 
     def __init__(
-        self, members: int, arch_width: int, recipe_width: int, gen: torch.Generator
+        self,
+        members: int,
+        arch_width: int,
+        recipe_width: int,
+        gen: torch.Generator,
+        recipe_weight: float | torch.Tensor = 1.0,
     ) -> None:
         super().__init__()
         self.encoder = _encoder(members, arch_width, gen)
@@ -93,12 +109,24 @@ class Network(nn.Module):
             nn.ReLU(),
             Linears(members, HEAD_HIDDEN, 1, gen),
         )
+        weight = torch.as_tensor(recipe_weight, dtype=torch.float32).reshape(-1, 1, 1)
+        self.register_buffer("recipe_weight", weight.expand(members, 1, 1).clone())
 
     def from_embedding(self, emb: torch.Tensor, recipe: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([emb, recipe], dim=2)).squeeze(2)
+        return self.head(torch.cat([emb, recipe * self.recipe_weight], dim=2)).squeeze(2)
 
     def forward(self, arch: torch.Tensor, recipe: torch.Tensor) -> torch.Tensor:
         return self.from_embedding(self.encoder(arch), recipe)
+
+    def select(self, members: slice) -> Network:
+        """A network of only the given members (their parameters copied)."""
+        out = copy.deepcopy(self)
+        for module in out.modules():
+            if isinstance(module, Linears):
+                module.weight = nn.Parameter(module.weight.detach()[members].clone())
+                module.bias = nn.Parameter(module.bias.detach()[members].clone())
+        out.recipe_weight = out.recipe_weight[members].clone()
+        return out
 
 
 def _members_axis(x: np.ndarray, members: int) -> torch.Tensor:
@@ -204,6 +232,11 @@ class Predictor:
     def members(self) -> int:
         return int(self.network.encoder[0].weight.shape[0])
 
+    @property
+    def recipe_weight(self) -> float:
+        """The recipe weight the fit kept (see ``RECIPE_WEIGHTS``)."""
+        return float(self.network.recipe_weight[0])
+
     def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         arch, recipe = self.features.split(u)
         m = self.members
@@ -257,14 +290,22 @@ def fit(
         counts = np.stack(
             [np.bincount(rng.integers(0, len(u), len(u)), minlength=len(u)) for _ in range(members)]
         )
+        choices = RECIPE_WEIGHTS
     else:
-        counts = np.ones((1, len(u)))
-    weight = torch.as_tensor(counts, dtype=torch.float32)
+        counts, choices = np.ones((1, len(u))), RECIPE_WEIGHTS[:1]
+    total = members * len(choices)  # every recipe weight gets the same bootstraps
+    weight = torch.as_tensor(np.tile(counts, (len(choices), 1)), dtype=torch.float32)
     target = torch.as_tensor((y - mean) / std, dtype=torch.float32).unsqueeze(0)
     gen = torch.Generator().manual_seed(seed)
     with single_thread():
-        net = Network(members, fmap.arch_width, fmap.width - fmap.arch_width, gen)
-        xa, xr = _members_axis(arch, members), _members_axis(recipe, members)
+        net = Network(
+            total,
+            fmap.arch_width,
+            fmap.width - fmap.arch_width,
+            gen,
+            torch.as_tensor(np.repeat(choices, members)),
+        )
+        xa, xr = _members_axis(arch, total), _members_axis(recipe, total)
         state = pretrained.state if pretrained is not None else None
 
         def rows(t: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
@@ -278,7 +319,7 @@ def fit(
             _optimise(list(net.parameters()), full_loss, len(u), steps, FIT_LR, gen)
         else:
             net.encoder.load_state_dict(
-                {k: v.expand(members, *v.shape[1:]) for k, v in state.items()}
+                {k: v.expand(total, *v.shape[1:]) for k, v in state.items()}
             )
             with torch.no_grad():  # frozen encoder: the embedding is computed once
                 emb = net.encoder(xa)
@@ -292,8 +333,23 @@ def fit(
             _optimise(list(net.parameters()), full_loss, len(u), steps - frozen, FINETUNE_LR, gen)
         net.eval()
         with torch.no_grad():
-            loss = float(full_loss(None)) / members
+            if len(choices) > 1:
+                net = net.select(_lowest_out_of_bag(net(xa, xr), target, weight, members))
+            pred = net(xa[:members], xr[:members])
+            loss = float(_huber(pred, target.expand_as(pred), weight[:members]))
+        loss /= members
     return Predictor(net, fmap, mean, std, loss)
+
+
+def _lowest_out_of_bag(
+    pred: torch.Tensor, target: torch.Tensor, counts: torch.Tensor, members: int
+) -> slice:
+    """The block of ``members`` (one recipe weight) with the lowest squared error on left-out pairs."""
+    left_out = (counts == 0).float()
+    err = ((pred - target) ** 2 * left_out).reshape(-1, members, pred.shape[1])
+    seen = left_out.reshape(-1, members, pred.shape[1]).sum((1, 2)).clamp_min(1.0)
+    best = int(torch.argmin(err.sum((1, 2)) / seen))
+    return slice(best * members, (best + 1) * members)
 
 
 def rank_quality(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
@@ -328,5 +384,6 @@ def fit_with_holdout(
         quality.update(tau=tau, rho=rho, n_heldout=float(n_out))
     predictor = fit(u, y, pretrained, seed=seed, **kwargs)
     quality["train_loss"] = predictor.train_loss
+    quality["recipe_weight"] = predictor.recipe_weight
     quality["wall_s"] = time.perf_counter() - start
     return predictor, quality

@@ -150,12 +150,14 @@ def test_encoder_frozen_first_then_fine_tuned_at_a_lower_lr(space, pretrained, m
     monkeypatch.setattr(P, "_optimise", spy)
     u = sample(space, 16, "uniform", seed=6)
     y = _objective(space, u)
-    model = P.fit(u, y, pretrained, members=2, steps=40, seed=0)
-    head = {id(p) for p in model.network.head.parameters()}
-    everything = {id(p) for p in model.network.parameters()}
+    single = P.fit(u, y, pretrained, members=1, steps=40, seed=0)  # one network, no selection
+    head = {id(p) for p in single.network.head.parameters()}
+    everything = {id(p) for p in single.network.parameters()}
     (first, s1, lr1), (second, s2, lr2) = calls
     assert first == head and second == everything
     assert s1 == s2 == 20 and lr2 < lr1
+
+    model = P.fit(u, y, pretrained, members=2, steps=40, seed=0)
 
     frozen_only = P.fit(u, y, pretrained, members=2, steps=40, seed=0, frozen_fraction=1.0)
     for key, value in frozen_only.network.encoder.state_dict().items():  # unchanged
@@ -192,6 +194,23 @@ def test_single_member_greedy_is_the_paper_mode(space, pretrained):
     np.testing.assert_array_equal(model.acquisition(u, kappa=0.0), mean)
     again = P.fit(u, y, pretrained, members=1, steps=60, seed=3)
     np.testing.assert_array_equal(again.predict(u)[0], mean)  # same seed, same fit
+
+
+def test_ensemble_picks_the_recipe_weight_by_out_of_bag_error(space, pretrained):
+    """A recipe-only objective needs the head to bend to the recipe; a size-only one does not."""
+    fmap = pretrained.features
+    col = {name: i for i, name in enumerate(fmap.names)}
+    u = sample(space, 48, "uniform", seed=21)
+    x = fmap.transform(u)
+    lr, sgd = x[:, col["recipe.lr"]], x[:, col["recipe.optimizer=sgd"]]
+    recipe_only = np.where(sgd > 0, lr, 1 - lr)  # sgd wants a high lr, the others a low one
+    size_only = np.log(batch_stats(space, u, 10)[0])
+    for seed in range(2):  # measured: 10 and 1 for seeds 0-3
+        assert (
+            P.fit(u, recipe_only, pretrained, members=3, steps=200, seed=seed).recipe_weight == 10
+        )
+        assert P.fit(u, size_only, pretrained, members=3, steps=200, seed=seed).recipe_weight == 1
+    assert P.fit(u, recipe_only, pretrained, members=1, steps=50).recipe_weight == 1  # paper mode
 
 
 def test_fit_with_holdout_reports_quality(space, pretrained):
