@@ -48,9 +48,9 @@ WEIGHT_DECAY = 1e-4
 # How strongly the recipe features enter the head relative to the arch embedding.  An
 # ensemble trains members at each weight on the same bootstraps and keeps the weight with the
 # lower out-of-bag error: 1 leans on the pretrained embedding (right when accuracy follows
-# model size), 10 lets the head bend to the recipe (right when the recipe dominates, as on
+# model size), 30 lets the head bend to the recipe (right when the recipe dominates, as on
 # the digits pool).  A single network (the paper's mode) uses the first.
-RECIPE_WEIGHTS = (1.0, 10.0)
+RECIPE_WEIGHTS = (1.0, 30.0)
 FULL_BATCH = 256  # up to this many pairs every step sees all of them
 
 

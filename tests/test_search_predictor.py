@@ -205,12 +205,13 @@ def test_ensemble_picks_the_recipe_weight_by_out_of_bag_error(space, pretrained)
     lr, sgd = x[:, col["recipe.lr"]], x[:, col["recipe.optimizer=sgd"]]
     recipe_only = np.where(sgd > 0, lr, 1 - lr)  # sgd wants a high lr, the others a low one
     size_only = np.log(batch_stats(space, u, 10)[0])
-    for seed in range(2):  # measured: 10 and 1 for seeds 0-3
-        assert (
-            P.fit(u, recipe_only, pretrained, members=3, steps=200, seed=seed).recipe_weight == 10
-        )
-        assert P.fit(u, size_only, pretrained, members=3, steps=200, seed=seed).recipe_weight == 1
-    assert P.fit(u, recipe_only, pretrained, members=1, steps=50).recipe_weight == 1  # paper mode
+    low, high = P.RECIPE_WEIGHTS
+    for seed in range(2):  # measured: high and low for seeds 0-3
+        fitted = P.fit(u, recipe_only, pretrained, members=3, steps=200, seed=seed)
+        assert fitted.recipe_weight == high
+        fitted = P.fit(u, size_only, pretrained, members=3, steps=200, seed=seed)
+        assert fitted.recipe_weight == low
+    assert P.fit(u, recipe_only, pretrained, members=1, steps=50).recipe_weight == low  # paper
 
 
 def test_fit_with_holdout_reports_quality(space, pretrained):
