@@ -83,13 +83,13 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format torchscript --out s1.pt": Step("run"),
     "fbnetv3 recipes": Step("run"),
     "fbnetv3 train --model resnet18 --recipe fbnetv3 --data digits --resolution 32 --epochs 30 --out runs/r18": Step(
-        "fast", ("--epochs", "1", "--data", "digits:2", "--resolution", "32"), "1 epoch, 32 px"
+        "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
     ),
     "fbnetv3 train ... --resume": Step("template"),
     "fbnetv3 train ... --set mixup=0.4 --set ema_decay=null": Step("template"),
     "fbnetv3 validate --model fbnetv3_b --pretrained --data <imagenet_dir>": Step("template"),
     "fbnetv3 validate --model resnet18 --checkpoint runs/r18/model.safetensors --data digits --input-size 32": Step(
-        "fast", ("--input-size", "32"), "32 px"
+        "run"
     ),
     "fbnetv3 export fbnetv3_b --format onnx --out b.onnx": Step("fast", FAST_EXPORT, "64 px"),
     "fbnetv3 export local-dir:c --out c.onnx --fold-bn": Step("fast", FAST_EXPORT, "64 px"),
