@@ -109,8 +109,13 @@ def pool_table(path: str | None) -> Table:
         a, b = (np.array([p.scores()[k] for p in twice]) for k in (0, 1))
         tau, rho = rank_quality(a, b)
         retest = f"; test-retest of the {len(twice)} pairs trained twice: Kendall {tau:.2f}, Spearman {rho:.2f}"
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    runs = sum(len(p.runs) for p in pool.pairs)
     source = (
-        f"ground-truth pool `{path.name}` ({int(keep.sum())} pairs of space {proxy['space']!r}, "
+        f"ground-truth pool `{path.name}` (sha256 {digest}…, {runs} trainings of "
+        f"{int(keep.sum())} pairs of space {proxy['space']!r}, "
         f"{proxy['data']}, {proxy['epochs']} epochs; score = mean final accuracy over a pair's "
         f"seeds{retest})"
     )
@@ -309,27 +314,28 @@ def plot(res: dict, sizes) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    where = np.log2(sizes)  # evenly spaced doublings
     for ax, key, label in (
         (axes[0], "tau", "Kendall tau"),
         (axes[1], "prec", f"top-{TOP} precision"),
     ):
         for i, m in enumerate(METHODS):
             stats = [interval(res[key][m, s]) for s in sizes]
-            offset = (i - 2) * 0.03
             ax.errorbar(
-                np.array(sizes) * (1 + offset),
+                where + (i - 2) * 0.04,
                 [a for a, _ in stats],
                 yerr=[b for _, b in stats],
                 marker="o",
                 capsize=3,
                 label=m,
             )
-        ax.set(xscale="log", xlabel="training pairs", ylabel=label, xticks=list(sizes))
+        ax.set(xlabel="training pairs", ylabel=label, xticks=where)
         ax.set_xticklabels([str(s) for s in sizes])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = RESULTS / "predictor.png"
     fig.savefig(path, dpi=110)
     return path
