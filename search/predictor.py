@@ -274,7 +274,9 @@ def fit(
     ``frozen_fraction`` of the ``steps`` train the head alone.  Without a
     pretrained encoder (``None`` or one with ``state=None``) every layer trains
     from scratch for ``steps`` at the head's learning rate.  With
-    ``members > 1`` each member sees a bootstrap of the pairs.
+    ``members > 1`` each member sees a bootstrap of the pairs, ``members``
+    networks train at each of ``RECIPE_WEIGHTS`` on the same bootstraps, and
+    the weight with the lower out-of-bag error is kept (one batched training).
     """
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
