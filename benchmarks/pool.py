@@ -148,7 +148,7 @@ def build(args: argparse.Namespace) -> None:
             raise SystemExit(
                 f"{out} was built with other proxy settings ({diff}); use another --out"
             )
-    append_records(out, [session_meta(proxy, args.sample_seed)])
+    meta = [session_meta(proxy, args.sample_seed)]  # written with this session's first training
     limits = [parse_constraint(c) for c in config.constraints]
     u, macs, params = sample_feasible(
         space, SAMPLE_SIZE, limits, proxy["num_classes"], seed=args.sample_seed
@@ -189,7 +189,8 @@ def build(args: argparse.Namespace) -> None:
                 (i, seed), (result, cpu_s) = futures[fut], fut.result()
                 _, spec, recipe = tasks[(i, seed)]
                 rec = run_record(i, u[i], spec, recipe, macs[i], params[i], seed, result, cpu_s)
-                append_records(out, [rec])
+                append_records(out, meta + [rec])
+                meta.clear()
                 score = rec["metrics"][-1]["val_top1"] if rec["metrics"] else float("nan")
                 eta = (time.perf_counter() - start) / n * (len(jobs) - n) / 60
                 print(
