@@ -11,8 +11,9 @@ and appends every training to ``benchmarks/data/pool.jsonl.gz`` as it ends
    sample: ``benchmarks/proxy.py --from-pool`` summarises it);
 2. the remaining pairs up to ``--pairs`` with seed 0;
 3. the ``--top`` pairs with the best mean so far get seeds up to
-   ``--top-seeds`` (the best of single noisy measurements is biased upwards;
-   the benchmarks score against these re-measured means).
+   ``--top-seeds``, re-ranking after each round until the top ``--top`` all
+   have them (the best of single noisy measurements is biased upwards; the
+   benchmarks score against these re-measured means).
 
 Writes a summary to ``benchmarks/results/pool.md``.
 """
@@ -34,6 +35,7 @@ import numpy as np
 
 HERE = Path(__file__).parent
 DEFAULT_POOL = HERE / "data" / "pool.jsonl.gz"
+MAX_ROUNDS = 10  # re-ranking rounds of the top re-measurement
 SAMPLE_SIZE = 1024  # the Sobol prefix is drawn at this size so --pairs can grow it stably
 
 
@@ -202,12 +204,20 @@ def build(args: argparse.Namespace) -> None:
     paired = min(args.paired, args.pairs)
     run([(i, s) for i in range(paired) for s in (0, 1)])
     run([(i, 0) for i in range(paired, args.pairs)])
-    for extra in range(1, args.top_seeds):  # re-rank after each round of re-measurements
+    for _ in range(MAX_ROUNDS):  # until the current top all have --top-seeds trainings
         pool = load_pool(out)
         mean, _ = pool.quality()
         in_range = [k for k, p in enumerate(pool.pairs) if p.index < args.pairs]
         best = sorted(in_range, key=lambda k: -mean[k])[: args.top]
-        run([(pool.pairs[k].index, extra) for k in best])
+        missing = [
+            (pool.pairs[k].index, s)
+            for k in best
+            for s in range(args.top_seeds)
+            if s not in pool.pairs[k].runs
+        ]
+        if not missing:
+            break
+        run(missing)
 
 
 def summary(path: Path) -> str:
