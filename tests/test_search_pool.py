@@ -191,3 +191,18 @@ def test_search_runs_against_the_pool_without_training(space, pool_file, tmp_pat
     assert evaluator.calls == 8  # the whole budget answered from the table
     best = result["best"]["macs<=1M"]
     assert pair_key(best["arch"], best["recipe"]) in pool.index()
+
+
+def test_committed_pool_matches_the_shipped_proxy(space):
+    """The committed pool answers searches on the default proxy; changing the proxy means rebuilding it."""
+    from pathlib import Path
+
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    pool = load_pool(Path(__file__).parents[1] / "benchmarks" / "data" / "pool.jsonl.gz")
+    config = SearchConfig()
+    assert pool.proxy["data"] == config.data and pool.proxy["epochs"] == config.epochs
+    assert pool.proxy["overrides"] == dict(space.recipe_overrides)
+    source = PoolSource(space, pool)  # raises when the space changed since the pool was built
+    _, count = pool.quality()
+    assert len(source.all()[0]) == len(pool.pairs) >= 150 and (count >= 2).sum() >= 30
