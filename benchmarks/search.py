@@ -231,6 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).write_text(text)
 
 
+def shown(path: str) -> str:
+    """A path relative to the repository when it is inside it (results files travel with the repo)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(HERE.parent)) if p.is_relative_to(HERE.parent) else path
+
+
 def fmt(stats: tuple[float, float, float]) -> str:
     return f"{stats[0]:.2f} [{stats[1]:.2f}, {stats[2]:.2f}]"
 
@@ -244,7 +250,7 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
         "",
         f"Command: `python benchmarks/search.py --seeds {args.seeds} --budget {args.budget} "
         f"--jobs {args.jobs}`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
-        f"Pool: `{args.pool}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
+        f"Pool: `{shown(args.pool)}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
         f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool.md`).",
         f"Searches: the real driver (`run_search`) with `PoolSource` and `PoolEvaluator(seed=0)`, constraint "
         f"{CONSTRAINT} (every pool pair meets it), budget {args.budget}, first batch {args.initial}, "
