@@ -242,6 +242,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"fbnetv3 train: error: {err}", file=sys.stderr)
         return 1
+    from .distributed import main_process
+
+    if not main_process():  # under torchrun only rank 0 prints the summary
+        return 0
     ema = f", EMA top-1 {s['ema_top1']:.2f}" if s["ema_top1"] is not None else ""
     print(
         f"{s['model']} / {recipe.name} on {s['data']}: epoch {s['epochs_done']}/{s['epochs_planned']}, "
