@@ -249,7 +249,9 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
         "# Search strategies on the ground-truth pool",
         "",
         f"Command: `python benchmarks/search.py --seeds {args.seeds} --budget {args.budget} "
-        f"--jobs {args.jobs}`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
+        f"--initial {args.initial} --batch {args.batch} --jobs {args.jobs}"
+        + (f" --out {shown(args.out)}" if Path(args.out) != RESULTS / "search.md" else "")
+        + f"`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
         f"Pool: `{shown(args.pool)}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
         f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool.md`).",
         f"Searches: the real driver (`run_search`) with `PoolSource` and `PoolEvaluator(seed=0)`, constraint "
