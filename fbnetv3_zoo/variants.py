@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import UserError
 from .spec import ArchSpec, BlockSpec
 
 Row = tuple  # (kernel, expansion, channels, repeats, stride, se[, dw_padding])
@@ -108,6 +109,13 @@ def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownVariantError(
             f"unknown FBNetV3 variant {name!r}; valid names: {', '.join(VARIANTS)}"
         ) from None
+
+
+class UnknownVariantError(UserError, KeyError):
+    """A variant name that is not in the zoo (a KeyError for dict-style callers)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
