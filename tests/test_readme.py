@@ -108,7 +108,10 @@ PYTHON_BLOCKS: dict[str, Step] = {
     "import torch, timm, fbnetv3_zoo  # importing fbnetv3_zoo registers the models with timm": Step(
         "run",
         subs=(
-            ("pretrained=True)  # official", "pretrained=False)  # official"),
+            (
+                'm = timm.create_model("fbnetv3_b", pretrained=True)',
+                'm = timm.create_model("fbnetv3_b", pretrained=False)',
+            ),
             (
                 'torch.hub.load("<owner>/fbnetv3-zoo", "fbnetv3_b", pretrained=True)',
                 f'torch.hub.load({str(ROOT)!r}, "fbnetv3_b", source="local")',
