@@ -1,15 +1,18 @@
 """Search strategies against the ground-truth pool: regret to the pool's best against budget.
 
-    python benchmarks/search.py                  # 4 strategies x 30 seeds (time: see the results file)
+    python benchmarks/search.py                  # every strategy x 30 seeds (time: see the results file)
     python benchmarks/search.py --seeds 5        # a quick look
 
 Every search runs through the real driver (``run_search``) with the pool as
 its candidate source and its evaluator (``search/pool.py``), so each
 "training" is a table look-up of the pair's seed-0 training and a whole
-search takes seconds.  Strategies: ``random``, ``jointnas`` (ensemble + UCB,
-pretrained predictor), ``jointnas`` without pretraining, and the paper's
-greedy mode (one member, kappa 0).  Seed ``s`` gives every strategy the same
-first batch.  Writes ``benchmarks/results/search.md`` and ``search.png``.
+search takes seconds.  Strategies: ``random``; ``jointnas`` as shipped
+(pretrained encoder, the Bayesian linear head below 32 measured pairs and the
+network ensemble from there, UCB, early stopping); ``jointnas`` with only the
+linear or only the network head, without pretraining, without early stopping;
+and the paper's greedy mode (network head, one member, kappa 0).  Seed ``s``
+gives every strategy the same first batch.  Writes
+``benchmarks/results/search.md`` and ``search.png``.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ BUDGETS = (8, 12, 16, 24, 32, 40, 48, 60)
 STRATEGIES: dict[str, dict[str, Any]] = {
     "random": dict(strategy="random"),
     "jointnas": dict(strategy="jointnas"),
+    "jointnas, linear head": dict(strategy="jointnas", head="linear"),
+    "jointnas, network head": dict(strategy="jointnas", head="network"),
     "jointnas, no pretraining": dict(strategy="jointnas", pretrain_steps=0),
-    "paper (members 1, kappa 0)": dict(strategy="jointnas", members=1, kappa=0.0),
+    "jointnas, no early stopping": dict(strategy="jointnas", early_stop_tau=1.0),
+    "paper (members 1, kappa 0)": dict(strategy="jointnas", head="network", members=1, kappa=0.0),
 }
 
 
@@ -52,6 +58,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pretrain-steps", type=int, default=300, help="pretraining steps (default 300)"
     )
     p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
+    p.add_argument(
+        "--strategies",
+        nargs="+",
+        default=list(STRATEGIES),
+        choices=list(STRATEGIES),
+        metavar="NAME",
+        help="strategies to compare (random and jointnas always run); default: all of "
+        + ", ".join(repr(n) for n in STRATEGIES),
+    )
     p.add_argument("--out", default=str(RESULTS / "search.md"), help="results file ('' = none)")
     return p.parse_args(argv)
 
@@ -189,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     best = float(quality[best_k])
     epochs = pool.proxy["epochs"]
     budgets = [b for b in BUDGETS if b <= args.budget]
-    jobs = [(args, name, seed) for name in STRATEGIES for seed in range(args.seeds)]
+    names = ["random", "jointnas"] + [n for n in args.strategies if n not in ("random", "jointnas")]
+    jobs = [(args, name, seed) for name in names for seed in range(args.seeds)]
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as ex:
             runs = list(ex.map(one_search, jobs))
@@ -202,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         name: np.array(
             [anytime_regret(r, quality, best, budgets) for r in runs if r["name"] == name]
         )
-        for name in STRATEGIES
+        for name in names
     }
     levels = [b * epochs for b in budgets]
     equal = {
@@ -242,7 +258,7 @@ def fmt(stats: tuple[float, float, float]) -> str:
 
 
 def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, runs, total) -> str:
-    names = list(STRATEGIES)
+    names = list(regret)
     stops = sorted({r["stop_epoch"] for r in runs} - {None})
     per_run = np.mean([r["wall_s"] for r in runs])
     lines = [

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
     from dataclasses import fields
 
-    from .config import STRATEGY_NAMES, SearchConfig
+    from .config import HEADS, STRATEGY_NAMES, SearchConfig
 
     d = {f.name: f.default for f in fields(SearchConfig)}
     d["constraints"] = SearchConfig.__dataclass_fields__["constraints"].default_factory()
@@ -79,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictor ensemble size (1 with --kappa 0: the paper's greedy choice)",
         type=int,
     )
+    opt(
+        "--head",
+        "predictor's accuracy head: network (the paper's), linear (Bayesian, on the frozen "
+        "encoder) or auto (linear while few pairs are measured)",
+        choices=HEADS,
+    )
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
     opt(
         "--executor",
@@ -132,6 +138,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         pool=args.pool,
         kappa=args.kappa,
         members=args.members,
+        head=args.head,
         seed=args.seed,
         strategy=args.strategy,
         executor=args.executor,

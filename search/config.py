@@ -16,6 +16,10 @@ from fbnetv3_zoo.errors import UserError
 EXECUTORS = ("local", "ray")
 # names ``SearchConfig.strategy`` accepts; strategies.register_strategy adds to it
 STRATEGY_NAMES = ["random", "jointnas"]
+# the predictor's accuracy head: the paper's network, the Bayesian linear head on the frozen
+# encoder (linear_head.py), or auto: linear below AUTO_LINEAR_BELOW measured pairs, then network
+HEADS = ("auto", "network", "linear")
+AUTO_LINEAR_BELOW = 32
 # settings that decide what a run measures and picks; changing them on resume is refused
 PINNED = (
     "space",
@@ -36,6 +40,7 @@ PINNED = (
     "pretrain_samples",
     "pretrain_steps",
     "fit_steps",
+    "head",
 )
 
 
@@ -70,6 +75,7 @@ class SearchConfig:
     pretrain_steps: int = 1000  # 0: no pretraining
     fit_steps: int = 300
     members: int = 5  # predictor ensemble size; 1 with kappa 0 is the paper's greedy choice
+    head: str = "auto"  # accuracy head: network, linear (linear_head.py) or auto (by pair count)
     download: bool = False  # fetch cifar10/cifar100 when missing
 
     def __post_init__(self) -> None:
@@ -145,6 +151,7 @@ class SearchConfig:
         )
         need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
         need(self.strategy in STRATEGY_NAMES, "strategy", "one of " + ", ".join(STRATEGY_NAMES))
+        need(self.head in HEADS, "head", "one of " + ", ".join(HEADS))
         need(isinstance(self.download, bool), "download", "true or false")
         needed = self.initial + len(c)
         if self.budget < needed:

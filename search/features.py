@@ -10,6 +10,14 @@ scale for log ranges).  Architecture columns come first and are reported
 apart from the recipe columns, because the predictor's encoder sees only the
 architecture (it is pretrained on MACs/params, which the recipe does not
 change) and the recipe joins at the accuracy head.
+
+One recipe number is conditional on a recipe choice: a learning rate means
+something different for each optimizer (SGD's best rate is about ten times
+AdamW's).  When the space searches both, the features add the rate once per
+optimizer, zero for the optimizers not chosen, so a regressor can give each
+optimizer its own best rate from a handful of pairs instead of having to learn
+the interaction (``CONDITIONAL``; tuning libraries call these conditional
+hyperparameters).  These columns are derived, so ``inverse`` ignores them.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from typing import Any
 import numpy as np
 
 from .space import Dim, SearchSpace
+
+# numeric recipe dim -> the categorical recipe dim its meaning depends on
+CONDITIONAL = {"recipe.lr": "recipe.optimizer"}
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,17 @@ class FeatureMap:
                 Column(dim.name, onehot, dim.name.startswith("recipe."), start, width)
             )
             start += width
+        self._by_name = {d.name: d for d in self.dims}
+        by_col = {c.name: c for c in self.columns}
+        # (numeric column, categorical column, first derived column) for each conditional pair
+        self.conditional: list[tuple[Column, Column, int]] = []
+        for number, choice in CONDITIONAL.items():
+            num, cat = by_col.get(number), by_col.get(choice)
+            if num is not None and cat is not None and not num.onehot and cat.onehot:
+                self.conditional.append((num, cat, start))
+                start += cat.width
         self.width = start
         self.arch_width = sum(c.width for c in self.columns if not c.recipe)
-        self._by_name = {d.name: d for d in self.dims}
 
     @property
     def names(self) -> list[str]:
@@ -108,6 +127,8 @@ class FeatureMap:
         for col in self.columns:
             choices = self._by_name[col.name].choices
             out += [f"{col.name}={c}" for c in choices] if col.onehot else [col.name]
+        for num, cat, _ in self.conditional:
+            out += [f"{num.name}|{cat.name}={c}" for c in self._by_name[cat.name].choices]
         return out
 
     def transform(self, u: np.ndarray) -> np.ndarray:
@@ -131,6 +152,9 @@ class FeatureMap:
                 values = np.asarray(dim.choices, dtype=float)
                 span = values.max() - values.min()
                 x[:, col.start] = (values[idx] - values.min()) / span if span else 0.5
+        for num, cat, start in self.conditional:
+            chosen = x[:, cat.start : cat.start + cat.width]
+            x[:, start : start + cat.width] = chosen * x[:, num.start : num.start + 1]
         return x
 
     def split(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -369,10 +369,21 @@ def fit_with_holdout(
     pretrained: Pretrained | None = None,
     holdout: float = 0.25,
     seed: int = 0,
+    head: str = "network",
     **kwargs,
 ) -> tuple[Predictor, dict[str, float]]:
-    """Score a fit on held-out pairs, then refit on everything; returns (predictor, quality)."""
+    """Score a fit on held-out pairs, then refit on everything; returns (predictor, quality).
+
+    ``head`` picks the accuracy head: the paper's ``network`` (``fit``) or the
+    Bayesian ``linear`` head on the frozen encoder (``linear_head.fit_linear``).
+    """
     start = time.perf_counter()
+    if head == "linear":
+        from .linear_head import fit_linear as fit_head
+    elif head == "network":
+        fit_head = fit
+    else:
+        raise ValueError(f"head must be 'network' or 'linear', got {head!r}")
     u = np.asarray(u, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(u)
@@ -381,10 +392,11 @@ def fit_with_holdout(
     if n - n_out >= 3:
         order = np.random.default_rng(seed + 17).permutation(n)
         test, train = order[:n_out], order[n_out:]
-        probe = fit(u[train], y[train], pretrained, seed=seed, **kwargs)
+        probe = fit_head(u[train], y[train], pretrained, seed=seed, **kwargs)
         tau, rho = rank_quality(probe.predict(u[test])[0], y[test])
         quality.update(tau=tau, rho=rho, n_heldout=float(n_out))
-    predictor = fit(u, y, pretrained, seed=seed, **kwargs)
+    predictor = fit_head(u, y, pretrained, seed=seed, **kwargs)
+    quality["head"] = head
     quality["train_loss"] = predictor.train_loss
     quality["recipe_weight"] = predictor.recipe_weight
     quality["wall_s"] = time.perf_counter() - start

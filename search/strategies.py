@@ -160,6 +160,7 @@ class JointNASStrategy(Strategy):
             members=c.members,
             steps=c.fit_steps,
             space=ctx.space,  # the featurisation when there is no pretrained encoder
+            head=head_for(c.head, len(rows)),
         )
         # prospective: every acquisition-time prediction so far against what training measured
         chosen = [r for r in rows if r["predicted"] is not None and r["iteration"] < iteration]
@@ -196,6 +197,15 @@ class JointNASStrategy(Strategy):
             ctx.log("fine search: fewer than 3 successful evaluations, drawing at random instead")
             return RandomStrategy().ask(ctx, iteration, len(ctx.constraints))
         return fine_search(ctx, predictor, iteration)
+
+
+def head_for(setting: str, measured: int) -> str:
+    """The accuracy head a fit uses: ``auto`` is linear below AUTO_LINEAR_BELOW measured pairs."""
+    from .config import AUTO_LINEAR_BELOW
+
+    if setting != "auto":
+        return setting
+    return "linear" if measured < AUTO_LINEAR_BELOW else "network"
 
 
 def fine_search(ctx: Context, predictor: Any, iteration: int) -> Proposal:

@@ -113,11 +113,12 @@ def _rows(out) -> list[dict]:
         db.close()
 
 
-def _pick_truth(strategy: str, seed: int, out, space: str) -> float:
+def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -> float:
     """True value of the pair the search would hand the user (its best measured one)."""
     config = SearchConfig(
         space=space,
         strategy=strategy,
+        head=head,
         seed=seed,
         budget=16,
         initial=4,
@@ -138,21 +139,23 @@ def _pick_truth(strategy: str, seed: int, out, space: str) -> float:
     return trained[summary["best"]["macs<=0.6M"]["id"]]
 
 
-def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch, space_path):
+@pytest.mark.parametrize("head", ["network", "linear"])
+def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch, space_path, head):
     seeds = range(6)
     random_ = [_pick_truth("random", s, tmp_path / f"r{s}", space_path) for s in seeds]
-    joint = [_pick_truth("jointnas", s, tmp_path / f"j{s}", space_path) for s in seeds]
-    from fbnetv3_zoo.search import predictor
+    joint = [_pick_truth("jointnas", s, tmp_path / f"j{s}", space_path, head) for s in seeds]
+    from fbnetv3_zoo.search import linear_head, predictor
 
-    real = predictor.Predictor.predict
+    for cls in (predictor.Predictor, linear_head.LinearPredictor):
+        real = cls.predict
 
-    def shuffled(self, u):
-        mean, std = real(self, u)
-        order = np.random.default_rng(len(mean)).permutation(len(mean))
-        return mean[order], std[order]
+        def shuffled(self, u, real=real):
+            mean, std = real(self, u)
+            order = np.random.default_rng(len(mean)).permutation(len(mean))
+            return mean[order], std[order]
 
-    monkeypatch.setattr(predictor.Predictor, "predict", shuffled)
-    blind = [_pick_truth("jointnas", s, tmp_path / f"b{s}", space_path) for s in seeds]
+        monkeypatch.setattr(cls, "predict", shuffled)
+    blind = [_pick_truth("jointnas", s, tmp_path / f"b{s}", space_path, head) for s in seeds]
     gain = np.mean(joint) - np.mean(random_)
     blind_gain = np.mean(blind) - np.mean(random_)
     wins = sum(j > r for j, r in zip(joint, random_, strict=True))
