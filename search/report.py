@@ -147,7 +147,7 @@ def write_report(
         f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
         f"(per epoch: {', '.join(_fmt(t) for t in taus) or '-'}; threshold {config.get('early_stop_tau')}; "
         f"{sum(1 for r in done if r['iteration'] == 0)} curves, so a rough estimate).",
-        _quality_line(fits),
+        _quality_line(fits, store.get("heads") or {}),
         "",
         "## Time spent",
         "",
@@ -214,8 +214,14 @@ def write_report(
     return text
 
 
-def _quality_line(fits: list[dict[str, Any]]) -> str:
-    """One sentence on the predictor: last held-out and prospective rank correlation."""
+HEAD_NAMES = {
+    "linear": "the Bayesian linear head on the frozen pretrained encoder",
+    "network": "the paper's network head",
+}
+
+
+def _quality_line(fits: list[dict[str, Any]], heads: dict[str, str] | None = None) -> str:
+    """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
     if not fits:
         return (
             "- **Predictor:** not used (strategy without a predictor, or too few measured pairs)."
@@ -236,6 +242,27 @@ def _quality_line(fits: list[dict[str, Any]]) -> str:
         )
     else:
         parts.append("prospective quality needs 3 acquisition-chosen pairs")
+    used = [
+        (int(f["n"]), heads[str(f["iteration"])])
+        for f in fits
+        if str(f["iteration"]) in (heads or {})
+    ]
+    if used:
+        spans = []
+        for n, head in used:
+            if not spans or spans[-1][2] != head:
+                spans.append([n, n, head])
+            spans[-1][1] = n
+        parts.insert(
+            0,
+            "fitted with "
+            + ", then ".join(
+                f"{HEAD_NAMES.get(h, h)} on {lo}-{hi} pairs"
+                if lo != hi
+                else f"{HEAD_NAMES.get(h, h)} on {lo} pairs"
+                for lo, hi, h in spans
+            ),
+        )
     return (
         "- **Predictor:** "
         + "; ".join(parts)

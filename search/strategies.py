@@ -171,6 +171,9 @@ class JointNASStrategy(Strategy):
             quality["prospective_n"] = len(chosen)
         if not ctx.store.has_fit(iteration):
             ctx.store.add_fit(iteration, quality)
+            heads = dict(ctx.store.get("heads") or {})  # iteration -> accuracy head, for report.md
+            heads[str(iteration)] = quality["head"]
+            ctx.store.set("heads", heads)
         return predictor
 
     def candidates(self, ctx: Context, iteration: int) -> tuple:
