@@ -51,10 +51,22 @@ __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch
 DB_NAME = "search.sqlite"
 
 
-def choose_stop_epoch(curves: list[list[float]], threshold: float) -> tuple[int, list[float]]:
+# A Kendall tau over n curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))):
+# 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
+# estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  On
+# the digits pool, stopping at an epoch chosen from 8 curves left jointnas no better than
+# random at 16-24 trainings, and training in full halved its regret (benchmarks/results/search.md).
+MIN_STOP_CURVES = 16
+
+
+def choose_stop_epoch(
+    curves: list[list[float]], threshold: float, min_curves: int = MIN_STOP_CURVES
+) -> tuple[int, list[float]]:
     """Smallest epoch whose accuracies rank-correlate with the final ones at >= ``threshold``.
 
-    Returns (epoch, tau per epoch).  Fewer than three complete curves: the final epoch.
+    Returns (epoch, tau per epoch).  With fewer than ``min_curves`` complete
+    curves the taus are still reported but the answer is the final epoch (no
+    early stopping); with fewer than three there are no taus.
     """
     curves = [c for c in curves if c and all(v is not None for v in c)]
     if not curves:
@@ -64,6 +76,8 @@ def choose_stop_epoch(curves: list[list[float]], threshold: float) -> tuple[int,
         return final_epoch, []
     acc = np.array([c[:final_epoch] for c in curves], dtype=float)
     taus = [rank_quality(acc[:, e], acc[:, -1])[0] for e in range(final_epoch)]
+    if len(curves) < min_curves:
+        return final_epoch, taus
     for e, tau in enumerate(taus):
         if tau == tau and tau >= threshold - 1e-9:  # Kendall's 0.8 on 5 items is 0.7999...
             return e + 1, taus
@@ -287,7 +301,7 @@ class Search:
     def _choose_stop_epoch(self) -> None:
         first = [r for r in self.store.candidates("done") if r["iteration"] == 0]
         curves = [[epoch_accuracy(e) for e in r["metrics"]] for r in first]
-        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau)
+        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, MIN_STOP_CURVES)
         before = self._best()
         self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])
@@ -296,8 +310,13 @@ class Search:
         rescored = ""
         if epoch < self.config.epochs and before is not None and after is not None:
             rescored = f"; the first batch is re-scored at epoch {epoch} (best {before:.1f} -> {after:.1f}) so every candidate is compared at the same epoch"
+        few = (
+            f"; no early stopping: {len(curves)} first-batch curves, fewer than the {MIN_STOP_CURVES} a stable tau needs"
+            if len(curves) < MIN_STOP_CURVES
+            else ""
+        )
         self.log(
-            f"early-stopping epoch: {epoch} of {self.config.epochs} (Kendall tau to final per epoch: {[round(t, 2) for t in taus]}){rescored}"
+            f"early-stopping epoch: {epoch} of {self.config.epochs} (Kendall tau to final per epoch: {[round(t, 2) for t in taus]}){rescored}{few}"
         )
         self._tick()
 

@@ -58,7 +58,7 @@ class SearchConfig:
     budget: int = 11  # total candidate trainings, including the final picks
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
-    epochs: int = 3  # proxy epochs of the first batch (benchmarks/results/proxy.md)
+    epochs: int = 5  # proxy epochs of the first batch (benchmarks/results/proxy.md)
     early_stop_tau: float = 0.8
     pool: int = 4096
     kappa: float = 0.5

@@ -143,10 +143,7 @@ def write_report(
         f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
         f"scored at epoch {stop}. It ranks candidates; training the winner longer "
         "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
-        f"- **Early stopping:** epoch {stop} of {config.get('epochs')} was chosen because its ranking of the "
-        f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
-        f"(per epoch: {', '.join(_fmt(t) for t in taus) or '-'}; threshold {config.get('early_stop_tau')}; "
-        f"{sum(1 for r in done if r['iteration'] == 0)} curves, so a rough estimate).",
+        _early_stop_line(config, stop, taus, sum(1 for r in done if r["iteration"] == 0)),
         _quality_line(fits, store.get("heads") or {}),
         "",
         "## Time spent",
@@ -212,6 +209,25 @@ def write_report(
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
     return text
+
+
+def _early_stop_line(config: dict[str, Any], stop: Any, taus: list, curves: int) -> str:
+    """Which epoch scores the candidates and why (or why every candidate trains in full)."""
+    from .coarse import MIN_STOP_CURVES
+
+    per_epoch = ", ".join(_fmt(t) for t in taus) or "-"
+    if curves < MIN_STOP_CURVES:
+        return (
+            f"- **Early stopping: off.** The first batch gave {curves} curves, fewer than the "
+            f"{MIN_STOP_CURVES} a Kendall tau needs to be trusted (standard error about 0.3 at 8), "
+            f"so every candidate trains all {config.get('epochs')} epochs (tau to the final epoch "
+            f"per epoch: {per_epoch}). A first batch of {MIN_STOP_CURVES} or more turns it on."
+        )
+    return (
+        f"- **Early stopping:** epoch {stop} of {config.get('epochs')} was chosen because its ranking of the "
+        f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
+        f"(per epoch: {per_epoch}; threshold {config.get('early_stop_tau')}; {curves} curves)."
+    )
 
 
 HEAD_NAMES = {

@@ -73,9 +73,14 @@ def _meta(out: Path, key: str):
 
 def test_choose_stop_epoch():
     curves = [[1, 5, 9], [2, 4, 8], [3, 3, 7], [4, 2, 6]]
-    epoch, taus = choose_stop_epoch(curves, 0.8)
+    epoch, taus = choose_stop_epoch(curves, 0.8, min_curves=3)
     assert epoch == 2 and taus[0] == pytest.approx(-1.0) and taus[2] == pytest.approx(1.0)
-    assert choose_stop_epoch(curves[:2], 0.8)[0] == 3  # too few curves: the final epoch
+    assert choose_stop_epoch(curves[:2], 0.8, min_curves=2)[0] == 3  # no taus: the final epoch
+    # fewer curves than a stable tau needs: no early stopping, but the taus are reported
+    epoch, few = choose_stop_epoch(curves, 0.8)
+    assert epoch == 3 and few == taus
+    many = [[k, 20 - k, 40 - k] for k in range(16)]  # epoch 2 already ranks like epoch 3
+    assert choose_stop_epoch(many, 0.8)[0] == 2
 
 
 def test_search_with_fake_evaluator_writes_outputs(tmp_path):
@@ -379,8 +384,11 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "new").exists()  # no run folder with pending candidates
 
 
-def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys):
+def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys, monkeypatch):
     """best= is labelled with its epoch and the re-scoring is announced; report.md says how far to trust it."""
+    from fbnetv3_zoo.search import coarse
+
+    monkeypatch.setattr(coarse, "MIN_STOP_CURVES", 4)  # early stopping on with this first batch
     run_search(
         _config(budget=10, data="digits:40"), tmp_path, evaluator=fake_evaluate, progress=True
     )
@@ -398,6 +406,15 @@ def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys):
         "prospective Kendall tau",
     ):
         assert text in report, text
+
+
+def test_too_few_first_curves_train_every_candidate_in_full(tmp_path, capsys):
+    run_search(_config(budget=8, initial=4), tmp_path, evaluator=fake_evaluate, progress=True)
+    assert _meta(tmp_path, "stop_epoch") == 3
+    assert all(r["epochs"] == 3 for r in _rows(tmp_path))
+    assert "no early stopping: 4 first-batch curves, fewer than the 16" in capsys.readouterr().err
+    report = (tmp_path / "report.md").read_text()
+    assert "**Early stopping: off.** The first batch gave 4 curves" in report
 
 
 def test_cli_exits_non_zero_when_every_candidate_failed(tmp_path, capsys, monkeypatch):
