@@ -321,6 +321,7 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
         + " | goal (jointnas) |",
         "|---|" + "---|" * len(names),
     ]
+    better = []
     for j, b in enumerate(budgets):
         cells = []
         for n in names[1:]:
@@ -330,8 +331,15 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
             cells.append(f"{fmt(d)}, {ratio:.2f}")
             if n == "jointnas":
                 met = "met" if ratio <= 0.5 and d[2] < 0 else "missed"
+                if d[2] < 0:
+                    better.append(b)
         lines.append(f"| {b} | " + " | ".join(cells) + f" | {met if b in (16, 24) else '-'} |")
     lines += [
+        "",
+        "Verdict: `jointnas` is closer to the pool's best than random search, with the paired "
+        "interval below zero, at "
+        + (", ".join(str(b) for b in better) + " trainings" if better else "no budget")
+        + ".",
         "",
         "## Equal compute",
         "",
