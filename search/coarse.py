@@ -54,8 +54,8 @@ DB_NAME = "search.sqlite"
 # A Kendall tau over n curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))):
 # 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
 # estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  On
-# the digits pool, stopping at an epoch chosen from 8 curves left jointnas no better than
-# random at 16-24 trainings, and training in full halved its regret (benchmarks/results/search.md).
+# the digits pool, an epoch chosen from 8 curves made both random and jointnas search worse at
+# every budget from 16 trainings (jointnas: regret 1.37 instead of 0.58 at 24; search.md).
 MIN_STOP_CURVES = 16
 
 
