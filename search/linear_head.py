@@ -33,9 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from .features import FeatureMap
-from .predictor import Pretrained, _members_axis, _resolve_features, single_thread
+from .predictor import Pretrained, _encoder, _members_axis, _resolve_features, single_thread
 from .space import SearchSpace
 
 # type-II maximum-likelihood grid, in units of the standardised accuracy
@@ -64,16 +65,21 @@ def recipe_design(fmap: FeatureMap, u: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(x), 0))
 
 
-def arch_design(fmap: FeatureMap, pretrained: Pretrained | None, u: np.ndarray) -> np.ndarray:
+def frozen_encoder(fmap: FeatureMap, pretrained: Pretrained | None) -> nn.Module | None:
+    """The pretrained arch encoder as a module (None without pretraining)."""
+    if pretrained is None or pretrained.state is None:
+        return None
+    encoder = _encoder(1, fmap.arch_width, torch.Generator().manual_seed(0))
+    encoder.load_state_dict(pretrained.state)
+    return encoder.eval()
+
+
+def arch_design(fmap: FeatureMap, encoder: nn.Module | None, u: np.ndarray) -> np.ndarray:
     """The frozen encoder's embedding of ``u``'s architectures (raw features without one)."""
     arch, _ = fmap.split(u)
-    if pretrained is None or pretrained.state is None:
+    if encoder is None:
         return arch
-    from .predictor import _encoder
-
     with torch.no_grad(), single_thread():
-        encoder = _encoder(1, fmap.arch_width, torch.Generator().manual_seed(0))
-        encoder.load_state_dict(pretrained.state)
         return encoder(_members_axis(arch, 1))[0].double().numpy()
 
 
@@ -82,7 +88,7 @@ class LinearPredictor:
     """The posterior of a Bayesian linear head; ``predict`` returns mean and std in accuracy units."""
 
     features: FeatureMap
-    pretrained: Pretrained | None
+    encoder: nn.Module | None  # the frozen pretrained encoder (None: raw arch features)
     weights: np.ndarray
     covariance: np.ndarray
     center: np.ndarray  # design-matrix column means of the fitted pairs
@@ -98,7 +104,7 @@ class LinearPredictor:
     def design(self, u: np.ndarray) -> np.ndarray:
         u = np.atleast_2d(np.asarray(u, dtype=float))
         f = np.concatenate(
-            [recipe_design(self.features, u), arch_design(self.features, self.pretrained, u)],
+            [recipe_design(self.features, u), arch_design(self.features, self.encoder, u)],
             axis=1,
         )
         return f - self.center
@@ -143,7 +149,8 @@ def fit_linear(
     mean, std = float(y.mean()), float(y.std()) or 1.0
     t = (y - mean) / std
     recipe = recipe_design(fmap, u)
-    raw = np.concatenate([recipe, arch_design(fmap, pretrained, u)], axis=1)
+    encoder = frozen_encoder(fmap, pretrained)
+    raw = np.concatenate([recipe, arch_design(fmap, encoder, u)], axis=1)
     center = raw.mean(axis=0)
     f = raw - center
     is_recipe = np.arange(f.shape[1]) < recipe.shape[1]
@@ -160,5 +167,5 @@ def fit_linear(
     resid = f @ weights - t
     loss = float(np.mean(np.where(np.abs(resid) <= 1, 0.5 * resid**2, np.abs(resid) - 0.5)))
     return LinearPredictor(
-        fmap, pretrained, weights, covariance, center, mean, std, noise, scale, arch_prior, loss
+        fmap, encoder, weights, covariance, center, mean, std, noise, scale, arch_prior, loss
     )
