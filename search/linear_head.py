@@ -120,6 +120,28 @@ class LinearPredictor:
         mean, std = self.predict(u)
         return mean + kappa * std
 
+    def pick_batch(self, u: np.ndarray, n: int, kappa: float = 0.5) -> np.ndarray:
+        """Indices of ``n`` rows of ``u`` picked one at a time by UCB.
+
+        Each pick is then treated as measured at its predicted mean (the
+        "kriging believer" of batch Bayesian optimisation): the posterior
+        spread shrinks around it, so the next pick explores elsewhere instead
+        of repeating the same idea ``n`` times.
+        """
+        f = self.design(u)
+        mean = f @ self.weights
+        cov = self.covariance.copy()
+        chosen: list[int] = []
+        for _ in range(min(n, len(f))):
+            var = np.maximum(np.einsum("ij,jk,ik->i", f, cov, f), 0.0)
+            score = mean + kappa * np.sqrt(var)
+            score[chosen] = -np.inf
+            k = int(np.argmax(score))
+            chosen.append(k)
+            g = cov @ f[k]
+            cov -= np.outer(g, g) / (self.noise + f[k] @ g)
+        return np.array(chosen, dtype=int)
+
 
 def _log_evidence(f: np.ndarray, t: np.ndarray, prior: np.ndarray, noise: float) -> float:
     """log p(t | prior, noise) of a linear-Gaussian model, up to a constant."""

@@ -189,7 +189,10 @@ class JointNASStrategy(Strategy):
         u, m, p = self.candidates(ctx, iteration)
         if predictor is None or not len(u):  # too few measurements yet: keep exploring
             return Proposal(u[:n], m[:n], p[:n], "sobol")
-        top = np.argsort(-predictor.acquisition(u, ctx.config.kappa), kind="stable")[:n]
+        if hasattr(predictor, "pick_batch"):  # a posterior that can spread a batch out
+            top = predictor.pick_batch(u, n, ctx.config.kappa)
+        else:
+            top = np.argsort(-predictor.acquisition(u, ctx.config.kappa), kind="stable")[:n]
         mean, std = predictor.predict(u[top])
         ctx.store.set(f"select_s_{iteration}", time.perf_counter() - t0)
         return Proposal(u[top], m[top], p[top], "acquisition", mean, std)

@@ -137,3 +137,25 @@ def test_auto_head_switches_to_the_network_with_enough_pairs():
     assert head_for("network", 3) == "network" and head_for("linear", 500) == "linear"
     with pytest.raises(ConfigError, match="head"):
         SearchConfig(head="gp")
+
+
+def test_batch_picks_spread_out_by_kriging_believer(space, pretrained):
+    u = sample(space, 300, "uniform", seed=11)
+    y = _best_lr_moves_with_optimizer(space, u, noise=1.0)
+    model = fit_linear(u[:12], y[:12], pretrained)
+    pool = u[12:]
+    acq = model.acquisition(pool, kappa=2.0)
+    plain = np.argsort(-acq, kind="stable")[:6]
+    batch = model.pick_batch(pool, 6, kappa=2.0)
+    assert len(set(batch.tolist())) == 6 and batch[0] == plain[0]
+    # kappa 0 ranks by the mean, which a believed measurement does not move
+    np.testing.assert_array_equal(
+        model.pick_batch(pool, 6, kappa=0.0), np.argsort(-model.predict(pool)[0])[:6]
+    )
+    assert len(model.pick_batch(pool[:3], 6)) == 3
+
+    def spread(idx):
+        d = model.design(pool[idx])
+        return np.mean([np.linalg.norm(a - b) for i, a in enumerate(d) for b in d[i + 1 :]])
+
+    assert spread(batch) > spread(plain), (spread(batch), spread(plain))
