@@ -19,7 +19,8 @@ al. 2015: a network's features under a Bayesian last layer):
   the marginal likelihood (type-II maximum likelihood) on a fixed grid, so no
   value is tuned by hand to a benchmark;
 * the posterior is exact, so ``predict`` returns a mean and a standard
-  deviation that UCB can use without an ensemble.
+  deviation that UCB can use without an ensemble, and ``pick_batch`` can
+  choose a batch one pair at a time, updating the spread after each pick.
 
 It answers the same calls as ``predictor.Predictor`` (``predict``,
 ``acquisition``, ``train_loss``), so the strategy, the genetic search and the
