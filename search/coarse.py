@@ -55,7 +55,7 @@ DB_NAME = "search.sqlite"
 # 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
 # estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  On
 # the digits pool, an epoch chosen from 8 curves made both random and jointnas search worse at
-# every budget from 12 trainings (jointnas: regret 1.15 instead of 0.53 at 24; search.md).
+# every budget from 12 trainings (jointnas: regret 1.38 instead of 0.50 at 24; search.md).
 MIN_STOP_CURVES = 16
 
 
