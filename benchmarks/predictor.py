@@ -290,13 +290,8 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
             + (", ".join(f"{s}" for s in beats) + " pairs" if beats else "no training-set size")
             + ".",
         ]
-    lead = [
-        s
-        for s in sizes
-        if _paired(tau[METHODS[3], s], tau[METHODS[0], s])[0]
-        - _paired(tau[METHODS[3], s], tau[METHODS[0], s])[1]
-        > 0
-    ]
+    gaps = {s: _paired(tau[METHODS[3], s], tau[METHODS[0], s]) for s in sizes}
+    lead = [s for s, (mean, half) in gaps.items() if mean - half > 0]
     lines += [
         "",
         "The linear head's tau is above the pretrained ensemble's (paired by seed, interval "

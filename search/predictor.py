@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -250,6 +251,10 @@ class Predictor:
         mean, std = self.predict(u)
         return mean + kappa * std
 
+    def pick_batch(self, u: np.ndarray, n: int, kappa: float = 0.5) -> np.ndarray:
+        """Indices of the ``n`` rows of ``u`` with the highest acquisition."""
+        return np.argsort(-self.acquisition(u, kappa), kind="stable")[:n]
+
 
 def _resolve_features(pretrained: Pretrained | None, space: SearchSpace | None) -> FeatureMap:
     if pretrained is not None and pretrained.features is not None:
@@ -371,7 +376,7 @@ def fit_with_holdout(
     seed: int = 0,
     head: str = "network",
     **kwargs,
-) -> tuple[Predictor, dict[str, float]]:
+) -> tuple[Predictor, dict[str, Any]]:
     """Score a fit on held-out pairs, then refit on everything; returns (predictor, quality).
 
     ``head`` picks the accuracy head: the paper's ``network`` (``fit``) or the

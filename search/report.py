@@ -144,7 +144,7 @@ def write_report(
         f"scored at epoch {stop}. It ranks candidates; training the winner longer "
         "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
         _early_stop_line(config, stop, taus, sum(1 for r in done if r["iteration"] == 0)),
-        _quality_line(fits, store.get("heads") or {}),
+        _quality_line(fits, config.get("head", "network")),  # runs before --head: network
         "",
         "## Time spent",
         "",
@@ -236,8 +236,10 @@ HEAD_NAMES = {
 }
 
 
-def _quality_line(fits: list[dict[str, Any]], heads: dict[str, str] | None = None) -> str:
+def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
     """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
+    from .strategies import head_for
+
     if not fits:
         return (
             "- **Predictor:** not used (strategy without a predictor, or too few measured pairs)."
@@ -258,17 +260,13 @@ def _quality_line(fits: list[dict[str, Any]], heads: dict[str, str] | None = Non
         )
     else:
         parts.append("prospective quality needs 3 acquisition-chosen pairs")
-    used = [
-        (int(f["n"]), heads[str(f["iteration"])])
-        for f in fits
-        if str(f["iteration"]) in (heads or {})
-    ]
-    if used:
-        spans = []
-        for n, head in used:
-            if not spans or spans[-1][2] != head:
-                spans.append([n, n, head])
-            spans[-1][1] = n
+    spans: list[list] = []  # [first pair count, last pair count, head] per run of one head
+    for n in (int(f["n"]) for f in fits):
+        used = head_for(head, n)
+        if not spans or spans[-1][2] != used:
+            spans.append([n, n, used])
+        spans[-1][1] = n
+    if spans:
         parts.insert(
             0,
             "fitted with "

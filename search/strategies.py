@@ -171,9 +171,6 @@ class JointNASStrategy(Strategy):
             quality["prospective_n"] = len(chosen)
         if not ctx.store.has_fit(iteration):
             ctx.store.add_fit(iteration, quality)
-            heads = dict(ctx.store.get("heads") or {})  # iteration -> accuracy head, for report.md
-            heads[str(iteration)] = quality["head"]
-            ctx.store.set("heads", heads)
         return predictor
 
     def candidates(self, ctx: Context, iteration: int) -> tuple:
@@ -189,10 +186,7 @@ class JointNASStrategy(Strategy):
         u, m, p = self.candidates(ctx, iteration)
         if predictor is None or not len(u):  # too few measurements yet: keep exploring
             return Proposal(u[:n], m[:n], p[:n], "sobol")
-        if hasattr(predictor, "pick_batch"):  # a posterior that can spread a batch out
-            top = predictor.pick_batch(u, n, ctx.config.kappa)
-        else:
-            top = np.argsort(-predictor.acquisition(u, ctx.config.kappa), kind="stable")[:n]
+        top = predictor.pick_batch(u, n, ctx.config.kappa)
         mean, std = predictor.predict(u[top])
         ctx.store.set(f"select_s_{iteration}", time.perf_counter() - t0)
         return Proposal(u[top], m[top], p[top], "acquisition", mean, std)
