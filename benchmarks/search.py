@@ -41,6 +41,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "random": dict(strategy="random"),
     "jointnas": dict(strategy="jointnas"),
     "jointnas, linear head": dict(strategy="jointnas", head="linear"),
+    "jointnas, gp head": dict(strategy="jointnas", head="gp"),
     "jointnas, network head": dict(strategy="jointnas", head="network"),
     "jointnas, no pretraining": dict(strategy="jointnas", pretrain_steps=0),
     "paper (members 1, kappa 0)": dict(strategy="jointnas", head="network", members=1, kappa=0.0),

@@ -81,8 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt(
         "--head",
-        "predictor's accuracy head: network (the paper's), linear (Bayesian, on the frozen "
-        "encoder) or auto (linear while few pairs are measured)",
+        "predictor's accuracy head: network (the paper's), gp (Gaussian process on the frozen "
+        "encoder), linear (Bayesian linear, on the frozen encoder) or auto (gp while fewer "
+        "than 32 pairs are measured, then network)",
         choices=HEADS,
     )
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)

@@ -379,16 +379,19 @@ def fit_with_holdout(
 ) -> tuple[Predictor, dict[str, Any]]:
     """Score a fit on held-out pairs, then refit on everything; returns (predictor, quality).
 
-    ``head`` picks the accuracy head: the paper's ``network`` (``fit``) or the
-    Bayesian ``linear`` head on the frozen encoder (``linear_head.fit_linear``).
+    ``head`` picks the accuracy head: the paper's ``network`` (``fit``), the
+    Bayesian ``linear`` head on the frozen encoder (``linear_head.fit_linear``)
+    or the Gaussian process ``gp`` on it (``gp_head.fit_gp``).
     """
     start = time.perf_counter()
     if head == "linear":
         from .linear_head import fit_linear as fit_head
+    elif head == "gp":
+        from .gp_head import fit_gp as fit_head
     elif head == "network":
         fit_head = fit
     else:
-        raise ValueError(f"head must be 'network' or 'linear', got {head!r}")
+        raise ValueError(f"head must be 'network', 'linear' or 'gp', got {head!r}")
     u = np.asarray(u, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(u)

@@ -231,6 +231,7 @@ def _early_stop_line(config: dict[str, Any], stop: Any, taus: list, curves: int)
 
 
 HEAD_NAMES = {
+    "gp": "the Gaussian-process head on the frozen pretrained encoder",
     "linear": "the Bayesian linear head on the frozen pretrained encoder",
     "network": "the paper's network head",
 }

@@ -139,14 +139,14 @@ def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -
     return trained[summary["best"]["macs<=0.6M"]["id"]]
 
 
-@pytest.mark.parametrize("head", ["network", "linear"])
+@pytest.mark.parametrize("head", ["network", "gp", "linear"])
 def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch, space_path, head):
     seeds = range(6)
     random_ = [_pick_truth("random", s, tmp_path / f"r{s}", space_path) for s in seeds]
     joint = [_pick_truth("jointnas", s, tmp_path / f"j{s}", space_path, head) for s in seeds]
-    from fbnetv3_zoo.search import linear_head, predictor
+    from fbnetv3_zoo.search import gp_head, linear_head, predictor
 
-    for cls in (predictor.Predictor, linear_head.LinearPredictor):
+    for cls in (predictor.Predictor, linear_head.LinearPredictor, gp_head.GPPredictor):
         real = cls.predict
 
         def shuffled(self, u, real=real):
@@ -160,6 +160,7 @@ def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch,
         return np.argsort(-self.acquisition(u, kappa), kind="stable")[:n]
 
     monkeypatch.setattr(linear_head.LinearPredictor, "pick_batch", top_by_shuffled)
+    monkeypatch.setattr(gp_head.GPPredictor, "pick_batch", top_by_shuffled)
     blind = [_pick_truth("jointnas", s, tmp_path / f"b{s}", space_path, head) for s in seeds]
     gain = np.mean(joint) - np.mean(random_)
     blind_gain = np.mean(blind) - np.mean(random_)
