@@ -7,12 +7,14 @@ Every search runs through the real driver (``run_search``) with the pool as
 its candidate source and its evaluator (``search/pool.py``), so each
 "training" is a table look-up of the pair's seed-0 training and a whole
 search takes seconds.  Strategies: ``random``; ``jointnas`` as shipped
-(pretrained encoder, the Bayesian linear head below 32 measured pairs and the
-network ensemble from there, UCB, early stopping); ``jointnas`` with only the
-linear or only the network head, without pretraining, without early stopping;
-and the paper's greedy mode (network head, one member, kappa 0).  Seed ``s``
-gives every strategy the same first batch.  Writes
-``benchmarks/results/search.md`` and ``search.png``.
+(pretrained encoder, the Gaussian-process head below 32 measured pairs and the
+network ensemble from there, UCB, early stopping from 16 first-batch curves);
+``jointnas`` with only the GP, the Bayesian linear or the network head, without
+pretraining, with early stopping from 8 curves; the paper's greedy mode
+(network head, one member, kappa 0); and a bound: the GP head given the length
+scales and noise that its marginal likelihood picks on the whole pool, which
+no search knows in advance.  Seed ``s`` gives every strategy the same first
+batch.  Writes ``benchmarks/results/search.md`` and ``search.png``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 CONSTRAINT = "macs<=1M"  # every pool pair meets it: the whole pool competes
 _DRIVER_MIN_STOP: dict[str, int] = {}  # the driver's own MIN_STOP_CURVES, kept per process
+_DRIVER_FIT_GP: dict[str, Any] = {}  # the driver's own gp_head.fit_gp, kept per process
 ES_RANDOM = "random, early stopping from 8 curves"
 ES_JOINTNAS = "jointnas, early stopping from 8 curves"
+ORACLE = "gp head, length scales fitted to the whole pool (oracle)"
 BUDGETS = (8, 12, 16, 24, 32, 40, 48, 60)
 
 # name -> SearchConfig fields over the common ones
@@ -42,6 +46,9 @@ STRATEGIES: dict[str, dict[str, Any]] = {
     "jointnas": dict(strategy="jointnas"),
     "jointnas, linear head": dict(strategy="jointnas", head="linear"),
     "jointnas, gp head": dict(strategy="jointnas", head="gp"),
+    # a bound, not a strategy: the GP given the length scales and noise that the marginal
+    # likelihood picks on all 150 pairs, which no search knows in advance
+    ORACLE: dict(strategy="jointnas", head="gp", oracle=True),
     "jointnas, network head": dict(strategy="jointnas", head="network"),
     "jointnas, no pretraining": dict(strategy="jointnas", pretrain_steps=0),
     "paper (members 1, kappa 0)": dict(strategy="jointnas", head="network", members=1, kappa=0.0),
@@ -97,14 +104,37 @@ def search_config(args: argparse.Namespace, pool: Any, name: str, seed: int) -> 
         ga_population=32,
         ga_generations=10,
     )
-    fields = {k: v for k, v in STRATEGIES[name].items() if k != "min_stop_curves"}
+    fields = {k: v for k, v in STRATEGIES[name].items() if k not in ("min_stop_curves", "oracle")}
     return SearchConfig(**{**common, **fields})
+
+
+def _real_fit_gp() -> Any:
+    from fbnetv3_zoo.search import gp_head
+
+    return _DRIVER_FIT_GP.setdefault("fit", gp_head.fit_gp)
+
+
+def whole_pool_fit(pool: Any) -> Any:
+    """``fit_gp`` with the length scales and noise it picks on every pool pair (seed-0 scores)."""
+    real = _real_fit_gp()
+    u = pool.vectors()
+    y = np.array([0.0 if p.score(0) is None else p.score(0) for p in pool.pairs])
+    found: dict[int, tuple] = {}  # id(pretrained encoder) -> (lengths, noise)
+
+    def fit(u_: Any, y_: Any, pretrained: Any = None, space: Any = None, **kwargs: Any) -> Any:
+        if id(pretrained) not in found:
+            whole = real(u, y, pretrained, space)
+            found[id(pretrained)] = (whole.lengths, whole.noise)
+        lengths, noise = found[id(pretrained)]
+        return real(u_, y_, pretrained, space, lengths=lengths, noise=noise, **kwargs)
+
+    return fit
 
 
 def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     """Run one search on the pool; returns per-candidate pool index, score and epochs, in order."""
     import torch
-    from fbnetv3_zoo.search import coarse, report
+    from fbnetv3_zoo.search import coarse, gp_head, report
     from fbnetv3_zoo.search.coarse import run_search
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource, load_pool
     from fbnetv3_zoo.search.space import load_space
@@ -116,6 +146,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     coarse.MIN_STOP_CURVES = STRATEGIES[name].get("min_stop_curves", _DRIVER_MIN_STOP["curves"])
     pool = load_pool(args.pool)
     space = load_space(pool.proxy["space"])
+    gp_head.fit_gp = whole_pool_fit(pool) if STRATEGIES[name].get("oracle") else _real_fit_gp()
     report.write_plots = lambda out, store: []  # plots of 120 throwaway runs: not needed
     where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
     start = time.perf_counter()
@@ -341,6 +372,22 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
         "interval below zero, at "
         + (", ".join(str(b) for b in better) + " trainings" if better else "no budget")
         + ".",
+    ]
+    if ORACLE in regret:
+        ratio = {
+            b: regret[ORACLE][:, j].mean() / regret["random"][:, j].mean()
+            for j, b in enumerate(budgets)
+            if b in (16, 24)
+        }
+        lines += [
+            "",
+            "Bound: the GP head given the length scales and noise that its marginal likelihood "
+            "picks on all the pool's pairs (knowledge no search has before it starts) reaches "
+            + " and ".join(f"{r:.2f}x random's regret at {b}" for b, r in ratio.items())
+            + ": a rough ceiling for a GP search that must learn those settings from its own few "
+            "pairs.",
+        ]
+    lines += [
         "",
         "## Equal compute",
         "",

@@ -157,14 +157,17 @@ def fit_gp(
     y: np.ndarray,
     pretrained: Pretrained | None = None,
     space: SearchSpace | None = None,
+    lengths: tuple[float, float, float] | None = None,
+    noise: float | None = None,
     **_: object,
 ) -> GPPredictor:
     """Fit the Gaussian process to measured ``(u, y)``.
 
-    The length scales and the noise come from coordinate ascent of the
-    marginal likelihood over ``LENGTH_GRID`` and ``NOISE_GRID``.  Extra keyword
-    arguments (``members``, ``steps``, ``seed``) belong to the network's
-    ``fit`` and are ignored: the fit is deterministic.
+    The length scales (one per group of ``GROUPS``) and the noise come from
+    coordinate ascent of the marginal likelihood over ``LENGTH_GRID`` and
+    ``NOISE_GRID``, unless both are given.  Extra keyword arguments
+    (``members``, ``steps``, ``seed``) belong to the network's ``fit`` and are
+    ignored: the fit is deterministic.
     """
     fmap = _resolve_features(pretrained, space)
     if space is None:
@@ -183,9 +186,11 @@ def fit_gp(
         k = np.exp(-0.5 * sum(d / s**2 for d, s in zip(dist, lengths, strict=True)))
         return _log_evidence(k, t, noise)
 
-    lengths, noise = (0.8,) * len(groups), 0.1
+    fixed = lengths is not None and noise is not None
+    if not fixed:
+        lengths, noise = (0.8,) * len(groups), 0.1
     best = evidence(lengths, noise)
-    for _ in range(SWEEPS):
+    for _ in range(0 if fixed else SWEEPS):
         for i in range(len(groups) + 1):  # each group's length scale, then the noise
             for value in NOISE_GRID if i == len(groups) else LENGTH_GRID:
                 trial = (
