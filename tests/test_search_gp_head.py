@@ -87,3 +87,13 @@ def test_fit_with_holdout_takes_the_gp_head(space, pretrained):
     model, quality = P.fit_with_holdout(u, y, pretrained, seed=0, head="gp", space=space)
     assert quality["head"] == "gp" and np.isfinite(quality["tau"])
     assert model.predict(u)[0].shape == (24,)
+
+
+def test_fixed_length_scales_and_noise_skip_the_evidence_search(space, pretrained):
+    u = sample(space, 30, "uniform", seed=3)
+    y = _best_lr_moves_with_optimizer(space, u, noise=0.5)
+    free = fit_gp(u, y, pretrained, space=space)
+    fixed = fit_gp(u, y, pretrained, space=space, lengths=(3.2, 3.2, 0.1), noise=0.5)
+    assert (fixed.lengths, fixed.noise) == ((3.2, 3.2, 0.1), 0.5) != (free.lengths, free.noise)
+    again = fit_gp(u, y, pretrained, space=space, lengths=free.lengths, noise=free.noise)
+    np.testing.assert_allclose(again.predict(u)[0], free.predict(u)[0])
