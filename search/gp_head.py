@@ -135,20 +135,22 @@ class GPPredictor:
         shrinks around it and the next pick explores elsewhere.
         """
         g = self.groups(u)
-        k_xx = self.kernel(g, g)
         k_xt = self.kernel(g, self.train_groups)
         k_tt = self.kernel(self.train_groups, self.train_groups)
         mean = k_xt @ np.linalg.solve(k_tt + self.noise * np.eye(len(self.t)), self.t)
         chosen: list[int] = []
+        k_xc = np.zeros((len(u), 0))  # kernel between every row and the picks so far
         for _ in range(min(n, len(u))):
             # the pairs seen so far: the measured ones, then the picks (believed at their mean)
-            k_ss = np.block([[k_tt, k_xt[chosen].T], [k_xt[chosen], k_xx[np.ix_(chosen, chosen)]]])
-            k_xs = np.concatenate([k_xt, k_xx[:, chosen]], axis=1)
+            k_ss = np.block([[k_tt, k_xt[chosen].T], [k_xt[chosen], k_xc[chosen]]])
+            k_xs = np.concatenate([k_xt, k_xc], axis=1)
             solve = np.linalg.solve(k_ss + self.noise * np.eye(len(k_ss)), k_xs.T)
             var = np.maximum(1.0 - np.einsum("ij,ji->i", k_xs, solve), 0.0)
             score = mean + kappa * np.sqrt(var)
             score[chosen] = -np.inf
             chosen.append(int(np.argmax(score)))
+            pick = [x[chosen[-1] : chosen[-1] + 1] for x in g]
+            k_xc = np.concatenate([k_xc, self.kernel(g, pick)], axis=1)
         return np.array(chosen, dtype=int)
 
 
