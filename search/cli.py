@@ -81,9 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt(
         "--head",
-        "predictor's accuracy head: network (the paper's), gp (Gaussian process on the frozen "
-        "encoder), linear (Bayesian linear, on the frozen encoder) or auto (gp while fewer "
-        "than 32 pairs are measured, then network)",
+        "predictor's accuracy head: network (the paper's), linear (Bayesian linear, on the "
+        "frozen encoder), gp (Gaussian process, on the frozen encoder) or auto (linear while "
+        "fewer than 64 pairs are measured, then network)",
         choices=HEADS,
     )
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)

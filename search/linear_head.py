@@ -1,4 +1,4 @@
-"""A Bayesian linear accuracy head on the frozen pretrained encoder: the predictor for few pairs.
+"""A Bayesian linear accuracy head on the frozen pretrained encoder (``--head linear``).
 
 The paper's predictor first fits its accuracy head with the pretrained
 encoder frozen, then fine-tunes every layer.  With the 8-24 measured pairs of

@@ -200,12 +200,12 @@ class JointNASStrategy(Strategy):
 
 
 def head_for(setting: str, measured: int) -> str:
-    """The accuracy head a fit uses: ``auto`` is the Gaussian process below AUTO_GP_BELOW measured pairs."""
-    from .config import AUTO_GP_BELOW
+    """The accuracy head a fit uses: ``auto`` is the linear head below AUTO_LINEAR_BELOW measured pairs."""
+    from .config import AUTO_LINEAR_BELOW
 
     if setting != "auto":
         return setting
-    return "gp" if measured < AUTO_GP_BELOW else "network"
+    return "linear" if measured < AUTO_LINEAR_BELOW else "network"
 
 
 def fine_search(ctx: Context, predictor: Any, iteration: int) -> Proposal:

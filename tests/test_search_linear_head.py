@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.config import AUTO_GP_BELOW, ConfigError, SearchConfig
+from fbnetv3_zoo.search.config import AUTO_LINEAR_BELOW, ConfigError, SearchConfig
 from fbnetv3_zoo.search.encoding import snap
 from fbnetv3_zoo.search.features import feature_map
 from fbnetv3_zoo.search.linear_head import fit_linear, recipe_design
@@ -132,8 +132,8 @@ def test_fit_with_holdout_takes_the_head(space, pretrained):
 
 
 def test_auto_head_switches_to_the_network_with_enough_pairs():
-    assert head_for("auto", AUTO_GP_BELOW - 1) == "gp"
-    assert head_for("auto", AUTO_GP_BELOW) == "network"
+    assert head_for("auto", AUTO_LINEAR_BELOW - 1) == "linear"
+    assert head_for("auto", AUTO_LINEAR_BELOW) == "network"
     assert head_for("network", 3) == "network" and head_for("linear", 500) == "linear"
     assert SearchConfig(head="gp").head == "gp"
     with pytest.raises(ConfigError, match="head"):

@@ -96,7 +96,7 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     report = (tmp_path / "report.md").read_text()
     assert "Predictor quality per iteration" in report and "Kendall tau" in report
-    assert "fitted with the Gaussian-process head on the frozen pretrained encoder" in report
+    assert "fitted with the Bayesian linear head on the frozen pretrained encoder" in report
     for constraint, slug, limit in (
         ("macs<=0.6M", "macs_le_0.6M", 0.6e6),
         ("macs<=1M", "macs_le_1M", 1e6),
