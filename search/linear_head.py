@@ -23,8 +23,11 @@ al. 2015: a network's features under a Bayesian last layer):
   choose a batch one pair at a time, updating the spread after each pick.
 
 It answers the same calls as ``predictor.Predictor`` (``predict``,
-``acquisition``, ``train_loss``), so the strategy, the genetic search and the
-report use either.
+``acquisition``, ``pick_batch``, ``train_loss``), so the strategy, the genetic
+search and the report use either.  It is the default head (``--head auto``)
+below 64 measured pairs: on the digits pool it guided the search better than
+the network and than the Gaussian process (``gp_head.py``) at every budget
+from 24 trainings to 60.
 """
 
 from __future__ import annotations
