@@ -235,6 +235,8 @@ def summary(path: Path) -> str:
     a = np.array([p.score(0) or 0.0 for p in paired])
     b = np.array([p.score(1) or 0.0 for p in paired])
     top = np.argsort(-mean)[:10]
+    # seed noise of one training, from the pairs trained with >= 3 seeds (the re-measured top)
+    spread = [np.std(p.scores(), ddof=1) for p in pool.pairs if len(p.scores()) >= 3]
     m = pool.meta[0]
     lines = [
         "# Ground-truth pool of the embedded search space",
@@ -258,6 +260,10 @@ def summary(path: Path) -> str:
         f"{np.percentile(mean, 10):.1f} / {np.percentile(mean, 50):.1f} / {np.percentile(mean, 90):.1f} / {mean.max():.1f} |",
         f"| test-retest Spearman, seed 0 vs 1 ({len(paired)} pairs, includes re-measured top pairs) | "
         f"{spearmanr(a, b)[0]:.3f} |",
+        f"| seed noise of one training: standard deviation over seeds, median of the {len(spread)} "
+        f"pairs trained with >= 3 seeds (points) | {np.median(spread) if spread else float('nan'):.2f} |",
+        f"| spread of the 10 best pairs (best - 10th best per-pair mean, points) | "
+        f"{mean[top[0]] - mean[top[-1]]:.2f} |",
         f"| CPU seconds per training (mean / max) | {cpu.mean():.1f} / {cpu.max():.1f} |",
         f"| wall seconds per training on the shared machine (mean / max) | {wall.mean():.1f} / {wall.max():.1f} |",
         "",
