@@ -199,21 +199,19 @@ def fit_gp(
         k = np.exp(-0.5 * sum(d / s**2 for d, s in zip(dist, lengths, strict=True)))
         return _log_evidence(k, t, noise)
 
-    fixed = lengths is not None and noise is not None
+    fixed = lengths is not None or noise is not None
+    if fixed and (lengths is None or noise is None or len(lengths) != len(GROUPS)):
+        raise TypeError(f"give noise and {len(GROUPS)} lengths ({', '.join(GROUPS)}), or neither")
     if not fixed:
         lengths, noise = (0.8,) * len(groups), 0.1
     best = evidence(lengths, noise)
     for _ in range(0 if fixed else SWEEPS):
         for i in range(len(groups) + 1):  # each group's length scale, then the noise
             for value in NOISE_GRID if i == len(groups) else LENGTH_GRID:
-                trial = (
-                    (lengths, value)
-                    if i == len(groups)
-                    else (
-                        lengths[:i] + (value,) + lengths[i + 1 :],
-                        noise,
-                    )
-                )
+                if i == len(groups):
+                    trial = lengths, value
+                else:
+                    trial = lengths[:i] + (value,) + lengths[i + 1 :], noise
                 e = evidence(*trial)
                 if e > best + 1e-9:
                     best, (lengths, noise) = e, trial

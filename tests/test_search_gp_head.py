@@ -97,3 +97,5 @@ def test_fixed_length_scales_and_noise_skip_the_evidence_search(space, pretraine
     assert (fixed.lengths, fixed.noise) == ((3.2, 3.2, 0.1), 0.5) != (free.lengths, free.noise)
     again = fit_gp(u, y, pretrained, space=space, lengths=free.lengths, noise=free.noise)
     np.testing.assert_allclose(again.predict(u)[0], free.predict(u)[0])
+    with pytest.raises(TypeError, match="noise and 3 lengths"):
+        fit_gp(u, y, pretrained, space=space, lengths=(1.0, 1.0, 1.0))
