@@ -47,7 +47,7 @@ from torch import nn
 
 from .features import FeatureMap
 from .linear_head import arch_design, frozen_encoder
-from .predictor import Pretrained, _resolve_features
+from .predictor import Pretrained, UpperConfidenceBound, _resolve_features
 from .space import SearchSpace
 
 LENGTH_GRID = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # length scales tried per group
@@ -100,7 +100,7 @@ def _log_evidence(k: np.ndarray, t: np.ndarray, noise: float) -> float:
 
 
 @dataclass
-class GPPredictor:
+class GPPredictor(UpperConfidenceBound):
     """A fitted Gaussian process; ``predict`` returns mean and std in accuracy units."""
 
     features: FeatureMap
@@ -132,11 +132,6 @@ class GPPredictor:
         mean = k_xt @ np.linalg.solve(k_tt, self.t)
         var = 1.0 - np.einsum("ij,ji->i", k_xt, np.linalg.solve(k_tt, k_xt.T))
         return mean * self.y_std + self.y_mean, np.sqrt(np.maximum(var, 0.0)) * self.y_std
-
-    def acquisition(self, u: np.ndarray, kappa: float = 0.5) -> np.ndarray:
-        """Upper confidence bound: posterior mean + kappa * posterior std (kappa=0: greedy)."""
-        mean, std = self.predict(u)
-        return mean + kappa * std
 
     def pick_batch(self, u: np.ndarray, n: int, kappa: float = 0.5) -> np.ndarray:
         """Indices of ``n`` rows of ``u`` picked one at a time by UCB.

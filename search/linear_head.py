@@ -40,7 +40,14 @@ import torch
 from torch import nn
 
 from .features import FeatureMap
-from .predictor import Pretrained, _encoder, _members_axis, _resolve_features, single_thread
+from .predictor import (
+    Pretrained,
+    UpperConfidenceBound,
+    _encoder,
+    _members_axis,
+    _resolve_features,
+    single_thread,
+)
 from .space import SearchSpace
 
 # type-II maximum-likelihood grid, in units of the standardised accuracy
@@ -88,7 +95,7 @@ def arch_design(fmap: FeatureMap, encoder: nn.Module | None, u: np.ndarray) -> n
 
 
 @dataclass
-class LinearPredictor:
+class LinearPredictor(UpperConfidenceBound):
     """The posterior of a Bayesian linear head; ``predict`` returns mean and std in accuracy units."""
 
     features: FeatureMap
@@ -118,11 +125,6 @@ class LinearPredictor:
         mean = f @ self.weights
         var = np.einsum("ij,jk,ik->i", f, self.covariance, f)
         return mean * self.y_std + self.y_mean, np.sqrt(np.maximum(var, 0.0)) * self.y_std
-
-    def acquisition(self, u: np.ndarray, kappa: float = 0.5) -> np.ndarray:
-        """Upper confidence bound: posterior mean + kappa * posterior std (kappa=0: greedy)."""
-        mean, std = self.predict(u)
-        return mean + kappa * std
 
     def pick_batch(self, u: np.ndarray, n: int, kappa: float = 0.5) -> np.ndarray:
         """Indices of ``n`` rows of ``u`` picked one at a time by UCB.

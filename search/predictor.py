@@ -219,8 +219,20 @@ def pretrain(
 
 
 # ---------------------------------------------------------------- fitting
+class UpperConfidenceBound:
+    """``acquisition`` for any predictor whose ``predict`` returns (mean, spread)."""
+
+    def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def acquisition(self, u: np.ndarray, kappa: float = 0.5) -> np.ndarray:
+        """Upper confidence bound: mean + kappa * spread (kappa=0: greedy on the mean)."""
+        mean, std = self.predict(u)
+        return mean + kappa * std
+
+
 @dataclass
-class Predictor:
+class Predictor(UpperConfidenceBound):
     """An ensemble predicting accuracy; ``predict`` returns mean and spread in target units."""
 
     network: Network
@@ -245,11 +257,6 @@ class Predictor:
             out = self.network(_members_axis(arch, m), _members_axis(recipe, m)).double().numpy()
         out = out * self.y_std + self.y_mean
         return out.mean(0), out.std(0)
-
-    def acquisition(self, u: np.ndarray, kappa: float = 0.5) -> np.ndarray:
-        """Upper confidence bound: mean + kappa * ensemble spread (kappa=0: greedy)."""
-        mean, std = self.predict(u)
-        return mean + kappa * std
 
     def pick_batch(self, u: np.ndarray, n: int, kappa: float = 0.5) -> np.ndarray:
         """Indices of the ``n`` rows of ``u`` with the highest acquisition."""

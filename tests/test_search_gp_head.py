@@ -8,7 +8,12 @@ from fbnetv3_zoo.search import predictor as P
 from fbnetv3_zoo.search.gp_head import fit_gp
 from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import parse_space
-from test_search_linear_head import SPACE, _best_lr_moves_with_optimizer, _columns
+from test_search_linear_head import (
+    SPACE,
+    _best_lr_moves_with_optimizer,
+    _columns,
+    ranking_task,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,20 +28,15 @@ def pretrained(space):
 
 @pytest.mark.parametrize("use_pretraining", [True, False])
 def test_gp_head_ranks_from_few_pairs(space, pretrained, use_pretraining):
-    u = sample(space, 400, "uniform", seed=5)
-    y = _best_lr_moves_with_optimizer(space, u, noise=1.0)
-    truth = _best_lr_moves_with_optimizer(space, u)
     enc = pretrained if use_pretraining else None
-    train, test = slice(0, 16), slice(100, 400)
-    model = fit_gp(u[train], y[train], enc, space=space)
-    mean, std = model.predict(u[test])
-    tau = P.rank_quality(mean, truth[test])[0]
-    shuffled = np.random.default_rng(0).permutation(y[train])
-    chance = fit_gp(u[train], shuffled, enc, space=space)
-    tau_chance = P.rank_quality(chance.predict(u[test])[0], truth[test])[0]
+    u, y, shuffled, held_out, tau_of = ranking_task(space)
+    model = fit_gp(u, y, enc, space=space)
+    tau = tau_of(model)
+    tau_chance = tau_of(fit_gp(u, shuffled, enc, space=space))
+    mean, std = model.predict(held_out)
     assert tau > 0.5, tau  # measured 0.63 with or without pretraining (0.53-0.64 over 3 sets)
     assert tau > tau_chance + 0.3, (tau, tau_chance)  # shuffled: -0.04
-    assert (std > 0).all() and np.all(model.acquisition(u[test], kappa=1.0) > mean)
+    assert (std > 0).all() and np.all(model.acquisition(held_out, kappa=1.0) > mean)
 
 
 def test_gp_head_is_deterministic_and_uncertain_away_from_data(space, pretrained):
