@@ -1,21 +1,21 @@
-"""Build (or extend) the ground-truth pool of the embedded search space.
+"""Build (or extend) a ground-truth pool of the embedded search space.
 
-    nice python benchmarks/pool.py --jobs 2     # ~210 trainings, ~1 h on 2 busy cores
+    nice python benchmarks/pool.py --pool tune --jobs 2      # 150 pairs x 4 seeds
+    nice python benchmarks/pool.py --pool heldout --jobs 2   # another Sobol seed
 
 Trains Sobol-sampled pairs of the space that meet the default constraints
 on the default ``SearchConfig`` proxy, through the search's own ``evaluate``,
-and appends every training to ``benchmarks/data/pool.jsonl.gz`` as it ends
-(rerun the same command to resume; finished trainings are skipped).  Order:
+and appends every training (with its per-epoch curve) to the pool file as it
+ends (rerun the same command to resume; finished trainings are skipped).
+Every pair is trained with seeds ``0..--seeds-1``, pair by pair, so an
+interrupted build holds complete pairs: a search is shown one seed of a pair
+and scored on the mean of the others, which needs several seeds for every
+pair, not only for the ones that looked good (that selection biased the old
+pool's truth towards its own measurements).
 
-1. the first ``--paired`` pairs with seeds 0 and 1 (an unbiased test-retest
-   sample: ``benchmarks/proxy.py --from-pool`` summarises it);
-2. the remaining pairs up to ``--pairs`` with seed 0;
-3. the ``--top`` pairs with the best mean so far get seeds up to
-   ``--top-seeds``, re-ranking after each round until the top ``--top`` all
-   have them (the best of single noisy measurements is biased upwards; the
-   benchmarks score against these re-measured means).
-
-Writes a summary to ``benchmarks/results/pool.md``.
+Two pools with different Sobol seeds: ``tune`` (sample seed 0) is the one on
+which defaults may be chosen, ``heldout`` (sample seed 1) is the one results
+are reported on.  Writes a summary to ``benchmarks/results/pool_<name>.md``.
 """
 
 from __future__ import annotations
@@ -34,25 +34,31 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).parent
-DEFAULT_POOL = HERE / "data" / "pool.jsonl.gz"
-MAX_ROUNDS = 10  # re-ranking rounds of the top re-measurement
+POOLS = {"tune": 0, "heldout": 1}  # pool name -> Sobol seed of its pairs
+
+
+def pool_path(name: str) -> Path:
+    """The committed file of a named pool."""
+    return HERE / "data" / f"pool_{name}.jsonl.gz"
+
 SAMPLE_SIZE = 1024  # the Sobol prefix is drawn at this size so --pairs can grow it stably
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default=str(DEFAULT_POOL), help="pool file (appended to)")
+    p.add_argument("--pool", choices=sorted(POOLS), default="tune", help="which pool (default tune)")
+    p.add_argument("--out", help="pool file (appended to; default benchmarks/data/pool_<pool>.jsonl.gz)")
     p.add_argument("--pairs", type=int, default=150, help="pairs in the pool (default 150)")
-    p.add_argument("--paired", type=int, default=24, help="first pairs trained with 2 seeds")
-    p.add_argument("--top", type=int, default=20, help="best pairs re-measured with more seeds")
-    p.add_argument("--top-seeds", type=int, default=3, help="seeds of each re-measured pair")
+    p.add_argument("--seeds", type=int, default=4, help="trainings (seeds) of every pair (default 4)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (1 thread each)")
-    p.add_argument("--sample-seed", type=int, default=0, help="Sobol seed of the pairs")
-    p.add_argument(
-        "--results", default=str(HERE / "results" / "pool.md"), help="summary file ('' = none)"
-    )
+    p.add_argument("--results", help="summary file (default benchmarks/results/pool_<pool>.md; '' = none)")
     p.add_argument("--summary-only", action="store_true", help="only rewrite the summary")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.sample_seed = POOLS[args.pool]
+    args.out = args.out or str(pool_path(args.pool))
+    if args.results is None:
+        args.results = str(HERE / "results" / f"pool_{args.pool}.md")
+    return args
 
 
 def proxy_settings() -> tuple[Any, Any, dict[str, Any]]:
@@ -144,8 +150,11 @@ def build(args: argparse.Namespace) -> None:
     config, space, proxy = proxy_settings()
     out = Path(args.out)
     if out.exists():
-        old = load_pool(out).proxy
+        old_pool = load_pool(out)
+        old = old_pool.proxy
         diff = [k for k in PROXY_KEYS if old[k] != proxy[k]]
+        if old_pool.meta[0]["sample_seed"] != args.sample_seed:
+            diff.append("sample_seed")
         if diff:
             raise SystemExit(
                 f"{out} was built with other proxy settings ({diff}); use another --out"
@@ -201,23 +210,7 @@ def build(args: argparse.Namespace) -> None:
                     flush=True,
                 )
 
-    paired = min(args.paired, args.pairs)
-    run([(i, s) for i in range(paired) for s in (0, 1)])
-    run([(i, 0) for i in range(paired, args.pairs)])
-    for _ in range(MAX_ROUNDS):  # until the current top all have --top-seeds trainings
-        pool = load_pool(out)
-        mean, _ = pool.quality()
-        in_range = [k for k, p in enumerate(pool.pairs) if p.index < args.pairs]
-        best = sorted(in_range, key=lambda k: -mean[k])[: args.top]
-        missing = [
-            (pool.pairs[k].index, s)
-            for k in best
-            for s in range(args.top_seeds)
-            if s not in pool.pairs[k].runs
-        ]
-        if not missing:
-            break
-        run(missing)
+    run([(i, seed) for i in range(args.pairs) for seed in range(args.seeds)])
 
 
 def summary(path: Path) -> str:

@@ -87,7 +87,7 @@ def synthetic_table(n: int = 200, seed: int = 0) -> Table:
     return Table(space, u, y, macs.astype(float), 10, f"synthetic ({n} pairs, seed {seed})")
 
 
-POOL = Path(__file__).parent / "data" / "pool.jsonl.gz"
+POOL = Path(__file__).parent / "data" / "pool_tune.jsonl.gz"
 
 
 def pool_table(path: str | None) -> Table:
@@ -336,7 +336,7 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "by marginal likelihood on a fixed grid (`search/linear_head.py`). Its recipe design "
         "(a learning-rate column per optimizer, squares of the recipe numbers) was written after "
         "seeing that this pool's accuracy is driven by the optimizer x learning-rate interaction "
-        "(`benchmarks/results/pool.md`), so its rows are informed by this pool's structure.",
+        "(`benchmarks/results/pool_tune.md`), so its rows are informed by this pool's structure.",
         "",
         "The GP head has no hand-set knob either: three length scales (recipe choices, recipe "
         "numbers, architecture) and the noise are chosen per fit by marginal likelihood "

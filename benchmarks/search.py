@@ -59,7 +59,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", default=str(HERE / "data" / "pool.jsonl.gz"), help="pool file")
+    p.add_argument("--pool", default=str(HERE / "data" / "pool_tune.jsonl.gz"), help="pool file")
     p.add_argument("--seeds", type=int, default=30, help="paired seeds per strategy (default 30)")
     p.add_argument("--budget", type=int, default=60, help="trainings per search (default 60)")
     p.add_argument("--initial", type=int, default=8, help="first (Sobol) batch (default 8)")
@@ -311,7 +311,7 @@ def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, r
         + (f" --out {shown(args.out)}" if Path(args.out) != RESULTS / "search.md" else "")
         + f"`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
         f"Pool: `{shown(args.pool)}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
-        f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool.md`).",
+        f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool_tune.md`).",
         f"Searches: the real driver (`run_search`) with `PoolSource` and `PoolEvaluator(seed=0)`, constraint "
         f"{CONSTRAINT} (every pool pair meets it), budget {args.budget}, first batch {args.initial}, "
         f"later batches {args.batch}, predictor: {args.members} members, {args.fit_steps} fit steps, "

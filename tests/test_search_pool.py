@@ -199,7 +199,7 @@ def test_committed_pool_matches_the_shipped_proxy(space):
 
     from fbnetv3_zoo.search.config import SearchConfig
 
-    pool = load_pool(Path(__file__).parents[1] / "benchmarks" / "data" / "pool.jsonl.gz")
+    pool = load_pool(Path(__file__).parents[1] / "benchmarks" / "data" / "pool_tune.jsonl.gz")
     config = SearchConfig()
     assert pool.proxy["data"] == config.data and pool.proxy["epochs"] == config.epochs
     assert pool.proxy["overrides"] == dict(space.recipe_overrides)
