@@ -12,6 +12,14 @@ appended as gzip members, so an interrupted build loses nothing.
 the pool, or a proxy other than the pool's, is an error, never a silent
 retraining); ``PoolSource`` serves the pool's vectors as a finite candidate
 source so the strategies only propose pairs the table can answer.
+
+Honest scoring (issue 17): a search with seed ``s`` is shown ONE training of
+each pair, drawn from (``s``, pair index) by :func:`shown_seed`, so every
+search sees fresh noise and strategies run with the same ``s`` see the same
+noise (paired).  Its picks are scored by :meth:`PoolEvaluator.truth`, the
+mean of the pair's *other* trainings, which never contains the measurement
+the search saw; scoring against a mean that includes it rewards a search
+for trusting its own lucky draws.
 """
 
 from __future__ import annotations
@@ -77,6 +85,36 @@ class PoolPair:
         """Final accuracies of every successful training."""
         return [s for s in (self.score(seed) for seed in sorted(self.runs)) if s is not None]
 
+    def final(self, seed: int) -> float:
+        """Final accuracy of the training with ``seed``, a failed training counting 0 % (a diverged recipe is a bad pair)."""
+        value = self.score(seed)
+        return 0.0 if value is None else value
+
+    def truth_without(self, seed: int) -> float:
+        """The mean final accuracy over every training but ``seed``'s: the truth a search shown ``seed`` is scored on."""
+        others = [self.final(s) for s in sorted(self.runs) if s != seed]
+        if not others:
+            raise PoolError(
+                f"pool pair {self.index} has no training besides seed {seed}: no held-out truth "
+                "(restrict the pool with Pool.restrict(min_seeds=2) or more)"
+            )
+        return float(np.mean(others))
+
+
+def shown_seed(pair: PoolPair, search_seed: int) -> int:
+    """The one training of ``pair`` that a search with ``search_seed`` is shown.
+
+    Drawn uniformly from the pair's seeds by a generator seeded with
+    (search seed, pair index): fresh noise per search, the same noise for
+    every strategy run with that search seed, and no dependence on the order
+    in which a search visits pairs.
+    """
+    seeds = sorted(pair.runs)
+    if not seeds:
+        raise PoolError(f"pool pair {pair.index} has no training")
+    rng = np.random.default_rng(np.random.SeedSequence([int(search_seed), int(pair.index)]))
+    return seeds[int(rng.integers(len(seeds)))]
+
 
 @dataclass
 class Pool:
@@ -107,6 +145,24 @@ class Pool:
             values = [0.0 if p.score(s) is None else p.score(s) for s in p.runs]
             mean[i], count[i] = (float(np.mean(values)), len(values)) if values else (np.nan, 0)
         return mean, count
+
+    def seed_counts(self) -> np.ndarray:
+        """How many trainings each pair has (a build in progress has fewer for later pairs)."""
+        return np.array([len(p.runs) for p in self.pairs], dtype=int)
+
+    def restrict(self, min_seeds: int) -> Pool:
+        """The pairs trained with at least ``min_seeds`` seeds (pair indices kept).
+
+        Held-out truth needs ``min_seeds >= 2``; a pool still being built can be
+        used as far as it is complete.
+        """
+        if min_seeds < 1:
+            raise PoolError(f"min_seeds must be >= 1, got {min_seeds}")
+        return Pool(self.meta, [p for p in self.pairs if len(p.runs) >= min_seeds])
+
+    def truth(self, search_seed: int) -> np.ndarray:
+        """Per pair, the held-out truth for the search with ``search_seed``: the mean of every training but the one it is shown."""
+        return np.array([p.truth_without(shown_seed(p, search_seed)) for p in self.pairs])
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -164,16 +220,39 @@ def load_pool(path: str | Path) -> Pool:
 class PoolEvaluator:
     """An evaluator that looks a task's pair up in the pool instead of training it.
 
-    ``seed`` picks which training of a pair answers (every pair has seed 0);
-    a task stopped early gets the first ``stop_after`` epochs of the curve and
-    a proportional share of the recorded wall time.
+    With ``search_seed`` (the honest mode, issue 17) each pair answers with the
+    training :func:`shown_seed` draws for that search; without it every pair
+    answers with its training ``seed`` (the old fixed-noise mode, kept for
+    callers that want one frozen table).  Either way :meth:`truth` scores a
+    pair on its other trainings only, and ``shown`` records which seed each
+    answered pair showed.  A task stopped early gets the first ``stop_after``
+    epochs of the curve and a proportional share of the recorded wall time.
     """
 
-    def __init__(self, pool: Pool, seed: int = 0) -> None:
+    def __init__(self, pool: Pool, seed: int = 0, search_seed: int | None = None) -> None:
         self.pool = pool
         self.seed = seed
+        self.search_seed = search_seed
         self._index = pool.index()
+        self._by_number = {p.index: p for p in pool.pairs}
         self.calls = 0
+        self.shown: dict[int, int] = {}  # pool pair index -> the seed its answers came from
+
+    def seed_for(self, pair: PoolPair) -> int:
+        """The training of ``pair`` this evaluator answers with."""
+        return self.seed if self.search_seed is None else shown_seed(pair, self.search_seed)
+
+    def truth(self, pair: PoolPair | int) -> float:
+        """The held-out truth of ``pair`` (or pool pair index): the mean of its trainings other than the one shown."""
+        if not isinstance(pair, PoolPair):
+            if pair not in self._by_number:
+                raise PoolError(f"pool pair {pair} is not in this pool")
+            pair = self._by_number[pair]
+        return pair.truth_without(self.seed_for(pair))
+
+    def truths(self) -> np.ndarray:
+        """The held-out truth of every pool pair, in ``pool.pairs`` order."""
+        return np.array([self.truth(p) for p in self.pool.pairs])
 
     def __call__(self, task: EvalTask) -> dict[str, Any]:
         proxy = self.pool.proxy
@@ -189,12 +268,14 @@ class PoolEvaluator:
         pair = self._index.get(pair_key(task.arch, task.recipe))
         if pair is None:
             raise PoolError(f"candidate {task.cid}: this (arch, recipe) pair is not in the pool")
-        if self.seed not in pair.runs:
+        seed = self.seed_for(pair)
+        if seed not in pair.runs:
             raise PoolError(
-                f"pool pair {pair.index} has no training with seed {self.seed} (has {sorted(pair.runs)})"
+                f"pool pair {pair.index} has no training with seed {seed} (has {sorted(pair.runs)})"
             )
         self.calls += 1
-        run = pair.runs[self.seed]
+        self.shown[pair.index] = seed
+        run = pair.runs[seed]
         epochs = len(run["metrics"]) if task.stop_after is None else task.stop_after
         share = min(1.0, epochs / max(1, task.epochs))
         return dict(

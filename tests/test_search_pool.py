@@ -19,6 +19,7 @@ from fbnetv3_zoo.search.pool import (
     append_records,
     load_pool,
     pair_key,
+    shown_seed,
 )
 from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.space import load_space
@@ -191,6 +192,104 @@ def test_search_runs_against_the_pool_without_training(space, pool_file, tmp_pat
     assert evaluator.calls == 8  # the whole budget answered from the table
     best = result["best"]["macs<=1M"]
     assert pair_key(best["arch"], best["recipe"]) in pool.index()
+
+
+MARKS = (0.0, 1.0, 2.0, 4.0)  # seed s adds MARKS[s]: the mean of any 3 names the seed left out
+
+
+@pytest.fixture(scope="module")
+def marked_pool(space, tmp_path_factory):
+    """24 pairs x 4 seeds whose seeds carry distinct marks, plus one pair trained once."""
+    path = tmp_path_factory.mktemp("marked") / "pool.jsonl.gz"
+    u, macs, params = sample_feasible(space, 25, [parse_constraint("macs<=1M")], 10, seed=5)
+    records = [meta(space)]
+    for i in range(25):
+        spec, recipe = decode(space, u[i])
+        for seed in range(4) if i < 24 else (0,):
+            final = 40 + 50 * float(np.mean(u[i])) + MARKS[seed]
+            curve = [dict(epoch=e + 1, val_top1=final * (e + 1) / EPOCHS) for e in range(EPOCHS)]
+            records.append(
+                dict(
+                    type="run",
+                    pair=i,
+                    vector=[float(v) for v in u[i]],
+                    arch=spec.to_dict(),
+                    recipe=recipe,
+                    macs=int(macs[i]),
+                    params=int(params[i]),
+                    seed=seed,
+                    status="done",
+                    error=None,
+                    metrics=curve,
+                    wall_s=3.0,
+                    cpu_s=2.0,
+                )
+            )
+    append_records(path, records)
+    return load_pool(path)
+
+
+def test_restrict_keeps_complete_pairs_and_truth_needs_another_seed(marked_pool):
+    assert len(marked_pool.pairs) == 25 and list(marked_pool.seed_counts()[-2:]) == [4, 1]
+    with pytest.raises(PoolError, match="no training besides seed 0"):
+        marked_pool.truth(0)
+    pool = marked_pool.restrict(min_seeds=4)
+    assert [p.index for p in pool.pairs] == list(range(24))
+    shown = [[shown_seed(p, s) for p in pool.pairs] for s in range(20)]
+    assert shown[3] == [shown_seed(p, 3) for p in pool.pairs]  # deterministic
+    assert len({tuple(row) for row in shown}) == 20  # fresh noise for every search seed
+    assert {seed for row in shown for seed in row} == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("strategy", ["random", "jointnas"])
+def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tmp_path, strategy):
+    """The leakage test of issue 17: every pick's truth leaves out the seed the search measured.
+
+    The shown seed is recovered from what the search itself stored (its
+    measured score carries the seed's mark), not from the evaluator's own
+    bookkeeping, so an evaluator that showed one seed and scored another
+    would fail here too.
+    """
+    from fbnetv3_zoo.search.store import Store, vector_key
+
+    pool = marked_pool.restrict(min_seeds=4)
+    by_vector = {vector_key(p.vector): p for p in pool.pairs}
+    seen: dict[int, list[int]] = {}
+    for search_seed in range(3):
+        evaluator = PoolEvaluator(pool, search_seed=search_seed)
+        config = SearchConfig(
+            data=DATA,
+            epochs=EPOCHS,
+            constraints=["macs<=1M"],
+            budget=10,
+            initial=4,
+            batch=2,
+            seed=search_seed,
+            strategy=strategy,
+            pretrain_steps=0,
+            fit_steps=20,
+            members=1,
+        )
+        out = tmp_path / f"s{search_seed}"
+        run_search(config, out, evaluator=evaluator, progress=False, source=PoolSource(space, pool))
+        store = Store(out / "search.sqlite", readonly=True)
+        rows = store.candidates()
+        store.close()
+        truths = evaluator.truths()
+        position = {p.index: k for k, p in enumerate(pool.pairs)}
+        assert len(rows) == 10
+        for row in rows:
+            pair = by_vector[vector_key(row["vector"])]
+            marks = [pair.final(s) for s in range(4)]
+            shown = min(range(4), key=lambda s: abs(marks[s] - row["score"]))
+            assert row["score"] == pytest.approx(marks[shown])  # the search saw one training
+            assert shown == evaluator.shown[pair.index] == shown_seed(pair, search_seed)
+            truth = truths[position[pair.index]]
+            assert truth == pytest.approx((sum(marks) - marks[shown]) / 3)  # the other three
+            assert truth == pytest.approx(evaluator.truth(pair.index))
+            assert truth != pytest.approx(np.mean(marks))  # the all-seed mean would include it
+            seen.setdefault(pair.index, []).append(shown)
+    assert any(len(set(v)) > 1 for v in seen.values())  # searches were shown different noise
 
 
 def test_committed_pool_matches_the_shipped_proxy(space):
