@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import CheckpointError, convert_state_dict, read_checkpoint
 from .errors import UserError
+from .outputs import check_protected, check_replaceable, staged_folder
 from .timm_models import WEIGHTS_LICENSE, resolve_arch
 from .variants import VARIANTS
 
@@ -117,8 +116,11 @@ def convert_checkpoint(
     from timm.models._hub import generate_readme
 
     out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    check_protected(out, [checkpoint])
+    if os.path.lexists(out):
+        if not overwrite:
+            raise UserError(f"{out} already exists; pass --overwrite to replace it")
+        check_replaceable(out, "convert")  # before the work, and again before replacing
     sd = read_checkpoint(checkpoint, trusted)
     num_classes = sd["head.conv.weight"].shape[0] if "head.conv.weight" in sd else None
     if num_classes is None and "classifier.weight" in sd:
@@ -139,15 +141,7 @@ def convert_checkpoint(
             )
     model.load_state_dict(sd)
     card = model_card(model, model_name, Path(checkpoint), out.name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, "convert", overwrite, inputs=[checkpoint]) as tmp:
         save_for_hf(model, tmp, model_args=model_args, safe_serialization=True)
         (tmp / "README.md").write_text(generate_readme(card, out.name), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .fuse import fuse_bn
+from .outputs import publish_file
 
 __all__ = [
     "FORMATS",
@@ -162,8 +163,12 @@ def model_input_size(model: nn.Module, default: int = 224) -> int:
 
 
 @contextlib.contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``out``; move it onto ``out`` on success, delete it on failure."""
+def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temp path beside ``out``; move it onto ``out`` on success, delete it on failure.
+
+    Without ``overwrite`` nothing at ``out`` is ever replaced, even a file that
+    appeared there while the export ran.
+    """
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
@@ -175,7 +180,7 @@ def _staged(out: Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes it private; the result should not be
-        os.replace(tmp_path, out)
+        publish_file(tmp_path, out, overwrite)
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -224,6 +229,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     rtol: float = DEFAULT_RTOL,
     check_batch: int = 3,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export to ONNX with a dynamic batch axis, then verify with onnx.checker and ONNX Runtime.
 
@@ -241,7 +247,7 @@ def export_onnx(
     dummy = torch.zeros(1, 3, input_size, input_size)
     x = _check_input(check_batch, input_size)  # another batch size: tests the axis
     want = _reference(model, x)
-    with _staged(Path(out)) as tmp:
+    with _staged(Path(out), overwrite) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -278,6 +284,7 @@ def export_torchscript(
     fold_bn: bool = False,
     rtol: float = DEFAULT_RTOL,
     check_batch: int = 3,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Script the model (no tracing: control flow is kept), save, reload and verify."""
     start = time.perf_counter()
@@ -285,7 +292,7 @@ def export_torchscript(
     net = fuse_bn(model) if fold_bn else model
     x = _check_input(check_batch, input_size)
     want = _reference(model, x)
-    with _staged(Path(out)) as tmp:
+    with _staged(Path(out), overwrite) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
             torch.jit.save(torch.jit.script(net), str(tmp))
@@ -312,6 +319,7 @@ def export_model(
     fold_bn: bool = False,
     opset: int = DEFAULT_OPSET,
     rtol: float = DEFAULT_RTOL,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export ``model`` in ``format`` (``onnx`` or ``torchscript``), verified; see the two above."""
     from .errors import UserError
@@ -330,5 +338,7 @@ def export_model(
             f"--input-size {size} is too small for this network (a feature map vanishes)"
         )
     if format == "onnx":
-        return export_onnx(model, out, size, fold_bn=fold_bn, opset=opset, rtol=rtol)
-    return export_torchscript(model, out, size, fold_bn=fold_bn, rtol=rtol)
+        return export_onnx(
+            model, out, size, fold_bn=fold_bn, opset=opset, rtol=rtol, overwrite=overwrite
+        )
+    return export_torchscript(model, out, size, fold_bn=fold_bn, rtol=rtol, overwrite=overwrite)

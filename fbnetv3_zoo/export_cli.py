@@ -127,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from .errors import UserError
+    from .outputs import check_file_output
     from .spec import check_input_size
 
     formats = ("onnx", "torchscript")
@@ -134,9 +135,7 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError(
             f"unknown export format {args.format!r}; choose one of: {', '.join(formats)}"
         )
-    if args.out.exists() and not args.overwrite:
-        raise UserError(f"{args.out} already exists; pass --overwrite to replace it")
-    if args.out.is_dir():
+    if args.out.is_dir() and not args.out.is_symlink():
         raise UserError(f"--out {args.out} is a folder; give a file name")
     if not args.out.parent.is_dir():
         raise UserError(f"--out: folder {args.out.parent} does not exist")
@@ -144,6 +143,8 @@ def _export(args: argparse.Namespace) -> int:
         check_input_size(args.input_size, "--input-size")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UserError(f"--checkpoint {args.checkpoint}: no such file")
+    inputs = [p for p in (args.checkpoint, Path(args.model)) if p is not None and p.is_file()]
+    check_file_output(args.out, args.overwrite, inputs)
     if not args.rtol > 0:
         raise UserError(f"--rtol must be > 0, got {args.rtol}")
 
@@ -175,6 +176,7 @@ def _export(args: argparse.Namespace) -> int:
         fold_bn=args.fold_bn,
         opset=args.opset,
         rtol=args.rtol,
+        overwrite=args.overwrite,
     )
     print(result.summary())
     return 0
@@ -201,6 +203,7 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
 
 def _benchmark(args: argparse.Namespace) -> int:
     from .bench import format_markdown, run_benchmark
+    from .outputs import write_new
 
     models, settings = benchmark_settings(args)
     start = time.perf_counter()
@@ -210,6 +213,6 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_new(args.out, text.encode())
         print(f"wrote {args.out}")
     return 0

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.outputs import OutputError, read_regular, refuse_link, write_new
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
@@ -36,6 +38,8 @@ EMA_FILE = "model_ema.safetensors"
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
 FORMAT = 1
+EPOCH_FOLDER = re.compile(r"epoch-\d{4,}")
+MAX_MANIFEST_BYTES = 1 << 20
 
 # Called as ``fault_hook(stage, epoch)`` after each step of a commit (stages:
 # "model.safetensors", "model_ema.safetensors", "state.pt", "manifest",
@@ -53,13 +57,8 @@ def _fault(stage: str, epoch: int) -> None:
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary name, fsync it, then move it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``payload`` to a fresh temporary name (never through a link), then move it over ``path``."""
+    write_new(path, payload)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -106,6 +105,8 @@ def commit_epoch(
     """Write ``files`` as epoch ``epoch``'s checkpoint and make it current as one unit."""
     root = out / FOLDER
     folder = root / f"epoch-{epoch:04d}"
+    refuse_link(root)
+    refuse_link(folder)
     if folder.exists():  # left by a run killed before committing this epoch
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -143,8 +144,9 @@ def publish(out: Path, history: list[dict[str, Any]]) -> None:
             shutil.copyfile(folder / name, tmp)
         os.replace(tmp, out / name)
     atomic_write(out / METRICS_FILE, metrics_bytes(history))
-    for old in (out / FOLDER).iterdir():
-        if old.is_dir() and old.name != folder.name:
+    refuse_link(out / FOLDER)
+    for old in (out / FOLDER).iterdir():  # only our own epoch folders, never through a link
+        if EPOCH_FOLDER.fullmatch(old.name) and old.name != folder.name and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -158,7 +160,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
             )
         raise ResumeError(f"{out} holds no finished epoch ({MANIFEST} is missing)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_regular(path, MAX_MANIFEST_BYTES))
         if manifest.get("format") != FORMAT:
             raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
         epoch, folder, files = manifest["epoch"], manifest["folder"], manifest["files"]
@@ -166,8 +168,12 @@ def read_manifest(out: Path) -> dict[str, Any]:
             raise ValueError("bad epoch or files entry")
         if Path(folder).is_absolute() or ".." in Path(folder).parts:
             raise ValueError(f"folder {folder!r} is outside the run")
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, OutputError) as err:
         raise ResumeError(f"{path} is damaged ({err}); the run cannot be resumed") from None
+    except OSError as err:
+        raise ResumeError(
+            f"{path} cannot be read ({err.strerror}); the run cannot be resumed"
+        ) from None
     return manifest
 
 
@@ -178,8 +184,13 @@ def read_committed(out: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     paths = {}
     for name, info in manifest["files"].items():
         path = folder / name
+        size = info.get("size")
         try:
-            payload = path.read_bytes()
+            if not isinstance(size, int) or size < 0:
+                raise OutputError(f"{out / MANIFEST} gives no valid size for {name}")
+            payload = read_regular(path, size)
+        except OutputError as err:
+            raise ResumeError(f"{err}; the run cannot be resumed") from None
         except OSError as err:
             raise ResumeError(
                 f"{path} cannot be read ({err.strerror}); the run cannot be resumed"

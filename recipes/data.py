@@ -111,8 +111,77 @@ class ImageArrayDataset(Dataset):
         return (self.transform(img) if self.transform else img), self.labels[i]
 
 
+MAX_FOLDER_FILES = 2_000_000  # a walk that lists more is a mistake (or a link loop), not data
+
+
+def _identity(path: str | Path) -> tuple[int, int]:
+    """A directory's real identity (device, inode), whatever links led to it."""
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
 class SafeImageFolder(ImageFolder):
-    """An ImageFolder whose unreadable files yield ``Skipped`` instead of raising."""
+    """An ImageFolder whose unreadable files yield ``Skipped`` instead of raising.
+
+    Its walk visits each real directory once per class (by device and inode),
+    so a symbolic-link loop cannot make it run forever or count images twice,
+    and it stops with a clear error past ``MAX_FOLDER_FILES`` files.
+    """
+
+    @staticmethod
+    def make_dataset(
+        directory: str | Path,
+        class_to_idx: dict[str, int],
+        extensions: tuple[str, ...] | None = None,
+        is_valid_file: Callable[[str], bool] | None = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:
+        if extensions is not None:
+
+            def is_valid_file(path: str) -> bool:
+                return path.lower().endswith(extensions)
+
+        samples: list[tuple[str, int]] = []
+        empty = []
+        listed = 0
+        roots = [directory] + [os.path.join(directory, name) for name in class_to_idx]
+        seen = {_identity(root) for root in roots}  # a link back to these is not followed
+        for name in sorted(class_to_idx):
+            folders: list[tuple[str, list[str]]] = []
+            class_root = os.path.join(directory, name)
+            stack = [class_root]
+            while stack:
+                folder = stack.pop()
+                if folder != class_root:
+                    key = _identity(folder)
+                    if key in seen:
+                        continue  # reached again through a link
+                    seen.add(key)
+                files = []
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        listed += 1
+                        if listed > MAX_FOLDER_FILES:
+                            raise DataError(
+                                f"{directory}: more than {MAX_FOLDER_FILES} files listed; "
+                                "is a symbolic link pointing back up the tree?"
+                            )
+                        if entry.is_dir():
+                            stack.append(entry.path)
+                        elif is_valid_file is not None and is_valid_file(entry.path):
+                            files.append(entry.name)
+                folders.append((folder, sorted(files)))
+            found = [
+                (os.path.join(root, f), class_to_idx[name])
+                for root, fs in sorted(folders)
+                for f in fs
+            ]
+            if not found:
+                empty.append(name)
+            samples.extend(found)
+        if empty and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file for the classes {', '.join(empty)}.")
+        return samples
 
     def __getitem__(self, i: int) -> tuple[Any, int] | Skipped:
         path, target = self.samples[i]

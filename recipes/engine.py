@@ -40,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder
 
 from . import checkpoints as ckpt
 from . import distributed
@@ -90,6 +91,7 @@ def train(
     """
     start_wall = time.perf_counter()
     group, dev = distributed.setup(resolve_device(device))
+    run = None
     try:
         run = _Run.start(
             model,
@@ -111,6 +113,8 @@ def train(
         run.log.wall_start = start_wall
         return run.fit(stop_after_epochs, callback, eval_every)
     finally:
+        if run is not None and run.lock is not None:
+            run.lock.release()
         distributed.teardown(group)
 
 
@@ -223,6 +227,7 @@ class _Run:
     settings: dict[str, Any]  # what a resume must match
     progress: bool
     log: _Log
+    lock: RunLock | None = None  # held while this process writes ``out`` (rank 0)
 
     # ------------------------------------------------------------ set-up
     @classmethod
@@ -247,11 +252,17 @@ class _Run:
     ) -> _Run:
         """Check everything that can be checked before writing a byte, then build the run."""
         resuming = out is not None and ckpt.has_run(out)
+        if resume and out is not None and not resuming:
+            raise UserError(
+                f"--resume: {out} holds no run to continue (the folder is missing or has no "
+                "finished epoch); drop --resume to start a new run"
+            )
         if resuming and not resume:
             raise UserError(
                 f"{out} already holds a run: pass --resume to continue it or choose another --out"
             )
         if out is not None:
+            check_run_folder(out, "train", holds_run=resuming)
             _check_writable(out)
         seed_everything(seed)
         splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
@@ -283,17 +294,22 @@ class _Run:
         if resuming:
             assert out is not None
             log = _resume(out, settings, model, model_name, parts)
-        created = False
+        created, lock = False, None
         if out is not None:
-            created = not out.exists()
             error = None
             if group.main:
-                try:
-                    out.mkdir(parents=True, exist_ok=True)
+                try:  # the lock refuses a second process on this folder, naming its pid
+                    lock, created = claim_run_folder(out, "train", "training")
                     if resuming:  # finish a publication a kill may have cut short
                         ckpt.publish(out, log.history)
+                    elif ckpt.has_run(out):  # another process committed a run meanwhile
+                        error = f"{out} already holds a run: pass --resume to continue it or choose another --out"
+                except UserError as err:
+                    error = str(err)
                 except OSError as err:
                     error = f"cannot write to --out {out}: {err.strerror or err}"
+                if error is not None and lock is not None:
+                    lock.release()
             distributed.agree_on_error(error, group)
         return cls(
             model=model,
@@ -311,6 +327,7 @@ class _Run:
             settings=settings,
             progress=progress,
             log=log,
+            lock=lock,
         )
 
     # ---------------------------------------------------------- training
@@ -338,7 +355,9 @@ class _Run:
                     break
         except BaseException:
             if self.created_out and not committed and self.group.main and self.out is not None:
-                shutil.rmtree(self.out, ignore_errors=True)  # leave nothing half-made
+                if self.lock is not None:
+                    self.lock.release()
+                shutil.rmtree(self.out, ignore_errors=True)  # we made it: leave nothing half-made
             raise
         summary = _summary(self.log, self.settings)
         if self.out is not None and self.group.main:
@@ -720,6 +739,8 @@ def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     b.legend()
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
+    if os.path.lexists(tmp):
+        tmp.unlink()
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)

@@ -9,7 +9,8 @@ Shape of a run (every step resumable from ``search.sqlite``):
 2. each later batch comes from the strategy's ``ask`` (``jointnas``: refit
    the predictor, rank a feasible pool by the acquisition; ``random``: more
    feasible draws) and is trained on the same schedule, stopped at the
-   early-stopping epoch;
+   early-stopping epoch, or earlier where the strategy's ``stop_after(ctx,
+   row)`` says so (``successive-halving``'s lower rungs);
 3. the strategy's ``fine`` step proposes one last pick per constraint
    (``jointnas``: the genetic search on the predictor), the budget is spent
    exactly, and the best measured pair per constraint is written to
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
 
 from .config import PINNED, ConfigError, SearchConfig
 from .constraints import Constraint, parse_constraint
@@ -42,7 +44,7 @@ from .executors import make_executor
 from .predictor import rank_quality
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
-from .store import RunLock, Store
+from .store import Store
 from .strategies import Context, Proposal, Strategy, make_strategy
 
 # SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
@@ -123,10 +125,11 @@ class Search:
         self.strategy = strategy or make_strategy(config.strategy)
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
         # everything that can fail on the user's input fails before the folder exists
+        check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
         self.first = self._first_batch()
         self.executor: Any = None
         self.bar: Any = None
-        self.lock = RunLock(self.out)
+        self.lock: RunLock | None = None
         self.store: Store | None = None
 
     def open(self) -> None:
@@ -137,12 +140,12 @@ class Search:
                 c.executor, c.ray_address, c.cpus_per_trial, c.gpus_per_trial
             )
         try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            self.lock.acquire()
+            self.lock, _ = claim_run_folder(self.out, "search", "search")
         except PermissionError as err:
             raise UserError(
                 f"{self.out}: cannot write to the run folder ({err.strerror})"
             ) from None
+        refuse_link(self.out / DB_NAME)
         self.store = Store(self.out / DB_NAME)
         self._check_resume()
 
@@ -153,7 +156,9 @@ class Search:
         if self.store is not None:
             self.store.close()
             self.store = None
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _first_batch(self) -> Proposal:
         """The first batch, and a check that every constraint admits at least one pair."""
@@ -241,9 +246,14 @@ class Search:
             return
         c = self.config
         stop = self.stop_epoch
+        ctx = self._context()
+        planned = getattr(self.strategy, "stop_after", None)  # multi-fidelity strategies
         tasks = []
         for row in pending:
             early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
+            if row["iteration"] > 0 and planned is not None:
+                shorter = planned(ctx, row)
+                early = early if shorter is None else shorter
             task = EvalTask(
                 row["id"],
                 row["arch"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import yaml
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.outputs import refuse_link, write_new
 
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
@@ -207,7 +209,7 @@ def write_report(
         ]
     lines += ["", "Plots: `acc_vs_macs.png`, `predicted_vs_measured.png`, `progress.png`.", ""]
     text = "\n".join(lines)
-    (out / "report.md").write_text(text)
+    _write_text(out / "report.md", text)
     return text
 
 
@@ -365,12 +367,24 @@ def write_plots(out: Path, store: Store) -> list[Path]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    """Save a plot under a temporary name and rename it into place (never through a link)."""
     import matplotlib.pyplot as plt
 
+    refuse_link(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    if os.path.lexists(tmp):
+        tmp.unlink()
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
+    os.replace(tmp, path)
     return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace one of our own report files; a link in its place is refused, never followed."""
+    refuse_link(path)
+    write_new(path, text.encode("utf-8"))
 
 
 def write_outputs(
@@ -389,6 +403,7 @@ def write_outputs(
     summary = dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
     if not write:
         return summary
+    refuse_link(out / "best")
     (out / "best").mkdir(parents=True, exist_ok=True)
     for c in constraints:
         if best[c.text] is not None:
@@ -401,7 +416,7 @@ def write_outputs(
                 stop_epoch=store.get("stop_epoch"),
                 schedule=config.get("epochs"),
             )
-            (out / "best" / f"{c.slug}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+            _write_text(out / "best" / f"{c.slug}.yaml", yaml.safe_dump(doc, sort_keys=False))
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
     return summary
@@ -409,7 +424,6 @@ def write_outputs(
 
 def report_run(out: str | Path) -> dict[str, Any]:
     """Re-render the outputs of a (finished or running) search folder."""
-    import os
     import sys
 
     out = Path(out)
