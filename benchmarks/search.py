@@ -1,27 +1,38 @@
-"""Search strategies against the ground-truth pool: regret to the pool's best against budget.
+"""Search strategies on a ground-truth pool: regret to the pool's best at equal trainings and at equal epochs.
 
-    python benchmarks/search.py                  # every strategy x 30 seeds (time: see the results file)
-    python benchmarks/search.py --seeds 5        # a quick look
+    python3 benchmarks/search.py --pool heldout --seeds 200 --jobs 2 --out benchmarks/results/search.md
+    python3 benchmarks/search.py --pool tune --seeds 4 --strategies random jointnas --out /tmp/s.md
 
 Every search runs through the real driver (``run_search``) with the pool as
-its candidate source and its evaluator (``search/pool.py``), so each
-"training" is a table look-up of the pair's seed-0 training and a whole
-search takes seconds.  Strategies: ``random``; ``jointnas`` as shipped
-(pretrained encoder, the Bayesian linear head below 64 measured pairs, so in
-every search here, and the network ensemble from there, UCB, early stopping
-from 16 first-batch curves); ``jointnas`` with only the GP or only the network
-head, without pretraining, with early stopping from 8 curves; the paper's greedy mode
-(network head, one member, kappa 0); and a bound: the GP head given the length
-scales and noise that its marginal likelihood picks on the whole pool, which
-no search knows in advance.  Seed ``s`` gives every strategy the same first
-batch.  Writes ``benchmarks/results/search.md`` and ``search.png``.
+its candidate source (``PoolSource``: strategies can only pick pool pairs) and
+its evaluator (``search/pool.py``), so a "training" is a table look-up and a
+search takes seconds.  Scoring follows issue 17: search seed ``s`` is shown
+one training of each pair, drawn from (``s``, pair), and every pick is scored
+on the mean of the pair's *other* trainings (``PoolEvaluator.truth``), never
+on a number the search saw; the pool's best is the best of those truths, and
+strategies run with the same ``s`` see the same noise and the same truths
+(paired).  Regret is reported after 8-64 trainings and after the same number
+of proxy epochs (trainings x the pool's epochs), so multi-fidelity strategies
+that train some pairs for fewer epochs are compared at equal compute.
+
+Strategies are the names registered in ``fbnetv3_zoo.search.strategies``
+(all of them by default); ``NAME:field=value,...`` runs a variant with other
+``SearchConfig`` fields (e.g. ``jointnas:head=gp``).  Search settings default
+to the CLI's own (``SearchConfig()``), so ``jointnas`` runs as shipped.
+Nothing is written unless ``--out`` names a results file (its plot goes next
+to it as ``.png``); committed results are only replaced when ``--out`` says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,388 +44,562 @@ import numpy as np
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 CONSTRAINT = "macs<=1M"  # every pool pair meets it: the whole pool competes
-_DRIVER_MIN_STOP: dict[str, int] = {}  # the driver's own MIN_STOP_CURVES, kept per process
-_DRIVER_FIT_GP: dict[str, Any] = {}  # the driver's own gp_head.fit_gp, kept per process
-ES_RANDOM = "random, early stopping from 8 curves"
-ES_JOINTNAS = "jointnas, early stopping from 8 curves"
-ORACLE = "gp head, length scales fitted to the whole pool (oracle)"
-BUDGETS = (8, 12, 16, 24, 32, 40, 48, 60)
+BUDGETS = (8, 12, 16, 24, 32, 40, 48, 64)  # trainings; equal-epoch levels are these x proxy epochs
+NEAR = 0.5  # a pick "finds the best" when its truth is within this many points of the pool's best
+RESAMPLES = 2000  # bootstrap resamples of the seeds
+BOOTSTRAP_SEED = 0
+SETTINGS = (
+    "initial",
+    "batch",
+    "members",
+    "fit_steps",
+    "pretrain_steps",
+)  # overridable config fields
 
-# name -> SearchConfig fields over the common ones
-STRATEGIES: dict[str, dict[str, Any]] = {
-    "random": dict(strategy="random"),
-    "jointnas": dict(strategy="jointnas"),
-    "jointnas, gp head": dict(strategy="jointnas", head="gp"),
-    # a bound, not a strategy: the GP given the length scales and noise that the marginal
-    # likelihood picks on all 150 pairs, which no search knows in advance
-    ORACLE: dict(strategy="jointnas", head="gp", oracle=True),
-    "jointnas, network head": dict(strategy="jointnas", head="network"),
-    "jointnas, no pretraining": dict(strategy="jointnas", pretrain_steps=0),
-    "paper (members 1, kappa 0)": dict(strategy="jointnas", head="network", members=1, kappa=0.0),
-    # the paper's early stopping chosen from the 8 first-batch curves (the driver needs 16)
-    ES_RANDOM: dict(strategy="random", min_stop_curves=3),
-    ES_JOINTNAS: dict(strategy="jointnas", min_stop_curves=3),
-}
+_POOL: dict[str, Any] = {}  # this process's snapshot of the (restricted) pool, set once per worker
+
+
+def pool_file(name: str) -> Path:
+    """``tune``/``heldout`` name the committed pools; anything else is a path."""
+    return HERE / "data" / f"pool_{name}.jsonl.gz" if name in ("tune", "heldout") else Path(name)
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME[:field=value,...]`` -> (registered strategy name, SearchConfig fields)."""
+    name, _, rest = text.partition(":")
+    fields: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(_config_class())}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in known or key in ("strategy", "seed", "budget"):
+            raise SystemExit(f"--strategies {text!r}: {item!r} is not a SearchConfig field=value")
+        fields[key] = _value(value.strip())
+    return name, fields
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _config_class() -> Any:
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    return SearchConfig
+
+
+def registered() -> list[str]:
+    """Every strategy name the package has registered (baselines added later are included)."""
+    from fbnetv3_zoo.search.strategies import STRATEGIES
+
+    return list(STRATEGIES)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", default=str(HERE / "data" / "pool_tune.jsonl.gz"), help="pool file")
-    p.add_argument("--seeds", type=int, default=30, help="paired seeds per strategy (default 30)")
-    p.add_argument("--budget", type=int, default=60, help="trainings per search (default 60)")
-    p.add_argument("--initial", type=int, default=8, help="first (Sobol) batch (default 8)")
-    p.add_argument("--batch", type=int, default=4, help="later batch size (default 4)")
-    p.add_argument("--members", type=int, default=3, help="predictor ensemble (default 3)")
-    p.add_argument("--fit-steps", type=int, default=100, help="predictor fit steps (default 100)")
     p.add_argument(
-        "--pretrain-steps", type=int, default=300, help="pretraining steps (default 300)"
+        "--pool", default="heldout", help="tune, heldout or a pool file (default heldout)"
     )
-    p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
+    p.add_argument(
+        "--min-seeds",
+        type=int,
+        default=4,
+        help="use only pairs trained with at least this many seeds (default 4; >= 2 for a held-out truth)",
+    )
+    p.add_argument("--seeds", type=int, default=200, help="paired search seeds (default 200)")
+    p.add_argument("--seed-start", type=int, default=0, help="first search seed (default 0)")
+    p.add_argument(
+        "--budget", type=int, default=max(BUDGETS), help="trainings per search (default 64)"
+    )
+    for name in SETTINGS:
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            help=f"SearchConfig.{name} (default: the CLI's)",
+        )
     p.add_argument(
         "--strategies",
         nargs="+",
-        default=list(STRATEGIES),
-        choices=list(STRATEGIES),
         metavar="NAME",
-        help="strategies to compare (random and jointnas always run); default: all of "
-        + ", ".join(repr(n) for n in STRATEGIES),
+        help="registered strategies or NAME:field=value,... variants (default: every registered one)",
     )
-    p.add_argument("--out", default=str(RESULTS / "search.md"), help="results file ('' = none)")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--top-k", type=int, default=10, help="the oracle reference's top k (default 10)"
+    )
+    p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
+    p.add_argument(
+        "--out", help="results file (.md; the plot goes next to it); default: print only"
+    )
+    args = p.parse_args(argv)
+    if args.min_seeds < 2:
+        p.error(
+            "--min-seeds must be >= 2: the truth is the mean of the seeds a search was not shown"
+        )
+    if args.seeds < 2:
+        p.error("--seeds must be >= 2 for a bootstrap interval")
+    names = registered()
+    args.strategies = args.strategies or names
+    if "random" not in args.strategies:
+        args.strategies = ["random"] + args.strategies  # every comparison is paired with random
+    for text in args.strategies:
+        if parse_variant(text)[0] not in names:
+            p.error(f"unknown strategy {text!r}; registered: {', '.join(names)}")
+    return args
 
 
-def search_config(args: argparse.Namespace, pool: Any, name: str, seed: int) -> Any:
-    from fbnetv3_zoo.search.config import SearchConfig
-
+def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, budget: int) -> Any:
+    """The CLI's settings, the pool's proxy, and the strategy's (variant) fields."""
+    name, fields = parse_variant(text)
     proxy = pool.proxy
+    chosen = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
     common = dict(
         space=proxy["space"],
         data=proxy["data"],
         epochs=proxy["epochs"],
         constraints=[CONSTRAINT],
-        budget=args.budget,
-        initial=args.initial,
-        batch=args.batch,
+        budget=budget,
         seed=seed,
-        members=args.members,
-        fit_steps=args.fit_steps,
-        pretrain_steps=args.pretrain_steps,
-        pretrain_samples=1024,
-        ga_population=32,
-        ga_generations=10,
+        strategy=name,
     )
-    fields = {k: v for k, v in STRATEGIES[name].items() if k not in ("min_stop_curves", "oracle")}
-    return SearchConfig(**{**common, **fields})
+    return _config_class()(**{**common, **chosen, **fields})
 
 
-def _real_fit_gp() -> Any:
-    from fbnetv3_zoo.search import gp_head
-
-    return _DRIVER_FIT_GP.setdefault("fit", gp_head.fit_gp)
-
-
-def whole_pool_fit(pool: Any) -> Any:
-    """``fit_gp`` with the length scales and noise it picks on every pool pair (seed-0 scores)."""
-    real = _real_fit_gp()
-    u = pool.vectors()
-    y = np.array([0.0 if p.score(0) is None else p.score(0) for p in pool.pairs])
-    found: dict[int, tuple] = {}  # id(pretrained encoder) -> (lengths, noise)
-
-    def fit(u_: Any, y_: Any, pretrained: Any = None, space: Any = None, **kwargs: Any) -> Any:
-        if id(pretrained) not in found:
-            whole = real(u, y, pretrained, space)
-            found[id(pretrained)] = (whole.lengths, whole.noise)
-        lengths, noise = found[id(pretrained)]
-        return real(u_, y_, pretrained, space, lengths=lengths, noise=noise, **kwargs)
-
-    return fit
+def _set_pool(pool: Any) -> None:
+    """Give a worker the main process's snapshot (the pool files grow while builds run)."""
+    _POOL["pool"] = pool
 
 
 def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
-    """Run one search on the pool; returns per-candidate pool index, score and epochs, in order."""
+    """One search on the pool: per training, its pool position, measured score and epochs, in order.
+
+    A search whose trainings were cut short (early stopping, multi-fidelity)
+    has spent fewer epochs than the equal-epoch comparison needs; it is rerun
+    with a larger training budget (same seed, so the same prefix) until it
+    reaches the largest epoch level or has trained the whole pool.
+    """
     import torch
-    from fbnetv3_zoo.search import coarse, gp_head, report
     from fbnetv3_zoo.search.coarse import run_search
-    from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource, load_pool
+    from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
     from fbnetv3_zoo.search.space import load_space
     from fbnetv3_zoo.search.store import Store, vector_key
 
     torch.set_num_threads(1)
-    args, name, seed = job
-    _DRIVER_MIN_STOP.setdefault("curves", coarse.MIN_STOP_CURVES)
-    coarse.MIN_STOP_CURVES = STRATEGIES[name].get("min_stop_curves", _DRIVER_MIN_STOP["curves"])
-    pool = load_pool(args.pool)
+    args, text, seed = job
+    pool = _POOL["pool"]
     space = load_space(pool.proxy["space"])
-    gp_head.fit_gp = whole_pool_fit(pool) if STRATEGIES[name].get("oracle") else _real_fit_gp()
-    report.write_plots = lambda out, store: []  # plots of 120 throwaway runs: not needed
     where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
+    epochs = pool.proxy["epochs"]
+    target = max(budgets_for(args, pool)) * epochs
+    budget = min(args.budget, len(pool.pairs))
     start = time.perf_counter()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
-    with tempfile.TemporaryDirectory(dir=shm) as tmp:
-        run_search(
-            search_config(args, pool, name, seed),
-            tmp,
-            evaluator=PoolEvaluator(pool, seed=0),
-            progress=False,
-            source=PoolSource(space, pool),
-        )
-        store = Store(Path(tmp) / "search.sqlite", readonly=True)
-        rows = store.candidates()
-        stop = store.get("stop_epoch")
-        store.close()
+    for _ in range(4):
+        evaluator = PoolEvaluator(pool, search_seed=seed)
+        with tempfile.TemporaryDirectory(dir=shm) as tmp:
+            run_search(
+                search_config(args, pool, text, seed, budget),
+                Path(tmp) / "run",
+                evaluator=evaluator,
+                progress=False,
+                source=PoolSource(space, pool),
+            )
+            store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
+            rows = store.candidates()
+            store.close()
+        spent = sum(r["epochs"] or 0 for r in rows)
+        if spent >= target or budget >= len(pool.pairs) or not rows:
+            break
+        budget = min(len(pool.pairs), math.ceil(budget * target / max(spent, 1)) + 1)
     return dict(
-        name=name,
+        name=text,
         seed=seed,
+        budget=budget,
         pair=[where[vector_key(r["vector"])] for r in rows],
         score=[r["score"] if r["status"] == "done" else None for r in rows],
         epochs=[r["epochs"] or 0 for r in rows],
-        stop_epoch=stop,
+        shown=[evaluator.shown[pool.pairs[where[vector_key(r["vector"])]].index] for r in rows],
+        truth=evaluator.truths(),  # the evaluator that answered the search scores it
         wall_s=time.perf_counter() - start,
     )
 
 
-def anytime_regret(run: dict[str, Any], quality: np.ndarray, best: float, budgets) -> np.ndarray:
-    """Regret of the search's pick after each budget: the best *measured* score so far, judged by its true quality."""
-    out = []
+def budgets_for(args: argparse.Namespace, pool: Any) -> list[int]:
+    """The training budgets that fit the run's budget and leave the search pool pairs to choose from."""
+    return [b for b in BUDGETS if b <= args.budget and b < len(pool.pairs)]
+
+
+def pick_regret(run: dict[str, Any], n: int, best: float) -> float:
+    """Regret of the pick after the first ``n`` trainings: the best *measured* score, judged by its held-out truth.
+
+    This is what the driver's ``best/<constraint>.yaml`` would report had the
+    search stopped there.  NaN when the run trained fewer than ``n`` pairs.
+    """
+    if n > len(run["pair"]):
+        return float("nan")
+    scored = [
+        (s, k) for s, k in zip(run["score"][:n], run["pair"][:n], strict=True) if s is not None
+    ]
+    return best - float(run["truth"][max(scored)[1]]) if scored else best
+
+
+def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Regret at each training budget and at each epoch level (budget x proxy epochs)."""
+    best = float(np.max(run["truth"]))
+    trainings = np.array([pick_regret(run, b, best) for b in budgets])
+    spent = np.cumsum(run["epochs"])
+    at_epochs = []
     for b in budgets:
-        scored = [
-            (s, k) for s, k in zip(run["score"][:b], run["pair"][:b], strict=True) if s is not None
-        ]
-        out.append(best - quality[max(scored)[1]] if scored else best)
-    return np.array(out)
-
-
-def compute_regret(
-    run: dict[str, Any], quality: np.ndarray, best: float, levels, epochs: int, full: bool
-) -> np.ndarray:
-    """Regret against training epochs spent; ``full`` counts (and scores) every pair at the full schedule."""
-    out = []
-    final = run["final"]
-    spent = np.cumsum([epochs if full else e for e in run["epochs"]])
-    for c in levels:
-        n = int(np.searchsorted(spent, c + 1e-9, side="right"))
-        if n == len(spent) and spent[-1] < c:
-            out.append(np.nan)  # this run's budget does not reach that much compute
+        level = b * epochs
+        if not len(spent) or spent[-1] < level:
+            at_epochs.append(float("nan"))  # this run never spent that much
             continue
-        scores = final[:n] if full else run["score"][:n]
-        scored = [(s, k) for s, k in zip(scores, run["pair"][:n], strict=True) if s is not None]
-        out.append(best - quality[max(scored)[1]] if scored else best)
-    return np.array(out)
+        n = int(np.searchsorted(spent, level, side="right"))
+        at_epochs.append(pick_regret(run, n, best))
+    return trainings, np.array(at_epochs)
 
 
-def bootstrap(values: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
-    """Mean and 95 % percentile-bootstrap interval over seeds (rows)."""
-    values = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def references(pool: Any, seed: int, budgets: list[int], top_k: int) -> dict[str, np.ndarray]:
+    """Two oracles that know each pair's held-out truth (no search does): reference points, not bounds.
+
+    ``top-k``: a pick uniformly within the true top k (expected regret, the
+    same at every budget).  ``top-b``: train the true top b pairs once each
+    (the shown seed) and keep the best measurement, the regret that one noisy
+    measurement per pair leaves even when the search knows where to look.
+    """
+    from fbnetv3_zoo.search.pool import shown_seed
+
+    truth = pool.truth(seed)
+    measured = np.array([p.final(shown_seed(p, seed)) for p in pool.pairs])
+    order = np.argsort(-truth, kind="stable")
+    best = truth[order[0]]
+    top_k_regret = float(np.mean(best - truth[order[:top_k]]))
+    top_b = [best - truth[order[:b]][int(np.argmax(measured[order[:b]]))] for b in budgets]
+    return {
+        f"oracle: random pick in the true top {top_k}": np.full(len(budgets), top_k_regret),
+        "oracle: trains the true top b, keeps its best measurement": np.array(top_b),
+    }
 
 
-def plot(path: Path, budgets, table: dict[str, np.ndarray]) -> None:
+class Paired:
+    """Percentile-bootstrap statistics over seeds, one resampling shared by every strategy (paired)."""
+
+    def __init__(self, n: int, resamples: int = RESAMPLES, seed: int = BOOTSTRAP_SEED) -> None:
+        self.idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+    def mean(self, v: np.ndarray) -> tuple[float, float, float]:
+        means = v[self.idx].mean(axis=1)
+        return float(v.mean()), *np.percentile(means, [2.5, 97.5]).tolist()
+
+    def ratio(self, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+        num, den = a[self.idx].mean(axis=1), b[self.idx].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = num / den
+        point = a.mean() / b.mean() if b.mean() > 0 else float("nan")
+        lo, hi = (
+            np.nanpercentile(ratios, [2.5, 97.5]) if np.isfinite(ratios).any() else (np.nan,) * 2
+        )
+        return float(point), float(lo), float(hi)
+
+
+def fmt(stats: tuple[float, float, float], digits: int = 2) -> str:
+    if not np.isfinite(stats[0]):
+        return "n/a"
+    return f"{stats[0]:.{digits}f} [{stats[1]:.{digits}f}, {stats[2]:.{digits}f}]"
+
+
+def is_jointnas(text: str) -> bool:
+    return parse_variant(text)[0] == "jointnas"
+
+
+def tables(
+    axis: str,
+    levels: list[int],
+    table: dict[str, np.ndarray],
+    refs: dict[str, np.ndarray],
+    boot: Paired,
+) -> list[str]:
+    """Mean regret, paired differences and ratios, and the near-best rate along one axis."""
+    names = list(table)
+    ok = {n: ~np.isnan(v).any(axis=0) for n, v in table.items()}  # a level every seed reached
+
+    def mean_cell(v: np.ndarray, j: int, reached: bool = True) -> str:
+        return fmt(boot.mean(v[:, j])) if reached else "n/a"
+
+    def versus(n: str, ref: str, j: int) -> str:
+        if not (ok[n][j] and ok[ref][j]):
+            return "n/a"
+        a, b = table[n][:, j], table[ref][:, j]
+        return f"{fmt(boot.mean(a - b))}; {fmt(boot.ratio(a, b))}x"
+
+    out = [
+        f"### At equal {axis}",
+        "",
+        "Mean regret in points [95 % interval]; the oracle columns know the truth (references, not bounds):",
+        "",
+        f"| {axis} | " + " | ".join(names + list(refs)) + " |",
+        "|---|" + "---|" * (len(names) + len(refs)),
+    ]
+    for j, c in enumerate(levels):
+        cells = [mean_cell(table[n], j, ok[n][j]) for n in names]
+        cells += [mean_cell(refs[r], j) for r in refs]
+        out.append(f"| {c} | " + " | ".join(cells) + " |")
+    others = [n for n in names if n != "random"]
+    if others:
+        out += [
+            "",
+            "Paired difference to `random` (negative: closer to the best) [95 % interval]; ratio of mean regrets [95 % interval]:",
+            "",
+            f"| {axis} | " + " | ".join(others) + " |",
+            "|---|" + "---|" * len(others),
+        ]
+    for j, c in enumerate(levels if others else []):
+        out.append(f"| {c} | " + " | ".join(versus(n, "random", j) for n in others) + " |")
+    baselines = [n for n in names if not is_jointnas(n)]
+    contenders = [n for n in names if is_jointnas(n)]
+    if contenders:
+        out += [
+            "",
+            "Paired difference and ratio to the best non-jointnas baseline at that level "
+            "(lowest mean regret among " + ", ".join(f"`{n}`" for n in baselines) + "; chosen on "
+            "these same seeds, which favours the baseline):",
+            "",
+            f"| {axis} | best baseline | " + " | ".join(contenders) + " |",
+            "|---|---|" + "---|" * len(contenders),
+        ]
+        for j, c in enumerate(levels):
+            reached = [n for n in baselines if ok[n][j]]
+            if not reached:
+                out.append(f"| {c} | n/a | " + " | ".join("n/a" for _ in contenders) + " |")
+                continue
+            base = min(reached, key=lambda n: table[n][:, j].mean())
+            out.append(
+                f"| {c} | `{base}` | " + " | ".join(versus(n, base, j) for n in contenders) + " |"
+            )
+    out += [
+        "",
+        f"Rate of picking a pair whose truth is within {NEAR} points of the pool's best [95 % interval]:",
+        "",
+        f"| {axis} | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for j, c in enumerate(levels):
+        cells = [
+            fmt(boot.mean((table[n][:, j] <= NEAR).astype(float))) if ok[n][j] else "n/a"
+            for n in names
+        ]
+        out.append(f"| {c} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def plot(
+    path: Path,
+    budgets: list[int],
+    epochs: int,
+    by_epochs: dict[str, np.ndarray],
+    by_trainings: dict[str, np.ndarray],
+    refs: dict[str, np.ndarray],
+    boot: Paired,
+    title: str,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for name, regret in table.items():
-        stats = np.array([bootstrap(regret[:, j]) for j in range(len(budgets))])
-        ax.plot(budgets, stats[:, 0], marker="o", label=name)
-        ax.fill_between(budgets, stats[:, 1], stats[:, 2], alpha=0.2)
-    ax.set_xlabel("trainings (budget)")
-    ax.set_ylabel("regret to the pool's best (top-1 points)")
-    ax.set_title("Search on the ground-truth pool (mean, 95 % bootstrap interval)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, table, x, label in (
+        (axes[0], by_epochs, [b * epochs for b in budgets], "proxy epochs spent"),
+        (axes[1], by_trainings, budgets, "trainings"),
+    ):
+        for name, regret in table.items():
+            ok = ~np.isnan(regret).any(axis=0)
+            xs = np.array(x)[ok]
+            stats = np.array([boot.mean(regret[:, j]) for j in np.flatnonzero(ok)])
+            if not len(stats):
+                continue
+            ax.plot(xs, stats[:, 0], marker="o", label=name)
+            ax.fill_between(xs, stats[:, 1], stats[:, 2], alpha=0.2)
+        for (name, regret), style in zip(refs.items(), (":", "--"), strict=False):
+            stats = np.array([boot.mean(regret[:, j]) for j in range(len(budgets))])
+            ax.plot(x, stats[:, 0], color="grey", linestyle=style, label=name)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("regret to the pool's best (top-1 points)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(title + " (mean, 95 % bootstrap band)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def load_snapshot(path: Path, min_seeds: int) -> tuple[Any, Any]:
+    """The pool as read now (retried: a build may be appending a member) and its restriction."""
+    from fbnetv3_zoo.search.pool import PoolError, load_pool
+
+    for attempt in range(5):
+        try:
+            full = load_pool(path)
+            break
+        except PoolError:
+            if attempt == 4:
+                raise
+            time.sleep(2)
+    return full, full.restrict(min_seeds)
+
+
+def git_state() -> str:
+    """The commit the run used, and whether the search code differed from it."""
+    try:
+        root = HERE.parent
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "search", "benchmarks/search.py"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return head + (" (search code modified after it)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def landing() -> str:
+    """How strategies end up on pool pairs (the rule lives in the driver's sources, one for all)."""
+    from fbnetv3_zoo.search import sources
+
+    text = "Strategies choose among the pool's pairs (`PoolSource`, a finite source)"
+    if hasattr(sources, "nearest_unvisited"):
+        text += (
+            "; a point a strategy proposes in the continuous space lands on the nearest unvisited "
+            "feasible pool pair in the encoded space (`sources.nearest_unvisited`)"
+        )
+    return text + "."
+
+
+def shown_path(path: str | Path) -> str:
+    """A path relative to the repository when it is inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(HERE.parent)) if p.is_relative_to(HERE.parent) else str(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
-    from fbnetv3_zoo.search.pool import load_pool
 
     args = parse_args(argv)
     start = time.perf_counter()
-    pool = load_pool(args.pool)
-    quality, count = pool.quality()
-    best_k = int(np.argmax(quality))
-    best = float(quality[best_k])
+    path = pool_file(args.pool)
+    full, pool = load_snapshot(path, args.min_seeds)
+    budgets = budgets_for(args, pool)
+    if not budgets:
+        raise SystemExit(
+            f"{path}: {len(pool.pairs)} pairs have >= {args.min_seeds} seeds; a search needs more "
+            f"than {BUDGETS[0]} (or lower --budget/--min-seeds)"
+        )
     epochs = pool.proxy["epochs"]
-    budgets = [b for b in BUDGETS if b <= args.budget]
-    names = ["random", "jointnas"] + [n for n in args.strategies if n not in ("random", "jointnas")]
-    jobs = [(args, name, seed) for name in names for seed in range(args.seeds)]
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    jobs = [(args, name, s) for name in args.strategies for s in seeds]
     if args.jobs > 1:
-        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-            runs = list(ex.map(one_search, jobs))
+        with ProcessPoolExecutor(args.jobs, initializer=_set_pool, initargs=(pool,)) as ex:
+            runs = list(ex.map(one_search, jobs, chunksize=4))
     else:
+        _set_pool(pool)
         runs = [one_search(j) for j in jobs]
-    final0 = {k: p.score(0) for k, p in enumerate(pool.pairs)}
-    for run in runs:
-        run["final"] = [final0[k] for k in run["pair"]]
-    regret = {
-        name: np.array(
-            [anytime_regret(r, quality, best, budgets) for r in runs if r["name"] == name]
-        )
-        for name in names
-    }
-    levels = [b * epochs for b in budgets]
-
-    def at_compute(name: str, full: bool) -> np.ndarray:
-        return np.array(
-            [
-                compute_regret(r, quality, best, levels, epochs, full)
-                for r in runs
-                if r["name"] == name
-            ]
-        )
-
-    equal = {"random, every pair trained in full": at_compute("random", True)}
-    equal["jointnas, every pair trained in full"] = at_compute("jointnas", True)
-    if ES_JOINTNAS in names:
-        equal[f"{ES_JOINTNAS}: early-stopped pairs cost less"] = at_compute(ES_JOINTNAS, False)
+    for run in runs:  # the scoring never sees a shown training (tests/test_search_pool.py)
+        for k, seed in zip(run["pair"], run["shown"], strict=True):
+            assert run["truth"][k] == pool.pairs[k].truth_without(seed)
+    by_trainings: dict[str, np.ndarray] = {}
+    by_epochs: dict[str, np.ndarray] = {}
+    for name in args.strategies:
+        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
+        both = [regrets(r, budgets, epochs) for r in mine]
+        by_trainings[name] = np.array([t for t, _ in both])
+        by_epochs[name] = np.array([e for _, e in both])
+    per_seed = [references(pool, s, budgets, args.top_k) for s in seeds]
+    refs = {k: np.array([r[k] for r in per_seed]) for k in per_seed[0]}
+    boot = Paired(len(seeds))
     total = time.perf_counter() - start
-    if args.out:
-        plot(Path(args.out).with_suffix(".png"), budgets, regret)
-    text = report(args, pool, quality, count, best_k, budgets, regret, equal, levels, runs, total)
-    text += f"\nMachine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs, torch {torch.__version__}, {args.jobs} search(es) at once, 1 thread each.\n"
+    text = report(args, path, full, pool, budgets, runs, by_trainings, by_epochs, refs, boot, total)
+    text += (
+        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
+        f"torch {torch.__version__}, {args.jobs} search(es) at once, 1 thread each.\n"
+    )
     print(text)
     if args.out:
-        Path(args.out).write_text(text)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        title = f"pool {args.pool}, {len(pool.pairs)} pairs, seeds {seeds[0]}-{seeds[-1]}"
+        plot(out.with_suffix(".png"), budgets, epochs, by_epochs, by_trainings, refs, boot, title)
+        out.write_text(text)
 
 
-def shown(path: str) -> str:
-    """A path relative to the repository when it is inside it (results files travel with the repo)."""
-    p = Path(path).resolve()
-    return str(p.relative_to(HERE.parent)) if p.is_relative_to(HERE.parent) else path
-
-
-def fmt(stats: tuple[float, float, float]) -> str:
-    return f"{stats[0]:.2f} [{stats[1]:.2f}, {stats[2]:.2f}]"
-
-
-def report(args, pool, quality, count, best_k, budgets, regret, equal, levels, runs, total) -> str:
-    names = list(regret)
-
-    def reference(name: str) -> str:
-        """Each strategy is paired with random at the same early-stopping setting."""
-        return ES_RANDOM if name == ES_JOINTNAS and ES_RANDOM in regret else "random"
-
-    stops = sorted({r["stop_epoch"] for r in runs} - {None})
+def report(
+    args, path, full, pool, budgets, runs, by_trainings, by_epochs, refs, boot, total
+) -> str:
+    epochs = pool.proxy["epochs"]
+    counts = full.seed_counts()
+    spread = ", ".join(
+        f"{int((counts == c).sum())} with {c}" for c in sorted(set(counts.tolist()), reverse=True)
+    )
     per_run = np.mean([r["wall_s"] for r in runs])
+    extended = sorted({r["name"] for r in runs if r["budget"] > args.budget})
+    config = search_config(args, pool, "random", args.seed_start, args.budget)
+    command = "python3 benchmarks/search.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    truths = np.array([r["truth"] for r in runs if r["name"] == "random"])
+    chosen = [
+        f"--{k.replace('_', '-')} {getattr(args, k)}"
+        for k in SETTINGS
+        if getattr(args, k) is not None
+    ]
+    overridden = f" with {', '.join(chosen)}" if chosen else ""
     lines = [
-        "# Search strategies on the ground-truth pool",
+        f"# Search strategies on the `{args.pool}` pool",
         "",
-        f"Command: `python benchmarks/search.py --seeds {args.seeds} --budget {args.budget} "
-        f"--initial {args.initial} --batch {args.batch} --jobs {args.jobs}"
-        + (f" --out {shown(args.out)}" if Path(args.out) != RESULTS / "search.md" else "")
-        + f"`; run time {total / 60:.1f} min ({per_run:.1f} s per search on average).",
-        f"Pool: `{shown(args.pool)}` ({len(pool.pairs)} pairs, {int((count >= 2).sum())} trained with >= 2 seeds, "
-        f"{int((count >= 3).sum())} with >= 3; see `benchmarks/results/pool_tune.md`).",
-        f"Searches: the real driver (`run_search`) with `PoolSource` and `PoolEvaluator(seed=0)`, constraint "
-        f"{CONSTRAINT} (every pool pair meets it), budget {args.budget}, first batch {args.initial}, "
-        f"later batches {args.batch}, predictor: {args.members} members, {args.fit_steps} fit steps, "
-        f"{args.pretrain_steps} pretraining steps on 1024 pairs, genetic fine step 32 x 10 "
-        f"(on a finite source the fine step ranks the pool). Early-stopping epochs chosen by the runs: {stops}.",
-        "",
-        "**How regret is computed.** True quality of a pool pair = the mean of its final proxy "
-        "accuracies over every seed it was trained with (the top pairs were re-measured with "
-        "3 seeds; a failed training counts 0 %). The pool's best = the highest true quality "
-        f"(pair {pool.pairs[best_k].index}, {quality[best_k]:.2f} %, {count[best_k]} seeds), never the "
-        "max of single noisy measurements. A search sees only the seed-0 training of each pair "
-        "(its early-stopped epoch when the driver stops it early); after b trainings its pick is "
-        "the pair with the best score it measured among its first b (as `best/<constraint>.yaml` "
-        "would report), and regret(b) = pool's best - true quality of that pick, in top-1 points. "
-        "Curves are anytime curves of one budget-"
-        f"{args.budget} run per seed (the final genetic/ranked pick is the run's last training). "
-        f"Mean over {args.seeds} seeds, 95 % percentile-bootstrap intervals over seeds (2000 resamples).",
-        "",
-        "| trainings | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for j, b in enumerate(budgets):
-        lines.append(
-            f"| {b} | " + " | ".join(fmt(bootstrap(regret[n][:, j])) for n in names) + " |"
+        f"Command: `{command}` (commit {git_state()}); run time {total / 60:.1f} min "
+        f"({per_run:.1f} s per search on average).",
+        f"Pool: `{shown_path(path)}` as read at the start: {len(full.pairs)} pairs ({spread} seeds); "
+        f"the {len(pool.pairs)} pairs with >= {args.min_seeds} seeds compete (`--min-seeds {args.min_seeds}`).",
+        f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} ({args.seeds}, paired: seed s gives "
+        "every strategy the same first batch, the same shown trainings and the same truths).",
+        f"Settings: `SearchConfig()` defaults (the CLI's own){overridden}: first batch {config.initial}, "
+        f"batches of {config.batch}, {config.members} predictor members, {config.fit_steps} fit steps, "
+        f"{config.pretrain_steps} pretraining steps, head `{config.head}`; constraint {CONSTRAINT} (every "
+        f"pool pair meets it); budget {args.budget} trainings"
+        + (
+            f" (runs that spent fewer than {budgets[-1] * epochs} epochs were rerun with more trainings: {extended})"
+            if extended
+            else ""
         )
-    lines += [
+        + f". {landing()}",
         "",
-        "Paired difference to random, per seed (negative: closer to the pool's best), and the "
-        "ratio of mean regrets; the goal asks `jointnas` for ratio <= 0.5 with the interval "
-        "below zero at 16 and 24 trainings:",
+        "**How regret is computed.** A search with seed s is shown one training of each pair it "
+        "trains, drawn from (s, pair); the truth of a pair for that search is the mean final "
+        f"accuracy of the pair's other trainings (a failed one counts 0 %), so a pick is never "
+        "scored with a number the search saw (`tests/test_search_pool.py` checks this, and the "
+        "script re-checks every run). The pool's best is the best truth for that seed "
+        f"(mean {truths.max(axis=1).mean():.2f} %). After b trainings (or c epochs) the search's pick "
+        "is the pair with the best score it measured so far (what `best/<constraint>.yaml` would "
+        "report), and regret = the best truth - the pick's truth, in top-1 points. Curves are "
+        f"anytime curves of one run per seed. Equal epochs: level c = b x {epochs} proxy epochs, "
+        "counting the epochs each training ran (n/a where a run never spent that much). "
+        f"Intervals: 95 % percentile bootstrap over seeds ({RESAMPLES} resamples, one paired "
+        f"resampling for every column, seed {BOOTSTRAP_SEED}).",
         "",
-        "| trainings | "
-        + " | ".join(
-            f"{n}: difference [95 % CI], ratio"
-            + (f" (to {reference(n)})" if reference(n) != "random" else "")
-            for n in names[1:]
-        )
-        + " | goal (jointnas) |",
-        "|---|" + "---|" * len(names),
     ]
-    better = []
-    for j, b in enumerate(budgets):
-        cells = []
-        for n in names[1:]:
-            ref = regret[reference(n)][:, j]
-            d = bootstrap(regret[n][:, j] - ref)
-            ratio = regret[n][:, j].mean() / ref.mean() if ref.mean() > 0 else float("nan")
-            cells.append(f"{fmt(d)}, {ratio:.2f}")
-            if n == "jointnas":
-                met = "met" if ratio <= 0.5 and d[2] < 0 else "missed"
-                if d[2] < 0:
-                    better.append(b)
-        lines.append(f"| {b} | " + " | ".join(cells) + f" | {met if b in (16, 24) else '-'} |")
-    lines += [
-        "",
-        "Verdict: `jointnas` is closer to the pool's best than random search, with the paired "
-        "interval below zero, at "
-        + (", ".join(str(b) for b in better) + " trainings" if better else "no budget")
-        + ".",
-    ]
-    if ORACLE in regret:
-        ratio = {
-            b: regret[ORACLE][:, j].mean() / regret["random"][:, j].mean()
-            for j, b in enumerate(budgets)
-            if b in (16, 24)
-        }
-        lines += [
-            "",
-            "Bound: the GP head given the length scales and noise that its marginal likelihood "
-            "picks on all the pool's pairs (knowledge no search has before it starts) reaches "
-            + " and ".join(f"{r:.2f}x random's regret at {b}" for b, r in ratio.items())
-            + ": a rough ceiling for a GP search that must learn those settings from its own few "
-            "pairs.",
-        ]
-    lines += [
-        "",
-        "## Equal compute",
-        "",
-        "Compute = proxy epochs trained. Random search and the shipped jointnas train every pair "
-        f"for the full {pool.proxy['epochs']} epochs (the driver early-stops only from 16 "
-        "first-batch curves); the early-stopping variant trains the pairs after its first batch "
-        "only to the epoch it chose, so the same compute buys it more evaluations. Regret at "
-        f"equal compute (n/a where a budget-{args.budget} run never spent that much), and the "
-        "paired difference of each to random:",
-        "",
-        "| epochs spent | "
-        + " | ".join(equal)
-        + " | "
-        + " | ".join(f"{k.split(':')[0]} - random [95 % CI]" for k in list(equal)[1:])
-        + " |",
-        "|---|" + "---|" * (2 * len(equal) - 1),
-    ]
-    base, others = equal["random, every pair trained in full"], list(equal.values())[1:]
-    for j, c in enumerate(levels):
-        cells = [
-            fmt(bootstrap(v[:, j])) if not np.isnan(v[:, j]).any() else "n/a"
-            for v in equal.values()
-        ]
-        for v in others:
-            both = ~np.isnan(base[:, j]) & ~np.isnan(v[:, j])
-            cells.append(fmt(bootstrap(v[both, j] - base[both, j])) if both.all() else "n/a")
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines += tables("trainings", budgets, by_trainings, refs, boot)
+    lines += tables("epochs", [b * epochs for b in budgets], by_epochs, refs, boot)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
