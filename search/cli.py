@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt(
         "--strategy",
-        "how candidates are chosen: jointnas (predictor + genetic search) or random (the baseline)",
+        "how candidates are chosen: jointnas (predictor + genetic search), random (the "
+        'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
+        "successive-halving (short trainings for all, the full proxy for the best third)",
         choices=STRATEGY_NAMES,
     )
     opt(

@@ -15,7 +15,7 @@ from fbnetv3_zoo.errors import UserError
 
 EXECUTORS = ("local", "ray")
 # names ``SearchConfig.strategy`` accepts; strategies.register_strategy adds to it
-STRATEGY_NAMES = ["random", "jointnas"]
+STRATEGY_NAMES = ["random", "jointnas", "optuna-tpe", "successive-halving"]
 # the predictor's accuracy head: the paper's network, a Bayesian linear head (linear_head.py)
 # or a Gaussian process (gp_head.py) on the frozen encoder, or auto: the linear head below
 # AUTO_LINEAR_BELOW measured pairs (on the pool it guided the search better than the network

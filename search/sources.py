@@ -4,6 +4,12 @@ A source hands out feasible encodings; strategies never sample the space
 themselves, so the same strategy runs unchanged on the open space (Sobol
 draws) or on a finite table of already-trained pairs (a ground-truth pool),
 where the fine step can simply rank every vector.
+
+A strategy that proposes points of the continuous space itself (``optuna-tpe``)
+lands them on a finite source with ONE rule, :func:`nearest_unvisited`: the
+nearest feasible vector of the source, in the encoded space, that the run has
+not proposed yet.  Every such strategy must use it, so that strategies compared
+on a pool differ in what they propose, not in how a proposal becomes a pair.
 """
 
 from __future__ import annotations
@@ -77,3 +83,37 @@ class VectorSource:
         ok = np.flatnonzero(feasible(constraints, self.macs, self.params))
         pick = np.random.default_rng(seed).permutation(ok)[:n]
         return self.u[pick], self.macs[pick], self.params[pick]
+
+
+def nearest_unvisited(
+    source: CandidateSource,
+    points: np.ndarray,
+    constraints: list[Constraint],
+    visited: set[tuple[float, ...]],
+) -> list[int]:
+    """Indices into ``source.all()`` of the pairs that proposed ``points`` land on, in order.
+
+    The shared landing rule for finite sources: each point takes the feasible
+    vector (meeting at least one of ``constraints``) nearest to it in Euclidean
+    distance over the encoding (every column in [0, 1]; a different choice costs
+    its cell distance), skipping vectors in ``visited`` (``vector_key``s) and
+    those taken by earlier points of the same call; ties go to the source's
+    first vector.  A point with nothing left to land on is dropped, so the list
+    may be shorter than ``points``.
+    """
+    from .store import vector_key
+
+    u, macs, params = source.all()
+    taken = set(visited)
+    free = feasible(constraints, macs, params) & np.array(
+        [vector_key(v) not in taken for v in u], dtype=bool
+    )
+    out: list[int] = []
+    for point in np.atleast_2d(np.asarray(points, dtype=float)):
+        if not free.any():
+            break
+        distance = np.where(free, np.sum((u - point) ** 2, axis=1), np.inf)
+        i = int(np.argmin(distance))
+        free[i] = False
+        out.append(i)
+    return out

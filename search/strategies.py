@@ -9,15 +9,27 @@ state that a resumed run could lose: everything it uses is recomputed from
 the store with seeds derived from the run seed and the iteration.
 
 Shipped: ``random`` (the baseline a user would compare against: feasible
-draws from the candidate source) and ``jointnas`` (FBNetV3's predictor-guided
-coarse search plus the genetic fine search).  Add your own with
+draws from the candidate source), ``jointnas`` (FBNetV3's predictor-guided
+coarse search plus the genetic fine search), and the baselines a user would
+pick instead of JointNAS: ``optuna-tpe`` (Optuna's TPE sampler through its own
+ask/tell API; optional extra ``pip install "fbnetv3-zoo[optuna]"``) and
+``successive-halving`` (multi-fidelity, no predictor: short trainings for
+many, the full proxy for the best on their partial curves).  Add your own with
 :func:`register_strategy` or pass an instance to ``run_search(strategy=...)``.
+
+Budgets count trainings, whatever their length (``SearchConfig.budget``); a
+strategy that trains some candidates for fewer epochs says so through
+``stop_after(ctx, row)`` and every row records the epochs it trained, so
+:func:`epochs_spent` gives the compute a run spent for equal-epochs comparisons.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from .constraints import Constraint, batch_stats, feasible
-from .sources import CandidateSource
+from .encoding import snap
+from .evaluate import epoch_accuracy
+from .sources import CandidateSource, nearest_unvisited
 from .space import SearchSpace
 from .store import Store, vector_key
 
@@ -96,6 +110,14 @@ class Strategy:
     def fine(self, ctx: Context, iteration: int) -> Proposal:
         """One candidate per constraint by default, proposed like a coarse batch."""
         return self.ask(ctx, iteration, len(ctx.constraints))
+
+    def stop_after(self, ctx: Context, row: dict[str, Any]) -> int | None:
+        """Epochs to train a stored pending ``row`` for; None: the driver's rule (the default).
+
+        Only multi-fidelity strategies override it; it must be a function of
+        the store, so a resumed run trains a pending row exactly as planned.
+        """
+        return None
 
 
 class RandomStrategy(Strategy):
@@ -294,9 +316,357 @@ def _proposal(ctx: Context, picks: list[np.ndarray], label: str, predictor: Any)
     return Proposal(u, m, p, label, mean, std)
 
 
+def epochs_spent(rows: list[dict[str, Any]], resume_promoted: bool = False) -> int:
+    """Epochs a run's trainings cost, from the store's rows (``Store.candidates()``, id order).
+
+    The driver trains every row from scratch, so the cost is the sum of the
+    ``epochs`` column (what each row trained).  With ``resume_promoted`` a row
+    whose pair was trained before counts only the epochs beyond that pair's
+    longest earlier training: what a trainer resuming from a checkpoint would
+    spend, the usual accounting for successive halving.  Budgets themselves
+    count trainings (rows), not epochs.
+    """
+    longest: dict[tuple[float, ...], int] = {}
+    total = 0
+    for row in rows:
+        trained = int(row.get("epochs") or 0)
+        vector = row["vector"]
+        key = vector_key(json.loads(vector) if isinstance(vector, str) else vector)
+        before = longest.get(key, 0) if resume_promoted else 0
+        total += max(0, trained - before)
+        longest[key] = max(longest.get(key, 0), trained)
+    return total
+
+
+# --------------------------------------------------------------- optuna-tpe
+OPTUNA_INSTALL = 'pip install "fbnetv3-zoo[optuna]"'
+
+
+def import_optuna() -> Any:
+    """Optuna with its per-trial log lines silenced; a one-line UserError naming the extra if missing."""
+    try:
+        import optuna
+    except ImportError:
+        from fbnetv3_zoo.errors import UserError
+
+        raise UserError(f"strategy optuna-tpe needs Optuna: {OPTUNA_INSTALL}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
+    """One Optuna distribution per encoding column, named after the space's dimension.
+
+    A choice is categorical over its choice indices (TPE treats it as
+    unordered, as Optuna users declare architecture choices); a range is a
+    float distribution over its values, log-scaled where the space says
+    ``log: true`` (the learning rate, weight decay).
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    out: dict[str, Any] = {}
+    for dim in space.free_dims():
+        if dim.choices is not None:
+            out[dim.name] = CategoricalDistribution(tuple(range(len(dim.choices))))
+        else:
+            out[dim.name] = FloatDistribution(dim.low, dim.high, log=dim.log)
+    return out
+
+
+def params_of(space: SearchSpace, vector: np.ndarray) -> dict[str, Any]:
+    """Optuna parameters of an encoded vector: choice indices and range values."""
+    params: dict[str, Any] = {}
+    for value, dim in zip(np.asarray(vector, dtype=float), space.free_dims(), strict=True):
+        if dim.choices is not None:
+            params[dim.name] = min(int(value * len(dim.choices)), len(dim.choices) - 1)
+        else:
+            decoded = float(dim.decode(np.array([value]))[0])
+            params[dim.name] = min(max(decoded, dim.low), dim.high)  # exp() may overshoot
+    return params
+
+
+def vector_of(space: SearchSpace, params: dict[str, Any]) -> np.ndarray:
+    """The snapped encoded vector of Optuna parameters (the inverse of :func:`params_of`)."""
+    u = []
+    for dim in space.free_dims():
+        value = params[dim.name]
+        if dim.choices is not None:
+            u.append((int(value) + 0.5) / len(dim.choices))
+        else:
+            u.append(dim.encode(min(max(float(value), dim.low), dim.high)))
+    return snap(space, np.array([u]))[0]
+
+
+class OptunaTPEStrategy(Strategy):
+    """Optuna's TPE sampler, driven through Optuna's own ask/tell API.
+
+    Every ``ask`` rebuilds the study from the store: each measured pair is
+    added as a completed trial with its score (each failed one as a failed
+    trial, which TPE leaves out of its model, as it does in Optuna), and the
+    sampler is seeded with ``seed + 1000 * iteration``; so a resumed run asks
+    exactly what an uninterrupted one would and nothing lives outside the
+    store.  A batch of ``n`` is ``n`` asks without tells: the sampler's
+    constant liar treats the trials still running as bad, which spreads a
+    batch out.  Until ``n_startup_trials`` pairs are measured (the driver's
+    first batch counts) TPE samples at random, as Optuna does.
+
+    Constraints: MACs and params are known before training, so an ask that
+    meets none of the limits (or repeats a pair the run has already proposed)
+    is rejected and resampled: it is told to the study as failed and asked
+    again, up to ``max_tries`` times per pick, and never trained nor counted
+    in the budget.  Telling it as a low score instead would put made-up values
+    into TPE's good/bad split.  If all tries fail, the pick is a feasible
+    random draw from the source (logged).  On a finite source (a pool) each
+    ask lands on the nearest unvisited feasible pair
+    (:func:`~fbnetv3_zoo.search.sources.nearest_unvisited`, the rule every
+    strategy that proposes continuous points uses), so no ask is rejected.
+    The fine step asks one pick per constraint, each inside its own limit.
+    """
+
+    name = "optuna-tpe"
+
+    def __init__(self, n_startup_trials: int = 10, max_tries: int = 64, **sampler_options: Any):
+        self.optuna = import_optuna()
+        self.n_startup_trials = n_startup_trials
+        self.max_tries = max_tries
+        self.sampler_options = sampler_options  # any other TPESampler argument
+
+    def study(self, ctx: Context, iteration: int) -> tuple[Any, dict[str, Any]]:
+        """A fresh study holding every finished trial of the run, and the distributions."""
+        optuna = self.optuna
+        distributions = optuna_distributions(ctx.space)
+        options = dict(
+            seed=ctx.config.seed + 1000 * iteration,
+            n_startup_trials=self.n_startup_trials,
+            constant_liar=True,
+        )
+        options.update(self.sampler_options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(**options)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        rows, u, y = ctx.store.measured()
+        for vector, score in zip(u, y, strict=True):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params=params_of(ctx.space, vector),
+                    distributions=distributions,
+                    value=float(score),
+                )
+            )
+        for row in ctx.store.candidates("failed"):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=optuna.trial.TrialState.FAIL,
+                    params=params_of(ctx.space, row["vector"]),
+                    distributions=distributions,
+                )
+            )
+        ctx.store.set("optuna_version", optuna.__version__)
+        return study, distributions
+
+    def _land(
+        self, ctx: Context, point: np.ndarray, constraints: list[Constraint], known: set
+    ) -> np.ndarray | None:
+        """The pair an asked point becomes, or None when it must be rejected."""
+        if ctx.source.finite:
+            hit = nearest_unvisited(ctx.source, point, constraints, known)
+            return ctx.source.all()[0][hit[0]] if hit else None
+        v = snap(ctx.space, point)
+        macs, params, valid = batch_stats(ctx.space, v, ctx.num_classes)
+        if not (valid[0] and feasible(constraints, macs, params)[0]):
+            return None
+        return None if vector_key(v[0]) in known else v[0]
+
+    def propose(
+        self, ctx: Context, iteration: int, slots: list[list[Constraint]], label: str
+    ) -> Proposal:
+        """One pick per slot, each meeting at least one of its slot's constraints."""
+        optuna = self.optuna
+        study, distributions = self.study(ctx, iteration)
+        known = ctx.store.known_vectors()
+        picks: list[np.ndarray] = []
+        for k, constraints in enumerate(slots):
+            pick = None
+            for _ in range(self.max_tries):
+                trial = study.ask(distributions)
+                pick = self._land(ctx, vector_of(ctx.space, trial.params), constraints, known)
+                if pick is not None:
+                    break  # the trial stays running: the constant liar spreads the batch
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                if ctx.source.finite:
+                    break  # nothing unvisited left inside these limits
+            if pick is None and not ctx.source.finite:
+                ctx.log(f"optuna-tpe: {self.max_tries} asks rejected; a random feasible draw")
+                seed = ctx.config.seed + 1000 * iteration + 500 + k
+                u, _, _ = draw_unseen(ctx, len(picks) + 1, constraints, seed)
+                fresh = [v for v in u if vector_key(v) not in known]
+                pick = fresh[0] if fresh else None
+            if pick is not None:
+                known.add(vector_key(pick))
+                picks.append(pick)
+        if not picks:
+            empty = np.zeros((0, ctx.space.size))
+            return Proposal(empty, np.zeros(0, int), np.zeros(0, int), label)
+        u = np.array(picks)
+        macs, params, _ = batch_stats(ctx.space, u, ctx.num_classes)
+        return Proposal(u, macs, params, label)
+
+    def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
+        return self.propose(ctx, iteration, [ctx.constraints] * n, "tpe")
+
+    def fine(self, ctx: Context, iteration: int) -> Proposal:
+        return self.propose(ctx, iteration, [[c] for c in ctx.constraints], "tpe-final")
+
+
+# ------------------------------------------------------- successive halving
+class SuccessiveHalvingStrategy(Strategy):
+    """Asynchronous successive halving (ASHA's promotion rule), no predictor.
+
+    Rung schedule: the top rung is the epoch the driver scores at (the
+    early-stopping epoch, the full proxy ``epochs`` when there is none); each
+    lower rung is the one above divided by ``eta`` and rounded up, while that
+    is at least ``min_epochs``.  The CLI's 5-epoch proxy with ``eta=3`` gives
+    rungs 2 and 5: new pairs train 2 epochs, the best third go on to 5.
+
+    Each ``ask`` first promotes, from the highest rung down: a pair measured
+    at rung ``r`` moves to the next rung when its accuracy at epoch ``r`` is
+    among the best ``floor(N / eta)`` of the ``N`` pairs measured at that
+    epoch and it has not reached the next rung yet.  Every measured curve
+    counts at every epoch it covers, so the driver's first batch (trained in
+    full) is part of every rung.  The rest of the batch is new feasible draws
+    from the source (seeded like ``random``: ``seed + 1000 * iteration``) at
+    the lowest rung.  Ties are broken by candidate id; nothing is random
+    beyond the draws.  The fine step promotes, per constraint, the pair inside
+    it that reached the highest rung below the top with the best accuracy
+    there, straight to the top rung (a fresh draw at the top when none is left).
+
+    Accounting: the driver's budget counts trainings, so a 2-epoch training
+    costs one unit like a full one, and a promoted pair is a new row that the
+    driver trains from scratch for its rung's epochs (its curve is the same
+    prefix-then-continuation as the shorter run, the schedule being that of
+    the full proxy).  Every row records the epochs it trained; use
+    :func:`epochs_spent` for equal-epochs comparisons.  Which rows trained for
+    how long is kept in the store (``halving_epochs_<iteration>``), written
+    before the rows, so a resumed run trains pending rows as planned.
+    """
+
+    name = "successive-halving"
+
+    def __init__(self, eta: int = 3, min_epochs: int = 2) -> None:
+        if eta < 2 or min_epochs < 1:
+            raise ValueError(f"need eta >= 2 and min_epochs >= 1, got {eta}, {min_epochs}")
+        self.eta = eta
+        self.min_epochs = min_epochs
+
+    def rungs(self, ctx: Context) -> list[int]:
+        """Epochs of each rung, lowest first; the last is the epoch the driver scores at."""
+        top = min(ctx.store.get("stop_epoch") or ctx.config.epochs, ctx.config.epochs)
+        out = [int(top)]
+        while self.min_epochs <= math.ceil(out[0] / self.eta) < out[0]:
+            out.insert(0, math.ceil(out[0] / self.eta))
+        return out
+
+    def stop_after(self, ctx: Context, row: dict[str, Any]) -> int | None:
+        plan = ctx.store.get(f"halving_epochs_{row['iteration']}") or []
+        key = vector_key(row["vector"])
+        for vector, epochs in plan:
+            if vector_key(vector) == key:
+                return int(epochs) if epochs < self.rungs(ctx)[-1] else None
+        return None
+
+    def _ladder(self, ctx: Context, top: int) -> tuple[dict, dict]:
+        """Per pair (vector key): the epochs it reached (or is planned to), and its longest curve."""
+        reached: dict[tuple[float, ...], int] = {}
+        curves: dict[tuple[float, ...], dict[str, Any]] = {}
+        for row in ctx.store.candidates():
+            key = vector_key(row["vector"])
+            if row["status"] == "done":
+                epochs = len(row["metrics"])
+                if key not in curves or epochs > len(curves[key]["metrics"]):
+                    curves[key] = row
+            else:  # failed or pending: counts as reached, so it is never proposed again
+                epochs = self.stop_after(ctx, row) or top
+            reached[key] = max(reached.get(key, 0), min(epochs, top))
+        return reached, curves
+
+    def _ranked(self, curves: dict, epoch: int) -> list[tuple[float, int, tuple]]:
+        """(accuracy at ``epoch``, id, key) of every curve covering it, best first."""
+        out = []
+        for key, row in curves.items():
+            if len(row["metrics"]) >= epoch:
+                acc = epoch_accuracy(row["metrics"][epoch - 1])
+                if acc is not None:
+                    out.append((acc, row["id"], key))
+        return sorted(out, key=lambda t: (-t[0], t[1]))
+
+    def _proposal(
+        self, ctx: Context, iteration: int, picks: list[tuple[np.ndarray, int]], label: str
+    ) -> Proposal:
+        """The batch, after storing each pick's epochs (before the driver stores the rows)."""
+        ctx.store.set(
+            f"halving_epochs_{iteration}", [[[float(x) for x in v], int(e)] for v, e in picks]
+        )
+        ctx.store.set("halving_rungs", self.rungs(ctx))
+        if not picks:
+            empty = np.zeros((0, ctx.space.size))
+            return Proposal(empty, np.zeros(0, int), np.zeros(0, int), label)
+        u = np.array([v for v, _ in picks])
+        macs, params, _ = batch_stats(ctx.space, u, ctx.num_classes)
+        return Proposal(u, macs, params, label)
+
+    def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
+        rungs = self.rungs(ctx)
+        reached, curves = self._ladder(ctx, rungs[-1])
+        picks: list[tuple[np.ndarray, int]] = []
+        chosen: set[tuple[float, ...]] = set()
+        for low, high in reversed(list(zip(rungs[:-1], rungs[1:], strict=True))):
+            ranked = self._ranked(curves, low)
+            for _, _, key in ranked[: len(ranked) // self.eta]:
+                if len(picks) < n and reached[key] < high and key not in chosen:
+                    chosen.add(key)
+                    picks.append((np.array(curves[key]["vector"], dtype=float), high))
+        if len(picks) < n:
+            seed = ctx.config.seed + 1000 * iteration
+            u, _, _ = draw_unseen(ctx, n - len(picks), ctx.constraints, seed)
+            picks += [(v, rungs[0]) for v in u]
+        return self._proposal(ctx, iteration, picks, "halving")
+
+    def fine(self, ctx: Context, iteration: int) -> Proposal:
+        rungs = self.rungs(ctx)
+        top = rungs[-1]
+        reached, curves = self._ladder(ctx, top)
+        picks: list[tuple[np.ndarray, int]] = []
+        chosen: set[tuple[float, ...]] = set()
+        for k, c in enumerate(ctx.constraints):
+            best = None
+            for epoch in reversed(rungs[:-1]):
+                for _, _, key in self._ranked(curves, epoch):
+                    row = curves[key]
+                    inside = bool(c.ok(np.array([row["macs"]]), np.array([row["params"]]))[0])
+                    if inside and reached[key] == epoch and key not in chosen:
+                        best = key
+                        break
+                if best is not None:
+                    break
+            if best is not None:
+                chosen.add(best)
+                picks.append((np.array(curves[best]["vector"], dtype=float), top))
+                continue
+            seed = ctx.config.seed + 1000 * iteration + 500 + k
+            u, _, _ = draw_unseen(ctx, len(picks) + 1, [c], seed)
+            fresh = [v for v in u if vector_key(v) not in chosen]
+            if fresh:
+                chosen.add(vector_key(fresh[0]))
+                picks.append((fresh[0], top))
+        return self._proposal(ctx, iteration, picks, "halving-final")
+
+
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "random": RandomStrategy,
     "jointnas": JointNASStrategy,
+    "optuna-tpe": OptunaTPEStrategy,
+    "successive-halving": SuccessiveHalvingStrategy,
 }
 
 
