@@ -198,7 +198,7 @@ MARKS = (0.0, 1.0, 2.0, 4.0)  # seed s adds MARKS[s]: the mean of any 3 names th
 
 
 @pytest.fixture(scope="module")
-def marked_pool(space, tmp_path_factory):
+def marked_pool_file(space, tmp_path_factory):
     """24 pairs x 4 seeds whose seeds carry distinct marks, plus one pair trained once."""
     path = tmp_path_factory.mktemp("marked") / "pool.jsonl.gz"
     u, macs, params = sample_feasible(space, 25, [parse_constraint("macs<=1M")], 10, seed=5)
@@ -226,7 +226,12 @@ def marked_pool(space, tmp_path_factory):
                 )
             )
     append_records(path, records)
-    return load_pool(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def marked_pool(marked_pool_file):
+    return load_pool(marked_pool_file)
 
 
 def test_restrict_keeps_complete_pairs_and_truth_needs_another_seed(marked_pool):
@@ -290,6 +295,75 @@ def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tm
             assert truth != pytest.approx(np.mean(marks))  # the all-seed mean would include it
             seen.setdefault(pair.index, []).append(shown)
     assert any(len(set(v)) > 1 for v in seen.values())  # searches were shown different noise
+
+
+def search_benchmark():
+    """benchmarks/search.py as a module (it is a script, not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "search.py"
+    spec = importlib.util.spec_from_file_location("search_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_picks_by_measurement_and_scores_by_truth():
+    bench = search_benchmark()
+    # pair 2 measured best but its truth is low; pair 1 is the truly best
+    run = dict(
+        pair=[0, 1, 2, 3],
+        score=[50.0, 60.0, 70.0, None],
+        epochs=[5, 2, 2, 5],
+        truth=np.array([55.0, 80.0, 58.0, 20.0]),
+    )
+    trainings, epochs = bench.regrets(run, [1, 2, 3, 4, 5], epochs=5)
+    assert list(trainings[:4]) == [25.0, 0.0, 22.0, 22.0] and np.isnan(trainings[4])
+    # cumulative epochs 5, 7, 9, 14: level 5 -> 1 training, 10 -> 3, 15 -> never reached
+    assert list(epochs[:2]) == [25.0, 22.0] and np.isnan(epochs[2:]).all()
+    boot = bench.Paired(4, resamples=200)
+    mean, lo, hi = boot.mean(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert mean == 2.5 and 1.0 <= lo <= mean <= hi <= 4.0
+    assert boot.ratio(np.array([1.0, 1, 1, 1]), np.array([2.0, 2, 2, 2])) == (0.5, 0.5, 0.5)
+
+
+def test_benchmark_script_runs_on_a_pool(marked_pool_file, tmp_path):
+    """The script end to end on the marked pool; it re-checks that no truth holds a shown training."""
+    bench = search_benchmark()
+    out = tmp_path / "s.md"
+    bench.main(
+        [
+            "--pool",
+            str(marked_pool_file),
+            "--seeds",
+            "2",
+            "--budget",
+            "12",
+            "--initial",
+            "4",
+            "--pretrain-steps",
+            "0",
+            "--fit-steps",
+            "20",
+            "--members",
+            "1",
+            "--strategies",
+            "jointnas",
+            "random:batch=4",
+            "--out",
+            str(out),
+        ]
+    )
+    text = out.read_text()
+    assert "the 24 pairs with >= 4 seeds compete" in text
+    assert "### At equal trainings" in text and "### At equal epochs" in text
+    assert "| 8 |" in text and "| 36 |" in text and "random:batch=4" in text  # 12 x 3 epochs
+    assert out.with_suffix(".png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--strategies", "no-such-strategy"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--min-seeds", "1"])
 
 
 def test_committed_pool_matches_the_shipped_proxy(space):
