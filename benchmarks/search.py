@@ -129,6 +129,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="registered strategies or NAME:field=value,... variants (default: every registered one)",
     )
     p.add_argument(
+        "--resume-promoted",
+        action="store_true",
+        help="count a re-trained pair's epochs only beyond its longest earlier training "
+        "(as if resumed from a checkpoint); default: what the driver trains, from scratch",
+    )
+    p.add_argument(
         "--top-k", type=int, default=10, help="the oracle reference's top k (default 10)"
     )
     p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
@@ -187,6 +193,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
     from fbnetv3_zoo.search.space import load_space
     from fbnetv3_zoo.search.store import Store, vector_key
+    from fbnetv3_zoo.search.strategies import epochs_spent
 
     torch.set_num_threads(1)
     args, text, seed = job
@@ -211,7 +218,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
             store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
             rows = store.candidates()
             store.close()
-        spent = sum(r["epochs"] or 0 for r in rows)
+        spent = epochs_spent(rows, args.resume_promoted)
         if spent >= target or budget >= len(pool.pairs) or not rows:
             break
         budget = min(len(pool.pairs), math.ceil(budget * target / max(spent, 1)) + 1)
@@ -222,6 +229,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         pair=[where[vector_key(r["vector"])] for r in rows],
         score=[r["score"] if r["status"] == "done" else None for r in rows],
         epochs=[r["epochs"] or 0 for r in rows],
+        spent=[epochs_spent(rows[: n + 1], args.resume_promoted) for n in range(len(rows))],
         shown=[evaluator.shown[pool.pairs[where[vector_key(r["vector"])]].index] for r in rows],
         truth=evaluator.truths(),  # the evaluator that answered the search scores it
         wall_s=time.perf_counter() - start,
@@ -251,7 +259,7 @@ def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.nd
     """Regret at each training budget and at each epoch level (budget x proxy epochs)."""
     best = float(np.max(run["truth"]))
     trainings = np.array([pick_regret(run, b, best) for b in budgets])
-    spent = np.cumsum(run["epochs"])
+    spent = np.asarray(run.get("spent", np.cumsum(run["epochs"])))  # epochs after each training
     at_epochs = []
     for b in budgets:
         level = b * epochs
@@ -592,7 +600,14 @@ def report(
         "is the pair with the best score it measured so far (what `best/<constraint>.yaml` would "
         "report), and regret = the best truth - the pick's truth, in top-1 points. Curves are "
         f"anytime curves of one run per seed. Equal epochs: level c = b x {epochs} proxy epochs, "
-        "counting the epochs each training ran (n/a where a run never spent that much). "
+        + (
+            "counting a re-trained pair only beyond its longest earlier training (`--resume-promoted`, "
+            "as if resumed from a checkpoint)"
+            if args.resume_promoted
+            else "counting every epoch the driver trained (a promoted pair is retrained from scratch)"
+        )
+        + " (n/a where a run never spent that much); as in the driver, a short training's score "
+        "competes with full ones for the pick. "
         f"Intervals: 95 % percentile bootstrap over seeds ({RESAMPLES} resamples, one paired "
         f"resampling for every column, seed {BOOTSTRAP_SEED}).",
         "",
