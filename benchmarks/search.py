@@ -186,7 +186,8 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     A search whose trainings were cut short (early stopping, multi-fidelity)
     has spent fewer epochs than the equal-epoch comparison needs; it is rerun
     with a larger training budget (same seed, so the same prefix) until it
-    reaches the largest epoch level or has trained the whole pool.
+    reaches the largest epoch level, the pool runs dry, or it reaches three
+    trainings per pool pair.
     """
     import torch
     from fbnetv3_zoo.search.coarse import run_search
@@ -203,6 +204,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     epochs = pool.proxy["epochs"]
     target = max(budgets_for(args, pool)) * epochs
     budget = min(args.budget, len(pool.pairs))
+    cap = 3 * len(pool.pairs)  # a multi-fidelity run may train a pair more than once
     start = time.perf_counter()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
     for _ in range(4):
@@ -219,9 +221,9 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
             rows = store.candidates()
             store.close()
         spent = epochs_spent(rows, args.resume_promoted)
-        if spent >= target or budget >= len(pool.pairs) or not rows:
-            break
-        budget = min(len(pool.pairs), math.ceil(budget * target / max(spent, 1)) + 1)
+        if spent >= target or len(rows) < budget or budget >= cap:
+            break  # enough compute, the source ran dry, or as far as it may go
+        budget = min(cap, math.ceil(budget * target / max(spent, 1)) + 1)
     return dict(
         name=text,
         seed=seed,
@@ -430,8 +432,8 @@ def plot(
             stats = np.array([boot.mean(regret[:, j]) for j in np.flatnonzero(ok)])
             if not len(stats):
                 continue
-            ax.plot(xs, stats[:, 0], marker="o", label=name)
-            ax.fill_between(xs, stats[:, 1], stats[:, 2], alpha=0.2)
+            (line,) = ax.plot(xs, stats[:, 0], marker="o", label=name)
+            ax.fill_between(xs, stats[:, 1], stats[:, 2], color=line.get_color(), alpha=0.15)
         for (name, regret), style in zip(refs.items(), (":", "--"), strict=False):
             stats = np.array([boot.mean(regret[:, j]) for j in range(len(budgets))])
             ax.plot(x, stats[:, 0], color="grey", linestyle=style, label=name)
