@@ -103,7 +103,9 @@ def registered() -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--pool", default="heldout", help="tune, heldout or a pool file (default heldout)"
+        "--pool",
+        default="tune",
+        help="tune, heldout or a pool file (default tune: tune on it, report heldout once, explicitly)",
     )
     p.add_argument(
         "--min-seeds",
