@@ -136,8 +136,8 @@ class Pool:
     def quality(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pair: the mean final accuracy over its seeds and how many seeds that is.
 
-        The ground truth the benchmarks score against: a pair trained once is
-        one noisy measurement; the re-measured top of the pool is a mean.
+        For summaries of the pool (``benchmarks/pool.py``); searches are scored
+        on :meth:`truth` instead, which leaves out the training they were shown.
         Failed trainings count as 0 % (a diverged recipe is a bad pair).
         """
         mean, count = np.zeros(len(self.pairs)), np.zeros(len(self.pairs), dtype=int)
