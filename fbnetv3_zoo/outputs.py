@@ -298,6 +298,11 @@ def check_run_folder(out: Path, tool: str, holds_run: bool) -> None:
     if not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder")
     entries = sorted(os.listdir(out))
+    links = [e for e in entries if (out / e).is_symlink()]
+    if links:  # our run folders hold no links; writing or cleaning through one is how data is lost
+        raise OutputError(
+            f"--out {out}: {out / links[0]} is a symbolic link; a run folder must hold none"
+        )
     marker = read_marker(out)
     if not entries or holds_run or (marker is not None and marker["tool"] == tool):
         return

@@ -49,6 +49,7 @@ def test_convert_then_local_dir_round_trip(reference_checkpoint, tmp_path, capsy
     out = tmp_path / "c"
     assert cli(["convert", str(ckpt), "--model", "fbnetv3_c", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
+        ".fbnetv3-zoo.json",  # names the tool and its files, so --overwrite knows what it owns
         "README.md",
         "config.json",
         "model.safetensors",
