@@ -617,6 +617,11 @@ class SuccessiveHalvingStrategy(Strategy):
 
     def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
         rungs = self.rungs(ctx)
+        if len(rungs) == 1 and ctx.store.get("halving_rungs") is None:
+            ctx.log(
+                f"successive-halving: candidates are scored at epoch {rungs[0]}, so a lower rung "
+                f"(epoch / {self.eta}) would be under {self.min_epochs} epochs: one rung, no halving"
+            )
         reached, curves = self._ladder(ctx, rungs[-1])
         picks: list[tuple[np.ndarray, int]] = []
         chosen: set[tuple[float, ...]] = set()
