@@ -27,6 +27,7 @@ from .errors import UserError
 from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
 from .model import FBNetV3
+from .spec import check_input_size
 from .stats import arch_stats
 from .variants import VARIANTS
 
@@ -44,6 +45,7 @@ __all__ = [
     "run_benchmark",
 ]
 
+MAX_BATCH = 4096  # a larger batch is a typo, not a benchmark
 BACKEND_NOTES = {
     "eager": "PyTorch eager",
     "fused": "eager after `fuse_bn` (zoo models only)",
@@ -77,6 +79,18 @@ class BenchSettings:
     repeats: int = 20
     max_seconds: float = 2.0
     threads: int | None = 1  # None: all cores; 1 is steadier on a shared 2-core box
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.batches if not 1 <= b <= MAX_BATCH]
+        if bad or not self.batches:
+            raise UserError(f"--batch: batch sizes must be in 1..{MAX_BATCH}, got {bad or 'none'}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be >= 1 (0 = all cores), got {self.threads}")
+        if self.warmup < 0 or self.repeats < 1 or not self.max_seconds > 0:
+            raise UserError(
+                f"--warmup >= 0, --repeats >= 1 and --max-seconds > 0 are needed, got "
+                f"{self.warmup}, {self.repeats}, {self.max_seconds}"
+            )
 
     @property
     def num_threads(self) -> int:
@@ -121,6 +135,8 @@ def _check_name(name: str) -> str:
     base, _, size = name.partition("@")
     if size and not size.isdigit():
         raise UserError(f"bad input size in {name!r}: expected NAME@SIZE with an integer SIZE")
+    if size:
+        check_input_size(int(size), f"input size of {name!r}")
     if not (_is_zoo(base) or timm.is_model(base)):
         raise UserError(
             f"unknown model {base!r}: use a zoo name ({', '.join(VARIANTS)}), an ArchSpec "

@@ -39,6 +39,8 @@ def load_yaml_text(text: str, source: str = "<string>") -> Any:
     except yaml.YAMLError as err:
         detail = " ".join(str(err).split())
         raise UserError(f"{source}: not valid YAML for this file: {detail}") from None
+    except RecursionError:
+        raise UserError(f"{source}: nested too deeply to be one of our files") from None
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -218,9 +218,24 @@ def set_threads(threads: int | None, device: str | None) -> None:
         torch.set_num_threads(CPU_THREADS)
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """One line for a number no run can use (before anything is loaded or written)."""
+    from fbnetv3_zoo.errors import UserError
+
+    if args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    seed = getattr(args, "seed", 0)
+    if not 0 <= seed < 2**63:
+        raise UserError(f"--seed must be in [0, 2**63), got {seed}")
+    stop = getattr(args, "stop_after", None)
+    if stop is not None and stop < 1:
+        raise UserError(f"--stop-after must be >= 1 (an epoch number), got {stop}")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import TrainingDiverged, train
 
+    check_numbers(args)
     recipe = _recipe(args)  # recipe mistakes are reported before torch loads
     set_threads(args.threads, args.device)
     try:
@@ -262,6 +277,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
+    check_numbers(args)
     set_threads(args.threads, args.device)
     r = validate(
         args.model,

@@ -140,6 +140,7 @@ class SearchConfig:
         integer("ga_generations", 0)
         integer("ga_population", 3)
         integer("seed", 0)
+        need(self.seed < 2**63, "seed", "an integer below 2**63")
         number("early_stop_tau", -1.0, 1.0)
         number("kappa", 0.0)
         number("cpus_per_trial", 0.0)

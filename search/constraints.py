@@ -49,7 +49,7 @@ class Constraint:
 
 def parse_constraint(text: str) -> Constraint:
     """Parse ``macs<=400M`` / ``params<5M``; the error shows the accepted form."""
-    match = _PATTERN.match(text)
+    match = _PATTERN.fullmatch(text) if text.isprintable() else None
     if not match:
         raise UserError(
             f"invalid constraint {text!r}; expected METRIC<=VALUE with METRIC macs or params and an optional K/M/G suffix, e.g. 'macs<=400M'"

@@ -92,7 +92,10 @@ class Store:
                 self.db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                existed = self.path.is_file() and self.path.stat().st_size > 0
                 self.db = sqlite3.connect(str(self.path), timeout=30)
+                if existed:
+                    self._check_ours()  # never add our tables to somebody else's database
             self.db.row_factory = sqlite3.Row
             if readonly:
                 self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()
@@ -106,6 +109,27 @@ class Store:
                 f"{self.path}: not a usable search database ({err}); restore it or choose another --out"
             ) from None
 
+    def _check_ours(self) -> None:
+        """Refuse a database that a search did not create (it lacks our tables)."""
+        tables = {
+            r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        missing = sorted({"meta", "candidates", "fits"} - tables)
+        if missing:
+            self.db.close()
+            raise StoreError(
+                f"{self.path}: not a database made by `fbnetv3 search` (no table {missing[0]}); "
+                "it was left untouched: choose another --out"
+            )
+
+    def _decode(self, value: str, where: str) -> Any:
+        try:
+            return json.loads(value)
+        except (TypeError, ValueError):
+            raise StoreError(
+                f"{self.path}: {where} is not valid JSON; the database is damaged"
+            ) from None
+
     def close(self) -> None:
         """Close; a writer leaves a plain single-file database (no -wal/-shm) for read-only readers."""
         if not self.readonly:
@@ -116,8 +140,11 @@ class Store:
 
     # ----------------------------------------------------------------- meta
     def get(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row["value"])
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: cannot read setting {key!r} ({err})") from None
+        return default if row is None else self._decode(row["value"], f"setting {key!r}")
 
     def set(self, key: str, value: Any) -> None:
         self.db.execute(
@@ -186,7 +213,15 @@ class Store:
             d = dict(row)
             for key in JSON_COLUMNS:
                 if d[key] is not None:
-                    d[key] = json.loads(d[key])
+                    d[key] = self._decode(d[key], f"candidate {d['id']}'s {key}")
+            score = d["score"]
+            if d["status"] == "done" and (
+                isinstance(score, bool) or not isinstance(score, int | float)
+            ):
+                raise StoreError(
+                    f"{self.path}: candidate {d['id']} is done but its score is {score!r}; "
+                    "the database is damaged"
+                )
             out.append(d)
         return out
 
@@ -201,9 +236,7 @@ class Store:
 
     def known_vectors(self) -> set[tuple[float, ...]]:
         """Keys (:func:`vector_key`) of every candidate ever proposed, whatever its status."""
-        return {
-            vector_key(json.loads(r[0])) for r in self.db.execute("SELECT vector FROM candidates")
-        }
+        return {vector_key(r["vector"]) for r in self.candidates()}
 
     def measured(self) -> tuple[list[dict[str, Any]], Any, Any]:
         """(rows, vectors, scores) of the successfully trained candidates, in id order."""
