@@ -28,7 +28,7 @@ from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
 from .model import FBNetV3
 from .spec import check_input_size
-from .stats import arch_stats
+from .stats import arch_stats, check_forward_cost
 from .variants import VARIANTS
 
 __all__ = [
@@ -295,6 +295,8 @@ def run_benchmark(
 
 def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
     model, size = build_model(name)
+    if isinstance(model, FBNetV3):  # before any forward pass allocates its activations
+        check_forward_cost(model.arch, size, max(settings.batches), where=name)
     base = name.split("@")[0]
     published = base in VARIANTS and VARIANTS[base].input_size == size
     row = BenchRow(

@@ -29,6 +29,8 @@ from torch import nn
 
 from .fuse import fuse_bn
 from .outputs import publish_file
+from .spec import ArchSpec
+from .stats import check_forward_cost
 
 __all__ = [
     "FORMATS",
@@ -337,6 +339,8 @@ def export_model(
         raise UserError(
             f"--input-size {size} is too small for this network (a feature map vanishes)"
         )
+    if isinstance(arch, ArchSpec):
+        check_forward_cost(arch, size, batch=3, where="export")  # the check batch is 3
     if format == "onnx":
         return export_onnx(
             model, out, size, fold_bn=fold_bn, opset=opset, rtol=rtol, overwrite=overwrite

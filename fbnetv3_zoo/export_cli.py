@@ -163,11 +163,6 @@ def _export(args: argparse.Namespace) -> int:
     )
     if random_weights:
         randomize_weights_(model)
-        print(
-            "note: exporting random weights (pass --pretrained or --checkpoint for trained ones); "
-            "BN statistics and classifier drawn from seed 0",
-            file=sys.stderr,
-        )
     result = export_model(
         model,
         args.out,
@@ -178,6 +173,12 @@ def _export(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         overwrite=args.overwrite,
     )
+    if random_weights:  # said once the export stands, so a refusal stays one line
+        print(
+            "note: exported random weights (pass --pretrained or --checkpoint for trained ones); "
+            "BN statistics and classifier drawn from seed 0",
+            file=sys.stderr,
+        )
     print(result.summary())
     return 0
 

@@ -157,3 +157,24 @@ def head_cost(
     # official classifier's pool
     pool = mid * size * size + features
     return weights, conv_macs, pool, 2 * mid + num_classes
+
+
+MAX_FORWARD_MACS = 10**12  # ~500 forward passes of FBNetV3-G at 320 px: beyond it is a mistake
+
+
+def check_forward_cost(
+    spec: ArchSpec, input_size: int, batch: int = 1, where: str = "this network"
+) -> None:
+    """Refuse a forward pass whose analytic cost is absurd, before any memory is allocated.
+
+    Every per-field limit of a spec can hold while the whole is enormous (a
+    4096-channel stride-1 stem at 4096 px needs hundreds of GB); each output
+    element costs at least one MAC, so bounding MACs also bounds activations.
+    """
+    macs = arch_stats(spec, input_size=input_size).macs * batch
+    if macs > MAX_FORWARD_MACS:
+        raise SpecError(
+            f"{where}: one forward pass of batch {batch} at {input_size} px needs "
+            f"{macs / 1e12:.1f} TMACs (limit {MAX_FORWARD_MACS / 1e12:.0f}); lower the input "
+            "size, the batch or the widths"
+        )

@@ -41,6 +41,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder
+from fbnetv3_zoo.spec import ArchSpec
+from fbnetv3_zoo.stats import check_forward_cost
 
 from . import checkpoints as ckpt
 from . import distributed
@@ -271,6 +273,10 @@ class _Run:
         recipe = recipe.for_model(model)  # resolution None: the model's own input size
         model.to(device)
         recipe, local_batch = _batch_sizes(recipe, splits, group)
+        arch = getattr(model, "arch", None)
+        if isinstance(arch, ArchSpec):  # an absurd whole network fails before it allocates
+            size = max(recipe.resolution, recipe.test_resolution)
+            check_forward_cost(arch, size, local_batch, where=f"model {model_name}")
         _check_input_size(model, model_name, recipe, device)
         total_epochs = epochs or recipe.epochs
         steps = len(splits.train) // recipe.batch_size

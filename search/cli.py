@@ -7,6 +7,7 @@ handlers so that other subcommands never pay for them.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 
@@ -154,7 +155,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         pretrain_steps=args.pretrain_steps,
         download=args.download,
     )
-    summary = run_search(config, args.out, progress=not args.quiet)
+    summary = _storing(lambda: run_search(config, args.out, progress=not args.quiet), args.out)
     _print_summary(summary)
     if summary["done"] == 0 and summary["failed"] > 0:
         import sys
@@ -170,8 +171,27 @@ def run_search_command(args: argparse.Namespace) -> int:
 def report_command(args: argparse.Namespace) -> int:
     from .report import report_run
 
-    _print_summary(report_run(args.run))
+    _print_summary(_storing(lambda: report_run(args.run), args.run))
     return 0
+
+
+def _storing(work: Callable[[], Any], out: str) -> Any:
+    """Run ``work``; a database that fails mid-run (disk full, damaged) is one line, not a traceback.
+
+    Every result committed before the failure stays in ``search.sqlite``, so
+    the same command resumes once the cause is fixed.
+    """
+    import sqlite3
+
+    from fbnetv3_zoo.errors import UserError
+
+    try:
+        return work()
+    except sqlite3.DatabaseError as err:
+        raise UserError(
+            f"{out}/search.sqlite: {err} (a full disk or a damaged file?); the results committed "
+            "so far are kept: free space or restore the file, then run the same command to resume"
+        ) from None
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -36,13 +36,19 @@ def pareto_front(macs: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
 
 def best_per_constraint(
-    done: list[dict[str, Any]], constraints: list[Constraint]
+    done: list[dict[str, Any]], constraints: list[Constraint], scoring_epoch: int | None = None
 ) -> dict[str, dict[str, Any] | None]:
-    """The measured-best candidate within each constraint (None when none fits)."""
+    """The measured-best candidate within each constraint (None when none fits).
+
+    Candidates trained to ``scoring_epoch`` come first: a short rung of
+    successive halving scores lower epochs, which are not comparable with the
+    rest; a limit that only such candidates meet still gets its best one.
+    """
     out = {}
     for c in constraints:
         fits = [r for r in done if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
-        out[c.text] = max(fits, key=lambda r: r["score"]) if fits else None
+        full = [r for r in fits if scoring_epoch is None or (r["epochs"] or 0) >= scoring_epoch]
+        out[c.text] = max(full or fits, key=lambda r: r["score"]) if fits else None
     return out
 
 
@@ -399,7 +405,7 @@ def write_outputs(
     config = store.get("config") or {}
     data = config.get("data", "")
     done = store.candidates("done")
-    best = best_per_constraint(done, constraints)
+    best = best_per_constraint(done, constraints, store.get("stop_epoch") or config.get("epochs"))
     summary = dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
     if not write:
         return summary

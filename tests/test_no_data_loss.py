@@ -222,3 +222,158 @@ def test_export_refuses_links_and_its_own_input(proj, capsys, reference_checkpoi
     weights = proj / "proj" / "a.pth"
     argv = export + ["--checkpoint", str(weights), "--out", str(weights), "--overwrite"]
     refused(capsys, argv, proj, "is the input")
+
+
+def _nested_yaml(path: Path) -> Path:
+    path.write_text("[" * 200_000)
+    return path
+
+
+def _sqlite(path: Path, sql: str) -> Path:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    db.executescript(sql)
+    db.commit()
+    db.close()
+    return path
+
+
+def _damaged_run(path: Path, sql: str) -> Path:
+    """A search run folder whose database was damaged after the fact."""
+    write_search_run(path)
+    _sqlite(path / "search.sqlite", sql)
+    return path
+
+
+HUGE_ARCH = """\
+arch:
+  stem_channels: 4096
+  stem_stride: 1
+  stages:
+  - - {kernel: 3, expansion: 1, channels: 8}
+  - - {kernel: 3, expansion: 2, channels: 16, stride: 2}
+  input_size: 4096
+  feature_width: 32
+  name: huge
+"""
+
+
+def _huge(folder: Path) -> str:
+    """A spec inside every per-field limit whose whole forward pass is absurd (TMACs, TBs)."""
+    path = folder / "huge.yaml"
+    path.write_text(HUGE_ARCH)
+    return str(path)
+
+
+MISTAKES = {  # name: (argv builder given a scratch folder, text the one line must contain)
+    "nested yaml, info": (lambda d: ["info", str(_nested_yaml(d / "x.yaml"))], "nested too deeply"),
+    "nested yaml, recipe": (
+        lambda d: TRAIN + ["--recipe", str(_nested_yaml(d / "r.yaml"))],
+        "nested too deeply",
+    ),
+    "foreign sqlite, search": (
+        lambda d: (
+            ["search", "--out", str(d), "--budget", "8", "--quiet"]
+            if _sqlite(d / "search.sqlite", "CREATE TABLE mine (x);")
+            else []
+        ),
+        "not a database made by",
+    ),
+    "foreign sqlite, report": (
+        lambda d: (
+            ["search-report", str(d)]
+            if _sqlite(d / "search.sqlite", "CREATE TABLE mine (x);")
+            else []
+        ),
+        "search.sqlite",
+    ),
+    "null score": (
+        lambda d: [
+            "search-report",
+            str(_damaged_run(d / "r", "UPDATE candidates SET score = NULL;")),
+        ],
+        "score is None",
+    ),
+    "bad json": (
+        lambda d: [
+            "search-report",
+            str(_damaged_run(d / "r", "UPDATE candidates SET arch = '{';")),
+        ],
+        "not valid JSON",
+    ),
+    "no meta table": (
+        lambda d: ["search-report", str(_damaged_run(d / "r", "DROP TABLE meta;"))],
+        "meta",
+    ),
+    "benchmark batch 0": (
+        lambda d: ["benchmark", "--models", "fbnetv3_a", "--batch", "0"],
+        "--batch",
+    ),
+    "benchmark batch -1": (
+        lambda d: ["benchmark", "--models", "fbnetv3_a", "--batch=-1"],
+        "--batch",
+    ),
+    "benchmark threads -1": (
+        lambda d: ["benchmark", "--models", "fbnetv3_a", "--threads=-1"],
+        "--threads",
+    ),
+    "benchmark size 0": (lambda d: ["benchmark", "--models", "fbnetv3_a@0"], "fbnetv3_a@0"),
+    "benchmark size huge": (
+        lambda d: ["benchmark", "--models", "fbnetv3_a@100000"],
+        "fbnetv3_a@100000",
+    ),
+    "workers -1": (lambda d: TRAIN + ["--workers=-1", "--out", str(d / "w")], "--workers"),
+    "seed too large": (lambda d: TRAIN + ["--seed", str(2**70), "--out", str(d / "s")], "--seed"),
+    "search seed too large": (
+        lambda d: ["search", "--out", str(d / "s"), "--seed", str(2**70)],
+        "seed",
+    ),
+    "stop after 0": (
+        lambda d: TRAIN + ["--stop-after", "0", "--out", str(d / "z")],
+        "--stop-after",
+    ),
+    "huge spec, export": (lambda d: ["export", _huge(d), "--out", str(d / "h.onnx")], "TMACs"),
+    "huge spec, benchmark": (
+        lambda d: ["benchmark", "--models", _huge(d), "--backends", "eager", "--batch", "1"],
+        "TMACs",
+    ),
+    "huge spec, train": (
+        lambda d: TRAIN[:2] + [_huge(d)] + TRAIN[3:5] + ["--epochs", "1", "--out", str(d / "t")],
+        "TMACs",
+    ),
+    "newline in constraint": (
+        lambda d: ["search", "--out", str(d / "c"), "--constraint", "macs<=1M\n"],
+        "invalid constraint",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_user_mistakes_end_in_one_line_and_leave_nothing(tmp_path, monkeypatch, capsys, name):
+    build, expect = MISTAKES[name]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.chdir(tmp_path)
+    argv = build(scratch)
+    refused(capsys, argv, tmp_path, expect)
+    before = set(snapshot(tmp_path))
+    assert main(argv) == 2  # and again: the first refusal left nothing that changes the answer
+    assert set(snapshot(tmp_path)) == before
+
+
+def test_a_full_disk_during_a_search_is_one_line_and_keeps_the_folder(
+    tmp_path, monkeypatch, capsys
+):
+    import sqlite3
+
+    from fbnetv3_zoo.search.store import Store
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "add_candidates", full)
+    run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    line = refused(capsys, ["search", "--out", str(run), "--quiet"], tmp_path, "disk")
+    assert "resume" in line and (run / "search.sqlite").is_file()

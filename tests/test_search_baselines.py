@@ -372,3 +372,21 @@ def test_cli_offers_both_baselines(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "optuna-tpe" in text and "successive-halving" in text
     assert 'pip install "fbnetv3-zoo[optuna]"' in text
+
+
+def test_best_pair_per_limit_comes_from_full_trainings():
+    """A short rung's score (another epoch) never outranks pairs trained to the scoring epoch."""
+    from fbnetv3_zoo.search.constraints import parse_constraint
+    from fbnetv3_zoo.search.report import best_per_constraint
+
+    rows = [
+        dict(id=1, macs=100, params=10, score=70.0, epochs=5),
+        dict(id=2, macs=100, params=10, score=90.0, epochs=2),  # a rung of successive halving
+        dict(id=3, macs=900, params=10, score=60.0, epochs=2),  # the only pair under no limit
+    ]
+    tight, loose = parse_constraint("macs<=200"), parse_constraint("macs<=1000")
+    best = best_per_constraint(rows, [tight, loose], scoring_epoch=5)
+    assert best[tight.text]["id"] == 1 and best[loose.text]["id"] == 1
+    assert best_per_constraint(rows, [tight], scoring_epoch=None)[tight.text]["id"] == 2
+    only_short = best_per_constraint(rows[1:], [loose], scoring_epoch=5)
+    assert only_short[loose.text]["id"] == 2  # nothing full fits: the best short one still counts
