@@ -59,8 +59,8 @@ def read_checkpoint(
         if "Unsupported global" in str(err) or "GLOBAL" in str(err):
             raise CheckpointError(
                 f"{path}: refused to load, the file needs arbitrary unpickling (code execution) "
-                f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1 "
-                "(or pass trusted=True / --trust-checkpoint)."
+                f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1, or "
+                "write a safe copy with `fbnetv3 convert ... --trust-checkpoint`"
             ) from None
         raise CheckpointError(_not_a_checkpoint(path, err)) from None
     except Exception as err:  # torch raises many types for damaged files

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import tempfile
 import time
 import warnings
@@ -139,7 +140,16 @@ def load_model(
             raise UserError(
                 f"{ref}: the folder's config.json sets the class count; drop --num-classes"
             )
-        model = timm.create_model(ref, pretrained=True)
+        try:
+            model = timm.create_model(ref, pretrained=True)
+        except (RuntimeError, pickle.UnpicklingError) as err:
+            if "weights_only" not in str(err) and "GLOBAL" not in str(err):
+                raise
+            raise UserError(
+                f"{ref}: its weights file is a pickle that needs code execution to load; refused. "
+                "If you trust it, write a safe copy with `fbnetv3 convert <file> --model <name> "
+                "--out <folder> --trust-checkpoint`"
+            ) from None
     else:
         if ref.split(".")[0] in VARIANTS and not ref.endswith((".yaml", ".yml")):
             classes = check_num_classes(1000 if num_classes is None else num_classes)

@@ -377,3 +377,40 @@ def test_a_full_disk_during_a_search_is_one_line_and_keeps_the_folder(
     monkeypatch.chdir(tmp_path)
     line = refused(capsys, ["search", "--out", str(run), "--quiet"], tmp_path, "disk")
     assert "resume" in line and (run / "search.sqlite").is_file()
+
+
+class _Payload:
+    """Unpickling this runs ``os.makedirs(target)``: proof that code ran, and harmless."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.makedirs, (self.target,))
+
+
+@pytest.mark.parametrize("route", ["local-dir", "checkpoint"])
+def test_a_malicious_pickle_is_refused_in_one_line_without_running(
+    tmp_path, monkeypatch, capsys, route
+):
+    import json
+
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FBNETV3_TRUST_CHECKPOINT", raising=False)
+    ran = tmp_path / "code-ran"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    torch.save({"state_dict": _Payload(str(ran))}, folder / "pytorch_model.bin")
+    config = {"architecture": "fbnetv3_a", "num_classes": 1000, "pretrained_cfg": {}}
+    (folder / "config.json").write_text(json.dumps(config))
+    if route == "local-dir":
+        argv = ["export", f"local-dir:{folder}", "--out", "x.onnx", "--input-size", "32"]
+    else:
+        argv = ["export", "fbnetv3_a", "--checkpoint", str(folder / "pytorch_model.bin")]
+        argv += ["--out", "x.onnx", "--input-size", "32"]
+    line = refused(capsys, argv, tmp_path, "refused")
+    assert not ran.exists()
+    assert "weights_only" not in line  # torch's advice to turn the protection off is not repeated
+    assert "--trust-checkpoint" not in line or "fbnetv3 convert" in line  # only real options
