@@ -20,6 +20,14 @@ from typing import Any
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.spec import (
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_EXPANSION,
+    MAX_INPUT_SIZE,
+    MAX_KERNEL,
+    MAX_REPEATS,
+)
 from fbnetv3_zoo.yaml_io import load_yaml
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -38,13 +46,9 @@ TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
 # sanity bounds, checked before anything is allocated: far above any real network,
 # far below what would exhaust memory while sampling or building a candidate
 MAX_CHOICES = 10_000  # values of one gridded dimension (range / step + 1)
-MAX_CHANNELS = 8192
-MAX_REPEATS = 64
-MAX_KERNEL = 15
-MAX_EXPANSION = 16
-MAX_RESOLUTION = 2048
-MAX_FEATURE_WIDTH = 16_384
-MAX_BLOCKS = 256  # rows summed over all stages
+# one set of size limits with the spec, so a space never admits a network ArchSpec refuses
+MAX_RESOLUTION = MAX_INPUT_SIZE
+MAX_FEATURE_WIDTH = MAX_CHANNELS
 
 
 class SpaceError(UserError):

@@ -199,8 +199,8 @@ def test_invalid_recipe_ranges_are_refused_when_the_space_loads(recipe, field):
         ),
         (lambda d: d["stages"][1][1].update(repeats={"min": 1, "max": 1000}), "repeats", "64"),
         (lambda d: d["stages"][0][0].update(channels=[8, 100000]), "channels", "8192"),
-        (lambda d: d.update(resolution=[16, 100000]), "resolution", "2048"),
-        (lambda d: d["head"].update(feature_width=10**9), "feature_width", "16384"),
+        (lambda d: d.update(resolution=[16, 100000]), "resolution", "4096"),
+        (lambda d: d["head"].update(feature_width=10**9), "feature_width", "8192"),
     ],
 )
 def test_space_bounds_are_checked_before_anything_is_allocated(edit, where, bound):
