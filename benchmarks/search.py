@@ -221,6 +221,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
             )
             store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
             rows = store.candidates()
+            scoring_epoch = store.get("stop_epoch") or epochs
             store.close()
         spent = epochs_spent(rows, args.resume_promoted)
         if spent >= target or len(rows) < budget or budget >= cap:
@@ -232,6 +233,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         budget=budget,
         pair=[where[vector_key(r["vector"])] for r in rows],
         score=[r["score"] if r["status"] == "done" else None for r in rows],
+        pick=driver_picks(rows, scoring_epoch),
         epochs=[r["epochs"] or 0 for r in rows],
         spent=[epochs_spent(rows[: n + 1], args.resume_promoted) for n in range(len(rows))],
         shown=[evaluator.shown[pool.pairs[where[vector_key(r["vector"])]].index] for r in rows],
@@ -245,18 +247,37 @@ def budgets_for(args: argparse.Namespace, pool: Any) -> list[int]:
     return [b for b in BUDGETS if b <= args.budget and b < len(pool.pairs)]
 
 
-def pick_regret(run: dict[str, Any], n: int, best: float) -> float:
-    """Regret of the pick after the first ``n`` trainings: the best *measured* score, judged by its held-out truth.
+def driver_picks(rows: list[dict[str, Any]], scoring_epoch: int) -> list[int | None]:
+    """After each training, the row the driver would report as ``best/<constraint>.yaml`` had the run stopped there.
 
-    This is what the driver's ``best/<constraint>.yaml`` would report had the
-    search stopped there.  NaN when the run trained fewer than ``n`` pairs.
+    Uses the driver's own rule (``report.best_per_constraint``: the best
+    measured score among trainings that reached the scoring epoch, so a short
+    multi-fidelity rung does not win on a lower epoch).  None before any
+    training succeeded.
     """
-    if n > len(run["pair"]):
+    from fbnetv3_zoo.search.constraints import parse_constraint
+    from fbnetv3_zoo.search.report import best_per_constraint
+
+    constraints = [parse_constraint(CONSTRAINT)]
+    position = {id(r): k for k, r in enumerate(rows)}
+    picks: list[int | None] = []
+    for n in range(1, len(rows) + 1):
+        done = [r for r in rows[:n] if r["status"] == "done" and r["score"] is not None]
+        best = best_per_constraint(done, constraints, scoring_epoch)[CONSTRAINT] if done else None
+        picks.append(None if best is None else position[id(best)])
+    return picks
+
+
+def pick_regret(run: dict[str, Any], n: int, best: float) -> float:
+    """Regret of the pick after the first ``n`` trainings: the driver's measured best, judged by its held-out truth.
+
+    NaN when the run trained fewer than ``n`` pairs; ``best`` (as if the pick
+    were worth 0 %) when none of them succeeded.
+    """
+    if n > len(run["pair"]) or n < 1:
         return float("nan")
-    scored = [
-        (s, k) for s, k in zip(run["score"][:n], run["pair"][:n], strict=True) if s is not None
-    ]
-    return best - float(run["truth"][max(scored)[1]]) if scored else best
+    row = run["pick"][n - 1]
+    return best if row is None else best - float(run["truth"][run["pair"][row]])
 
 
 def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -601,8 +622,9 @@ def report(
         "scored with a number the search saw (`tests/test_search_pool.py` checks this, and the "
         "script re-checks every run). The pool's best is the best truth for that seed "
         f"(mean {truths.max(axis=1).mean():.2f} %). After b trainings (or c epochs) the search's pick "
-        "is the pair with the best score it measured so far (what `best/<constraint>.yaml` would "
-        "report), and regret = the best truth - the pick's truth, in top-1 points. Curves are "
+        "is what `best/<constraint>.yaml` would report had it stopped there (the driver's rule: "
+        "the best measured score among trainings that reached the scoring epoch), and regret = "
+        "the best truth - the pick's truth, in top-1 points. Curves are "
         f"anytime curves of one run per seed. Equal epochs: level c = b x {epochs} proxy epochs, "
         + (
             "counting a re-trained pair only beyond its longest earlier training (`--resume-promoted`, "
@@ -610,8 +632,7 @@ def report(
             if args.resume_promoted
             else "counting every epoch the driver trained (a promoted pair is retrained from scratch)"
         )
-        + " (n/a where a run never spent that much); as in the driver, a short training's score "
-        "competes with full ones for the pick. "
+        + " (n/a where a run never spent that much). "
         f"Intervals: 95 % percentile bootstrap over seeds ({RESAMPLES} resamples, one paired "
         f"resampling for every column, seed {BOOTSTRAP_SEED}).",
         "",

@@ -309,12 +309,22 @@ def search_benchmark():
     return module
 
 
-def test_benchmark_picks_by_measurement_and_scores_by_truth():
+def test_benchmark_picks_like_the_driver_and_scores_by_truth():
     bench = search_benchmark()
-    # pair 2 measured best but its truth is low; pair 1 is the truly best
+
+    def row(score, epochs, status="done"):
+        return dict(score=score, epochs=epochs, status=status, macs=5e5, params=1e4)
+
+    # a 2-epoch rung (row 3) measured highest but is not comparable with full trainings
+    rows = [row(50.0, 5), row(60.0, 2), row(70.0, 5), row(90.0, 2), row(None, 5, "failed")]
+    assert bench.driver_picks(rows, scoring_epoch=5) == [0, 0, 2, 2, 2]
+    assert bench.driver_picks(rows[1:2], scoring_epoch=5) == [
+        0
+    ]  # only short ones: the best of them
+    # pool pair 2 is measured best but its truth is low; pair 1 is the truly best
     run = dict(
         pair=[0, 1, 2, 3],
-        score=[50.0, 60.0, 70.0, None],
+        pick=[0, 1, 2, 2],
         epochs=[5, 2, 2, 5],
         truth=np.array([55.0, 80.0, 58.0, 20.0]),
     )
