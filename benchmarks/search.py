@@ -48,13 +48,8 @@ BUDGETS = (8, 12, 16, 24, 32, 40, 48, 64)  # trainings; equal-epoch levels are t
 NEAR = 0.5  # a pick "finds the best" when its truth is within this many points of the pool's best
 RESAMPLES = 2000  # bootstrap resamples of the seeds
 BOOTSTRAP_SEED = 0
-SETTINGS = (
-    "initial",
-    "batch",
-    "members",
-    "fit_steps",
-    "pretrain_steps",
-)  # overridable config fields
+# SearchConfig fields the command line may override (default: the CLI's own values)
+SETTINGS = ("initial", "batch", "members", "fit_steps", "pretrain_steps")
 
 _POOL: dict[str, Any] = {}  # this process's snapshot of the (restricted) pool, set once per worker
 
