@@ -136,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
     p.add_argument(
+        "--note", default="", help="a sentence printed under the title (what the run is for)"
+    )
+    p.add_argument(
         "--out", help="results file (.md; the plot goes next to it); default: print only"
     )
     args = p.parse_args(argv)
@@ -594,6 +597,7 @@ def report(
     lines = [
         f"# Search strategies on the `{args.pool}` pool",
         "",
+        *([f"**{args.note}**", ""] if args.note else []),
         f"Command: `{command}` (commit {git_state()}); run time {total / 60:.1f} min "
         f"({per_run:.1f} s per search on average).",
         f"Pool: `{shown_path(path)}` as read at the start: {len(full.pairs)} pairs ({spread} seeds); "
