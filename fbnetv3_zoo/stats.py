@@ -171,6 +171,8 @@ def check_forward_cost(
     4096-channel stride-1 stem at 4096 px needs hundreds of GB); each output
     element costs at least one MAC, so bounding MACs also bounds activations.
     """
+    if spec.final_size(input_size) < 1:
+        return  # too small, not too big: the caller's own check says so in its words
     macs = arch_stats(spec, input_size=input_size).macs * batch
     if macs > MAX_FORWARD_MACS:
         raise SpecError(
