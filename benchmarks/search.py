@@ -337,6 +337,14 @@ class Paired:
         return float(point), float(lo), float(hi)
 
 
+def seed_noise(pool: Any) -> float:
+    """The median over pairs of one training's seed-to-seed standard deviation (failed trainings as 0 %)."""
+    spreads = [
+        float(np.std([p.final(s) for s in p.runs], ddof=1)) for p in pool.pairs if len(p.runs) >= 2
+    ]
+    return float(np.median(spreads)) if spreads else float("nan")
+
+
 def fmt(stats: tuple[float, float, float], digits: int = 2) -> str:
     if not np.isfinite(stats[0]):
         return "n/a"
@@ -634,6 +642,15 @@ def report(
         + " (n/a where a run never spent that much). "
         f"Intervals: 95 % percentile bootstrap over seeds ({RESAMPLES} resamples, one paired "
         f"resampling for every column, seed {BOOTSTRAP_SEED}).",
+        "",
+    ]
+    noise = seed_noise(pool)
+    lines += [
+        f"Noise, for reading the numbers: one training's seed-to-seed standard deviation is "
+        f"{noise:.2f} points here (median over pairs), so a truth of k other seeds carries about "
+        f"{noise:.2f}/sqrt(k); the best truth is the maximum of {len(pool.pairs)} such means and "
+        "sits above the best pair's real quality, which puts a floor under every column (see the "
+        "oracles) and pulls ratios towards 1; differences between strategies are unaffected.",
         "",
     ]
     lines += tables("trainings", budgets, by_trainings, refs, boot)
