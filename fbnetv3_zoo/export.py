@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 FORMATS = ("onnx", "torchscript")
+ENGINES = {"onnx": "ONNX Runtime", "torchscript": "TorchScript"}
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # the oldest opset these exports are tested with
 DEFAULT_RTOL = 1e-4  # max |export - eager| / max |eager|
@@ -70,11 +71,14 @@ class ExportResult:
         return _relative(self.max_abs_diff, self.output_scale)
 
     def summary(self) -> str:
-        engine = "ONNX Runtime" if self.format == "onnx" else "TorchScript"
+        engine = ENGINES.get(self.format, "ExecuTorch runtime")
+        static = self.format.startswith("executorch")
+        batch = "batch 1, XNNPACK" if static else "dynamic batch"
+        eager = "the int8 eager module" if self.format.endswith("int8") else "PyTorch eager"
         return (
             f"wrote {self.path} ({self.format}, input Nx3x{self.input_size}x{self.input_size}, "
-            f"dynamic batch, BN {'folded' if self.fused else 'kept'}) in {self.seconds:.1f}s; "
-            f"{engine} vs PyTorch eager on a batch of {self.check_batch}: "
+            f"{batch}, BN {'folded' if self.fused else 'kept'}) in {self.seconds:.1f}s; "
+            f"{engine} vs {eager} on {self.check_batch} images: "
             f"max abs diff {self.max_abs_diff:.2e} (outputs up to {self.output_scale:.2e}, "
             f"relative {self.max_rel_diff:.1e})"
         )

@@ -10,6 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _csv(text: str) -> list[str]:
@@ -51,7 +52,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "model",
         help="zoo name (fbnetv3_b), ArchSpec YAML, search result YAML, or local-dir:DIR",
     )
-    p.add_argument("--format", default="onnx", help="onnx (default) or torchscript")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx (default), torchscript, or executorch (.pte for XNNPACK; needs the [mobile] extra)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="executorch only: int8 post-training quantisation (PT2E, XNNPACKQuantizer)",
+    )
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="int8: images to calibrate on and to measure int8 accuracy on: digits, digits:N or "
+        "an ImageFolder",
+    )
     p.add_argument("--out", required=True, type=Path, help="output file")
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
@@ -130,7 +147,7 @@ def _export(args: argparse.Namespace) -> int:
     from .outputs import check_file_output
     from .spec import check_input_size
 
-    formats = ("onnx", "torchscript")
+    formats = ("onnx", "torchscript", "executorch")
     if args.format not in formats:
         raise UserError(
             f"unknown export format {args.format!r}; choose one of: {', '.join(formats)}"
@@ -147,6 +164,14 @@ def _export(args: argparse.Namespace) -> int:
     check_file_output(args.out, args.overwrite, inputs)
     if not args.rtol > 0:
         raise UserError(f"--rtol must be > 0, got {args.rtol}")
+    if (args.quantize or args.calibration) and args.format != "executorch":
+        raise UserError("--quantize and --calibration apply to --format executorch only")
+    if args.quantize and not args.calibration:
+        raise UserError("--quantize int8 needs --calibration (digits, or an ImageFolder of yours)")
+    if args.format == "executorch":
+        from .executorch_export import _require_executorch
+
+        _require_executorch()  # a missing extra is one line before the model is built
 
     from .export import check_opset, export_model, load_model, randomize_weights_
 
@@ -163,6 +188,8 @@ def _export(args: argparse.Namespace) -> int:
     )
     if random_weights:
         randomize_weights_(model)
+    if args.format == "executorch":
+        return _export_executorch(args, model, random_weights)
     result = export_model(
         model,
         args.out,
@@ -180,6 +207,42 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary())
+    return 0
+
+
+def _export_executorch(args: argparse.Namespace, model: Any, random_weights: bool) -> int:
+    """``--format executorch``: lower, verify, and for int8 measure the accuracy it costs."""
+    from .executorch_export import calibration_batches, export_executorch, int8_accuracy
+    from .export import model_input_size
+    from .stats import check_forward_cost
+
+    size = args.input_size or model_input_size(model)
+    arch = getattr(model, "arch", None)
+    if hasattr(arch, "final_size"):
+        check_forward_cost(arch, size, batch=3, where="export")
+    calibration = None
+    if args.quantize:
+        calibration = calibration_batches(args.calibration, model, size)
+    result = export_executorch(
+        model,
+        args.out,
+        size,
+        quantize=args.quantize,
+        calibration=calibration,
+        rtol=args.rtol,
+        overwrite=args.overwrite,
+    )
+    if random_weights:
+        print("note: exported random weights (pass --pretrained or --checkpoint)", file=sys.stderr)
+    print(result.summary())
+    if args.quantize:
+        acc = int8_accuracy(model, args.out, args.calibration, size)
+        print(
+            f"int8 accuracy on {args.calibration}'s validation split ({acc['images']} images): "
+            f"top-1 {acc['top1_int8']:.2f} vs fp32 eager {acc['top1_fp32']:.2f} "
+            f"({acc['top1_int8'] - acc['top1_fp32']:+.2f} points), top-1 agreement "
+            f"{acc['agreement']:.1f} %"
+        )
     return 0
 
 

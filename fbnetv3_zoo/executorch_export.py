@@ -1,0 +1,193 @@
+"""ExecuTorch export (``.pte`` for the XNNPACK delegate), fp32 or int8, verified before it counts.
+
+PyTorch Mobile's TorchScript route, which the FBNet authors shipped, has been
+replaced by ExecuTorch.  The standard route is used as is: ``torch.export``,
+then ``to_edge_transform_and_lower`` with the XNNPACK partitioner, then
+``to_executorch``; for int8, PT2E post-training quantisation with
+ExecuTorch's ``XNNPACKQuantizer`` (symmetric, per-channel weights) calibrated
+on real images first.
+
+Verification runs the written program through the ExecuTorch runtime's
+Python bindings, one image at a time (the program has a static batch of 1,
+as phone deployments use), against the matching eager model: the fp32 model
+for fp32, and the quantised eager module for int8 (so the check tests the
+lowering, with the same tolerance as the other formats).  What int8 costs in
+accuracy is a separate, measured number (:func:`int8_accuracy`), not a
+tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .export import (
+    DEFAULT_RTOL,
+    ExportResult,
+    _check_close,
+    _check_input,
+    _reference,
+    _staged,
+)
+
+INSTALL_HINT = 'pip install "fbnetv3-zoo[mobile]"'
+QUANTIZE = ("int8",)
+CALIBRATION_IMAGES = 64  # PT2E observers settle well before this on these networks
+# XNNPACK's int8 kernels round (requantise) at each layer where the eager reference only
+# simulates quantisation in float, so the two differ by about a quantisation step per layer:
+# int8 parity is checked at this fraction of the output scale (fp32 uses --rtol).
+INT8_RTOL = 0.05
+
+
+def _require_executorch() -> None:
+    try:
+        import executorch.exir  # noqa: F401
+        import executorch.runtime  # noqa: F401
+    except ImportError:
+        raise UserError(f"--format executorch needs ExecuTorch: {INSTALL_HINT}") from None
+
+
+def lower(module: nn.Module, example: torch.Tensor) -> bytes:
+    """``module`` (eager or PT2E-quantised) as an ExecuTorch program delegated to XNNPACK."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(module, (example,))
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        return edge.to_executorch().buffer
+
+
+def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor], size: int) -> nn.Module:
+    """PT2E int8 (symmetric, per-channel) calibrated on ``calibration`` batches."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True)
+    )
+    example = torch.zeros(1, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = torch.export.export(model.eval(), (example,)).module()
+        prepared = prepare_pt2e(graph, quantizer)
+        seen = 0
+        with torch.no_grad():
+            for batch in calibration:
+                prepared(batch)
+                seen += len(batch)
+        if seen == 0:
+            raise UserError("int8 calibration got no images")
+        return convert_pt2e(prepared)
+
+
+class PteProgram:
+    """A ``.pte`` file loaded by the ExecuTorch runtime; call it with a batch of images."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from executorch.runtime import Runtime
+
+        self.method = Runtime.get().load_program(Path(path)).load_method("forward")
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Run image by image (the program's batch is 1) and stack the outputs."""
+        return torch.cat([self.method.execute([x[None].contiguous()])[0] for x in images])
+
+
+def export_executorch(
+    model: nn.Module,
+    out: str | os.PathLike,
+    input_size: int,
+    quantize: str | None = None,
+    calibration: Iterable[torch.Tensor] | None = None,
+    rtol: float = DEFAULT_RTOL,
+    check_batch: int = 3,
+    overwrite: bool = False,
+) -> ExportResult:
+    """Lower ``model`` to an XNNPACK ``.pte`` (int8 if ``quantize``), verify it, move it into place."""
+    _require_executorch()
+    if quantize not in (None, *QUANTIZE):
+        raise UserError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
+    if quantize and calibration is None:
+        raise UserError("--quantize int8 needs --calibration (digits, or an ImageFolder)")
+    start = time.perf_counter()
+    model = model.eval()
+    x = _check_input(check_batch, input_size)
+    reference = model
+    if quantize:
+        reference = quantize_int8(model, calibration or [], input_size)
+    want = _reference(reference, x)
+    with _staged(Path(out), overwrite) as tmp:
+        tmp.write_bytes(lower(reference, x[:1]))
+        got = PteProgram(tmp)(x)
+        diff = _check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
+    return ExportResult(
+        Path(out),
+        "executorch-int8" if quantize else "executorch",
+        input_size,
+        False,
+        diff,
+        float(want.abs().max()),
+        check_batch,
+        time.perf_counter() - start,
+    )
+
+
+def eval_images(
+    data: str, model: nn.Module, size: int, split: str, limit: int | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) batches of ``data``'s ``split`` with the model's eval transform at ``size``."""
+    from timm.data import create_transform, resolve_data_config
+
+    from .recipes.data import load_data
+
+    splits = load_data(data, None, train=split == "train")
+    cfg = resolve_data_config({"input_size": (3, size, size)}, model=model)
+    splits.set_transforms(
+        create_transform(**cfg, is_training=False), create_transform(**cfg, is_training=False), size
+    )
+    dataset = splits.train if split == "train" else splits.val
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    for start in range(0, count, 16):
+        items = [dataset[i] for i in range(start, min(start + 16, count))]
+        items = [item for item in items if isinstance(item, tuple)]  # unreadable files skipped
+        if items:
+            yield torch.stack([i[0] for i in items]), torch.tensor([i[1] for i in items])
+
+
+def calibration_batches(data: str, model: nn.Module, size: int) -> list[torch.Tensor]:
+    """The first ``CALIBRATION_IMAGES`` training images of ``data`` (seeded split), as batches."""
+    return [images for images, _ in eval_images(data, model, size, "train", CALIBRATION_IMAGES)]
+
+
+def int8_accuracy(model: nn.Module, pte: str | os.PathLike, data: str, size: int) -> dict[str, Any]:
+    """Top-1 of fp32 eager and of the int8 program on ``data``'s validation split, and agreement."""
+    program = PteProgram(pte)
+    images = fp32 = int8 = agree = 0
+    with torch.no_grad():
+        for x, y in eval_images(data, model, size, "val"):
+            a, b = model(x).argmax(1), program(x).argmax(1)
+            images += len(y)
+            fp32 += int((a == y).sum())
+            int8 += int((b == y).sum())
+            agree += int((a == b).sum())
+    if images == 0:
+        raise UserError(f"{data}: no readable validation image to measure int8 accuracy on")
+    return dict(
+        images=images,
+        top1_fp32=100 * fp32 / images,
+        top1_int8=100 * int8 / images,
+        agreement=100 * agree / images,
+    )
