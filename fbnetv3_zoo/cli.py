@@ -57,9 +57,11 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a user mistake is one stderr line and exit code 2."""
     from .errors import UserError
+    from .provenance import set_command
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command(sys.argv[1:] if argv is None else argv)  # result files record it
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (`fbnetv3 info x | head`): not an error

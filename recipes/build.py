@@ -69,6 +69,9 @@ class RecipeParts:
     resolution: int = DEFAULT_RESOLUTION  # train resolution actually used
     eval_resolution: int = DEFAULT_RESOLUTION
     recipe: Any = None  # the recipe as applied (resolution, warmup, EMA decay resolved)
+    # the evaluation transform's settings (``eval_transform_from`` rebuilds it): a run
+    # folder records them so ``validate`` measures a checkpoint exactly as training did
+    eval_config: dict[str, Any] = field(default_factory=dict)
     not_applied: list[str] = field(default_factory=list)  # regularisers the model lacks
     notes: list[str] = field(default_factory=list)  # one line per adaptation, for the user
 
@@ -376,14 +379,14 @@ def build(
         mean=mean,
         std=std,
     )
-    eval_transform = create_transform(
-        recipe.test_resolution,
-        is_training=False,
+    eval_config = dict(
+        input_size=recipe.test_resolution,
         crop_pct=recipe.crop_pct,
         interpolation="bilinear" if recipe.interpolation == "random" else recipe.interpolation,
-        mean=mean,
-        std=std,
+        mean=list(mean),
+        std=list(std),
     )
+    eval_transform = eval_transform_from(eval_config)
     return RecipeParts(
         optimizer=optimizer,
         scheduler=scheduler,
@@ -402,6 +405,25 @@ def build(
         recipe=recipe,
         not_applied=not_applied,
         notes=notes,
+        eval_config=eval_config,
+    )
+
+
+def eval_transform_from(config: dict[str, Any]) -> Callable:
+    """The evaluation transform of ``config`` (``RecipeParts.eval_config``).
+
+    Training and ``validate`` both build it here, so a run folder's recorded
+    settings give the very transform its reported numbers were measured with.
+    """
+    from timm.data import create_transform
+
+    return create_transform(
+        config["input_size"],
+        is_training=False,
+        crop_pct=config["crop_pct"],
+        interpolation=config["interpolation"],
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
     )
 
 

@@ -104,13 +104,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="digits, cifar10, cifar100 or an ImageFolder dir (val/ if present; default: digits)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=64, help="images per forward pass (default: 64)"
+        "--batch-size",
+        type=int,
+        help="images per forward pass (default: the run's for a run's checkpoint, else 64)",
     )
     p.add_argument(
-        "--input-size", type=int, help="override the model's pretrained-config input size (px)"
+        "--input-size",
+        type=int,
+        help="override the input size (px) of the run's evaluation or the model's config",
     )
     p.add_argument(
-        "--crop-pct", type=float, help="override the model's pretrained-config crop fraction"
+        "--crop-pct",
+        type=float,
+        help="override the crop fraction of the run's evaluation or the model's config",
+    )
+    p.add_argument(
+        "--model-transform",
+        action="store_true",
+        help="use the model's pretrained-config transform even for a checkpoint in a training "
+        "run folder (default there: the run's own evaluation transform, so validate "
+        "reproduces the numbers train reported)",
     )
     _common(p)
     p.set_defaults(func=cmd_validate)
@@ -292,10 +305,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         progress=not args.no_progress,
+        run_transform=not args.model_transform,
     )
+    print(f"evaluation transform: {r['transform_from']}")
     print(
         f"{args.model} on {r['data']} ({r['images']} images, {r['input_size']}px, "
-        f"crop {r['crop_pct']}): top-1 {r['top1']:.2f}, top-5 {r['top5']:.2f}, "
+        f"crop {r['crop_pct']}, {r['interpolation']}): top-1 {r['top1']:.2f}, top-5 {r['top5']:.2f}, "
         f"{r['images_per_s']:.1f} images/s"
     )
     if r["skipped_files"]:

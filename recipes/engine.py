@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder
+from fbnetv3_zoo.provenance import environment
 from fbnetv3_zoo.spec import ArchSpec
 from fbnetv3_zoo.stats import check_forward_cost
 
@@ -53,6 +54,9 @@ from .recipe import Recipe
 STATE_FILE = ckpt.STATE_FILE
 WEIGHTS_FILE = ckpt.WEIGHTS_FILE
 EMA_FILE = ckpt.EMA_FILE
+SUMMARY_FILE = "summary.json"
+MAX_SUMMARY_BYTES = 64 << 20
+VAL_BATCH = 64  # the smallest validation batch (the training batch when larger)
 
 
 class TrainingDiverged(RuntimeError):
@@ -179,6 +183,7 @@ class _Log:
     wall_base: float = 0.0  # wall time of earlier (resumed-from) sessions
     wall_start: float = field(default_factory=time.perf_counter)
     skipped: set[str] = field(default_factory=set)
+    sessions: list[dict[str, Any]] = field(default_factory=list)  # who trained it, how
 
     @property
     def wall_time(self) -> float:
@@ -194,6 +199,7 @@ class _Log:
             train_images=self.train_images,
             wall_time=self.wall_time,
             skipped=sorted(self.skipped),
+            sessions=self.sessions,
         )
 
     @classmethod
@@ -207,6 +213,7 @@ class _Log:
             train_images=state["train_images"],
             wall_base=state["wall_time"],
             skipped=set(state["skipped"]),
+            sessions=list(state.get("sessions") or []),  # runs before 0.1.0's record: none
         )
 
 
@@ -295,6 +302,12 @@ class _Run:
             seed=seed,
             epochs=total_epochs,
             recipe=recipe.to_dict(),
+            # what ``validate`` needs to measure a checkpoint of this run as training did
+            evaluation=dict(
+                **parts.eval_config,
+                image_resolution=parts.resolution,  # in-memory images (digits) are sized so
+                batch_size=max(local_batch, VAL_BATCH),
+            ),
         )
         log = _Log(total_epochs)
         if resuming:
@@ -345,12 +358,16 @@ class _Run:
     ) -> dict[str, Any]:
         """Train the remaining epochs, committing each; return the summary."""
         committed = self.log.epoch > 0
+        trained = False
         try:
+            if self.log.epoch < self.log.total_epochs:  # this session trains: record how
+                self.log.sessions.append(environment(self.device, self.group.world_size))
             for epoch in range(self.log.epoch + 1, self.log.total_epochs + 1):
                 last = epoch == self.log.total_epochs or (
                     stop_after_epochs is not None and epoch >= stop_after_epochs
                 )
                 record = self.epoch(epoch, validate=last or epoch % eval_every == 0)
+                trained = True
                 self.log.history.append(record)
                 self.log.epoch = epoch
                 if self.out is not None and self.group.main:
@@ -365,10 +382,15 @@ class _Run:
                     self.lock.release()
                 shutil.rmtree(self.out, ignore_errors=True)  # we made it: leave nothing half-made
             raise
-        summary = _summary(self.log, self.settings)
+        if not trained and self.out is not None:  # resuming a finished run changes nothing
+            kept = _read_summary(self.out)
+            if kept is not None:
+                return kept
+        wall = self.log.wall_time if trained else self.log.wall_base
+        summary = _summary(self.log, self.settings, self.parts, wall)
         if self.out is not None and self.group.main:
             payload = json.dumps(summary, indent=2, allow_nan=False).encode()
-            ckpt.atomic_write(self.out / "summary.json", payload)
+            ckpt.atomic_write(self.out / SUMMARY_FILE, payload)
             _plot_curves(self.log.history, self.out / "curves.png")
         return summary
 
@@ -584,7 +606,7 @@ def _loaders(
     )
     args = dict(num_workers=workers, collate_fn=collate_skipping, pin_memory=device.type == "cuda")
     train_loader = DataLoader(splits.train, local_batch, sampler=sampler, drop_last=True, **args)
-    val_loader = DataLoader(splits.val, max(local_batch, 64), shuffle=False, **args)
+    val_loader = DataLoader(splits.val, max(local_batch, VAL_BATCH), shuffle=False, **args)
     return sampler, train_loader, val_loader
 
 
@@ -692,15 +714,44 @@ def _print_epoch(r: dict[str, Any], total: int) -> None:
     tqdm.write(text + f", {r['images_per_s']:.1f} images/s")
 
 
-def _summary(log: _Log, settings: dict[str, Any]) -> dict[str, Any]:
+def _read_summary(out: Path) -> dict[str, Any] | None:
+    """A finished run's ``summary.json`` as written, or None when missing or damaged."""
+    from fbnetv3_zoo.outputs import read_regular
+
+    try:
+        doc = json.loads(read_regular(out / SUMMARY_FILE, MAX_SUMMARY_BYTES))
+    except (OSError, ValueError, UserError):
+        return None
+    return doc if isinstance(doc, dict) and "final_top1" in doc else None
+
+
+def _summary(
+    log: _Log, settings: dict[str, Any], parts: RecipeParts, wall_s: float
+) -> dict[str, Any]:
+    """The run's result file: numbers, the recipe as run, how and where it was made.
+
+    ``recipe`` is the recipe as actually run (after ``fit_to_run`` shrank the
+    warmup or EMA horizon, ``recipe_notes`` say how); ``recipe_given`` is what
+    was asked for.  ``evaluation`` is the transform the top-1/top-5 numbers were
+    measured with (``fbnetv3 validate`` reuses it); ``command``, ``processes``,
+    ``device`` and ``versions`` come from the session that trained the last
+    epoch, ``sessions`` lists every session's record.
+    """
     evaluated = [h for h in log.history if h.get("val_top1") is not None]
     last = evaluated[-1] if evaluated else {}
     tops = [h[k] for h in evaluated for k in ("val_top1", "ema_top1") if h.get(k) is not None]
+    last_session = log.sessions[-1] if log.sessions else {}
     return dict(
         model=settings["model"],
         data=settings["data"],
         seed=settings["seed"],
-        recipe=settings["recipe"],
+        recipe=parts.recipe.to_dict(),
+        recipe_given=settings["recipe"],
+        recipe_notes=list(parts.notes),
+        evaluation=settings["evaluation"],
+        weights=sorted(
+            name for name, kept in ((WEIGHTS_FILE, True), (EMA_FILE, parts.ema is not None)) if kept
+        ),
         epochs_done=log.epoch,
         epochs_planned=log.total_epochs,
         final_top1=last.get("val_top1"),
@@ -710,7 +761,9 @@ def _summary(log: _Log, settings: dict[str, Any]) -> dict[str, Any]:
         best_top1=max(tops) if tops else None,
         images_per_s=log.train_images / log.train_time if log.train_time else 0.0,
         train_s=log.train_time,
-        wall_s=log.wall_time,
+        wall_s=wall_s,
+        **{k: last_session.get(k) for k in ("command", "processes", "device", "versions")},
+        sessions=log.sessions,
         skipped_files=len(log.skipped),
         skipped_paths=sorted(log.skipped)[:100],
         epochs=log.history,

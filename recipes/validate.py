@@ -1,9 +1,14 @@
-"""Evaluate a model on a dataset with its own eval transform: ``fbnetv3 validate`` from Python.
+"""Evaluate a model on a dataset: ``fbnetv3 validate`` from Python.
 
 The model is any name ``Recipe.create_model`` takes; weights come from
 ``pretrained`` or a checkpoint file.  Checkpoints are read by
 ``fbnetv3_zoo.checkpoint.read_checkpoint`` (safetensors or weights-only torch
 files; EMA weights preferred), the one unwrapping rule of the package.
+
+A checkpoint inside a training run folder is measured with the evaluation
+transform that run recorded (crop, resize, interpolation, mean/std, input
+size), so ``validate`` prints the run's own final numbers; any other model
+uses its pretrained config's transform.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ def validate(
     checkpoint: str | Path | None = None,
     pretrained: bool = False,
     num_classes: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     input_size: int | None = None,
     crop_pct: float | None = None,
     data_root: str | Path | None = None,
@@ -34,12 +39,15 @@ def validate(
     workers: int = 0,
     device: str | None = None,
     progress: bool = False,
+    run_transform: bool = True,
 ) -> dict[str, Any]:
     """Top-1/top-5 of ``model`` on ``data``'s validation split; returns a JSON-ready dict.
 
     The class count is the data's when a checkpoint is loaded (our own runs), else
     1000 (published weights) unless ``num_classes`` is given.  The data is checked
-    before any weights are downloaded.
+    before any weights are downloaded.  With ``run_transform`` a checkpoint in a
+    training run folder is evaluated as that run evaluated it (``input_size`` and
+    ``crop_pct`` still override); ``batch_size`` None is the run's or 64.
     """
     from timm.data import create_transform, resolve_data_config
     from torch.utils.data import DataLoader
@@ -48,6 +56,9 @@ def validate(
     from .engine import _auto_device, evaluate, resolve_device
 
     resolve_device(device)  # a bad --device fails before anything is loaded
+    run_eval = run_evaluation(checkpoint) if checkpoint is not None and run_transform else None
+    if batch_size is None:
+        batch_size = int(run_eval[0].get("batch_size", 64)) if run_eval else 64
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     if input_size is not None and not 8 <= input_size <= 4096:
@@ -58,17 +69,28 @@ def validate(
     if num_classes is None:
         num_classes = splits.num_classes if checkpoint else DEFAULT_CLASSES
     net = load_model(model, num_classes=num_classes, pretrained=pretrained, checkpoint=checkpoint)
-    cfg_args: dict[str, Any] = {}
-    if input_size:
-        cfg_args["input_size"] = (3, input_size, input_size)
-    if crop_pct:
-        cfg_args["crop_pct"] = crop_pct
-    cfg = resolve_data_config(cfg_args, model=net)
-    size = cfg["input_size"][-1]
+    if run_eval is not None:  # the transform the run measured its numbers with
+        from .build import eval_transform_from
+
+        cfg = dict(run_eval[0])
+        cfg["input_size"] = input_size or cfg["input_size"]
+        cfg["crop_pct"] = crop_pct or cfg["crop_pct"]
+        size = int(cfg["input_size"])
+        transform = eval_transform_from(cfg)
+        image_size = int(cfg.get("image_resolution") or size)
+    else:
+        cfg_args: dict[str, Any] = {}
+        if input_size:
+            cfg_args["input_size"] = (3, input_size, input_size)
+        if crop_pct:
+            cfg_args["crop_pct"] = crop_pct
+        cfg = resolve_data_config(cfg_args, model=net)
+        size = image_size = cfg["input_size"][-1]
+        transform = create_transform(**cfg, is_training=False)
     dev = resolve_device(device) or _auto_device()
     net = net.to(dev)
     check_input_size(net, str(model), size, dev)
-    splits.set_transforms(None, create_transform(**cfg, is_training=False), size)
+    splits.set_transforms(None, transform, image_size)
     loader = DataLoader(splits.val, batch_size, num_workers=workers, collate_fn=collate_skipping)
     skipped: set[str] = set()
     result = evaluate(net, loader, dev, skipped, progress, "validate")
@@ -79,11 +101,60 @@ def validate(
         data=splits.name,
         input_size=size,
         crop_pct=cfg.get("crop_pct"),
+        interpolation=cfg.get("interpolation"),
+        transform_from=run_eval[1] if run_eval else "the model's pretrained config",
         num_classes=num_classes,
         **result,
         skipped_files=len(skipped),
         skipped_paths=sorted(skipped)[:100],
     )
+
+
+def run_folder_of(checkpoint: str | Path) -> Path | None:
+    """The training run folder holding ``checkpoint`` (top level or ``checkpoints/epoch-N/``)."""
+    from fbnetv3_zoo.outputs import read_marker
+
+    folder = Path(checkpoint).parent
+    if folder.parent.name == "checkpoints":
+        folder = folder.parent.parent
+    marker = read_marker(folder)
+    if marker is not None and marker["tool"] != "train":
+        return None
+    if marker is None and not (folder / "checkpoint.json").is_file():
+        return None
+    return folder
+
+
+def run_evaluation(checkpoint: str | Path) -> tuple[dict[str, Any], str] | None:
+    """(evaluation settings, where they were read) of the run holding ``checkpoint``, if any.
+
+    ``summary.json`` of a finished run, else the committed ``state.pt`` of a run
+    that was stopped; None for a file outside a run folder or a run recorded
+    before runs kept their evaluation settings.
+    """
+    import json
+
+    from fbnetv3_zoo.outputs import read_regular
+
+    from . import checkpoints as ckpt
+    from .engine import MAX_SUMMARY_BYTES, SUMMARY_FILE
+
+    folder = run_folder_of(checkpoint)
+    if folder is None:
+        return None
+    summary = folder / SUMMARY_FILE
+    try:
+        doc = json.loads(read_regular(summary, MAX_SUMMARY_BYTES))
+        if isinstance(doc, dict) and isinstance(doc.get("evaluation"), dict):
+            return doc["evaluation"], str(summary)
+    except (OSError, ValueError, UserError):
+        pass
+    try:
+        state, _ = ckpt.read_committed(folder)
+    except UserError:
+        return None
+    found = (state.get("settings") or {}).get("evaluation")
+    return (found, str(folder / ckpt.STATE_FILE)) if isinstance(found, dict) else None
 
 
 def load_model(

@@ -94,8 +94,10 @@ def test_cli_refuses_to_overwrite_a_run_and_resume_of_a_finished_run_is_a_no_op(
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
     before = (cli_run / "model.safetensors").read_bytes()
+    summary = (cli_run / "summary.json").read_bytes()
     assert main([*argv, "--resume"]) == 0
     assert (cli_run / "model.safetensors").read_bytes() == before
+    assert (cli_run / "summary.json").read_bytes() == summary  # wall_s included
 
 
 def test_validate_an_engine_checkpoint(cli_run, capsys):
@@ -119,6 +121,46 @@ def test_validate_an_engine_checkpoint(cli_run, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"top-1 {summary['final_top1']:.2f}" in out and "images/s" in out
+
+
+def test_summary_records_the_recipe_as_run_and_how_it_was_made(cli_run):
+    summary = json.loads((cli_run / "summary.json").read_text())
+    given, ran = summary["recipe_given"], summary["recipe"]
+    assert given["warmup_epochs"] > ran["warmup_epochs"] == 0.5  # shrunk to a quarter of 2
+    assert any(n.startswith("warmup_epochs:") for n in summary["recipe_notes"])
+    assert summary["command"].startswith("fbnetv3 train --model ")
+    assert summary["processes"] == 1 and summary["device"] == "cpu"
+    assert {"python", "torch", "timm", "fbnetv3-zoo"} <= set(summary["versions"])
+    assert len(summary["sessions"]) == 1
+    assert summary["weights"] == ["model.safetensors", "model_ema.safetensors"]
+    ev = summary["evaluation"]
+    assert (ev["input_size"], ev["image_resolution"], ev["crop_pct"]) == (16, 16, ran["crop_pct"])
+
+
+def test_validate_reproduces_train_for_raw_and_ema_weights(tmp_path, capsys):
+    """No transform flags: a run's checkpoint is measured with the run's own evaluation."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "test_resnet", "--recipe", "fbnetv3", "--data", "digits:10"]
+    argv += ["--epochs", "1", "--resolution", "16", "--batch-size", "16", "--no-progress"]
+    argv += ["--set", "crop_pct=0.6", "--set", "interpolation=bicubic", "--set", "ema_decay=0.9"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+    for name, key in (("model.safetensors", "final"), ("model_ema.safetensors", "ema")):
+        val = ["validate", "--model", "test_resnet", "--data", "digits", "--no-progress"]
+        assert main([*val, "--checkpoint", str(out / name)]) == 0
+        text = capsys.readouterr().out
+        assert str(out / "summary.json") in text and "crop 0.6, bicubic" in text
+        assert f"top-1 {summary[f'{key}_top1']:.2f}, top-5 {summary[f'{key}_top5']:.2f}" in text
+    from fbnetv3_zoo.recipes import validate
+
+    for name, key in (("model.safetensors", "final"), ("model_ema.safetensors", "ema")):
+        r = validate("test_resnet", "digits", checkpoint=out / name)
+        assert (r["top1"], r["top5"]) == (summary[f"{key}_top1"], summary[f"{key}_top5"])
+    own = validate(
+        "test_resnet", "digits", checkpoint=out / "model.safetensors", run_transform=False
+    )
+    assert own["transform_from"] == "the model's pretrained config" and own["crop_pct"] != 0.6
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path):
@@ -211,3 +253,40 @@ def test_bad_data_and_names_exit_2_with_a_clear_message(tmp_path, capsys):
         == 2
     )
     assert "--download" in capsys.readouterr().err
+
+
+def test_a_folder_made_by_one_tool_is_refused_by_the_other(cli_run, tmp_path, capsys):
+    """`search --out <train run>` and `train --out <search run>`: one line, nothing changed."""
+    from search_result import write_search_run
+
+    from fbnetv3_zoo.outputs import write_marker
+
+    search_run = tmp_path / "s1"
+    write_search_run(search_run)
+    write_marker(search_run, "search")  # as `fbnetv3 search` leaves it
+
+    def snapshot(folder: Path) -> dict[str, bytes]:
+        return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    for folder, argv in (
+        (cli_run, ["search", "--out", str(cli_run), "--budget", "8", "--quiet"]),
+        (
+            search_run,
+            ["train", "--model", "test_resnet", "--epochs", "1", "--out", str(search_run)],
+        ),
+    ):
+        before = snapshot(folder)
+        assert main([*argv, "--no-progress"] if argv[0] == "train" else argv) == 2
+        err = capsys.readouterr().err.strip()
+        other = "train" if argv[0] == "search" else "search"
+        assert len(err.splitlines()) == 1 and f"made by `fbnetv3 {other}`" in err, err
+        assert snapshot(folder) == before
+
+
+def test_search_result_recipe_is_the_schedule_it_was_trained_on(tmp_path):
+    import yaml
+    from search_result import write_search_run
+
+    doc = yaml.safe_load(write_search_run(tmp_path / "s").read_text())
+    assert doc["recipe"]["epochs"] == doc["measured"]["schedule_epochs"] == 1
+    assert doc["written_by"]["command"] and "torch" in doc["written_by"]["versions"]
