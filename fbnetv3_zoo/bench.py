@@ -1,8 +1,12 @@
 """A small CPU timing harness: models x backends x batch sizes -> median seconds.
 
-Used by ``fbnetv3 benchmark``.  MACs are counted the same way for every model
-(forward hooks on Conv2d and Linear: weights x output positions) so rows
-compare fairly; zoo rows also carry the analytic official-convention count.
+Used by ``fbnetv3 benchmark``.  ``params`` is the package's one convention
+(Conv2d and Linear weights, as ``fbnetv3 models`` and ``info`` count them) for
+every model; ``MACs`` is the official analytic count (zoo rows), and two
+other counts appear only under names saying what they count: MACs from
+forward hooks on Conv2d and Linear (weights x output positions, the same for
+every model, so timm's networks compare fairly) and all parameters (BN and
+biases included).
 The full report (goals, head-to-head runs, machine notes, plot) lives in
 ``benchmarks/inference.py``.
 """
@@ -28,7 +32,7 @@ from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
 from .model import FBNetV3
 from .spec import check_input_size
-from .stats import arch_stats, check_forward_cost
+from .stats import arch_stats, check_forward_cost, conv_linear_weights, in_millions
 from .variants import VARIANTS
 
 __all__ = [
@@ -103,9 +107,10 @@ class BenchRow:
 
     model: str
     input_size: int
-    params: int
-    macs: int  # hook-counted, per image
+    params: int  # Conv2d + Linear weights: the official convention, any model
+    macs: int  # hook-counted Conv2d + Linear MACs, per image (every model alike)
     official_macs: int | None = None  # zoo only: analytic, official convention
+    all_params: int | None = None  # every parameter (BN and biases included)
     top1: float | None = None
     top1_source: str = ""
     cells: dict[tuple[str, int], float | None] = field(default_factory=dict)
@@ -293,23 +298,35 @@ def run_benchmark(
         torch.set_num_threads(threads_before)
 
 
-def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
+def model_row(name: str, batch: int = 1) -> tuple[BenchRow, nn.Module]:
+    """The untimed part of a row (sizes, counts, published top-1) and the built model.
+
+    Kept apart from timing so the counts can be checked against ``fbnetv3 models``
+    and ``info`` in a fast test.
+    """
     model, size = build_model(name)
     if isinstance(model, FBNetV3):  # before any forward pass allocates its activations
-        check_forward_cost(model.arch, size, max(settings.batches), where=name)
+        check_forward_cost(model.arch, size, batch, where=name)
     base = name.split("@")[0]
     published = base in VARIANTS and VARIANTS[base].input_size == size
     row = BenchRow(
         model=name,
         input_size=size,
-        params=sum(p.numel() for p in model.parameters()),
+        params=conv_linear_weights(model),
         macs=count_macs(model, size),
         official_macs=arch_stats(model.arch, size, num_classes=model.num_classes).macs
         if isinstance(model, FBNetV3)
         else None,
+        all_params=sum(p.numel() for p in model.parameters()),
         top1=VARIANTS[base].top1 if published else None,
         top1_source="FBNet authors" if published else "",
     )
+    return row, model
+
+
+def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
+    row, model = model_row(name, max(settings.batches))
+    size = row.input_size
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         runners = {}
         for backend in settings.backends:
@@ -369,11 +386,46 @@ def backends_run(rows: Sequence[BenchRow], settings: BenchSettings) -> list[str]
     ]
 
 
+def count_columns(rows: Sequence[BenchRow]) -> tuple[list[str], str]:
+    """The params/MACs column names of ``rows`` and the sentence saying what each counts.
+
+    ``params (M)`` and ``MACs (M)`` mean what they mean in ``fbnetv3 models`` and
+    ``info``; any other count is named for what it counts.
+    """
+    zoo = any(r.official_macs is not None for r in rows)
+    names = ["params (M)", *(["MACs (M)"] if zoo else []), "conv+linear MACs (M, hooks)"]
+    names.append("all parameters (M)")
+    note = "params (M): Conv2d and Linear weights, as `fbnetv3 models` and `fbnetv3 info` count"
+    if zoo:
+        note += (
+            "; MACs (M): the zoo's official analytic count as there (those layers' MACs plus "
+            "global-pool reads; `–` for networks outside the zoo)"
+        )
+    note += (
+        "; conv+linear MACs (M, hooks): Conv2d and Linear weights × output positions, measured "
+        "the same way for every model; all parameters (M): every tensor of "
+        "`model.parameters()`, BN and biases included."
+    )
+    return names, note
+
+
+def count_cells(row: BenchRow, columns: Sequence[str]) -> list[str]:
+    """The row's cells for ``columns``, in the units every table of the package uses."""
+    cells = {
+        "params (M)": in_millions(row.params, 2),
+        "MACs (M)": "–" if row.official_macs is None else in_millions(row.official_macs, 1),
+        "conv+linear MACs (M, hooks)": in_millions(row.macs, 1),
+        "all parameters (M)": "–" if row.all_params is None else in_millions(row.all_params, 2),
+    }
+    return [cells[c] for c in columns]
+
+
 def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
     """Header describing exactly what ran, model facts, one table per batch size, failures."""
     import timm
 
     backends = backends_run(rows, settings)
+    columns, note = count_columns(rows)
     versions = (
         f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}"
     )
@@ -399,26 +451,18 @@ def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
         f"{settings.max_seconds:g} s per backend (at least one round); cells show the median. "
         f"Backends: {ran}. `–` not run, `n/a` failed.",
         "",
-        "MACs (hooks): Conv2d and Linear weights × output positions, the same count for every "
-        "model.",
+        note,
     ]
-    has_official = any(r.official_macs is not None for r in rows)
     has_top1 = any(r.top1 is not None for r in rows)
-    if has_official:
-        lines[-1] += " MACs (official): the zoo's analytic count (adds global-pool reads)."
     if has_top1:
         lines[-1] += " Top-1: ImageNet, as published, at the size it was published for."
-    head = "| model | input | params (M) | MACs (M, hooks) |"
-    rule = "|---|---:|---:|---:|"
-    if has_official:
-        head, rule = head + " MACs (M, official) |", rule + "---:|"
+    head = f"| model | input | {' | '.join(columns)} |"
+    rule = "|---|---:|" + "---:|" * len(columns)
     if has_top1:
         head, rule = head + " top-1 (source) |", rule + "---|"
     lines += ["", "## Models", "", head, rule]
     for r in rows:
-        cells = [r.model, str(r.input_size), f"{r.params / 1e6:.2f}", f"{r.macs / 1e6:.1f}"]
-        if has_official:
-            cells.append("–" if r.official_macs is None else f"{r.official_macs / 1e6:.1f}")
+        cells = [r.model, str(r.input_size), *count_cells(r, columns)]
         if has_top1:
             cells.append("–" if r.top1 is None else f"{r.top1:.2f} ({r.top1_source})")
         lines.append("| " + " | ".join(cells) + " |")

@@ -14,6 +14,7 @@ Conventions follow the FBNet authors' model table:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,30 @@ def head_cost(
     # official classifier's pool
     pool = mid * size * size + features
     return weights, conv_macs, pool, 2 * mid + num_classes
+
+
+def in_millions(count: float, min_decimals: int = 2) -> str:
+    """``count`` in millions with at least 3 significant digits (0.430, 8.54, 356.6).
+
+    Every table of the package (``models``, ``benchmark``, search reports) prints
+    params and MACs through this, so a 0.43M network never shows as "0.4".
+    """
+    value = count / 1e6
+    if value == 0 or not math.isfinite(value):
+        return f"{value:.{min_decimals}f}"
+    decimals = max(min_decimals, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def conv_linear_weights(model: Any) -> int:
+    """The official params convention for any torch model: Conv2d and Linear weights only.
+
+    No biases, no BN: for the zoo's networks it equals ``arch_stats(...).params``
+    (tested), and it counts timm's other models the same way.
+    """
+    from torch import nn
+
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
 MAX_FORWARD_MACS = 10**12  # ~500 forward passes of FBNetV3-G at 320 px: beyond it is a mistake

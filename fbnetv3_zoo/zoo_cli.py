@@ -12,7 +12,7 @@ import sys
 
 def zoo_table() -> str:
     """Markdown table of the zoo, generated from the variants' facts and the analytic counts."""
-    from .stats import arch_stats
+    from .stats import arch_stats, in_millions
     from .variants import VARIANTS
 
     head = (
@@ -24,7 +24,7 @@ def zoo_table() -> str:
         s = arch_stats(v.spec)
         rows.append(
             f"| {name} | {v.input_size} | {v.eval_resize} | {v.crop_pct:.3f} | {v.top1:.2f} | "
-            f"{v.top5:.2f} | {s.params_m:.2f} | {s.macs_m:.1f} | `{name}.fb_in1k` |"
+            f"{v.top5:.2f} | {in_millions(s.params, 2)} | {in_millions(s.macs, 1)} | `{name}.fb_in1k` |"
         )
     return head + "\n".join(rows)
 
@@ -32,7 +32,8 @@ def zoo_table() -> str:
 def _models(args: argparse.Namespace) -> int:
     print(zoo_table())
     print(
-        "\nparams/MACs: official convention (conv weights; conv MACs + pooling reads), computed by"
+        "\nparams/MACs: official convention (conv and linear weights; their MACs + pooling reads),"
+        " computed by"
     )
     print(
         "fbnetv3_zoo.arch_stats from each spec. Top-1/top-5: the FBNet authors' reported numbers."
@@ -51,9 +52,10 @@ def _info(args: argparse.Namespace) -> int:
         "name": spec.name or args.model,
         "input_size": spec.input_size,
         "num_classes": num_classes,
+        # the official convention, as in `fbnetv3 models` and `benchmark`'s params/MACs columns
         "params_m": stats.params_m,
         "macs_m": stats.macs_m,
-        "torch_params": stats.torch_params,
+        "all_parameters": stats.torch_params,  # every tensor, BN and biases included
         "blocks": len(spec.blocks()),
     }
     if args.model in VARIANTS:

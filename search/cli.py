@@ -195,10 +195,13 @@ def _storing(work: Callable[[], Any], out: str) -> Any:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    from fbnetv3_zoo.stats import in_millions
+
     print(f"{summary['out']}: {summary['done']} candidates trained, {summary['failed']} failed")
     for constraint, row in summary["best"].items():
         if row is None:
             print(f"  {constraint}: no evaluated pair fits")
         else:
-            print(f"  {constraint}: top-1 {row['score']:.2f} ({row['macs'] / 1e6:.3f}M MACs)")
+            macs = in_millions(row["macs"], 3)
+            print(f"  {constraint}: top-1 {row['score']:.2f} ({macs}M MACs)")
     print(f"  report: {summary['out']}/report.md; results: {summary['out']}/best/")

@@ -17,6 +17,8 @@ import yaml
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
+from fbnetv3_zoo.provenance import command_line, versions
+from fbnetv3_zoo.stats import in_millions
 
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
@@ -70,13 +72,18 @@ def result_document(
     """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
 
     ``stats`` were computed by the search with ``num_classes`` classes, so every
-    tool that reads this file can count the same head.
+    tool that reads this file can count the same head.  The recipe is the one
+    the pair was trained with: its ``epochs`` is the proxy schedule
+    (``measured.schedule_epochs``), so ``fbnetv3 train --model <file>`` repeats
+    that training; a full run sets ``--epochs``.  ``written_by`` is the command
+    line and package versions of the process that wrote the file.
     """
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
     )
     recipe = dataclasses.replace(
         recipe,
+        epochs=schedule or recipe.epochs,  # the schedule the pair was trained on
         name=f"searched_{parse_constraint(constraint).slug}",
         description=f"found by fbnetv3 search (space {space.name}, base recipe {space.recipe_base}, data {data})",
     )
@@ -101,6 +108,7 @@ def result_document(
         search=dict(
             constraint=constraint, space=space.name, candidate=row["id"], source=row["source"]
         ),
+        written_by=dict(command=command_line(), versions=versions()),
     )
 
 
@@ -176,7 +184,7 @@ def write_report(
             continue
         lines.append(
             f"| `{c.text}` | `best/{c.slug}.yaml` | {r['score']:.2f} | {_fmt(r['predicted'])} | "
-            f"{r['macs'] / 1e6:.3f} | {r['params'] / 1e6:.3f} | {_short(r)} |"
+            f"{in_millions(r['macs'], 3)} | {in_millions(r['params'], 3)} | {_short(r)} |"
         )
     lines += [
         "",
@@ -188,7 +196,7 @@ def write_report(
     for i, r in enumerate(sorted(done, key=lambda r: -r["score"])[:10], 1):
         lines.append(
             f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {r['score']:.2f} | {_fmt(r['predicted'])} | "
-            f"{r['macs'] / 1e6:.3f} | {_short(r)} | {_recipe_text(r['recipe'])} |"
+            f"{in_millions(r['macs'], 3)} | {_short(r)} | {_recipe_text(r['recipe'])} |"
         )
     if fits:
         lines += [

@@ -40,3 +40,36 @@ def test_report_with_a_zoo_row_has_goals_and_plot(tmp_path):
     text = md.read_text()
     assert "## Goals" in text and "Folded BN vs unfolded" in text and "paired" not in text
     assert "79.57 (FBNet authors)" in text and png.stat().st_size > 0
+
+
+def test_models_info_and_benchmark_count_params_and_macs_alike(capsys):
+    """One convention everywhere: the same A-G numbers in models, info and benchmark rows."""
+    import json
+
+    from fbnetv3_zoo import VARIANTS
+    from fbnetv3_zoo.bench import count_cells, count_columns, model_row
+    from fbnetv3_zoo.zoo_cli import zoo_table
+
+    table = {line.split(" | ")[0][2:]: line.split(" | ") for line in zoo_table().splitlines()[2:]}
+    for name in VARIANTS:
+        assert main(["info", name]) == 0
+        info = json.loads(capsys.readouterr().out.split("\narch:")[0])
+        row, _ = model_row(name)  # the benchmark's row without any timing
+        assert round(info["params_m"] * 1e6) == row.params
+        assert round(info["macs_m"] * 1e6) == row.official_macs
+        assert info["all_parameters"] == row.all_params > row.params
+        columns, note = count_columns([row])
+        cells = dict(zip(columns, count_cells(row, columns), strict=True))
+        assert (cells["params (M)"], cells["MACs (M)"]) == (table[name][6], table[name][7]), name
+        assert "BN and biases included" in note
+
+
+def test_small_counts_keep_three_significant_digits():
+    from fbnetv3_zoo.stats import in_millions
+
+    assert [in_millions(n, 1) for n in (430_000, 4_321_000, 356_600_000)] == [
+        "0.430",
+        "4.32",
+        "356.6",
+    ]
+    assert [in_millions(n, 2) for n in (12_345, 8_542_224)] == ["0.0123", "8.54"]

@@ -156,7 +156,8 @@ def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
 
     settings = BenchSettings(batches=(1,), backends=("eager",), repeats=1, warmup=0, threads=1)
     (row,) = run_benchmark([str(path)], settings)
-    assert (row.official_macs, row.params) == (stats.macs, stats.torch_params)
+    assert (row.official_macs, row.params) == (stats.macs, stats.params)
+    assert row.all_params == stats.torch_params
 
     report = (path.parent.parent / "report.md").read_text()
     best_row = next(line for line in report.splitlines() if "`best/macs_le_1M.yaml`" in line)
