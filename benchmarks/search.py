@@ -632,7 +632,8 @@ def report(
         "is what `best/<constraint>.yaml` would report had it stopped there (the driver's rule: "
         "the best measured score among trainings that reached the scoring epoch), and regret = "
         "the best truth - the pick's truth, in top-1 points. Curves are "
-        f"anytime curves of one run per seed. Equal epochs: level c = b x {epochs} proxy epochs, "
+        f"anytime curves of one run per seed (a strategy's final step, e.g. jointnas's ranked "
+        "pick, comes at the end of the run's budget, not at each b). Equal epochs: level c = b x {epochs} proxy epochs, "
         + (
             "counting a re-trained pair only beyond its longest earlier training (`--resume-promoted`, "
             "as if resumed from a checkpoint)"
