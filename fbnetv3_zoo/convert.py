@@ -48,8 +48,10 @@ def model_card(model: Any, model_name: str, checkpoint: Path, folder_name: str) 
     details: dict[str, Any] = {
         "Model Type": "Image classification / feature backbone",
         "Model Stats": {
-            "Params (M)": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
-            "MACs (M, conv + pooling reads, analytic)": round(stats.macs_m, 1),
+            # the official convention, as `fbnetv3 models` / `info` / `benchmark` count
+            "Params (M)": round(stats.params_m, 3),
+            "MACs (M)": round(stats.macs_m, 1),
+            "All parameters (M, BN and biases included)": round(stats.torch_params / 1e6, 3),
             "Image size": f"{spec.input_size} x {spec.input_size}",
             "Classes": model.num_classes,
         },

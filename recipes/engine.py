@@ -5,8 +5,10 @@ nothing on disk); ``fbnetv3 train`` is the same function behind a CLI, and
 ``torchrun --nproc_per_node N`` runs it on N processes (see ``distributed.py``).
 
 A run folder holds ``metrics.jsonl`` (one strict-JSON line per epoch),
-``summary.json``, ``curves.png``, ``model.safetensors`` /
-``model_ema.safetensors`` (last finished epoch) and ``state.pt`` (optimizer,
+``summary.json`` (numbers, the recipe as run, the evaluation transform that
+``validate`` reuses, and how the run was made), ``curves.png``,
+``model.safetensors`` / ``model_ema.safetensors`` (last finished epoch; the
+EMA file only when the recipe keeps one) and ``state.pt`` (optimizer,
 scheduler, history; loads with ``torch.load(weights_only=True)``).  Each epoch
 is committed as one unit (``checkpoints.py``), so a run killed at any moment
 resumes (``resume=True``) from its last whole epoch and ends bit-identical to

@@ -66,10 +66,10 @@ COMMANDS: dict[str, Step] = {
     ),
     "fbnetv3 models": Step("run"),
     "fbnetv3 info fbnetv3_c": Step("run"),
-    "fbnetv3 convert <official_c.pth> --model fbnetv3_c --out c/": Step(
+    "fbnetv3 convert <official_c.pth> --model fbnetv3_c --out runs/c/": Step(
         "template", subs=(("<official_c.pth>", "model.pth"),)
     ),
-    'python3 -c import timm, fbnetv3_zoo; timm.create_model("local-dir:c", pretrained=True)': Step(
+    'python3 -c import timm, fbnetv3_zoo; timm.create_model("local-dir:runs/c", pretrained=True)': Step(
         "run"
     ),
     "fbnetv3 search-report runs/s1": Step("run"),
@@ -79,8 +79,12 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 train --model runs/s1/best/macs_le_1M.yaml --epochs 30 --out runs/t1": Step(
         "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
     ),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format onnx --out s1.onnx": Step("run"),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format torchscript --out s1.pt": Step("run"),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format onnx --out runs/t1.onnx": Step(
+        "run"
+    ),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format torchscript --out runs/s1.pt": Step(
+        "run"
+    ),
     "fbnetv3 recipes": Step("run"),
     "fbnetv3 train --model resnet18 --recipe fbnetv3 --data digits --resolution 32 --epochs 30 --out runs/r18": Step(
         "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
@@ -88,12 +92,14 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 train ... --resume": Step("template"),
     "fbnetv3 train ... --set mixup=0.4 --set ema_decay=null": Step("template"),
     "fbnetv3 validate --model fbnetv3_b --pretrained --data <imagenet_dir>": Step("template"),
-    "fbnetv3 validate --model resnet18 --checkpoint runs/r18/model.safetensors --data digits --input-size 32": Step(
+    "fbnetv3 validate --model resnet18 --checkpoint runs/r18/model.safetensors --data digits": Step(
         "run"
     ),
-    "fbnetv3 export fbnetv3_b --format onnx --out b.onnx": Step("fast", FAST_EXPORT, "64 px"),
-    "fbnetv3 export local-dir:c --out c.onnx --fold-bn": Step("fast", FAST_EXPORT, "64 px"),
-    "fbnetv3 export fbnetv3_b --checkpoint <weights.pth> --input-size 224 --out b224.onnx": Step(
+    "fbnetv3 export fbnetv3_b --format onnx --out runs/b.onnx": Step("fast", FAST_EXPORT, "64 px"),
+    "fbnetv3 export local-dir:runs/c --out runs/c.onnx --fold-bn": Step(
+        "fast", FAST_EXPORT, "64 px"
+    ),
+    "fbnetv3 export fbnetv3_b --checkpoint <weights.pth> --input-size 224 --out runs/b224.onnx": Step(
         "template", ("--input-size", "64"), "64 px", subs=(("<weights.pth>", "my.pth"),)
     ),
     "fbnetv3 benchmark --models fbnetv3_a,fbnetv3_b --batch 1,32": Step(
@@ -167,6 +173,18 @@ def test_every_readme_command_and_block_is_classified():
     assert sorted(set(COMMANDS) - set(commands)) == [], "no longer in the README"
     blocks = readme_python_blocks()
     assert sorted(set(blocks) ^ set(PYTHON_BLOCKS)) == []
+
+
+def test_readme_commands_write_only_under_runs_which_git_ignores():
+    """A user following the README leaves nothing in the repository but the ignored runs/."""
+    for command, words in readme_command_words():
+        for flag in ("--out",):
+            if flag in words:
+                target = words[words.index(flag) + 1]
+                assert target.startswith("runs/"), command
+        assert "local-dir:" not in command or "local-dir:runs/" in command, command
+    assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert 'folder_path="runs/c"' in README.read_text()
 
 
 def test_templates_show_what_to_fill_in():
