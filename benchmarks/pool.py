@@ -41,17 +41,26 @@ def pool_path(name: str) -> Path:
     """The committed file of a named pool."""
     return HERE / "data" / f"pool_{name}.jsonl.gz"
 
+
 SAMPLE_SIZE = 1024  # the Sobol prefix is drawn at this size so --pairs can grow it stably
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pool", choices=sorted(POOLS), default="tune", help="which pool (default tune)")
-    p.add_argument("--out", help="pool file (appended to; default benchmarks/data/pool_<pool>.jsonl.gz)")
+    p.add_argument(
+        "--pool", choices=sorted(POOLS), default="tune", help="which pool (default tune)"
+    )
+    p.add_argument(
+        "--out", help="pool file (appended to; default benchmarks/data/pool_<pool>.jsonl.gz)"
+    )
     p.add_argument("--pairs", type=int, default=150, help="pairs in the pool (default 150)")
-    p.add_argument("--seeds", type=int, default=4, help="trainings (seeds) of every pair (default 4)")
+    p.add_argument(
+        "--seeds", type=int, default=4, help="trainings (seeds) of every pair (default 4)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (1 thread each)")
-    p.add_argument("--results", help="summary file (default benchmarks/results/pool_<pool>.md; '' = none)")
+    p.add_argument(
+        "--results", help="summary file (default benchmarks/results/pool_<pool>.md; '' = none)"
+    )
     p.add_argument("--summary-only", action="store_true", help="only rewrite the summary")
     args = p.parse_args(argv)
     args.sample_seed = POOLS[args.pool]
@@ -248,10 +257,10 @@ def summary(path: Path) -> str:
         "|---|---|",
         f"| pairs | {len(pool.pairs)} |",
         f"| trainings (failed) | {len(runs)} ({failed}) |",
-        f"| pairs with >= 2 seeds / >= 3 seeds | {int((count >= 2).sum())} / {int((count >= 3).sum())} |",
+        f"| pairs with >= 2 / >= 3 / >= 4 seeds | {int((count >= 2).sum())} / {int((count >= 3).sum())} / {int((count >= 4).sum())} |",
         f"| accuracy of the pairs (per-pair mean, %): p10 / p50 / p90 / max | "
         f"{np.percentile(mean, 10):.1f} / {np.percentile(mean, 50):.1f} / {np.percentile(mean, 90):.1f} / {mean.max():.1f} |",
-        f"| test-retest Spearman, seed 0 vs 1 ({len(paired)} pairs, includes re-measured top pairs) | "
+        f"| test-retest Spearman, seed 0 vs 1 ({len(paired)} pairs trained with both) | "
         f"{spearmanr(a, b)[0]:.3f} |",
         f"| seed noise of one training: standard deviation over seeds, median of the {len(spread)} "
         f"pairs trained with >= 3 seeds (points) | {np.median(spread) if spread else float('nan'):.2f} |",
