@@ -35,6 +35,7 @@ import numpy as np
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
+from fbnetv3_zoo.provenance import command_line, versions
 
 from .config import PINNED, ConfigError, SearchConfig
 from .constraints import Constraint, parse_constraint
@@ -184,6 +185,8 @@ class Search:
             store.set("identity", new)
             store.set("space_yaml", self.space.raw_json)
             store.set("num_classes", self.num_classes)
+            # the command and versions that started the search, for its result files
+            store.set("made_by", dict(command=command_line(), versions=versions()))
         else:
             before = store.get("config") or {}
             diff = []

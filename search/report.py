@@ -17,7 +17,6 @@ import yaml
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
-from fbnetv3_zoo.provenance import command_line, versions
 from fbnetv3_zoo.stats import in_millions
 
 from .constraints import Constraint, parse_constraint
@@ -68,6 +67,7 @@ def result_document(
     num_classes: int | None = None,
     stop_epoch: int | None = None,
     schedule: int | None = None,
+    made_by: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
 
@@ -75,8 +75,9 @@ def result_document(
     tool that reads this file can count the same head.  The recipe is the one
     the pair was trained with: its ``epochs`` is the proxy schedule
     (``measured.schedule_epochs``), so ``fbnetv3 train --model <file>`` repeats
-    that training; a full run sets ``--epochs``.  ``written_by`` is the command
-    line and package versions of the process that wrote the file.
+    that training; a full run sets ``--epochs``.  ``search.made_by`` is the
+    command line and package versions that started the search (re-rendering
+    with ``search-report`` leaves the file as it was).
     """
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
@@ -106,9 +107,12 @@ def result_document(
         predicted=predicted,
         measured=measured,
         search=dict(
-            constraint=constraint, space=space.name, candidate=row["id"], source=row["source"]
+            constraint=constraint,
+            space=space.name,
+            candidate=row["id"],
+            source=row["source"],
+            **({"made_by": made_by} if made_by else {}),
         ),
-        written_by=dict(command=command_line(), versions=versions()),
     )
 
 
@@ -429,6 +433,7 @@ def write_outputs(
                 num_classes=store.get("num_classes"),
                 stop_epoch=store.get("stop_epoch"),
                 schedule=config.get("epochs"),
+                made_by=store.get("made_by"),
             )
             _write_text(out / "best" / f"{c.slug}.yaml", yaml.safe_dump(doc, sort_keys=False))
     write_report(out, store, space, constraints, best)

@@ -289,4 +289,18 @@ def test_search_result_recipe_is_the_schedule_it_was_trained_on(tmp_path):
 
     doc = yaml.safe_load(write_search_run(tmp_path / "s").read_text())
     assert doc["recipe"]["epochs"] == doc["measured"]["schedule_epochs"] == 1
-    assert doc["written_by"]["command"] and "torch" in doc["written_by"]["versions"]
+
+
+def test_a_search_records_the_command_and_versions_that_started_it(tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "s"
+    argv = ["search", "--out", str(out), "--budget", "2", "--initial", "1", "--epochs", "1"]
+    argv += ["--constraint", "macs<=1M", "--strategy", "random", "--data", "digits:2"]
+    assert main([*argv, "--quiet"]) == 0, capsys.readouterr().err
+    (best,) = (out / "best").glob("*.yaml")
+    made_by = yaml.safe_load(best.read_text())["search"]["made_by"]
+    assert made_by["command"].startswith("fbnetv3 search --out ") and "torch" in made_by["versions"]
+    before = best.read_bytes()
+    assert main(["search-report", str(out)]) == 0
+    assert best.read_bytes() == before  # re-rendering keeps the file as the search wrote it
