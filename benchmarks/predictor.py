@@ -12,8 +12,8 @@ training pairs and scored on the same held-out pairs:
   frozen-then-fine-tuned), as a 5-member ensemble and as one network
   (``members=1``, the paper's greedy mode);
 - the same ensemble without pretraining (trained from scratch);
-- the Bayesian linear head (``search/linear_head.py``) and the Gaussian
-  process head (``search/gp_head.py``), each on the frozen pretrained encoder
+- the Bayesian linear head (``search/heads/linear.py``) and the Gaussian
+  process head (``search/heads/gp.py``), each on the frozen pretrained encoder
   and on the raw architecture features (no pretraining);
 - ridge regression on the one-hot/min-max features (ridge strength chosen per
   fit by closed-form leave-one-out error);
@@ -182,10 +182,10 @@ PRETRAINED_ENSEMBLE, LINEAR, GP = METHODS[0], METHODS[3], METHODS[5]
 def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_samples: int,
         pre_steps: int) -> dict:  # fmt: skip
     import torch
+    from fbnetv3_zoo.search.encoder import pretrain
     from fbnetv3_zoo.search.features import feature_map
-    from fbnetv3_zoo.search.gp_head import fit_gp
-    from fbnetv3_zoo.search.linear_head import fit_linear
-    from fbnetv3_zoo.search.predictor import fit, pretrain, rank_quality
+    from fbnetv3_zoo.search.heads import FitContext, make_head
+    from fbnetv3_zoo.search.predictor import rank_quality
 
     torch.set_num_threads(1)
     n = len(table.u)
@@ -206,19 +206,18 @@ def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_sample
             train = pool[:size]
             ut, yt = table.u[train], table.y[train]
             preds = {}
-            for method, enc, members, fitter in (
-                (METHODS[0], pre, 5, fit),
-                (METHODS[1], pre, 1, fit),
-                (METHODS[2], scratch, 5, fit),
-                (METHODS[3], pre, 1, fit_linear),
-                (METHODS[4], scratch, 1, fit_linear),
-                (METHODS[5], pre, 1, fit_gp),
-                (METHODS[6], scratch, 1, fit_gp),
+            for method, enc, members, head in (
+                (METHODS[0], pre, 5, "network"),
+                (METHODS[1], pre, 1, "network"),
+                (METHODS[2], scratch, 5, "network"),
+                (METHODS[3], pre, 1, "linear"),
+                (METHODS[4], scratch, 1, "linear"),
+                (METHODS[5], pre, 1, "gp"),
+                (METHODS[6], scratch, 1, "gp"),
             ):
                 start, cpu = time.perf_counter(), time.process_time()
-                model = fitter(
-                    ut, yt, enc, members=members, steps=steps, seed=seed, space=table.space
-                )
+                ctx = FitContext(table.space, enc, seed, members, steps)
+                model = make_head(head).fit(ut, yt, ctx)
                 fit_s[method].append((time.perf_counter() - start, time.process_time() - cpu))
                 preds[method] = model.predict(table.u[test])[0]
             preds[BASELINES[0]] = ridge_loo(x[train], yt)(x[test])

@@ -51,7 +51,9 @@ BOOTSTRAP_SEED = 0
 # SearchConfig fields the command line may override (default: the CLI's own values)
 SETTINGS = ("initial", "batch", "members", "fit_steps", "pretrain_steps")
 
-_POOL: dict[str, Any] = {}  # this process's snapshot of the (restricted) pool, set once per worker
+# this process's snapshot of the (restricted) pool, set once per worker, and the pretrained
+# encoders its jointnas searches share (pretraining is a pure function of the settings)
+_POOL: dict[str, Any] = {}
 
 
 def pool_file(name: str) -> Path:
@@ -177,7 +179,20 @@ def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, bud
 
 def _set_pool(pool: Any) -> None:
     """Give a worker the main process's snapshot (the pool files grow while builds run)."""
+    from fbnetv3_zoo.search.encoder import PretrainCache
+
     _POOL["pool"] = pool
+    _POOL["pretrained"] = PretrainCache()
+
+
+def make_strategy(name: str) -> Any:
+    """A fresh strategy by registered name; jointnas shares this process's pretrained encoders."""
+    from fbnetv3_zoo.search.strategies import JointNASStrategy
+    from fbnetv3_zoo.search.strategies import make_strategy as by_name
+
+    if name == "jointnas":
+        return JointNASStrategy(pretrain_cache=_POOL["pretrained"])
+    return by_name(name)
 
 
 def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
@@ -216,6 +231,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
                 evaluator=evaluator,
                 progress=False,
                 source=PoolSource(space, pool),
+                strategy=make_strategy(parse_variant(text)[0]),
             )
             store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
             rows = store.candidates()

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
     from dataclasses import fields
 
-    from .config import HEADS, STRATEGY_NAMES, SearchConfig
+    from .config import STRATEGY_NAMES, SearchConfig
+    from .heads import describe_head, head_choices
 
     d = {f.name: f.default for f in fields(SearchConfig)}
     d["constraints"] = SearchConfig.__dataclass_fields__["constraints"].default_factory()
@@ -84,10 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt(
         "--head",
-        "predictor's accuracy head: network (the paper's), linear (Bayesian linear, on the "
-        "frozen encoder), gp (Gaussian process, on the frozen encoder) or auto (linear while "
-        "fewer than 64 pairs are measured, then network)",
-        choices=HEADS,
+        "predictor's accuracy head: "
+        + "; ".join(f"{name}: {describe_head(name)}" for name in head_choices()),
+        choices=head_choices(),
     )
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
     opt(

@@ -13,15 +13,11 @@ from typing import Any
 
 from fbnetv3_zoo.errors import UserError
 
+from .heads import head_choices
+
 EXECUTORS = ("local", "ray")
 # names ``SearchConfig.strategy`` accepts; strategies.register_strategy adds to it
 STRATEGY_NAMES = ["random", "jointnas", "optuna-tpe", "successive-halving"]
-# the predictor's accuracy head: the paper's network, a Bayesian linear head (linear_head.py)
-# or a Gaussian process (gp_head.py) on the frozen encoder, or auto: the linear head below
-# AUTO_LINEAR_BELOW measured pairs (on the pool it guided the search better than the network
-# from 12 to 48 trainings and as well at 60: benchmarks/results/search.md), then the network
-HEADS = ("auto", "network", "linear", "gp")
-AUTO_LINEAR_BELOW = 64
 # settings that decide what a run measures and picks; changing them on resume is refused
 PINNED = (
     "space",
@@ -77,7 +73,7 @@ class SearchConfig:
     pretrain_steps: int = 1000  # 0: no pretraining
     fit_steps: int = 300
     members: int = 5  # predictor ensemble size; 1 with kappa 0 is the paper's greedy choice
-    head: str = "auto"  # accuracy head: network, linear, gp, or auto (by pair count)
+    head: str = "auto"  # a registered accuracy head (heads.HEADS), or auto (by pair count)
     download: bool = False  # fetch cifar10/cifar100 when missing
 
     def __post_init__(self) -> None:
@@ -154,7 +150,7 @@ class SearchConfig:
         )
         need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
         need(self.strategy in STRATEGY_NAMES, "strategy", "one of " + ", ".join(STRATEGY_NAMES))
-        need(self.head in HEADS, "head", "one of " + ", ".join(HEADS))
+        need(self.head in head_choices(), "head", "one of " + ", ".join(head_choices()))
         need(isinstance(self.download, bool), "download", "true or false")
         needed = self.initial + len(c)
         if self.budget < needed:

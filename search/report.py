@@ -250,16 +250,9 @@ def _early_stop_line(config: dict[str, Any], stop: Any, taus: list, curves: int)
     )
 
 
-HEAD_NAMES = {
-    "gp": "the Gaussian-process head on the frozen pretrained encoder",
-    "linear": "the Bayesian linear head on the frozen pretrained encoder",
-    "network": "the paper's network head",
-}
-
-
 def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
     """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
-    from .strategies import head_for
+    from .heads import describe_head, resolve_head
 
     if not fits:
         return (
@@ -283,7 +276,7 @@ def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
         parts.append("prospective quality needs 3 acquisition-chosen pairs")
     spans: list[list] = []  # [first pair count, last pair count, head] per run of one head
     for n in (int(f["n"]) for f in fits):
-        used = head_for(head, n)
+        used = resolve_head(head, n)
         if not spans or spans[-1][2] != used:
             spans.append([n, n, used])
         spans[-1][1] = n
@@ -292,9 +285,9 @@ def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
             0,
             "fitted with "
             + ", then ".join(
-                f"{HEAD_NAMES.get(h, h)} on {lo}-{hi} pairs"
+                f"{describe_head(h)} on {lo}-{hi} pairs"
                 if lo != hi
-                else f"{HEAD_NAMES.get(h, h)} on {lo} pairs"
+                else f"{describe_head(h)} on {lo} pairs"
                 for lo, hi, h in spans
             ),
         )

@@ -37,8 +37,11 @@ from typing import Any
 import numpy as np
 
 from .constraints import Constraint, batch_stats, feasible
+from .encoder import PretrainCache, Pretrained
 from .encoding import snap
 from .evaluate import epoch_accuracy
+from .heads import AccuracyModel, Head, resolve_head
+from .predictor import fit_with_holdout, rank_quality
 from .sources import CandidateSource, nearest_unvisited
 from .space import SearchSpace
 from .store import Store, vector_key
@@ -130,49 +133,34 @@ class RandomStrategy(Strategy):
         return Proposal(u, m, p, "random")
 
 
-_PRETRAINED: dict[tuple, Any] = {}  # (space fingerprint, samples, steps, classes, seed) -> encoder
-
-
 class JointNASStrategy(Strategy):
-    """FBNetV3's search: predictor-ranked coarse batches, then a genetic search on the predictor."""
+    """FBNetV3's search: predictor-ranked coarse batches, then a genetic search on the predictor.
+
+    ``head`` replaces the head that ``config.head`` names (a variant built with
+    other constructor arguments); ``pretrain_cache`` shares pretrained encoders
+    between the searches of one process (a benchmark's), which pretrain for
+    themselves without one.
+    """
 
     name = "jointnas"
 
-    def __init__(self) -> None:
-        self.pretrained: Any = None
+    def __init__(self, head: Head | None = None, pretrain_cache: PretrainCache | None = None):
+        self.head = head
+        self.pretrain_cache = pretrain_cache or PretrainCache(size=1)
+        self.pretrained: Pretrained | None = None
 
     # ------------------------------------------------------------ predictor
-    def fit(self, ctx: Context, iteration: int) -> Any:
+    def fit(self, ctx: Context, iteration: int) -> AccuracyModel | None:
         """Refit on all measured pairs and store its quality; None with fewer than 3 measured."""
-        from .predictor import fit_with_holdout, pretrain, rank_quality
-
         c = ctx.config
         rows, u, y = ctx.store.measured()
         if len(rows) < 3:
             return None
         if self.pretrained is None and c.pretrain_steps > 0:
-            key = (
-                ctx.space.fingerprint(),
-                c.pretrain_samples,
-                c.pretrain_steps,
-                ctx.num_classes,
-                c.seed,
+            self.pretrained, fresh = self.pretrain_cache.get(
+                ctx.space, c.pretrain_samples, c.pretrain_steps, ctx.num_classes, c.seed
             )
-            # pretraining is a pure function of the key: benchmarks reuse it across runs
-            if key not in _PRETRAINED:
-                while len(_PRETRAINED) >= 8:
-                    _PRETRAINED.pop(next(iter(_PRETRAINED)))
-                _PRETRAINED[key] = pretrain(
-                    ctx.space,
-                    c.pretrain_samples,
-                    c.pretrain_steps,
-                    num_classes=ctx.num_classes,
-                    seed=c.seed,
-                )
-                spent = _PRETRAINED[key].wall_s
-            else:
-                spent = 0.0  # reused from an earlier run in this process
-            self.pretrained = _PRETRAINED[key]
+            spent = self.pretrained.wall_s if fresh else 0.0  # 0: pretrained by an earlier search
             ctx.store.set("pretrain", dict(loss=self.pretrained.loss, wall_s=spent))
         predictor, quality = fit_with_holdout(
             u,
@@ -182,7 +170,7 @@ class JointNASStrategy(Strategy):
             members=c.members,
             steps=c.fit_steps,
             space=ctx.space,  # the featurisation when there is no pretrained encoder
-            head=head_for(c.head, len(rows)),
+            head=self.head or resolve_head(c.head, len(rows)),
         )
         # prospective: every acquisition-time prediction so far against what training measured
         chosen = [r for r in rows if r["predicted"] is not None and r["iteration"] < iteration]
@@ -219,15 +207,6 @@ class JointNASStrategy(Strategy):
             ctx.log("fine search: fewer than 3 successful evaluations, drawing at random instead")
             return RandomStrategy().ask(ctx, iteration, len(ctx.constraints))
         return fine_search(ctx, predictor, iteration)
-
-
-def head_for(setting: str, measured: int) -> str:
-    """The accuracy head a fit uses: ``auto`` is the linear head below AUTO_LINEAR_BELOW measured pairs."""
-    from .config import AUTO_LINEAR_BELOW
-
-    if setting != "auto":
-        return setting
-    return "linear" if measured < AUTO_LINEAR_BELOW else "network"
 
 
 def fine_search(ctx: Context, predictor: Any, iteration: int) -> Proposal:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fbnetv3_zoo.search import encoder as E
 from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.gp_head import fit_gp
+from fbnetv3_zoo.search.heads import FitContext
+from fbnetv3_zoo.search.heads.gp import GPHead, fit_gp
 from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import parse_space
 from test_search_linear_head import (
@@ -23,7 +25,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def pretrained(space):
-    return P.pretrain(space, samples=512, steps=200, num_classes=10, seed=0)
+    return E.pretrain(space, samples=512, steps=200, num_classes=10, seed=0)
 
 
 @pytest.mark.parametrize("use_pretraining", [True, False])
@@ -42,8 +44,8 @@ def test_gp_head_ranks_from_few_pairs(space, pretrained, use_pretraining):
 def test_gp_head_is_deterministic_and_uncertain_away_from_data(space, pretrained):
     u = sample(space, 60, "uniform", seed=7)
     y = _best_lr_moves_with_optimizer(space, u, noise=0.5)
-    a = fit_gp(u[:20], y[:20], pretrained, space=space, seed=0)
-    b = fit_gp(u[:20], y[:20], pretrained, space=space, seed=9)  # the network's seed: ignored
+    a = GPHead().fit(u[:20], y[:20], FitContext(space, pretrained, seed=0))
+    b = GPHead().fit(u[:20], y[:20], FitContext(space, pretrained, seed=9))  # no seed used
     np.testing.assert_array_equal(a.predict(u)[0], b.predict(u)[0])
     _, std = a.predict(u)
     assert std[:20].mean() < std[20:].mean()

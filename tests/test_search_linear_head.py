@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fbnetv3_zoo.search import encoder as E
 from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.config import AUTO_LINEAR_BELOW, ConfigError, SearchConfig
+from fbnetv3_zoo.search.config import ConfigError, SearchConfig
 from fbnetv3_zoo.search.encoding import snap
 from fbnetv3_zoo.search.features import feature_map
-from fbnetv3_zoo.search.linear_head import fit_linear, recipe_design
+from fbnetv3_zoo.search.heads import AUTO_LINEAR_BELOW, FitContext
+from fbnetv3_zoo.search.heads import network as N
+from fbnetv3_zoo.search.heads import resolve_head as head_for
+from fbnetv3_zoo.search.heads.linear import LinearHead, fit_linear, recipe_design
 from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import parse_space
-from fbnetv3_zoo.search.strategies import head_for
 
 SPACE = {
     "name": "tiny-lr",
@@ -37,7 +40,7 @@ def space():
 
 @pytest.fixture(scope="module")
 def pretrained(space):
-    return P.pretrain(space, samples=512, steps=200, num_classes=10, seed=0)
+    return E.pretrain(space, samples=512, steps=200, num_classes=10, seed=0)
 
 
 def _columns(space, u):
@@ -105,7 +108,7 @@ def test_linear_head_ranks_from_few_pairs(space, pretrained, use_pretraining):
     model = fit_linear(u, y, enc, space=space)
     tau = tau_of(model)
     tau_chance = tau_of(fit_linear(u, shuffled, enc, space=space))
-    tau_network = tau_of(P.fit(u, y, enc, members=3, steps=300, seed=0, space=space))
+    tau_network = tau_of(N.fit(u, y, enc, members=3, steps=300, seed=0, space=space))
     mean, std = model.predict(held_out)
     assert tau > 0.6, tau  # measured 0.86 with or without pretraining (0.76-0.86 over 3 sets)
     assert tau > tau_chance + 0.4, (tau, tau_chance)  # shuffled: 0.08 / 0.10
@@ -116,8 +119,8 @@ def test_linear_head_ranks_from_few_pairs(space, pretrained, use_pretraining):
 def test_linear_head_is_deterministic_and_uncertain_away_from_data(space, pretrained):
     u = sample(space, 60, "uniform", seed=7)
     y = _best_lr_moves_with_optimizer(space, u, noise=0.5)
-    a = fit_linear(u[:20], y[:20], pretrained, seed=0)
-    b = fit_linear(u[:20], y[:20], pretrained, seed=9)  # seed is the network's; ignored here
+    a = LinearHead().fit(u[:20], y[:20], FitContext(pretrained=pretrained, seed=0))
+    b = LinearHead().fit(u[:20], y[:20], FitContext(pretrained=pretrained, seed=9))  # no seed used
     np.testing.assert_array_equal(a.predict(u)[0], b.predict(u)[0])
     _, std = a.predict(u)
     assert std[:20].mean() < std[20:].mean()

@@ -144,9 +144,9 @@ def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch,
     seeds = range(6)
     random_ = [_pick_truth("random", s, tmp_path / f"r{s}", space_path) for s in seeds]
     joint = [_pick_truth("jointnas", s, tmp_path / f"j{s}", space_path, head) for s in seeds]
-    from fbnetv3_zoo.search import gp_head, linear_head, predictor
+    from fbnetv3_zoo.search.heads import gp, linear, network
 
-    for cls in (predictor.Predictor, linear_head.LinearPredictor, gp_head.GPPredictor):
+    for cls in (network.Predictor, linear.LinearPredictor, gp.GPPredictor):
         real = cls.predict
 
         def shuffled(self, u, real=real):
@@ -159,8 +159,8 @@ def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch,
     def top_by_shuffled(self, u, n, kappa=0.5):  # the batch rule, blind the same way
         return np.argsort(-self.acquisition(u, kappa), kind="stable")[:n]
 
-    monkeypatch.setattr(linear_head.LinearPredictor, "pick_batch", top_by_shuffled)
-    monkeypatch.setattr(gp_head.GPPredictor, "pick_batch", top_by_shuffled)
+    monkeypatch.setattr(linear.LinearPredictor, "pick_batch", top_by_shuffled)
+    monkeypatch.setattr(gp.GPPredictor, "pick_batch", top_by_shuffled)
     blind = [_pick_truth("jointnas", s, tmp_path / f"b{s}", space_path, head) for s in seeds]
     gain = np.mean(joint) - np.mean(random_)
     blind_gain = np.mean(blind) - np.mean(random_)
