@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).parent
+# timing only: random BN draws on timm's own models give logits up to ~1e4, where float
+# summation order alone exceeds the export default of 1e-4; parity is measured in section 1
+LATENCY_RTOL = 1e-2
 MODELS = (
     "fbnetv3_a@224",
     "fbnetv3_b.ra2_in1k@224",
@@ -143,15 +146,15 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
         randomize_weights_(model)
         stem = name.replace("@", "_").replace(".", "_")
         onnx_path, p32, p8 = (folder / f"{stem}{s}" for s in (".onnx", ".pte", "_int8.pte"))
-        export_onnx(model, onnx_path, size)
+        export_onnx(model, onnx_path, size, rtol=LATENCY_RTOL)
         t0 = time.perf_counter()
-        export_executorch(model, p32, size)
+        export_executorch(model, p32, size, rtol=LATENCY_RTOL)
         t1 = time.perf_counter()
         calib = [
             torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i))
             for i in range(8)
         ]
-        export_executorch(model, p8, size, quantize="int8", calibration=calib)
+        export_executorch(model, p8, size, quantize="int8", calibration=calib, rtol=LATENCY_RTOL)
         t2 = time.perf_counter()
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
