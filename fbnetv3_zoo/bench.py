@@ -37,6 +37,7 @@ from .variants import VARIANTS
 
 __all__ = [
     "ALL_BACKENDS",
+    "DEFAULT_BACKENDS",
     "BACKEND_NOTES",
     "DEFAULT_COMPILE_MODELS",
     "DEFAULT_MODELS",
@@ -56,8 +57,14 @@ BACKEND_NOTES = {
     "channels_last": "eager in NHWC memory format",
     "compile": "`torch.compile(dynamic=False)` (inductor)",
     "onnx": "ONNX Runtime CPU on the verified ONNX export (opset 17)",
+    "executorch": "ExecuTorch XNNPACK fp32 `.pte` (verified; batch-1 program, a batch runs "
+    "image by image as on a phone; its thread pool set to the same thread count)",
+    "executorch-int8": "as `executorch`, int8 (PT2E, XNNPACKQuantizer) calibrated on 8 seeded "
+    "random batches (latency only: accuracy is measured by benchmarks/on_device.py)",
 }
 ALL_BACKENDS = tuple(BACKEND_NOTES)
+# lowering to ExecuTorch takes minutes per model and needs the [mobile] extra: asked for by name
+DEFAULT_BACKENDS = tuple(b for b in ALL_BACKENDS if not b.startswith("executorch"))
 DEFAULT_MODELS = (
     *VARIANTS,
     "fbnetv3_b@224",
@@ -77,7 +84,7 @@ class BenchSettings:
     """Everything that changes the numbers; printed with the table."""
 
     batches: tuple[int, ...] = (1, 32)
-    backends: tuple[str, ...] = ALL_BACKENDS
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
     compile_models: tuple[str, ...] = DEFAULT_COMPILE_MODELS
     warmup: int = 2
     repeats: int = 20
@@ -268,7 +275,30 @@ def _runner(
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {"input": x.numpy()})
+    if backend.startswith("executorch"):
+        return _executorch_runner(backend, model, size, threads, workdir)
     raise UserError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
+
+
+def _executorch_runner(
+    backend: str, model: nn.Module, size: int, threads: int, workdir: Path
+) -> Callable[[torch.Tensor], Any]:
+    """A verified ``.pte`` of ``model`` (fp32 or int8) run by the ExecuTorch runtime."""
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    from .executorch_export import PteProgram, export_executorch
+
+    _unsafe_reset_threadpool(threads)  # the same thread count as every other backend
+    path = workdir / f"{backend}.pte"
+    if backend == "executorch":
+        export_executorch(model, path, size, rtol=1e-2)  # timing only: parity is tested elsewhere
+    else:
+        seeds = range(8)
+        calibration = [
+            torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in seeds
+        ]
+        export_executorch(model, path, size, quantize="int8", calibration=calibration, rtol=1e-2)
+    return PteProgram(path)
 
 
 def _wants_compile(name: str, settings: BenchSettings) -> bool:

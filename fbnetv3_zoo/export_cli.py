@@ -117,7 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backends",
         type=_csv,
         default=None,
-        help="subset of eager,fused,channels_last,compile,onnx (default all)",
+        help="comma-separated backends (default eager,fused,channels_last,compile,onnx); "
+        "executorch and executorch-int8 need the [mobile] extra and lower each model first",
     )
     p.add_argument(
         "--compile-models",
@@ -248,12 +249,12 @@ def _export_executorch(args: argparse.Namespace, model: Any, random_weights: boo
 
 def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
     """The models and ``BenchSettings`` that ``fbnetv3 benchmark`` options describe."""
-    from .bench import ALL_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS, BenchSettings
+    from .bench import DEFAULT_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS, BenchSettings
 
     models = list(DEFAULT_MODELS) if args.models is None else args.models
     settings = BenchSettings(
         batches=tuple(args.batch),
-        backends=tuple(ALL_BACKENDS if args.backends is None else args.backends),
+        backends=tuple(DEFAULT_BACKENDS if args.backends is None else args.backends),
         compile_models=tuple(
             DEFAULT_COMPILE_MODELS if args.compile_models is None else args.compile_models
         ),

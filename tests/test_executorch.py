@@ -82,3 +82,13 @@ def test_missing_extra_names_the_pip_command(tmp_path, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'pip install "fbnetv3-zoo[mobile]"' in err[0]
+
+
+def test_benchmark_times_the_executorch_backend(tmp_path):
+    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY_ARCH)
+    settings = BenchSettings(batches=(1,), backends=("eager", "executorch"), repeats=2, warmup=0)
+    (row,) = run_benchmark([str(spec_file)], settings)
+    assert row.cells[("executorch", 1)] is not None and not row.notes
