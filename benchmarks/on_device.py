@@ -141,6 +141,7 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
         "| model | eager ms | ONNX Runtime ms | ExecuTorch fp32 ms | ExecuTorch int8 ms | fastest | lowering s (fp32 / int8) |",
         "|---|---|---|---|---|---|---|",
     ]
+    notes: list[str] = []
     for name in names:
         model, size = build_model(name)
         randomize_weights_(model)
@@ -154,7 +155,13 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
             torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i))
             for i in range(8)
         ]
-        export_executorch(model, p8, size, quantize="int8", calibration=calib, rtol=LATENCY_RTOL)
+        int8_note = ""
+        try:
+            export_executorch(
+                model, p8, size, quantize="int8", calibration=calib, rtol=LATENCY_RTOL
+            )
+        except ValueError as err:  # the int8 program does not compute this network: not timed
+            int8_note = str(err).split(":", 1)[1].strip()
         t2 = time.perf_counter()
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
@@ -163,8 +170,9 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
             "eager": lambda x, m=model: m(x),
             "onnxruntime": lambda x, s=session: s.run(None, {"input": x.numpy()}),
             "executorch": PteProgram(p32),
-            "executorch-int8": PteProgram(p8),
         }
+        if not int8_note:
+            backends["executorch-int8"] = PteProgram(p8)
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         times: dict[str, list[float]] = {k: [] for k in backends}
         with torch.no_grad():
@@ -175,11 +183,22 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
                     times[key].append(_time(fn, x, runs))
         ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         fastest = min(ms, key=ms.get)
+        int8 = "n/a (failed its check)" if int8_note else f"{ms['executorch-int8']:.1f}"
         lines.append(
             f"| {name} | {ms['eager']:.1f} | {ms['onnxruntime']:.1f} | {ms['executorch']:.1f} | "
-            f"{ms['executorch-int8']:.1f} | {fastest} | {t1 - t0:.0f} / {t2 - t1:.0f} |"
+            f"{int8} | {fastest} | {t1 - t0:.0f} / {t2 - t1:.0f} |"
         )
+        if int8_note:
+            notes.append(f"{name}: the int8 program failed its parity check ({int8_note}).")
         print(lines[-1], flush=True)
+    if notes:
+        lines += [
+            "",
+            *notes,
+            "These weights are random draws (BN statistics from a seed), so a failed int8 check "
+            "here means 8 random calibration batches did not cover this network's activations, "
+            "not that int8 fails on trained weights (section 1 measures those).",
+        ]
     return lines + [""]
 
 

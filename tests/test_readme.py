@@ -102,6 +102,13 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 export fbnetv3_b --checkpoint <weights.pth> --input-size 224 --out runs/b224.onnx": Step(
         "template", ("--input-size", "64"), "64 px", subs=(("<weights.pth>", "my.pth"),)
     ),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format executorch --out runs/t1.pte": Step(
+        "parse",
+        why="lowering takes ~15 s; tests/test_executorch.py exports and verifies a tiny model",
+    ),
+    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format executorch --quantize int8 --calibration digits --out runs/t1_int8.pte": Step(
+        "parse", why="~40 s; tests/test_executorch.py quantises a tiny model and measures it"
+    ),
     "fbnetv3 benchmark --models fbnetv3_a,fbnetv3_b --batch 1,32": Step(
         "fast",
         ("--backends", "eager", "--repeats", "1", "--warmup", "0", "--batch", "1"),
