@@ -56,9 +56,8 @@ DB_NAME = "search.sqlite"
 
 # A Kendall tau over n curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))):
 # 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
-# estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  On
-# the digits pool, an epoch chosen from 8 curves made both random and jointnas search worse at
-# every budget from 12 trainings (jointnas: regret 1.38 instead of 0.50 at 24; search.md).
+# estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  The
+# run stores the value it used, so its report states it without importing this module.
 MIN_STOP_CURVES = 16
 
 
@@ -315,6 +314,7 @@ class Search:
         first = [r for r in self.store.candidates("done") if r["iteration"] == 0]
         curves = [[epoch_accuracy(e) for e in r["metrics"]] for r in first]
         epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, MIN_STOP_CURVES)
+        self.store.set("min_stop_curves", MIN_STOP_CURVES)
         before = self._best()
         self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])

@@ -163,7 +163,13 @@ def write_report(
         f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
         f"scored at epoch {stop}. It ranks candidates; training the winner longer "
         "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
-        _early_stop_line(config, stop, taus, sum(1 for r in done if r["iteration"] == 0)),
+        _early_stop_line(
+            config,
+            stop,
+            taus,
+            sum(1 for r in done if r["iteration"] == 0),
+            store.get("min_stop_curves", 16),  # runs from before the key: the value then
+        ),
         _quality_line(fits, config.get("head", "network")),  # runs before --head: network
         "",
         "## Time spent",
@@ -231,17 +237,17 @@ def write_report(
     return text
 
 
-def _early_stop_line(config: dict[str, Any], stop: Any, taus: list, curves: int) -> str:
+def _early_stop_line(
+    config: dict[str, Any], stop: Any, taus: list, curves: int, min_curves: int
+) -> str:
     """Which epoch scores the candidates and why (or why every candidate trains in full)."""
-    from .coarse import MIN_STOP_CURVES
-
     per_epoch = ", ".join(_fmt(t) for t in taus) or "-"
-    if curves < MIN_STOP_CURVES:
+    if curves < min_curves:
         return (
             f"- **Early stopping: off.** The first batch gave {curves} curves, fewer than the "
-            f"{MIN_STOP_CURVES} a Kendall tau needs to be trusted (standard error about 0.3 at 8), "
+            f"{min_curves} a Kendall tau needs to be trusted (standard error about 0.3 at 8), "
             f"so every candidate trains all {config.get('epochs')} epochs (tau to the final epoch "
-            f"per epoch: {per_epoch}). A first batch of {MIN_STOP_CURVES} or more turns it on."
+            f"per epoch: {per_epoch}). A first batch of {min_curves} or more turns it on."
         )
     return (
         f"- **Early stopping:** epoch {stop} of {config.get('epochs')} was chosen because its ranking of the "
