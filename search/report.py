@@ -168,9 +168,9 @@ def write_report(
             stop,
             taus,
             sum(1 for r in done if r["iteration"] == 0),
-            store.get("min_stop_curves", 16),  # runs from before the key: the value then
+            config.get("min_stop_curves", 16),
         ),
-        _quality_line(fits, config.get("head", "network")),  # runs before --head: network
+        _quality_line(fits, (config.get("settings") or {}).get("head", "auto")),
         "",
         "## Time spent",
         "",

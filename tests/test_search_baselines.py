@@ -16,8 +16,8 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 from fbnetv3_zoo.search import heads
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.heads import FitContext, UpperConfidenceBound, register_head
 
@@ -60,15 +60,15 @@ def score(task: EvalTask) -> dict:
 
 def test_a_head_registered_outside_the_package_runs_a_search(tmp_path, nearest):
     config = SearchConfig(
-        head="nearest",
         budget=9,
         initial=4,
         batch=2,
         constraints=["macs<=1M"],
-        pretrain_steps=0,
-        pool=128,
-        ga_population=8,
-        ga_generations=2,
+        settings={
+            "jointnas": dict(
+                head="nearest", pretrain_steps=0, pool=128, ga_population=8, ga_generations=2
+            )
+        },
         epochs=2,
     )
     run_search(config, tmp_path, evaluator=score, progress=False)
@@ -94,10 +94,11 @@ def test_the_cli_and_config_read_heads_from_the_registry(nearest, capsys):
     assert "nearest: the accuracy of the nearest measured pair" in " ".join(
         capsys.readouterr().out.split()
     )
-    assert SearchConfig(head="nearest").head == "nearest"
+    chosen = SearchConfig(settings={"jointnas": {"head": "nearest"}})
+    assert chosen.strategy_settings().head == "nearest"
     heads.HEADS.pop("nearest")
     with pytest.raises(ConfigError, match="head"):
-        SearchConfig(head="nearest")
+        SearchConfig(settings={"jointnas": {"head": "nearest"}})
     register_head("nearest", "back for the fixture's teardown", NearestHead)
 
 

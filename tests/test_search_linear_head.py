@@ -147,9 +147,9 @@ def test_auto_head_switches_to_the_network_with_enough_pairs():
     assert head_for("auto", AUTO_LINEAR_BELOW - 1) == "linear"
     assert head_for("auto", AUTO_LINEAR_BELOW) == "network"
     assert head_for("network", 3) == "network" and head_for("linear", 500) == "linear"
-    assert SearchConfig(head="gp").head == "gp"
+    assert SearchConfig(settings={"jointnas": {"head": "gp"}}).strategy_settings().head == "gp"
     with pytest.raises(ConfigError, match="head"):
-        SearchConfig(head="forest")
+        SearchConfig(settings={"jointnas": {"head": "forest"}})
 
 
 def test_batch_picks_spread_out_by_kriging_believer(space, pretrained):

@@ -7,8 +7,8 @@ import gzip
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (
@@ -178,9 +178,7 @@ def test_search_runs_against_the_pool_without_training(space, pool_file, tmp_pat
         initial=4,
         batch=2,
         strategy=strategy,
-        pretrain_steps=0,
-        fit_steps=20,
-        members=1,
+        settings={"jointnas": dict(pretrain_steps=0, fit_steps=20, members=1)},
     )
     result = run_search(
         config,
@@ -271,9 +269,7 @@ def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tm
             batch=2,
             seed=search_seed,
             strategy=strategy,
-            pretrain_steps=0,
-            fit_steps=20,
-            members=1,
+            settings={"jointnas": dict(pretrain_steps=0, fit_steps=20, members=1)},
         )
         out = tmp_path / f"s{search_seed}"
         run_search(config, out, evaluator=evaluator, progress=False, source=PoolSource(space, pool))

@@ -10,9 +10,9 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.config import ConfigError
 from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.genetic import genetic_search
 from fbnetv3_zoo.search.sampling import sample_feasible
@@ -70,15 +70,15 @@ def space_path(tmp_path_factory):
     return str(path)
 
 
-FAST = dict(
+JOINTNAS_FAST = dict(
     pretrain_samples=512,
     pretrain_steps=60,
     fit_steps=40,
     ga_population=16,
     ga_generations=5,
     pool=256,
-    epochs=2,
 )
+FAST = dict(settings={"jointnas": JOINTNAS_FAST}, epochs=2)
 
 
 def truth(task: EvalTask) -> float:
@@ -115,18 +115,17 @@ def _rows(out) -> list[dict]:
 
 def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -> float:
     """True value of the pair the search would hand the user (its best measured one)."""
+    greedy = dict(head=head, members=1, kappa=0.0)  # the paper's greedy choice
     config = SearchConfig(
         space=space,
         strategy=strategy,
-        head=head,
         seed=seed,
         budget=16,
         initial=4,
         batch=4,
         constraints=["macs<=0.6M"],
-        members=1,
-        kappa=0.0,  # the paper's greedy choice
-        **FAST,
+        epochs=2,
+        settings={"jointnas": {**JOINTNAS_FAST, **greedy}},
     )
     trained = {}
 
@@ -194,13 +193,13 @@ def test_a_custom_strategy_plugs_in_and_is_pinned(tmp_path):
 
 
 def test_a_registered_strategy_is_chosen_by_name(tmp_path, monkeypatch):
-    from fbnetv3_zoo.search import config as config_module
-    from fbnetv3_zoo.search import strategies
+    from fbnetv3_zoo.search import strategies, strategy_settings
 
     monkeypatch.setattr(strategies, "STRATEGIES", dict(strategies.STRATEGIES))
-    monkeypatch.setattr(config_module, "STRATEGY_NAMES", list(config_module.STRATEGY_NAMES))
     with pytest.raises(ConfigError, match="strategy"):
         SearchConfig(strategy="cheapest")
+    # undone when the test ends: the registration below must not leak into other tests
+    monkeypatch.setitem(strategy_settings.SETTINGS, "cheapest", strategy_settings.NoSettings)
     strategies.register_strategy("cheapest", Cheapest)
     config = SearchConfig(
         strategy="cheapest", budget=5, initial=3, constraints=["macs<=1M"], **FAST
@@ -219,7 +218,8 @@ def test_budget_is_spent_exactly(tmp_path, strategy, budget, batch, constraints)
         initial=3,
         batch=batch,
         constraints=limits,
-        **{**FAST, "ga_population": 4, "ga_generations": 6},  # a small GA that used to collapse
+        epochs=2,  # a small GA that used to collapse:
+        settings={"jointnas": {**JOINTNAS_FAST, "ga_population": 4, "ga_generations": 6}},
     )
     run_search(config, tmp_path, evaluator=synthetic, progress=False)
     rows = _rows(tmp_path)
@@ -266,11 +266,7 @@ def test_finite_source_ranks_every_vector_in_the_fine_step(tmp_path):
         ("budget", -1),
         ("initial", 0),
         ("epochs", 0),
-        ("members", 0),
-        ("kappa", -0.1),
-        ("pool", 0),
-        ("ga_population", 2),
-        ("ga_generations", -1),
+        ("min_stop_curves", 0),
         ("threads", 0),
         ("executor", "dask"),
         ("strategy", "bayes"),
@@ -282,6 +278,29 @@ def test_finite_source_ranks_every_vector_in_the_fine_step(tmp_path):
 def test_config_fields_are_checked(field, value):
     with pytest.raises(ConfigError, match=f"search setting {field} "):
         SearchConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "strategy, field, value",
+    [
+        ("jointnas", "members", 0),
+        ("jointnas", "kappa", -0.1),
+        ("jointnas", "pool", 0),
+        ("jointnas", "ga_population", 2),
+        ("jointnas", "ga_generations", -1),
+        ("jointnas", "fit_steps", 1.5),
+        ("jointnas", "head", "forest"),
+        ("optuna-tpe", "max_tries", 0),
+        ("successive-halving", "eta", 1),
+        ("successive-halving", "min_epochs", True),
+    ],
+)
+def test_strategy_settings_are_checked_by_their_strategy(strategy, field, value):
+    """Moved from SearchConfig (issue 19): each strategy's dataclass checks its own fields."""
+    with pytest.raises(ConfigError, match=f"search setting {field} .* of {strategy} must"):
+        SearchConfig(settings={strategy: {field: value}})
+    with pytest.raises(ConfigError, match=f"setting {field} is not one of strategy random's"):
+        SearchConfig(settings={"random": {field: value}})
 
 
 def test_run_search_refuses_a_bad_config_at_once(tmp_path):

@@ -54,21 +54,15 @@ __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch
 DB_NAME = "search.sqlite"
 
 
-# A Kendall tau over n curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))):
-# 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
-# estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  The
-# run stores the value it used, so its report states it without importing this module.
-MIN_STOP_CURVES = 16
-
-
 def choose_stop_epoch(
-    curves: list[list[float]], threshold: float, min_curves: int = MIN_STOP_CURVES
+    curves: list[list[float]], threshold: float, min_curves: int = 16
 ) -> tuple[int, list[float]]:
     """Smallest epoch whose accuracies rank-correlate with the final ones at >= ``threshold``.
 
     Returns (epoch, tau per epoch).  With fewer than ``min_curves`` complete
-    curves the taus are still reported but the answer is the final epoch (no
-    early stopping); with fewer than three there are no taus.
+    curves (``SearchConfig.min_stop_curves``: below it a tau is too rough to
+    bet the ranking on) the taus are still reported but the answer is the
+    final epoch (no early stopping); with fewer than three there are no taus.
     """
     curves = [c for c in curves if c and all(v is not None for v in c)]
     if not curves:
@@ -91,6 +85,22 @@ def score_at(metrics: list[dict[str, Any]], epoch: int) -> float | None:
     if not metrics:
         return None
     return epoch_accuracy(metrics[min(epoch, len(metrics)) - 1])
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[tuple]:
+    """(name, old value, new value) of every pinned setting that differs; dicts field by field."""
+    out = []
+    for k in keys:
+        was, now = old.get(k, "(not recorded)"), new[k]
+        if isinstance(was, dict) and isinstance(now, dict):
+            out += [
+                (f"{k}.{f}", was.get(f, "(not recorded)"), now.get(f, "(not recorded)"))
+                for f in sorted(set(was) | set(now))
+                if was.get(f, "(not recorded)") != now.get(f, "(not recorded)")
+            ]
+        elif was != now:
+            out.append((k, was, now))
+    return out
 
 
 class Search:
@@ -122,7 +132,7 @@ class Search:
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
-        self.strategy = strategy or make_strategy(config.strategy)
+        self.strategy = strategy or make_strategy(config.strategy, config.strategy_settings())
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
         # everything that can fail on the user's input fails before the folder exists
         check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
@@ -173,6 +183,7 @@ class Search:
         ident = self.config.identity()
         ident["space"] = f"{self.space.name} (fingerprint {self.space.fingerprint()})"
         ident["strategy"] = self.strategy_name
+        ident["settings"] = self.strategy.settings.as_dict()  # an instance's own, when given
         return ident
 
     def _check_resume(self) -> None:
@@ -187,22 +198,17 @@ class Search:
             # the command and versions that started the search, for its result files
             store.set("made_by", dict(command=command_line(), versions=versions()))
         else:
-            before = store.get("config") or {}
-            diff = []
-            for k in PINNED:
-                was = old[k] if k in old else before.get(k, new[k])
-                if k == "strategy" and k not in old and k not in before:
-                    was = "jointnas"  # runs made before strategies existed
-                if was != new[k]:
-                    diff.append(f"{k}: run has {was!r}, now {new[k]!r}")
+            diff = [
+                f"{name}: run has {was!r}, now {now!r}"
+                for name, was, now in _changes(old, new, PINNED)
+            ]
             if diff:
                 raise UserError(
                     f"{self.out} holds a search with different settings ({'; '.join(diff)}); resume with the original settings or choose another --out"
                 )
-            if store.get("num_classes") is None:
-                store.set("num_classes", self.num_classes)
         config = dataclasses.asdict(self.config)
         config["strategy"] = self.strategy_name
+        config["settings"] = new["settings"]
         store.set("config", config)
 
     # ------------------------------------------------------------- helpers
@@ -313,8 +319,8 @@ class Search:
     def _choose_stop_epoch(self) -> None:
         first = [r for r in self.store.candidates("done") if r["iteration"] == 0]
         curves = [[epoch_accuracy(e) for e in r["metrics"]] for r in first]
-        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, MIN_STOP_CURVES)
-        self.store.set("min_stop_curves", MIN_STOP_CURVES)
+        least = self.config.min_stop_curves
+        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, least)
         before = self._best()
         self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])
@@ -324,8 +330,8 @@ class Search:
         if epoch < self.config.epochs and before is not None and after is not None:
             rescored = f"; the first batch is re-scored at epoch {epoch} (best {before:.1f} -> {after:.1f}) so every candidate is compared at the same epoch"
         few = (
-            f"; no early stopping: {len(curves)} first-batch curves, fewer than the {MIN_STOP_CURVES} a stable tau needs"
-            if len(curves) < MIN_STOP_CURVES
+            f"; no early stopping: {len(curves)} first-batch curves, fewer than the {least} a stable tau needs"
+            if len(curves) < least
             else ""
         )
         self.log(
@@ -374,14 +380,12 @@ class Search:
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
     def _fine_done(self) -> bool:
-        """True once the fine step's picks are stored (runs made before strategies: genetic rows)."""
+        """True once the fine step's picks are stored."""
         if self.store.get("fine_done") is not None:
             return True
         fine = self.store.get("fine_iteration")
-        rows = self.store.candidates()
-        if fine is not None:  # killed between storing the picks and marking the step done
-            return any(r["iteration"] == fine for r in rows)
-        return any(r["source"] == "genetic" for r in rows)
+        # killed between storing the picks and marking the step done
+        return fine is not None and any(r["iteration"] == fine for r in self.store.candidates())
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""
