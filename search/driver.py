@@ -9,8 +9,9 @@ Shape of a run (every step resumable from ``search.sqlite``):
 2. each later batch comes from the strategy's ``ask`` (``jointnas``: refit
    the predictor, rank a feasible pool by the acquisition; ``random``: more
    feasible draws) and is trained on the same schedule, stopped at the
-   early-stopping epoch, or earlier where the strategy's ``stop_after(ctx,
-   row)`` says so (``successive-halving``'s lower rungs);
+   early-stopping epoch, or for the epochs the strategy's proposal asks
+   (``Proposal.epochs``: ``successive-halving``'s lower rungs); once a batch
+   is trained the strategy is told its results (``tell``);
 3. the strategy's ``fine`` step proposes one last pick per constraint
    (``jointnas``: the genetic search on the predictor), the budget is spent
    exactly, and the best measured pair per constraint is written to
@@ -141,6 +142,7 @@ class Search:
         self.bar: Any = None
         self.lock: RunLock | None = None
         self.store: Store | None = None
+        self.told: set[int] = set()  # iterations this strategy object has been told
 
     def open(self) -> None:
         """Start the executor, then create/lock the folder and open (or resume) its store."""
@@ -242,10 +244,23 @@ class Search:
             )
             if proposal.mean is not None:
                 row.update(predicted=float(proposal.mean[i]), predicted_std=float(proposal.std[i]))
+            if proposal.epochs is not None:
+                row["planned_epochs"] = proposal.epochs[i]
             rows.append(row)
+        self.store.add_notes(iteration, proposal.notes)
         if rows:
             self.store.add_candidates(iteration, proposal.label, rows)
         return len(rows)
+
+    def _tell(self, ctx: Context) -> None:
+        """Tell the strategy every finished batch it has not heard yet, in iteration order."""
+        by_iteration: dict[int, list[dict[str, Any]]] = {}
+        for row in self.store.candidates():
+            by_iteration.setdefault(row["iteration"], []).append(row)
+        for iteration, rows in sorted(by_iteration.items()):
+            if iteration not in self.told and all(r["status"] != "pending" for r in rows):
+                self.strategy.tell(ctx, iteration, rows)
+                self.told.add(iteration)
 
     def _run_pending(self) -> None:
         """Train every pending candidate, committing each result as it arrives."""
@@ -254,14 +269,11 @@ class Search:
             return
         c = self.config
         stop = self.stop_epoch
-        ctx = self._context()
-        planned = getattr(self.strategy, "stop_after", None)  # multi-fidelity strategies
         tasks = []
         for row in pending:
             early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
-            if row["iteration"] > 0 and planned is not None:
-                shorter = planned(ctx, row)
-                early = early if shorter is None else shorter
+            if row["iteration"] > 0 and row.get("planned_epochs") is not None:
+                early = row["planned_epochs"]
             task = EvalTask(
                 row["id"],
                 row["arch"],
@@ -363,6 +375,7 @@ class Search:
                     break
             self._run_pending()  # anything left from an interrupted run
             if not self._fine_done():
+                self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
                 self.store.set("fine_iteration", iteration)
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
@@ -389,6 +402,7 @@ class Search:
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""
+        self._tell(ctx)
         iteration = self.store.last_iteration() + 1
         if not self._add(iteration, self.strategy.ask(ctx, iteration, size)):
             self.log("the candidate source has nothing new left; ending the search below budget")

@@ -12,6 +12,8 @@ from fbnetv3_zoo.search import heads
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.heads import FitContext, UpperConfidenceBound, register_head
+from fbnetv3_zoo.search.report import predictor_fits
+from fbnetv3_zoo.search.store import Store
 
 FITS: list[int] = []  # pairs each fit of the head below saw, in order
 
@@ -74,8 +76,10 @@ def test_a_head_registered_outside_the_package_runs_a_search(tmp_path, nearest):
     run_search(config, tmp_path, evaluator=score, progress=False)
     db = sqlite3.connect(tmp_path / "search.sqlite")
     sources = [r[0] for r in db.execute("SELECT source FROM candidates ORDER BY id")]
-    fitted = [r[0] for r in db.execute("SELECT n FROM fits ORDER BY id")]
     db.close()
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    fitted = [f["n"] for f in predictor_fits(store.notes())]
+    store.close()
     assert sources == ["sobol"] * 4 + ["acquisition"] * 4 + ["genetic"]
     # every fit is ours: per iteration a held-out probe (from 6 pairs on: 3 held out), then
     # the refit on all pairs; the last fit guides the final (genetic) pick

@@ -192,6 +192,43 @@ def test_a_custom_strategy_plugs_in_and_is_pinned(tmp_path):
         run_search(config, tmp_path, evaluator=synthetic, progress=False)
 
 
+class Listener(Strategy):
+    """Random draws that record what ``tell`` hears; ``crash_at`` ends the run like a kill."""
+
+    name = "listener"
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__()
+        self.heard: list[tuple[int, list[int], set[str]]] = []
+        self.crash_at = crash_at
+
+    def tell(self, ctx, iteration, rows):
+        self.heard.append((iteration, [r["id"] for r in rows], {r["status"] for r in rows}))
+
+    def ask(self, ctx, iteration, n):
+        if iteration == self.crash_at:
+            raise KeyboardInterrupt
+        u, m, p = draw_unseen(ctx, n, ctx.constraints, seed=iteration)
+        return Proposal(u, m, p, "listener", notes={"asked": n})
+
+
+def test_tell_hears_each_finished_batch_once_and_again_after_a_resume(tmp_path):
+    config = SearchConfig(budget=9, initial=3, batch=2, constraints=["macs<=1M"], **FAST)
+    first = Listener(crash_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, tmp_path, evaluator=synthetic, progress=False, strategy=first)
+    assert first.heard == [(0, [1, 2, 3], {"done"}), (1, [4, 5], {"done"})]
+    again = Listener()  # a fresh process: every finished batch is told again, in order
+    run_search(config, tmp_path, evaluator=synthetic, progress=False, strategy=again)
+    assert [h[0] for h in again.heard] == [0, 1, 2, 3]
+    assert again.heard[:2] == first.heard
+    from fbnetv3_zoo.search.store import Store
+
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    assert store.notes() == {1: {"asked": 2}, 2: {"asked": 2}, 3: {"asked": 1}, 4: {"asked": 1}}
+    store.close()
+
+
 def test_a_registered_strategy_is_chosen_by_name(tmp_path, monkeypatch):
     from fbnetv3_zoo.search import strategies, strategy_settings
 

@@ -33,7 +33,14 @@ class Context:
 
 @dataclass
 class Proposal:
-    """Vectors to train next, labelled with where they came from (and predictions, if any)."""
+    """Vectors to train next, labelled with where they came from (and predictions, if any).
+
+    ``epochs``: per vector, the epochs to train it for (None: the driver's
+    rule, the early-stopping epoch); multi-fidelity strategies set it and the
+    driver stores it with the row, so a resumed run trains it as planned.
+    ``notes``: JSON facts about how the batch was chosen (timings, predictor
+    quality, versions), kept with the iteration (``Store.notes``) for the report.
+    """
 
     u: np.ndarray
     macs: np.ndarray
@@ -41,6 +48,8 @@ class Proposal:
     label: str
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    epochs: list[int | None] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.u)
@@ -80,8 +89,12 @@ def draw_unseen(ctx: Context, n: int, constraints: list[Constraint], seed: int) 
 class Strategy:
     """Base class: ``ask`` proposes a coarse batch; ``fine`` the final picks (default: more asks).
 
-    A strategy's settings are its ``Settings`` dataclass (``strategy_settings.py``):
-    pass an instance, or its fields as keywords; the driver pins them for resume.
+    ``tell`` hears each batch's results once trained (in iteration order; a
+    resumed run tells every finished batch again first, so a strategy that
+    keeps state can rebuild it).  The shipped strategies keep none: they
+    read ``ctx.store`` when asked.  A strategy's settings are its
+    ``Settings`` dataclass (``strategy_settings.py``): pass an instance, or
+    its fields as keywords; the driver pins them for resume.
     """
 
     name = "strategy"
@@ -99,13 +112,8 @@ class Strategy:
         """One candidate per constraint by default, proposed like a coarse batch."""
         return self.ask(ctx, iteration, len(ctx.constraints))
 
-    def stop_after(self, ctx: Context, row: dict[str, Any]) -> int | None:
-        """Epochs to train a stored pending ``row`` for; None: the driver's rule (the default).
-
-        Only multi-fidelity strategies override it; it must be a function of
-        the store, so a resumed run trains a pending row exactly as planned.
-        """
-        return None
+    def tell(self, ctx: Context, iteration: int, rows: list[dict[str, Any]]) -> None:
+        """The finished rows (done or failed) of iteration ``iteration``; default: nothing."""
 
 
 def epochs_spent(rows: list[dict[str, Any]], resume_promoted: bool = False) -> int:

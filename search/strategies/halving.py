@@ -40,9 +40,9 @@ class SuccessiveHalvingStrategy(Strategy):
     driver trains from scratch for its rung's epochs (its curve is the same
     prefix-then-continuation as the shorter run, the schedule being that of
     the full proxy).  Every row records the epochs it trained; use
-    :func:`epochs_spent` for equal-epochs comparisons.  Which rows trained for
-    how long is kept in the store (``halving_epochs_<iteration>``), written
-    before the rows, so a resumed run trains pending rows as planned.
+    :func:`epochs_spent` for equal-epochs comparisons.  A lower rung's
+    epochs travel with the proposal (``Proposal.epochs``) and the driver stores
+    them with each row, so a resumed run trains pending rows as planned.
     """
 
     name = "successive-halving"
@@ -65,14 +65,6 @@ class SuccessiveHalvingStrategy(Strategy):
             out.insert(0, math.ceil(out[0] / self.eta))
         return out
 
-    def stop_after(self, ctx: Context, row: dict[str, Any]) -> int | None:
-        plan = ctx.store.get(f"halving_epochs_{row['iteration']}") or []
-        key = vector_key(row["vector"])
-        for vector, epochs in plan:
-            if vector_key(vector) == key:
-                return int(epochs) if epochs < self.rungs(ctx)[-1] else None
-        return None
-
     def _ladder(self, ctx: Context, top: int) -> tuple[dict, dict]:
         """Per pair (vector key): the epochs it reached (or is planned to), and its longest curve."""
         reached: dict[tuple[float, ...], int] = {}
@@ -84,7 +76,7 @@ class SuccessiveHalvingStrategy(Strategy):
                 if key not in curves or epochs > len(curves[key]["metrics"]):
                     curves[key] = row
             else:  # failed or pending: counts as reached, so it is never proposed again
-                epochs = self.stop_after(ctx, row) or top
+                epochs = row.get("planned_epochs") or top
             reached[key] = max(reached.get(key, 0), min(epochs, top))
         return reached, curves
 
@@ -101,20 +93,18 @@ class SuccessiveHalvingStrategy(Strategy):
     def _proposal(
         self, ctx: Context, iteration: int, picks: list[tuple[np.ndarray, int]], label: str
     ) -> Proposal:
-        """The batch, after storing each pick's epochs (before the driver stores the rows)."""
-        ctx.store.set(
-            f"halving_epochs_{iteration}", [[[float(x) for x in v], int(e)] for v, e in picks]
-        )
-        ctx.store.set("halving_rungs", self.rungs(ctx))
+        """The batch; a pick below the top rung carries its epochs (the top: the driver's rule)."""
+        rungs = self.rungs(ctx)
         if not picks:
             return Proposal.empty(ctx.space, label)
         u = np.array([v for v, _ in picks])
         macs, params, _ = batch_stats(ctx.space, u, ctx.num_classes)
-        return Proposal(u, macs, params, label)
+        epochs = [int(e) if e < rungs[-1] else None for _, e in picks]
+        return Proposal(u, macs, params, label, epochs=epochs, notes={"rungs": rungs})
 
     def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
         rungs = self.rungs(ctx)
-        if len(rungs) == 1 and ctx.store.get("halving_rungs") is None:
+        if len(rungs) == 1 and iteration == 1:
             ctx.log(
                 f"successive-halving: candidates are scored at epoch {rungs[0]}, so a lower rung "
                 f"(epoch / {self.eta}) would be under {self.min_epochs} epochs: one rung, no halving"

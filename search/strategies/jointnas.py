@@ -45,18 +45,19 @@ class JointNASStrategy(Strategy):
         self.pretrained: Pretrained | None = None
 
     # ------------------------------------------------------------ predictor
-    def fit(self, ctx: Context, iteration: int) -> AccuracyModel | None:
-        """Refit on all measured pairs and store its quality; None with fewer than 3 measured."""
+    def fit(self, ctx: Context, iteration: int) -> tuple[AccuracyModel | None, dict[str, Any]]:
+        """Refit on all measured pairs: (model, notes on its quality); no model below 3 pairs."""
         c, seed = self.settings, ctx.config.seed
         rows, u, y = ctx.store.measured()
+        notes: dict[str, Any] = {}
         if len(rows) < 3:
-            return None
+            return None, notes
         if self.pretrained is None and c.pretrain_steps > 0:
             self.pretrained, fresh = self.pretrain_cache.get(
                 ctx.space, c.pretrain_samples, c.pretrain_steps, ctx.num_classes, seed
             )
             spent = self.pretrained.wall_s if fresh else 0.0  # 0: pretrained by an earlier search
-            ctx.store.set("pretrain", dict(loss=self.pretrained.loss, wall_s=spent))
+            notes["pretrain"] = dict(loss=self.pretrained.loss, wall_s=spent)
         predictor, quality = fit_with_holdout(
             u,
             y,
@@ -74,9 +75,8 @@ class JointNASStrategy(Strategy):
                 np.array([r["predicted"] for r in chosen]), np.array([r["score"] for r in chosen])
             )[0]
             quality["prospective_n"] = len(chosen)
-        if not ctx.store.has_fit(iteration):
-            ctx.store.add_fit(iteration, quality)
-        return predictor
+        notes["fit"] = quality
+        return predictor, notes
 
     def candidates(self, ctx: Context, iteration: int) -> tuple:
         """The vectors the acquisition ranks: the whole finite source, or a Sobol pool."""
@@ -86,21 +86,23 @@ class JointNASStrategy(Strategy):
     # ---------------------------------------------------------------- steps
     def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
         t0 = time.perf_counter()
-        predictor = self.fit(ctx, iteration)
+        predictor, notes = self.fit(ctx, iteration)
         u, m, p = self.candidates(ctx, iteration)
         if predictor is None or not len(u):  # too few measurements yet: keep exploring
-            return Proposal(u[:n], m[:n], p[:n], "sobol")
+            return Proposal(u[:n], m[:n], p[:n], "sobol", notes=notes)
         top = predictor.pick_batch(u, n, self.settings.kappa)
         mean, std = predictor.predict(u[top])
-        ctx.store.set(f"select_s_{iteration}", time.perf_counter() - t0)
-        return Proposal(u[top], m[top], p[top], "acquisition", mean, std)
+        notes["select_s"] = time.perf_counter() - t0
+        return Proposal(u[top], m[top], p[top], "acquisition", mean, std, notes=notes)
 
     def fine(self, ctx: Context, iteration: int) -> Proposal:
-        predictor = self.fit(ctx, iteration)
+        predictor, notes = self.fit(ctx, iteration)
         if predictor is None:
             ctx.log("fine search: fewer than 3 successful evaluations, drawing at random instead")
             return RandomStrategy().ask(ctx, iteration, len(ctx.constraints))
-        return fine_search(ctx, predictor, iteration, self.settings)
+        proposal = fine_search(ctx, predictor, iteration, self.settings)
+        proposal.notes.update(notes)
+        return proposal
 
 
 def fine_search(
@@ -124,7 +126,7 @@ def fine_search(
                     picks.append(u[i])
                     break
         return _proposal(ctx, picks, "ranked", predictor)
-    results = _run_genetic(ctx, predictor, settings)
+    results, genetic = _run_genetic(ctx, predictor, settings)
     for k, r in enumerate(results):
         fresh = [v for v in r.ranked if vector_key(v) not in known]
         if not fresh:  # every individual measured already: best unmeasured of a fresh pool
@@ -136,10 +138,15 @@ def fine_search(
         if fresh:
             known.add(vector_key(fresh[0]))
             picks.append(fresh[0])
-    return _proposal(ctx, picks, "genetic", predictor)
+    proposal = _proposal(ctx, picks, "genetic", predictor)
+    proposal.notes["genetic"] = genetic
+    return proposal
 
 
-def _run_genetic(ctx: Context, predictor: Any, settings: JointNASSettings) -> list[Any]:
+def _run_genetic(
+    ctx: Context, predictor: Any, settings: JointNASSettings
+) -> tuple[list[Any], dict[str, Any]]:
+    """The genetic search's results per constraint, and notes on it (time, predicted best)."""
     from tqdm.auto import tqdm
 
     from ..genetic import genetic_search
@@ -173,12 +180,10 @@ def _run_genetic(ctx: Context, predictor: Any, settings: JointNASSettings) -> li
         f"genetic search: {ga_s:.1f}s, predicted best "
         + ", ".join(f"{r.constraint.text}: {r.fitness:.1f}" for r in results)
     )
-    ctx.store.set("ga_s", ga_s)
-    ctx.store.set(
-        "ga",
-        [dict(constraint=r.constraint.text, fitness=r.fitness, history=r.history) for r in results],
-    )
-    return results
+    best = [
+        dict(constraint=r.constraint.text, fitness=r.fitness, history=r.history) for r in results
+    ]
+    return results, dict(wall_s=ga_s, best=best)
 
 
 def _proposal(ctx: Context, picks: list[np.ndarray], label: str, predictor: Any) -> Proposal:

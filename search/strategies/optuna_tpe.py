@@ -144,7 +144,6 @@ class OptunaTPEStrategy(Strategy):
                     distributions=distributions,
                 )
             )
-        ctx.store.set("optuna_version", optuna.__version__)
         return study, distributions
 
     def _land(
@@ -192,7 +191,7 @@ class OptunaTPEStrategy(Strategy):
             return Proposal.empty(ctx.space, label)
         u = np.array(picks)
         macs, params, _ = batch_stats(ctx.space, u, ctx.num_classes)
-        return Proposal(u, macs, params, label)
+        return Proposal(u, macs, params, label, notes={"optuna": self.optuna.__version__})
 
     def ask(self, ctx: Context, iteration: int, n: int) -> Proposal:
         return self.propose(ctx, iteration, [ctx.constraints] * n, "tpe")
