@@ -53,7 +53,8 @@ def validate(
     from torch.utils.data import DataLoader
 
     from .data import collate_skipping, load_data
-    from .engine import _auto_device, evaluate, resolve_device
+    from .devices import auto_device, resolve_device
+    from .evaluation import check_input_size, evaluate
 
     resolve_device(device)  # a bad --device fails before anything is loaded
     run_eval = run_evaluation(checkpoint) if checkpoint is not None and run_transform else None
@@ -87,9 +88,9 @@ def validate(
         cfg = resolve_data_config(cfg_args, model=net)
         size = image_size = cfg["input_size"][-1]
         transform = create_transform(**cfg, is_training=False)
-    dev = resolve_device(device) or _auto_device()
+    dev = resolve_device(device) or auto_device()
     net = net.to(dev)
-    check_input_size(net, str(model), size, dev)
+    check_input_size(net, str(model), [size], dev, "--input-size")
     splits.set_transforms(None, transform, image_size)
     loader = DataLoader(splits.val, batch_size, num_workers=workers, collate_fn=collate_skipping)
     skipped: set[str] = set()
@@ -132,23 +133,15 @@ def run_evaluation(checkpoint: str | Path) -> tuple[dict[str, Any], str] | None:
     that was stopped; None for a file outside a run folder or a run recorded
     before runs kept their evaluation settings.
     """
-    import json
-
-    from fbnetv3_zoo.outputs import read_regular
-
     from . import checkpoints as ckpt
-    from .engine import MAX_SUMMARY_BYTES, SUMMARY_FILE
+    from .summary import SUMMARY_FILE, read_summary
 
     folder = run_folder_of(checkpoint)
     if folder is None:
         return None
-    summary = folder / SUMMARY_FILE
-    try:
-        doc = json.loads(read_regular(summary, MAX_SUMMARY_BYTES))
-        if isinstance(doc, dict) and isinstance(doc.get("evaluation"), dict):
-            return doc["evaluation"], str(summary)
-    except (OSError, ValueError, UserError):
-        pass
+    doc = read_summary(folder)
+    if doc is not None and isinstance(doc.get("evaluation"), dict):
+        return doc["evaluation"], str(folder / SUMMARY_FILE)
     try:
         state, _ = ckpt.read_committed(folder)
     except UserError:
@@ -180,40 +173,8 @@ def load_model(
 
 
 def load_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
-    """``model.load_state_dict(state)``, refusing a mismatch with one line naming the first key."""
-    from fbnetv3_zoo.checkpoint import CheckpointError
+    """``model.load_state_dict(state)``, refusing a misfit in one line (``check_fits``)."""
+    from fbnetv3_zoo.checkpoint import check_fits
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or shaped:
-        if shaped:
-            key = shaped[0]
-            what = (
-                f"key {key!r} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(own[key].shape)}"
-            )
-        elif missing:
-            what = f"key {missing[0]!r} is missing ({len(missing)} missing in all)"
-        else:
-            what = f"unexpected key {extra[0]!r} ({len(extra)} unexpected in all)"
-        raise CheckpointError(
-            f"{source} does not fit {type(model).__name__}: {what}; is it for another "
-            "architecture or class count?"
-        )
+    check_fits(state, model, source)
     model.load_state_dict(state)
-
-
-def check_input_size(model: nn.Module, name: str, size: int, device: Any) -> None:
-    """One forward pass on a blank image, so an input too small for the model fails in one line."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=device))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"model {name} cannot take a {size}x{size} input (--input-size): {first}"
-        ) from None
