@@ -13,6 +13,7 @@ uses its pretrained config's transform.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,6 @@ def validate(
     training run folder is evaluated as that run evaluated it (``input_size`` and
     ``crop_pct`` still override); ``batch_size`` None is the run's or 64.
     """
-    from timm.data import create_transform, resolve_data_config
     from torch.utils.data import DataLoader
 
     from .data import collate_skipping, load_data
@@ -60,34 +60,14 @@ def validate(
     run_eval = run_evaluation(checkpoint) if checkpoint is not None and run_transform else None
     if batch_size is None:
         batch_size = int(run_eval[0].get("batch_size", 64)) if run_eval else 64
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
-    if input_size is not None and not 8 <= input_size <= 4096:
-        raise UserError(f"input size must be in [8, 4096] px, got {input_size}")
-    if crop_pct is not None and not 0 < crop_pct <= 1:
-        raise UserError(f"crop fraction must be in (0, 1], got {crop_pct}")
+    _check_options(batch_size, input_size, crop_pct)
     splits = load_data(data, None, data_root, download, train=False)  # fails before downloads
     if num_classes is None:
         num_classes = splits.num_classes if checkpoint else DEFAULT_CLASSES
     net = load_model(model, num_classes=num_classes, pretrained=pretrained, checkpoint=checkpoint)
-    if run_eval is not None:  # the transform the run measured its numbers with
-        from .build import eval_transform_from
-
-        cfg = dict(run_eval[0])
-        cfg["input_size"] = input_size or cfg["input_size"]
-        cfg["crop_pct"] = crop_pct or cfg["crop_pct"]
-        size = int(cfg["input_size"])
-        transform = eval_transform_from(cfg)
-        image_size = int(cfg.get("image_resolution") or size)
-    else:
-        cfg_args: dict[str, Any] = {}
-        if input_size:
-            cfg_args["input_size"] = (3, input_size, input_size)
-        if crop_pct:
-            cfg_args["crop_pct"] = crop_pct
-        cfg = resolve_data_config(cfg_args, model=net)
-        size = image_size = cfg["input_size"][-1]
-        transform = create_transform(**cfg, is_training=False)
+    cfg, size, image_size, transform = _eval_transform(
+        net, run_eval[0] if run_eval else None, input_size, crop_pct
+    )
     dev = resolve_device(device) or auto_device()
     net = net.to(dev)
     check_input_size(net, str(model), [size], dev, "--input-size")
@@ -109,6 +89,43 @@ def validate(
         skipped_files=len(skipped),
         skipped_paths=sorted(skipped)[:100],
     )
+
+
+def _check_options(batch_size: int, input_size: int | None, crop_pct: float | None) -> None:
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    if input_size is not None and not 8 <= input_size <= 4096:
+        raise UserError(f"input size must be in [8, 4096] px, got {input_size}")
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        raise UserError(f"crop fraction must be in (0, 1], got {crop_pct}")
+
+
+def _eval_transform(
+    net: nn.Module, run_cfg: dict[str, Any] | None, input_size: int | None, crop_pct: float | None
+) -> tuple[dict[str, Any], int, int, Callable]:
+    """(config, input size, size of in-memory images, transform) to evaluate ``net`` with.
+
+    ``run_cfg`` is a training run's recorded evaluation (the transform its numbers
+    were measured with); without one, the model's pretrained config.
+    """
+    if run_cfg is not None:
+        from .build import eval_transform_from
+
+        cfg = dict(run_cfg)
+        cfg["input_size"] = input_size or cfg["input_size"]
+        cfg["crop_pct"] = crop_pct or cfg["crop_pct"]
+        size = int(cfg["input_size"])
+        return cfg, size, int(cfg.get("image_resolution") or size), eval_transform_from(cfg)
+    from timm.data import create_transform, resolve_data_config
+
+    cfg_args: dict[str, Any] = {}
+    if input_size:
+        cfg_args["input_size"] = (3, input_size, input_size)
+    if crop_pct:
+        cfg_args["crop_pct"] = crop_pct
+    cfg = resolve_data_config(cfg_args, model=net)
+    size = cfg["input_size"][-1]
+    return cfg, size, size, create_transform(**cfg, is_training=False)
 
 
 def run_folder_of(checkpoint: str | Path) -> Path | None:
