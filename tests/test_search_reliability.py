@@ -18,24 +18,13 @@ from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.space import SPACES_DIR, SpaceError, load_space, parse_space
 from fbnetv3_zoo.search.store import Store
+from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.errors import UserError
 
 HERE = Path(__file__).parent
-FAST = dict(  # jointnas's own settings
-    settings={
-        "jointnas": dict(
-            pretrain_samples=256,
-            pretrain_steps=20,
-            fit_steps=20,
-            members=1,
-            ga_population=8,
-            ga_generations=2,
-            pool=64,
-        )
-    }
-)
+FAST = dict(settings={"jointnas": TINY_JOINTNAS})
 TIMING = ("images_per_s", "epoch_s", "wall_s")
 
 

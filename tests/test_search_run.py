@@ -17,23 +17,12 @@ import pytest
 import yaml
 from fbnetv3_zoo.search.driver import SearchConfig, choose_stop_epoch, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask, evaluate
+from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.spec import ArchSpec
 
-FAST = dict(  # jointnas's own settings (issue 19: strategies own their settings)
-    settings={
-        "jointnas": dict(
-            pretrain_samples=512,
-            pretrain_steps=60,
-            fit_steps=40,
-            members=2,
-            ga_population=16,
-            ga_generations=5,
-            pool=256,
-        )
-    }
-)
+FAST = dict(settings={"jointnas": FAST_JOINTNAS})  # strategies own their settings (issue 19)
 
 
 def fake_evaluate(task: EvalTask) -> dict:

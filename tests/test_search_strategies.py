@@ -19,6 +19,7 @@ from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.sources import SobolSource, VectorSource
 from fbnetv3_zoo.search.space import load_space
 from fbnetv3_zoo.search.strategies import Proposal, Strategy, draw_unseen
+from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.errors import UserError
 
@@ -70,15 +71,7 @@ def space_path(tmp_path_factory):
     return str(path)
 
 
-JOINTNAS_FAST = dict(
-    pretrain_samples=512,
-    pretrain_steps=60,
-    fit_steps=40,
-    ga_population=16,
-    ga_generations=5,
-    pool=256,
-)
-FAST = dict(settings={"jointnas": JOINTNAS_FAST}, epochs=2)
+FAST = dict(settings={"jointnas": FAST_JOINTNAS}, epochs=2)
 
 
 def truth(task: EvalTask) -> float:
@@ -125,7 +118,7 @@ def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -
         batch=4,
         constraints=["macs<=0.6M"],
         epochs=2,
-        settings={"jointnas": {**JOINTNAS_FAST, **greedy}},
+        settings={"jointnas": {**FAST_JOINTNAS, **greedy}},
     )
     trained = {}
 
@@ -256,7 +249,7 @@ def test_budget_is_spent_exactly(tmp_path, strategy, budget, batch, constraints)
         batch=batch,
         constraints=limits,
         epochs=2,  # a small GA that used to collapse:
-        settings={"jointnas": {**JOINTNAS_FAST, "ga_population": 4, "ga_generations": 6}},
+        settings={"jointnas": {**FAST_JOINTNAS, "ga_population": 4, "ga_generations": 6}},
     )
     run_search(config, tmp_path, evaluator=synthetic, progress=False)
     rows = _rows(tmp_path)
