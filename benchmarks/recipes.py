@@ -95,8 +95,9 @@ def write_digits_folders(root: Path, resolution: int) -> None:
     """train/ and val/ (a seeded 80/20 per-class split of digits' training images) and
     test/ (the fixed 599-image split) as PNGs upsampled like the engine's digits data."""
     import numpy as np
-    from fbnetv3_zoo.recipes.data import digits_arrays
     from PIL import Image
+
+    from fbnetv3_zoo.data import digits_arrays
 
     xt, yt, xtest, ytest = digits_arrays()
     rng = np.random.default_rng(0)
@@ -123,13 +124,13 @@ def regime_run(name: str, lr_factor: float, seed: int, epochs: int, batch: int, 
     import torch
 
     torch.set_num_threads(1)
-    from fbnetv3_zoo.recipes.data import SafeImageFolder, collate_skipping
     from fbnetv3_zoo.recipes.engine import evaluate, train
     from fbnetv3_zoo.recipes.validate import load_state
     from safetensors.torch import load_file
     from torch.utils.data import DataLoader
 
     from fbnetv3_zoo import ArchSpec
+    from fbnetv3_zoo.data import SafeImageFolder, collate_skipping
 
     recipe = regime_recipe(name, epochs, batch, lr_factor)
     spec = ArchSpec.from_dict(REGIME_ARCH)
@@ -348,8 +349,9 @@ def overhead(model_name: str, data: str, batch: int, res: int, rounds: int, epoc
 
     torch.set_num_threads(1)
     from fbnetv3_zoo.recipes import Recipe
-    from fbnetv3_zoo.recipes.data import collate_skipping, load_data
     from fbnetv3_zoo.recipes.engine import train
+
+    from fbnetv3_zoo.data import collate_skipping, load_data
 
     recipe = dataclasses.replace(
         Recipe.load("fbnetv3_proxy"), batch_size=batch, resolution=res, epochs=epochs

@@ -151,7 +151,7 @@ def eval_images(
     """(images, labels) batches of ``data``'s ``split`` with the model's eval transform at ``size``."""
     from timm.data import create_transform, resolve_data_config
 
-    from .recipes.data import load_data
+    from .data import load_data
 
     splits = load_data(data, None, train=split == "train")
     cfg = resolve_data_config({"input_size": (3, size, size)}, model=model)

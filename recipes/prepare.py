@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from fbnetv3_zoo.data import DataSplits, collate_skipping, load_data
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder
 from fbnetv3_zoo.spec import ArchSpec
@@ -24,7 +25,6 @@ from fbnetv3_zoo.stats import check_forward_cost
 from . import checkpoints as ckpt
 from . import distributed
 from .build import RecipeParts
-from .data import DataSplits, collate_skipping, load_data
 from .evaluation import check_input_size
 from .loop import Run, seed_everything
 from .recipe import Recipe

@@ -52,7 +52,8 @@ def validate(
     """
     from torch.utils.data import DataLoader
 
-    from .data import collate_skipping, load_data
+    from fbnetv3_zoo.data import collate_skipping, load_data
+
     from .devices import auto_device, resolve_device
     from .evaluation import check_input_size, evaluate
 

@@ -106,7 +106,7 @@ _CLASSES: dict[str, int] = {}
 def _num_classes(data: str, download: bool = False) -> int:
     """Class count of a dataset (cached; digits needs no disk scan); ``download`` fetches CIFAR once."""
     if data not in _CLASSES:
-        from fbnetv3_zoo.recipes.data import load_data
+        from fbnetv3_zoo.data import load_data
 
         _CLASSES[data] = load_data(data, 32, download=download, train=download).num_classes
     return _CLASSES[data]

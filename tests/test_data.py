@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.recipes.data import DataError, Skipped, collate_skipping, load_data
 from PIL import Image
 from torchvision.transforms import ToTensor
 
+from fbnetv3_zoo.data import DataError, Skipped, collate_skipping, load_data
 from fbnetv3_zoo.errors import UserError
 
 

@@ -127,8 +127,9 @@ def test_bad_devices_are_one_line(capsys):
 
 def test_global_batch_must_split_evenly_over_processes(monkeypatch):
     from fbnetv3_zoo.recipes import Recipe, distributed
-    from fbnetv3_zoo.recipes.data import load_data
     from fbnetv3_zoo.recipes.engine import _batch_sizes
+
+    from fbnetv3_zoo.data import load_data
 
     splits = load_data("digits:4", 8)
     plain = Recipe.load("baseline")

@@ -183,9 +183,10 @@ def test_resume_needs_a_run(proj, capsys, kind):  # row 11
 
 
 def test_image_folder_walk_survives_link_loops(tmp_path, monkeypatch):  # row 10
-    from fbnetv3_zoo.recipes import data
-    from fbnetv3_zoo.recipes.data import DataError, SafeImageFolder
     from PIL import Image
+
+    from fbnetv3_zoo import data
+    from fbnetv3_zoo.data import DataError, SafeImageFolder
 
     root = tmp_path / "d"
     for c in "ab":

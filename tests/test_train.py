@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import TINY_ARCH
 from fbnetv3_zoo.recipes import Recipe
-from fbnetv3_zoo.recipes.data import digits_arrays, load_data
 from fbnetv3_zoo.recipes.engine import TrainingDiverged, train
 from safetensors.torch import load_file
 from torch import nn
 
 from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.data import digits_arrays, load_data
 
 
 def tiny_recipe(**changes) -> Recipe:

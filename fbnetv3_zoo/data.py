@@ -1,4 +1,4 @@
-"""Datasets the engine trains on: embedded digits, any ImageFolder, CIFAR-10/100.
+"""Datasets for training, validation and int8 calibration: embedded digits, any ImageFolder, CIFAR-10/100.
 
 ``digits`` is scikit-learn's bundled 8x8 handwritten digits (1797 images, no
 download).  Its split is fixed and documented: with ``numpy.random
