@@ -32,18 +32,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
 from fbnetv3_zoo.provenance import command_line, versions
 
 from .config import PINNED, ConfigError, SearchConfig
 from .constraints import Constraint, parse_constraint
+from .early_stop import choose_stop_epoch, score_at
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
-from .predictor import rank_quality
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store
@@ -53,39 +51,6 @@ from .strategies import Context, Proposal, Strategy, make_strategy
 __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch", "run_search"]
 
 DB_NAME = "search.sqlite"
-
-
-def choose_stop_epoch(
-    curves: list[list[float]], threshold: float, min_curves: int = 16
-) -> tuple[int, list[float]]:
-    """Smallest epoch whose accuracies rank-correlate with the final ones at >= ``threshold``.
-
-    Returns (epoch, tau per epoch).  With fewer than ``min_curves`` complete
-    curves (``SearchConfig.min_stop_curves``: below it a tau is too rough to
-    bet the ranking on) the taus are still reported but the answer is the
-    final epoch (no early stopping); with fewer than three there are no taus.
-    """
-    curves = [c for c in curves if c and all(v is not None for v in c)]
-    if not curves:
-        return 1, []
-    final_epoch = min(len(c) for c in curves)
-    if len(curves) < 3:
-        return final_epoch, []
-    acc = np.array([c[:final_epoch] for c in curves], dtype=float)
-    taus = [rank_quality(acc[:, e], acc[:, -1])[0] for e in range(final_epoch)]
-    if len(curves) < min_curves:
-        return final_epoch, taus
-    for e, tau in enumerate(taus):
-        if tau == tau and tau >= threshold - 1e-9:  # Kendall's 0.8 on 5 items is 0.7999...
-            return e + 1, taus
-    return final_epoch, taus
-
-
-def score_at(metrics: list[dict[str, Any]], epoch: int) -> float | None:
-    """The candidate's accuracy at ``epoch`` (its last epoch if it trained fewer)."""
-    if not metrics:
-        return None
-    return epoch_accuracy(metrics[min(epoch, len(metrics)) - 1])
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[tuple]:
