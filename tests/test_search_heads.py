@@ -112,3 +112,38 @@ def test_auto_is_a_rule_not_a_head():
     assert heads.resolve_head("auto", heads.AUTO_LINEAR_BELOW - 1) == "linear"
     assert heads.resolve_head("auto", heads.AUTO_LINEAR_BELOW) == "network"
     assert heads.head_choices()[0] == "auto" and set(heads.HEADS) >= {"network", "linear", "gp"}
+
+
+class OvershootModel(NearestModel):
+    """Extrapolates far past every measurement (40 points above the nearest pair)."""
+
+    def predict(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mean, spread = super().predict(u)
+        return mean + 40.0, spread
+
+
+class OvershootHead(NearestHead):
+    name = "overshoot"
+
+    def fit(self, u: np.ndarray, y: np.ndarray, ctx: FitContext) -> OvershootModel:
+        return OvershootModel(np.asarray(u, dtype=float), np.asarray(y, dtype=float))
+
+
+def test_recorded_predictions_stay_inside_0_100(tmp_path):
+    """Issue 18: a head may extrapolate past 100 %; what the run records and reports may not."""
+    from fbnetv3_zoo.search.strategies import JointNASStrategy
+
+    config = SearchConfig(
+        budget=9,
+        initial=4,
+        batch=2,
+        constraints=["macs<=1M"],
+        settings={"jointnas": dict(pretrain_steps=0, pool=128, ga_population=8, ga_generations=2)},
+        epochs=2,
+    )
+    strategy = JointNASStrategy(config.strategy_settings(), head=OvershootHead())
+    run_search(config, tmp_path, evaluator=score, progress=False, strategy=strategy)
+    db = sqlite3.connect(tmp_path / "search.sqlite")
+    predicted = [r[0] for r in db.execute("SELECT predicted FROM candidates WHERE predicted >= 0")]
+    db.close()
+    assert len(predicted) == 5 and max(predicted) == 100.0  # the raw ones were up to ~130

@@ -111,7 +111,7 @@ HEADS: dict[str, HeadEntry] = {}
 
 
 def register_head(name: str, description: str, factory: Callable[[], Head] | str) -> None:
-    """Make ``--head name`` / ``SearchConfig(head=name)`` fit with ``factory()``."""
+    """Make ``--head name`` / ``JointNASSettings(head=name)`` fit with ``factory()``."""
     if name == AUTO:
         raise ValueError(f"{AUTO!r} is the rule that chooses between heads, not a head")
     HEADS[name] = HeadEntry(name, description, factory)

@@ -91,7 +91,7 @@ class JointNASStrategy(Strategy):
         if predictor is None or not len(u):  # too few measurements yet: keep exploring
             return Proposal(u[:n], m[:n], p[:n], "sobol", notes=notes)
         top = predictor.pick_batch(u, n, self.settings.kappa)
-        mean, std = predictor.predict(u[top])
+        mean, std = recorded(*predictor.predict(u[top]))
         notes["select_s"] = time.perf_counter() - t0
         return Proposal(u[top], m[top], p[top], "acquisition", mean, std, notes=notes)
 
@@ -103,6 +103,16 @@ class JointNASStrategy(Strategy):
         proposal = fine_search(ctx, predictor, iteration, self.settings)
         proposal.notes.update(notes)
         return proposal
+
+
+def recorded(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions as stored with a pick: top-1 inside [0, 100].
+
+    A head extrapolating past the best measured pair can predict more than
+    100 %; the ranking uses the raw values (their order still means
+    something), the record and the report only what accuracy can be.
+    """
+    return np.clip(mean, 0.0, 100.0), std
 
 
 def fine_search(
@@ -191,5 +201,5 @@ def _proposal(ctx: Context, picks: list[np.ndarray], label: str, predictor: Any)
         return Proposal.empty(ctx.space, label)
     u = np.array(picks)
     m, p, _ = batch_stats(ctx.space, u, ctx.num_classes)
-    mean, std = predictor.predict(u)
+    mean, std = recorded(*predictor.predict(u))
     return Proposal(u, m, p, label, mean, std)
