@@ -148,13 +148,13 @@ def test_search_lock_is_never_written_through_a_link(proj, capsys):  # row 7
     assert victim.read_text() == "precious"
 
 
-@pytest.mark.parametrize("target", ["report.md", "best/macs_le_1M.yaml", "best", "progress.png"])
+@pytest.mark.parametrize("target", ["report.md", "best/macs_le_0.4M.yaml", "best", "progress.png"])
 def test_search_report_never_writes_through_links(proj, capsys, target):  # row 8
     run = proj / "proj" / "run"
     write_search_run(run)
     victim = proj / "victim"
     victim.mkdir()
-    (victim / "macs_le_1M.yaml").write_text("mine")
+    (victim / "macs_le_0.4M.yaml").write_text("mine")
     (victim / "file.txt").write_text("mine")
     path = run / target
     if path.is_dir():

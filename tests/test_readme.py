@@ -76,13 +76,13 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 search --out runs/s2 --space fbnetv3 --data <imagenet100_dir> --budget 400 --batch 32 --constraint macs<=400M --constraint macs<=800M --executor ray --ray-address auto --gpus-per-trial 1": Step(
         "template"
     ),
-    "fbnetv3 train --model runs/s1/best/macs_le_1M.yaml --epochs 30 --out runs/t1": Step(
+    "fbnetv3 train --model runs/s1/best/macs_le_0.4M.yaml --epochs 30 --out runs/t1": Step(
         "fast", ("--epochs", "1", "--data", "digits:2"), "1 epoch on 20 images"
     ),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format onnx --out runs/t1.onnx": Step(
+    "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format onnx --out runs/t1.onnx": Step(
         "run"
     ),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --format torchscript --out runs/s1.pt": Step(
+    "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --format torchscript --out runs/s1.pt": Step(
         "run"
     ),
     "fbnetv3 recipes": Step("run"),
@@ -102,11 +102,11 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 export fbnetv3_b --checkpoint <weights.pth> --input-size 224 --out runs/b224.onnx": Step(
         "template", ("--input-size", "64"), "64 px", subs=(("<weights.pth>", "my.pth"),)
     ),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format executorch --out runs/t1.pte": Step(
+    "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format executorch --out runs/t1.pte": Step(
         "parse",
         why="lowering takes ~15 s; tests/test_executorch.py exports and verifies a tiny model",
     ),
-    "fbnetv3 export runs/s1/best/macs_le_1M.yaml --checkpoint runs/t1/model.safetensors --format executorch --quantize int8 --calibration digits --out runs/t1_int8.pte": Step(
+    "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format executorch --quantize int8 --calibration digits --out runs/t1_int8.pte": Step(
         "parse", why="~40 s; tests/test_executorch.py quantises a tiny model and measures it"
     ),
     "fbnetv3 benchmark --models fbnetv3_a,fbnetv3_b --batch 1,32": Step(
@@ -218,7 +218,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("readme")
     write_reference_checkpoint("fbnetv3_c", root / "model.pth")  # official layout
     write_reference_checkpoint("fbnetv3_b", root / "my.pth")
-    write_search_run(root / "runs" / "s1")  # best/macs_le_1M.yaml, report.md, search.sqlite
+    write_search_run(root / "runs" / "s1")  # best/macs_le_0.4M.yaml, report.md, search.sqlite
     return root
 
 
