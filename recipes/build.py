@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.weight_init import init_weights
 
 from .names import close_names
 
@@ -121,6 +122,8 @@ def create_model(
         )
     else:
         raise UserError(f"unknown model {text!r}{_close_models(text)}")
+    if not pretrained:
+        init_weights(model, recipe.init)
     missed = missing_regularisers(recipe, model)
     if missed:
         values = ", ".join(f"{k}={getattr(recipe, k)}" for k in missed)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
 from .names import close_names
@@ -94,6 +95,9 @@ class Recipe:
     auto_augment: str | None = None
     random_erasing: float = 0.0
     interpolation: str = "bilinear"
+    # model: "torch" keeps PyTorch's default weights, "efficientnet" redraws them
+    # (fbnetv3_zoo.weight_init; benchmarks/results/init.md); pretrained weights are never redrawn
+    init: str = "torch"
     # numerics
     grad_clip: float | None = None
     amp: bool = False
@@ -121,6 +125,7 @@ class Recipe:
         _choice(self, "schedule", SCHEDULES)
         _choice(self, "lr_scaling", LR_SCALING)
         _choice(self, "interpolation", ("bilinear", "bicubic", "nearest", "random"))
+        _choice(self, "init", INIT_SCHEMES)
         _range(self, "lr", 0, 10, low_open=True)
         _range(self, "lr_batch_size", 1, math.inf)
         _range(self, "momentum", 0, 1, high_open=True)
