@@ -81,8 +81,8 @@ class Checks:
     """Value checks that raise ``error(message(where, value, allowed))``."""
 
     error: type[Exception] = UserError
-    message: Callable[[str, Any, str], str] = (
-        lambda where, value, allowed: f"{where}: invalid value {_short(value)}; allowed: {allowed}"
+    message: Callable[[str, Any, str], str] = lambda where, value, allowed: (
+        f"{where}: invalid value {_short(value)}; allowed: {allowed}"
     )
 
     def fail(self, where: str, value: Any, allowed: str) -> NoReturn:

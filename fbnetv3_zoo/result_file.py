@@ -64,7 +64,9 @@ def is_result_document(data: Any) -> bool:
 def parse_result(data: Any, source: str = "result") -> ResultFile:
     """A parsed document: a result file's sections, or a bare spec's fields as ``arch``."""
     if not isinstance(data, Mapping):
-        raise SpecError(f"{source}: expected a mapping of ArchSpec fields, got {type(data).__name__}")
+        raise SpecError(
+            f"{source}: expected a mapping of ArchSpec fields, got {type(data).__name__}"
+        )
     if not is_result_document(data):
         return ResultFile(arch=data, source=source)
     recipe, stats = data.get("recipe"), data.get("stats")

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.resolve import parse_ref
 from fbnetv3_zoo.weight_init import init_weights
-
-from .names import close_names
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
 # timm's optimizer names for ours: TF-style RMSProp (eps inside the sqrt) is what
 # the MobileNet/EfficientNet/FBNet RMSProp settings were tuned with
 TIMM_OPTIMIZERS = {"rmsprop": "rmsproptf", "sgd": "sgd", "adamw": "adamw"}
-TORCHVISION_PREFIXES = ("torchvision/", "tv/")
 # recipe field -> timm constructor keyword -> torchvision constructor keyword
 REGULARISERS = {
     "dropout": ("drop_rate", "dropout"),
@@ -95,33 +92,17 @@ def create_model(
     pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a zoo / timm / torchvision model with the recipe's dropout and drop path.
+    """Build any model reference (``fbnetv3_zoo.resolve``) with the recipe's dropout and drop path.
 
-    ``name`` is a zoo name, an ``ArchSpec``, an ArchSpec (or search-result) YAML
-    path, a timm name, or ``torchvision/<name>`` (forces torchvision where timm has
-    the same name).  Regularisers the constructor does not take raise a
-    ``RecipeWarning`` and are left out; the model is returned as built.
+    ``name`` is a zoo name (with or without its tag), an ``ArchSpec``, an ArchSpec
+    (or search-result) YAML path, a timm name, ``torchvision/<name>`` (forces
+    torchvision where timm has the same name) or ``local-dir:<folder>``.
+    Regularisers the constructor does not take raise a ``RecipeWarning`` and
+    are left out; a model built without weights gets the recipe's ``init``.
     """
-    import timm
-
-    import fbnetv3_zoo
-
-    text = str(name)
-    regs = regulariser_kwargs(recipe)
-    is_spec = isinstance(name, fbnetv3_zoo.ArchSpec)
-    if is_spec or text.split(".")[0] in fbnetv3_zoo.VARIANTS or text.endswith((".yaml", ".yml")):
-        model = fbnetv3_zoo.create_model(
-            name, pretrained=pretrained, num_classes=num_classes, **regs, **kwargs
-        )
-    elif not text.startswith(TORCHVISION_PREFIXES) and timm.is_model(text.split(".")[0]):
-        model = _timm_model(text, num_classes, pretrained, regs, kwargs)
-    elif _torchvision_name(text) in _torchvision_models():
-        tv_regs = regulariser_kwargs(recipe, torchvision=True)
-        model = _torchvision_model(
-            _torchvision_name(text), num_classes, pretrained, tv_regs, kwargs
-        )
-    else:
-        raise UserError(f"unknown model {text!r}{_close_models(text)}")
+    facts = parse_ref(name)
+    regs = regulariser_kwargs(recipe, torchvision=facts.kind == "torchvision")
+    model = facts.create(pretrained, num_classes, optional=regs, **kwargs)
     if not pretrained:
         init_weights(model, recipe.init)
     missed = missing_regularisers(recipe, model)
@@ -160,70 +141,6 @@ def missing_regularisers(recipe: Recipe, model: nn.Module) -> list[str]:
         if not has:
             missed.append("drop_path")
     return missed
-
-
-def _timm_model(
-    name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> nn.Module:
-    """timm's model; a keyword this architecture refuses is dropped and tried again."""
-    import timm
-
-    extra = dict(regs)
-    while True:
-        try:
-            return timm.create_model(
-                name, pretrained=pretrained, num_classes=num_classes, **extra, **kwargs
-            )
-        except TypeError as err:
-            refused = [k for k in extra if f"'{k}'" in str(err)]
-            if not refused:
-                raise
-            for key in refused:
-                extra.pop(key)
-
-
-def _torchvision_name(text: str) -> str:
-    for prefix in TORCHVISION_PREFIXES:
-        text = text.removeprefix(prefix)
-    return text
-
-
-def _torchvision_models() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
-
-
-def _torchvision_model(
-    name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> nn.Module:
-    """torchvision spells the regularisers per family; drop what a builder refuses."""
-    import torchvision
-
-    extra = dict(regs)
-    weights = "DEFAULT" if pretrained else None
-    while True:
-        try:
-            return torchvision.models.get_model(
-                name, weights=weights, num_classes=num_classes, **extra, **kwargs
-            )
-        except TypeError as err:
-            refused = [k for k in extra if f"'{k}'" in str(err)]
-            if not refused:
-                raise
-            for key in refused:
-                extra.pop(key)
-
-
-def _close_models(text: str) -> str:
-    import timm
-
-    import fbnetv3_zoo
-
-    names = list(dict.fromkeys(list(fbnetv3_zoo.VARIANTS) + timm.list_models()))
-    close = close_names(text, names + _torchvision_models(), limit=5)
-    hint = f"; close matches: {', '.join(close)}" if close else ""
-    return hint + " (a timm or torchvision name, fbnetv3_a…g, or an ArchSpec YAML path)"
 
 
 # --------------------------------------------------------- fitting the run
