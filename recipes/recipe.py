@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fbnetv3_zoo.checks import Checks, hint_types
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
@@ -110,11 +113,11 @@ class Recipe:
             object.__setattr__(self, "train_crop_scale", tuple(self.train_crop_scale))
         if self.ema_decay == 0:
             object.__setattr__(self, "ema_decay", None)
-        for f in fields(self):  # YAML 1.1 reads "1e-3" as a string
-            value = getattr(self, f.name)
-            if "float" in str(f.type) and isinstance(value, str):
+        for name, hint in _hints().items():  # YAML 1.1 reads "1e-3" as a string
+            value = getattr(self, name)
+            if float in hint_types(hint) and isinstance(value, str):
                 with contextlib.suppress(ValueError):
-                    object.__setattr__(self, f.name, float(value))
+                    object.__setattr__(self, name, float(value))
         self.validate()
 
     # ------------------------------------------------------------ validation
@@ -296,14 +299,25 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def _message(name: str, value: Any, allowed: str) -> str:
+    return f"recipe field {name!r} = {value!r} is not allowed: must be {allowed}"
+
+
+CHECKS = Checks(RecipeError, _message)
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """Each field's resolved type hint (``typing.get_type_hints``, not annotation text)."""
+    return typing.get_type_hints(Recipe)
+
+
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise RecipeError(f"recipe field {name!r} = {value!r} is not allowed: must be {allowed}")
+    CHECKS.fail(name, value, allowed)
 
 
 def _choice(recipe: Recipe, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(recipe, name)
-    if value not in allowed:
-        _fail(name, value, "one of " + ", ".join(allowed))
+    CHECKS.choice(getattr(recipe, name), name, allowed)
 
 
 def _range(
@@ -314,43 +328,12 @@ def _range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    value = getattr(recipe, name)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
-        lo, hi = ("(" if low_open else "[") + f"{low}", f"{high}" + (")" if high_open else "]")
-        _fail(name, value, f"in {lo}, {hi}")
+    CHECKS.number(getattr(recipe, name), name, low, high, low_open, high_open)
 
 
 def _types(recipe: Recipe) -> None:
-    """Check each value against its annotation (ints accepted where floats are)."""
-    expected: dict[str, tuple[type, ...]] = {}
+    """Check each value against its type hint (ints accepted where floats are)."""
     for f in fields(recipe):
-        ann = str(f.type)
-        kinds: tuple[type, ...] = ()
-        if ann.startswith("dict"):
-            expected[f.name] = (dict,)
-            continue
-        if "float" in ann:
-            kinds += (int, float)
-        if "int" in ann and "float" not in ann:
-            kinds += (int,)
-        if "str" in ann:
-            kinds += (str,)
-        if "bool" in ann:
-            kinds += (bool,)
-        if "tuple" in ann:
-            kinds += (tuple,)
-        if "dict" in ann:
-            kinds += (dict,)
-        if "None" in ann:
-            kinds += (type(None),)
-        expected[f.name] = kinds
-    for name, kinds in expected.items():
-        value = getattr(recipe, name)
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, kinds) or (is_bool and bool not in kinds):
-            names = "/".join(k.__name__ if k is not type(None) else "null" for k in kinds)
-            _fail(name, value, f"of type {names}")
+        CHECKS.typed(getattr(recipe, f.name), _hints()[f.name], f.name)
     if len(recipe.train_crop_scale) != 2:
         _fail("train_crop_scale", recipe.train_crop_scale, "two numbers [min, max]")
