@@ -226,11 +226,6 @@ def build(
     ``not_applied`` (build the model with ``Recipe.create_model`` to get them);
     adaptations to the run (``fit_to_run``) are listed in ``notes``.
     """
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.utils import ModelEmaV3
-
     from .recipe import RecipeError
 
     if steps_per_epoch < 1:
@@ -240,6 +235,34 @@ def build(
     if num_classes is None:
         raise RecipeError("cannot tell the number of classes of this model: pass num_classes")
     recipe, notes = fit_to_run(recipe, model, steps_per_epoch, epochs)
+    not_applied = _note_missing_regularisers(recipe, model, notes)
+    optimizer = _optimizer(recipe, model)
+    mixup, train_loss = _mixup_and_loss(recipe, num_classes)
+    train_transform, eval_config = _transforms(recipe, model)
+    return RecipeParts(
+        optimizer=optimizer,
+        scheduler=_scheduler(recipe, optimizer, steps_per_epoch, epochs),
+        mixup=mixup,
+        train_loss=train_loss,
+        eval_loss=nn.CrossEntropyLoss(),
+        ema=_ema(recipe, model),
+        train_transform=train_transform,
+        eval_transform=eval_transform_from(eval_config),
+        lr=recipe.scaled_lr,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=num_classes,
+        resolution=recipe.resolution,
+        eval_resolution=recipe.test_resolution,
+        recipe=recipe,
+        not_applied=not_applied,
+        notes=notes,
+        eval_config=eval_config,
+    )
+
+
+def _note_missing_regularisers(recipe: Recipe, model: nn.Module, notes: list[str]) -> list[str]:
+    """The regularisers ``model`` lacks, each also said once in ``notes``."""
     not_applied = missing_regularisers(recipe, model)
     if not_applied:
         values = ", ".join(f"{k}={getattr(recipe, k)}" for k in not_applied)
@@ -247,24 +270,34 @@ def build(
             f"{values} not applied: {type(model).__name__} has no such layers "
             "(Recipe.create_model passes them to a model's constructor)"
         )
+    return not_applied
+
+
+def _optimizer(recipe: Recipe, model: nn.Module) -> Any:
+    """timm's optimizer; no weight decay on norm layers and biases."""
+    from timm.optim import create_optimizer_v2
 
     opt_args: dict[str, Any] = {}
     if recipe.optimizer == "rmsprop":
         opt_args = {"eps": recipe.opt_eps, "alpha": recipe.rmsprop_alpha}
     elif recipe.optimizer == "adamw":
         opt_args = {"eps": recipe.opt_eps}
-    optimizer = create_optimizer_v2(
+    return create_optimizer_v2(
         model,
         opt=TIMM_OPTIMIZERS[recipe.optimizer],
         lr=recipe.scaled_lr,
         weight_decay=recipe.weight_decay,
         momentum=recipe.momentum,
-        filter_bias_and_bn=True,  # no weight decay on norm layers and biases
+        filter_bias_and_bn=True,
         **opt_args,
     )
-    scheduler = _scheduler(recipe, optimizer, steps_per_epoch, epochs)
 
-    mixup = None
+
+def _mixup_and_loss(recipe: Recipe, num_classes: int) -> tuple[Any | None, nn.Module]:
+    """Mixup/CutMix (soft targets) or label smoothing, and the training loss that goes with it."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
     if recipe.uses_mixup:
         mixup = Mixup(
             mixup_alpha=recipe.mixup,
@@ -274,15 +307,24 @@ def build(
             label_smoothing=recipe.label_smoothing,
             num_classes=num_classes,
         )
-        train_loss: nn.Module = SoftTargetCrossEntropy()
-    elif recipe.label_smoothing > 0:
-        train_loss = LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-    else:
-        train_loss = nn.CrossEntropyLoss()
+        return mixup, SoftTargetCrossEntropy()
+    if recipe.label_smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    return None, nn.CrossEntropyLoss()
 
-    ema = None
-    if recipe.ema_decay:
-        ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup)
+
+def _ema(recipe: Recipe, model: nn.Module) -> Any | None:
+    """timm's weight average, or None when the recipe has no ``ema_decay``."""
+    from timm.utils import ModelEmaV3
+
+    if not recipe.ema_decay:
+        return None
+    return ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup)
+
+
+def _transforms(recipe: Recipe, model: nn.Module) -> tuple[Callable, dict[str, Any]]:
+    """The training transform and the evaluation settings, normalised as the model expects."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mean = tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN))
@@ -306,27 +348,7 @@ def build(
         mean=list(mean),
         std=list(std),
     )
-    eval_transform = eval_transform_from(eval_config)
-    return RecipeParts(
-        optimizer=optimizer,
-        scheduler=scheduler,
-        mixup=mixup,
-        train_loss=train_loss,
-        eval_loss=nn.CrossEntropyLoss(),
-        ema=ema,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        lr=recipe.scaled_lr,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        num_classes=num_classes,
-        resolution=recipe.resolution,
-        eval_resolution=recipe.test_resolution,
-        recipe=recipe,
-        not_applied=not_applied,
-        notes=notes,
-        eval_config=eval_config,
-    )
+    return train_transform, eval_config
 
 
 def eval_transform_from(config: dict[str, Any]) -> Callable:
