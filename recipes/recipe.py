@@ -19,6 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from fbnetv3_zoo.checks import Checks, hint_types
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.result_file import (
+    YAML_SUFFIXES,
+    is_result_document,
+    parse_result,
+    read_result_file,
+)
 from fbnetv3_zoo.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
@@ -197,15 +203,18 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
+        """A recipe YAML, or the ``recipe:`` section of a search result file."""
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file not found: {path}")
         data = load_yaml(path)
         data = {} if data is None else data
         source = str(path)
-        if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
-            # a search result {arch: ..., recipe: ...}: the recipe is one section of it
-            data, source = data["recipe"], f"{path}: recipe"
+        if is_result_document(data):  # a search result: the recipe is one section of it
+            recipe = parse_result(data, source).recipe
+            if recipe is None:
+                raise RecipeError(f"{path}: a search result / ArchSpec file without a recipe")
+            data, source = dict(recipe), f"{path}: recipe"
         if isinstance(data, dict):
             data.setdefault("name", path.stem)
         return cls.from_dict(data, source=source)
@@ -214,12 +223,13 @@ class Recipe:
     def from_result_file(cls, path: str | Path) -> Recipe | None:
         """The recipe stored beside an ``arch:`` in a search-result YAML, if any."""
         path = Path(path)
-        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        if path.suffix not in YAML_SUFFIXES or not path.is_file():
             return None
-        data = load_yaml(path)
-        if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
+        recipe = read_result_file(path).recipe
+        if recipe is None:
             return None
-        return cls.from_yaml(path)
+        data = {"name": path.stem, **recipe}
+        return cls.from_dict(data, source=f"{path}: recipe")
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Write (when ``path`` is given) and return the YAML text."""
