@@ -7,7 +7,7 @@ needs only torch and timm.
 dependencies = ["torch", "timm"]
 
 
-def _create(ref, pretrained: bool, **kwargs):
+def _create(ref, pretrained: bool | None, **kwargs):
     import fbnetv3_zoo  # the one model resolver (fbnetv3_zoo.resolve), as every command uses
 
     return fbnetv3_zoo.create_model(ref, pretrained=pretrained, **kwargs)
@@ -48,7 +48,8 @@ def fbnetv3_g(pretrained: bool = False, **kwargs):
     return _create("fbnetv3_g", pretrained, **kwargs)
 
 
-def fbnetv3(arch, pretrained: bool = False, **kwargs):
+def fbnetv3(arch, pretrained: bool | None = None, **kwargs):
     """Any model reference: an ArchSpec, its dict, a YAML path (e.g. a search result), a zoo,
-    timm or ``torchvision/`` name, or ``local-dir:<folder>``; kwargs go to the builder."""
+    timm or ``torchvision/`` name, or ``local-dir:<folder>`` (with its weights unless
+    ``pretrained=False``); kwargs go to the builder."""
     return _create(arch, pretrained, **kwargs)

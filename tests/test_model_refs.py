@@ -71,7 +71,7 @@ def refs(tmp_path_factory) -> dict[str, str]:
 
 
 def _size(form: str) -> int:
-    return 16 if form in ("spec_yaml", "result_yaml", "local_dir") else 32
+    return 16 if form in ("spec_yaml", "result_yaml", "local_dir") else 64
 
 
 def test_the_forms_resolve_to_what_they_name(refs):
@@ -110,7 +110,7 @@ def test_export(form, refs, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     argv = ["export", refs[form], "--out", str(out), "--input-size", str(_size(form))]
     assert main(argv) == 0
-    assert out.stat().st_size > 0 and "max rel" in capsys.readouterr().out.lower()
+    assert out.stat().st_size > 0 and "max abs diff" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("form", FORMS)
