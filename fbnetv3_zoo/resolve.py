@@ -155,7 +155,7 @@ def _timm_or_torchvision(text: str) -> ModelRef:
         return ModelRef(text, "timm", text)
     if text in _torchvision_names():
         return ModelRef(text, "torchvision", text)
-    raise UnknownVariantError(f"unknown model {text!r}{_close(text)}; valid: {ACCEPTED}")
+    raise UnknownVariantError(f"unknown model {text!r}{_close(text)}; valid names: {ACCEPTED}")
 
 
 def _torchvision_names() -> list[str]:
