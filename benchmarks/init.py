@@ -165,8 +165,14 @@ def report(args: argparse.Namespace, acc: np.ndarray, cpu: np.ndarray, total_s: 
         "",
         "What uses which: the search proxy keeps `init: torch` whatever this says, because "
         "the committed ground-truth pools (`benchmarks/data/pool_*.jsonl.gz`) were trained "
-        "with it; the `fbnetv3` and `baseline` presets (from-scratch `recipes` training) "
-        "use the init this table favours, PyTorch's default when it separates nothing.",
+        "with it. The `fbnetv3` and `baseline` presets (from-scratch `recipes` training) "
+        + (
+            "use `init: efficientnet`, which this table favours."
+            if s["low"] > 0
+            else "keep `init: torch`: this table does not favour the EfficientNet-style init."
+        )
+        + " Measured on the short proxy only; a long schedule may weigh the two differently "
+        "(`--set init=efficientnet` tries it on a real run).",
         "",
     ]
     return "\n".join(lines)
