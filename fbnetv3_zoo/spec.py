@@ -10,7 +10,6 @@ arithmetic on their own.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,49 +37,19 @@ from .checks import (  # noqa: F401  (the limits are part of this module's inter
     is_int,
     is_number,
 )
+from .formulas import (  # noqa: F401  (part of this module's interface)
+    SCALAR,
+    ScalarOps,
+    make_divisible,
+    mid_channels,
+    se_channels,
+    spatial_size,
+    spec_terms,
+)
 from .result_file import read_result_file
 
 ACTIVATIONS = ("hswish", "relu", "swish", "identity")
 STRIDES = (1, 2)
-
-
-class ScalarOps:
-    """Python-number versions of the three operations the width arithmetic needs.
-
-    The width and cost formulas below (and in ``stats.py``) are written once
-    against such an ``ops`` namespace: with these they resolve one spec, with
-    numpy's (``fbnetv3_zoo.search.constraints.ARRAY_OPS``) a batch of
-    candidates column by column, so the two can never disagree.
-    """
-
-    @staticmethod
-    def where(cond: Any, a: Any, b: Any) -> Any:
-        return a if cond else b
-
-    @staticmethod
-    def floor_int(value: Any) -> Any:
-        return math.floor(value)
-
-    maximum = staticmethod(max)
-
-
-SCALAR = ScalarOps()
-
-
-def make_divisible(value: float, divisor: int = 8, ops: Any = SCALAR) -> int:
-    """Round to the nearest multiple of ``divisor`` (halves up), never dropping below 95 %."""
-    rounded = ops.maximum(divisor, ops.floor_int(value + divisor / 2) // divisor * divisor)
-    return ops.where(rounded < 0.95 * value, rounded + divisor, rounded)
-
-
-def mid_channels(cin: Any, expansion: Any, ops: Any = SCALAR) -> Any:
-    """Width of a block's depthwise conv; expansion 1 keeps the input width (no 1x1 conv)."""
-    return ops.where(expansion == 1, cin, make_divisible(cin * expansion, ops=ops))
-
-
-def se_channels(mid: Any, expansion: Any, se_ratio: float, ops: Any = SCALAR) -> Any:
-    """Squeeze-excite bottleneck width: a fraction of the block's *input* width."""
-    return make_divisible(ops.floor_int(mid * se_ratio / expansion), ops=ops)
 
 
 _check = SPEC_CHECKS.that
@@ -214,11 +183,9 @@ class ArchSpec:
     # ----------------------------------------------------------------- checks
     def _check_size(self) -> None:
         """Refuse networks too large to build: each field may be in range, their product not."""
-        from .stats import _spec_terms  # stats imports this module
-
         hin = self._blocks[-1].out_channels
         hmid = make_divisible(hin * self.head_expansion)
-        weights = _spec_terms(self)[0] + hin * hmid + hmid * self.feature_width
+        weights = spec_terms(self)[0] + hin * hmid + hmid * self.feature_width
         if weights > MAX_PARAMS:
             raise SpecError(
                 f"stages: the network would have {weights:,} weights (classifier not counted); "
@@ -449,8 +416,3 @@ def load_arch_file(path: str | Path) -> tuple[ArchSpec, int | None]:
     """
     result = read_result_file(path)
     return ArchSpec.from_dict(result.arch, source=result.source), result.num_classes
-
-
-def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis (integers or integer arrays)."""
-    return (size + 2 * padding - kernel) // stride + 1
