@@ -48,8 +48,10 @@ BUDGETS = (8, 12, 16, 24, 32, 40, 48, 64)  # trainings; equal-epoch levels are t
 NEAR = 0.5  # a pick "finds the best" when its truth is within this many points of the pool's best
 RESAMPLES = 2000  # bootstrap resamples of the seeds
 BOOTSTRAP_SEED = 0
-# SearchConfig fields the command line may override (default: the CLI's own values)
+# settings the command line may override (default: the CLI's own values): SearchConfig
+# fields, then jointnas's own settings
 SETTINGS = ("initial", "batch", "members", "fit_steps", "pretrain_steps")
+JOINTNAS_SETTINGS = ("members", "fit_steps", "pretrain_steps")
 
 # this process's snapshot of the (restricted) pool, set once per worker, and the pretrained
 # encoders its jointnas searches share (pretraining is a pure function of the settings)
@@ -61,18 +63,30 @@ def pool_file(name: str) -> Path:
     return HERE / "data" / f"pool_{name}.jsonl.gz" if name in ("tune", "heldout") else Path(name)
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """``NAME[:field=value,...]`` -> (registered strategy name, SearchConfig fields)."""
+def parse_variant(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``NAME[:field=value,...]`` -> (strategy name, SearchConfig fields, the strategy's settings)."""
+    from fbnetv3_zoo.search.strategy_settings import SETTINGS as STRATEGY_SETTINGS
+
     name, _, rest = text.partition(":")
-    fields: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(_config_class())}
+    common: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    shared = {f.name for f in dataclasses.fields(_config_class())} - {
+        "strategy",
+        "seed",
+        "budget",
+        "settings",
+    }
+    mine = STRATEGY_SETTINGS.get(name)
+    theirs = {f.name for f in dataclasses.fields(mine)} if mine else set()
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
-        if not eq or key not in known or key in ("strategy", "seed", "budget"):
-            raise SystemExit(f"--strategies {text!r}: {item!r} is not a SearchConfig field=value")
-        fields[key] = _value(value.strip())
-    return name, fields
+        if not eq or key not in shared | theirs:
+            raise SystemExit(
+                f"--strategies {text!r}: {item!r} is not field=value of SearchConfig or of {name}"
+            )
+        (own if key in theirs else common)[key] = _value(value.strip())
+    return name, common, own
 
 
 def _value(text: str) -> Any:
@@ -162,9 +176,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, budget: int) -> Any:
     """The CLI's settings, the pool's proxy, and the strategy's (variant) fields."""
-    name, fields = parse_variant(text)
+    name, fields, own = parse_variant(text)
     proxy = pool.proxy
     chosen = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
+    jointnas = {k: chosen.pop(k) for k in JOINTNAS_SETTINGS if k in chosen}
+    settings = {"jointnas": jointnas}
+    settings[name] = {**settings.get(name, {}), **own}
     common = dict(
         space=proxy["space"],
         data=proxy["data"],
@@ -173,6 +190,7 @@ def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, bud
         budget=budget,
         seed=seed,
         strategy=name,
+        settings=settings,
     )
     return _config_class()(**{**common, **chosen, **fields})
 
@@ -185,14 +203,15 @@ def _set_pool(pool: Any) -> None:
     _POOL["pretrained"] = PretrainCache()
 
 
-def make_strategy(name: str) -> Any:
-    """A fresh strategy by registered name; jointnas shares this process's pretrained encoders."""
+def make_strategy(config: Any) -> Any:
+    """A fresh strategy for ``config``; jointnas shares this process's pretrained encoders."""
     from fbnetv3_zoo.search.strategies import JointNASStrategy
     from fbnetv3_zoo.search.strategies import make_strategy as by_name
 
-    if name == "jointnas":
-        return JointNASStrategy(pretrain_cache=_POOL["pretrained"])
-    return by_name(name)
+    settings = config.strategy_settings()
+    if config.strategy == "jointnas":
+        return JointNASStrategy(settings, pretrain_cache=_POOL["pretrained"])
+    return by_name(config.strategy, settings)
 
 
 def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
@@ -205,7 +224,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     trainings per pool pair.
     """
     import torch
-    from fbnetv3_zoo.search.coarse import run_search
+    from fbnetv3_zoo.search.driver import run_search
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
     from fbnetv3_zoo.search.space import load_space
     from fbnetv3_zoo.search.store import Store, vector_key
@@ -224,14 +243,15 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
     for _ in range(4):
         evaluator = PoolEvaluator(pool, search_seed=seed)
+        config = search_config(args, pool, text, seed, budget)
         with tempfile.TemporaryDirectory(dir=shm) as tmp:
             run_search(
-                search_config(args, pool, text, seed, budget),
+                config,
                 Path(tmp) / "run",
                 evaluator=evaluator,
                 progress=False,
                 source=PoolSource(space, pool),
-                strategy=make_strategy(parse_variant(text)[0]),
+                strategy=make_strategy(config),
             )
             store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
             rows = store.candidates()
@@ -610,6 +630,7 @@ def report(
     per_run = np.mean([r["wall_s"] for r in runs])
     extended = sorted({r["name"] for r in runs if r["budget"] > args.budget})
     config = search_config(args, pool, "random", args.seed_start, args.budget)
+    jointnas = config.strategy_settings("jointnas")
     command = "python3 benchmarks/search.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     truths = np.array([r["truth"] for r in runs if r["name"] == "random"])
     chosen = [
@@ -629,8 +650,8 @@ def report(
         f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} ({args.seeds}, paired: seed s gives "
         "every strategy the same first batch, the same shown trainings and the same truths).",
         f"Settings: `SearchConfig()` defaults (the CLI's own){overridden}: first batch {config.initial}, "
-        f"batches of {config.batch}, {config.members} predictor members, {config.fit_steps} fit steps, "
-        f"{config.pretrain_steps} pretraining steps, head `{config.head}`; constraint {CONSTRAINT} (every "
+        f"batches of {config.batch}, {jointnas.members} predictor members, {jointnas.fit_steps} fit steps, "
+        f"{jointnas.pretrain_steps} pretraining steps, head `{jointnas.head}`; constraint {CONSTRAINT} (every "
         f"pool pair meets it); budget {args.budget} trainings"
         + (
             f" (runs that spent fewer than {budgets[-1] * epochs} epochs were rerun with more trainings: {extended})"

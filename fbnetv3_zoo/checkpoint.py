@@ -11,7 +11,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -22,6 +22,8 @@ from .errors import UserError
 TRUST_ENV = "FBNETV3_TRUST_CHECKPOINT"
 _OFFICIAL_KEY = re.compile(r"^backbone\.stages\.xif(\d+)_(\d+)\.(.+)$")
 _CONTAINER_KEYS = ("model_ema", "state_dict_ema", "state_dict", "model")  # EMA first
+# a new num_classes or in_chans: load_weights adapts these, so their shapes may differ
+ADAPTABLE_KEYS = ("stem.conv.weight", "classifier.weight", "classifier.bias")
 
 
 class CheckpointError(UserError):
@@ -189,24 +191,53 @@ def convert_state_dict(
     sd = check_tensors({_strip_prefix(k): v for k, v in state_dict.items()}, source)
     if is_official_layout(sd):
         sd = official_to_ours(sd, len(model.arch.stages), source)
-    expected = model.state_dict()
-    for key, target in expected.items():
-        if key not in sd:
-            raise CheckpointError(
-                f"{source}: key {key!r} missing from the checkpoint; is it another architecture?"
-            )
-        shape, want = tuple(sd[key].shape), tuple(target.shape)
-        adaptable = key.startswith("classifier.") or key == "stem.conv.weight"
-        if shape != want and not adaptable:
-            raise CheckpointError(
-                f"{source}: first mismatching key {key!r}: checkpoint has shape {shape}, "
-                f"model expects {want}; is the checkpoint for another variant?"
-            )
-    extra = [k for k in sd if k not in expected]
-    if extra:
-        raise CheckpointError(f"{source}: unexpected key {extra[0]!r} (and {len(extra) - 1} more)")
+    check_fits(sd, model, source, may_differ=ADAPTABLE_KEYS)
     announce_casts(sd, model, source)
     return sd
+
+
+def check_fits(
+    state_dict: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    source: str,
+    *,
+    target: str | None = None,
+    may_differ: Collection[str] = (),
+    hint: str = "is it for another architecture, variant or class count?",
+) -> None:
+    """Refuse ``state_dict`` unless it has exactly ``model``'s keys and shapes.
+
+    The one fit check of the package (loading, ``validate``, resume): the
+    message names the file, then each kind of misfit with a count and an
+    example key (shapes for a mismatching key), so one line says what is wrong.
+    Keys in ``may_differ`` may hold another shape (the caller adapts them).
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    extra = [k for k in state_dict if k not in own]
+    shaped = [
+        k
+        for k in own
+        if k in state_dict
+        and k not in may_differ
+        and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or extra or shaped):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    if shaped:
+        key = shaped[0]
+        parts.append(
+            f"{len(shaped)} mismatching key(s) (e.g. {key}: checkpoint has shape "
+            f"{tuple(state_dict[key].shape)}, model expects {tuple(own[key].shape)})"
+        )
+    raise CheckpointError(
+        f"{source} does not fit {target or type(model).__name__}: {', '.join(parts)}; {hint}"
+    )
 
 
 def load_weights(

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, convert_state_dict, read_checkpoint
+from .checkpoint import check_fits, convert_state_dict, read_checkpoint
 from .errors import UserError
 from .outputs import check_protected, check_replaceable, staged_folder
 from .timm_models import WEIGHTS_LICENSE, resolve_arch
@@ -135,12 +135,7 @@ def convert_checkpoint(
         model = timm.create_model("fbnetv3", arch=spec, num_classes=num_classes or 1000)
         model_args = {"arch": spec.to_dict()}
     sd = convert_state_dict(sd, model, str(checkpoint))
-    for key in ("stem.conv.weight", "classifier.weight", "classifier.bias"):
-        want = model.state_dict()[key].shape
-        if key in sd and sd[key].shape != want:
-            raise CheckpointError(
-                f"{checkpoint}: {key} has shape {tuple(sd[key].shape)}, model expects {tuple(want)}"
-            )
+    check_fits(sd, model, str(checkpoint))  # converting adapts nothing: exact shapes
     model.load_state_dict(sd)
     card = model_card(model, model_name, Path(checkpoint), out.name)
     with staged_folder(out, "convert", overwrite, inputs=[checkpoint]) as tmp:

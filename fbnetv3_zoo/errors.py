@@ -10,3 +10,9 @@ from __future__ import annotations
 
 class UserError(ValueError):
     """A problem with the user's input; the message names the file, key or field at fault."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (its type name when empty), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

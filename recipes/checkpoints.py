@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.checkpoint import CheckpointError, check_fits
+from fbnetv3_zoo.errors import UserError, first_line
 from fbnetv3_zoo.outputs import OutputError, read_regular, refuse_link, write_new
 
 MANIFEST = "checkpoint.json"
@@ -41,19 +42,14 @@ FORMAT = 1
 EPOCH_FOLDER = re.compile(r"epoch-\d{4,}")
 MAX_MANIFEST_BYTES = 1 << 20
 
-# Called as ``fault_hook(stage, epoch)`` after each step of a commit (stages:
-# "model.safetensors", "model_ema.safetensors", "state.pt", "manifest",
-# "published"); tests set it to die inside the kill window on purpose.
-fault_hook: Callable[[str, int], None] | None = None
+# ``hook(stage, epoch)``, called after each step of a commit; the stages are the
+# file names written, then "manifest" and "published".  Tests pass one that dies
+# inside the kill window on purpose (``train(..., commit_hook=...)``).
+CommitHook = Callable[[str, int], None]
 
 
 class ResumeError(UserError):
     """A run folder cannot be continued: damaged, or written with other settings."""
-
-
-def _fault(stage: str, epoch: int) -> None:
-    if fault_hook is not None:
-        fault_hook(stage, epoch)
 
 
 def atomic_write(path: Path, payload: bytes) -> None:
@@ -100,9 +96,17 @@ def has_run(out: Path) -> bool:
 
 
 def commit_epoch(
-    out: Path, epoch: int, files: dict[str, bytes], history: list[dict[str, Any]]
+    out: Path,
+    epoch: int,
+    files: dict[str, bytes],
+    history: list[dict[str, Any]],
+    hook: CommitHook | None = None,
 ) -> None:
-    """Write ``files`` as epoch ``epoch``'s checkpoint and make it current as one unit."""
+    """Write ``files`` as epoch ``epoch``'s checkpoint and make it current as one unit.
+
+    ``hook(stage, epoch)`` runs after each step (see ``CommitHook``).
+    """
+    step = hook or _no_hook
     root = out / FOLDER
     folder = root / f"epoch-{epoch:04d}"
     refuse_link(root)
@@ -117,15 +121,19 @@ def commit_epoch(
             f.flush()
             os.fsync(f.fileno())
         digests[name] = dict(size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
-        _fault(name, epoch)
+        step(name, epoch)
     _fsync_dir(folder)
     _fsync_dir(root)
     manifest = dict(format=FORMAT, epoch=epoch, folder=f"{FOLDER}/{folder.name}", files=digests)
     atomic_write(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     _fsync_dir(out)
-    _fault("manifest", epoch)
+    step("manifest", epoch)
     publish(out, history)
-    _fault("published", epoch)
+    step("published", epoch)
+
+
+def _no_hook(stage: str, epoch: int) -> None:
+    """The default commit hook: nothing to observe."""
 
 
 def publish(out: Path, history: list[dict[str, Any]]) -> None:
@@ -208,8 +216,7 @@ def read_committed(out: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     try:
         state = torch.load(paths[STATE_FILE], map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable pickle is the same user problem
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ResumeError(f"{paths[STATE_FILE]} cannot be loaded: {first}") from None
+        raise ResumeError(f"{paths[STATE_FILE]} cannot be loaded: {first_line(err)}") from None
     if not isinstance(state, dict) or state.get("epoch") != manifest["epoch"]:
         raise ResumeError(f"{paths[STATE_FILE]} does not hold epoch {manifest['epoch']}'s state")
     return state, paths
@@ -223,16 +230,8 @@ def load_weights(path: Path, module: nn.Module, what: str) -> None:
         saved = load_file(str(path))
     except Exception as err:  # noqa: BLE001 - a damaged file
         raise ResumeError(f"{path} cannot be loaded: {err}") from None
-    own = module.state_dict()
-    missing = [k for k in own if k not in saved]
-    extra = [k for k in saved if k not in own]
-    shapes = [k for k in own if k in saved and saved[k].shape != own[k].shape]
-    if missing or extra or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shapes)):
-            if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
-        raise ResumeError(
-            f"{path} does not fit {what}: {', '.join(parts)}; resume with the run's own --model"
-        )
+    try:
+        check_fits(saved, module, str(path), target=what, hint="resume with the run's own --model")
+    except CheckpointError as err:
+        raise ResumeError(str(err)) from None
     module.load_state_dict(saved)

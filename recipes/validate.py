@@ -13,6 +13,7 @@ uses its pretrained config's transform.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,47 +50,27 @@ def validate(
     training run folder is evaluated as that run evaluated it (``input_size`` and
     ``crop_pct`` still override); ``batch_size`` None is the run's or 64.
     """
-    from timm.data import create_transform, resolve_data_config
     from torch.utils.data import DataLoader
 
     from .data import collate_skipping, load_data
-    from .engine import _auto_device, evaluate, resolve_device
+    from .devices import auto_device, resolve_device
+    from .evaluation import check_input_size, evaluate
 
     resolve_device(device)  # a bad --device fails before anything is loaded
     run_eval = run_evaluation(checkpoint) if checkpoint is not None and run_transform else None
     if batch_size is None:
         batch_size = int(run_eval[0].get("batch_size", 64)) if run_eval else 64
-    if batch_size < 1:
-        raise UserError(f"batch size must be >= 1, got {batch_size}")
-    if input_size is not None and not 8 <= input_size <= 4096:
-        raise UserError(f"input size must be in [8, 4096] px, got {input_size}")
-    if crop_pct is not None and not 0 < crop_pct <= 1:
-        raise UserError(f"crop fraction must be in (0, 1], got {crop_pct}")
+    _check_options(batch_size, input_size, crop_pct)
     splits = load_data(data, None, data_root, download, train=False)  # fails before downloads
     if num_classes is None:
         num_classes = splits.num_classes if checkpoint else DEFAULT_CLASSES
     net = load_model(model, num_classes=num_classes, pretrained=pretrained, checkpoint=checkpoint)
-    if run_eval is not None:  # the transform the run measured its numbers with
-        from .build import eval_transform_from
-
-        cfg = dict(run_eval[0])
-        cfg["input_size"] = input_size or cfg["input_size"]
-        cfg["crop_pct"] = crop_pct or cfg["crop_pct"]
-        size = int(cfg["input_size"])
-        transform = eval_transform_from(cfg)
-        image_size = int(cfg.get("image_resolution") or size)
-    else:
-        cfg_args: dict[str, Any] = {}
-        if input_size:
-            cfg_args["input_size"] = (3, input_size, input_size)
-        if crop_pct:
-            cfg_args["crop_pct"] = crop_pct
-        cfg = resolve_data_config(cfg_args, model=net)
-        size = image_size = cfg["input_size"][-1]
-        transform = create_transform(**cfg, is_training=False)
-    dev = resolve_device(device) or _auto_device()
+    cfg, size, image_size, transform = _eval_transform(
+        net, run_eval[0] if run_eval else None, input_size, crop_pct
+    )
+    dev = resolve_device(device) or auto_device()
     net = net.to(dev)
-    check_input_size(net, str(model), size, dev)
+    check_input_size(net, str(model), [size], dev, "--input-size")
     splits.set_transforms(None, transform, image_size)
     loader = DataLoader(splits.val, batch_size, num_workers=workers, collate_fn=collate_skipping)
     skipped: set[str] = set()
@@ -108,6 +89,43 @@ def validate(
         skipped_files=len(skipped),
         skipped_paths=sorted(skipped)[:100],
     )
+
+
+def _check_options(batch_size: int, input_size: int | None, crop_pct: float | None) -> None:
+    if batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {batch_size}")
+    if input_size is not None and not 8 <= input_size <= 4096:
+        raise UserError(f"input size must be in [8, 4096] px, got {input_size}")
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        raise UserError(f"crop fraction must be in (0, 1], got {crop_pct}")
+
+
+def _eval_transform(
+    net: nn.Module, run_cfg: dict[str, Any] | None, input_size: int | None, crop_pct: float | None
+) -> tuple[dict[str, Any], int, int, Callable]:
+    """(config, input size, size of in-memory images, transform) to evaluate ``net`` with.
+
+    ``run_cfg`` is a training run's recorded evaluation (the transform its numbers
+    were measured with); without one, the model's pretrained config.
+    """
+    if run_cfg is not None:
+        from .build import eval_transform_from
+
+        cfg = dict(run_cfg)
+        cfg["input_size"] = input_size or cfg["input_size"]
+        cfg["crop_pct"] = crop_pct or cfg["crop_pct"]
+        size = int(cfg["input_size"])
+        return cfg, size, int(cfg.get("image_resolution") or size), eval_transform_from(cfg)
+    from timm.data import create_transform, resolve_data_config
+
+    cfg_args: dict[str, Any] = {}
+    if input_size:
+        cfg_args["input_size"] = (3, input_size, input_size)
+    if crop_pct:
+        cfg_args["crop_pct"] = crop_pct
+    cfg = resolve_data_config(cfg_args, model=net)
+    size = cfg["input_size"][-1]
+    return cfg, size, size, create_transform(**cfg, is_training=False)
 
 
 def run_folder_of(checkpoint: str | Path) -> Path | None:
@@ -132,23 +150,15 @@ def run_evaluation(checkpoint: str | Path) -> tuple[dict[str, Any], str] | None:
     that was stopped; None for a file outside a run folder or a run recorded
     before runs kept their evaluation settings.
     """
-    import json
-
-    from fbnetv3_zoo.outputs import read_regular
-
     from . import checkpoints as ckpt
-    from .engine import MAX_SUMMARY_BYTES, SUMMARY_FILE
+    from .summary import SUMMARY_FILE, read_summary
 
     folder = run_folder_of(checkpoint)
     if folder is None:
         return None
-    summary = folder / SUMMARY_FILE
-    try:
-        doc = json.loads(read_regular(summary, MAX_SUMMARY_BYTES))
-        if isinstance(doc, dict) and isinstance(doc.get("evaluation"), dict):
-            return doc["evaluation"], str(summary)
-    except (OSError, ValueError, UserError):
-        pass
+    doc = read_summary(folder)
+    if doc is not None and isinstance(doc.get("evaluation"), dict):
+        return doc["evaluation"], str(folder / SUMMARY_FILE)
     try:
         state, _ = ckpt.read_committed(folder)
     except UserError:
@@ -180,40 +190,8 @@ def load_model(
 
 
 def load_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
-    """``model.load_state_dict(state)``, refusing a mismatch with one line naming the first key."""
-    from fbnetv3_zoo.checkpoint import CheckpointError
+    """``model.load_state_dict(state)``, refusing a misfit in one line (``check_fits``)."""
+    from fbnetv3_zoo.checkpoint import check_fits
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shaped = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or extra or shaped:
-        if shaped:
-            key = shaped[0]
-            what = (
-                f"key {key!r} has shape {tuple(state[key].shape)}, "
-                f"the model expects {tuple(own[key].shape)}"
-            )
-        elif missing:
-            what = f"key {missing[0]!r} is missing ({len(missing)} missing in all)"
-        else:
-            what = f"unexpected key {extra[0]!r} ({len(extra)} unexpected in all)"
-        raise CheckpointError(
-            f"{source} does not fit {type(model).__name__}: {what}; is it for another "
-            "architecture or class count?"
-        )
+    check_fits(state, model, source)
     model.load_state_dict(state)
-
-
-def check_input_size(model: nn.Module, name: str, size: int, device: Any) -> None:
-    """One forward pass on a blank image, so an input too small for the model fails in one line."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=device))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"model {name} cannot take a {size}x{size} input (--input-size): {first}"
-        ) from None

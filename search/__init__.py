@@ -8,7 +8,7 @@ finite table), ``strategies`` (``random``, ``jointnas``: what to train next),
 registered by name), ``predictor`` (a head fitted and scored on held-out
 pairs), ``genetic`` (fine search), ``evaluate`` (train
 one candidate), ``executors`` (local/Ray), ``store`` (SQLite, run lock),
-``config`` (validated settings), ``coarse`` (the driver), ``report`` (outputs),
-``cli``.  Entry point: :func:`fbnetv3_zoo.search.coarse.run_search` or
+``config`` (validated settings), ``driver`` (the search loop), ``report`` (outputs),
+``cli``.  Entry point: :func:`fbnetv3_zoo.search.driver.run_search` or
 ``fbnetv3 search``.
 """

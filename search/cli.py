@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
     from dataclasses import fields
 
-    from .config import STRATEGY_NAMES, SearchConfig
-    from .heads import describe_head, head_choices
+    from .config import SearchConfig
+    from .strategy_settings import SETTINGS
 
     d = {f.name: f.default for f in fields(SearchConfig)}
     d["constraints"] = SearchConfig.__dataclass_fields__["constraints"].default_factory()
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "how candidates are chosen: jointnas (predictor + genetic search), random (the "
         'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
         "successive-halving (short trainings for all, the full proxy for the best third)",
-        choices=STRATEGY_NAMES,
+        choices=list(SETTINGS),
     )
     opt(
         "--budget",
@@ -76,19 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
     )
     opt("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
-    opt("--pool", "feasible Sobol pool ranked by the acquisition each iteration", type=int)
-    opt("--kappa", "acquisition: predicted mean + kappa * ensemble spread (0: greedy)", type=float)
-    opt(
-        "--members",
-        "predictor ensemble size (1 with --kappa 0: the paper's greedy choice)",
-        type=int,
-    )
-    opt(
-        "--head",
-        "predictor's accuracy head: "
-        + "; ".join(f"{name}: {describe_head(name)}" for name in head_choices()),
-        choices=head_choices(),
-    )
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
     opt(
         "--executor",
@@ -103,13 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt("--cpus-per-trial", "CPUs Ray reserves per candidate", type=float)
     opt("--gpus-per-trial", "GPUs Ray reserves per candidate (fractions allowed)", type=float)
     opt("--threads", "torch threads per candidate (0: torch's default)", type=int)
-    opt("--ga-population", "genetic search: individuals per constraint", type=int)
-    opt("--ga-generations", "genetic search: generations", type=int)
-    opt(
-        "--pretrain-steps",
-        "predictor pretraining steps on MACs/params (0: no pretraining)",
-        type=int,
-    )
+    add_strategy_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=run_search_command)
 
@@ -123,8 +104,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.set_defaults(func=report_command)
 
 
+def add_strategy_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per field of every registered strategy's settings, grouped by strategy.
+
+    A field several strategies share is one flag; defaults are the strategy's
+    own (None here means "not given").
+    """
+    from dataclasses import fields
+
+    from .strategy_settings import SETTINGS, field_types, help_text, owner_of
+
+    seen: set[str] = set()
+    for name, cls in SETTINGS.items():
+        group = None
+        for f in fields(cls):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            if group is None:
+                group = p.add_argument_group(f"{name} settings")
+            kind = field_types(cls)[f.name]
+            choices = f.metadata["choices"]() if "choices" in f.metadata else None
+            owners = " and ".join(owner_of(f.name))
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                type=kind if kind is not bool else None,
+                choices=choices,
+                default=None,
+                help=f"{help_text(f)} ({owners}; default: {f.default})",
+            )
+
+
+def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The chosen strategy's settings given on the command line; others' flags are an error."""
+    from dataclasses import fields
+
+    from fbnetv3_zoo.errors import UserError
+
+    from .strategy_settings import SETTINGS, owner_of
+
+    mine = {f.name for f in fields(SETTINGS[args.strategy])}
+    given: dict[str, Any] = {}
+    for name in sorted({f.name for cls in SETTINGS.values() for f in fields(cls)}):
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in mine:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{flag} is a setting of {' and '.join(owner_of(name))}, not of --strategy "
+                f"{args.strategy}"
+            )
+        given[name] = value
+    return {args.strategy: given} if given else {}
+
+
 def run_search_command(args: argparse.Namespace) -> int:
-    from .coarse import SearchConfig, run_search
+    from .driver import SearchConfig, run_search
 
     if args.threads is not None and args.threads < 0:
         from fbnetv3_zoo.errors import UserError
@@ -139,10 +175,6 @@ def run_search_command(args: argparse.Namespace) -> int:
         initial=args.initial,
         epochs=args.epochs,
         early_stop_tau=args.early_stop_tau,
-        pool=args.pool,
-        kappa=args.kappa,
-        members=args.members,
-        head=args.head,
         seed=args.seed,
         strategy=args.strategy,
         executor=args.executor,
@@ -150,9 +182,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         threads=args.threads or None,
-        ga_population=args.ga_population,
-        ga_generations=args.ga_generations,
-        pretrain_steps=args.pretrain_steps,
+        settings=strategy_options(args),
         download=args.download,
     )
     summary = _storing(lambda: run_search(config, args.out, progress=not args.quiet), args.out)

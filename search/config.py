@@ -13,12 +13,11 @@ from typing import Any
 
 from fbnetv3_zoo.errors import UserError
 
-from .heads import head_choices
+from .strategy_settings import SETTINGS, SettingsError, StrategySettings, settings_for
 
 EXECUTORS = ("local", "ray")
-# names ``SearchConfig.strategy`` accepts; strategies.register_strategy adds to it
-STRATEGY_NAMES = ["random", "jointnas", "optuna-tpe", "successive-halving"]
 # settings that decide what a run measures and picks; changing them on resume is refused
+# ("settings" pins the chosen strategy's own settings, defaults filled in)
 PINNED = (
     "space",
     "data",
@@ -30,15 +29,8 @@ PINNED = (
     "initial",
     "batch",
     "early_stop_tau",
-    "pool",
-    "kappa",
-    "members",
-    "ga_population",
-    "ga_generations",
-    "pretrain_samples",
-    "pretrain_steps",
-    "fit_steps",
-    "head",
+    "min_stop_curves",
+    "settings",
 )
 
 
@@ -58,8 +50,9 @@ class SearchConfig:
     initial: int = 5  # size of the first (Sobol) batch
     epochs: int = 5  # proxy epochs of the first batch (benchmarks/results/proxy.md)
     early_stop_tau: float = 0.8
-    pool: int = 4096
-    kappa: float = 0.5
+    # fewer complete first-batch curves than this: no early stopping (a Kendall tau over n
+    # curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))): 0.19 at 16)
+    min_stop_curves: int = 16
     seed: int = 0
     strategy: str = "jointnas"
     executor: str = "local"
@@ -67,13 +60,8 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     threads: int | None = 1
-    ga_population: int = 64
-    ga_generations: int = 40
-    pretrain_samples: int = 4096
-    pretrain_steps: int = 1000  # 0: no pretraining
-    fit_steps: int = 300
-    members: int = 5  # predictor ensemble size; 1 with kappa 0 is the paper's greedy choice
-    head: str = "auto"  # a registered accuracy head (heads.HEADS), or auto (by pair count)
+    # per strategy name, its own settings (strategy_settings.py); defaults where absent
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     download: bool = False  # fetch cifar10/cifar100 when missing
 
     def __post_init__(self) -> None:
@@ -126,19 +114,12 @@ class SearchConfig:
             "batch",
             "initial",
             "epochs",
-            "pool",
-            "members",
-            "pretrain_samples",
-            "fit_steps",
+            "min_stop_curves",
         ):
             integer(name, 1)
-        integer("pretrain_steps", 0)
-        integer("ga_generations", 0)
-        integer("ga_population", 3)
         integer("seed", 0)
         need(self.seed < 2**63, "seed", "an integer below 2**63")
         number("early_stop_tau", -1.0, 1.0)
-        number("kappa", 0.0)
         number("cpus_per_trial", 0.0)
         number("gpus_per_trial", 0.0)
         need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
@@ -149,8 +130,18 @@ class SearchConfig:
             "None (torch's default) or an integer >= 1",
         )
         need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
-        need(self.strategy in STRATEGY_NAMES, "strategy", "one of " + ", ".join(STRATEGY_NAMES))
-        need(self.head in head_choices(), "head", "one of " + ", ".join(head_choices()))
+        need(self.strategy in SETTINGS, "strategy", "one of " + ", ".join(SETTINGS))
+        need(
+            isinstance(self.settings, dict)
+            and all(isinstance(v, dict) for v in self.settings.values()),
+            "settings",
+            "a dict of strategy name -> dict of that strategy's settings",
+        )
+        for name, values in self.settings.items():  # every strategy's, so typos never hide
+            try:
+                settings_for(name, values)
+            except SettingsError as err:
+                raise ConfigError(f"search {err}") from None
         need(isinstance(self.download, bool), "download", "true or false")
         needed = self.initial + len(c)
         if self.budget < needed:
@@ -158,7 +149,13 @@ class SearchConfig:
                 f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
             )
 
+    def strategy_settings(self, name: str | None = None) -> StrategySettings:
+        """The validated settings of strategy ``name`` (default: the chosen one)."""
+        name = name or self.strategy
+        return settings_for(name, self.settings.get(name))
+
     def identity(self) -> dict[str, Any]:
         """The pinned settings, as stored in the run."""
         d = dataclasses.asdict(self)
+        d["settings"] = self.strategy_settings().as_dict()
         return {k: d[k] for k in PINNED}

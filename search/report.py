@@ -144,11 +144,12 @@ def write_report(
     done = [r for r in rows if r["status"] == "done"]
     failed = [r for r in rows if r["status"] == "failed"]
     train_s = sum(r["wall_s"] or 0.0 for r in rows)
-    pre = store.get("pretrain") or {}
-    fit_s = sum(f["wall_s"] or 0.0 for f in store.fits())
+    notes = store.notes()
+    pretrain_s = _spent(n.get("pretrain") for n in notes.values())
+    fits = predictor_fits(notes)
+    fit_s = sum(f.get("wall_s") or 0.0 for f in fits)
     stop = store.get("stop_epoch")
     taus = store.get("stop_epoch_taus") or []
-    fits = store.fits()
     res = sorted({r["arch"]["input_size"] for r in rows})
     lines = [
         f"# Search report: {out}",
@@ -169,18 +170,18 @@ def write_report(
             stop,
             taus,
             sum(1 for r in done if r["iteration"] == 0),
-            store.get("min_stop_curves", 16),  # runs from before the key: the value then
+            config.get("min_stop_curves", 16),
         ),
-        _quality_line(fits, config.get("head", "network")),  # runs before --head: network
+        _quality_line(fits, (config.get("settings") or {}).get("head", "auto")),
         "",
         "## Time spent",
         "",
         "| phase | seconds |",
         "|---|---|",
         f"| training candidates (sum) | {train_s:.1f} |",
-        f"| predictor pretraining | {_fmt(pre.get('wall_s'), 1)} |",
+        f"| predictor pretraining | {_fmt(pretrain_s, 1)} |",
         f"| predictor fits (sum) | {fit_s:.1f} |",
-        f"| genetic search | {_fmt(store.get('ga_s'), 1)} |",
+        f"| genetic search | {_fmt(_spent(n.get('genetic') for n in notes.values()), 1)} |",
         f"| whole run (wall, all sessions) | {_fmt(store.get('wall_s'), 1)} |",
         "",
         "## Best pair per constraint (measured on the proxy)",
@@ -223,8 +224,8 @@ def write_report(
         ]
     for f in fits:
         lines.append(
-            f"| {f['iteration']} | {f['n']} | {f['n_heldout']} | {_fmt(f['tau'])} | {_fmt(f['rho'])} | "
-            f"{_fmt(f['prospective_tau'])} | {_fmt(f['wall_s'], 1)} |"
+            f"| {f['iteration']} | {f['n']} | {f.get('n_heldout', 0)} | {_fmt(f.get('tau'))} | "
+            f"{_fmt(f.get('rho'))} | {_fmt(f.get('prospective_tau'))} | {_fmt(f.get('wall_s'), 1)} |"
         )
     if failed:
         lines += ["", "## Failed candidates", ""]
@@ -257,6 +258,20 @@ def _early_stop_line(
     )
 
 
+def predictor_fits(notes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The predictor's fit quality per iteration (a strategy's ``fit`` notes), in order."""
+    fits = [dict(n["fit"], iteration=it) for it, n in sorted(notes.items()) if "fit" in n]
+    for f in fits:  # counts, stored as the head reported them (floats)
+        f["n"], f["n_heldout"] = int(f["n"]), int(f.get("n_heldout") or 0)
+    return fits
+
+
+def _spent(parts: Any) -> float | None:
+    """Total ``wall_s`` over the notes that have one; None when none does."""
+    times = [p["wall_s"] for p in parts if p and p.get("wall_s") is not None]
+    return sum(times) if times else None
+
+
 def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
     """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
     from .heads import describe_head, resolve_head
@@ -266,7 +281,7 @@ def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
             "- **Predictor:** not used (strategy without a predictor, or too few measured pairs)."
         )
     held = [f for f in fits if f["tau"] is not None]
-    pro = [f for f in fits if f["prospective_tau"] is not None]
+    pro = [f for f in fits if f.get("prospective_tau") is not None]
     parts = []
     if held:
         f = held[-1]
@@ -359,7 +374,11 @@ def write_plots(out: Path, store: Store) -> list[Path]:
         ("tau", "o-", "held-out tau"),
         ("prospective_tau", "s-", "prospective tau"),
     ):
-        points = [(f["iteration"], f[key]) for f in store.fits() if f[key] is not None]
+        points = [
+            (f["iteration"], f[key])
+            for f in predictor_fits(store.notes())
+            if f.get(key) is not None
+        ]
         if points:
             x, y = zip(*points, strict=True)
             a2.plot(x, y, style if len(points) > 1 else style[0], label=label)

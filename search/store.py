@@ -1,4 +1,4 @@
-"""One SQLite file per search run: every candidate, result and predictor fit.
+"""One SQLite file per search run: every candidate, its result, and the strategy's notes.
 
 The file is the search's memory.  A batch is written as ``pending`` before any
 of it is trained and each result is committed the moment it arrives (WAL
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     predicted REAL,                -- acquisition-time prediction (mean)
     predicted_std REAL,
     status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
+    planned_epochs INTEGER,        -- epochs the strategy asked for (NULL: the driver's rule)
     epochs INTEGER,                -- epochs it was trained for
     score REAL,                    -- proxy top-1 at the early-stopping epoch
     metrics TEXT,                  -- JSON per-epoch records
@@ -42,19 +43,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     finished REAL,
     wall_s REAL
 );
-CREATE TABLE IF NOT EXISTS fits (
-    id INTEGER PRIMARY KEY,
-    iteration INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    n_heldout INTEGER NOT NULL,
-    tau REAL,
-    rho REAL,
-    prospective_tau REAL,          -- acquisition-time predictions vs results, all chosen so far
-    train_loss REAL,
-    wall_s REAL,
-    created REAL NOT NULL
-);
 """
+NOTES = "notes_"  # meta key prefix: a strategy's notes on how it chose iteration N's batch
 JSON_COLUMNS = ("vector", "arch", "recipe", "metrics")
 DIGITS = 9  # vectors are compared after rounding to this many decimals
 
@@ -114,7 +104,7 @@ class Store:
         tables = {
             r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
-        missing = sorted({"meta", "candidates", "fits"} - tables)
+        missing = sorted({"meta", "candidates"} - tables)
         if missing:
             self.db.close()
             raise StoreError(
@@ -161,7 +151,7 @@ class Store:
         with self.db:
             for r in rows:
                 cur = self.db.execute(
-                    "INSERT INTO candidates (iteration, source, vector, arch, recipe, macs, params, predicted, predicted_std, created) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO candidates (iteration, source, vector, arch, recipe, macs, params, predicted, predicted_std, planned_epochs, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         iteration,
                         source,
@@ -172,6 +162,7 @@ class Store:
                         int(r["params"]),
                         r.get("predicted"),
                         r.get("predicted_std"),
+                        r.get("planned_epochs"),
                         now,
                     ),
                 )
@@ -257,32 +248,27 @@ class Store:
         row = self.db.execute("SELECT MAX(iteration) FROM candidates").fetchone()
         return -1 if row[0] is None else int(row[0])
 
-    # ------------------------------------------------------------------ fits
-    def add_fit(self, iteration: int, quality: dict[str, float]) -> None:
-        self.db.execute(
-            "INSERT INTO fits (iteration, n, n_heldout, tau, rho, prospective_tau, train_loss, wall_s, created) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                iteration,
-                int(quality["n"]),
-                int(quality.get("n_heldout", 0)),
-                _finite(quality.get("tau")),
-                _finite(quality.get("rho")),
-                _finite(quality.get("prospective_tau")),
-                quality.get("train_loss"),
-                quality.get("wall_s"),
-                time.time(),
-            ),
-        )
-        self.db.commit()
+    # ---------------------------------------------------------------- notes
+    def add_notes(self, iteration: int, notes: dict[str, Any]) -> None:
+        """Keep a strategy's notes on iteration ``iteration`` (merged; NaN stored as None)."""
+        if notes:
+            self.set(f"{NOTES}{iteration}", {**self.get(f"{NOTES}{iteration}", {}), **_json(notes)})
 
-    def has_fit(self, iteration: int) -> bool:
-        row = self.db.execute("SELECT 1 FROM fits WHERE iteration = ?", (iteration,)).fetchone()
-        return row is not None
-
-    def fits(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM fits ORDER BY id")]
+    def notes(self) -> dict[int, dict[str, Any]]:
+        """Every iteration's notes, by iteration."""
+        rows = self.db.execute("SELECT key FROM meta WHERE key GLOB ?", (NOTES + "[0-9]*",))
+        keys = sorted(int(r[0][len(NOTES) :]) for r in rows)
+        return {k: self.get(f"{NOTES}{k}") for k in keys}
 
 
-def _finite(value: float | None) -> float | None:
-    """SQLite has no NaN; store None instead."""
-    return None if value is None or value != value else float(value)
+def _json(value: Any) -> Any:
+    """``value`` with every NaN replaced by None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

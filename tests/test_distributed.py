@@ -73,7 +73,6 @@ import os, sys
 import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from fbnetv3_zoo.recipes import checkpoints
 from fbnetv3_zoo.recipes.engine import train
 from test_distributed import DATA, recipe, small_net
 
@@ -81,8 +80,7 @@ out, die_at = sys.argv[1], sys.argv[2]
 def die(stage, epoch):
     if f"{{stage}}@{{epoch}}" == die_at:
         os._exit(9)
-checkpoints.fault_hook = die
-train(small_net(), recipe(), data=DATA, out_dir=out, seed=0, progress=False)
+train(small_net(), recipe(), data=DATA, out_dir=out, seed=0, progress=False, commit_hook=die)
 """
 
 

@@ -56,11 +56,9 @@ def snapshots(tmp_path_factory) -> tuple[Path, dict[str, Path], dict]:
             copies[stage] = root / f"killed-after-{stage}"
             shutil.copytree(root / "run", copies[stage], symlinks=True)
 
-    ckpt.fault_hook = snapshot
-    try:
-        summary = train("test_resnet", tiny_recipe(), out_dir=root / "run", **ARGS)
-    finally:
-        ckpt.fault_hook = None
+    summary = train(
+        "test_resnet", tiny_recipe(), out_dir=root / "run", commit_hook=snapshot, **ARGS
+    )
     return root / "run", copies, summary
 
 
@@ -89,16 +87,16 @@ def test_a_real_kill_between_the_writes_resumes(tmp_path, snapshots):
         f"""
         import dataclasses, os, torch
         torch.set_num_threads(1)
-        from fbnetv3_zoo.recipes import Recipe, checkpoints
+        from fbnetv3_zoo.recipes import Recipe
         from fbnetv3_zoo.recipes.engine import train
         def die(stage, epoch):
             if (stage, epoch) == ("model_ema.safetensors", 2):
                 os._exit(9)
-        checkpoints.fault_hook = die
         base = Recipe.load("fbnetv3_proxy")
         recipe = dataclasses.replace(base, resolution=16, batch_size=16, epochs=2,
                                      drop_path=0.1, random_erasing=0.25)
-        train("test_resnet", recipe, out_dir={str(out)!r}, data="digits:8", seed=5, progress=False)
+        train("test_resnet", recipe, out_dir={str(out)!r}, data="digits:8", seed=5,
+              progress=False, commit_hook=die)
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

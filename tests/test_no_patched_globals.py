@@ -27,14 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROJECT = ("fbnetv3_zoo", "search", "recipes", "benchmarks")
 SKIP = {".git", "build", "dist", "runs", ".venv", "node_modules", "__pycache__"}
 # (file, "name.attr") still assigned from outside, and why it is not converted yet
-ALLOWED = {
-    ("tests/test_distributed.py", "checkpoints.fault_hook"): "crash-injection hook of the "
-    "recipes' checkpoint commit, set in a one-off torchrun subprocess; becomes an argument when "
-    "issue 19 section 3 splits the training engine",
-    ("tests/test_engine_checkpoints.py", "checkpoints.fault_hook"): "as above, in a one-off "
-    "subprocess",
-    ("tests/test_engine_checkpoints.py", "ckpt.fault_hook"): "as above; reset in a finally",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _project_names(tree: ast.AST) -> set[str]:

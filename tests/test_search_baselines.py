@@ -16,12 +16,10 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.constraints import parse_constraint
-from fbnetv3_zoo.search.encoding import decode
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (
-    POOL_FORMAT,
     PoolEvaluator,
     PoolSource,
     append_records,
@@ -36,6 +34,7 @@ from fbnetv3_zoo.search.strategies import (
     epochs_spent,
     make_strategy,
 )
+from pool_records import pool_meta, rising_curve, run_record
 
 from fbnetv3_zoo.errors import UserError
 
@@ -301,36 +300,11 @@ def pool(space, tmp_path_factory):
     """40 pairs, one training each, final accuracy rising with the vector's mean; no training."""
     path = tmp_path_factory.mktemp("pool") / "pool.jsonl.gz"
     u, macs, params = sample_feasible(space, 40, [parse_constraint("macs<=1M")], 10, seed=3)
-    meta = dict(
-        type="meta",
-        format=POOL_FORMAT,
-        space=space.name,
-        space_fingerprint=space.fingerprint(),
-        data="digits",
-        epochs=EPOCHS,
-        overrides=dict(space.recipe_overrides),
-        num_classes=10,
-    )
-    records = [meta]
+    records = [pool_meta(space, EPOCHS)]
     for i in range(len(u)):
-        spec, recipe = decode(space, u[i])
         final = 40 + 50 * float(np.mean(u[i]))
-        records.append(
-            dict(
-                type="run",
-                pair=i,
-                vector=[float(v) for v in u[i]],
-                arch=spec.to_dict(),
-                recipe=recipe,
-                macs=int(macs[i]),
-                params=int(params[i]),
-                seed=0,
-                status="done",
-                error=None,
-                metrics=[dict(epoch=e + 1, val_top1=final * (e + 1) / EPOCHS) for e in range(5)],
-                wall_s=1.0,
-            )
-        )
+        curve = rising_curve(final, EPOCHS)
+        records.append(run_record(space, i, u[i], macs[i], params[i], 0, curve, wall_s=1.0))
     append_records(path, records)
     return load_pool(path)
 

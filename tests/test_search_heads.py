@@ -9,9 +9,11 @@ import sqlite3
 import numpy as np
 import pytest
 from fbnetv3_zoo.search import heads
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.heads import FitContext, UpperConfidenceBound, register_head
+from fbnetv3_zoo.search.report import predictor_fits
+from fbnetv3_zoo.search.store import Store
 
 FITS: list[int] = []  # pairs each fit of the head below saw, in order
 
@@ -60,22 +62,24 @@ def score(task: EvalTask) -> dict:
 
 def test_a_head_registered_outside_the_package_runs_a_search(tmp_path, nearest):
     config = SearchConfig(
-        head="nearest",
         budget=9,
         initial=4,
         batch=2,
         constraints=["macs<=1M"],
-        pretrain_steps=0,
-        pool=128,
-        ga_population=8,
-        ga_generations=2,
+        settings={
+            "jointnas": dict(
+                head="nearest", pretrain_steps=0, pool=128, ga_population=8, ga_generations=2
+            )
+        },
         epochs=2,
     )
     run_search(config, tmp_path, evaluator=score, progress=False)
     db = sqlite3.connect(tmp_path / "search.sqlite")
     sources = [r[0] for r in db.execute("SELECT source FROM candidates ORDER BY id")]
-    fitted = [r[0] for r in db.execute("SELECT n FROM fits ORDER BY id")]
     db.close()
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    fitted = [f["n"] for f in predictor_fits(store.notes())]
+    store.close()
     assert sources == ["sobol"] * 4 + ["acquisition"] * 4 + ["genetic"]
     # every fit is ours: per iteration a held-out probe (from 6 pairs on: 3 held out), then
     # the refit on all pairs; the last fit guides the final (genetic) pick
@@ -94,10 +98,11 @@ def test_the_cli_and_config_read_heads_from_the_registry(nearest, capsys):
     assert "nearest: the accuracy of the nearest measured pair" in " ".join(
         capsys.readouterr().out.split()
     )
-    assert SearchConfig(head="nearest").head == "nearest"
+    chosen = SearchConfig(settings={"jointnas": {"head": "nearest"}})
+    assert chosen.strategy_settings().head == "nearest"
     heads.HEADS.pop("nearest")
     with pytest.raises(ConfigError, match="head"):
-        SearchConfig(head="nearest")
+        SearchConfig(settings={"jointnas": {"head": "nearest"}})
     register_head("nearest", "back for the fixture's teardown", NearestHead)
 
 

@@ -7,12 +7,11 @@ import gzip
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (
-    POOL_FORMAT,
     PoolError,
     PoolEvaluator,
     PoolSource,
@@ -23,6 +22,7 @@ from fbnetv3_zoo.search.pool import (
 )
 from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.space import load_space
+from pool_records import pool_meta, rising_curve, run_record
 
 from fbnetv3_zoo.errors import UserError
 
@@ -35,18 +35,7 @@ def space():
 
 
 def meta(space) -> dict:
-    return dict(
-        type="meta",
-        format=POOL_FORMAT,
-        space=space.name,
-        space_fingerprint=space.fingerprint(),
-        data=DATA,
-        epochs=EPOCHS,
-        overrides=dict(space.recipe_overrides),
-        num_classes=10,
-        constraints=["macs<=1M"],
-        sample_seed=0,
-    )
+    return pool_meta(space, EPOCHS, DATA, constraints=["macs<=1M"], sample_seed=0)
 
 
 def fake_curve(vec: np.ndarray, seed: int) -> list[dict]:
@@ -62,22 +51,7 @@ def pool_file(space, tmp_path_factory):
     u, macs, params = sample_feasible(space, PAIRS, [parse_constraint("macs<=1M")], 10, seed=3)
 
     def record(i: int, seed: int) -> dict:
-        spec, recipe = decode(space, u[i])
-        return dict(
-            type="run",
-            pair=i,
-            vector=[float(v) for v in u[i]],
-            arch=spec.to_dict(),
-            recipe=recipe,
-            macs=int(macs[i]),
-            params=int(params[i]),
-            seed=seed,
-            status="done",
-            error=None,
-            metrics=fake_curve(u[i], seed),
-            wall_s=3.0,
-            cpu_s=2.0,
-        )
+        return run_record(space, i, u[i], macs[i], params[i], seed, fake_curve(u[i], seed))
 
     append_records(path, [meta(space)] + [record(i, 0) for i in range(PAIRS // 2)])
     append_records(path, [meta(space)] + [record(i, 0) for i in range(PAIRS // 2, PAIRS)])
@@ -178,9 +152,7 @@ def test_search_runs_against_the_pool_without_training(space, pool_file, tmp_pat
         initial=4,
         batch=2,
         strategy=strategy,
-        pretrain_steps=0,
-        fit_steps=20,
-        members=1,
+        settings={"jointnas": dict(pretrain_steps=0, fit_steps=20, members=1)},
     )
     result = run_search(
         config,
@@ -204,27 +176,10 @@ def marked_pool_file(space, tmp_path_factory):
     u, macs, params = sample_feasible(space, 25, [parse_constraint("macs<=1M")], 10, seed=5)
     records = [meta(space)]
     for i in range(25):
-        spec, recipe = decode(space, u[i])
         for seed in range(4) if i < 24 else (0,):
             final = 40 + 50 * float(np.mean(u[i])) + MARKS[seed]
-            curve = [dict(epoch=e + 1, val_top1=final * (e + 1) / EPOCHS) for e in range(EPOCHS)]
-            records.append(
-                dict(
-                    type="run",
-                    pair=i,
-                    vector=[float(v) for v in u[i]],
-                    arch=spec.to_dict(),
-                    recipe=recipe,
-                    macs=int(macs[i]),
-                    params=int(params[i]),
-                    seed=seed,
-                    status="done",
-                    error=None,
-                    metrics=curve,
-                    wall_s=3.0,
-                    cpu_s=2.0,
-                )
-            )
+            curve = rising_curve(final, EPOCHS)
+            records.append(run_record(space, i, u[i], macs[i], params[i], seed, curve))
     append_records(path, records)
     return path
 
@@ -271,9 +226,7 @@ def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tm
             batch=2,
             seed=search_seed,
             strategy=strategy,
-            pretrain_steps=0,
-            fit_steps=20,
-            members=1,
+            settings={"jointnas": dict(pretrain_steps=0, fit_steps=20, members=1)},
         )
         out = tmp_path / f"s{search_seed}"
         run_search(config, out, evaluator=evaluator, progress=False, source=PoolSource(space, pool))

@@ -221,7 +221,7 @@ def test_fit_with_holdout_reports_quality(space, pretrained):
     y = _objective(space, u)
     model, quality = P.fit_with_holdout(u, y, pretrained, seed=0, members=2, steps=60)
     assert quality["n"] == 40 and quality["n_heldout"] == 10
-    assert -1 <= quality["tau"] <= 1 and quality["wall_s"] > 0
+    assert quality["tau"] > 0.4 and quality["wall_s"] > 0  # measured 0.64; shuffled: -0.33
     _, none_quality = P.fit_with_holdout(u, y, None, seed=0, members=1, steps=60, space=space)
     assert np.isfinite(none_quality["tau"])
 

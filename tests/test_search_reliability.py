@@ -14,24 +14,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.space import SPACES_DIR, SpaceError, load_space, parse_space
 from fbnetv3_zoo.search.store import Store
+from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.errors import UserError
 
 HERE = Path(__file__).parent
-FAST = dict(
-    pretrain_samples=256,
-    pretrain_steps=20,
-    fit_steps=20,
-    members=1,
-    ga_population=8,
-    ga_generations=2,
-    pool=64,
-)
+FAST = dict(settings={"jointnas": TINY_JOINTNAS})
 TIMING = ("images_per_s", "epoch_s", "wall_s")
 
 
@@ -69,7 +62,7 @@ def _child(tmp_path: Path, out: Path, config: str, evaluator: str) -> subprocess
             import torch
             torch.set_num_threads(1)
             from test_search_reliability import _config, fake
-            from fbnetv3_zoo.search.coarse import run_search
+            from fbnetv3_zoo.search.driver import run_search
             from fbnetv3_zoo.search.evaluate import evaluate
 
             def slow(task):
@@ -154,7 +147,10 @@ def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_pa
         (dict(budget=8), "budget: run has 6, now 8"),
         (dict(constraints=["macs<=0.5M"]), "constraints: run has ['macs<=1M'], now ['macs<=0.5M']"),
         (dict(strategy="random"), "strategy: run has 'jointnas', now 'random'"),
-        (dict(head="network"), "head: run has 'auto', now 'network'"),
+        (
+            dict(settings={"jointnas": {**FAST["settings"]["jointnas"], "head": "network"}}),
+            "head: run has 'auto', now 'network'",
+        ),
     ],
 )
 def test_resume_with_changed_settings_is_refused_naming_both_values(tmp_path, change, message):

@@ -15,21 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fbnetv3_zoo.search.coarse import SearchConfig, choose_stop_epoch, run_search
+from fbnetv3_zoo.search.driver import SearchConfig, choose_stop_epoch, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask, evaluate
+from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.spec import ArchSpec
 
-FAST = dict(
-    pretrain_samples=512,
-    pretrain_steps=60,
-    fit_steps=40,
-    members=2,
-    ga_population=16,
-    ga_generations=5,
-    pool=256,
-)
+FAST = dict(settings={"jointnas": FAST_JOINTNAS})  # strategies own their settings (issue 19)
 
 
 def fake_evaluate(task: EvalTask) -> dict:
@@ -169,7 +162,7 @@ def test_resume_after_kill_9(tmp_path):
             import sys, time
             sys.path.insert(0, {str(Path(__file__).parent)!r})
             from test_search_run import _config, fake_evaluate
-            from fbnetv3_zoo.search.coarse import run_search
+            from fbnetv3_zoo.search.driver import run_search
 
             def slow(task):
                 time.sleep(0.4)
@@ -306,6 +299,11 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
         (["--threads", "-1"], "--threads must be >= 0"),
         (["--batch", "0"], "search setting batch (--batch) must be an integer >= 1, got 0"),
         (["--kappa", "-1"], "search setting kappa (--kappa)"),
+        (["--eta", "2"], "--eta is a setting of successive-halving, not of --strategy jointnas"),
+        (
+            ["--strategy", "successive-halving", "--eta", "1"],
+            "search setting eta (--eta) of successive-halving must be an integer >= 2, got 1",
+        ),
     ],
 )
 def test_cli_bad_input(tmp_path, capsys, extra, message):
@@ -386,11 +384,12 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
 
 def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys, monkeypatch):
     """best= is labelled with its epoch and the re-scoring is announced; report.md says how far to trust it."""
-    from fbnetv3_zoo.search import coarse
 
-    monkeypatch.setattr(coarse, "MIN_STOP_CURVES", 4)  # early stopping on with this first batch
-    run_search(
-        _config(budget=10, data="digits:40"), tmp_path, evaluator=fake_evaluate, progress=True
+    run_search(  # min_stop_curves=4: early stopping on with this first batch
+        _config(budget=10, data="digits:40", min_stop_curves=4),
+        tmp_path,
+        evaluator=fake_evaluate,
+        progress=True,
     )
     err = capsys.readouterr().err
     stop = _meta(tmp_path, "stop_epoch")

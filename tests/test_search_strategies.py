@@ -10,15 +10,16 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.coarse import SearchConfig, run_search
 from fbnetv3_zoo.search.config import ConfigError
 from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.genetic import genetic_search
 from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.sources import SobolSource, VectorSource
 from fbnetv3_zoo.search.space import load_space
 from fbnetv3_zoo.search.strategies import Proposal, Strategy, draw_unseen
+from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.errors import UserError
 
@@ -70,15 +71,7 @@ def space_path(tmp_path_factory):
     return str(path)
 
 
-FAST = dict(
-    pretrain_samples=512,
-    pretrain_steps=60,
-    fit_steps=40,
-    ga_population=16,
-    ga_generations=5,
-    pool=256,
-    epochs=2,
-)
+FAST = dict(settings={"jointnas": FAST_JOINTNAS}, epochs=2)
 
 
 def truth(task: EvalTask) -> float:
@@ -115,18 +108,17 @@ def _rows(out) -> list[dict]:
 
 def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -> float:
     """True value of the pair the search would hand the user (its best measured one)."""
+    greedy = dict(head=head, members=1, kappa=0.0)  # the paper's greedy choice
     config = SearchConfig(
         space=space,
         strategy=strategy,
-        head=head,
         seed=seed,
         budget=16,
         initial=4,
         batch=4,
         constraints=["macs<=0.6M"],
-        members=1,
-        kappa=0.0,  # the paper's greedy choice
-        **FAST,
+        epochs=2,
+        settings={"jointnas": {**FAST_JOINTNAS, **greedy}},
     )
     trained = {}
 
@@ -193,14 +185,51 @@ def test_a_custom_strategy_plugs_in_and_is_pinned(tmp_path):
         run_search(config, tmp_path, evaluator=synthetic, progress=False)
 
 
+class Listener(Strategy):
+    """Random draws that record what ``tell`` hears; ``crash_at`` ends the run like a kill."""
+
+    name = "listener"
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__()
+        self.heard: list[tuple[int, list[int], set[str]]] = []
+        self.crash_at = crash_at
+
+    def tell(self, ctx, iteration, rows):
+        self.heard.append((iteration, [r["id"] for r in rows], {r["status"] for r in rows}))
+
+    def ask(self, ctx, iteration, n):
+        if iteration == self.crash_at:
+            raise KeyboardInterrupt
+        u, m, p = draw_unseen(ctx, n, ctx.constraints, seed=iteration)
+        return Proposal(u, m, p, "listener", notes={"asked": n})
+
+
+def test_tell_hears_each_finished_batch_once_and_again_after_a_resume(tmp_path):
+    config = SearchConfig(budget=9, initial=3, batch=2, constraints=["macs<=1M"], **FAST)
+    first = Listener(crash_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, tmp_path, evaluator=synthetic, progress=False, strategy=first)
+    assert first.heard == [(0, [1, 2, 3], {"done"}), (1, [4, 5], {"done"})]
+    again = Listener()  # a fresh process: every finished batch is told again, in order
+    run_search(config, tmp_path, evaluator=synthetic, progress=False, strategy=again)
+    assert [h[0] for h in again.heard] == [0, 1, 2, 3]
+    assert again.heard[:2] == first.heard
+    from fbnetv3_zoo.search.store import Store
+
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    assert store.notes() == {1: {"asked": 2}, 2: {"asked": 2}, 3: {"asked": 1}, 4: {"asked": 1}}
+    store.close()
+
+
 def test_a_registered_strategy_is_chosen_by_name(tmp_path, monkeypatch):
-    from fbnetv3_zoo.search import config as config_module
-    from fbnetv3_zoo.search import strategies
+    from fbnetv3_zoo.search import strategies, strategy_settings
 
     monkeypatch.setattr(strategies, "STRATEGIES", dict(strategies.STRATEGIES))
-    monkeypatch.setattr(config_module, "STRATEGY_NAMES", list(config_module.STRATEGY_NAMES))
     with pytest.raises(ConfigError, match="strategy"):
         SearchConfig(strategy="cheapest")
+    # undone when the test ends: the registration below must not leak into other tests
+    monkeypatch.setitem(strategy_settings.SETTINGS, "cheapest", strategy_settings.NoSettings)
     strategies.register_strategy("cheapest", Cheapest)
     config = SearchConfig(
         strategy="cheapest", budget=5, initial=3, constraints=["macs<=1M"], **FAST
@@ -219,7 +248,8 @@ def test_budget_is_spent_exactly(tmp_path, strategy, budget, batch, constraints)
         initial=3,
         batch=batch,
         constraints=limits,
-        **{**FAST, "ga_population": 4, "ga_generations": 6},  # a small GA that used to collapse
+        epochs=2,  # a small GA that used to collapse:
+        settings={"jointnas": {**FAST_JOINTNAS, "ga_population": 4, "ga_generations": 6}},
     )
     run_search(config, tmp_path, evaluator=synthetic, progress=False)
     rows = _rows(tmp_path)
@@ -266,11 +296,7 @@ def test_finite_source_ranks_every_vector_in_the_fine_step(tmp_path):
         ("budget", -1),
         ("initial", 0),
         ("epochs", 0),
-        ("members", 0),
-        ("kappa", -0.1),
-        ("pool", 0),
-        ("ga_population", 2),
-        ("ga_generations", -1),
+        ("min_stop_curves", 0),
         ("threads", 0),
         ("executor", "dask"),
         ("strategy", "bayes"),
@@ -282,6 +308,29 @@ def test_finite_source_ranks_every_vector_in_the_fine_step(tmp_path):
 def test_config_fields_are_checked(field, value):
     with pytest.raises(ConfigError, match=f"search setting {field} "):
         SearchConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "strategy, field, value",
+    [
+        ("jointnas", "members", 0),
+        ("jointnas", "kappa", -0.1),
+        ("jointnas", "pool", 0),
+        ("jointnas", "ga_population", 2),
+        ("jointnas", "ga_generations", -1),
+        ("jointnas", "fit_steps", 1.5),
+        ("jointnas", "head", "forest"),
+        ("optuna-tpe", "max_tries", 0),
+        ("successive-halving", "eta", 1),
+        ("successive-halving", "min_epochs", True),
+    ],
+)
+def test_strategy_settings_are_checked_by_their_strategy(strategy, field, value):
+    """Moved from SearchConfig (issue 19): each strategy's dataclass checks its own fields."""
+    with pytest.raises(ConfigError, match=f"search setting {field} .* of {strategy} must"):
+        SearchConfig(settings={strategy: {field: value}})
+    with pytest.raises(ConfigError, match=f"setting {field} is not one of strategy random's"):
+        SearchConfig(settings={"random": {field: value}})
 
 
 def test_run_search_refuses_a_bad_config_at_once(tmp_path):

@@ -35,7 +35,7 @@ class FitContext:
     """Everything a head may use besides the pairs; each head reads what it needs.
 
     ``members`` and ``steps`` are the search's predictor settings
-    (``SearchConfig.members`` / ``fit_steps``): an ensemble's size and the
+    (``JointNASSettings.members`` / ``fit_steps``): an ensemble's size and the
     gradient steps of a head trained by gradient descent.  Heads with an exact
     posterior use neither, and a fit is a function of these fields alone.
     """

@@ -9,8 +9,9 @@ Shape of a run (every step resumable from ``search.sqlite``):
 2. each later batch comes from the strategy's ``ask`` (``jointnas``: refit
    the predictor, rank a feasible pool by the acquisition; ``random``: more
    feasible draws) and is trained on the same schedule, stopped at the
-   early-stopping epoch, or earlier where the strategy's ``stop_after(ctx,
-   row)`` says so (``successive-halving``'s lower rungs);
+   early-stopping epoch, or for the epochs the strategy's proposal asks
+   (``Proposal.epochs``: ``successive-halving``'s lower rungs); once a batch
+   is trained the strategy is told its results (``tell``);
 3. the strategy's ``fine`` step proposes one last pick per constraint
    (``jointnas``: the genetic search on the predictor), the budget is spent
    exactly, and the best measured pair per constraint is written to
@@ -54,21 +55,15 @@ __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch
 DB_NAME = "search.sqlite"
 
 
-# A Kendall tau over n curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))):
-# 0.29 at 8 curves, 0.19 at 16.  Below MIN_STOP_CURVES complete first-batch curves the
-# estimate is too rough to bet the ranking on, so every candidate trains the full proxy.  The
-# run stores the value it used, so its report states it without importing this module.
-MIN_STOP_CURVES = 16
-
-
 def choose_stop_epoch(
-    curves: list[list[float]], threshold: float, min_curves: int = MIN_STOP_CURVES
+    curves: list[list[float]], threshold: float, min_curves: int = 16
 ) -> tuple[int, list[float]]:
     """Smallest epoch whose accuracies rank-correlate with the final ones at >= ``threshold``.
 
     Returns (epoch, tau per epoch).  With fewer than ``min_curves`` complete
-    curves the taus are still reported but the answer is the final epoch (no
-    early stopping); with fewer than three there are no taus.
+    curves (``SearchConfig.min_stop_curves``: below it a tau is too rough to
+    bet the ranking on) the taus are still reported but the answer is the
+    final epoch (no early stopping); with fewer than three there are no taus.
     """
     curves = [c for c in curves if c and all(v is not None for v in c)]
     if not curves:
@@ -91,6 +86,22 @@ def score_at(metrics: list[dict[str, Any]], epoch: int) -> float | None:
     if not metrics:
         return None
     return epoch_accuracy(metrics[min(epoch, len(metrics)) - 1])
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[tuple]:
+    """(name, old value, new value) of every pinned setting that differs; dicts field by field."""
+    out = []
+    for k in keys:
+        was, now = old.get(k, "(not recorded)"), new[k]
+        if isinstance(was, dict) and isinstance(now, dict):
+            out += [
+                (f"{k}.{f}", was.get(f, "(not recorded)"), now.get(f, "(not recorded)"))
+                for f in sorted(set(was) | set(now))
+                if was.get(f, "(not recorded)") != now.get(f, "(not recorded)")
+            ]
+        elif was != now:
+            out.append((k, was, now))
+    return out
 
 
 class Search:
@@ -122,7 +133,7 @@ class Search:
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
-        self.strategy = strategy or make_strategy(config.strategy)
+        self.strategy = strategy or make_strategy(config.strategy, config.strategy_settings())
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
         # everything that can fail on the user's input fails before the folder exists
         check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
@@ -131,6 +142,7 @@ class Search:
         self.bar: Any = None
         self.lock: RunLock | None = None
         self.store: Store | None = None
+        self.told: set[int] = set()  # iterations this strategy object has been told
 
     def open(self) -> None:
         """Start the executor, then create/lock the folder and open (or resume) its store."""
@@ -173,6 +185,7 @@ class Search:
         ident = self.config.identity()
         ident["space"] = f"{self.space.name} (fingerprint {self.space.fingerprint()})"
         ident["strategy"] = self.strategy_name
+        ident["settings"] = self.strategy.settings.as_dict()  # an instance's own, when given
         return ident
 
     def _check_resume(self) -> None:
@@ -187,22 +200,17 @@ class Search:
             # the command and versions that started the search, for its result files
             store.set("made_by", dict(command=command_line(), versions=versions()))
         else:
-            before = store.get("config") or {}
-            diff = []
-            for k in PINNED:
-                was = old[k] if k in old else before.get(k, new[k])
-                if k == "strategy" and k not in old and k not in before:
-                    was = "jointnas"  # runs made before strategies existed
-                if was != new[k]:
-                    diff.append(f"{k}: run has {was!r}, now {new[k]!r}")
+            diff = [
+                f"{name}: run has {was!r}, now {now!r}"
+                for name, was, now in _changes(old, new, PINNED)
+            ]
             if diff:
                 raise UserError(
                     f"{self.out} holds a search with different settings ({'; '.join(diff)}); resume with the original settings or choose another --out"
                 )
-            if store.get("num_classes") is None:
-                store.set("num_classes", self.num_classes)
         config = dataclasses.asdict(self.config)
         config["strategy"] = self.strategy_name
+        config["settings"] = new["settings"]
         store.set("config", config)
 
     # ------------------------------------------------------------- helpers
@@ -236,10 +244,23 @@ class Search:
             )
             if proposal.mean is not None:
                 row.update(predicted=float(proposal.mean[i]), predicted_std=float(proposal.std[i]))
+            if proposal.epochs is not None:
+                row["planned_epochs"] = proposal.epochs[i]
             rows.append(row)
+        self.store.add_notes(iteration, proposal.notes)
         if rows:
             self.store.add_candidates(iteration, proposal.label, rows)
         return len(rows)
+
+    def _tell(self, ctx: Context) -> None:
+        """Tell the strategy every finished batch it has not heard yet, in iteration order."""
+        by_iteration: dict[int, list[dict[str, Any]]] = {}
+        for row in self.store.candidates():
+            by_iteration.setdefault(row["iteration"], []).append(row)
+        for iteration, rows in sorted(by_iteration.items()):
+            if iteration not in self.told and all(r["status"] != "pending" for r in rows):
+                self.strategy.tell(ctx, iteration, rows)
+                self.told.add(iteration)
 
     def _run_pending(self) -> None:
         """Train every pending candidate, committing each result as it arrives."""
@@ -248,14 +269,11 @@ class Search:
             return
         c = self.config
         stop = self.stop_epoch
-        ctx = self._context()
-        planned = getattr(self.strategy, "stop_after", None)  # multi-fidelity strategies
         tasks = []
         for row in pending:
             early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
-            if row["iteration"] > 0 and planned is not None:
-                shorter = planned(ctx, row)
-                early = early if shorter is None else shorter
+            if row["iteration"] > 0 and row.get("planned_epochs") is not None:
+                early = row["planned_epochs"]
             task = EvalTask(
                 row["id"],
                 row["arch"],
@@ -313,8 +331,8 @@ class Search:
     def _choose_stop_epoch(self) -> None:
         first = [r for r in self.store.candidates("done") if r["iteration"] == 0]
         curves = [[epoch_accuracy(e) for e in r["metrics"]] for r in first]
-        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, MIN_STOP_CURVES)
-        self.store.set("min_stop_curves", MIN_STOP_CURVES)
+        least = self.config.min_stop_curves
+        epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, least)
         before = self._best()
         self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])
@@ -324,8 +342,8 @@ class Search:
         if epoch < self.config.epochs and before is not None and after is not None:
             rescored = f"; the first batch is re-scored at epoch {epoch} (best {before:.1f} -> {after:.1f}) so every candidate is compared at the same epoch"
         few = (
-            f"; no early stopping: {len(curves)} first-batch curves, fewer than the {MIN_STOP_CURVES} a stable tau needs"
-            if len(curves) < MIN_STOP_CURVES
+            f"; no early stopping: {len(curves)} first-batch curves, fewer than the {least} a stable tau needs"
+            if len(curves) < least
             else ""
         )
         self.log(
@@ -357,6 +375,7 @@ class Search:
                     break
             self._run_pending()  # anything left from an interrupted run
             if not self._fine_done():
+                self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
                 self.store.set("fine_iteration", iteration)
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
@@ -374,17 +393,16 @@ class Search:
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
     def _fine_done(self) -> bool:
-        """True once the fine step's picks are stored (runs made before strategies: genetic rows)."""
+        """True once the fine step's picks are stored."""
         if self.store.get("fine_done") is not None:
             return True
         fine = self.store.get("fine_iteration")
-        rows = self.store.candidates()
-        if fine is not None:  # killed between storing the picks and marking the step done
-            return any(r["iteration"] == fine for r in rows)
-        return any(r["source"] == "genetic" for r in rows)
+        # killed between storing the picks and marking the step done
+        return fine is not None and any(r["iteration"] == fine for r in self.store.candidates())
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""
+        self._tell(ctx)
         iteration = self.store.last_iteration() + 1
         if not self._add(iteration, self.strategy.ask(ctx, iteration, size)):
             self.log("the candidate source has nothing new left; ending the search below budget")

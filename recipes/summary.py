@@ -1,0 +1,132 @@
+"""A run's result: ``summary.json``, the per-epoch console line and ``curves.png``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.outputs import read_regular
+
+from . import checkpoints as ckpt
+from .build import RecipeParts
+from .resume import RunLog
+
+SUMMARY_FILE = "summary.json"
+CURVES_FILE = "curves.png"
+MAX_SUMMARY_BYTES = 64 << 20
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN: a value that is not a number is recorded as null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+def read_summary(out: Path) -> dict[str, Any] | None:
+    """A finished run's ``summary.json`` as written, or None when missing or damaged."""
+    try:
+        doc = json.loads(read_regular(out / SUMMARY_FILE, MAX_SUMMARY_BYTES))
+    except (OSError, ValueError, UserError):
+        return None
+    return doc if isinstance(doc, dict) and "final_top1" in doc else None
+
+
+def run_summary(
+    log: RunLog, settings: dict[str, Any], parts: RecipeParts, wall_s: float
+) -> dict[str, Any]:
+    """The run's result file: numbers, the recipe as run, how and where it was made.
+
+    ``recipe`` is the recipe as actually run (after ``fit_to_run`` shrank the
+    warmup or EMA horizon, ``recipe_notes`` say how); ``recipe_given`` is what
+    was asked for.  ``evaluation`` is the transform the top-1/top-5 numbers were
+    measured with (``fbnetv3 validate`` reuses it); ``command``, ``processes``,
+    ``device`` and ``versions`` come from the session that trained the last
+    epoch, ``sessions`` lists every session's record.
+    """
+    evaluated = [h for h in log.history if h.get("val_top1") is not None]
+    last = evaluated[-1] if evaluated else {}
+    tops = [h[k] for h in evaluated for k in ("val_top1", "ema_top1") if h.get(k) is not None]
+    last_session = log.sessions[-1] if log.sessions else {}
+    weights = [ckpt.WEIGHTS_FILE] + ([ckpt.EMA_FILE] if parts.ema is not None else [])
+    return dict(
+        model=settings["model"],
+        data=settings["data"],
+        seed=settings["seed"],
+        recipe=parts.recipe.to_dict(),
+        recipe_given=settings["recipe"],
+        recipe_notes=list(parts.notes),
+        evaluation=settings["evaluation"],
+        weights=sorted(weights),
+        epochs_done=log.epoch,
+        epochs_planned=log.total_epochs,
+        final_top1=last.get("val_top1"),
+        final_top5=last.get("val_top5"),
+        ema_top1=last.get("ema_top1"),
+        ema_top5=last.get("ema_top5"),
+        best_top1=max(tops) if tops else None,
+        images_per_s=log.train_images / log.train_time if log.train_time else 0.0,
+        train_s=log.train_time,
+        wall_s=wall_s,
+        **{k: last_session.get(k) for k in ("command", "processes", "device", "versions")},
+        sessions=log.sessions,
+        skipped_files=len(log.skipped),
+        skipped_paths=sorted(log.skipped)[:100],
+        epochs=log.history,
+    )
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """``summary.json`` (strict JSON, replaced atomically) and the curves beside it."""
+    ckpt.atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False).encode())
+    plot_curves(summary["epochs"], out / CURVES_FILE)
+
+
+def print_epoch(r: dict[str, Any], total: int) -> None:
+    """One console line per epoch, written above the progress bars."""
+    from tqdm import tqdm
+
+    loss = f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "n/a"
+    text = f"epoch {r['epoch']}/{total}: train loss {loss}, lr {r['lr']:.2e}"
+    if r["val_top1"] is not None:
+        text += f", val top-1 {r['val_top1']:.2f} top-5 {r['val_top5']:.2f}"
+    if r["ema_top1"] is not None:
+        text += f", EMA top-1 {r['ema_top1']:.2f}"
+    tqdm.write(text + f", {r['images_per_s']:.1f} images/s")
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss and accuracy per epoch; skipped quietly when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    if not history:
+        return
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pts = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        a.plot(*series(key), marker=".", label=label)
+    a.set(xlabel="epoch", ylabel="loss")
+    a.legend()
+    for key, label in (("val_top1", "top-1"), ("ema_top1", "EMA top-1")):
+        if series(key)[0]:
+            b.plot(*series(key), marker=".", label=label)
+    b.set(xlabel="epoch", ylabel="val accuracy (%)")
+    b.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    if os.path.lexists(tmp):
+        tmp.unlink()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
