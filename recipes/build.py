@@ -25,6 +25,8 @@ from torch import nn
 from fbnetv3_zoo.resolve import parse_ref
 from fbnetv3_zoo.weight_init import init_weights
 
+from .errors import RecipeError
+
 if TYPE_CHECKING:
     from .recipe import Recipe
 
@@ -226,8 +228,6 @@ def build(
     ``not_applied`` (build the model with ``Recipe.create_model`` to get them);
     adaptations to the run (``fit_to_run``) are listed in ``notes``.
     """
-    from .recipe import RecipeError
-
     if steps_per_epoch < 1:
         raise RecipeError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     epochs = epochs or recipe.epochs

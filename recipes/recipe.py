@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbnetv3_zoo.checks import Checks, hint_types
-from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.result_file import (
     YAML_SUFFIXES,
     is_result_document,
@@ -28,6 +27,7 @@ from fbnetv3_zoo.result_file import (
 from fbnetv3_zoo.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
+from .errors import RecipeError
 from .names import close_names
 
 if TYPE_CHECKING:
@@ -41,10 +41,6 @@ OPTIMIZERS = ("rmsprop", "sgd", "adamw")
 SCHEDULES = ("cosine", "step", "exponential")
 LR_SCALING = ("linear", "sqrt", "none")
 AUTO_AUGMENT_PREFIXES = ("original", "originalr", "v0", "v0r", "3a", "rand-", "augmix-")
-
-
-class RecipeError(UserError):
-    """A recipe field is unknown or out of range (a UserError: the CLI reports it in one line)."""
 
 
 @dataclass(frozen=True)
