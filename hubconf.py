@@ -7,12 +7,10 @@ needs only torch and timm.
 dependencies = ["torch", "timm"]
 
 
-def _create(name: str, pretrained: bool, **kwargs):
-    import timm
+def _create(ref, pretrained: bool | None, **kwargs):
+    import fbnetv3_zoo  # the one model resolver (fbnetv3_zoo.resolve), as every command uses
 
-    import fbnetv3_zoo  # noqa: F401  (registers the exact FBNetV3 models with timm)
-
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+    return fbnetv3_zoo.create_model(ref, pretrained=pretrained, **kwargs)
 
 
 def fbnetv3_a(pretrained: bool = False, **kwargs):
@@ -50,6 +48,8 @@ def fbnetv3_g(pretrained: bool = False, **kwargs):
     return _create("fbnetv3_g", pretrained, **kwargs)
 
 
-def fbnetv3(arch, pretrained: bool = False, **kwargs):
-    """Any FBNetV3-space network from an ArchSpec, its dict, or a YAML path (e.g. a search result)."""
-    return _create("fbnetv3", pretrained, arch=arch, **kwargs)
+def fbnetv3(arch, pretrained: bool | None = None, **kwargs):
+    """Any model reference: an ArchSpec, its dict, a YAML path (e.g. a search result), a zoo,
+    timm or ``torchvision/`` name, or ``local-dir:<folder>`` (with its weights unless
+    ``pretrained=False``); kwargs go to the builder."""
+    return _create(arch, pretrained, **kwargs)

@@ -31,6 +31,12 @@ _LAZY = {
     "ArchStats": "stats",
     "arch_stats": "stats",
     "resolve_arch": "timm_models",
+    "ModelRef": "resolve",
+    "parse_ref": "resolve",
+    "resolve_model": "resolve",
+    "init_weights": "weight_init",
+    "ResultFile": "result_file",
+    "read_result_file": "result_file",
     "VARIANTS": "variants",
     "Variant": "variants",
     "get_variant": "variants",
@@ -38,14 +44,19 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
+    import torch
+
     from .checkpoint import CheckpointError, load_weights, read_checkpoint
     from .errors import UserError
     from .fuse import fuse_bn
     from .model import FBNetV3
+    from .resolve import ModelRef, parse_ref, resolve_model
+    from .result_file import ResultFile, read_result_file
     from .spec import ArchSpec, BlockSpec, SpecError, make_divisible
     from .stats import ArchStats, arch_stats
     from .timm_models import resolve_arch
     from .variants import VARIANTS, Variant, get_variant
+    from .weight_init import init_weights
 
 
 def __getattr__(name: str) -> Any:
@@ -61,19 +72,18 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def create_model(arch: ArchSpec | str | Path, pretrained: bool = False, **kwargs: Any) -> FBNetV3:
-    """Build a zoo variant by name, or any network from an ArchSpec or its YAML file.
+def create_model(
+    arch: ArchSpec | str | Path, pretrained: bool | None = None, **kwargs: Any
+) -> torch.nn.Module:
+    """Build any model reference (``fbnetv3_zoo.resolve``): a zoo name with or without its
+    tag, a timm or ``torchvision/`` name, an ArchSpec or its YAML, ``local-dir:<folder>``.
 
-    ``kwargs`` are timm's (``num_classes``, ``drop_path_rate``, ``features_only``, ...).
+    ``kwargs`` are the builder's (timm's: ``num_classes``, ``drop_path_rate``,
+    ``features_only``, ...); ``pretrained`` None loads weights only for a folder.
     """
-    import timm
+    from .resolve import resolve_model
 
-    from .timm_models import resolve_arch
-    from .variants import VARIANTS
-
-    if isinstance(arch, str) and arch.split(".")[0] in VARIANTS:
-        return timm.create_model(arch, pretrained=pretrained, **kwargs)
-    return timm.create_model("fbnetv3", pretrained=pretrained, arch=resolve_arch(arch), **kwargs)
+    return resolve_model(arch, pretrained=pretrained, **kwargs)[0]
 
 
 # ------------------------------------------------------------ timm registration
@@ -151,6 +161,8 @@ __all__ = [
     "BlockSpec",
     "CheckpointError",
     "FBNetV3",
+    "ModelRef",
+    "ResultFile",
     "SpecError",
     "UserError",
     "Variant",
@@ -158,8 +170,12 @@ __all__ = [
     "create_model",
     "fuse_bn",
     "get_variant",
+    "init_weights",
+    "parse_ref",
+    "read_result_file",
     "load_weights",
     "make_divisible",
     "read_checkpoint",
     "resolve_arch",
+    "resolve_model",
 ]

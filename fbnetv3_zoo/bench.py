@@ -31,6 +31,7 @@ from .errors import UserError
 from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
 from .model import FBNetV3
+from .resolve import ModelRef, parse_ref
 from .spec import check_input_size
 from .stats import arch_stats, check_forward_cost, conv_linear_weights, in_millions
 from .variants import VARIANTS
@@ -136,50 +137,29 @@ class BenchRow:
         return None if sec is None else batch / sec
 
 
-def _is_zoo(base: str) -> bool:
-    return base.split(".")[0] in VARIANTS or base.endswith((".yaml", ".yml"))
-
-
-def _check_name(name: str) -> str:
-    """Fail fast, before minutes of timing, on a name nothing can build; return the base."""
-    import timm
-
+def _parse_name(name: str) -> tuple[ModelRef, int | None]:
+    """``NAME[@SIZE]``: the resolved reference and the size asked for, checked before any timing."""
     base, _, size = name.partition("@")
     if size and not size.isdigit():
         raise UserError(f"bad input size in {name!r}: expected NAME@SIZE with an integer SIZE")
     if size:
         check_input_size(int(size), f"input size of {name!r}")
-    if not (_is_zoo(base) or timm.is_model(base)):
-        raise UserError(
-            f"unknown model {base!r}: use a zoo name ({', '.join(VARIANTS)}), an ArchSpec "
-            "YAML path or a timm model name"
-        )
-    return base
+    return parse_ref(base), int(size) if size else None
 
 
 def build_model(name: str) -> tuple[nn.Module, int]:
-    """Build ``NAME[@SIZE]`` with random weights in eval mode; return it and its input size.
+    """Build ``NAME[@SIZE]`` (any reference ``fbnetv3_zoo.resolve`` takes) in eval mode.
 
-    Zoo names and ArchSpec YAMLs go through ``fbnetv3_zoo.create_model`` (a
-    search result keeps its class count); any other timm name through timm.
+    Random weights (a folder's own ones); a search result keeps its class count.
+    Returns the model and its input size (``@SIZE``, else the test size of its config).
     """
-    import timm
-
-    from . import create_model
-    from .spec import resolve_spec_ref
-
-    base, _, size = name.partition("@")
-    if _is_zoo(base) and base.endswith((".yaml", ".yml")):  # a search result keeps its head
-        model = create_model(base, num_classes=resolve_spec_ref(base)[1])
-    elif _is_zoo(base):
-        model = create_model(base)
-    else:
-        model = timm.create_model(_check_name(name), pretrained=False)
+    facts, size = _parse_name(name)
+    model = facts.create().eval()
     if size:
-        return model.eval(), int(size)
+        return model, size
     cfg = getattr(model, "pretrained_cfg", None) or {}
     test = cfg.get("test_input_size") if isinstance(cfg, dict) else None
-    return model.eval(), int(test[-1]) if test else model_input_size(model)
+    return model, int(test[-1]) if test else model_input_size(model)
 
 
 def count_macs(model: nn.Module, input_size: int) -> int:
@@ -319,7 +299,7 @@ def run_benchmark(
     if not models:
         raise UserError("no models to benchmark")
     for name in models:
-        _check_name(name)
+        _parse_name(name)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads)
     try:
@@ -337,8 +317,8 @@ def model_row(name: str, batch: int = 1) -> tuple[BenchRow, nn.Module]:
     model, size = build_model(name)
     if isinstance(model, FBNetV3):  # before any forward pass allocates its activations
         check_forward_cost(model.arch, size, batch, where=name)
-    base = name.split("@")[0]
-    published = base in VARIANTS and VARIANTS[base].input_size == size
+    variant = _parse_name(name)[0].variant
+    published = variant is not None and variant.input_size == size
     row = BenchRow(
         model=name,
         input_size=size,
@@ -348,7 +328,7 @@ def model_row(name: str, batch: int = 1) -> tuple[BenchRow, nn.Module]:
         if isinstance(model, FBNetV3)
         else None,
         all_params=sum(p.numel() for p in model.parameters()),
-        top1=VARIANTS[base].top1 if published else None,
+        top1=variant.top1 if published else None,
         top1_source="FBNet authors" if published else "",
     )
     return row, model

@@ -1,13 +1,18 @@
 """Building blocks of FBNetV3: conv-BN-act, the IRF block and its squeeze-excite.
 
 Plain modules (``conv``/``bn``/``act`` attributes) keep the official key names
-recognisable, keep BN folding trivial and script cleanly.  Every constructor
-takes timm's ``device``/``dtype`` factory arguments (e.g. ``device="meta"``).
+recognisable, keep BN folding trivial and script cleanly.  Like timm's blocks,
+each takes ``norm_layer``/``act_layer``/``se_layer`` (defaults: BatchNorm2d,
+the spec's activation, hard-sigmoid squeeze-excite: the published networks)
+and timm's ``device``/``dtype`` factory arguments (e.g. ``device="meta"``).
 
 No ``from __future__ import annotations`` here: torch.fx copies ``forward``'s
 annotations into the code it generates, and string annotations break
 TorchScript on that code.
 """
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from timm.layers import DropPath, SEModule
@@ -23,7 +28,8 @@ _ACT_LAYERS: dict[str, type[nn.Module]] = {
 }
 
 
-def act_layer(name: str) -> type[nn.Module]:
+def get_act_layer(name: str) -> type[nn.Module]:
+    """The activation class a spec names (``hswish``, ``relu``, ``swish``, ``identity``)."""
     try:
         return _ACT_LAYERS[name]
     except KeyError:
@@ -32,8 +38,15 @@ def act_layer(name: str) -> type[nn.Module]:
         ) from None
 
 
+# the published squeeze-excite: the block's activation inside, a hard-sigmoid gate
+default_se_layer = partial(SEModule, gate_layer="hard_sigmoid")
+
+
 class ConvBnAct(nn.Module):
-    """Conv2d, BatchNorm2d and an activation (``act=None`` for none)."""
+    """Conv2d, a norm layer and an activation (``act=None`` for none).
+
+    ``act_layer``, when given, replaces the activation named by ``act``.
+    """
 
     def __init__(
         self,
@@ -45,6 +58,8 @@ class ConvBnAct(nn.Module):
         groups: int = 1,
         bias: bool = False,
         act: str | None = "hswish",
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
+        act_layer: Callable[..., nn.Module] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -53,8 +68,11 @@ class ConvBnAct(nn.Module):
         self.conv = nn.Conv2d(
             in_chs, out_chs, kernel, stride, padding, groups=groups, bias=bias, **dd
         )
-        self.bn = nn.BatchNorm2d(out_chs, **dd)
-        self.act = act_layer(act)() if act else nn.Identity()
+        self.bn = norm_layer(out_chs, **dd)
+        if act is None:
+            self.act = nn.Identity()
+        else:
+            self.act = (act_layer or get_act_layer(act))()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -67,28 +85,27 @@ class IRFBlock(nn.Module):
         self,
         block: ResolvedBlock,
         drop_path_rate: float = 0.0,
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
+        act_layer: Callable[..., nn.Module] | None = None,
+        se_layer: Callable[..., nn.Module] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         cin, mid, cout = block.in_channels, block.mid_channels, block.out_channels
-        act = block.act
-        self.pw = ConvBnAct(cin, mid, act=act, **dd) if block.has_pw else nn.Identity()
+        act_layer = act_layer or get_act_layer(block.act)
+        layers = {"norm_layer": norm_layer, "act_layer": act_layer, **dd}
+        self.pw = ConvBnAct(cin, mid, **layers) if block.has_pw else nn.Identity()
         self.dw = ConvBnAct(
-            mid, mid, block.kernel, block.stride, block.padding, groups=mid, act=act, **dd
+            mid, mid, block.kernel, block.stride, block.padding, groups=mid, **layers
         )
         if block.se_channels is not None:
-            self.se = SEModule(
-                mid,
-                rd_channels=block.se_channels,
-                act_layer=act_layer(act),
-                gate_layer="hard_sigmoid",
-                **dd,
-            )
+            se_layer = se_layer or default_se_layer
+            self.se = se_layer(mid, rd_channels=block.se_channels, act_layer=act_layer, **dd)
         else:
             self.se = nn.Identity()
-        self.pwl = ConvBnAct(mid, cout, act=None, **dd)
+        self.pwl = ConvBnAct(mid, cout, act=None, norm_layer=norm_layer, **dd)
         self.has_skip = block.residual
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import tempfile
 import time
 import warnings
@@ -124,48 +123,24 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     num_classes: int | None = None,
 ) -> nn.Module:
-    """Build a zoo name, an ArchSpec YAML or a ``local-dir:``/``hf-hub:`` folder, in eval mode.
+    """Build any model reference (``fbnetv3_zoo.resolve``) in eval mode.
 
     A ``local-dir:`` folder always brings its weights (that is what it is for);
     ``checkpoint`` is loaded with ``load_weights`` on top of whatever was built.
     ``num_classes`` defaults to a search result's ``num_classes:`` (else 1000),
     the count ``fbnetv3 info`` and ``arch_stats`` use for the same file.
     """
-    import timm
-
-    from . import create_model, load_weights
+    from . import load_weights
     from .errors import UserError
-    from .spec import check_num_classes, resolve_spec_ref
-    from .variants import VARIANTS
+    from .resolve import parse_ref
+    from .spec import check_num_classes
 
-    ref = str(ref)
-    if ref.startswith(("local-dir:", "hf-hub:")):
-        if num_classes is not None:
-            raise UserError(
-                f"{ref}: the folder's config.json sets the class count; drop --num-classes"
-            )
-        try:
-            model = timm.create_model(ref, pretrained=True)
-        except (RuntimeError, pickle.UnpicklingError) as err:
-            if "weights_only" not in str(err) and "GLOBAL" not in str(err):
-                raise
-            raise UserError(
-                f"{ref}: its weights file is a pickle that needs code execution to load; refused. "
-                "If you trust it, write a safe copy with `fbnetv3 convert <file> --model <name> "
-                "--out <folder> --trust-checkpoint`"
-            ) from None
-    else:
-        if ref.split(".")[0] in VARIANTS and not ref.endswith((".yaml", ".yml")):
-            classes = check_num_classes(1000 if num_classes is None else num_classes)
-            model = create_model(ref, pretrained=pretrained, num_classes=classes)  # keeps a tag
-        else:
-            spec, classes = resolve_spec_ref(ref, num_classes)
-            if pretrained:
-                raise UserError(
-                    f"{ref}: no published weights for an ArchSpec; use --checkpoint, or a zoo "
-                    f"name ({', '.join(VARIANTS)}) with --pretrained"
-                )
-            model = create_model(spec, num_classes=classes)
+    facts = parse_ref(str(ref))
+    if facts.brings_weights and num_classes is not None:
+        raise UserError(f"{ref}: the folder's config.json sets the class count; drop --num-classes")
+    if num_classes is not None:
+        check_num_classes(num_classes)
+    model = facts.create(pretrained=pretrained or None, num_classes=num_classes)
     if checkpoint is not None:
         load_weights(model, checkpoint)
     return model.eval()

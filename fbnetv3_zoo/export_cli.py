@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "model",
-        help="zoo name (fbnetv3_b), ArchSpec YAML, search result YAML, or local-dir:DIR",
+        help="zoo name (fbnetv3_b, fbnetv3_b.fb_in1k), timm name, torchvision/<name>, ArchSpec "
+        "YAML, search result YAML, or local-dir:DIR",
     )
     p.add_argument(
         "--format",
@@ -184,8 +185,10 @@ def _export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         num_classes=args.num_classes,
     )
+    from .resolve import parse_ref
+
     random_weights = not (
-        args.pretrained or args.checkpoint or args.model.startswith(("local-dir:", "hf-hub:"))
+        args.pretrained or args.checkpoint or parse_ref(args.model).brings_weights
     )
     if random_weights:
         randomize_weights_(model)

@@ -5,13 +5,15 @@ annotations into the code it generates, and string annotations make that code
 fail to script (``Unknown type name '_torch_Tensor_'``).
 """
 
+from collections.abc import Callable
+
 import torch
 from timm.layers import SelectAdaptivePool2d, get_device_dtype
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .blocks import ConvBnAct, IRFBlock, act_layer
+from .blocks import ConvBnAct, IRFBlock, get_act_layer
 from .spec import ArchSpec
 
 
@@ -32,9 +34,15 @@ class FBNetV3(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "avg",
+        norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
+        act_layer: Callable[..., nn.Module] | None = None,
+        se_layer: Callable[..., nn.Module] | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
+        """``norm_layer``/``act_layer``/``se_layer`` replace the published BatchNorm2d, the
+        spec's activations and the hard-sigmoid squeeze-excite everywhere (timm's block
+        arguments); left at their defaults they build the published networks."""
         super().__init__()
         if not isinstance(arch, ArchSpec):
             raise TypeError(f"arch must be an ArchSpec, got {type(arch).__name__}")
@@ -54,13 +62,15 @@ class FBNetV3(nn.Module):
             k // 2,
             bias=True,
             act=arch.stem_act,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
             **dd,
         )
         blocks = arch.blocks()
         stages: list[list[nn.Module]] = [[] for _ in arch.stages]
         for i, block in enumerate(blocks):
             rate = drop_path_rate * i / len(blocks)  # deeper blocks drop more often
-            stages[block.stage].append(IRFBlock(block, rate, **dd))
+            stages[block.stage].append(IRFBlock(block, rate, norm_layer, act_layer, se_layer, **dd))
         self.blocks = nn.Sequential(*[nn.Sequential(*stage) for stage in stages])
         self.feature_info = [
             dict(num_chs=chs, reduction=red, module=f"blocks.{i}")
@@ -70,13 +80,18 @@ class FBNetV3(nn.Module):
         ]
 
         self.conv_expand = ConvBnAct(
-            arch.head_in_channels, arch.head_mid_channels, act=arch.head_act, **dd
+            arch.head_in_channels,
+            arch.head_mid_channels,
+            act=arch.head_act,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            **dd,
         )
         self.num_features = arch.head_mid_channels
         self.head_hidden_size = arch.feature_width
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
         self.conv_head = nn.Conv2d(self.num_features, arch.feature_width, 1, bias=False, **dd)
-        self.act_head = act_layer(arch.head_act)()
+        self.act_head = (act_layer or get_act_layer(arch.head_act))()
         self.flatten = nn.Flatten(1) if global_pool else nn.Identity()
         self.classifier = self._make_classifier(num_classes, **dd)
 

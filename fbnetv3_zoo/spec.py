@@ -10,7 +10,6 @@ arithmetic on their own.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,110 +17,42 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .checks import (  # noqa: F401  (the limits are part of this module's interface)
+    DEFAULT_NUM_CLASSES,
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_EXPANSION,
+    MAX_INPUT_SIZE,
+    MAX_KERNEL,
+    MAX_NAME_CHARS,
+    MAX_NUM_CLASSES,
+    MAX_PARAMS,
+    MAX_REPEATS,
+    MAX_ROWS,
+    MIN_INPUT_SIZE,
+    SPEC_CHECKS,
+    SpecError,
+    check_input_size,
+    check_num_classes,
+    is_int,
+    is_number,
+)
+from .formulas import (  # noqa: F401  (part of this module's interface)
+    SCALAR,
+    ScalarOps,
+    make_divisible,
+    mid_channels,
+    se_channels,
+    spatial_size,
+    spec_terms,
+)
+from .result_file import read_result_file
 
 ACTIVATIONS = ("hswish", "relu", "swish", "identity")
 STRIDES = (1, 2)
 
-# Upper bounds, checked before anything is resolved or allocated: far above any
-# mobile network (the largest zoo variant has 1984 features and 34 blocks), low
-# enough that a typo such as ``repeats: 100000000`` fails at once, not in the allocator.
-MAX_CHANNELS = 8192  # stem, block rows and feature_width
-MAX_REPEATS = 64  # per block row
-MAX_BLOCKS = 256  # in the whole network
-MAX_ROWS = 64  # per stage, and stages per network
-MAX_KERNEL = 31
-MAX_EXPANSION = 32.0  # block rows and head
-MAX_INPUT_SIZE = 4096
-MIN_INPUT_SIZE = 8
-MAX_NUM_CLASSES = 100_000
-MAX_PARAMS = 1_000_000_000  # whole network; the largest zoo variant has 16.5 M
-DEFAULT_NUM_CLASSES = 1000  # ImageNet: the zoo variants and bare specs are counted with it
-MAX_NAME_CHARS = 128
 
-
-class SpecError(UserError):
-    """An ArchSpec field holds a value outside what the builders accept."""
-
-
-class ScalarOps:
-    """Python-number versions of the three operations the width arithmetic needs.
-
-    The width and cost formulas below (and in ``stats.py``) are written once
-    against such an ``ops`` namespace: with these they resolve one spec, with
-    numpy's (``fbnetv3_zoo.search.constraints.ARRAY_OPS``) a batch of
-    candidates column by column, so the two can never disagree.
-    """
-
-    @staticmethod
-    def where(cond: Any, a: Any, b: Any) -> Any:
-        return a if cond else b
-
-    @staticmethod
-    def floor_int(value: Any) -> Any:
-        return math.floor(value)
-
-    maximum = staticmethod(max)
-
-
-SCALAR = ScalarOps()
-
-
-def make_divisible(value: float, divisor: int = 8, ops: Any = SCALAR) -> int:
-    """Round to the nearest multiple of ``divisor`` (halves up), never dropping below 95 %."""
-    rounded = ops.maximum(divisor, ops.floor_int(value + divisor / 2) // divisor * divisor)
-    return ops.where(rounded < 0.95 * value, rounded + divisor, rounded)
-
-
-def mid_channels(cin: Any, expansion: Any, ops: Any = SCALAR) -> Any:
-    """Width of a block's depthwise conv; expansion 1 keeps the input width (no 1x1 conv)."""
-    return ops.where(expansion == 1, cin, make_divisible(cin * expansion, ops=ops))
-
-
-def se_channels(mid: Any, expansion: Any, se_ratio: float, ops: Any = SCALAR) -> Any:
-    """Squeeze-excite bottleneck width: a fraction of the block's *input* width."""
-    return make_divisible(ops.floor_int(mid * se_ratio / expansion), ops=ops)
-
-
-def _check(ok: bool, where: str, value: Any, allowed: str) -> None:
-    if not ok:
-        shown = repr(value)
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        raise SpecError(f"{where}: invalid value {shown}; allowed: {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_int(where: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
-    ok = _is_int(value) and value >= minimum and (maximum is None or value <= maximum)
-    allowed = (
-        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
-    )
-    _check(ok, where, value, allowed)
-
-
-def _check_number(where: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
-    ok = _is_number(value) and (value > low if low_open else value >= low) and value <= high
-    _check(ok, where, value, f"a number in {'(' if low_open else '['}{low:g}, {high:g}]")
-
-
-def check_num_classes(value: Any, where: str = "num_classes") -> int:
-    """A classifier width: an integer in [1, MAX_NUM_CLASSES] (a larger head is a typo)."""
-    _check_int(where, value, 1, MAX_NUM_CLASSES)
-    return value
-
-
-def check_input_size(value: Any, where: str = "input_size") -> int:
-    """An input resolution in [MIN_INPUT_SIZE, MAX_INPUT_SIZE] pixels."""
-    _check_int(where, value, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
-    return value
+_check = SPEC_CHECKS.that
 
 
 def _check_act(where: str, value: Any) -> None:
@@ -143,21 +74,21 @@ class BlockSpec:
 
     def validate(self, where: str) -> None:
         _check(
-            _is_int(self.kernel) and 1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
+            is_int(self.kernel) and 1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
             f"{where}.kernel",
             self.kernel,
             f"odd integers in [1, {MAX_KERNEL}] (3, 5, 7, ...)",
         )
         _check(
-            _is_number(self.expansion) and 1 <= self.expansion <= MAX_EXPANSION,
+            is_number(self.expansion) and 1 <= self.expansion <= MAX_EXPANSION,
             f"{where}.expansion",
             self.expansion,
             f"a number >= 1 and <= {MAX_EXPANSION:g}",
         )
-        _check_int(f"{where}.channels", self.channels, 1, MAX_CHANNELS)
-        _check_int(f"{where}.repeats", self.repeats, 1, MAX_REPEATS)
+        SPEC_CHECKS.integer(self.channels, f"{where}.channels", 1, MAX_CHANNELS)
+        SPEC_CHECKS.integer(self.repeats, f"{where}.repeats", 1, MAX_REPEATS)
         _check(
-            _is_int(self.stride) and self.stride in STRIDES,
+            is_int(self.stride) and self.stride in STRIDES,
             f"{where}.stride",
             self.stride,
             "1 or 2",
@@ -166,7 +97,7 @@ class BlockSpec:
         _check_act(f"{where}.act", self.act)
         if self.dw_padding is not None:
             _check(
-                _is_int(self.dw_padding) and 0 <= self.dw_padding <= self.kernel // 2,
+                is_int(self.dw_padding) and 0 <= self.dw_padding <= self.kernel // 2,
                 f"{where}.dw_padding",
                 self.dw_padding,
                 f"null or an integer in [0, {self.kernel // 2}]",
@@ -252,11 +183,9 @@ class ArchSpec:
     # ----------------------------------------------------------------- checks
     def _check_size(self) -> None:
         """Refuse networks too large to build: each field may be in range, their product not."""
-        from .stats import _spec_terms  # stats imports this module
-
         hin = self._blocks[-1].out_channels
         hmid = make_divisible(hin * self.head_expansion)
-        weights = _spec_terms(self)[0] + hin * hmid + hmid * self.feature_width
+        weights = spec_terms(self)[0] + hin * hmid + hmid * self.feature_width
         if weights > MAX_PARAMS:
             raise SpecError(
                 f"stages: the network would have {weights:,} weights (classifier not counted); "
@@ -266,10 +195,10 @@ class ArchSpec:
 
     def validate(self) -> None:
         """Type and range of every field, and the network's size, before anything is resolved."""
-        _check_int("stem_channels", self.stem_channels, 1, MAX_CHANNELS)
+        SPEC_CHECKS.integer(self.stem_channels, "stem_channels", 1, MAX_CHANNELS)
         check_input_size(self.input_size)
         _check(
-            _is_int(self.stem_kernel)
+            is_int(self.stem_kernel)
             and 1 <= self.stem_kernel <= MAX_KERNEL
             and self.stem_kernel % 2 == 1,
             "stem_kernel",
@@ -277,16 +206,16 @@ class ArchSpec:
             f"odd integers in [1, {MAX_KERNEL}]",
         )
         _check(
-            _is_int(self.stem_stride) and self.stem_stride in STRIDES,
+            is_int(self.stem_stride) and self.stem_stride in STRIDES,
             "stem_stride",
             self.stem_stride,
             "1 or 2",
         )
         _check_act("stem_act", self.stem_act)
         _check_act("head_act", self.head_act)
-        _check_number("head_expansion", self.head_expansion, 0, MAX_EXPANSION, low_open=True)
-        _check_int("feature_width", self.feature_width, 1, MAX_CHANNELS)
-        _check_number("se_ratio", self.se_ratio, 0, 1, low_open=True)
+        SPEC_CHECKS.number(self.head_expansion, "head_expansion", 0, MAX_EXPANSION, low_open=True)
+        SPEC_CHECKS.integer(self.feature_width, "feature_width", 1, MAX_CHANNELS)
+        SPEC_CHECKS.number(self.se_ratio, "se_ratio", 0, 1, low_open=True)
         _check(
             isinstance(self.name, str) and len(self.name) <= MAX_NAME_CHARS,
             "name",
@@ -481,49 +410,9 @@ class ArchSpec:
 def load_arch_file(path: str | Path) -> tuple[ArchSpec, int | None]:
     """Read an ArchSpec YAML or a search result file: ``(spec, num_classes or None)``.
 
-    A search result (``best/<constraint>.yaml``) holds the spec under ``arch:``
-    and the class count its statistics were computed with under ``num_classes:``;
-    every tool (info, export, benchmark, ``arch_stats``) uses that count so they
-    all report the same numbers for the same file.  A bare spec gives ``None``.
+    A search result holds the class count its statistics were computed with
+    (``num_classes:``); every tool uses it, so they all report the same numbers
+    for the same file.  A bare spec gives ``None``.
     """
-    from .yaml_io import load_yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ArchSpec YAML not found: {path}")
-    data = load_yaml(path)
-    num_classes = None
-    if isinstance(data, Mapping) and "arch" in data:
-        if data.get("num_classes") is not None:
-            num_classes = check_num_classes(data["num_classes"], f"{path}: num_classes")
-        data = data["arch"]
-    return ArchSpec.from_dict(data, source=str(path)), num_classes
-
-
-def resolve_spec_ref(ref: str, num_classes: int | None = None) -> tuple[ArchSpec, int]:
-    """``(ArchSpec, num_classes)`` of a zoo name or an ArchSpec/search-result YAML.
-
-    The class count is, in order: ``num_classes`` if given, the file's
-    ``num_classes:`` (a search result), else 1000.  ``info``, ``export`` and
-    ``arch_stats`` all resolve it this way, so they report the same numbers.
-    """
-    from .variants import VARIANTS, get_variant
-
-    if ref in VARIANTS:
-        spec, file_classes = VARIANTS[ref].spec, None
-    elif ref.endswith((".yaml", ".yml")) or Path(ref).exists():
-        spec, file_classes = load_arch_file(ref)
-    else:
-        try:
-            get_variant(ref)
-        except KeyError as err:  # an unknown name: list the valid ones
-            raise UserError(f"{err.args[0]} (or give an ArchSpec YAML path)") from None
-        raise UserError(f"unknown model {ref!r}")
-    if num_classes is None:
-        num_classes = DEFAULT_NUM_CLASSES if file_classes is None else file_classes
-    return spec, check_num_classes(num_classes)
-
-
-def spatial_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis (integers or integer arrays)."""
-    return (size + 2 * padding - kernel) // stride + 1
+    result = read_result_file(path)
+    return ArchSpec.from_dict(result.arch, source=result.source), result.num_classes

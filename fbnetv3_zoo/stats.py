@@ -19,16 +19,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .formulas import (  # noqa: F401  (block_terms, head_cost, stem_cost: this module's interface)
+    SCALAR,
+    block_terms,
+    head_cost,
+    make_divisible,
+    spatial_size,
+    spec_terms,
+    stem_cost,
+)
 from .spec import (
     DEFAULT_NUM_CLASSES,
-    SCALAR,
     ArchSpec,
     SpecError,
     check_input_size,
     check_num_classes,
     load_arch_file,
-    make_divisible,
-    spatial_size,
 )
 
 
@@ -78,7 +84,7 @@ def arch_stats(
     weights, conv_macs, pool_macs, extra, size = stem_cost(
         in_chans, spec.stem_channels, spec.stem_kernel, spec.stem_stride, size
     )
-    block_weights, block_extra, block_fixed, walk = _spec_terms(spec)
+    block_weights, block_extra, block_fixed, walk = spec_terms(spec)
     for k, stride, pad, per_in, per_out, pool_out in walk:
         conv_macs += per_in * size * size
         size = spatial_size(size, k, stride, pad)
@@ -95,69 +101,6 @@ def arch_stats(
         pool_macs=pool_macs + p,
         torch_params=params + extra + block_extra + e,
     )
-
-
-def _spec_terms(spec: ArchSpec) -> tuple:
-    """Per-spec sums of ``block_terms`` plus the per-block walk, computed once per spec.
-
-    Like the resolved widths, they depend on the spec alone (not on the input
-    size or class count), so they are kept on the spec after the first call.
-    """
-    cached = getattr(spec, "_stats_terms", None)
-    if cached is not None:
-        return cached
-    weights = extra = fixed = 0
-    walk = []
-    for cin, mid, cout, k, stride, pad, se, has_pw in spec.block_geometry():
-        w, e, per_in, per_out, f, pool_out = block_terms(cin, mid, cout, k, se, has_pw)
-        weights += w
-        extra += e
-        fixed += f
-        walk.append((k, stride, pad, per_in, per_out, pool_out))
-    terms = (weights, extra, fixed, tuple(walk))
-    object.__setattr__(spec, "_stats_terms", terms)
-    return terms
-
-
-# The cost formulas, shared by ``arch_stats`` (Python numbers, one spec) and the
-# search's ``batch_stats`` (numpy columns, 100k candidates): written once, they
-# take integers or integer arrays alike (``ops`` supplies where/max/floor).
-def stem_cost(in_chans: Any, channels: Any, kernel: int, stride: int, size: Any) -> tuple:
-    """(weights, conv MACs, pool MACs, extra torch params, output size) of the stem conv."""
-    size = spatial_size(size, kernel, stride, kernel // 2)
-    weights = in_chans * channels * kernel * kernel
-    return weights, weights * size * size, 0, 3 * channels, size  # extra: conv bias + BN
-
-
-def block_terms(cin: Any, mid: Any, cout: Any, kernel: Any, se: Any, has_pw: Any) -> tuple:
-    """The input-size-free parts of one IRF block's cost.
-
-    Returns ``(weights, extra torch params, MACs per input position, MACs per
-    output position, fixed MACs, pool reads per output position)``: a block's
-    MACs are ``per_in * in_side**2 + per_out * out_side**2 + fixed``.  ``se`` is
-    the squeeze-excite width (0: none), ``has_pw`` whether the 1x1 expansion
-    conv exists; any argument may be an array (then so are the results).
-    """
-    pw = cin * mid * has_pw  # 1x1 expansion, at the input resolution
-    w = mid * kernel * kernel + mid * cout  # depthwise + 1x1 projection, at the output's
-    se_w = 2 * mid * se  # SE: two 1x1 convs on the pooled vector
-    has_se = se > 0
-    extra = 2 * mid * has_pw + 2 * mid + 2 * cout + mid * has_se + se  # BN affine, SE biases
-    return pw + w + se_w, extra, pw, w, se_w, mid * has_se  # the SE squeeze reads the map
-
-
-def head_cost(
-    cin: Any, expansion: float, features: int, num_classes: int, size: Any, ops: Any = SCALAR
-) -> tuple:
-    """(weights, conv MACs, pool MACs, extra torch params) of the IRPool head and classifier."""
-    mid = make_divisible(cin * expansion, ops=ops)
-    w = cin * mid
-    weights = w + mid * features + features * num_classes
-    conv_macs = w * size * size + mid * features + features * num_classes
-    # global pool of the expanded map, plus one read of the 1x1 feature vector by the
-    # official classifier's pool
-    pool = mid * size * size + features
-    return weights, conv_macs, pool, 2 * mid + num_classes
 
 
 def in_millions(count: float, min_decimals: int = 2) -> str:

@@ -19,52 +19,31 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from .checkpoint import WeightsDownloadError, convert_state_dict, load_weights
+from .errors import UserError
 from .model import FBNetV3
-from .spec import ArchSpec, spatial_size
-from .variants import VARIANTS, Variant, get_variant
+from .resolve import parse_ref
+from .spec import ArchSpec
+from .variants import OFFICIAL_TAG, VARIANTS, Variant
 
 __all__: list[str] = []
 
-TESTED_TIMM = ">=1.0.31,<1.1"  # the range timm's own model suite passed on (pyproject pins it)
-
-
-def _timm_internals_changed(what: str) -> ImportError:
-    return ImportError(
-        f"fbnetv3_zoo relies on timm's registry internals ({what}), which timm "
-        f"{timm.__version__} changed; this package was tested with timm{TESTED_TIMM}. "
-        f'Install a tested timm (pip install "timm{TESTED_TIMM}") or update fbnetv3_zoo.'
-    )
-
-
-def _timm_registry() -> tuple[Mapping[str, Callable[..., Any]], Mapping[str, Any]]:
-    """timm's private name -> entrypoint and name -> DefaultCfg tables, checked for shape."""
-    try:
-        from timm.models._registry import _model_default_cfgs, _model_entrypoints
-    except ImportError:
-        raise _timm_internals_changed(
-            "timm.models._registry._model_entrypoints / _model_default_cfgs"
-        ) from None
-    if not isinstance(_model_entrypoints, Mapping) or not isinstance(_model_default_cfgs, Mapping):
-        raise _timm_internals_changed("_model_entrypoints / _model_default_cfgs are no mappings")
-    return _model_entrypoints, _model_default_cfgs
-
 
 def _timm_own_tags() -> tuple[dict[str, Callable[..., Any]], dict[str, dict[str, Any]]]:
-    """timm's own entrypoints and tagged cfgs for names we take over, read before we register."""
-    entrypoints, default_cfgs = _timm_registry()
+    """timm's own entrypoints and tagged cfgs for names we take over, read before we register.
+
+    Only timm's public registry API (``is_model``, ``model_entrypoint``,
+    ``get_arch_pretrained_cfgs``), so a timm release that reshuffles its
+    internals does not break the zoo.
+    """
     own: dict[str, Callable[..., Any]] = {}
     cfgs: dict[str, dict[str, Any]] = {}
     for name in VARIANTS:
-        if name not in entrypoints:
+        if not timm.models.is_model(name):
             continue
-        own[name] = entrypoints[name]
-        try:
-            default = default_cfgs[name]
-            cfgs.update({f"{name}.{t}": default.cfgs[t].to_dict() for t in default.tags if t})
-        except (KeyError, AttributeError, TypeError):
-            raise _timm_internals_changed(
-                f"_model_default_cfgs[{name!r}] is no DefaultCfg with .tags/.cfgs"
-            ) from None
+        own[name] = timm.models.model_entrypoint(name)
+        for full, cfg in timm.models.get_arch_pretrained_cfgs(name).items():
+            if full.partition(".")[2]:
+                cfgs[full] = cfg.to_dict()
     return own, cfgs
 
 
@@ -78,11 +57,7 @@ class FBNetV3Timm(FBNetV3):
         load_weights(self, path)
 
 
-def final_feature_size(spec: ArchSpec, input_size: int) -> int:
-    size = spatial_size(input_size, spec.stem_kernel, spec.stem_stride, spec.stem_kernel // 2)
-    for b in spec.blocks():
-        size = spatial_size(size, b.kernel, b.stride, b.padding)
-    return size
+ACCEPTED_SPECS = "arch is an ArchSpec, its mapping, its YAML (or search result) path or a zoo name"
 
 
 # what the FBNet authors' repository states (README and setup.py: "CC BY-NC"), as a Hub id
@@ -93,7 +68,7 @@ _GENERIC_DEFAULT = "fbnetv3_a"  # what timm.create_model("fbnetv3") builds witho
 def _base_cfg(spec: ArchSpec) -> dict[str, Any]:
     """Fields every FBNetV3 network shares, sized for ``spec``'s input resolution."""
     res = spec.input_size
-    pool = final_feature_size(spec, res)
+    pool = spec.final_size()
     return dict(
         num_classes=1000,
         input_size=(3, res, res),
@@ -130,7 +105,7 @@ def _pretrained_cfg(variant: Variant) -> dict[str, Any]:
 
 default_cfgs = generate_default_cfgs(
     {
-        **{f"{name}.fb_in1k": _pretrained_cfg(v) for name, v in VARIANTS.items()},
+        **{f"{name}.{OFFICIAL_TAG}": _pretrained_cfg(v) for name, v in VARIANTS.items()},
         **_TIMM_CFGS,
         # no weights: any spec of the space, sized per spec when built (see fbnetv3())
         "fbnetv3": dict(_base_cfg(VARIANTS[_GENERIC_DEFAULT].spec), crop_pct=0.875),
@@ -139,20 +114,11 @@ default_cfgs = generate_default_cfgs(
 
 
 def resolve_arch(arch: ArchSpec | Mapping[str, Any] | str | Path) -> ArchSpec:
-    """Accept a spec, its dict, a YAML path or a zoo variant name."""
-    if isinstance(arch, ArchSpec):
-        return arch
-    if isinstance(arch, Mapping):
-        return ArchSpec.from_dict(arch.get("arch", arch))
-    if isinstance(arch, str) and arch in VARIANTS:
-        return VARIANTS[arch].spec
-    if isinstance(arch, str) and not arch.endswith((".yaml", ".yml")) and not Path(arch).exists():
-        get_variant(arch)  # raises, listing the valid names
-    if isinstance(arch, str | Path):
-        return ArchSpec.from_yaml(arch)
-    raise TypeError(
-        f"arch must be an ArchSpec, a mapping or a YAML path, not {type(arch).__name__}"
-    )
+    """The ArchSpec of a spec, its mapping, a YAML path or a zoo name (``fbnetv3_zoo.resolve``)."""
+    spec = parse_ref(arch).spec
+    if spec is None:
+        raise UserError(f"{arch}: not an FBNetV3 network; {ACCEPTED_SPECS}")
+    return spec
 
 
 def _filter_state_dict(state_dict: dict, model: FBNetV3) -> dict:
@@ -215,18 +181,47 @@ def _requested_tag(pretrained_cfg: Any) -> str | None:
     return getattr(pretrained_cfg, "tag", None)
 
 
-def _make_entrypoint(name: str) -> Callable[..., Any]:
-    def entrypoint(pretrained: bool = False, **kwargs: Any):
-        tag = _requested_tag(kwargs.get("pretrained_cfg"))
-        if tag and f"{name}.{tag}" in _TIMM_CFGS:  # timm's own architecture and weights
-            return _TIMM_ENTRYPOINTS[name](pretrained=pretrained, **kwargs)
-        return _build(name, VARIANTS[name].spec, pretrained, **kwargs)
+def _variant(name: str, pretrained: bool, **kwargs: Any) -> FBNetV3Timm:
+    """A zoo name's entrypoint: the exact published network, or timm's own for timm's tags."""
+    tag = _requested_tag(kwargs.get("pretrained_cfg"))
+    if tag and f"{name}.{tag}" in _TIMM_CFGS:  # timm's own architecture and weights
+        return _TIMM_ENTRYPOINTS[name](pretrained=pretrained, **kwargs)
+    return _build(name, VARIANTS[name].spec, pretrained, **kwargs)
 
-    entrypoint.__name__ = name
-    entrypoint.__qualname__ = name
-    entrypoint.__module__ = __name__
-    entrypoint.__doc__ = f"FBNetV3-{name[-1].upper()}, exact to the FBNet authors' network."
-    return entrypoint
+
+def fbnetv3_a(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-A, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_a", pretrained, **kwargs)
+
+
+def fbnetv3_b(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-B, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_b", pretrained, **kwargs)
+
+
+def fbnetv3_c(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-C, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_c", pretrained, **kwargs)
+
+
+def fbnetv3_d(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-D, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_d", pretrained, **kwargs)
+
+
+def fbnetv3_e(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-E, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_e", pretrained, **kwargs)
+
+
+def fbnetv3_f(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-F, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_f", pretrained, **kwargs)
+
+
+def fbnetv3_g(pretrained: bool = False, **kwargs: Any) -> FBNetV3Timm:
+    """FBNetV3-G, exact to the FBNet authors' network."""
+    return _variant("fbnetv3_g", pretrained, **kwargs)
 
 
 def fbnetv3(pretrained: bool = False, arch: Any = _GENERIC_DEFAULT, **kwargs: Any) -> FBNetV3Timm:
@@ -244,11 +239,12 @@ def fbnetv3(pretrained: bool = False, arch: Any = _GENERIC_DEFAULT, **kwargs: An
     return _build("fbnetv3", spec, pretrained, pretrained_cfg_overlay=overlay, **kwargs)
 
 
+ENTRYPOINTS = (fbnetv3_a, fbnetv3_b, fbnetv3_c, fbnetv3_d, fbnetv3_e, fbnetv3_f, fbnetv3_g, fbnetv3)
+if [fn.__name__ for fn in ENTRYPOINTS[:-1]] != list(VARIANTS):  # a new variant needs its entrypoint
+    raise RuntimeError("timm_models: the entrypoints do not match fbnetv3_zoo.variants.VARIANTS")
+
 with warnings.catch_warnings():
     # taking over timm's preliminary fbnetv3_b/d/g is deliberate (their tags are kept)
     warnings.filterwarnings("ignore", message="Overwriting fbnetv3_")
-    for _name in VARIANTS:
-        _fn = _make_entrypoint(_name)
-        globals()[_name] = _fn
-        register_model(_fn)
-    register_model(fbnetv3)
+    for _entrypoint in ENTRYPOINTS:
+        register_model(_entrypoint)

@@ -49,6 +49,7 @@ class Variant:
         return self.spec.input_size / self.eval_resize
 
 
+OFFICIAL_TAG = "fb_in1k"  # timm tag of the FBNet authors' ImageNet weights (fbnetv3_b.fb_in1k)
 _URL = "https://dl.fbaipublicfiles.com/fbnet/models/20201201/GtOtfw/FBNetV3_{}/model.pth"
 
 # fmt: off

@@ -42,14 +42,47 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .spec import resolve_spec_ref
-    from .stats import arch_stats
-    from .variants import VARIANTS
+    from .resolve import parse_ref
+    from .spec import check_num_classes
 
-    spec, num_classes = resolve_spec_ref(args.model, args.num_classes)
+    facts = parse_ref(args.model)
+    if args.num_classes is not None:
+        check_num_classes(args.num_classes, "--num-classes")
+    spec = facts.spec
+    if spec is None:  # a timm / torchvision name or a folder: the model says what it is
+        model = facts.create(pretrained=False, num_classes=args.num_classes)
+        spec = getattr(model, "arch", None)
+        out = _spec_facts(facts, spec, model.num_classes) if spec else _module_facts(facts, model)
+    else:
+        out = _spec_facts(facts, spec, facts.num_classes(args.num_classes))
+    variant = facts.variant
+    if variant is not None:
+        out.update(
+            imagenet_top1=variant.top1,
+            imagenet_top5=variant.top5,
+            eval_resize=variant.eval_resize,
+            crop_pct=round(variant.crop_pct, 4),
+            weights_url=variant.weights_url,
+            official_params_m=variant.params_m,
+            official_macs_m=variant.macs_m,
+        )
+    if facts.tag:
+        out["pretrained_tag"] = facts.tag
+    print(json.dumps(out, indent=2))
+    if spec is not None:
+        print(spec.to_yaml(), end="")
+    if facts.path is not None:
+        _warn_if_file_stats_differ(facts.path, out)
+    return 0
+
+
+def _spec_facts(facts, spec, num_classes: int) -> dict:
+    """Facts of an FBNetV3-space network, from its spec alone (the official counting)."""
+    from .stats import arch_stats
+
     stats = arch_stats(spec, num_classes=num_classes)
-    out = {
-        "name": spec.name or args.model,
+    return {
+        "name": spec.name or facts.text,
         "input_size": spec.input_size,
         "num_classes": num_classes,
         # the official convention, as in `fbnetv3 models` and `benchmark`'s params/MACs columns
@@ -58,39 +91,46 @@ def _info(args: argparse.Namespace) -> int:
         "all_parameters": stats.torch_params,  # every tensor, BN and biases included
         "blocks": len(spec.blocks()),
     }
-    if args.model in VARIANTS:
-        v = VARIANTS[args.model]
-        out.update(
-            imagenet_top1=v.top1,
-            imagenet_top5=v.top5,
-            eval_resize=v.eval_resize,
-            crop_pct=round(v.crop_pct, 4),
-            weights_url=v.weights_url,
-            official_params_m=v.params_m,
-            official_macs_m=v.macs_m,
-        )
-    print(json.dumps(out, indent=2))
-    print(spec.to_yaml(), end="")
-    _warn_if_file_stats_differ(args.model, stats, num_classes)
-    return 0
 
 
-def _warn_if_file_stats_differ(ref: str, stats, num_classes: int) -> None:
+def _module_facts(facts, model) -> dict:
+    """Facts of any other network, counted on the built module (same convention)."""
+    from .bench import count_macs
+    from .export import model_input_size
+    from .stats import conv_linear_weights
+
+    size = model_input_size(model)
+    return {
+        "name": facts.text,
+        "kind": facts.kind,
+        "input_size": size,
+        "num_classes": getattr(model, "num_classes", None) or _last_linear_width(model),
+        "params_m": conv_linear_weights(model) / 1e6,
+        "macs_m": count_macs(model.eval(), size) / 1e6,
+        "all_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _last_linear_width(model) -> int | None:
+    from torch import nn
+
+    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    return widths[-1] if widths else None
+
+
+def _warn_if_file_stats_differ(path, out: dict) -> None:
     """A result file's own ``stats:`` should match; say so when they do not (e.g. an old file)."""
-    from .variants import VARIANTS
-    from .yaml_io import load_yaml
+    from .result_file import read_result_file
 
-    if ref in VARIANTS:
-        return
-    doc = load_yaml(ref)
-    saved = doc.get("stats") if isinstance(doc, dict) else None
+    saved = read_result_file(path).stats
     if not isinstance(saved, dict):
         return
-    if (saved.get("macs"), saved.get("params")) != (stats.macs, stats.params):
+    macs, params = round(out["macs_m"] * 1e6), round(out["params_m"] * 1e6)
+    if (saved.get("macs"), saved.get("params")) != (macs, params):
         print(
-            f"warning: {ref} says stats macs={saved.get('macs')} params={saved.get('params')}, "
-            f"but this count with num_classes={num_classes} gives macs={stats.macs} "
-            f"params={stats.params}; pass the class count its search used (--num-classes)",
+            f"warning: {path} says stats macs={saved.get('macs')} params={saved.get('params')}, "
+            f"but this count with num_classes={out['num_classes']} gives macs={macs} "
+            f"params={params}; pass the class count its search used (--num-classes)",
             file=sys.stderr,
         )
 
@@ -118,7 +158,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "info", help="facts, statistics and spec of a variant, ArchSpec YAML or search result"
     )
     p.add_argument(
-        "model", help="zoo name (fbnetv3_a…fbnetv3_g), ArchSpec YAML or search result YAML"
+        "model",
+        help="zoo name (fbnetv3_a…fbnetv3_g, optionally .fb_in1k), timm name, "
+        "torchvision/<name>, ArchSpec YAML, search result YAML or local-dir:<folder>",
     )
     p.add_argument(
         "--num-classes",

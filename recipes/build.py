@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.resolve import parse_ref
+from fbnetv3_zoo.weight_init import init_weights
 
-from .names import close_names
+from .errors import RecipeError
 
 if TYPE_CHECKING:
     from .recipe import Recipe
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 # timm's optimizer names for ours: TF-style RMSProp (eps inside the sqrt) is what
 # the MobileNet/EfficientNet/FBNet RMSProp settings were tuned with
 TIMM_OPTIMIZERS = {"rmsprop": "rmsproptf", "sgd": "sgd", "adamw": "adamw"}
-TORCHVISION_PREFIXES = ("torchvision/", "tv/")
 # recipe field -> timm constructor keyword -> torchvision constructor keyword
 REGULARISERS = {
     "dropout": ("drop_rate", "dropout"),
@@ -94,33 +94,19 @@ def create_model(
     pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build a zoo / timm / torchvision model with the recipe's dropout and drop path.
+    """Build any model reference (``fbnetv3_zoo.resolve``) with the recipe's dropout and drop path.
 
-    ``name`` is a zoo name, an ``ArchSpec``, an ArchSpec (or search-result) YAML
-    path, a timm name, or ``torchvision/<name>`` (forces torchvision where timm has
-    the same name).  Regularisers the constructor does not take raise a
-    ``RecipeWarning`` and are left out; the model is returned as built.
+    ``name`` is a zoo name (with or without its tag), an ``ArchSpec``, an ArchSpec
+    (or search-result) YAML path, a timm name, ``torchvision/<name>`` (forces
+    torchvision where timm has the same name) or ``local-dir:<folder>``.
+    Regularisers the constructor does not take raise a ``RecipeWarning`` and
+    are left out; a model built without weights gets the recipe's ``init``.
     """
-    import timm
-
-    import fbnetv3_zoo
-
-    text = str(name)
-    regs = regulariser_kwargs(recipe)
-    is_spec = isinstance(name, fbnetv3_zoo.ArchSpec)
-    if is_spec or text.split(".")[0] in fbnetv3_zoo.VARIANTS or text.endswith((".yaml", ".yml")):
-        model = fbnetv3_zoo.create_model(
-            name, pretrained=pretrained, num_classes=num_classes, **regs, **kwargs
-        )
-    elif not text.startswith(TORCHVISION_PREFIXES) and timm.is_model(text.split(".")[0]):
-        model = _timm_model(text, num_classes, pretrained, regs, kwargs)
-    elif _torchvision_name(text) in _torchvision_models():
-        tv_regs = regulariser_kwargs(recipe, torchvision=True)
-        model = _torchvision_model(
-            _torchvision_name(text), num_classes, pretrained, tv_regs, kwargs
-        )
-    else:
-        raise UserError(f"unknown model {text!r}{_close_models(text)}")
+    facts = parse_ref(name)
+    regs = regulariser_kwargs(recipe, torchvision=facts.kind == "torchvision")
+    model = facts.create(pretrained, num_classes, optional=regs, **kwargs)
+    if not pretrained:
+        init_weights(model, recipe.init)
     missed = missing_regularisers(recipe, model)
     if missed:
         values = ", ".join(f"{k}={getattr(recipe, k)}" for k in missed)
@@ -157,70 +143,6 @@ def missing_regularisers(recipe: Recipe, model: nn.Module) -> list[str]:
         if not has:
             missed.append("drop_path")
     return missed
-
-
-def _timm_model(
-    name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> nn.Module:
-    """timm's model; a keyword this architecture refuses is dropped and tried again."""
-    import timm
-
-    extra = dict(regs)
-    while True:
-        try:
-            return timm.create_model(
-                name, pretrained=pretrained, num_classes=num_classes, **extra, **kwargs
-            )
-        except TypeError as err:
-            refused = [k for k in extra if f"'{k}'" in str(err)]
-            if not refused:
-                raise
-            for key in refused:
-                extra.pop(key)
-
-
-def _torchvision_name(text: str) -> str:
-    for prefix in TORCHVISION_PREFIXES:
-        text = text.removeprefix(prefix)
-    return text
-
-
-def _torchvision_models() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
-
-
-def _torchvision_model(
-    name: str, num_classes: int, pretrained: bool, regs: dict[str, float], kwargs: dict[str, Any]
-) -> nn.Module:
-    """torchvision spells the regularisers per family; drop what a builder refuses."""
-    import torchvision
-
-    extra = dict(regs)
-    weights = "DEFAULT" if pretrained else None
-    while True:
-        try:
-            return torchvision.models.get_model(
-                name, weights=weights, num_classes=num_classes, **extra, **kwargs
-            )
-        except TypeError as err:
-            refused = [k for k in extra if f"'{k}'" in str(err)]
-            if not refused:
-                raise
-            for key in refused:
-                extra.pop(key)
-
-
-def _close_models(text: str) -> str:
-    import timm
-
-    import fbnetv3_zoo
-
-    names = list(dict.fromkeys(list(fbnetv3_zoo.VARIANTS) + timm.list_models()))
-    close = close_names(text, names + _torchvision_models(), limit=5)
-    hint = f"; close matches: {', '.join(close)}" if close else ""
-    return hint + " (a timm or torchvision name, fbnetv3_a…g, or an ArchSpec YAML path)"
 
 
 # --------------------------------------------------------- fitting the run
@@ -306,13 +228,6 @@ def build(
     ``not_applied`` (build the model with ``Recipe.create_model`` to get them);
     adaptations to the run (``fit_to_run``) are listed in ``notes``.
     """
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.utils import ModelEmaV3
-
-    from .recipe import RecipeError
-
     if steps_per_epoch < 1:
         raise RecipeError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
     epochs = epochs or recipe.epochs
@@ -320,6 +235,34 @@ def build(
     if num_classes is None:
         raise RecipeError("cannot tell the number of classes of this model: pass num_classes")
     recipe, notes = fit_to_run(recipe, model, steps_per_epoch, epochs)
+    not_applied = _note_missing_regularisers(recipe, model, notes)
+    optimizer = _optimizer(recipe, model)
+    mixup, train_loss = _mixup_and_loss(recipe, num_classes)
+    train_transform, eval_config = _transforms(recipe, model)
+    return RecipeParts(
+        optimizer=optimizer,
+        scheduler=_scheduler(recipe, optimizer, steps_per_epoch, epochs),
+        mixup=mixup,
+        train_loss=train_loss,
+        eval_loss=nn.CrossEntropyLoss(),
+        ema=_ema(recipe, model),
+        train_transform=train_transform,
+        eval_transform=eval_transform_from(eval_config),
+        lr=recipe.scaled_lr,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        num_classes=num_classes,
+        resolution=recipe.resolution,
+        eval_resolution=recipe.test_resolution,
+        recipe=recipe,
+        not_applied=not_applied,
+        notes=notes,
+        eval_config=eval_config,
+    )
+
+
+def _note_missing_regularisers(recipe: Recipe, model: nn.Module, notes: list[str]) -> list[str]:
+    """The regularisers ``model`` lacks, each also said once in ``notes``."""
     not_applied = missing_regularisers(recipe, model)
     if not_applied:
         values = ", ".join(f"{k}={getattr(recipe, k)}" for k in not_applied)
@@ -327,24 +270,34 @@ def build(
             f"{values} not applied: {type(model).__name__} has no such layers "
             "(Recipe.create_model passes them to a model's constructor)"
         )
+    return not_applied
+
+
+def _optimizer(recipe: Recipe, model: nn.Module) -> Any:
+    """timm's optimizer; no weight decay on norm layers and biases."""
+    from timm.optim import create_optimizer_v2
 
     opt_args: dict[str, Any] = {}
     if recipe.optimizer == "rmsprop":
         opt_args = {"eps": recipe.opt_eps, "alpha": recipe.rmsprop_alpha}
     elif recipe.optimizer == "adamw":
         opt_args = {"eps": recipe.opt_eps}
-    optimizer = create_optimizer_v2(
+    return create_optimizer_v2(
         model,
         opt=TIMM_OPTIMIZERS[recipe.optimizer],
         lr=recipe.scaled_lr,
         weight_decay=recipe.weight_decay,
         momentum=recipe.momentum,
-        filter_bias_and_bn=True,  # no weight decay on norm layers and biases
+        filter_bias_and_bn=True,
         **opt_args,
     )
-    scheduler = _scheduler(recipe, optimizer, steps_per_epoch, epochs)
 
-    mixup = None
+
+def _mixup_and_loss(recipe: Recipe, num_classes: int) -> tuple[Any | None, nn.Module]:
+    """Mixup/CutMix (soft targets) or label smoothing, and the training loss that goes with it."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
     if recipe.uses_mixup:
         mixup = Mixup(
             mixup_alpha=recipe.mixup,
@@ -354,15 +307,24 @@ def build(
             label_smoothing=recipe.label_smoothing,
             num_classes=num_classes,
         )
-        train_loss: nn.Module = SoftTargetCrossEntropy()
-    elif recipe.label_smoothing > 0:
-        train_loss = LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-    else:
-        train_loss = nn.CrossEntropyLoss()
+        return mixup, SoftTargetCrossEntropy()
+    if recipe.label_smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    return None, nn.CrossEntropyLoss()
 
-    ema = None
-    if recipe.ema_decay:
-        ema = ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup)
+
+def _ema(recipe: Recipe, model: nn.Module) -> Any | None:
+    """timm's weight average, or None when the recipe has no ``ema_decay``."""
+    from timm.utils import ModelEmaV3
+
+    if not recipe.ema_decay:
+        return None
+    return ModelEmaV3(model, decay=recipe.ema_decay, use_warmup=recipe.ema_warmup)
+
+
+def _transforms(recipe: Recipe, model: nn.Module) -> tuple[Callable, dict[str, Any]]:
+    """The training transform and the evaluation settings, normalised as the model expects."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mean = tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN))
@@ -386,27 +348,7 @@ def build(
         mean=list(mean),
         std=list(std),
     )
-    eval_transform = eval_transform_from(eval_config)
-    return RecipeParts(
-        optimizer=optimizer,
-        scheduler=scheduler,
-        mixup=mixup,
-        train_loss=train_loss,
-        eval_loss=nn.CrossEntropyLoss(),
-        ema=ema,
-        train_transform=train_transform,
-        eval_transform=eval_transform,
-        lr=recipe.scaled_lr,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        num_classes=num_classes,
-        resolution=recipe.resolution,
-        eval_resolution=recipe.test_resolution,
-        recipe=recipe,
-        not_applied=not_applied,
-        notes=notes,
-        eval_config=eval_config,
-    )
+    return train_transform, eval_config
 
 
 def eval_transform_from(config: dict[str, Any]) -> Callable:

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.checks import Checks, hint_types
+from fbnetv3_zoo.result_file import (
+    YAML_SUFFIXES,
+    is_result_document,
+    parse_result,
+    read_result_file,
+)
+from fbnetv3_zoo.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
+from .errors import RecipeError
 from .names import close_names
 
 if TYPE_CHECKING:
@@ -31,10 +41,6 @@ OPTIMIZERS = ("rmsprop", "sgd", "adamw")
 SCHEDULES = ("cosine", "step", "exponential")
 LR_SCALING = ("linear", "sqrt", "none")
 AUTO_AUGMENT_PREFIXES = ("original", "originalr", "v0", "v0r", "3a", "rand-", "augmix-")
-
-
-class RecipeError(UserError):
-    """A recipe field is unknown or out of range (a UserError: the CLI reports it in one line)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ class Recipe:
     auto_augment: str | None = None
     random_erasing: float = 0.0
     interpolation: str = "bilinear"
+    # model: "torch" keeps PyTorch's default weights, "efficientnet" redraws them
+    # (fbnetv3_zoo.weight_init; benchmarks/results/init.md); pretrained weights are never redrawn
+    init: str = "torch"
     # numerics
     grad_clip: float | None = None
     amp: bool = False
@@ -106,11 +115,11 @@ class Recipe:
             object.__setattr__(self, "train_crop_scale", tuple(self.train_crop_scale))
         if self.ema_decay == 0:
             object.__setattr__(self, "ema_decay", None)
-        for f in fields(self):  # YAML 1.1 reads "1e-3" as a string
-            value = getattr(self, f.name)
-            if "float" in str(f.type) and isinstance(value, str):
+        for name, hint in _hints().items():  # YAML 1.1 reads "1e-3" as a string
+            value = getattr(self, name)
+            if float in hint_types(hint) and isinstance(value, str):
                 with contextlib.suppress(ValueError):
-                    object.__setattr__(self, f.name, float(value))
+                    object.__setattr__(self, name, float(value))
         self.validate()
 
     # ------------------------------------------------------------ validation
@@ -121,6 +130,7 @@ class Recipe:
         _choice(self, "schedule", SCHEDULES)
         _choice(self, "lr_scaling", LR_SCALING)
         _choice(self, "interpolation", ("bilinear", "bicubic", "nearest", "random"))
+        _choice(self, "init", INIT_SCHEMES)
         _range(self, "lr", 0, 10, low_open=True)
         _range(self, "lr_batch_size", 1, math.inf)
         _range(self, "momentum", 0, 1, high_open=True)
@@ -189,15 +199,18 @@ class Recipe:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Recipe:
+        """A recipe YAML, or the ``recipe:`` section of a search result file."""
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file not found: {path}")
         data = load_yaml(path)
         data = {} if data is None else data
         source = str(path)
-        if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
-            # a search result {arch: ..., recipe: ...}: the recipe is one section of it
-            data, source = data["recipe"], f"{path}: recipe"
+        if is_result_document(data):  # a search result: the recipe is one section of it
+            recipe = parse_result(data, source).recipe
+            if recipe is None:
+                raise RecipeError(f"{path}: a search result / ArchSpec file without a recipe")
+            data, source = dict(recipe), f"{path}: recipe"
         if isinstance(data, dict):
             data.setdefault("name", path.stem)
         return cls.from_dict(data, source=source)
@@ -206,12 +219,13 @@ class Recipe:
     def from_result_file(cls, path: str | Path) -> Recipe | None:
         """The recipe stored beside an ``arch:`` in a search-result YAML, if any."""
         path = Path(path)
-        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        if path.suffix not in YAML_SUFFIXES or not path.is_file():
             return None
-        data = load_yaml(path)
-        if not isinstance(data, dict) or not isinstance(data.get("recipe"), dict):
+        recipe = read_result_file(path).recipe
+        if recipe is None:
             return None
-        return cls.from_yaml(path)
+        data = {"name": path.stem, **recipe}
+        return cls.from_dict(data, source=f"{path}: recipe")
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """Write (when ``path`` is given) and return the YAML text."""
@@ -291,14 +305,25 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def _message(name: str, value: Any, allowed: str) -> str:
+    return f"recipe field {name!r} = {value!r} is not allowed: must be {allowed}"
+
+
+CHECKS = Checks(RecipeError, _message)
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """Each field's resolved type hint (``typing.get_type_hints``, not annotation text)."""
+    return typing.get_type_hints(Recipe)
+
+
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise RecipeError(f"recipe field {name!r} = {value!r} is not allowed: must be {allowed}")
+    CHECKS.fail(name, value, allowed)
 
 
 def _choice(recipe: Recipe, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(recipe, name)
-    if value not in allowed:
-        _fail(name, value, "one of " + ", ".join(allowed))
+    CHECKS.choice(getattr(recipe, name), name, allowed)
 
 
 def _range(
@@ -309,43 +334,12 @@ def _range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    value = getattr(recipe, name)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high or (isinstance(value, float) and math.isnan(value)):
-        lo, hi = ("(" if low_open else "[") + f"{low}", f"{high}" + (")" if high_open else "]")
-        _fail(name, value, f"in {lo}, {hi}")
+    CHECKS.number(getattr(recipe, name), name, low, high, low_open, high_open)
 
 
 def _types(recipe: Recipe) -> None:
-    """Check each value against its annotation (ints accepted where floats are)."""
-    expected: dict[str, tuple[type, ...]] = {}
+    """Check each value against its type hint (ints accepted where floats are)."""
     for f in fields(recipe):
-        ann = str(f.type)
-        kinds: tuple[type, ...] = ()
-        if ann.startswith("dict"):
-            expected[f.name] = (dict,)
-            continue
-        if "float" in ann:
-            kinds += (int, float)
-        if "int" in ann and "float" not in ann:
-            kinds += (int,)
-        if "str" in ann:
-            kinds += (str,)
-        if "bool" in ann:
-            kinds += (bool,)
-        if "tuple" in ann:
-            kinds += (tuple,)
-        if "dict" in ann:
-            kinds += (dict,)
-        if "None" in ann:
-            kinds += (type(None),)
-        expected[f.name] = kinds
-    for name, kinds in expected.items():
-        value = getattr(recipe, name)
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, kinds) or (is_bool and bool not in kinds):
-            names = "/".join(k.__name__ if k is not type(None) else "null" for k in kinds)
-            _fail(name, value, f"of type {names}")
+        CHECKS.typed(getattr(recipe, f.name), _hints()[f.name], f.name)
     if len(recipe.train_crop_scale) != 2:
         _fail("train_crop_scale", recipe.train_crop_scale, "two numbers [min, max]")

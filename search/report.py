@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
+from fbnetv3_zoo.result_file import ResultFile
 from fbnetv3_zoo.stats import in_millions
 
 from .constraints import Constraint, parse_constraint
@@ -68,7 +68,7 @@ def result_document(
     stop_epoch: int | None = None,
     schedule: int | None = None,
     made_by: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ResultFile:
     """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
 
     ``stats`` were computed by the search with ``num_classes`` classes, so every
@@ -98,20 +98,21 @@ def result_document(
         schedule_epochs=schedule,
         data=data,
     )
-    doc = dict(arch=row["arch"], recipe=recipe.to_dict())
-    if num_classes is not None:
-        doc["num_classes"] = int(num_classes)
-    return dict(
-        **doc,
+    return ResultFile(
+        arch=row["arch"],
+        recipe=recipe.to_dict(),
+        num_classes=None if num_classes is None else int(num_classes),
         stats=dict(macs=int(row["macs"]), params=int(row["params"])),
-        predicted=predicted,
-        measured=measured,
-        search=dict(
-            constraint=constraint,
-            space=space.name,
-            candidate=row["id"],
-            source=row["source"],
-            **({"made_by": made_by} if made_by else {}),
+        sections=dict(
+            predicted=predicted,
+            measured=measured,
+            search=dict(
+                constraint=constraint,
+                space=space.name,
+                candidate=row["id"],
+                source=row["source"],
+                **({"made_by": made_by} if made_by else {}),
+            ),
         ),
     )
 
@@ -453,7 +454,7 @@ def write_outputs(
                 schedule=config.get("epochs"),
                 made_by=store.get("made_by"),
             )
-            _write_text(out / "best" / f"{c.slug}.yaml", yaml.safe_dump(doc, sort_keys=False))
+            _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
     return summary

@@ -19,15 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.spec import (
+from fbnetv3_zoo.checks import (
     MAX_BLOCKS,
     MAX_CHANNELS,
     MAX_EXPANSION,
     MAX_INPUT_SIZE,
     MAX_KERNEL,
     MAX_REPEATS,
+    MAX_ROWS,
+    MIN_INPUT_SIZE,
 )
+from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.yaml_io import load_yaml
 
 SPACES_DIR = Path(__file__).parent / "spaces"
@@ -291,9 +293,12 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
     except SpaceError as err:
         raise SpaceError(f"{source}: {err}") from None
     _positive_ints(stem_channels, f"{source}: stem.channels", maximum=MAX_CHANNELS)
-    _positive_ints(resolution, f"{source}: resolution", minimum=8, maximum=MAX_RESOLUTION)
-    if sum(len(stage) for stage in stages if isinstance(stage, list)) > MAX_BLOCKS:
-        raise _fail(f"{source}: stages", f"more than {MAX_BLOCKS} block rows in all")
+    _positive_ints(
+        resolution, f"{source}: resolution", minimum=MIN_INPUT_SIZE, maximum=MAX_RESOLUTION
+    )
+    lists = [stage for stage in stages if isinstance(stage, list)]
+    if len(stages) > MAX_ROWS or any(len(stage) > MAX_ROWS for stage in lists):
+        raise _fail(f"{source}: stages", f"at most {MAX_ROWS} stages of at most {MAX_ROWS} rows")
     rows = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, list) or not stage:
@@ -304,6 +309,9 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
             )
         except SpaceError as err:
             raise SpaceError(f"{source}: {err}") from None
+    deepest = sum(max(row.repeats.choices or (1,)) for stage in rows for row in stage)
+    if deepest > MAX_BLOCKS:  # the spec's limit, reached by the deepest candidate
+        raise _fail(f"{source}: stages", f"up to {deepest} blocks; at most {MAX_BLOCKS} allowed")
     bad = sorted(set(recipe) - {"base", "overrides", *RECIPE_FIELDS})
     if bad:
         allowed = ", ".join(("base", "overrides", *RECIPE_FIELDS))
