@@ -7,7 +7,6 @@ search-report`` can render a running or finished search at any time.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,11 @@ from fbnetv3_zoo.stats import in_millions
 
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
+from .plots import write_plots
 from .space import SearchSpace, load_space, parse_space
 from .store import Store
-
-
-def pareto_front(macs: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Indices of points no other point beats on both fewer MACs and higher accuracy, by MACs."""
-    order = np.lexsort((-acc, macs))
-    front, best = [], -math.inf
-    for i in order:
-        if acc[i] > best:
-            front.append(i)
-            best = acc[i]
-    return np.array(front, dtype=int)
+from .summaries import predictor_fits
+from .verdict import verdict_lines
 
 
 def best_per_constraint(
@@ -159,6 +150,7 @@ def write_report(
         f"budget {config.get('budget')} ({len(done)} done, {len(failed)} failed, {store.count('pending')} pending), "
         f"executor `{config.get('executor')}`, seed {config.get('seed')}.",
         "",
+        *verdict_lines(done, constraints, best),
         "## How far to trust these numbers",
         "",
         f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
@@ -258,14 +250,6 @@ def _early_stop_line(
     )
 
 
-def predictor_fits(notes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The predictor's fit quality per iteration (a strategy's ``fit`` notes), in order."""
-    fits = [dict(n["fit"], iteration=it) for it, n in sorted(notes.items()) if "fit" in n]
-    for f in fits:  # counts, stored as the head reported them (floats)
-        f["n"], f["n_heldout"] = int(f["n"]), int(f.get("n_heldout") or 0)
-    return fits
-
-
 def _spent(parts: Any) -> float | None:
     """Total ``wall_s`` over the notes that have one; None when none does."""
     times = [p["wall_s"] for p in parts if p and p.get("wall_s") is not None]
@@ -318,104 +302,6 @@ def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
         + "; ".join(parts)
         + ". 0: no better than random choice; below 0: it ranked backwards."
     )
-
-
-def write_plots(out: Path, store: Store) -> list[Path]:
-    """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = store.candidates("done")
-    if not done:
-        return []
-    macs = np.array([r["macs"] for r in done]) / 1e6
-    acc = np.array([r["score"] for r in done])
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for source, marker in (("sobol", "o"), ("acquisition", "s"), ("genetic", "*")):
-        mask = np.array([r["source"] == source for r in done])
-        if mask.any():
-            ax.scatter(macs[mask], acc[mask], marker=marker, label=source, alpha=0.8)
-    front = pareto_front(macs, acc)
-    ax.plot(macs[front], acc[front], "k--", lw=1, label="Pareto front")
-    ax.set(xlabel="MACs (M)", ylabel="proxy top-1 (%)", title="measured accuracy vs MACs")
-    ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "acc_vs_macs.png"))
-
-    pred = [
-        (r["predicted"], r["predicted_std"] or 0.0, r["score"])
-        for r in done
-        if r["predicted"] is not None
-    ]
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    if pred:
-        p, s, m = (np.array(v) for v in zip(*pred, strict=True))
-        ax.errorbar(p, m, xerr=s, fmt="o", alpha=0.8)
-        lo, hi = min(p.min(), m.min()), max(p.max(), m.max())
-        ax.plot([lo, hi], [lo, hi], "k:", lw=1)
-    ax.set(xlabel="predicted top-1 (%)", ylabel="measured top-1 (%)", title="predicted vs measured")
-    paths.append(_save(fig, out / "predicted_vs_measured.png"))
-
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    it = np.array([r["iteration"] for r in done])
-    a1.scatter(it, acc, alpha=0.6, label="candidate")
-    iters = sorted(set(it.tolist()))
-    if len(iters) > 1:
-        a1.step(iters, [acc[it <= i].max() for i in iters], "r-", where="post", label="best so far")
-    a1.set(xlabel="iteration", ylabel="proxy top-1 (%)", title="progress")
-    a1.legend(fontsize=8)
-    drawn = False
-    for key, style, label in (
-        ("tau", "o-", "held-out tau"),
-        ("prospective_tau", "s-", "prospective tau"),
-    ):
-        points = [
-            (f["iteration"], f[key])
-            for f in predictor_fits(store.notes())
-            if f.get(key) is not None
-        ]
-        if points:
-            x, y = zip(*points, strict=True)
-            a2.plot(x, y, style if len(points) > 1 else style[0], label=label)
-            drawn = True
-    if drawn:
-        a2.axhline(0.0, color="k", lw=0.5)
-        a2.set_ylim(-1.05, 1.05)
-        a2.legend(fontsize=8)
-    else:
-        a2.text(
-            0.5,
-            0.5,
-            "no predictor quality measured",
-            ha="center",
-            va="center",
-            transform=a2.transAxes,
-        )
-    a2.set(xlabel="iteration", ylabel="Kendall tau", title="predictor quality")
-    for ax in (a1, a2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    paths.append(_save(fig, out / "progress.png"))
-    return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    """Save a plot under a temporary name and rename it into place (never through a link)."""
-    import matplotlib.pyplot as plt
-
-    refuse_link(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    if os.path.lexists(tmp):
-        tmp.unlink()
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,0 +1,116 @@
+"""The search's plots: accuracy against MACs, predicted against measured, progress.
+
+``progress.png`` shows what a run bought: the best measured top-1 against the
+proxy epochs spent (short and early-stopped trainings count what they
+trained), with the first, Sobol-sampled batch shaded, so a reader sees how
+much the strategy's picks added over the random start.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fbnetv3_zoo.outputs import refuse_link
+
+from .store import Store
+from .summaries import pareto_front, predictor_fits, progress_curve
+
+
+def write_plots(out: Path, store: Store) -> list[Path]:
+    """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = store.candidates("done")
+    if not done:
+        return []
+    macs = np.array([r["macs"] for r in done]) / 1e6
+    acc = np.array([r["score"] for r in done])
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for source, marker in (("sobol", "o"), ("acquisition", "s"), ("genetic", "*")):
+        mask = np.array([r["source"] == source for r in done])
+        if mask.any():
+            ax.scatter(macs[mask], acc[mask], marker=marker, label=source, alpha=0.8)
+    front = pareto_front(macs, acc)
+    ax.plot(macs[front], acc[front], "k--", lw=1, label="Pareto front")
+    ax.set(xlabel="MACs (M)", ylabel="proxy top-1 (%)", title="measured accuracy vs MACs")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out / "acc_vs_macs.png"))
+
+    pred = [
+        (r["predicted"], r["predicted_std"] or 0.0, r["score"])
+        for r in done
+        if r["predicted"] is not None
+    ]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    if pred:
+        p, s, m = (np.array(v) for v in zip(*pred, strict=True))
+        ax.errorbar(p, m, xerr=s, fmt="o", alpha=0.8)
+        lo, hi = min(p.min(), m.min()), max(p.max(), m.max())
+        ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+    ax.set(xlabel="predicted top-1 (%)", ylabel="measured top-1 (%)", title="predicted vs measured")
+    paths.append(_save(fig, out / "predicted_vs_measured.png"))
+
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    spent, best, first_end = progress_curve(store.candidates())
+    if spent:
+        a1.step(spent, best, "r-", where="post", label="best so far")
+        a1.axvspan(0, first_end, color="0.85", label="first batch (Sobol)")
+    a1.set(xlabel="proxy epochs spent", ylabel="proxy top-1 (%)", title="progress")
+    a1.legend(fontsize=8)
+    drawn = False
+    for key, style, label in (
+        ("tau", "o-", "held-out tau"),
+        ("prospective_tau", "s-", "prospective tau"),
+    ):
+        points = [
+            (f["iteration"], f[key])
+            for f in predictor_fits(store.notes())
+            if f.get(key) is not None
+        ]
+        if points:
+            x, y = zip(*points, strict=True)
+            a2.plot(x, y, style if len(points) > 1 else style[0], label=label)
+            drawn = True
+    if drawn:
+        a2.axhline(0.0, color="k", lw=0.5)
+        a2.set_ylim(-1.05, 1.05)
+        a2.legend(fontsize=8)
+    else:
+        a2.text(
+            0.5,
+            0.5,
+            "no predictor quality measured",
+            ha="center",
+            va="center",
+            transform=a2.transAxes,
+        )
+    a2.set(xlabel="iteration", ylabel="Kendall tau", title="predictor quality")
+    a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+    paths.append(_save(fig, out / "progress.png"))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Save a plot under a temporary name and rename it into place (never through a link)."""
+    import matplotlib.pyplot as plt
+
+    refuse_link(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    if os.path.lexists(tmp):
+        tmp.unlink()
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,95 @@
+"""The first lines of ``report.md``: did the strategy add anything over its random start?
+
+A newcomer's question after a search is whether the predictor (or any
+strategy) beat the Sobol-sampled first batch.  Answered from the run's own
+measurements: per limit, the best first-batch pair against the final pick;
+how many of the strategy's picks beat the first batch's median; and the
+prospective rank correlation of the predictions with what training then
+measured, only when enough pairs make it mean something (with an interval).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .constraints import Constraint
+from .predictor import rank_quality
+
+MIN_TAU_PAIRS = 10  # below this a Kendall tau's interval spans most of [-1, 1]
+RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs
+
+
+def _inside(rows: list[dict[str, Any]], c: Constraint) -> list[dict[str, Any]]:
+    return [r for r in rows if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
+
+
+def tau_interval(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:
+    """Kendall tau with a 95 % bootstrap interval over the pairs (seeded: same run, same text)."""
+    tau = rank_quality(predicted, measured)[0]
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(RESAMPLES):
+        pick = rng.integers(0, len(predicted), len(predicted))
+        value = rank_quality(predicted[pick], measured[pick])[0]
+        if value == value:
+            draws.append(value)
+    if not draws:
+        return tau, float("nan"), float("nan")
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return tau, float(low), float(high)
+
+
+def verdict_lines(
+    done: list[dict[str, Any]], constraints: list[Constraint], best: dict[str, Any]
+) -> list[str]:
+    """Markdown lines of the verdict (a heading, then one bullet per finding)."""
+    first = [r for r in done if r["iteration"] == 0]
+    later = [r for r in done if r["iteration"] > 0]
+    lines = ["## Verdict", ""]
+    if not first:
+        return lines + ["- No pair of the first batch has been measured yet.", ""]
+    for c in constraints:
+        start = max(_inside(first, c), key=lambda r: r["score"], default=None)
+        pick = best.get(c.text)
+        if pick is None:
+            lines.append(f"- `{c.text}`: no measured pair fits this limit yet.")
+        elif start is None:
+            lines.append(
+                f"- `{c.text}`: no first-batch pair fits; the final pick (candidate {pick['id']}, "
+                f"{pick['source']}) measured {pick['score']:.2f} % top-1."
+            )
+        elif pick["id"] == start["id"]:
+            lines.append(
+                f"- `{c.text}`: the best pair is still the first batch's best (candidate "
+                f"{start['id']}, {start['score']:.2f} % top-1): the strategy's picks did not beat it."
+            )
+        else:
+            gain = pick["score"] - start["score"]
+            lines.append(
+                f"- `{c.text}`: final pick candidate {pick['id']} ({pick['source']}) measured "
+                f"{pick['score']:.2f} % top-1 against {start['score']:.2f} % for the first batch's "
+                f"best ({gain:+.2f} points; one training each)."
+            )
+    median = float(np.median([r["score"] for r in first]))
+    above = sum(r["score"] > median for r in later)
+    lines.append(
+        f"- {above} of the {len(later)} pairs the strategy chose after the first batch beat the "
+        f"first batch's median ({median:.2f} % top-1)."
+    )
+    chosen = [r for r in later if r["predicted"] is not None]
+    if len(chosen) < MIN_TAU_PAIRS:
+        lines.append(
+            f"- Prospective Kendall tau (predictions made when each pair was chosen vs its "
+            f"measured top-1): too few pairs to judge ({len(chosen)}, fewer than {MIN_TAU_PAIRS})."
+        )
+    else:
+        predicted = np.array([r["predicted"] for r in chosen])
+        measured = np.array([r["score"] for r in chosen])
+        tau, low, high = tau_interval(predicted, measured)
+        lines.append(
+            f"- Prospective Kendall tau over {len(chosen)} chosen pairs: {tau:.2f} "
+            f"(95 % bootstrap interval {low:.2f} to {high:.2f})."
+        )
+    return lines + [""]

@@ -1,0 +1,67 @@
+"""report.md's verdict and progress.png's curve, on hand-made rows (issue 18)."""
+
+from __future__ import annotations
+
+import numpy as np
+from fbnetv3_zoo.search.constraints import parse_constraint
+from fbnetv3_zoo.search.summaries import progress_curve
+from fbnetv3_zoo.search.verdict import MIN_TAU_PAIRS, verdict_lines
+
+LIMIT = parse_constraint("macs<=1M")
+
+
+def row(cid, iteration, score, macs=500_000, predicted=None, epochs=5, status="done"):
+    return dict(
+        id=cid,
+        iteration=iteration,
+        score=score,
+        macs=macs,
+        params=100_000,
+        predicted=predicted,
+        epochs=epochs,
+        status=status,
+        source="sobol" if iteration == 0 else "acquisition",
+    )
+
+
+def test_verdict_compares_the_final_pick_with_the_first_batch():
+    rows = [row(1, 0, 80.0), row(2, 0, 70.0), row(3, 0, 60.0), row(4, 1, 85.0, predicted=84.0)]
+    text = "\n".join(verdict_lines(rows, [LIMIT], {LIMIT.text: rows[3]}))
+    assert "final pick candidate 4 (acquisition) measured 85.00 % top-1 against 80.00 %" in text
+    assert "(+5.00 points; one training each)" in text
+    assert "1 of the 1 pairs the strategy chose after the first batch beat" in text
+    assert f"too few pairs to judge (1, fewer than {MIN_TAU_PAIRS})" in text
+
+
+def test_verdict_says_when_the_first_batch_still_wins():
+    rows = [row(1, 0, 80.0), row(2, 1, 50.0, predicted=90.0)]
+    text = "\n".join(verdict_lines(rows, [LIMIT], {LIMIT.text: rows[0]}))
+    assert "still the first batch's best (candidate 1, 80.00 % top-1)" in text
+    assert "0 of the 1 pairs" in text
+
+
+def test_verdict_gives_a_tau_interval_only_with_enough_pairs():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(60, 90, MIN_TAU_PAIRS + 2)
+    rows = [row(1, 0, 70.0)] + [
+        row(i + 2, 1, float(t), predicted=float(t + rng.normal(0, 2))) for i, t in enumerate(truth)
+    ]
+    lines = verdict_lines(rows, [LIMIT], {LIMIT.text: max(rows, key=lambda r: r["score"])})
+    (tau_line,) = [line for line in lines if "Prospective Kendall tau over" in line]
+    tau = float(tau_line.split(": ")[1].split(" ")[0])
+    low, high = (float(x) for x in tau_line.split("interval ")[1].rstrip(").").split(" to "))
+    assert tau > 0.5 and low < tau < high <= 1.0  # predictions close to the truth rank well
+
+
+def test_progress_counts_epochs_spent_and_marks_the_first_batch():
+    rows = [
+        row(1, 0, 60.0),
+        row(2, 0, 70.0),
+        row(3, 1, 65.0, epochs=2),
+        row(4, 1, None, epochs=1, status="failed"),
+        row(5, 2, 75.0, epochs=3),
+        row(6, 3, None, status="pending"),
+    ]
+    spent, best, first_end = progress_curve(rows)
+    assert spent == [5, 10, 12, 13, 16] and best == [60.0, 70.0, 70.0, 70.0, 75.0]
+    assert first_end == 10
