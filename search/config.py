@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbnetv3_zoo.checks import is_int, is_number
 from fbnetv3_zoo.errors import UserError
 
 from .strategy_settings import SETTINGS, SettingsError, StrategySettings, settings_for
@@ -81,16 +82,11 @@ class SearchConfig:
 
         def integer(name: str, low: int) -> None:
             v = getattr(self, name)
-            need(
-                isinstance(v, int) and not isinstance(v, bool) and v >= low,
-                name,
-                f"an integer >= {low}",
-            )
+            need(is_int(v) and v >= low, name, f"an integer >= {low}")
 
         def number(name: str, low: float, high: float = math.inf) -> None:
             v = getattr(self, name)
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
-            need(ok and math.isfinite(v), name, f"a number in [{low}, {high}]")
+            need(is_number(v) and low <= v <= high, name, f"a number in [{low}, {high}]")
 
         for name in ("space", "data"):
             need(
@@ -127,7 +123,7 @@ class SearchConfig:
         need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
         v = self.threads
         need(
-            v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            v is None or is_int(v) and v >= 1,
             "threads",
             "None (torch's default) or an integer >= 1",
         )

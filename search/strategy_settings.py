@@ -16,12 +16,12 @@ heads registered later count).
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from fbnetv3_zoo.checks import is_int, is_number
 from fbnetv3_zoo.errors import UserError
 
 from .heads import describe_head, head_choices
@@ -63,10 +63,9 @@ def check_value(cls: type, f: dataclasses.Field, value: Any) -> None:
     if kind is bool:
         ok, rule = isinstance(value, bool), "true or false"
     elif kind is int:
-        ok, rule = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        ok, rule = is_int(value), "an integer"
     elif kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        rule = "a finite number"
+        ok, rule = is_number(value), "a finite number"
     elif kind is str:
         ok, rule = isinstance(value, str) and value != "", "a non-empty string"
     else:
