@@ -133,16 +133,8 @@ def export_executorch(
         tmp.write_bytes(lower(reference, x[:1]))
         got = PteProgram(tmp)(x)
         diff = _check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
-    return ExportResult(
-        Path(out),
-        "executorch-int8" if quantize else "executorch",
-        input_size,
-        False,
-        diff,
-        float(want.abs().max()),
-        check_batch,
-        time.perf_counter() - start,
-    )
+    fmt = "executorch-int8" if quantize else "executorch"
+    return ExportResult.checked(out, fmt, input_size, False, diff, want, check_batch, start)
 
 
 def eval_images(

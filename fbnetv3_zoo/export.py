@@ -69,6 +69,31 @@ class ExportResult:
         """``max_abs_diff`` relative to the largest eager output."""
         return _relative(self.max_abs_diff, self.output_scale)
 
+    @classmethod
+    def checked(
+        cls,
+        out: str | os.PathLike,
+        format: str,
+        input_size: int,
+        fused: bool,
+        diff: float,
+        want: torch.Tensor,
+        check_batch: int,
+        start: float,
+    ) -> ExportResult:
+        """The result of an export verified against eager outputs ``want``, timed from ``start``."""
+        scale = float(want.abs().max())
+        return cls(
+            Path(out),
+            format,
+            input_size,
+            fused,
+            diff,
+            scale,
+            check_batch,
+            time.perf_counter() - start,
+        )
+
     def summary(self) -> str:
         engine = ENGINES.get(self.format, "ExecuTorch runtime")
         static = self.format.startswith("executorch")
@@ -256,16 +281,7 @@ def export_onnx(
         session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
         got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
         diff = _check_close(got, want, rtol, "ONNX Runtime")
-    return ExportResult(
-        Path(out),
-        "onnx",
-        input_size,
-        fold_bn,
-        diff,
-        float(want.abs().max()),
-        check_batch,
-        time.perf_counter() - start,
-    )
+    return ExportResult.checked(out, "onnx", input_size, fold_bn, diff, want, check_batch, start)
 
 
 def export_torchscript(
@@ -290,15 +306,8 @@ def export_torchscript(
             loaded = torch.jit.load(str(tmp), map_location="cpu").eval()
         with torch.jit.optimized_execution(False):  # one check run needs no profiling passes
             diff = _check_close(_reference(loaded, x), want, rtol, "TorchScript")
-    return ExportResult(
-        Path(out),
-        "torchscript",
-        input_size,
-        fold_bn,
-        diff,
-        float(want.abs().max()),
-        check_batch,
-        time.perf_counter() - start,
+    return ExportResult.checked(
+        out, "torchscript", input_size, fold_bn, diff, want, check_batch, start
     )
 
 
