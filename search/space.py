@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fbnetv3_zoo.checks import (
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -29,8 +27,9 @@ from fbnetv3_zoo.checks import (
     MAX_ROWS,
     MIN_INPUT_SIZE,
 )
-from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.yaml_io import load_yaml
+
+from .dims import Dim, SpaceError, check_positive_ints, fail, parse_dim
 
 SPACES_DIR = Path(__file__).parent / "spaces"
 RECIPE_FIELDS = (
@@ -47,62 +46,9 @@ ROW_KEYS = ("kernel", "expansion", "channels", "repeats", "stride", "se", "act",
 TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
 # sanity bounds, checked before anything is allocated: far above any real network,
 # far below what would exhaust memory while sampling or building a candidate
-MAX_CHOICES = 10_000  # values of one gridded dimension (range / step + 1)
 # one set of size limits with the spec, so a space never admits a network ArchSpec refuses
 MAX_RESOLUTION = MAX_INPUT_SIZE
 MAX_FEATURE_WIDTH = MAX_CHANNELS
-
-
-class SpaceError(UserError):
-    """A search-space file is malformed; the message carries the field path."""
-
-
-@dataclass(frozen=True)
-class Dim:
-    """One searchable quantity: discrete ``choices`` or a range ``[low, high]``."""
-
-    name: str
-    choices: tuple[Any, ...] | None = None
-    low: float = 0.0
-    high: float = 1.0
-    log: bool = False
-
-    @property
-    def fixed(self) -> bool:
-        return self.choices is not None and len(self.choices) == 1
-
-    def decode(self, u: np.ndarray) -> np.ndarray:
-        """Map unit-interval values to this dimension's values (vectorised)."""
-        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
-        if self.choices is not None:
-            idx = np.minimum((u * len(self.choices)).astype(int), len(self.choices) - 1)
-            return np.asarray(self.choices, dtype=object)[idx]
-        if self.log:
-            return np.exp(np.log(self.low) + u * (np.log(self.high) - np.log(self.low)))
-        return self.low + u * (self.high - self.low)
-
-    def snap(self, u: np.ndarray) -> np.ndarray:
-        """The canonical unit value of whatever ``u`` decodes to (cell centres for choices)."""
-        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
-        if self.choices is None:
-            return u
-        n = len(self.choices)
-        return (np.minimum((u * n).astype(int), n - 1) + 0.5) / n
-
-    def encode(self, value: Any) -> float:
-        """Unit-interval position of ``value``; raises SpaceError when it is outside the space."""
-        if self.choices is not None:
-            for i, choice in enumerate(self.choices):
-                if choice == value and type(choice) is not bool or choice is value:
-                    return (i + 0.5) / len(self.choices)
-            raise SpaceError(f"{self.name}: {value!r} is not one of {list(self.choices)}")
-        if not isinstance(value, int | float) or not self.low <= value <= self.high:
-            raise SpaceError(f"{self.name}: {value!r} is outside [{self.low}, {self.high}]")
-        if self.log:
-            return float(
-                (np.log(value) - np.log(self.low)) / (np.log(self.high) - np.log(self.low))
-            )
-        return float((value - self.low) / (self.high - self.low)) if self.high > self.low else 0.5
 
 
 @dataclass(frozen=True)
@@ -161,148 +107,86 @@ class SearchSpace:
         return hashlib.sha256(self.raw_json.encode()).hexdigest()[:16]
 
 
-# ------------------------------------------------------------------ parsing
-def _fail(where: str, message: str) -> SpaceError:
-    return SpaceError(f"{where}: {message}")
-
-
-def _dim(value: Any, where: str, kind: type | tuple[type, ...] = (int, float)) -> Dim:
-    """Parse a scalar (fixed), a list (choices) or ``{min, max, step?, log?}`` (range)."""
-    numeric = kind in ((int, float), int, float)
-    if isinstance(value, Mapping):
-        bad = sorted(set(value) - {"min", "max", "step", "log"})
-        if bad or "min" not in value or "max" not in value:
-            raise _fail(
-                where, f"a range needs keys min, max (optional step, log); got {dict(value)}"
-            )
-        lo, hi, step = value["min"], value["max"], value.get("step")
-        for key, v in (("min", lo), ("max", hi), ("step", step)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
-                raise _fail(f"{where}.{key}", f"expected a number, got {v!r}")
-        if not numeric or lo > hi or (value.get("log") and lo <= 0):
-            raise _fail(where, f"invalid range {dict(value)} (need min <= max, min > 0 for log)")
-        if step is None and isinstance(lo, int) and isinstance(hi, int) and not value.get("log"):
-            step = 1
-        if step is not None:
-            if step <= 0:
-                raise _fail(f"{where}.step", f"must be > 0, got {step}")
-            count = (hi - lo) / step + 1
-            if not count <= MAX_CHOICES:
-                raise _fail(
-                    f"{where}.step",
-                    f"range {lo}..{hi} in steps of {step} has {count:.3g} values; at most {MAX_CHOICES} are allowed",
-                )
-            count = int(round(count - 1)) + 1
-            grid = [lo + i * step for i in range(count)]
-            if all(isinstance(v, int) for v in (lo, hi, step)):
-                grid = [int(v) for v in grid]
-            return _check_kind(Dim(where, tuple(grid)), where, kind)
-        return Dim(where, None, float(lo), float(hi), bool(value.get("log", False)))
-    if isinstance(value, list):
-        if not value:
-            raise _fail(where, "an empty list of choices")
-        return _check_kind(Dim(where, tuple(value)), where, kind)
-    if isinstance(value, dict | set | tuple) or value is None:
-        raise _fail(where, f"expected a value, a list of choices or a range, got {value!r}")
-    return _check_kind(Dim(where, (value,)), where, kind)
-
-
-def _check_kind(dim: Dim, where: str, kind: type | tuple[type, ...]) -> Dim:
-    for v in dim.choices or ():
-        if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
-            raise _fail(where, f"choice {v!r} has the wrong type (expected {kind})")
-    return dim
-
-
-def _positive_ints(
-    dim: Dim, where: str, minimum: int = 1, odd: bool = False, maximum: int | None = None
-) -> None:
-    for v in dim.choices or (None,):
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum or (odd and v % 2 == 0):
-            what = "odd integers" if odd else "integers"
-            raise _fail(where, f"choices must be {what} >= {minimum}, got {v!r}")
-        if maximum is not None and v > maximum:
-            raise _fail(where, f"choice {v} is above the limit of {maximum}")
-
-
 def _row(data: Any, where: str, first: bool) -> RowSpace:
     if not isinstance(data, Mapping):
-        raise _fail(where, f"expected a mapping with keys {list(ROW_KEYS)}, got {data!r}")
+        raise fail(where, f"expected a mapping with keys {list(ROW_KEYS)}, got {data!r}")
     bad = sorted(set(data) - set(ROW_KEYS))
     if bad:
-        raise _fail(where, f"unknown key(s) {bad}; allowed: {', '.join(ROW_KEYS)}")
+        raise fail(where, f"unknown key(s) {bad}; allowed: {', '.join(ROW_KEYS)}")
     for key in ("kernel", "expansion", "channels", "repeats"):
         if key not in data:
-            raise _fail(where, f"missing required key {key!r}")
-    kernel = _dim(data["kernel"], f"{where}.kernel", int)
-    _positive_ints(kernel, f"{where}.kernel", odd=True, maximum=MAX_KERNEL)
-    expansion = _dim(data["expansion"], f"{where}.expansion")
+            raise fail(where, f"missing required key {key!r}")
+    kernel = parse_dim(data["kernel"], f"{where}.kernel", int)
+    check_positive_ints(kernel, f"{where}.kernel", odd=True, maximum=MAX_KERNEL)
+    expansion = parse_dim(data["expansion"], f"{where}.expansion")
     if any(not 1 <= v <= MAX_EXPANSION for v in expansion.choices or (0,)):
-        raise _fail(f"{where}.expansion", f"choices must be numbers in [1, {MAX_EXPANSION}]")
+        raise fail(f"{where}.expansion", f"choices must be numbers in [1, {MAX_EXPANSION}]")
     channels = None
     if data["channels"] == "same":
         if first:
-            raise _fail(f"{where}.channels", "'same' needs a previous row in the stage")
+            raise fail(f"{where}.channels", "'same' needs a previous row in the stage")
     else:
-        channels = _dim(data["channels"], f"{where}.channels", int)
-        _positive_ints(channels, f"{where}.channels", maximum=MAX_CHANNELS)
-    repeats = _dim(data["repeats"], f"{where}.repeats", int)
-    _positive_ints(repeats, f"{where}.repeats", maximum=MAX_REPEATS)
-    pad_trim = _dim(data.get("pad_trim", 0), f"{where}.pad_trim", int)
+        channels = parse_dim(data["channels"], f"{where}.channels", int)
+        check_positive_ints(channels, f"{where}.channels", maximum=MAX_CHANNELS)
+    repeats = parse_dim(data["repeats"], f"{where}.repeats", int)
+    check_positive_ints(repeats, f"{where}.repeats", maximum=MAX_REPEATS)
+    pad_trim = parse_dim(data.get("pad_trim", 0), f"{where}.pad_trim", int)
     if any(v not in (0, 1) for v in pad_trim.choices or ()) or (
         pad_trim.choices != (0,) and min(kernel.choices or (1,)) < 3
     ):
-        raise _fail(f"{where}.pad_trim", "choices must be 0 or 1, with kernels >= 3")
+        raise fail(f"{where}.pad_trim", "choices must be 0 or 1, with kernels >= 3")
     stride, se, act = data.get("stride", 1), data.get("se", False), data.get("act", "hswish")
     if stride not in (1, 2):
-        raise _fail(f"{where}.stride", f"must be 1 or 2, got {stride!r}")
+        raise fail(f"{where}.stride", f"must be 1 or 2, got {stride!r}")
     if not isinstance(se, bool):
-        raise _fail(f"{where}.se", f"must be true or false, got {se!r}")
+        raise fail(f"{where}.se", f"must be true or false, got {se!r}")
     from fbnetv3_zoo.spec import ACTIVATIONS
 
     if act not in ACTIVATIONS:
-        raise _fail(f"{where}.act", f"must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+        raise fail(f"{where}.act", f"must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
     return RowSpace(kernel, expansion, channels, repeats, pad_trim, stride, se, act)
 
 
 def _section(data: Mapping[str, Any], key: str, source: str) -> Any:
     if key not in data:
-        raise _fail(source, f"missing required key {key!r}")
+        raise fail(source, f"missing required key {key!r}")
     return data[key]
 
 
 def parse_space(data: Any, source: str = "search space") -> SearchSpace:
     """Validate a space mapping; every error names ``source`` and the bad field's path."""
     if not isinstance(data, Mapping):
-        raise _fail(source, f"expected a mapping with keys {list(TOP_KEYS)}")
+        raise fail(source, f"expected a mapping with keys {list(TOP_KEYS)}")
     bad = sorted(set(data) - set(TOP_KEYS))
     if bad:
-        raise _fail(source, f"unknown key(s) {bad}; allowed: {', '.join(TOP_KEYS)}")
+        raise fail(source, f"unknown key(s) {bad}; allowed: {', '.join(TOP_KEYS)}")
     stem = _section(data, "stem", source)
     head = data.get("head", {})
     recipe = _section(data, "recipe", source)
     stages = _section(data, "stages", source)
     for key, value in (("stem", stem), ("head", head), ("recipe", recipe)):
         if not isinstance(value, Mapping):
-            raise _fail(f"{source}: {key}", f"expected a mapping, got {value!r}")
+            raise fail(f"{source}: {key}", f"expected a mapping, got {value!r}")
     if not isinstance(stages, list) or not stages:
-        raise _fail(f"{source}: stages", "expected a non-empty list of stages")
+        raise fail(f"{source}: stages", "expected a non-empty list of stages")
     try:
-        stem_channels = _dim(_section(stem, "channels", f"{source}: stem"), "stem_channels", int)
-        resolution = _dim(_section(data, "resolution", source), "resolution", int)
+        stem_channels = parse_dim(
+            _section(stem, "channels", f"{source}: stem"), "stem_channels", int
+        )
+        resolution = parse_dim(_section(data, "resolution", source), "resolution", int)
     except SpaceError as err:
         raise SpaceError(f"{source}: {err}") from None
-    _positive_ints(stem_channels, f"{source}: stem.channels", maximum=MAX_CHANNELS)
-    _positive_ints(
+    check_positive_ints(stem_channels, f"{source}: stem.channels", maximum=MAX_CHANNELS)
+    check_positive_ints(
         resolution, f"{source}: resolution", minimum=MIN_INPUT_SIZE, maximum=MAX_RESOLUTION
     )
     lists = [stage for stage in stages if isinstance(stage, list)]
     if len(stages) > MAX_ROWS or any(len(stage) > MAX_ROWS for stage in lists):
-        raise _fail(f"{source}: stages", f"at most {MAX_ROWS} stages of at most {MAX_ROWS} rows")
+        raise fail(f"{source}: stages", f"at most {MAX_ROWS} stages of at most {MAX_ROWS} rows")
     rows = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, list) or not stage:
-            raise _fail(f"{source}: stages[{i}]", "expected a non-empty list of block rows")
+            raise fail(f"{source}: stages[{i}]", "expected a non-empty list of block rows")
         try:
             rows.append(
                 tuple(_row(r, f"stages[{i}][{j}]", first=j == 0) for j, r in enumerate(stage))
@@ -311,25 +195,25 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
             raise SpaceError(f"{source}: {err}") from None
     deepest = sum(max(row.repeats.choices or (1,)) for stage in rows for row in stage)
     if deepest > MAX_BLOCKS:  # the spec's limit, reached by the deepest candidate
-        raise _fail(f"{source}: stages", f"up to {deepest} blocks; at most {MAX_BLOCKS} allowed")
+        raise fail(f"{source}: stages", f"up to {deepest} blocks; at most {MAX_BLOCKS} allowed")
     bad = sorted(set(recipe) - {"base", "overrides", *RECIPE_FIELDS})
     if bad:
         allowed = ", ".join(("base", "overrides", *RECIPE_FIELDS))
-        raise _fail(f"{source}: recipe", f"unknown key(s) {bad}; allowed: {allowed}")
+        raise fail(f"{source}: recipe", f"unknown key(s) {bad}; allowed: {allowed}")
     overrides = _overrides(recipe.get("overrides", {}), f"{source}: recipe.overrides")
     recipe_dims = []
     for key in RECIPE_FIELDS:
         if key in recipe:
             kind = str if key == "optimizer" else (int, float)
             try:
-                recipe_dims.append(_dim(recipe[key], f"recipe.{key}", kind))
+                recipe_dims.append(parse_dim(recipe[key], f"recipe.{key}", kind))
             except SpaceError as err:
                 raise SpaceError(f"{source}: {err}") from None
     base = recipe.get("base", "fbnetv3_proxy")
     _check_recipe_ranges(base, overrides, recipe_dims, min(resolution.choices or (32,)), source)
     stem_kernel = _scalar(stem, "kernel", 3, int, 1, MAX_KERNEL, f"{source}: stem")
     if stem_kernel % 2 == 0:
-        raise _fail(f"{source}: stem.kernel", f"must be odd, got {stem_kernel}")
+        raise fail(f"{source}: stem.kernel", f"must be odd, got {stem_kernel}")
     return SearchSpace(
         name=str(data.get("name", Path(source).stem)),
         stem_channels=stem_channels,
@@ -364,7 +248,7 @@ def _scalar(
     """A fixed number of the space, type- and bound-checked with its path in the error."""
     v = section.get(key, default)
     if isinstance(v, bool) or not isinstance(v, kind) or not low <= v <= high:
-        raise _fail(f"{where}.{key}", f"must be a number in [{low}, {high}], got {v!r}")
+        raise fail(f"{where}.{key}", f"must be a number in [{low}, {high}], got {v!r}")
     return int(v) if kind is int else float(v)
 
 
@@ -384,17 +268,15 @@ def _check_recipe_ranges(
     from fbnetv3_zoo.recipes import Recipe
 
     if not isinstance(base, str):
-        raise _fail(
-            f"{source}: recipe.base", f"expected a preset name or a YAML path, got {base!r}"
-        )
+        raise fail(f"{source}: recipe.base", f"expected a preset name or a YAML path, got {base!r}")
     try:
         start = {**Recipe.load(base).to_dict(), **dict(overrides), "resolution": resolution}
     except (ValueError, OSError) as err:
-        raise _fail(f"{source}: recipe.base", f"{base!r}: {err}") from None
+        raise fail(f"{source}: recipe.base", f"{base!r}: {err}") from None
     try:
         Recipe.from_dict(start)
     except (ValueError, TypeError) as err:
-        raise _fail(f"{source}: recipe.overrides", str(err)) from None
+        raise fail(f"{source}: recipe.overrides", str(err)) from None
     for dim in dims:
         key = dim.name.split(".", 1)[1]
         values = dim.choices if dim.choices is not None else (dim.low, dim.high)
@@ -402,7 +284,7 @@ def _check_recipe_ranges(
             try:
                 Recipe.from_dict({**start, key: value})
             except (ValueError, TypeError) as err:
-                raise _fail(
+                raise fail(
                     f"{source}: {dim.name}", f"{value!r} is not a valid recipe value ({err})"
                 ) from None
 
@@ -410,7 +292,7 @@ def _check_recipe_ranges(
 def _overrides(data: Any, where: str) -> tuple[tuple[str, Any], ...]:
     """Fixed recipe fields (e.g. a smaller batch for the proxy); names checked against Recipe."""
     if not isinstance(data, Mapping):
-        raise _fail(where, f"expected a mapping of recipe fields, got {data!r}")
+        raise fail(where, f"expected a mapping of recipe fields, got {data!r}")
     from dataclasses import fields
 
     from fbnetv3_zoo.recipes import Recipe
@@ -418,7 +300,7 @@ def _overrides(data: Any, where: str) -> tuple[tuple[str, Any], ...]:
     names = [f.name for f in fields(Recipe)]
     for key in data:
         if key not in names or key in RECIPE_FIELDS or key == "resolution":
-            raise _fail(
+            raise fail(
                 f"{where}.{key}",
                 "not a fixed recipe field (searched fields and resolution come from the space; allowed: "
                 + ", ".join(n for n in names if n not in RECIPE_FIELDS and n != "resolution")
