@@ -1,0 +1,452 @@
+"""Latency on this machine: robust timing of a module, per-block keys, and the table file.
+
+A deployer's constraint is milliseconds on *their* CPU, which MACs predict
+poorly for mobile networks (``benchmarks/results/latency.md``).  This module
+is the core half of the latency feature and needs only torch (plus
+onnxruntime for that backend):
+
+- :func:`measure` times one module on one backend with warm-up, several
+  rounds, the median and a spread, re-measuring when the spread is high;
+- :func:`spec_keys` names every block an :class:`ArchSpec` runs (stem, each
+  IRF block at its input size, head), and :func:`build_entry` builds the
+  module a key names, so a table of keys -> milliseconds can be measured once
+  and summed for any network made of those blocks;
+- :class:`LatencyTable` is that table, an append-only JSON-lines file per
+  backend, thread count and machine fingerprint under the user cache
+  directory (``$FBNETV3_CACHE_DIR`` overrides it), so building is resumable.
+
+The search's vectorised predictor over a whole space lives in
+``fbnetv3_zoo.search.latency``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .spec import ArchSpec, ResolvedBlock, make_divisible, spatial_size
+
+BACKENDS = ("onnxruntime", "torch")
+CACHE_ENV = "FBNETV3_CACHE_DIR"
+TABLE_VERSION = 1
+OPSET = 17
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown latency backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return backend
+
+
+def cache_dir() -> Path:
+    """Where per-machine tables live: ``$FBNETV3_CACHE_DIR``, else the user cache directory."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("fbnetv3-zoo"))
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "fbnetv3-zoo"
+
+
+def _cpu_model() -> tuple[str, str]:
+    """CPU model name and a hash of its feature flags (Linux); platform strings elsewhere."""
+    name, flags = platform.processor() or platform.machine(), ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.machine()):
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = value.strip()
+    return name, hashlib.sha256(flags.encode()).hexdigest()[:12]
+
+
+def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
+    """What a table's numbers depend on besides the blocks: CPU, versions, backend, threads."""
+    check_backend(backend)
+    cpu, flags = _cpu_model()
+    fp = {
+        "table_version": TABLE_VERSION,
+        "backend": backend,
+        "threads": threads,
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        fp["onnxruntime"] = onnxruntime.__version__
+        fp["opset"] = OPSET
+    return fp
+
+
+# ------------------------------------------------------------------ timing
+@dataclass(frozen=True)
+class Timing:
+    """Median milliseconds per call over ``rounds`` rounds of ``calls`` calls each."""
+
+    ms: float
+    spread: float  # interquartile range of the round times / median
+    rounds: int
+    calls: int
+    low: float = 0.0  # fastest round's milliseconds per call: the least disturbed estimate
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int) -> Callable:
+    """A no-argument callable running ``module`` on a fixed seeded input with ``backend``.
+
+    ONNX Runtime gets a static-shape opset-17 graph (TorchScript exporter, as
+    ``fbnetv3 export`` uses) with every graph optimisation, ``threads``
+    intra-op threads and one inter-op thread; torch runs eager under
+    ``torch.no_grad()`` (set the thread count with :func:`torch_threads`).
+    """
+    module = module.eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if check_backend(backend) == "torch":
+
+        def call() -> Any:
+            with torch.no_grad():
+                return module(x)
+
+        return call
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (x,),
+            buf,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def time_callable(
+    fn: Callable[[], Any], rounds: int = 7, min_round_s: float = 0.004, warmup_s: float = 0.02
+) -> Timing:
+    """Warm up, then ``rounds`` rounds of enough calls to last ``min_round_s``; median per call.
+
+    Many calls per round average out timer resolution on sub-millisecond
+    blocks; the median over rounds ignores the rounds a background job hit.
+    """
+    start = time.perf_counter()
+    fn()
+    one = time.perf_counter() - start
+    calls = 1
+    while time.perf_counter() - start < warmup_s:
+        fn()
+        calls += 1
+    one = min(one, (time.perf_counter() - start) / calls)
+    per_round = max(1, min(10_000, int(min_round_s / max(one, 1e-7)) + 1))
+    samples = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            samples.append((time.perf_counter() - t0) / per_round)
+    finally:
+        if enabled:
+            gc.enable()
+    med = statistics.median(samples)
+    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [med, med, med]
+    spread = (q[2] - q[0]) / med if med > 0 else 0.0
+    return Timing(med * 1e3, spread, rounds, per_round, min(samples) * 1e3)
+
+
+def measure(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    backend: str,
+    threads: int = 1,
+    rounds: int = 7,
+    max_spread: float = 0.05,
+    tries: int = 3,
+    min_round_s: float = 0.004,
+) -> Timing:
+    """Robust latency of ``module`` on an input of ``shape``: re-measured while the spread is high.
+
+    Of up to ``tries`` measurements the one with the smallest spread is kept,
+    so a round disturbed by another process does not become the entry.
+    """
+    fn = runner(module, shape, backend, threads)
+    with torch_threads(threads):
+        best = None
+        for _ in range(max(1, tries)):
+            t = time_callable(fn, rounds, min_round_s)
+            if best is None or t.spread < best.spread:
+                best = t
+            if best.spread <= max_spread:
+                break
+    return best
+
+
+# ------------------------------------------------------------------ block keys
+class _Head(nn.Module):
+    """The network's head alone: 1x1 expansion, pooling, feature layer, classifier."""
+
+    def __init__(self, cin: int, mid: int, width: int, num_classes: int, act: str) -> None:
+        super().__init__()
+        from timm.layers import SelectAdaptivePool2d
+
+        from .blocks import ConvBnAct, act_layer
+
+        self.conv_expand = ConvBnAct(cin, mid, act=act)
+        self.global_pool = SelectAdaptivePool2d(pool_type="avg")
+        self.conv_head = nn.Conv2d(mid, width, 1, bias=False)
+        self.act_head = act_layer(act)()
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_head(self.conv_head(self.global_pool(self.conv_expand(x))))
+        return self.classifier(self.flatten(x))
+
+
+def stem_key(size: int, in_chans: int, cout: int, kernel: int, stride: int, act: str) -> str:
+    return f"stem|{size}|{in_chans}|{cout}|{kernel}|{stride}|{act}"
+
+
+def block_key(
+    size: int,
+    cin: int,
+    mid: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    se: int,
+    act: str,
+    has_pw: bool,
+) -> str:
+    """Everything an IRF block's latency depends on (``se`` 0: no squeeze-excite)."""
+    return f"irf|{size}|{cin}|{mid}|{cout}|{kernel}|{stride}|{padding}|{se}|{act}|{int(has_pw)}"
+
+
+def head_key(size: int, cin: int, mid: int, width: int, num_classes: int, act: str) -> str:
+    return f"head|{size}|{cin}|{mid}|{width}|{num_classes}|{act}"
+
+
+def spec_keys(spec: ArchSpec, num_classes: int = 1000, in_chans: int = 3) -> list[str]:
+    """The table keys of every block ``spec`` runs, in order: stem, IRF blocks, head."""
+    k = spec.stem_kernel
+    size = spatial_size(spec.input_size, k, spec.stem_stride, k // 2)
+    keys = [
+        stem_key(spec.input_size, in_chans, spec.stem_channels, k, spec.stem_stride, spec.stem_act)
+    ]
+    for b in spec.blocks():
+        keys.append(
+            block_key(
+                size,
+                b.in_channels,
+                b.mid_channels,
+                b.out_channels,
+                b.kernel,
+                b.stride,
+                b.padding,
+                b.se_channels or 0,
+                b.act,
+                b.has_pw,
+            )
+        )
+        size = spatial_size(size, b.kernel, b.stride, b.padding)
+    cin = spec.head_in_channels
+    mid = make_divisible(cin * spec.head_expansion)
+    keys.append(head_key(size, cin, mid, spec.feature_width, num_classes, spec.head_act))
+    return keys
+
+
+def build_entry(key: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module a key names (random weights, eval mode) and its input shape (batch 1)."""
+    kind, *f = key.split("|")
+    try:
+        if kind == "stem":
+            size, cin, cout, kernel, stride = (int(v) for v in f[:5])
+            from .blocks import ConvBnAct
+
+            module = ConvBnAct(cin, cout, kernel, stride, kernel // 2, bias=True, act=f[5])
+            return module.eval(), (1, cin, size, size)
+        if kind == "irf":
+            size, cin, mid, cout, kernel, stride, pad, se = (int(v) for v in f[:8])
+            from .blocks import IRFBlock
+
+            block = ResolvedBlock(
+                0, 0, cin, mid, cout, kernel, stride, pad, se or None, f[8], bool(int(f[9]))
+            )
+            return IRFBlock(block).eval(), (1, cin, size, size)
+        if kind == "head":
+            size, cin, mid, width, classes = (int(v) for v in f[:5])
+            return _Head(cin, mid, width, classes, f[5]).eval(), (1, cin, size, size)
+    except (ValueError, IndexError):
+        pass
+    raise UserError(f"malformed latency table key {key!r}")
+
+
+# ------------------------------------------------------------------ the table
+class LatencyTable:
+    """Block key -> measured milliseconds for one backend, thread count and machine.
+
+    The file is JSON lines: a header with the fingerprint, then one line per
+    measured entry, and ``correction`` lines (a fitted whole-network
+    correction per search space; the last one for a space wins).  Lines are
+    appended and flushed as they are measured, so an interrupted build
+    resumes where it stopped.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.corrections: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            self._read()
+
+    @classmethod
+    def for_machine(
+        cls, backend: str, threads: int = 1, directory: str | os.PathLike | None = None
+    ) -> LatencyTable:
+        """The table of this machine for ``backend`` at ``threads`` (empty if never built)."""
+        fp = machine_fingerprint(backend, threads)
+        digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+        base = Path(directory) if directory is not None else cache_dir() / "latency"
+        return cls(base / f"{backend}-t{threads}-{digest}.jsonl", fp)
+
+    @property
+    def backend(self) -> str:
+        return self.fingerprint["backend"]
+
+    @property
+    def threads(self) -> int:
+        return int(self.fingerprint["threads"])
+
+    def _read(self) -> None:
+        if self.path.is_symlink():
+            raise UserError(f"{self.path}: a symbolic link; latency tables are regular files")
+        for n, line in enumerate(self.path.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if n == 0:
+                    raise UserError(f"{self.path}: not a latency table (bad first line)") from None
+                continue  # a line cut short by a kill: that entry is measured again
+            if "fingerprint" in row:
+                if row["fingerprint"] != self.fingerprint:
+                    raise UserError(f"{self.path}: made on another machine or with other settings")
+            elif "key" in row:
+                self.entries[row["key"]] = row
+            elif "correction" in row:
+                self.corrections[row["correction"]["space"]] = row["correction"]
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags, 0o644)
+        with os.fdopen(fd, "a") as f:
+            if new:
+                f.write(json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n")
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def missing(self, keys: list[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if k not in self.entries]
+
+    def measure(
+        self,
+        keys: list[str],
+        limit: int | None = None,
+        progress: bool = True,
+        desc: str = "latency table",
+    ) -> int:
+        """Measure the keys not yet in the table (at most ``limit``); return how many were."""
+        todo = self.missing(keys)[:limit]
+        if not todo:
+            return 0
+        from tqdm.auto import tqdm
+
+        for key in tqdm(todo, desc=desc, unit="block", disable=not progress):
+            torch.manual_seed(0)
+            module, shape = build_entry(key)
+            t = measure(module, shape, self.backend, self.threads)
+            row = {
+                "key": key,
+                "ms": t.ms,
+                "low": t.low,
+                "spread": t.spread,
+                "calls": t.calls,
+                "rounds": t.rounds,
+            }
+            self.entries[key] = row
+            self._append(row)
+        return len(todo)
+
+    def set_correction(self, space: str, correction: dict[str, Any]) -> None:
+        correction = {**correction, "space": space}
+        self.corrections[space] = correction
+        self._append({"correction": correction})
+
+    def block_sum(self, keys: list[str], statistic: str = "ms") -> float:
+        """Sum of the entries' milliseconds (``ms`` median or ``low`` fastest round)."""
+        missing = self.missing(keys)
+        if missing:
+            raise UserError(f"latency table {self.path} has no entry {missing[0]!r}")
+        return float(sum(self.entries[k][statistic] for k in keys))
+
+
+def measure_network(
+    spec: ArchSpec, backend: str, threads: int = 1, num_classes: int = 1000, seed: int = 0
+) -> Timing:
+    """End-to-end latency of the whole network at batch 1, timed like the table's entries."""
+    from .model import FBNetV3
+
+    torch.manual_seed(seed)
+    model = FBNetV3(spec, num_classes=num_classes).eval()
+    return measure(model, (1, 3, spec.input_size, spec.input_size), backend, threads)
