@@ -107,13 +107,13 @@ def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ timing
 @dataclass(frozen=True)
 class Timing:
-    """Median milliseconds per call over ``rounds`` rounds of ``calls`` calls each."""
+    """Milliseconds per call: the median of every timed call, and a low quantile."""
 
-    ms: float
-    spread: float  # interquartile range of the round times / median
+    ms: float  # median over all timed calls
+    spread: float  # interquartile range of the per-round medians / ms: the noise estimate
     rounds: int
-    calls: int
-    low: float = 0.0  # fastest round's milliseconds per call: the least disturbed estimate
+    calls: int  # timed calls per round
+    low: float = 0.0  # 20th percentile of the calls: the least disturbed estimate
 
 
 @contextlib.contextmanager
@@ -167,38 +167,47 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
 
 
 def time_callable(
-    fn: Callable[[], Any], rounds: int = 7, min_round_s: float = 0.004, warmup_s: float = 0.02
+    fn: Callable[[], Any], rounds: int = 5, min_round_s: float = 0.004, warmup_s: float = 0.03
 ) -> Timing:
-    """Warm up, then ``rounds`` rounds of enough calls to last ``min_round_s``; median per call.
+    """Warm up, then ``rounds`` rounds of at least 5 calls lasting ``min_round_s``, each call timed.
 
-    Many calls per round average out timer resolution on sub-millisecond
-    blocks; the median over rounds ignores the rounds a background job hit.
+    Every call is timed on its own: on a shared machine the scheduler takes
+    the CPU away for many milliseconds now and then, and a median over
+    single calls ignores those calls, where a median over batches of calls
+    would not.
     """
     start = time.perf_counter()
+    fn()  # first calls allocate and initialise: not timed
     fn()
-    one = time.perf_counter() - start
-    calls = 1
-    while time.perf_counter() - start < warmup_s:
+    calls, t0 = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < warmup_s:
         fn()
         calls += 1
-    one = min(one, (time.perf_counter() - start) / calls)
-    per_round = max(1, min(10_000, int(min_round_s / max(one, 1e-7)) + 1))
-    samples = []
+    one = (time.perf_counter() - t0) / calls
+    per_round = max(5, min(5_000, int(min_round_s / max(one, 1e-7)) + 1))
+    samples: list[float] = []
+    medians = []
+    clock = time.perf_counter
     enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(rounds):
-            t0 = time.perf_counter()
+            this = []
             for _ in range(per_round):
+                t = clock()
                 fn()
-            samples.append((time.perf_counter() - t0) / per_round)
+                this.append(clock() - t)
+            medians.append(statistics.median(this))
+            samples += this
     finally:
         if enabled:
             gc.enable()
+    samples.sort()
     med = statistics.median(samples)
-    q = statistics.quantiles(samples, n=4) if len(samples) > 1 else [med, med, med]
+    low = samples[len(samples) // 5]
+    q = statistics.quantiles(medians, n=4) if len(medians) > 1 else [med, med, med]
     spread = (q[2] - q[0]) / med if med > 0 else 0.0
-    return Timing(med * 1e3, spread, rounds, per_round, min(samples) * 1e3)
+    return Timing(med * 1e3, spread, rounds, per_round, low * 1e3)
 
 
 def measure(
@@ -206,7 +215,7 @@ def measure(
     shape: tuple[int, ...],
     backend: str,
     threads: int = 1,
-    rounds: int = 7,
+    rounds: int = 5,
     max_spread: float = 0.05,
     tries: int = 3,
     min_round_s: float = 0.004,
@@ -450,3 +459,58 @@ def measure_network(
     torch.manual_seed(seed)
     model = FBNetV3(spec, num_classes=num_classes).eval()
     return measure(model, (1, 3, spec.input_size, spec.input_size), backend, threads)
+
+
+def correction_name(space: str, space_fingerprint: str, num_classes: int, statistic: str) -> str:
+    """The key a space's fitted whole-network correction is stored under in a table."""
+    return f"{space}/{space_fingerprint}/{num_classes}/{statistic}"
+
+
+def find_correction(
+    table: LatencyTable, space: str, num_classes: int, statistic: str = "ms"
+) -> dict[str, Any] | None:
+    """The newest correction fitted for space name ``space`` and ``num_classes``, if any."""
+    found = None
+    for name, corr in table.corrections.items():
+        parts = name.split("/")
+        if parts[0] == space and parts[-2:] == [str(num_classes), statistic]:
+            found = corr
+    return found
+
+
+def latency_report(
+    spec: ArchSpec,
+    backend: str,
+    threads: int = 1,
+    num_classes: int = 1000,
+    space: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predicted (table) and measured (end to end) milliseconds of one network on this machine.
+
+    Entries the table lacks are measured first and kept.  The prediction is
+    the block sum, corrected when the table holds a correction fitted for
+    ``space`` (a search result's space) at this class count.
+    """
+    table = LatencyTable.for_machine(backend, threads)
+    keys = spec_keys(spec, num_classes)
+    added = table.measure(keys, progress=progress, desc="latency entries")
+    block_sum = table.block_sum(keys)
+    corr = find_correction(table, space, num_classes) if space else None
+    predicted = block_sum
+    if corr is not None:
+        a, b, c = corr["coef"]
+        predicted = a + b * block_sum + c * len(keys)
+    t = measure_network(spec, backend, threads, num_classes)
+    return dict(
+        backend=backend,
+        threads=threads,
+        predicted_ms=round(predicted, 4),
+        block_sum_ms=round(block_sum, 4),
+        corrected_for=space if corr is not None else None,
+        measured_ms=round(t.ms, 4),
+        measured_spread=round(t.spread, 4),
+        error=round(predicted / t.ms - 1, 4),
+        entries_measured_now=added,
+        table=str(table.path),
+    )

@@ -69,6 +69,14 @@ def _info(args: argparse.Namespace) -> int:
             official_params_m=v.params_m,
             official_macs_m=v.macs_m,
         )
+    if args.latency:  # predicted from this machine's table, and measured end to end
+        from .latency import latency_report
+        from .yaml_io import load_yaml
+
+        doc = {} if args.model in VARIANTS else load_yaml(args.model)
+        search = doc.get("search") if isinstance(doc, dict) else None
+        space = search.get("space") if isinstance(search, dict) else None
+        out["latency"] = latency_report(spec, args.latency, args.threads, num_classes, space)
     print(json.dumps(out, indent=2))
     print(spec.to_yaml(), end="")
     _warn_if_file_stats_differ(args.model, stats, num_classes)
@@ -125,6 +133,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="classifier width for params/MACs (default: a search result's num_classes, else 1000)",
+    )
+    p.add_argument(
+        "--latency",
+        choices=("onnxruntime", "torch"),
+        default=None,
+        help="also print predicted (this machine's latency table) and measured batch-1 latency",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads for --latency (default: %(default)s)"
     )
     p.set_defaults(func=_info)
 

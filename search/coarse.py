@@ -42,6 +42,7 @@ from .constraints import Constraint, parse_constraint
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
+from .latency import bind_latency, record_latency
 from .predictor import rank_quality
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
@@ -121,6 +122,10 @@ class Search:
 
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
+        # latency_ms limits get this machine's table predictor (built first if missing)
+        self.constraints = bind_latency(
+            self.constraints, self.space, num_classes, progress, lambda m: self.log(m)
+        )
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
         self.strategy = strategy or make_strategy(config.strategy)
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
@@ -208,7 +213,8 @@ class Search:
     # ------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
         if self.progress:
-            (self.bar.write if self.bar is not None else print)(message, file=sys.stderr)
+            bar = getattr(self, "bar", None)
+            (bar.write if bar is not None else print)(message, file=sys.stderr)
 
     def _context(self) -> Context:
         return Context(
@@ -371,6 +377,7 @@ class Search:
         self.store.set("wall_s", self.store.get("wall_s", 0.0) + time.perf_counter() - start)
         from .report import write_outputs
 
+        record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
     def _fine_done(self) -> bool:

@@ -29,6 +29,7 @@ from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.latency import (
     LatencyTable,
     block_key,
+    correction_name,
     head_key,
     measure_network,
     spec_keys,
@@ -36,7 +37,7 @@ from fbnetv3_zoo.latency import (
 )
 from fbnetv3_zoo.spec import make_divisible, mid_channels, se_channels, spatial_size
 
-from .constraints import STEM_STRIDE
+from .constraints import STEM_STRIDE, Constraint
 from .encoding import decode, decode_columns
 from .space import SearchSpace
 
@@ -139,7 +140,8 @@ class LatencyPredictor:
 
     @property
     def correction_name(self) -> str:
-        return f"{self.space.name}/{self.space.fingerprint()}/{self.num_classes}/{self.statistic}"
+        space = self.space
+        return correction_name(space.name, space.fingerprint(), self.num_classes, self.statistic)
 
     def _value(self, key: str) -> float:
         try:
@@ -173,13 +175,18 @@ class LatencyPredictor:
             lambda r, c: stem_key(r, self.in_chans, c, k, STEM_STRIDE, space.stem_act),
         )
         total, count = stem.copy(), np.ones(n)
+        valid = np.ones(n, dtype=bool)
         size = spatial_size(res, k, STEM_STRIDE, k // 2)
         for i, stage in enumerate(space.stages):
             cout = None
             for j, row in enumerate(stage):
                 name = f"stages[{i}][{j}]."
                 kern = col(name + "kernel")
-                exp8 = np.rint(cols[name + "expansion"].astype(float) * 8).astype(np.int64)
+                exps = row.expansion.choices
+                exp_col = cols[name + "expansion"]
+                exp_i = np.zeros(n, dtype=np.int64)
+                for t, value in enumerate(exps):
+                    exp_i[exp_col == value] = t
                 cout = col(name + "channels") if row.channels is not None else cout
                 pad = kern // 2 - col(name + "pad_trim")
                 repeats = col(name + "repeats")
@@ -187,23 +194,29 @@ class LatencyPredictor:
                     on = r < repeats
                     stride = row.stride if r == 0 else 1
 
-                    def key(s, c, o, kk, e8, p, stride=stride, row=row) -> str:
-                        exp = e8 / 8
+                    def key(s, c, o, kk, e, p, stride=stride, row=row, exps=exps) -> str:
+                        exp = exps[e]
                         mid = mid_channels(c, exp)
                         se = se_channels(mid, exp, space.se_ratio) if row.se else 0
                         return block_key(s, c, mid, o, kk, stride, p, se, row.act, exp != 1)
 
-                    live = np.flatnonzero(on)
+                    live = np.flatnonzero(on & valid)
                     vals = np.zeros(n)
                     if len(live):
-                        parts = [a[live] for a in (size, cin, cout, kern, exp8, pad)]
+                        parts = [a[live] for a in (size, cin, cout, kern, exp_i, pad)]
                         vals[live] = self._lookup(parts, key)
                     total += vals
                     count += on
                     new = spatial_size(size, kern, stride, pad)
+                    valid &= ~on | (new >= 1)
                     size = np.where(on, new, size)
                     cin = np.where(on, cout, cin)
-        head = self._lookup([size, cin], lambda s, c: _head(space, s, c, self.num_classes))
+        head = np.full(n, np.inf)  # a network whose feature map vanishes cannot run
+        live = np.flatnonzero(valid)
+        if len(live):
+            head[live] = self._lookup(
+                [size[live], cin[live]], lambda s, c: _head(space, s, c, self.num_classes)
+            )
         return total + head, count + 1
 
     def predict(self, u: np.ndarray) -> np.ndarray:
@@ -326,3 +339,122 @@ def predict_spec(
             a, b, c = corr["coef"]
             return a + b * s + c * len(keys)
     return s
+
+
+# ------------------------------------------------------------------ search hooks
+SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12}  # rough, 2 busy cores (latency.md)
+
+
+def bind_latency(
+    constraints: list[Constraint],
+    space: SearchSpace,
+    num_classes: int,
+    build: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[Constraint]:
+    """Attach this machine's table predictor to each ``latency_ms`` constraint.
+
+    A missing or incomplete table is built first (``build``), with a line
+    saying how long that should take; otherwise the error says which
+    ``fbnetv3 latency build`` command makes it.
+    """
+    import dataclasses
+    import os
+
+    out, tables = [], {}
+    for c in constraints:
+        if c.metric != "latency_ms":
+            out.append(c)
+            continue
+        key = (c.backend, c.threads)
+        if key not in tables:
+            table = LatencyTable.for_machine(c.backend, c.threads)
+            pred = LatencyPredictor(space, table, num_classes)
+            missing = table.missing(space_keys(space, num_classes))
+            if missing or pred.correction is None:
+                command = (
+                    f"fbnetv3 latency build --backend {c.backend} --threads {c.threads} "
+                    f"--space {space.name} --num-classes {num_classes}"
+                )
+                if not build:
+                    raise UserError(
+                        f"constraint {c.text}: this machine's latency table for space "
+                        f"{space.name!r} is incomplete ({len(missing)} entries missing); run: {command}"
+                    )
+                minutes = (len(missing) * SECONDS_PER_ENTRY[c.backend] + 30) / 60
+                log(
+                    f"constraint {c.text}: measuring this machine's latency table for space "
+                    f"{space.name!r} first: {len(missing)} block configurations and "
+                    f"{CALIBRATION_NETWORKS} whole networks, roughly {minutes:.0f} min on "
+                    f"{os.cpu_count()} cores; cached in {table.path} for every later search "
+                    f"(`{command}` does it ahead of time)"
+                )
+                build_table(
+                    space,
+                    c.backend,
+                    c.threads,
+                    num_classes,
+                    progress=progress,
+                    log=log,
+                    table=table,
+                )
+            else:
+                log(
+                    f"constraint {c.text}: latency table {table.path} ({len(table.entries)} entries)"
+                )
+            tables[key] = pred
+        out.append(dataclasses.replace(c, predict=tables[key].predict))
+    return out
+
+
+def record_latency(
+    store: Any,
+    space: SearchSpace,
+    constraints: list[Constraint],
+    num_classes: int,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Measure each latency limit's pick end to end and keep it in the run's store.
+
+    Stored under ``latency/<slug>`` with the candidate id, so ``best/<slug>.yaml``
+    carries predicted and measured latency, and a re-render does not re-measure.
+    """
+    from fbnetv3_zoo.spec import ArchSpec
+
+    from .report import best_per_constraint
+
+    lat = [c for c in constraints if c.metric == "latency_ms"]
+    if not lat:
+        return
+    config = store.get("config") or {}
+    done = store.candidates("done")
+    best = best_per_constraint(done, lat, store.get("stop_epoch") or config.get("epochs"))
+    for c in lat:
+        row = best[c.text]
+        name = f"latency/{c.slug}"
+        if row is None or (store.get(name) or {}).get("candidate") == row["id"]:
+            continue
+        spec = ArchSpec.from_dict(row["arch"])
+        predicted = float(c.predict(np.array([row["vector"]], dtype=float))[0])
+        t = measure_network(spec, c.backend, c.threads, num_classes)
+        table = LatencyTable.for_machine(c.backend, c.threads)
+        corr = LatencyPredictor(space, table, num_classes).correction or {}
+        noise = max(t.spread, corr.get("fit_mape", 0.0))
+        doc = dict(
+            candidate=row["id"],
+            backend=c.backend,
+            threads=c.threads,
+            limit_ms=c.limit,
+            predicted_ms=round(predicted, 4),
+            measured_ms=round(t.ms, 4),
+            measured_spread=round(t.spread, 4),
+            noise=round(noise, 4),
+            over_limit_beyond_noise=bool(t.ms > c.limit * (1 + noise)),
+            table=str(table.path),
+        )
+        store.set(name, doc)
+        flag = " (over the limit by more than the noise)" if doc["over_limit_beyond_noise"] else ""
+        log(
+            f"{c.text}: pick {row['id']} predicted {predicted:.3f} ms, measured {t.ms:.3f} ms{flag}"
+        )

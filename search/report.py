@@ -19,7 +19,7 @@ from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
 from fbnetv3_zoo.stats import in_millions
 
-from .constraints import Constraint, parse_constraint
+from .constraints import Constraint, parse_constraint, row_stats
 from .evaluate import build_recipe
 from .space import SearchSpace, load_space, parse_space
 from .store import Store
@@ -47,7 +47,7 @@ def best_per_constraint(
     """
     out = {}
     for c in constraints:
-        fits = [r for r in done if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
+        fits = [r for r in done if bool(c.ok(*row_stats(r))[0])]
         full = [r for r in fits if scoring_epoch is None or (r["epochs"] or 0) >= scoring_epoch]
         out[c.text] = max(full or fits, key=lambda r: r["score"]) if fits else None
     return out
@@ -434,6 +434,9 @@ def write_outputs(
                 schedule=config.get("epochs"),
                 made_by=store.get("made_by"),
             )
+            latency = store.get(f"latency/{c.slug}")  # measured at the end of a latency search
+            if latency and latency.get("candidate") == best[c.text]["id"]:
+                doc["latency"] = latency
             _write_text(out / "best" / f"{c.slug}.yaml", yaml.safe_dump(doc, sort_keys=False))
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
@@ -456,6 +459,13 @@ def report_run(out: str | Path) -> dict[str, Any]:
 
         space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
         constraints = [parse_constraint(c) for c in config.get("constraints", [])]
+        if any(c.metric == "latency_ms" for c in constraints):
+            from .latency import bind_latency
+
+            classes = store.get("num_classes") or 1000
+            constraints = bind_latency(
+                constraints, space, classes, build=False, log=lambda _m: None
+            )
         writable = os.access(out, os.W_OK)
         if not writable:
             print(

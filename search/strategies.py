@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Constraint, batch_stats, feasible
+from .constraints import Constraint, batch_stats, feasible, row_stats
 from .encoder import PretrainCache, Pretrained
 from .encoding import snap
 from .evaluate import epoch_accuracy
@@ -93,7 +93,7 @@ def draw_unseen(ctx: Context, n: int, constraints: list[Constraint], seed: int) 
     """Up to ``n`` feasible vectors the run has not proposed yet, in the source's seeded order."""
     if ctx.source.finite:
         u, m, p = ctx.source.all()
-        ok = feasible(constraints, m, p)
+        ok = feasible(constraints, m, p, u)
         order = np.random.default_rng(seed).permutation(np.flatnonzero(ok))
         u, m, p = unseen(ctx, u[order], m[order], p[order])
         return u[:n], m[:n], p[:n]
@@ -223,7 +223,10 @@ def fine_search(ctx: Context, predictor: Any, iteration: int) -> Proposal:
         score = predictor.predict(u)[0] if len(u) else np.zeros(0)
         for c in ctx.constraints:
             for i in np.argsort(-score, kind="stable"):
-                if bool(c.ok(m[i : i + 1], p[i : i + 1])[0]) and vector_key(u[i]) not in known:
+                if (
+                    bool(c.ok(m[i : i + 1], p[i : i + 1], u[i : i + 1])[0])
+                    and vector_key(u[i]) not in known
+                ):
                     known.add(vector_key(u[i]))
                     picks.append(u[i])
                     break
@@ -453,7 +456,7 @@ class OptunaTPEStrategy(Strategy):
             return ctx.source.all()[0][hit[0]] if hit else None
         v = snap(ctx.space, point)
         macs, params, valid = batch_stats(ctx.space, v, ctx.num_classes)
-        if not (valid[0] and feasible(constraints, macs, params)[0]):
+        if not (valid[0] and feasible(constraints, macs, params, v)[0]):
             return None
         return None if vector_key(v[0]) in known else v[0]
 
@@ -627,7 +630,7 @@ class SuccessiveHalvingStrategy(Strategy):
             for epoch in reversed(rungs[:-1]):
                 for _, _, key in self._ranked(curves, epoch):
                     row = curves[key]
-                    inside = bool(c.ok(np.array([row["macs"]]), np.array([row["params"]]))[0])
+                    inside = bool(c.ok(*row_stats(row))[0])
                     if inside and reached[key] == epoch and key not in chosen:
                         best = key
                         break
