@@ -70,7 +70,11 @@ def _info(args: argparse.Namespace) -> int:
             official_macs_m=v.macs_m,
         )
     if args.latency:  # predicted from this machine's table, and measured end to end
+        from .errors import UserError
         from .latency import latency_report
+
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
         from .yaml_io import load_yaml
 
         doc = {} if args.model in VARIANTS else load_yaml(args.model)

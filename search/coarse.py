@@ -124,7 +124,7 @@ class Search:
         self.num_classes = num_classes
         # latency_ms limits get this machine's table predictor (built first if missing)
         self.constraints = bind_latency(
-            self.constraints, self.space, num_classes, progress, lambda m: self.log(m)
+            self.constraints, self.space, num_classes, progress=progress, log=self.log
         )
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
         self.strategy = strategy or make_strategy(config.strategy)

@@ -31,7 +31,9 @@ from fbnetv3_zoo.latency import (
     block_key,
     correction_name,
     head_key,
+    measure_many,
     measure_network,
+    network_runner,
     spec_keys,
     stem_key,
 )
@@ -296,12 +298,12 @@ def calibrate_table(
     from tqdm.auto import tqdm
 
     u = calibration_vectors(space, n)
-    measured = {s: [] for s in STATISTICS}
-    for row in tqdm(u, desc="whole networks (calibration)", unit="net", disable=not progress):
-        spec, _ = decode(space, row)
-        t = measure_network(spec, table.backend, table.threads, num_classes)
-        measured["ms"].append(t.ms)
-        measured["low"].append(t.low)
+    fns = [
+        network_runner(decode(space, row)[0], table.backend, table.threads, num_classes)
+        for row in tqdm(u, desc="whole networks (calibration)", unit="net", disable=not progress)
+    ]
+    timings = measure_many(fns, table.threads)
+    measured = {"ms": [t.ms for t in timings], "low": [t.low for t in timings]}
     out = {}
     for stat in STATISTICS:
         pred = LatencyPredictor(space, table, num_classes, stat)
