@@ -49,6 +49,7 @@ def _measure(args: argparse.Namespace) -> None:
         build_table,
         calibration_vectors,
         predict_spec,
+        space_keys,
     )
     from fbnetv3_zoo.search.sampling import sample
     from fbnetv3_zoo.search.space import load_space
@@ -123,7 +124,9 @@ def _measure(args: argparse.Namespace) -> None:
             num_classes=classes,
             seed=args.seed,
             table_entries=len(table.entries),
+            space_entries=len(space_keys(space, classes)),
             table_build_s=build_s,
+            table_build_note=args.build_note,
             fingerprint=table.fingerprint,
             corrections={k: v for k, v in table.corrections.items()},
             prediction_per_s=speed,
@@ -161,6 +164,12 @@ def _measure(args: argparse.Namespace) -> None:
                 flush=True,
             )
     save()
+
+
+def _build_text(run: dict) -> str:
+    if run.get("table_build_note"):
+        return run["table_build_note"]
+    return f"built in this run in {run['table_build_s']:.0f} s"
 
 
 def _scores(pred: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:
@@ -220,7 +229,8 @@ def _report(args: argparse.Namespace) -> None:
             "",
             f"{fp['cpu']} ({fp['cpu_count']} cores), Python {fp['python']}, {versions}. "
             f"Space `{run['space']}`, {run['num_classes']} classes, table of "
-            f"{run['table_entries']} entries built in {run['table_build_s']:.0f} s; "
+            f"{run.get('space_entries', run['table_entries'])} entries for the space "
+            f"({_build_text(run)}); "
             f"{len(run['test'])} test networks (uniform, seed {run['seed']}); finished "
             f"{run['finished']}. Prediction speed: {run['prediction_per_s']:,.0f} architectures/s "
             f"(goal >= {SPEED_GOAL:,}).",
@@ -261,6 +271,21 @@ def _report(args: argparse.Namespace) -> None:
                 )
             if stat == "ms":
                 fig_data.append((run["backend"], y, preds[0][1], preds[2][1]))
+        if all(len(r.get("passes", ())) >= 2 for r in test):
+            first = np.array([r["passes"][0] for r in test])
+            second = np.array([r["passes"][1] for r in test])
+            retest = np.mean(np.abs(second / first - 1) <= 0.10)
+            best = np.array([r["pred_ms"] for r in test]) / np.array(
+                [r["measured_ms"] for r in test]
+            )
+            lines += [
+                "",
+                f"Noise floor: timed twice, the same network's two passes agree within ±10 % for "
+                f"{100 * retest:.1f} % of the networks, so on this machine at this time no "
+                f"predictor could be expected to do better than roughly that; the table's "
+                f"prediction is within ±10 % of the least disturbed pass for "
+                f"{100 * np.mean(np.abs(best - 1) <= 0.10):.1f} %.",
+            ]
         spreads = np.array([r["spread"] for r in test])
         lines += [
             "",
@@ -338,6 +363,11 @@ def main() -> None:
     m.add_argument("--variants", action=argparse.BooleanOptionalAction, default=True)
     m.add_argument("--table-dir", default=None, help="default: a fresh temporary directory")
     m.add_argument("--note", default="", help="a line for the report (machine conditions)")
+    m.add_argument(
+        "--build-note",
+        default="",
+        help="how the table was built when --table-dir holds one built beforehand",
+    )
     m.set_defaults(func=_measure)
     r = sub.add_parser("report")
     r.set_defaults(func=_report)

@@ -120,13 +120,11 @@ def feasible(
     return np.any([c.ok(macs, params, u) for c in constraints], axis=0)
 
 
-def row_stats(row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def row_stats(row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(macs, params, u)`` of one stored candidate, shaped for :meth:`Constraint.ok`."""
-    return (
-        np.array([row["macs"]]),
-        np.array([row["params"]]),
-        np.array([row["vector"]], dtype=float),
-    )
+    vector = row.get("vector")  # rows made by hand (tests, benchmarks) may carry stats only
+    u = None if vector is None else np.array([vector], dtype=float)
+    return np.array([row["macs"]]), np.array([row["params"]]), u
 
 
 class _ArrayOps:

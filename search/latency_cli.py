@@ -15,7 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Measure the latency of every block configuration a search space can produce "
         "on this machine, cached per backend, thread count and CPU; resumable (run it again).",
     )
-    sub = p.add_subparsers(dest="latency_command", required=True, metavar="ACTION")
+    sub = p.add_subparsers(
+        dest="latency_command",
+        required=True,
+        metavar="ACTION",
+        help="build: measure the table (resumable)",
+    )
     b = sub.add_parser(
         "build",
         help="measure the missing entries and fit the whole-network correction",
@@ -24,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictor adds to the per-block sum. Tables live under the user cache directory "
         "($FBNETV3_CACHE_DIR overrides it).",
     )
-    b.add_argument("--backend", required=True, choices=BACKEND_CHOICES)
+    b.add_argument(
+        "--backend",
+        required=True,
+        choices=BACKEND_CHOICES,
+        help="onnxruntime (ONNX Runtime CPU) or torch (PyTorch eager)",
+    )
     b.add_argument("--threads", type=int, default=1, help="intra-op threads (default: %(default)s)")
     b.add_argument(
         "--space",
