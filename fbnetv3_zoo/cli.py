@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "fbnetv3_zoo.zoo_cli",
     "fbnetv3_zoo.recipes.cli",
     "fbnetv3_zoo.search.cli",
+    "fbnetv3_zoo.search.latency_cli",
     "fbnetv3_zoo.export_cli",
 )
 

@@ -68,12 +68,32 @@ def _info(args: argparse.Namespace) -> int:
         )
     if facts.tag:
         out["pretrained_tag"] = facts.tag
+    if args.latency:  # predicted from this machine's table, and measured end to end
+        out["latency"] = _latency(facts, spec, args, out["num_classes"])
     print(json.dumps(out, indent=2))
     if spec is not None:
         print(spec.to_yaml(), end="")
     if facts.path is not None:
         _warn_if_file_stats_differ(facts.path, out)
     return 0
+
+
+def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
+    """Predicted (this machine's block table) and measured latency of an FBNetV3-space network."""
+    from .errors import UserError
+    from .latency import latency_report
+    from .yaml_io import load_yaml
+
+    if spec is None:
+        raise UserError(
+            f"--latency: {args.model} is not an FBNetV3-space network (a zoo name, spec or result file)"
+        )
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    doc = load_yaml(facts.path) if facts.path is not None and facts.path.is_file() else {}
+    search = doc.get("search") if isinstance(doc, dict) else None
+    space = search.get("space") if isinstance(search, dict) else None
+    return latency_report(spec, args.latency, args.threads, num_classes, space)
 
 
 def _spec_facts(facts, spec, num_classes: int) -> dict:
@@ -167,6 +187,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="classifier width for params/MACs (default: a search result's num_classes, else 1000)",
+    )
+    p.add_argument(
+        "--latency",
+        choices=("onnxruntime", "torch"),
+        default=None,
+        help="also print predicted (this machine's latency table) and measured batch-1 latency",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="threads for --latency (default: %(default)s)"
     )
     p.set_defaults(func=_info)
 

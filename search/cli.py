@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         dest="constraints",
         metavar="EXPR",
-        help="resource limit such as 'macs<=400M' or 'params<5M'; repeat for several "
+        help="resource limit such as 'macs<=400M', 'params<5M' or 'latency_ms<=8@onnxruntime' "
+        "(also @torch; this machine's latency table, built first if missing); repeat for several "
         f"(default: {' and '.join(d['constraints'])})",
     )
     opt(

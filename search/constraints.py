@@ -10,7 +10,8 @@ numpy over the decoded columns, block slot by block slot, by the very formulas
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,43 +27,104 @@ STEM_STRIDE = ArchSpec.__dataclass_fields__["stem_stride"].default
 
 _UNITS = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _PATTERN = re.compile(r"^\s*(macs|params)\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*([kKMG]?)\s*$")
+# latency_ms<=8@onnxruntime, optionally :THREADS (default 1); see search/latency.py
+_LATENCY = re.compile(
+    r"^\s*latency_ms\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*@\s*([a-z_]+)\s*(?::\s*([0-9]+))?\s*$"
+)
+LATENCY_BACKENDS = ("onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
 class Constraint:
-    """An upper limit on analytic ``macs`` or ``params``, e.g. ``macs<=400M``."""
+    """An upper limit: analytic ``macs``/``params`` (``macs<=400M``) or ``latency_ms`` on a backend.
+
+    A latency limit (``latency_ms<=8@onnxruntime``) is judged by a predictor
+    from this machine's latency table, attached with
+    :func:`fbnetv3_zoo.search.latency.bind_latency`; it needs the encodings.
+    """
 
     metric: str
     op: str
     limit: float
     text: str
+    backend: str | None = None  # latency only
+    threads: int = 1  # latency only
+    predict: Callable[[np.ndarray], np.ndarray] | None = field(
+        default=None, compare=False, repr=False
+    )
 
-    def ok(self, macs: np.ndarray, params: np.ndarray) -> np.ndarray:
-        value = np.asarray(macs if self.metric == "macs" else params, dtype=float)
+    def ok(self, macs: np.ndarray, params: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """Mask of the candidates inside the limit (``u``: their encodings, for latency)."""
+        if self.metric == "latency_ms":
+            if self.predict is None:
+                raise UserError(f"constraint {self.text}: no latency table is attached to it")
+            if u is None:
+                raise ValueError(f"constraint {self.text} needs the candidates' encodings")
+            value = self.predict(np.atleast_2d(np.asarray(u, dtype=float)))
+        else:
+            value = np.asarray(macs if self.metric == "macs" else params, dtype=float)
         return value <= self.limit if self.op == "<=" else value < self.limit
 
     @property
     def slug(self) -> str:
         """A file-name-safe form: ``macs<=400M`` -> ``macs_le_400M``."""
-        return self.text.replace("<=", "_le_").replace("<", "_lt_").replace(" ", "")
+        text = self.text.replace("<=", "_le_").replace("<", "_lt_").replace(" ", "")
+        return text.replace("@", "_").replace(":", "_t")
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse ``macs<=400M`` / ``params<5M``; the error shows the accepted form."""
+    """Parse ``macs<=400M`` / ``params<5M`` / ``latency_ms<=8@onnxruntime``; errors show the forms."""
+    if text.isprintable() and text.strip().startswith("latency"):
+        match = _LATENCY.fullmatch(text)
+        if not match:
+            raise UserError(
+                f"invalid constraint {text!r}; expected latency_ms<=MILLISECONDS@BACKEND[:THREADS] "
+                f"with BACKEND one of {', '.join(LATENCY_BACKENDS)}, e.g. 'latency_ms<=8@onnxruntime'"
+            )
+        op, number, backend, threads = match.groups()
+        if backend == "cuda":
+            raise UserError(
+                f"constraint {text!r}: latency on cuda is not measured yet; backends: "
+                + ", ".join(LATENCY_BACKENDS)
+            )
+        if backend not in LATENCY_BACKENDS:
+            raise UserError(
+                f"constraint {text!r}: unknown latency backend {backend!r}; choose from "
+                + ", ".join(LATENCY_BACKENDS)
+            )
+        if threads is not None and int(threads) < 1:
+            raise UserError(f"constraint {text!r}: threads must be >= 1")
+        return Constraint(
+            "latency_ms", op, float(number), text.replace(" ", ""), backend, int(threads or 1)
+        )
     match = _PATTERN.fullmatch(text) if text.isprintable() else None
     if not match:
         raise UserError(
-            f"invalid constraint {text!r}; expected METRIC<=VALUE with METRIC macs or params and an optional K/M/G suffix, e.g. 'macs<=400M'"
+            f"invalid constraint {text!r}; expected METRIC<=VALUE with METRIC macs or params and an "
+            "optional K/M/G suffix, e.g. 'macs<=400M', or latency_ms<=MILLISECONDS@BACKEND, e.g. "
+            "'latency_ms<=8@onnxruntime'"
         )
     metric, op, number, unit = match.groups()
     return Constraint(metric, op, float(number) * _UNITS[unit], text.replace(" ", ""))
 
 
-def feasible(constraints: list[Constraint], macs: np.ndarray, params: np.ndarray) -> np.ndarray:
+def feasible(
+    constraints: list[Constraint],
+    macs: np.ndarray,
+    params: np.ndarray,
+    u: np.ndarray | None = None,
+) -> np.ndarray:
     """Mask of candidates meeting at least one constraint (all when there are none)."""
     if not constraints:
         return np.ones(len(np.asarray(macs)), dtype=bool)
-    return np.any([c.ok(macs, params) for c in constraints], axis=0)
+    return np.any([c.ok(macs, params, u) for c in constraints], axis=0)
+
+
+def row_stats(row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(macs, params, u)`` of one stored candidate, shaped for :meth:`Constraint.ok`."""
+    vector = row.get("vector")  # rows made by hand (tests, benchmarks) may carry stats only
+    u = None if vector is None else np.array([vector], dtype=float)
+    return np.array([row["macs"]]), np.array([row["params"]]), u
 
 
 class _ArrayOps:

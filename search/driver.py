@@ -42,6 +42,7 @@ from .early_stop import choose_stop_epoch, score_at
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
+from .latency import bind_latency, record_latency
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store
@@ -97,6 +98,10 @@ class Search:
 
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
+        # latency_ms limits get this machine's table predictor (built first if missing)
+        self.constraints = bind_latency(
+            self.constraints, self.space, num_classes, progress=progress, log=self.log
+        )
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
         self.strategy = strategy or make_strategy(config.strategy, config.strategy_settings())
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
@@ -181,7 +186,8 @@ class Search:
     # ------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
         if self.progress:
-            (self.bar.write if self.bar is not None else print)(message, file=sys.stderr)
+            bar = getattr(self, "bar", None)
+            (bar.write if bar is not None else print)(message, file=sys.stderr)
 
     def _context(self) -> Context:
         return Context(
@@ -355,6 +361,7 @@ class Search:
         self.store.set("wall_s", self.store.get("wall_s", 0.0) + time.perf_counter() - start)
         from .report import write_outputs
 
+        record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
     def _fine_done(self) -> bool:

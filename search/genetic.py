@@ -132,7 +132,7 @@ def genetic_search(
         start = refill(c, population, seed + 31 * i)
         if seeds is not None and len(seeds):
             m, p, v = batch_stats(space, seeds, num_classes)
-            ok = seeds[v & c.ok(m, p)][: population // 2]
+            ok = seeds[v & c.ok(m, p, seeds)][: population // 2]
             start = np.concatenate([ok, start])[:population]
         start = dedupe(start, 0, lambda n, s, c=c: refill(c, n, s), seed + 31 * i + 1)
         pops.append(start)
@@ -150,7 +150,7 @@ def genetic_search(
             kids, parent = _evolve(pops[k], fits[k], rng)
             kids = snap(space, kids)
             m, p, v = batch_stats(space, kids, num_classes)
-            bad = ~(v & c.ok(m, p))
+            bad = ~(v & c.ok(m, p, kids))
             kids[bad] = pops[k][parent[bad]]  # hard limit: keep the better parent instead
             elite = pops[k][np.argsort(-fits[k])[:ELITE]]
             merged = dedupe(

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
 from fbnetv3_zoo.result_file import ResultFile
@@ -23,25 +21,8 @@ from .evaluate import build_recipe
 from .plots import write_plots
 from .space import SearchSpace, load_space, parse_space
 from .store import Store
-from .summaries import predictor_fits
+from .summaries import best_per_constraint, predictor_fits
 from .verdict import verdict_lines
-
-
-def best_per_constraint(
-    done: list[dict[str, Any]], constraints: list[Constraint], scoring_epoch: int | None = None
-) -> dict[str, dict[str, Any] | None]:
-    """The measured-best candidate within each constraint (None when none fits).
-
-    Candidates trained to ``scoring_epoch`` come first: a short rung of
-    successive halving scores lower epochs, which are not comparable with the
-    rest; a limit that only such candidates meet still gets its best one.
-    """
-    out = {}
-    for c in constraints:
-        fits = [r for r in done if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
-        full = [r for r in fits if scoring_epoch is None or (r["epochs"] or 0) >= scoring_epoch]
-        out[c.text] = max(full or fits, key=lambda r: r["score"]) if fits else None
-    return out
 
 
 def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
@@ -340,6 +321,9 @@ def write_outputs(
                 schedule=config.get("epochs"),
                 made_by=store.get("made_by"),
             )
+            latency = store.get(f"latency/{c.slug}")  # measured at the end of a latency search
+            if latency and latency.get("candidate") == best[c.text]["id"]:
+                doc = dataclasses.replace(doc, sections={**doc.sections, "latency": latency})
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
@@ -362,6 +346,13 @@ def report_run(out: str | Path) -> dict[str, Any]:
 
         space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
         constraints = [parse_constraint(c) for c in config.get("constraints", [])]
+        if any(c.metric == "latency_ms" for c in constraints):
+            from .latency import bind_latency
+
+            classes = store.get("num_classes") or 1000
+            constraints = bind_latency(
+                constraints, space, classes, build=False, log=lambda _m: None
+            )
         writable = os.access(out, os.W_OK)
         if not writable:
             print(

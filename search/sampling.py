@@ -56,7 +56,7 @@ def sample_feasible(
         size = min(chunk, max_draws - drawn)
         u = sample(space, size, method, seed=seed * 1009 + attempt)
         macs, params, valid = batch_stats(space, u, num_classes)
-        ok = valid & feasible(constraints, macs, params)
+        ok = valid & feasible(constraints, macs, params, u)
         if valid.any():
             lowest = (min(lowest[0], macs[valid].min()), min(lowest[1], params[valid].min()))
         kept.append((u[ok], macs[ok], params[ok]))

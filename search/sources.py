@@ -80,7 +80,7 @@ class VectorSource:
         return self.u, self.macs, self.params
 
     def draw(self, n: int, constraints: list[Constraint], seed: int) -> Draw:
-        ok = np.flatnonzero(feasible(constraints, self.macs, self.params))
+        ok = np.flatnonzero(feasible(constraints, self.macs, self.params, self.u))
         pick = np.random.default_rng(seed).permutation(ok)[:n]
         return self.u[pick], self.macs[pick], self.params[pick]
 
@@ -105,7 +105,7 @@ def nearest_unvisited(
 
     u, macs, params = source.all()
     taken = set(visited)
-    free = feasible(constraints, macs, params) & np.array(
+    free = feasible(constraints, macs, params, u) & np.array(
         [vector_key(v) not in taken for v in u], dtype=bool
     )
     out: list[int] = []

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .constraints import Constraint, row_stats
+
 
 def pareto_front(macs: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Indices of points no other point beats on both fewer MACs and higher accuracy, by MACs."""
@@ -48,3 +50,20 @@ def progress_curve(rows: list[dict[str, Any]]) -> tuple[list[int], list[float], 
             spent.append(total)
             best.append(top)
     return spent, best, first_end
+
+
+def best_per_constraint(
+    done: list[dict[str, Any]], constraints: list[Constraint], scoring_epoch: int | None = None
+) -> dict[str, dict[str, Any] | None]:
+    """The measured-best candidate within each constraint (None when none fits).
+
+    Candidates trained to ``scoring_epoch`` come first: a short rung of
+    successive halving scores lower epochs, which are not comparable with the
+    rest; a limit that only such candidates meet still gets its best one.
+    """
+    out = {}
+    for c in constraints:
+        fits = [r for r in done if bool(c.ok(*row_stats(r))[0])]
+        full = [r for r in fits if scoring_epoch is None or (r["epochs"] or 0) >= scoring_epoch]
+        out[c.text] = max(full or fits, key=lambda r: r["score"]) if fits else None
+    return out

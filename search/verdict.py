@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .constraints import Constraint
+from .constraints import Constraint, row_stats
 from .predictor import rank_quality
 
 MIN_TAU_PAIRS = 10  # below this a Kendall tau's interval spans most of [-1, 1]
@@ -22,7 +22,7 @@ RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs
 
 
 def _inside(rows: list[dict[str, Any]], c: Constraint) -> list[dict[str, Any]]:
-    return [r for r in rows if bool(c.ok(np.array([r["macs"]]), np.array([r["params"]]))[0])]
+    return [r for r in rows if bool(c.ok(*row_stats(r))[0])]
 
 
 def tau_interval(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:

@@ -73,6 +73,15 @@ COMMANDS: dict[str, Step] = {
         "run"
     ),
     "fbnetv3 search-report runs/s1": Step("run"),
+    "fbnetv3 latency build --backend torch": Step(
+        "parse", why="minutes of timing; tests/test_latency.py builds a tiny space's table"
+    ),
+    "fbnetv3 search --out runs/s3 --constraint latency_ms<=3.5@torch --constraint macs<=1M": Step(
+        "parse", why="a search; tests/test_latency.py runs a latency-limited one end to end"
+    ),
+    "fbnetv3 info runs/s3/best/latency_ms_le_3.5_torch.yaml --latency torch": Step(
+        "parse", why="reads the search above; tests/test_latency.py runs info --latency"
+    ),
     "fbnetv3 search --out runs/s2 --space fbnetv3 --data <imagenet100_dir> --budget 400 --batch 32 --constraint macs<=400M --constraint macs<=800M --executor ray --ray-address auto --gpus-per-trial 1": Step(
         "template"
     ),

@@ -77,7 +77,7 @@ def draw_unseen(ctx: Context, n: int, constraints: list[Constraint], seed: int) 
     """Up to ``n`` feasible vectors the run has not proposed yet, in the source's seeded order."""
     if ctx.source.finite:
         u, m, p = ctx.source.all()
-        ok = feasible(constraints, m, p)
+        ok = feasible(constraints, m, p, u)
         order = np.random.default_rng(seed).permutation(np.flatnonzero(ok))
         u, m, p = unseen(ctx, u[order], m[order], p[order])
         return u[:n], m[:n], p[:n]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..constraints import batch_stats
+from ..constraints import batch_stats, row_stats
 from ..evaluate import epoch_accuracy
 from ..store import vector_key
 from ..strategy_settings import HalvingSettings
@@ -135,7 +135,7 @@ class SuccessiveHalvingStrategy(Strategy):
             for epoch in reversed(rungs[:-1]):
                 for _, _, key in self._ranked(curves, epoch):
                     row = curves[key]
-                    inside = bool(c.ok(np.array([row["macs"]]), np.array([row["params"]]))[0])
+                    inside = bool(c.ok(*row_stats(row))[0])
                     if inside and reached[key] == epoch and key not in chosen:
                         best = key
                         break

@@ -131,7 +131,8 @@ def fine_search(
         score = predictor.predict(u)[0] if len(u) else np.zeros(0)
         for c in ctx.constraints:
             for i in np.argsort(-score, kind="stable"):
-                if bool(c.ok(m[i : i + 1], p[i : i + 1])[0]) and vector_key(u[i]) not in known:
+                inside = bool(c.ok(m[i : i + 1], p[i : i + 1], u[i : i + 1])[0])
+                if inside and vector_key(u[i]) not in known:
                     known.add(vector_key(u[i]))
                     picks.append(u[i])
                     break

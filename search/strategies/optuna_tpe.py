@@ -155,7 +155,7 @@ class OptunaTPEStrategy(Strategy):
             return ctx.source.all()[0][hit[0]] if hit else None
         v = snap(ctx.space, point)
         macs, params, valid = batch_stats(ctx.space, v, ctx.num_classes)
-        if not (valid[0] and feasible(constraints, macs, params)[0]):
+        if not (valid[0] and feasible(constraints, macs, params, v)[0]):
             return None
         return None if vector_key(v[0]) in known else v[0]
 

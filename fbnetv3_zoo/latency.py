@@ -1,0 +1,571 @@
+"""Latency on this machine: robust timing of a module, per-block keys, and the table file.
+
+A deployer's constraint is milliseconds on *their* CPU, which MACs predict
+poorly for mobile networks (``benchmarks/results/latency.md``).  This module
+is the core half of the latency feature and needs only torch (plus
+onnxruntime for that backend):
+
+- :func:`measure` times one module on one backend with warm-up, several
+  rounds, the median and a spread, re-measuring when the spread is high;
+- :func:`spec_keys` names every block an :class:`ArchSpec` runs (stem, each
+  IRF block at its input size, head), and :func:`build_entry` builds the
+  module a key names, so a table of keys -> milliseconds can be measured once
+  and summed for any network made of those blocks;
+- :class:`LatencyTable` is that table, an append-only JSON-lines file per
+  backend, thread count and machine fingerprint under the user cache
+  directory (``$FBNETV3_CACHE_DIR`` overrides it), so building is resumable.
+
+The search's vectorised predictor over a whole space lives in
+``fbnetv3_zoo.search.latency``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .spec import ArchSpec, ResolvedBlock, make_divisible, spatial_size
+
+BACKENDS = ("onnxruntime", "torch")
+CACHE_ENV = "FBNETV3_CACHE_DIR"
+TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
+OPSET = 17
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f"unknown latency backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    return backend
+
+
+def cache_dir() -> Path:
+    """Where per-machine tables live: ``$FBNETV3_CACHE_DIR``, else the user cache directory."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("fbnetv3-zoo"))
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "fbnetv3-zoo"
+
+
+def _cpu_model() -> tuple[str, str]:
+    """CPU model name and a hash of its feature flags (Linux); platform strings elsewhere."""
+    name, flags = platform.processor() or platform.machine(), ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("", platform.machine()):
+                name = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = value.strip()
+    return name, hashlib.sha256(flags.encode()).hexdigest()[:12]
+
+
+def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
+    """What a table's numbers depend on besides the blocks: CPU, versions, backend, threads."""
+    check_backend(backend)
+    cpu, flags = _cpu_model()
+    fp = {
+        "table_version": TABLE_VERSION,
+        "backend": backend,
+        "threads": threads,
+        "clock": "thread_time" if threads == 1 else "perf_counter",
+        "cpu": cpu,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        fp["onnxruntime"] = onnxruntime.__version__
+        fp["opset"] = OPSET
+    return fp
+
+
+# ------------------------------------------------------------------ timing
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call: the median of every timed call, and a low quantile."""
+
+    ms: float  # median over all timed calls
+    spread: float  # interquartile range of the per-round medians / ms: the noise estimate
+    rounds: int
+    calls: int  # timed calls per round
+    low: float = 0.0  # 20th percentile of the calls: the least disturbed estimate
+    passes: tuple[float, ...] = ()  # the median of every pass, when measured in passes
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int) -> Callable:
+    """A no-argument callable running ``module`` on a fixed seeded input with ``backend``.
+
+    ONNX Runtime gets a static-shape opset-17 graph (TorchScript exporter, as
+    ``fbnetv3 export`` uses) with every graph optimisation, ``threads``
+    intra-op threads and one inter-op thread; torch runs eager under
+    ``torch.no_grad()`` (set the thread count with :func:`torch_threads`).
+    """
+    module = module.eval()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if check_backend(backend) == "torch":
+
+        def call() -> Any:
+            with torch.no_grad():
+                return module(x)
+
+        return call
+    import onnxruntime as ort
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (x,),
+            buf,
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def clock_for(threads: int) -> Callable[[], float]:
+    """The clock latency is read from: the calling thread's CPU time when it runs alone.
+
+    With one thread (ONNX Runtime: one intra-op and one inter-op thread; torch:
+    ``set_num_threads(1)``) all the work runs on the calling thread, so its CPU
+    time equals the wall-clock latency of an idle core, and the stretches in
+    which a shared machine's scheduler runs someone else do not count.  With
+    more threads, wall-clock.
+    """
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
+def time_callable(
+    fn: Callable[[], Any],
+    rounds: int = 5,
+    min_round_s: float = 0.004,
+    warmup_s: float = 0.03,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Timing:
+    """Warm up, then ``rounds`` rounds of at least 5 calls lasting ``min_round_s``, each call timed.
+
+    Every call is timed on its own: on a shared machine the scheduler takes
+    the CPU away for many milliseconds now and then, and a median over
+    single calls ignores those calls, where a median over batches of calls
+    would not.
+    """
+    start = time.perf_counter()
+    fn()  # first calls allocate and initialise: not timed
+    fn()
+    calls, t0 = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < warmup_s:
+        fn()
+        calls += 1
+    one = (time.perf_counter() - t0) / calls
+    per_round = max(5, min(5_000, int(min_round_s / max(one, 1e-7)) + 1))
+    samples: list[float] = []
+    medians = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            this = []
+            for _ in range(per_round):
+                t = clock()
+                fn()
+                this.append(clock() - t)
+            medians.append(statistics.median(this))
+            samples += this
+    finally:
+        if enabled:
+            gc.enable()
+    samples.sort()
+    med = statistics.median(samples)
+    low = samples[len(samples) // 5]
+    q = statistics.quantiles(medians, n=4) if len(medians) > 1 else [med, med, med]
+    spread = (q[2] - q[0]) / med if med > 0 else 0.0
+    return Timing(med * 1e3, spread, rounds, per_round, low * 1e3)
+
+
+PASSES = 3
+
+
+def measure_many(
+    fns: list[Callable[[], Any]],
+    threads: int = 1,
+    passes: int = PASSES,
+    rounds: int = 5,
+    min_round_s: float = 0.004,
+) -> list[Timing]:
+    """Time every runner in ``passes`` passes over the list; keep each one's fastest pass.
+
+    On a shared machine a runner can spend seconds in a slow phase (another
+    job on the same core); passes over a list spread each runner's timings
+    over time, and the pass with the lowest median is the one least
+    disturbed.  ``Timing.passes`` keeps every pass's median (a retest).
+    """
+    medians: list[list[float]] = [[] for _ in fns]
+    best: list[Timing | None] = [None] * len(fns)
+    with torch_threads(threads):
+        for _ in range(max(1, passes)):
+            for i, fn in enumerate(fns):
+                t = time_callable(fn, rounds, min_round_s, clock=clock_for(threads))
+                medians[i].append(t.ms)
+                if best[i] is None or t.ms < best[i].ms:
+                    best[i] = t
+    return [
+        Timing(b.ms, b.spread, b.rounds, b.calls, min(b.low, b.ms), tuple(m))
+        for b, m in zip(best, medians, strict=True)
+    ]
+
+
+def measure(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    backend: str,
+    threads: int = 1,
+    passes: int = PASSES,
+) -> Timing:
+    """Robust latency of ``module`` on an input of ``shape`` (see :func:`measure_many`)."""
+    return measure_many([runner(module, shape, backend, threads)], threads, passes)[0]
+
+
+# ------------------------------------------------------------------ block keys
+class _Head(nn.Module):
+    """The network's head alone: 1x1 expansion, pooling, feature layer, classifier."""
+
+    def __init__(self, cin: int, mid: int, width: int, num_classes: int, act: str) -> None:
+        super().__init__()
+        from timm.layers import SelectAdaptivePool2d
+
+        from .blocks import ConvBnAct, act_layer
+
+        self.conv_expand = ConvBnAct(cin, mid, act=act)
+        self.global_pool = SelectAdaptivePool2d(pool_type="avg")
+        self.conv_head = nn.Conv2d(mid, width, 1, bias=False)
+        self.act_head = act_layer(act)()
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_head(self.conv_head(self.global_pool(self.conv_expand(x))))
+        return self.classifier(self.flatten(x))
+
+
+def stem_key(size: int, in_chans: int, cout: int, kernel: int, stride: int, act: str) -> str:
+    return f"stem|{size}|{in_chans}|{cout}|{kernel}|{stride}|{act}"
+
+
+def block_key(
+    size: int,
+    cin: int,
+    mid: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    se: int,
+    act: str,
+    has_pw: bool,
+) -> str:
+    """Everything an IRF block's latency depends on (``se`` 0: no squeeze-excite)."""
+    return f"irf|{size}|{cin}|{mid}|{cout}|{kernel}|{stride}|{padding}|{se}|{act}|{int(has_pw)}"
+
+
+def head_key(size: int, cin: int, mid: int, width: int, num_classes: int, act: str) -> str:
+    return f"head|{size}|{cin}|{mid}|{width}|{num_classes}|{act}"
+
+
+def spec_keys(spec: ArchSpec, num_classes: int = 1000, in_chans: int = 3) -> list[str]:
+    """The table keys of every block ``spec`` runs, in order: stem, IRF blocks, head."""
+    k = spec.stem_kernel
+    size = spatial_size(spec.input_size, k, spec.stem_stride, k // 2)
+    keys = [
+        stem_key(spec.input_size, in_chans, spec.stem_channels, k, spec.stem_stride, spec.stem_act)
+    ]
+    for b in spec.blocks():
+        keys.append(
+            block_key(
+                size,
+                b.in_channels,
+                b.mid_channels,
+                b.out_channels,
+                b.kernel,
+                b.stride,
+                b.padding,
+                b.se_channels or 0,
+                b.act,
+                b.has_pw,
+            )
+        )
+        size = spatial_size(size, b.kernel, b.stride, b.padding)
+    cin = spec.head_in_channels
+    mid = make_divisible(cin * spec.head_expansion)
+    keys.append(head_key(size, cin, mid, spec.feature_width, num_classes, spec.head_act))
+    return keys
+
+
+def build_entry(key: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module a key names (random weights, eval mode) and its input shape (batch 1)."""
+    kind, *f = key.split("|")
+    try:
+        if kind == "stem":
+            size, cin, cout, kernel, stride = (int(v) for v in f[:5])
+            from .blocks import ConvBnAct
+
+            module = ConvBnAct(cin, cout, kernel, stride, kernel // 2, bias=True, act=f[5])
+            return module.eval(), (1, cin, size, size)
+        if kind == "irf":
+            size, cin, mid, cout, kernel, stride, pad, se = (int(v) for v in f[:8])
+            from .blocks import IRFBlock
+
+            block = ResolvedBlock(
+                0, 0, cin, mid, cout, kernel, stride, pad, se or None, f[8], bool(int(f[9]))
+            )
+            return IRFBlock(block).eval(), (1, cin, size, size)
+        if kind == "head":
+            size, cin, mid, width, classes = (int(v) for v in f[:5])
+            return _Head(cin, mid, width, classes, f[5]).eval(), (1, cin, size, size)
+    except (ValueError, IndexError):
+        pass
+    raise UserError(f"malformed latency table key {key!r}")
+
+
+# ------------------------------------------------------------------ the table
+class LatencyTable:
+    """Block key -> measured milliseconds for one backend, thread count and machine.
+
+    The file is JSON lines: a header with the fingerprint, then one line per
+    measured entry, and ``correction`` lines (a fitted whole-network
+    correction per search space; the last one for a space wins).  Lines are
+    appended and flushed as they are measured, so an interrupted build
+    resumes where it stopped.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.corrections: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            self._read()
+
+    @classmethod
+    def for_machine(
+        cls, backend: str, threads: int = 1, directory: str | os.PathLike | None = None
+    ) -> LatencyTable:
+        """The table of this machine for ``backend`` at ``threads`` (empty if never built)."""
+        fp = machine_fingerprint(backend, threads)
+        digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:12]
+        base = Path(directory) if directory is not None else cache_dir() / "latency"
+        return cls(base / f"{backend}-t{threads}-{digest}.jsonl", fp)
+
+    @property
+    def backend(self) -> str:
+        return self.fingerprint["backend"]
+
+    @property
+    def threads(self) -> int:
+        return int(self.fingerprint["threads"])
+
+    def _read(self) -> None:
+        if self.path.is_symlink():
+            raise UserError(f"{self.path}: a symbolic link; latency tables are regular files")
+        for n, line in enumerate(self.path.read_text().splitlines()):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if n == 0:
+                    raise UserError(f"{self.path}: not a latency table (bad first line)") from None
+                continue  # a line cut short by a kill: that entry is measured again
+            if "fingerprint" in row:
+                if row["fingerprint"] != self.fingerprint:
+                    raise UserError(f"{self.path}: made on another machine or with other settings")
+            elif "key" in row:
+                self.entries[row["key"]] = row
+            elif "correction" in row:
+                self.corrections[row["correction"]["space"]] = row["correction"]
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags, 0o644)
+        with os.fdopen(fd, "a") as f:
+            if new:
+                f.write(json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n")
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def missing(self, keys: list[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if k not in self.entries]
+
+    def measure(
+        self,
+        keys: list[str],
+        limit: int | None = None,
+        progress: bool = True,
+        desc: str = "latency table",
+        chunk: int = 64,
+    ) -> int:
+        """Measure the keys not yet in the table (at most ``limit``); return how many were.
+
+        Entries are prepared ``chunk`` at a time and timed in passes over the
+        chunk (:func:`measure_many`), then appended, so a kill loses one chunk.
+        """
+        todo = self.missing(keys)[:limit]
+        if not todo:
+            return 0
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=desc, unit="block", disable=not progress)
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            fns = []
+            for key in part:
+                torch.manual_seed(0)
+                module, shape = build_entry(key)
+                fns.append(runner(module, shape, self.backend, self.threads))
+                bar.update(0.5)
+            for key, t in zip(part, measure_many(fns, self.threads), strict=True):
+                row = {
+                    "key": key,
+                    "ms": t.ms,
+                    "low": t.low,
+                    "spread": t.spread,
+                    "passes": list(t.passes),
+                    "calls": t.calls,
+                    "rounds": t.rounds,
+                }
+                self.entries[key] = row
+                self._append(row)
+                bar.update(0.5)
+        bar.close()
+        return len(todo)
+
+    def set_correction(self, space: str, correction: dict[str, Any]) -> None:
+        correction = {**correction, "space": space}
+        self.corrections[space] = correction
+        self._append({"correction": correction})
+
+    def block_sum(self, keys: list[str], statistic: str = "ms") -> float:
+        """Sum of the entries' milliseconds (``ms`` median or ``low`` fastest round)."""
+        missing = self.missing(keys)
+        if missing:
+            raise UserError(f"latency table {self.path} has no entry {missing[0]!r}")
+        return float(sum(self.entries[k][statistic] for k in keys))
+
+
+def network_runner(
+    spec: ArchSpec, backend: str, threads: int = 1, num_classes: int = 1000, seed: int = 0
+) -> Callable[[], Any]:
+    """A runner of the whole network at batch 1 (random weights from ``seed``)."""
+    from .model import FBNetV3
+
+    torch.manual_seed(seed)
+    model = FBNetV3(spec, num_classes=num_classes).eval()
+    return runner(model, (1, 3, spec.input_size, spec.input_size), backend, threads)
+
+
+def measure_network(
+    spec: ArchSpec, backend: str, threads: int = 1, num_classes: int = 1000, seed: int = 0
+) -> Timing:
+    """End-to-end latency of the whole network at batch 1, timed like the table's entries."""
+    fn = network_runner(spec, backend, threads, num_classes, seed)
+    return measure_many([fn], threads)[0]
+
+
+def correction_name(space: str, space_fingerprint: str, num_classes: int, statistic: str) -> str:
+    """The key a space's fitted whole-network correction is stored under in a table."""
+    return f"{space}/{space_fingerprint}/{num_classes}/{statistic}"
+
+
+def find_correction(
+    table: LatencyTable, space: str, num_classes: int, statistic: str = "ms"
+) -> dict[str, Any] | None:
+    """The newest correction fitted for space name ``space`` and ``num_classes``, if any."""
+    found = None
+    for name, corr in table.corrections.items():
+        parts = name.split("/")
+        if parts[0] == space and parts[-2:] == [str(num_classes), statistic]:
+            found = corr
+    return found
+
+
+def latency_report(
+    spec: ArchSpec,
+    backend: str,
+    threads: int = 1,
+    num_classes: int = 1000,
+    space: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predicted (table) and measured (end to end) milliseconds of one network on this machine.
+
+    Entries the table lacks are measured first and kept.  The prediction is
+    the block sum, corrected when the table holds a correction fitted for
+    ``space`` (a search result's space) at this class count.
+    """
+    table = LatencyTable.for_machine(backend, threads)
+    keys = spec_keys(spec, num_classes)
+    added = table.measure(keys, progress=progress, desc="latency entries")
+    block_sum = table.block_sum(keys)
+    corr = find_correction(table, space, num_classes) if space else None
+    predicted = block_sum
+    if corr is not None:
+        a, b, c = corr["coef"]
+        predicted = a + b * block_sum + c * len(keys)
+    t = measure_network(spec, backend, threads, num_classes)
+    return dict(
+        backend=backend,
+        threads=threads,
+        predicted_ms=round(predicted, 4),
+        block_sum_ms=round(block_sum, 4),
+        corrected_for=space if corr is not None else None,
+        measured_ms=round(t.ms, 4),
+        measured_spread=round(t.spread, 4),
+        error=round(predicted / t.ms - 1, 4),
+        entries_measured_now=added,
+        table=str(table.path),
+    )

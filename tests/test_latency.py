@@ -1,0 +1,294 @@
+"""The latency table, its predictor and latency_ms search constraints.
+
+Numbers come from a small recorded table (``tests/data/latency/tiny_torch.jsonl``,
+measured once for the tiny space beside it); nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from fbnetv3_zoo.search.constraints import batch_stats, feasible, parse_constraint
+from fbnetv3_zoo.search.encoding import decode
+from fbnetv3_zoo.search.latency import (
+    LatencyPredictor,
+    bind_latency,
+    fit_correction,
+    predict_spec,
+    space_keys,
+)
+from fbnetv3_zoo.search.sampling import sample
+from fbnetv3_zoo.search.space import load_space
+
+from fbnetv3_zoo import latency as core
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.errors import UserError
+
+DATA = Path(__file__).parent / "data" / "latency"
+TINY = DATA / "tiny_space.yaml"
+RECORDED = DATA / "tiny_torch.jsonl"
+CLASSES = 10
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A private cache holding the recorded table under this machine's fingerprint."""
+    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path / "cache"))
+    table = core.LatencyTable.for_machine("torch", 1)
+    table.path.parent.mkdir(parents=True)
+    lines = RECORDED.read_text().splitlines()
+    header = json.dumps({"fingerprint": table.fingerprint}, sort_keys=True)
+    table.path.write_text("\n".join([header, *lines[1:]]) + "\n")
+    return table.path
+
+
+def _vectors(space, n: int, seed: int = 3) -> np.ndarray:
+    u = sample(space, 4 * n, "uniform", seed=seed)
+    return u[batch_stats(space, u, CLASSES)[2]][:n]
+
+
+# ------------------------------------------------------------------ constraints
+def test_parse_latency_constraints():
+    c = parse_constraint("latency_ms<=8@onnxruntime")
+    assert (c.metric, c.op, c.limit, c.backend, c.threads) == (
+        "latency_ms",
+        "<=",
+        8.0,
+        "onnxruntime",
+        1,
+    )
+    assert c.slug == "latency_ms_le_8_onnxruntime"
+    c = parse_constraint(" latency_ms < 2.5 @torch:2 ")
+    assert (c.op, c.limit, c.backend, c.threads, c.slug) == (
+        "<",
+        2.5,
+        "torch",
+        2,
+        "latency_ms_lt_2.5_torch_t2",
+    )
+    assert parse_constraint("macs<=400M").limit == 400e6
+    for bad, words in (
+        ("latency_ms<=8", "latency_ms<=MILLISECONDS@BACKEND"),
+        ("latency_ms<=8@tpu", "unknown latency backend 'tpu'"),
+        ("latency_ms<=8@cuda", "cuda is not measured yet"),
+        ("latency_ms<=8@torch:0", "threads must be >= 1"),
+    ):
+        with pytest.raises(UserError, match=words):
+            parse_constraint(bad)
+
+
+def test_unbound_latency_constraint_says_so():
+    c = parse_constraint("latency_ms<=8@torch")
+    with pytest.raises(UserError, match="no latency table"):
+        c.ok(np.zeros(1), np.zeros(1), np.zeros((1, 3)))
+
+
+# ------------------------------------------------------------------ keys
+@pytest.mark.parametrize("name", [str(TINY), "fbnetv3_proxy", "fbnetv3"])
+def test_space_keys_cover_every_network_of_the_space(name):
+    space = load_space(name)
+    keys = set(space_keys(space, CLASSES))
+    for row in _vectors(space, 60):
+        spec, _ = decode(space, row)
+        assert set(core.spec_keys(spec, CLASSES)) <= keys
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "stem|16|3|8|3|2|hswish",
+        "irf|8|8|24|16|5|2|1|8|hswish|1",
+        "irf|4|16|16|16|3|1|1|0|relu|0",
+        "head|2|16|64|32|10|hswish",
+    ],
+)
+def test_build_entry_runs_the_block_it_names(key):
+    module, shape = core.build_entry(key)
+    with torch.no_grad():
+        out = module(torch.randn(*shape))
+    assert out.shape[0] == 1 and torch.isfinite(out).all()
+
+
+def test_malformed_key_is_one_error():
+    with pytest.raises(UserError, match="malformed latency table key 'irf\\|x'"):
+        core.build_entry("irf|x")
+
+
+# ------------------------------------------------------------------ predictor
+def test_vectorised_prediction_matches_per_network_sum(cache):
+    space = load_space(TINY)
+    table = core.LatencyTable.for_machine("torch", 1)
+    assert not table.missing(space_keys(space, CLASSES))
+    pred = LatencyPredictor(space, table, CLASSES)
+    assert pred.correction is not None  # the recorded table was calibrated
+    u = _vectors(space, 40)
+    sums, counts = pred.block_sums(u)
+    predicted = pred.predict(u)
+    a, b, c = pred.correction["coef"]
+    for row, s, n, p in zip(u, sums, counts, predicted, strict=True):
+        spec, _ = decode(space, row)
+        keys = core.spec_keys(spec, CLASSES)
+        assert s == pytest.approx(table.block_sum(keys)) and n == len(keys)
+        assert p == pytest.approx(a + b * s + c * n)
+        assert predict_spec(table, spec, CLASSES, space) == pytest.approx(p)
+
+
+def test_vanished_feature_map_is_infeasible_not_an_error(cache):
+    space = load_space(TINY)
+    pred = LatencyPredictor(space, core.LatencyTable.for_machine("torch", 1), CLASSES)
+    u = sample(space, 256, "uniform", seed=0)
+    valid = batch_stats(space, u, CLASSES)[2]
+    p = pred.predict(u)
+    assert np.isfinite(p[valid]).all() and np.isinf(p[~valid]).all()
+
+
+def test_missing_entry_names_the_build_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    space = load_space(TINY)
+    pred = LatencyPredictor(space, core.LatencyTable.for_machine("torch", 1), CLASSES)
+    with pytest.raises(UserError, match="fbnetv3 latency build --backend torch"):
+        pred.predict(_vectors(space, 2))
+    c = parse_constraint("latency_ms<=1@torch")
+    with pytest.raises(UserError, match="incomplete .* run: fbnetv3 latency build"):
+        bind_latency([c], space, CLASSES, build=False)
+
+
+def test_fit_correction_recovers_a_known_line():
+    rng = np.random.default_rng(0)
+    sums, counts = rng.uniform(1, 5, 50), rng.integers(5, 20, 50).astype(float)
+    measured = 0.3 + 0.8 * sums - 0.01 * counts
+    assert fit_correction(sums, counts, measured) == pytest.approx([0.3, 0.8, -0.01], abs=1e-9)
+
+
+def test_bound_constraint_filters_by_predicted_latency(cache):
+    space = load_space(TINY)
+    pred = LatencyPredictor(space, core.LatencyTable.for_machine("torch", 1), CLASSES)
+    u = _vectors(space, 50)
+    values = pred.predict(u)
+    limit = float(np.median(values))
+    (c,) = bind_latency(
+        [parse_constraint(f"latency_ms<={limit}@torch")], space, CLASSES, log=lambda _m: None
+    )
+    m, p, _ = batch_stats(space, u, CLASSES)
+    assert (c.ok(m, p, u) == (values <= limit)).all()
+    both = feasible([c, parse_constraint("macs<=1")], m, p, u)
+    assert (both == (values <= limit)).all()
+
+
+# ------------------------------------------------------------------ the table file
+def test_table_resumes_and_refuses_another_machine(tmp_path):
+    fp = core.machine_fingerprint("torch", 1)
+    path = tmp_path / "t.jsonl"
+    table = core.LatencyTable(path, fp)
+    keys = ["stem|16|3|8|3|2|hswish", "head|2|16|64|32|10|hswish"]
+    assert table.measure(keys, limit=1, progress=False) == 1
+    with path.open("a") as f:
+        f.write('{"key": "irf|8|8|')  # a line cut short by a kill
+    again = core.LatencyTable(path, fp)
+    assert list(again.entries) == keys[:1] and again.missing(keys) == keys[1:]
+    row = again.entries[keys[0]]
+    assert row["ms"] > 0 and row["low"] > 0 and row["spread"] >= 0
+    with pytest.raises(UserError, match="another machine or with other settings"):
+        core.LatencyTable(path, {**fp, "cpu": "elsewhere"})
+
+
+def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    table = core.LatencyTable.for_machine("torch", 2)
+    assert table.path.parent == tmp_path / "latency" and "torch-t2-" in table.path.name
+
+
+def test_onnxruntime_runner_matches_eager():
+    pytest.importorskip("onnxruntime")
+    module, shape = core.build_entry("irf|8|8|24|16|5|2|2|8|hswish|1")
+    fn = core.runner(module, shape, "onnxruntime", 1)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = module(x).numpy()
+    np.testing.assert_allclose(fn()[0], want, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ commands
+def test_latency_build_command_is_resumable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    args = ["latency", "build", "--backend", "torch", "--space", str(TINY), "--quiet"]
+    assert main([*args, "--limit", "3", "--num-classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "53 block configurations" in out and "50 left" in out
+    table = core.LatencyTable.for_machine("torch", 1)
+    assert len(table.entries) == 3
+    assert main([*args, "--limit", "2", "--num-classes", "10"]) == 0
+    assert "(3 already measured)" in capsys.readouterr().out
+    assert main([*args, "--input-size", "17"]) == 2
+    assert "not a resolution of space" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy", ["random", "jointnas", "successive-halving"])
+def test_latency_limited_search_records_predicted_and_measured(cache, tmp_path, strategy):
+    from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+
+    def fake_evaluate(task):
+        width = sum(row["channels"] for stage in task.arch["stages"] for row in stage)
+        score = 50 + width / 10 + task.arch["input_size"] / 10
+        n = task.stop_after or task.epochs
+        metrics = [{"epoch": e + 1, "val_top1": score, "ema_top1": None} for e in range(n)]
+        return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
+
+    space = load_space(TINY)
+    pred = LatencyPredictor(space, core.LatencyTable.for_machine("torch", 1), CLASSES)
+    limit = round(float(np.quantile(pred.predict(_vectors(space, 100)), 0.6)), 3)
+    constraint = f"latency_ms<={limit}@torch"
+    config = SearchConfig(
+        space=str(TINY),
+        constraints=[constraint, "macs<=10M"],
+        budget=6,
+        initial=3,
+        batch=1,
+        epochs=2,
+        pool=64,
+        pretrain_samples=256,
+        pretrain_steps=20,
+        fit_steps=20,
+        members=1,
+        ga_population=8,
+        ga_generations=2,
+        strategy=strategy,
+    )
+    out = tmp_path / "run"
+    run_search(config, out, evaluator=fake_evaluate, progress=False)
+    slug = parse_constraint(constraint).slug
+    doc = yaml.safe_load((out / "best" / f"{slug}.yaml").read_text())
+    lat = doc["latency"]
+    assert lat["backend"] == "torch" and lat["limit_ms"] == limit
+    assert 0 < lat["predicted_ms"] <= limit and lat["measured_ms"] > 0
+    assert isinstance(lat["over_limit_beyond_noise"], bool)
+    assert "latency" not in yaml.safe_load((out / "best" / "macs_le_10M.yaml").read_text())
+    # re-rendering keeps the measurement and does not need to measure again
+    assert main(["search-report", str(out)]) == 0
+    again = yaml.safe_load((out / "best" / f"{slug}.yaml").read_text())
+    assert again["latency"] == lat
+
+
+def test_info_prints_predicted_and_measured(cache, tmp_path, capsys):
+    space = load_space(TINY)
+    spec, _ = decode(space, _vectors(space, 1)[0])
+    path = tmp_path / "net.yaml"
+    spec.to_yaml(path)
+    assert main(["info", str(path), "--num-classes", "10", "--latency", "torch"]) == 0
+    text = capsys.readouterr().out
+    info = json.loads(text[: text.index("\n}\n") + 2])
+    lat = info["latency"]
+    assert lat["entries_measured_now"] == 0  # every block is in the recorded table
+    assert lat["predicted_ms"] == pytest.approx(lat["block_sum_ms"]) and lat["measured_ms"] > 0
+
+
+def test_recorded_fixture_is_small_and_complete():
+    lines = RECORDED.read_text().splitlines()
+    assert len(lines) < 120
+    keys = {json.loads(line)["key"] for line in lines if '"key"' in line}
+    assert keys == set(space_keys(load_space(TINY), CLASSES))
