@@ -278,12 +278,12 @@ class _Head(nn.Module):
         super().__init__()
         from timm.layers import SelectAdaptivePool2d
 
-        from .blocks import ConvBnAct, act_layer
+        from .blocks import ConvBnAct, get_act_layer
 
         self.conv_expand = ConvBnAct(cin, mid, act=act)
         self.global_pool = SelectAdaptivePool2d(pool_type="avg")
         self.conv_head = nn.Conv2d(mid, width, 1, bias=False)
-        self.act_head = act_layer(act)()
+        self.act_head = get_act_layer(act)()
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
 

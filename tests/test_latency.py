@@ -24,6 +24,7 @@ from fbnetv3_zoo.search.latency import (
 )
 from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import load_space
+from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo import latency as core
 from fbnetv3_zoo.cli import main
@@ -230,7 +231,7 @@ def test_latency_build_command_is_resumable(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("strategy", ["random", "jointnas", "successive-halving"])
 def test_latency_limited_search_records_predicted_and_measured(cache, tmp_path, strategy):
-    from fbnetv3_zoo.search.coarse import SearchConfig, run_search
+    from fbnetv3_zoo.search.driver import SearchConfig, run_search
 
     def fake_evaluate(task):
         width = sum(row["channels"] for stage in task.arch["stages"] for row in stage)
@@ -250,13 +251,7 @@ def test_latency_limited_search_records_predicted_and_measured(cache, tmp_path, 
         initial=3,
         batch=1,
         epochs=2,
-        pool=64,
-        pretrain_samples=256,
-        pretrain_steps=20,
-        fit_steps=20,
-        members=1,
-        ga_population=8,
-        ga_generations=2,
+        settings={"jointnas": TINY_JOINTNAS},
         strategy=strategy,
     )
     out = tmp_path / "run"
