@@ -56,12 +56,12 @@ def _measure(args: argparse.Namespace) -> None:
 
     from fbnetv3_zoo.latency import (
         LatencyTable,
-        measure_many,
         measure_network,
         network_runner,
         spec_keys,
     )
     from fbnetv3_zoo.stats import arch_stats
+    from fbnetv3_zoo.timing import measure_many
     from fbnetv3_zoo.variants import VARIANTS
 
     space = load_space(args.space)

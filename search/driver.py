@@ -42,7 +42,7 @@ from .early_stop import choose_stop_epoch, score_at
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
-from .latency import bind_latency, record_latency
+from .latency_limits import bind_latency, record_latency
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store

@@ -347,7 +347,7 @@ def report_run(out: str | Path) -> dict[str, Any]:
         space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
         constraints = [parse_constraint(c) for c in config.get("constraints", [])]
         if any(c.metric == "latency_ms" for c in constraints):
-            from .latency import bind_latency
+            from .latency_limits import bind_latency
 
             classes = store.get("num_classes") or 1000
             constraints = bind_latency(

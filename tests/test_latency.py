@@ -17,11 +17,11 @@ from fbnetv3_zoo.search.constraints import batch_stats, feasible, parse_constrai
 from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.latency import (
     LatencyPredictor,
-    bind_latency,
     fit_correction,
     predict_spec,
     space_keys,
 )
+from fbnetv3_zoo.search.latency_limits import bind_latency
 from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import load_space
 from search_settings import TINY_JOINTNAS
@@ -29,6 +29,7 @@ from search_settings import TINY_JOINTNAS
 from fbnetv3_zoo import latency as core
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.timing import CACHE_ENV
 
 DATA = Path(__file__).parent / "data" / "latency"
 TINY = DATA / "tiny_space.yaml"
@@ -39,7 +40,7 @@ CLASSES = 10
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     """A private cache holding the recorded table under this machine's fingerprint."""
-    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     table = core.LatencyTable.for_machine("torch", 1)
     table.path.parent.mkdir(parents=True)
     lines = RECORDED.read_text().splitlines()
@@ -149,7 +150,7 @@ def test_vanished_feature_map_is_infeasible_not_an_error(cache):
 
 
 def test_missing_entry_names_the_build_command(tmp_path, monkeypatch):
-    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     space = load_space(TINY)
     pred = LatencyPredictor(space, core.LatencyTable.for_machine("torch", 1), CLASSES)
     with pytest.raises(UserError, match="fbnetv3 latency build --backend torch"):
@@ -199,7 +200,7 @@ def test_table_resumes_and_refuses_another_machine(tmp_path):
 
 
 def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     table = core.LatencyTable.for_machine("torch", 2)
     assert table.path.parent == tmp_path / "latency" and "torch-t2-" in table.path.name
 
@@ -216,7 +217,7 @@ def test_onnxruntime_runner_matches_eager():
 
 # ------------------------------------------------------------------ commands
 def test_latency_build_command_is_resumable(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(core.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     args = ["latency", "build", "--backend", "torch", "--space", str(TINY), "--quiet"]
     assert main([*args, "--limit", "3", "--num-classes", "10"]) == 0
     out = capsys.readouterr().out
