@@ -29,10 +29,10 @@ from fbnetv3_zoo.bench import (
     BenchRow,
     BenchSettings,
     build_model,
-    format_markdown,
     interleaved_medians,
     run_benchmark,
 )
+from fbnetv3_zoo.bench_table import format_markdown
 from fbnetv3_zoo.cli import build_parser
 from fbnetv3_zoo.export_cli import benchmark_settings
 from fbnetv3_zoo.variants import VARIANTS

@@ -270,7 +270,8 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from .bench import format_markdown, run_benchmark
+    from .bench import run_benchmark
+    from .bench_table import format_markdown
     from .outputs import write_new
 
     models, settings = benchmark_settings(args)

@@ -47,7 +47,8 @@ def test_models_info_and_benchmark_count_params_and_macs_alike(capsys):
     import json
 
     from fbnetv3_zoo import VARIANTS
-    from fbnetv3_zoo.bench import count_cells, count_columns, model_row
+    from fbnetv3_zoo.bench import model_row
+    from fbnetv3_zoo.bench_table import count_cells, count_columns
     from fbnetv3_zoo.zoo_cli import zoo_table
 
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in zoo_table().splitlines()[2:]}

@@ -10,7 +10,8 @@ from torch import nn
 
 import fbnetv3_zoo
 from fbnetv3_zoo import BlockSpec
-from fbnetv3_zoo.bench import BenchSettings, count_macs, format_markdown, run_benchmark
+from fbnetv3_zoo.bench import BenchSettings, count_macs, run_benchmark
+from fbnetv3_zoo.bench_table import format_markdown
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.export import (
     export_model,
