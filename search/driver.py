@@ -88,6 +88,7 @@ class Search:
         self.out = Path(out)
         self.evaluator = evaluator
         self.progress = progress
+        self.bar: Any = None  # the progress bar while running; log() works before it exists
         given = getattr(source, "space", None)
         self.space: SearchSpace = given if given is not None else load_space(config.space)
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
@@ -109,7 +110,6 @@ class Search:
         check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
         self.first = self._first_batch()
         self.executor: Any = None
-        self.bar: Any = None
         self.lock: RunLock | None = None
         self.store: Store | None = None
         self.told: set[int] = set()  # iterations this strategy object has been told
@@ -186,8 +186,7 @@ class Search:
     # ------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
         if self.progress:
-            bar = getattr(self, "bar", None)
-            (bar.write if bar is not None else print)(message, file=sys.stderr)
+            (self.bar.write if self.bar is not None else print)(message, file=sys.stderr)
 
     def _context(self) -> Context:
         return Context(
