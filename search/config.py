@@ -31,6 +31,7 @@ PINNED = (
     "batch",
     "early_stop_tau",
     "min_stop_curves",
+    "remeasure",
     "settings",
 )
 
@@ -56,6 +57,9 @@ class SearchConfig:
     # fewer complete first-batch curves than this: no early stopping (a Kendall tau over n
     # curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))): 0.19 at 16)
     min_stop_curves: int = 16
+    # finalists per limit trained once more (seed + 1) before best/ is written, counted in the
+    # budget: a pick chosen on one noisy measurement regresses to the mean (winner's curse)
+    remeasure: int = 2
     seed: int = 0
     strategy: str = "jointnas"
     executor: str = "local"
@@ -116,6 +120,7 @@ class SearchConfig:
         ):
             integer(name, 1)
         integer("seed", 0)
+        integer("remeasure", 0)
         need(self.seed < 2**63, "seed", "an integer below 2**63")
         number("early_stop_tau", -1.0, 1.0)
         number("cpus_per_trial", 0.0)
@@ -141,10 +146,10 @@ class SearchConfig:
             except SettingsError as err:
                 raise ConfigError(f"search {err}") from None
         need(isinstance(self.download, bool), "download", "true or false")
-        needed = self.initial + len(c)
+        needed = self.initial + len(c) * (1 + self.remeasure)
         if self.budget < needed:
             raise ConfigError(
-                f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
+                f"budget {self.budget} is too small: the first batch ({self.initial}), one final pick per constraint ({len(c)}) and {self.remeasure} re-measured finalist(s) per constraint (--remeasure) need {needed}"
             )
 
     def strategy_settings(self, name: str | None = None) -> StrategySettings:
