@@ -58,7 +58,8 @@ class SearchConfig:
     # curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))): 0.19 at 16)
     min_stop_curves: int = 16
     # finalists per limit trained once more (seed + 1) before best/ is written, counted in the
-    # budget: a pick chosen on one noisy measurement regresses to the mean (winner's curse)
+    # budget (as far as it allows: remeasured()): a pick chosen on one noisy measurement
+    # regresses to the mean (the winner's curse)
     remeasure: int = 2
     seed: int = 0
     strategy: str = "jointnas"
@@ -146,11 +147,22 @@ class SearchConfig:
             except SettingsError as err:
                 raise ConfigError(f"search {err}") from None
         need(isinstance(self.download, bool), "download", "true or false")
-        needed = self.initial + len(c) * (1 + self.remeasure)
+        needed = self.initial + len(c)
         if self.budget < needed:
             raise ConfigError(
-                f"budget {self.budget} is too small: the first batch ({self.initial}), one final pick per constraint ({len(c)}) and {self.remeasure} re-measured finalist(s) per constraint (--remeasure) need {needed}"
+                f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
             )
+
+    def remeasured(self) -> int:
+        """Trainings kept for re-measuring finalists: ``remeasure`` per limit, as far as the budget allows.
+
+        The first batch and one final pick per limit come first; a budget too
+        small for every finalist re-measures fewer (the report says how many).
+        """
+        return min(
+            self.remeasure * len(self.constraints),
+            self.budget - self.initial - len(self.constraints),
+        )
 
     def strategy_settings(self, name: str | None = None) -> StrategySettings:
         """The validated settings of strategy ``name`` (default: the chosen one)."""

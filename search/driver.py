@@ -348,7 +348,7 @@ class Search:
             self._run_pending()
             if self.stop_epoch is None:
                 self._choose_stop_epoch()
-            reserved = len(self.constraints) * (1 + c.remeasure)  # fine picks + finalists
+            reserved = len(self.constraints) + c.remeasured()  # fine picks + finalists
             while self.store.count() < c.budget - reserved:
                 if not self._step(ctx, min(c.batch, c.budget - reserved - self.store.count())):
                     break
