@@ -202,7 +202,11 @@ def write_report(
         f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
         f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
         f"scored at epoch {stop}. It ranks candidates; training the winner longer "
-        "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
+        + (
+            "(`fbnetv3 train --recipe best/recipe.yaml ...`) gives much higher numbers."
+            if space.model is not None
+            else "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers."
+        ),
         _early_stop_line(
             config,
             stop,

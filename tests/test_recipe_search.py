@@ -16,6 +16,7 @@ from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.features import feature_map
 from fbnetv3_zoo.search.fixed_model import FixedModel, fixed_model_space
+from fbnetv3_zoo.search.report import report_run
 from fbnetv3_zoo.search.space import SpaceError
 from search_settings import TINY_JOINTNAS
 
@@ -128,6 +129,11 @@ def test_resume_trains_nothing_twice_and_refuses_another_model(tmp_path):
     assert not set(calls) & set(again)
     assert sorted(c for c, e in calls + again if e == 4) == [1, 2, 3]  # full length: once each
     assert all(r["status"] == "done" for r in _rows(tmp_path)) and len(_rows(tmp_path)) == 6
+    (tmp_path / "best" / "recipe.yaml").unlink()
+    assert (
+        report_run(tmp_path)["best"]["none"]["arch"]["model"] == MODEL
+    )  # search-report re-renders
+    assert Recipe.load(tmp_path / "best" / "recipe.yaml").extra["search"]["proxy_check"]["n"] == 3
     with pytest.raises(UserError, match="model: run has 'test_resnet', now 'resnet18'"):
         run_search(_config(model="resnet18"), tmp_path, evaluator=fake_evaluate, progress=False)
 
