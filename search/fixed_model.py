@@ -112,6 +112,13 @@ def _stats(facts: Any, resolution: int, num_classes: int) -> dict[str, int]:
         model = facts.create(pretrained=False, num_classes=num_classes).eval()
     except (RuntimeError, ValueError, TypeError) as err:
         raise UserError(f"--model {facts.text}: cannot be built ({err})") from None
-    with torch.no_grad():
-        macs = count_macs(model, resolution)
+    try:
+        with torch.no_grad():
+            macs = count_macs(model, resolution)
+    except RuntimeError as err:  # e.g. feature maps that vanish at a small input
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"--model {facts.text} cannot take a {resolution}x{resolution} input ({first}); "
+            "give a larger --resolution"
+        ) from None
     return dict(macs=int(macs), params=int(sum(p.numel() for p in model.parameters())))

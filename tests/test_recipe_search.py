@@ -86,6 +86,18 @@ def test_config_defaults_for_a_fixed_model():
     assert "model" not in SearchConfig().identity()  # an architecture run's identity is unchanged
 
 
+@pytest.mark.parametrize("head", ["linear", "network", "gp"])
+def test_every_head_fits_on_recipe_features_alone(space, head):
+    from fbnetv3_zoo.search.predictor import fit_with_holdout
+    from fbnetv3_zoo.search.sampling import sample
+    from scipy.stats import spearmanr
+
+    u = sample(space, 16, seed=1)
+    y = 50 + 20 * u[:, 1] - 10 * u[:, 3]  # accuracy follows two recipe columns
+    model, _ = fit_with_holdout(u, y, pretrain(space), head=head, space=space, members=2)
+    assert spearmanr(model.predict(u)[0], y)[0] > 0.8  # it learned them from recipe columns alone
+
+
 @pytest.mark.parametrize("strategy", ["random", "jointnas", "optuna-tpe", "successive-halving"])
 def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
     if strategy == "optuna-tpe":
@@ -151,6 +163,8 @@ def test_bad_inputs_are_one_line_naming_them(tmp_path):
     no_recipe.write_text(yaml.safe_dump({"resolution": 16}))
     with pytest.raises(SpaceError, match=r"arch.yaml: no recipe: section"):
         fixed_model_space(MODEL, no_recipe, num_classes=10)
+    with pytest.raises(UserError, match="cannot take a 8x8 input .*larger --resolution"):
+        fixed_model_space("fbnetv3_a", resolution=8, num_classes=10)
     with pytest.raises(ConfigError, match="moot for a fixed model"):
         _config(constraints=["macs<=1M"])
     with pytest.raises(SpaceError, match="recipe-only space"):
