@@ -13,6 +13,7 @@ at once (``full/<candidate id>``), so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -48,20 +49,30 @@ def check_proxy(search: Any) -> dict[str, Any]:
         )
         for r in todo
     ]
+    from tqdm.auto import tqdm
+
     start = time.perf_counter()
-    for result in search.executor.map(search.evaluator, tasks):
-        metrics = result.get("metrics") or []
-        top1 = epoch_accuracy(metrics[-1]) if metrics else None
-        store.set(
-            full_key(result["cid"]),
-            dict(
-                top1=top1,
-                epochs=len(metrics),
-                wall_s=result.get("wall_s"),
-                error=result.get("error"),
-            ),
-        )
-        search.log(f"proxy check: candidate {result['cid']} full top-1 {top1}")
+    with tqdm(
+        total=len(tasks),
+        desc="proxy check",
+        unit="full run",
+        disable=not search.progress or not tasks,
+        leave=False,
+        file=sys.stderr,
+    ) as bar:
+        for result in search.executor.map(search.evaluator, tasks):
+            metrics = result.get("metrics") or []
+            top1 = epoch_accuracy(metrics[-1]) if metrics else None
+            store.set(
+                full_key(result["cid"]),
+                dict(
+                    top1=top1,
+                    epochs=len(metrics),
+                    wall_s=result.get("wall_s"),
+                    error=result.get("error"),
+                ),
+            )
+            bar.update(1)
     summary = summarise(store, first, c.epochs, c.full_epochs)
     summary["session_s"] = time.perf_counter() - start
     store.set("proxy_check", summary)
