@@ -116,6 +116,16 @@ def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
     assert "`best/recipe.yaml`" in report
 
 
+def test_same_seed_same_recipe(tmp_path):
+    picks = []
+    for run in ("a", "b"):
+        run_search(_config(), tmp_path / run, evaluator=fake_evaluate, progress=False)
+        recipe = Recipe.load(tmp_path / run / "best" / "recipe.yaml").to_dict()
+        recipe["extra"]["search"].pop("made_by")  # the command line names the folder
+        picks.append(recipe)
+    assert picks[0] == picks[1]
+
+
 class Interrupt(Exception):
     """Stands in for Ctrl-C in the middle of the run."""
 
