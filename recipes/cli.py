@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
-        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML",
+        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML "
+        "(unset: the model a `fbnetv3 search --model` recipe file was searched for)",
     )
     p.add_argument(
         "--recipe",
@@ -201,7 +201,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def _recipe(args: argparse.Namespace) -> Any:
     from .recipe import Recipe
 
-    recipe = None if args.recipe else Recipe.from_result_file(args.model)
+    recipe = None if args.recipe or args.model is None else Recipe.from_result_file(args.model)
     if recipe is None:
         recipe = Recipe.load(args.recipe or "fbnetv3")
     changes = parse_overrides(args.set)
@@ -211,6 +211,19 @@ def _recipe(args: argparse.Namespace) -> Any:
     if changes:
         recipe = Recipe.from_dict({**recipe.to_dict(), **changes}, source="--set")
     return recipe
+
+
+def searched_model(recipe: Any) -> str:
+    """The model a recipe-only search recorded in its recipe file (``extra.search.model``)."""
+    from fbnetv3_zoo.errors import UserError
+
+    search = recipe.extra.get("search") if isinstance(recipe.extra, dict) else None
+    model = search.get("model") if isinstance(search, dict) else None
+    if not isinstance(model, str) or not model:
+        raise UserError(
+            f"--model is required: recipe {recipe.name!r} records no model it was searched for"
+        )
+    return model
 
 
 def set_threads(threads: int | None, device: str | None) -> None:
@@ -250,6 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     check_numbers(args)
     recipe = _recipe(args)  # recipe mistakes are reported before torch loads
+    args.model = args.model or searched_model(recipe)
     set_threads(args.threads, args.device)
     try:
         s = train(

@@ -15,17 +15,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
     from dataclasses import fields
 
-    from .config import SearchConfig
+    from .config import (
+        ARCH_EPOCHS,
+        ARCH_SPACE,
+        DEFAULT_CONSTRAINTS,
+        RECIPE_FULL_EPOCHS,
+        RECIPE_SPACE,
+        SearchConfig,
+    )
     from .strategy_settings import SETTINGS
 
     d = {f.name: f.default for f in fields(SearchConfig)}
-    d["constraints"] = SearchConfig.__dataclass_fields__["constraints"].default_factory()
     p = subparsers.add_parser(
         "search",
-        help="joint architecture-recipe search (JointNAS); resumes when run again",
+        help="joint architecture-recipe search (JointNAS), or the recipe alone for any --model; "
+        "resumes when run again",
         description="Search (ArchSpec, Recipe) pairs under resource constraints. With no options: the "
-        "embedded CPU demo (fbnetv3_proxy space on digits, a few minutes). Running the same "
-        "command again resumes the run in --out (with the same settings; changed ones are refused).",
+        "embedded CPU demo (fbnetv3_proxy space on digits, a few minutes). With --model (a timm name, "
+        "torchvision/<name>, a zoo name or a search-result YAML): search only the training recipe for "
+        "that model, on a proxy that compresses the full run's schedule; the result is "
+        "OUT/best/recipe.yaml for `fbnetv3 train --recipe`. Example (a few minutes on CPU): "
+        "fbnetv3 search --model resnet18 --data digits:30 --budget 8 --initial 4 --full-epochs 20 "
+        "--out runs/r. Running the same command again resumes the run in --out (with the same "
+        "settings; changed ones are refused).",
     )
 
     def opt(flag: str, help: str, **kw: Any) -> None:
@@ -38,7 +50,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, help="run folder (search.sqlite, best/, report.md, plots)"
     )
-    opt("--space", "shipped space name (fbnetv3, fbnetv3_proxy) or a YAML path")
+    p.add_argument(
+        "--space",
+        default=None,
+        help=f"shipped space name (fbnetv3, fbnetv3_proxy; {RECIPE_SPACE}: recipe ranges only) or a "
+        f"YAML path (default: {ARCH_SPACE}; with --model {RECIPE_SPACE}, of which only the recipe: "
+        "ranges are used)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="search only the recipe for this fixed model: any reference `fbnetv3 train --model` "
+        "takes (resnet18, torchvision/resnet18, fbnetv3_a, a result YAML)",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="with --model: its input size (default: the space file's, 32 for the recipe space)",
+    )
+    p.add_argument(
+        "--full-epochs",
+        type=int,
+        default=None,
+        help="the full run the searched recipe is for; the proxy is --epochs of it with the schedule "
+        "compressed, and the first batch is also trained at full length to measure the proxy's rank "
+        f"correlation (default: none; with --model {RECIPE_FULL_EPOCHS})",
+    )
+    p.add_argument(
+        "--no-proxy-check",
+        dest="proxy_check",
+        action="store_false",
+        help="skip training the first batch at --full-epochs (the proxy's rank correlation is then "
+        "not measured)",
+    )
     opt(
         "--data",
         "digits, digits:N (N training images per class), cifar10, cifar100, or an ImageFolder directory",
@@ -55,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="EXPR",
         help="resource limit such as 'macs<=400M', 'params<5M' or 'latency_ms<=8@onnxruntime' "
         "(also @torch; this machine's latency table, built first if missing); repeat for several "
-        f"(default: {' and '.join(d['constraints'])})",
+        f"(default: {' and '.join(DEFAULT_CONSTRAINTS)}; none with --model, whose MACs/params are fixed)",
     )
     opt(
         "--strategy",
@@ -77,10 +122,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt("--batch", "candidates per iteration after the first", type=int)
     opt("--initial", "size of the first, Sobol-sampled batch", type=int)
-    opt(
+    p.add_argument(
         "--epochs",
-        "proxy epochs of the first batch (later ones stop at the early-stopping epoch)",
         type=int,
+        default=None,
+        help="proxy epochs: the length of each candidate's schedule (later batches may stop at the "
+        f"early-stopping epoch; default: {ARCH_EPOCHS}, with --model a tenth of --full-epochs)",
     )
     opt("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
@@ -176,7 +223,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     config = SearchConfig(
         space=args.space,
         data=args.data,
-        constraints=args.constraints or SearchConfig().constraints,
+        constraints=args.constraints,
         budget=args.budget,
         batch=args.batch,
         initial=args.initial,
@@ -192,6 +239,10 @@ def run_search_command(args: argparse.Namespace) -> int:
         threads=args.threads or None,
         settings=strategy_options(args),
         download=args.download,
+        model=args.model,
+        resolution=args.resolution,
+        full_epochs=args.full_epochs,
+        proxy_check=args.proxy_check,
     )
     summary = _storing(lambda: run_search(config, args.out, progress=not args.quiet), args.out)
     _print_summary(summary)
@@ -239,6 +290,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for constraint, row in summary["best"].items():
         if row is None:
             print(f"  {constraint}: no evaluated pair fits")
+        elif "model" in row["arch"]:
+            print(f"  best recipe for {row['arch']['model']}: proxy top-1 {row['score']:.2f}")
         else:
             macs = in_millions(row["macs"], 3)
             print(f"  {constraint}: top-1 {row['score']:.2f} ({macs}M MACs)")

@@ -34,6 +34,16 @@ PINNED = (
     "remeasure",
     "settings",
 )
+# pinned as well, but only in runs that set them, so runs made before they existed still resume
+PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check")
+ARCH_SPACE = "fbnetv3_proxy"
+RECIPE_SPACE = "recipe"  # the default space of a recipe-only search (spaces/recipe.yaml)
+DEFAULT_CONSTRAINTS = ("macs<=0.3M", "macs<=0.4M")
+NO_LIMIT = "none"  # constraints.NO_LIMIT: the single "limit" of a recipe-only search
+ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/proxy.md)
+RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
+RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
+PINNED_DEFAULTS = {"model": None, "resolution": None, "full_epochs": None, "proxy_check": True}
 
 
 class ConfigError(UserError):
@@ -44,15 +54,18 @@ class ConfigError(UserError):
 class SearchConfig:
     """Everything a search run depends on (the CLI flags map one to one); validated on creation."""
 
-    space: str = "fbnetv3_proxy"
+    # None: fbnetv3_proxy, or for a fixed --model the recipe-only space "recipe"
+    space: str | None = None
     data: str = "digits"  # all 1198 digits training images: benchmarks/results/proxy.md
     # both bind inside the embedded space, and their best pairs differ (chosen on the tune pool:
-    # benchmarks/results/pool_tune.md)
-    constraints: list[str] = field(default_factory=lambda: ["macs<=0.3M", "macs<=0.4M"])
+    # benchmarks/results/pool_tune.md); None: these two, or for a fixed --model ["none"]
+    constraints: list[str] | None = None
     budget: int = 11  # total candidate trainings, including the final picks
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
-    epochs: int = 5  # proxy epochs of the first batch (benchmarks/results/proxy.md)
+    # proxy epochs of the first batch (the length of its schedule); None: 5, or for a fixed
+    # --model a tenth of full_epochs (the full run's schedule compressed)
+    epochs: int | None = None
     early_stop_tau: float = 0.8
     # fewer complete first-batch curves than this: no early stopping (a Kendall tau over n
     # curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))): 0.19 at 16)
@@ -71,8 +84,25 @@ class SearchConfig:
     # per strategy name, its own settings (strategy_settings.py); defaults where absent
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     download: bool = False  # fetch cifar10/cifar100 when missing
+    # a recipe-only search: every candidate is this model (any `fbnetv3 train --model` reference)
+    model: str | None = None
+    resolution: int | None = None  # its input size (None: the space file's)
+    # the full run the proxy shortens; the first batch is also trained this long (proxy_check)
+    # to measure how well the proxy ranks (None: not measured; a fixed model: 100)
+    full_epochs: int | None = None
+    proxy_check: bool = True
 
     def __post_init__(self) -> None:
+        recipe_only = self.model is not None
+        if self.space is None:
+            self.space = RECIPE_SPACE if recipe_only else ARCH_SPACE
+        if self.constraints is None:
+            self.constraints = [NO_LIMIT] if recipe_only else list(DEFAULT_CONSTRAINTS)
+        if self.full_epochs is None and recipe_only:
+            self.full_epochs = RECIPE_FULL_EPOCHS
+        if self.epochs is None:
+            share = self.full_epochs if is_int(self.full_epochs) else 0
+            self.epochs = max(1, share // RECIPE_PROXY_SHARE) if recipe_only else ARCH_EPOCHS
         self.validate()
 
     def validate(self) -> None:
@@ -147,6 +177,30 @@ class SearchConfig:
             except SettingsError as err:
                 raise ConfigError(f"search {err}") from None
         need(isinstance(self.download, bool), "download", "true or false")
+        need(isinstance(self.proxy_check, bool), "proxy_check", "true or false")
+        need(
+            self.model is None or isinstance(self.model, str) and self.model != "",
+            "model",
+            "None or a model reference such as resnet18",
+        )
+        v = self.resolution
+        need(
+            v is None or is_int(v) and 8 <= v <= 4096,
+            "resolution",
+            "None or an integer in [8, 4096]",
+        )
+        v = self.full_epochs
+        need(
+            v is None or is_int(v) and v >= self.epochs,
+            "full_epochs",
+            f"None or an integer >= the proxy's epochs ({self.epochs})",
+        )
+        if self.model is not None and list(c) != [NO_LIMIT]:
+            raise ConfigError(
+                f"search setting constraints (--constraint {' '.join(c)}): MACs, params and latency "
+                f"limits are moot for a fixed model ({self.model}), which has one value of each; "
+                "drop them to search its recipe"
+            )
         needed = self.initial + len(c)
         if self.budget < needed:
             raise ConfigError(
@@ -173,4 +227,6 @@ class SearchConfig:
         """The pinned settings, as stored in the run."""
         d = dataclasses.asdict(self)
         d["settings"] = self.strategy_settings().as_dict()
-        return {k: d[k] for k in PINNED}
+        return {k: d[k] for k in PINNED} | {
+            k: d[k] for k in PINNED_IF_SET if d[k] is not None and d[k] != PINNED_DEFAULTS[k]
+        }

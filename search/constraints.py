@@ -32,6 +32,9 @@ _LATENCY = re.compile(
     r"^\s*latency_ms\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*@\s*([a-z_]+)\s*(?::\s*([0-9]+))?\s*$"
 )
 LATENCY_BACKENDS = ("onnxruntime", "torch")
+# the one "limit" of a recipe-only search: a fixed model has one MACs/params value, so the
+# search keeps a single final pick, written to best/recipe.yaml
+NO_LIMIT = "none"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class Constraint:
 
     def ok(self, macs: np.ndarray, params: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
         """Mask of the candidates inside the limit (``u``: their encodings, for latency)."""
+        if self.metric == NO_LIMIT:
+            return np.ones(len(np.atleast_1d(np.asarray(macs))), dtype=bool)
         if self.metric == "latency_ms":
             if self.predict is None:
                 raise UserError(f"constraint {self.text}: no latency table is attached to it")
@@ -73,7 +78,9 @@ class Constraint:
 
 
 def parse_constraint(text: str) -> Constraint:
-    """Parse ``macs<=400M`` / ``params<5M`` / ``latency_ms<=8@onnxruntime``; errors show the forms."""
+    """Parse ``macs<=400M`` / ``params<5M`` / ``latency_ms<=8@onnxruntime`` / ``none``; errors show the forms."""
+    if text.strip() == NO_LIMIT:
+        return Constraint(NO_LIMIT, "<=", float("inf"), NO_LIMIT)
     if text.isprintable() and text.strip().startswith("latency"):
         match = _LATENCY.fullmatch(text)
         if not match:
@@ -150,6 +157,10 @@ def batch_stats(
     numpy columns: block slot by block slot, a slot beyond a row's repeats is masked out.
     """
     cols = decode_columns(space, u)
+    if space.model is not None:  # a recipe-only space: every candidate is the same model
+        n = len(cols["resolution"])
+        macs, params = space.model_stats
+        return np.full(n, macs, np.int64), np.full(n, params, np.int64), np.ones(n, dtype=bool)
 
     def col(name: str, dtype: type = np.int64) -> np.ndarray:
         return cols[name].astype(dtype)

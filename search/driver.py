@@ -40,13 +40,14 @@ from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
 from fbnetv3_zoo.provenance import command_line, versions
 
-from .config import PINNED, ConfigError, SearchConfig
+from .config import PINNED, PINNED_IF_SET, ConfigError, SearchConfig
 from .constraints import Constraint, parse_constraint
 from .early_stop import choose_stop_epoch, score_at
 from .encoding import decode
 from .evaluate import EvalTask, epoch_accuracy, evaluate
 from .executors import make_executor
 from .latency_limits import bind_latency, record_latency
+from .proxy_check import check_proxy
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store
@@ -59,11 +60,20 @@ __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch
 DB_NAME = "search.sqlite"
 
 
+def space_of(config: SearchConfig, num_classes: int) -> SearchSpace:
+    """The space a config searches: a space file, or its recipe ranges around a fixed model."""
+    if config.model is None:
+        return load_space(config.space)
+    from .fixed_model import fixed_model_space
+
+    return fixed_model_space(config.model, config.space, config.resolution, num_classes)
+
+
 def _changes(old: dict[str, Any], new: dict[str, Any], keys: tuple[str, ...]) -> list[tuple]:
     """(name, old value, new value) of every pinned setting that differs; dicts field by field."""
     out = []
     for k in keys:
-        was, now = old.get(k, "(not recorded)"), new[k]
+        was, now = old.get(k, "(not recorded)"), new.get(k, "(not recorded)")
         if isinstance(was, dict) and isinstance(now, dict):
             out += [
                 (f"{k}.{f}", was.get(f, "(not recorded)"), now.get(f, "(not recorded)"))
@@ -94,8 +104,6 @@ class Search:
         self.evaluator = evaluator
         self.progress = progress
         self.bar: Any = None  # the progress bar while running; log() works before it exists
-        given = getattr(source, "space", None)
-        self.space: SearchSpace = given if given is not None else load_space(config.space)
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
         if num_classes is None:
             num_classes = getattr(source, "num_classes", None)  # a table knows its class count
@@ -104,6 +112,8 @@ class Search:
 
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
+        given = getattr(source, "space", None)
+        self.space: SearchSpace = given if given is not None else space_of(config, num_classes)
         # latency_ms limits get this machine's table predictor (built first if missing)
         self.constraints = bind_latency(
             self.constraints, self.space, num_classes, progress=progress, log=self.log
@@ -177,7 +187,7 @@ class Search:
         else:
             diff = [
                 f"{name}: run has {was!r}, now {now!r}"
-                for name, was, now in _changes(old, new, PINNED)
+                for name, was, now in _changes(old, new, (*PINNED, *PINNED_IF_SET))
             ]
             if diff:
                 raise UserError(
@@ -348,6 +358,8 @@ class Search:
             self._run_pending()
             if self.stop_epoch is None:
                 self._choose_stop_epoch()
+            if c.full_epochs is not None and c.proxy_check and not self.store.get("proxy_check"):
+                check_proxy(self)
             reserved = len(self.constraints) + c.remeasured()  # fine picks + finalists
             while self.store.count() < c.budget - reserved:
                 if not self._step(ctx, min(c.batch, c.budget - reserved - self.store.count())):

@@ -115,6 +115,7 @@ class Pretrained:
     loss: float
     wall_s: float
     features: FeatureMap | None = None
+    skipped: str | None = None  # why no pretraining ran, when that was the encoder's own call
 
 
 def pretrain(
@@ -127,10 +128,15 @@ def pretrain(
     """Fit the arch encoder to the log-MACs/params of ``samples`` Sobol architectures.
 
     Only the architecture columns are fed; ``steps=0`` or ``samples=0`` returns
-    an untrained encoder (the no-pretraining ablation, which fits from scratch).
+    an untrained encoder (the no-pretraining ablation, which fits from scratch),
+    and so does a space without architecture columns (a fixed model), with the
+    reason in ``skipped``: the heads then fit on the recipe features alone.
     """
     start = time.perf_counter()
     fmap = feature_map(space)
+    if fmap.arch_width == 0:  # a recipe-only space: MACs/params are one value, nothing to learn
+        reason = "no architecture columns (fixed model): MACs/params are constant"
+        return Pretrained(None, float("nan"), time.perf_counter() - start, fmap, reason)
     if steps <= 0 or samples <= 0:
         return Pretrained(None, float("nan"), time.perf_counter() - start, fmap)
     u = sample(space, samples, "sobol", seed=seed + 7919)

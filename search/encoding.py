@@ -51,9 +51,14 @@ def _row_name(i: int, j: int, field: str) -> str:
     return f"stages[{i}][{j}].{field}"
 
 
-def decode(space: SearchSpace, u: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]:
-    """One vector -> (ArchSpec, searched recipe fields)."""
+def decode(space: SearchSpace, u: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """One vector -> (ArchSpec, searched recipe fields); a recipe-only space gives its ``FixedModel``."""
     cols = {k: _plain(v[0]) for k, v in decode_columns(space, u).items()}
+    recipe = {d.name.split(".", 1)[1]: cols[d.name] for d in space.recipe}
+    if space.model is not None:
+        from .fixed_model import FixedModel
+
+        return FixedModel(space.model, int(cols["resolution"])), recipe
     stages = []
     for i, stage in enumerate(space.stages):
         rows, channels = [], None
@@ -85,7 +90,6 @@ def decode(space: SearchSpace, u: np.ndarray) -> tuple[ArchSpec, dict[str, Any]]
         head_act=space.head_act,
         se_ratio=space.se_ratio,
     )
-    recipe = {d.name.split(".", 1)[1]: cols[d.name] for d in space.recipe}
     return spec, recipe
 
 

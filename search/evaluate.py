@@ -19,7 +19,7 @@ class EvalTask:
     """Everything a worker needs to train one (arch, recipe) pair."""
 
     cid: int
-    arch: dict[str, Any]
+    arch: dict[str, Any]  # ArchSpec.to_dict(), or a fixed model's {model, input_size}
     recipe: dict[str, Any]  # the searched fields; the rest comes from ``base_recipe``
     base_recipe: str
     data: str
@@ -60,15 +60,16 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         import torch
         from fbnetv3_zoo.recipes.engine import seed_everything, train
 
-        from fbnetv3_zoo.spec import ArchSpec
+        from .fixed_model import model_of
 
         if task.threads:
             torch.set_num_threads(task.threads)
-        spec = ArchSpec.from_dict(task.arch)
-        recipe = build_recipe(task.base_recipe, task.recipe, spec.input_size, task.overrides)
+        model_ref = model_of(task.arch)  # an ArchSpec, or a recipe-only search's fixed model
+        resolution = int(task.arch["input_size"])
+        recipe = build_recipe(task.base_recipe, task.recipe, resolution, task.overrides)
         num_classes = _num_classes(task.data)
         seed_everything(task.seed)  # initial weights must not depend on what ran before
-        model = recipe.create_model(spec, num_classes=num_classes)  # applies dropout/drop path
+        model = recipe.create_model(model_ref, num_classes=num_classes)  # dropout/drop path
         result = train(
             model,
             recipe,

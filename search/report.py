@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+from fbnetv3_zoo.recipes import Recipe
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import refuse_link, write_new
@@ -29,6 +32,15 @@ def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
     """The epoch a candidate's score is from: the early-stopping epoch, or its last if shorter."""
     trained = row["epochs"] or 0
     return min(stop_epoch, trained) if stop_epoch else trained
+
+
+def trainings_of(row: dict[str, Any], seed: int | None) -> list[dict[str, Any]]:
+    """Each training behind a candidate's score: its seed (the search's, then + 1) and top-1."""
+    scores = row.get("scores") or [row["score"]]
+    return [
+        dict(seed=None if seed is None else seed + k, top1=round(v, 3))
+        for k, v in enumerate(scores)
+    ]
 
 
 def result_document(
@@ -66,13 +78,9 @@ def result_document(
     predicted = None
     if row["predicted"] is not None:
         predicted = dict(top1=round(row["predicted"], 3), std=round(row["predicted_std"] or 0.0, 3))
-    scores = row.get("scores") or [row["score"]]
     measured = dict(
         top1=round(row["score"], 3),  # the mean over the trainings below
-        trainings=[
-            dict(seed=None if seed is None else seed + k, top1=round(v, 3))
-            for k, v in enumerate(scores)
-        ],
+        trainings=trainings_of(row, seed),
         epoch=score_epoch(row, stop_epoch),  # the epoch top1 is from
         epochs_trained=row["epochs"],
         schedule_epochs=schedule,
@@ -97,8 +105,71 @@ def result_document(
     )
 
 
+RECIPE_FILE = "recipe.yaml"  # a recipe-only search's result, in best/
+
+
+def best_file(space: SearchSpace, constraint: Constraint) -> str:
+    """Where a constraint's best pick is written, relative to the run folder."""
+    return f"best/{RECIPE_FILE}" if space.model is not None else f"best/{constraint.slug}.yaml"
+
+
+def recipe_document(
+    row: dict[str, Any],
+    space: SearchSpace,
+    config: dict[str, Any],
+    stop_epoch: int | None = None,
+    made_by: dict[str, Any] | None = None,
+    proxy_check: dict[str, Any] | None = None,
+) -> Recipe:
+    """A recipe-only search's ``best/recipe.yaml``: the full recipe for the full run, plus where it came from.
+
+    A plain recipe file (``fbnetv3 train --recipe`` and ``Recipe.load`` take it)
+    with ``epochs`` set to the full run the proxy shortened and the search's
+    facts under ``extra.search``: model, data, budget, the proxy it was ranked
+    on and how well that proxy ranked (``proxy_check``).
+    """
+    full = config.get("full_epochs") or config.get("epochs")
+    recipe = build_recipe(
+        space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
+    )
+    model = str(space.model)
+    check = None
+    if proxy_check:
+        check = {k: proxy_check.get(k) for k in ("n", "spearman", "kendall", "train_s")}
+    facts = dict(
+        model=model,
+        data=config.get("data"),
+        resolution=row["arch"]["input_size"],
+        space=space.name,
+        strategy=config.get("strategy"),
+        seed=config.get("seed"),
+        budget=config.get("budget"),
+        candidate=row["id"],
+        proxy=dict(
+            epochs=config.get("epochs"),
+            schedule=f"the {full}-epoch schedule compressed to {config.get('epochs')} epochs",
+            top1=round(row["score"], 3),  # the mean over the trainings below
+            trainings=trainings_of(row, config.get("seed")),
+            scored_at_epoch=score_epoch(row, stop_epoch),
+        ),
+        proxy_check=check,
+        **({"made_by": made_by} if made_by else {}),
+    )
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).stem if model.endswith(".yaml") else model)
+    return dataclasses.replace(
+        recipe,
+        epochs=full,
+        name=f"searched_{slug}",
+        description=f"found by fbnetv3 search --model {model} (data {config.get('data')}, "
+        f"{config.get('budget')} proxy trainings of {config.get('epochs')} epochs)",
+        extra={**recipe.extra, "search": facts},
+    )
+
+
 def _short(row: dict[str, Any]) -> str:
     a = row["arch"]
+    if "model" in a:
+        return f"{a['model']} at {a['input_size']}px"
     widths = "/".join(str(stage[-1]["channels"]) for stage in a["stages"])
     depth = sum(b.get("repeats", 1) for stage in a["stages"] for b in stage)
     return f"{a['input_size']}px, {depth} blocks, widths {widths}"
@@ -145,7 +216,11 @@ def write_report(
         f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
         f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
         f"scored at epoch {stop}. It ranks candidates; training the winner longer "
-        "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers.",
+        + (
+            "(`fbnetv3 train --recipe best/recipe.yaml ...`) gives much higher numbers."
+            if space.model is not None
+            else "(`fbnetv3 train --model best/<file>.yaml ...`) gives much higher numbers."
+        ),
         _early_stop_line(
             config,
             stop,
@@ -154,6 +229,7 @@ def write_report(
             config.get("min_stop_curves", 16),
         ),
         _quality_line(fits, (config.get("settings") or {}).get("head", "auto")),
+        *_fixed_model_lines(space, config, store, notes),
         "",
         "## Time spent",
         "",
@@ -163,6 +239,7 @@ def write_report(
         f"| predictor pretraining | {_fmt(pretrain_s, 1)} |",
         f"| predictor fits (sum) | {fit_s:.1f} |",
         f"| genetic search | {_fmt(_spent(n.get('genetic') for n in notes.values()), 1)} |",
+        f"| proxy check: first batch at full length (sum) | {_fmt((store.get('proxy_check') or {}).get('train_s'), 1)} |",
         f"| whole run (wall, all sessions) | {_fmt(store.get('wall_s'), 1)} |",
         "",
         "## Best pair per constraint (measured on the proxy)",
@@ -176,7 +253,7 @@ def write_report(
             lines.append(f"| `{c.text}` | - | no evaluated pair fits | | | | |")
             continue
         lines.append(
-            f"| `{c.text}` | `best/{c.slug}.yaml` | {top1_text(r)} | {_fmt(r['predicted'])} | "
+            f"| `{c.text}` | `{best_file(space, c)}` | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {in_millions(r['params'], 3)} | {_short(r)} |"
         )
     lines += [
@@ -237,6 +314,35 @@ def _early_stop_line(
         f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
         f"(per epoch: {per_epoch}; threshold {config.get('early_stop_tau')}; {curves} curves)."
     )
+
+
+def _fixed_model_lines(
+    space: SearchSpace, config: dict[str, Any], store: Store, notes: dict[int, Any]
+) -> list[str]:
+    """A recipe-only search: the fixed model, the proxy's rank correlation, skipped pretraining."""
+    from .proxy_check import proxy_sentence
+
+    lines = [f"- {proxy_sentence(store.get('proxy_check'))}"]
+    if space.model is None:
+        return lines if store.get("proxy_check") else []
+    macs, params = space.model_stats
+    lines.insert(
+        0,
+        f"- **Fixed model:** `{space.model}` ({in_millions(macs, 1)}M MACs, {in_millions(params, 2)}M "
+        f"params at {space.resolution.choices[0]} px); only its recipe is searched, so MACs/params "
+        f"limits do not apply. Proxy: {config.get('epochs')} epochs, the {config.get('full_epochs')}-epoch "
+        "schedule compressed (learning-rate schedule, warmup and EMA horizon fitted to the shorter run). "
+        f"Result: `best/{RECIPE_FILE}` (`fbnetv3 train --recipe {store.path.parent}/best/{RECIPE_FILE} "
+        f"--model {space.model} --data {config.get('data')}`).",
+    )
+    skipped = [
+        n["pretrain"]["skipped"] for n in notes.values() if (n.get("pretrain") or {}).get("skipped")
+    ]
+    if skipped:
+        lines.append(
+            f"- **Predictor pretraining skipped:** {skipped[0]}; the predictor fits on the recipe features alone."
+        )
+    return lines
 
 
 def _spent(parts: Any) -> float | None:
@@ -318,7 +424,17 @@ def write_outputs(
     refuse_link(out / "best")
     (out / "best").mkdir(parents=True, exist_ok=True)
     for c in constraints:
-        if best[c.text] is not None:
+        if best[c.text] is not None and space.model is not None:
+            doc = recipe_document(
+                best[c.text],
+                space,
+                config,
+                stop_epoch=store.get("stop_epoch"),
+                made_by=store.get("made_by"),
+                proxy_check=store.get("proxy_check"),
+            )
+            _write_text(out / best_file(space, c), doc.to_yaml())
+        elif best[c.text] is not None:
             doc = result_document(
                 best[c.text],
                 space,

@@ -44,6 +44,9 @@ RECIPE_FIELDS = (
 )
 ROW_KEYS = ("kernel", "expansion", "channels", "repeats", "stride", "se", "act", "pad_trim")
 TOP_KEYS = ("name", "stem", "resolution", "head", "stages", "recipe")
+# a recipe-only space: one fixed model (any reference ``fbnetv3 train --model`` takes), its
+# resolution and class count, its MACs/params (counted once by ``fixed_model.py``), the recipe ranges
+FIXED_MODEL_KEYS = ("name", "model", "resolution", "num_classes", "stats", "recipe")
 # sanity bounds, checked before anything is allocated: far above any real network,
 # far below what would exhaust memory while sampling or building a candidate
 # one set of size limits with the spec, so a space never admits a network ArchSpec refuses
@@ -83,6 +86,10 @@ class SearchSpace:
     recipe: tuple[Dim, ...]
     recipe_overrides: tuple[tuple[str, Any], ...]  # fixed Recipe fields applied over the base
     raw_json: str  # canonical text of the source mapping, for the resume fingerprint
+    # a recipe-only space: the one model every candidate trains (None: the architecture template
+    # above is searched); its stats stand for every candidate's, as no architecture dim is free
+    model: str | None = None
+    model_stats: tuple[int, int] = (0, 0)  # (MACs, params) of that model
 
     def dims(self) -> list[Dim]:
         """Every dimension, fixed or not, in encoding order."""
@@ -157,6 +164,14 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
     """Validate a space mapping; every error names ``source`` and the bad field's path."""
     if not isinstance(data, Mapping):
         raise fail(source, f"expected a mapping with keys {list(TOP_KEYS)}")
+    if "model" in data:
+        return _fixed_model_space(data, source)
+    if "stages" not in data and "stem" not in data and "recipe" in data:
+        raise fail(
+            source,
+            "a recipe-only space (no stem/stages): search it for one model with "
+            "`fbnetv3 search --model <name> --space <this file>`",
+        )
     bad = sorted(set(data) - set(TOP_KEYS))
     if bad:
         raise fail(source, f"unknown key(s) {bad}; allowed: {', '.join(TOP_KEYS)}")
@@ -196,21 +211,9 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
     deepest = sum(max(row.repeats.choices or (1,)) for stage in rows for row in stage)
     if deepest > MAX_BLOCKS:  # the spec's limit, reached by the deepest candidate
         raise fail(f"{source}: stages", f"up to {deepest} blocks; at most {MAX_BLOCKS} allowed")
-    bad = sorted(set(recipe) - {"base", "overrides", *RECIPE_FIELDS})
-    if bad:
-        allowed = ", ".join(("base", "overrides", *RECIPE_FIELDS))
-        raise fail(f"{source}: recipe", f"unknown key(s) {bad}; allowed: {allowed}")
-    overrides = _overrides(recipe.get("overrides", {}), f"{source}: recipe.overrides")
-    recipe_dims = []
-    for key in RECIPE_FIELDS:
-        if key in recipe:
-            kind = str if key == "optimizer" else (int, float)
-            try:
-                recipe_dims.append(parse_dim(recipe[key], f"recipe.{key}", kind))
-            except SpaceError as err:
-                raise SpaceError(f"{source}: {err}") from None
-    base = recipe.get("base", "fbnetv3_proxy")
-    _check_recipe_ranges(base, overrides, recipe_dims, min(resolution.choices or (32,)), source)
+    base, recipe_dims, overrides = parse_recipe_section(
+        recipe, min(resolution.choices or (32,)), source
+    )
     stem_kernel = _scalar(stem, "kernel", 3, int, 1, MAX_KERNEL, f"{source}: stem")
     if stem_kernel % 2 == 0:
         raise fail(f"{source}: stem.kernel", f"must be odd, got {stem_kernel}")
@@ -233,6 +236,93 @@ def parse_space(data: Any, source: str = "search space") -> SearchSpace:
         recipe=tuple(recipe_dims),
         recipe_overrides=overrides,
         raw_json=json.dumps(data, sort_keys=True, default=str),
+    )
+
+
+def parse_recipe_section(
+    recipe: Mapping[str, Any], resolution: int, source: str
+) -> tuple[str, list[Dim], tuple[tuple[str, Any], ...]]:
+    """(base preset, recipe dims, fixed overrides) of a space's ``recipe:`` mapping, checked."""
+    bad = sorted(set(recipe) - {"base", "overrides", *RECIPE_FIELDS})
+    if bad:
+        allowed = ", ".join(("base", "overrides", *RECIPE_FIELDS))
+        raise fail(f"{source}: recipe", f"unknown key(s) {bad}; allowed: {allowed}")
+    overrides = _overrides(recipe.get("overrides", {}), f"{source}: recipe.overrides")
+    recipe_dims = []
+    for key in RECIPE_FIELDS:
+        if key in recipe:
+            kind = str if key == "optimizer" else (int, float)
+            try:
+                recipe_dims.append(parse_dim(recipe[key], f"recipe.{key}", kind))
+            except SpaceError as err:
+                raise SpaceError(f"{source}: {err}") from None
+    base = recipe.get("base", "fbnetv3_proxy")
+    _check_recipe_ranges(base, overrides, recipe_dims, resolution, source)
+    return str(base), recipe_dims, overrides
+
+
+def _fixed_model_space(data: Mapping[str, Any], source: str) -> SearchSpace:
+    """A recipe-only space: every architecture dim fixed (no encoding column), the recipe free.
+
+    Written by ``fixed_model.fixed_model_space`` (which counts the stats) or by
+    hand; the architecture template fields hold placeholders that nothing reads,
+    because ``decode`` and ``batch_stats`` answer from ``model`` and ``stats``.
+    """
+    bad = sorted(set(data) - set(FIXED_MODEL_KEYS))
+    if bad:
+        raise fail(
+            source,
+            f"unknown key(s) {bad} in a fixed-model space; allowed: {', '.join(FIXED_MODEL_KEYS)}",
+        )
+    model = data["model"]
+    if not isinstance(model, str) or not model:
+        raise fail(
+            f"{source}: model", f"expected a model reference such as resnet18, got {model!r}"
+        )
+    resolution = _section(data, "resolution", source)
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int)
+        or not MIN_INPUT_SIZE <= resolution <= MAX_RESOLUTION
+    ):
+        raise fail(
+            f"{source}: resolution",
+            f"a fixed model needs one integer resolution in [{MIN_INPUT_SIZE}, {MAX_RESOLUTION}], got {resolution!r}",
+        )
+    recipe = _section(data, "recipe", source)
+    if not isinstance(recipe, Mapping):
+        raise fail(f"{source}: recipe", f"expected a mapping, got {recipe!r}")
+    base, dims, overrides = parse_recipe_section(recipe, resolution, source)
+    if not any(not d.fixed for d in dims):
+        raise fail(
+            f"{source}: recipe",
+            "no recipe ranges to search (every field fixed or absent); give at least one of "
+            + ", ".join(RECIPE_FIELDS)
+            + " as a list or a {min, max} range",
+        )
+    stats = data.get("stats") or {}
+    if not isinstance(stats, Mapping) or any(
+        isinstance(stats.get(k, 0), bool) or not isinstance(stats.get(k, 0), int)
+        for k in ("macs", "params")
+    ):
+        raise fail(f"{source}: stats", f"expected {{macs: int, params: int}}, got {stats!r}")
+    return SearchSpace(
+        name=str(data.get("name", Path(source).stem)),
+        stem_channels=Dim("stem_channels", (0,)),
+        stem_kernel=1,
+        stem_act="none",
+        resolution=Dim("resolution", (resolution,)),
+        head_expansion=1.0,
+        feature_width=0,
+        head_act="none",
+        se_ratio=0.0,
+        stages=(),
+        recipe_base=base,
+        recipe=tuple(dims),
+        recipe_overrides=overrides,
+        raw_json=json.dumps(data, sort_keys=True, default=str),
+        model=model,
+        model_stats=(int(stats.get("macs", 0)), int(stats.get("params", 0))),
     )
 
 

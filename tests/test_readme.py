@@ -73,6 +73,12 @@ COMMANDS: dict[str, Step] = {
         "run"
     ),
     "fbnetv3 search-report runs/s1": Step("run"),
+    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 20 --epochs 4 --budget 6 --initial 3 --out runs/r": Step(
+        "parse", why="minutes; tests/test_recipe_search.py runs recipe searches end to end"
+    ),
+    "fbnetv3 train --recipe runs/r/best/recipe.yaml --data digits:30 --out runs/r-full": Step(
+        "parse", why="reads the search above; tests/test_recipe_search.py trains from its recipe"
+    ),
     "fbnetv3 latency build --backend torch": Step(
         "parse", why="minutes of timing; tests/test_latency.py builds a tiny space's table"
     ),

@@ -58,6 +58,8 @@ class JointNASStrategy(Strategy):
             )
             spent = self.pretrained.wall_s if fresh else 0.0  # 0: pretrained by an earlier search
             notes["pretrain"] = dict(loss=self.pretrained.loss, wall_s=spent)
+            if self.pretrained.skipped:
+                notes["pretrain"]["skipped"] = self.pretrained.skipped
         predictor, quality = fit_with_holdout(
             u,
             y,

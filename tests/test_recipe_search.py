@@ -1,0 +1,195 @@
+"""The recipe-only search for a fixed model: space, every strategy, resume, bad input, train roundtrip."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+import yaml
+from fbnetv3_zoo.recipes import Recipe
+from fbnetv3_zoo.search.config import ConfigError
+from fbnetv3_zoo.search.constraints import batch_stats
+from fbnetv3_zoo.search.driver import SearchConfig, run_search
+from fbnetv3_zoo.search.encoder import pretrain
+from fbnetv3_zoo.search.encoding import decode
+from fbnetv3_zoo.search.evaluate import EvalTask
+from fbnetv3_zoo.search.features import feature_map
+from fbnetv3_zoo.search.fixed_model import FixedModel, fixed_model_space
+from fbnetv3_zoo.search.report import report_run
+from fbnetv3_zoo.search.space import SpaceError
+from search_settings import TINY_JOINTNAS
+
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.errors import UserError
+
+MODEL = "test_resnet"  # timm's smallest resnet: a real training takes well under a second
+DATA = "digits:3"
+
+
+def fake_evaluate(task: EvalTask) -> dict:
+    """A deterministic stand-in for training: sgd near lr 0.3 without dropout is best."""
+    r = task.recipe
+    final = (
+        60 + 10 * (r["optimizer"] == "sgd") - 5 * abs(np.log10(r["lr"] / 0.3)) - 20 * r["dropout"]
+    )
+    n = task.stop_after or task.epochs
+    metrics = [{"epoch": e + 1, "val_top1": final * (e + 1) / task.epochs} for e in range(n)]
+    return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
+
+
+def _config(**kw) -> SearchConfig:
+    base = dict(
+        model=MODEL,
+        data=DATA,
+        resolution=16,
+        budget=6,
+        initial=3,
+        batch=2,
+        full_epochs=4,
+        settings={"jointnas": TINY_JOINTNAS},
+    )
+    return SearchConfig(**{**base, **kw})
+
+
+def _rows(out) -> list[dict]:
+    db = sqlite3.connect(out / "search.sqlite")
+    try:
+        return [
+            dict(zip(("id", "status"), r, strict=True))
+            for r in db.execute("SELECT id, status FROM candidates")
+        ]
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def space():
+    return fixed_model_space(MODEL, resolution=16, num_classes=10)
+
+
+def test_fixed_model_space_has_recipe_columns_only(space):
+    fmap = feature_map(space)
+    assert fmap.arch_width == 0 and space.size == sum(not d.fixed for d in space.recipe)
+    u = np.full((4, space.size), 0.3)
+    macs, params, valid = batch_stats(space, u, 10)
+    assert valid.all() and len(set(macs)) == 1 and params[0] == space.model_stats[1] > 0
+    arch, recipe = decode(space, u[0])
+    assert arch == FixedModel(MODEL, 16) and set(recipe) == {d.name[7:] for d in space.recipe}
+    skipped = pretrain(space, samples=64, steps=5)  # MACs/params are one value: nothing to learn
+    assert skipped.state is None and "fixed model" in skipped.skipped
+
+
+def test_config_defaults_for_a_fixed_model():
+    c = _config(full_epochs=None)
+    assert (c.space, c.constraints, c.full_epochs, c.epochs) == ("recipe", ["none"], 100, 10)
+    assert "model" not in SearchConfig().identity()  # an architecture run's identity is unchanged
+
+
+@pytest.mark.parametrize("head", ["linear", "network", "gp"])
+def test_every_head_fits_on_recipe_features_alone(space, head):
+    from fbnetv3_zoo.search.predictor import fit_with_holdout
+    from fbnetv3_zoo.search.sampling import sample
+    from scipy.stats import spearmanr
+
+    u = sample(space, 16, seed=1)
+    y = 50 + 20 * u[:, 1] - 10 * u[:, 3]  # accuracy follows two recipe columns
+    model, _ = fit_with_holdout(u, y, pretrain(space), head=head, space=space, members=2)
+    assert spearmanr(model.predict(u)[0], y)[0] > 0.8  # it learned them from recipe columns alone
+
+
+@pytest.mark.parametrize("strategy", ["random", "jointnas", "optuna-tpe", "successive-halving"])
+def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
+    if strategy == "optuna-tpe":
+        pytest.importorskip("optuna")
+    summary = run_search(
+        _config(strategy=strategy), tmp_path, evaluator=fake_evaluate, progress=False
+    )
+    assert summary["done"] == 6 and summary["best"]["none"]["arch"]["model"] == MODEL
+    recipe = Recipe.load(tmp_path / "best" / "recipe.yaml")
+    search = recipe.extra["search"]
+    assert (search["model"], search["data"], search["budget"]) == (MODEL, DATA, 6)
+    assert search["proxy"]["epochs"] == 1 and recipe.epochs == 4 and recipe.resolution == 16
+    assert search["proxy_check"]["n"] == 3 and search["proxy_check"]["spearman"] == 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "**Fixed model:**" in report and "Spearman 1.00" in report
+    assert "`best/recipe.yaml`" in report
+
+
+def test_same_seed_same_recipe(tmp_path):
+    picks = []
+    for run in ("a", "b"):
+        run_search(_config(), tmp_path / run, evaluator=fake_evaluate, progress=False)
+        recipe = Recipe.load(tmp_path / run / "best" / "recipe.yaml").to_dict()
+        recipe["extra"]["search"].pop("made_by")  # the command line names the folder
+        picks.append(recipe)
+    assert picks[0] == picks[1]
+
+
+class Interrupt(Exception):
+    """Stands in for Ctrl-C in the middle of the run."""
+
+
+def test_resume_trains_nothing_twice_and_refuses_another_model(tmp_path):
+    calls: list[tuple[int, int]] = []
+
+    def flaky(task):
+        if len(calls) == 5:  # after the first batch and two of its full-length trainings
+            raise Interrupt
+        calls.append((task.cid, task.epochs))
+        return fake_evaluate(task)
+
+    with pytest.raises(Interrupt):
+        run_search(_config(), tmp_path, evaluator=flaky, progress=False)
+    again: list[tuple[int, int]] = []
+    run_search(
+        _config(),
+        tmp_path,
+        evaluator=lambda t: again.append((t.cid, t.epochs)) or fake_evaluate(t),
+        progress=False,
+    )
+    assert not set(calls) & set(again)
+    assert sorted(c for c, e in calls + again if e == 4) == [1, 2, 3]  # full length: once each
+    assert all(r["status"] == "done" for r in _rows(tmp_path)) and len(_rows(tmp_path)) == 6
+    (tmp_path / "best" / "recipe.yaml").unlink()
+    assert (
+        report_run(tmp_path)["best"]["none"]["arch"]["model"] == MODEL
+    )  # search-report re-renders
+    assert Recipe.load(tmp_path / "best" / "recipe.yaml").extra["search"]["proxy_check"]["n"] == 3
+    with pytest.raises(UserError, match="model: run has 'test_resnet', now 'resnet18'"):
+        run_search(_config(model="resnet18"), tmp_path, evaluator=fake_evaluate, progress=False)
+
+
+def test_bad_inputs_are_one_line_naming_them(tmp_path):
+    with pytest.raises(UserError, match="unknown model 'no_such_net'"):
+        fixed_model_space("no_such_net", resolution=16, num_classes=10)
+    no_ranges = tmp_path / "fixed.yaml"
+    no_ranges.write_text(
+        yaml.safe_dump({"resolution": 16, "recipe": {"base": "baseline", "lr": 0.1}})
+    )
+    with pytest.raises(SpaceError, match=r"fixed.yaml: recipe: no recipe ranges"):
+        fixed_model_space(MODEL, no_ranges, num_classes=10)
+    no_recipe = tmp_path / "arch.yaml"
+    no_recipe.write_text(yaml.safe_dump({"resolution": 16}))
+    with pytest.raises(SpaceError, match=r"arch.yaml: no recipe: section"):
+        fixed_model_space(MODEL, no_recipe, num_classes=10)
+    with pytest.raises(UserError, match="cannot take a 8x8 input .*larger --resolution"):
+        fixed_model_space("fbnetv3_a", resolution=8, num_classes=10)
+    with pytest.raises(ConfigError, match="moot for a fixed model"):
+        _config(constraints=["macs<=1M"])
+    with pytest.raises(SpaceError, match="recipe-only space"):
+        run_search(SearchConfig(space="recipe", data=DATA), tmp_path / "r", progress=False)
+
+
+def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
+    """Real trainings (a tiny model on 30 images), then `fbnetv3 train --recipe` with no --model."""
+    out = tmp_path / "r"
+    argv = ["search", "--model", MODEL, "--data", DATA, "--resolution", "16", "--budget", "3"]
+    argv += ["--initial", "2", "--full-epochs", "2", "--strategy", "random", "--out", str(out)]
+    assert main([*argv, "--quiet"]) == 0
+    assert "best recipe for test_resnet" in capsys.readouterr().out
+    recipe_file = out / "best" / "recipe.yaml"
+    assert Recipe.from_yaml(recipe_file).extra["search"]["proxy_check"]["n"] == 2
+    train = ["train", "--recipe", str(recipe_file), "--data", DATA, "--epochs", "1"]
+    assert main([*train, "--no-progress"]) == 0
+    assert "test_resnet on digits" in capsys.readouterr().out
