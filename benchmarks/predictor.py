@@ -199,6 +199,10 @@ def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_sample
     tau = {(m, s): [] for m in METHODS for s in sizes}
     prec = {(m, s): [] for m in METHODS for s in sizes}
     fit_s = {m: [] for m in LEARNED}
+    # calibration: |held-out error| within 1 and 2 predicted spreads; predictions outside [0, 100]
+    within = {(m, s, k): [] for m in LEARNED for s in sizes for k in (1, 2)}
+    outside = {m: 0 for m in LEARNED}
+    predicted = {m: 0 for m in LEARNED}
     for seed in range(seeds):
         order = np.random.default_rng(1000 + seed).permutation(n)
         test, pool = order[:n_test], order[n_test:]
@@ -219,14 +223,30 @@ def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_sample
                 ctx = FitContext(table.space, enc, seed, members, steps)
                 model = make_head(head).fit(ut, yt, ctx)
                 fit_s[method].append((time.perf_counter() - start, time.process_time() - cpu))
-                preds[method] = model.predict(table.u[test])[0]
+                mean, spread = model.predict(table.u[test])
+                preds[method] = mean
+                error = np.abs(table.y[test] - mean)
+                for k in (1, 2):
+                    within[method, size, k].append(float(np.mean(error <= k * spread)))
+                outside[method] += int(np.sum((mean < 0) | (mean > 100)))
+                predicted[method] += len(mean)
             preds[BASELINES[0]] = ridge_loo(x[train], yt)(x[test])
             preds[BASELINES[1]] = log_macs_sign(table.macs[train], yt) * np.log(table.macs[test])
             for method, p in preds.items():
                 tau[method, size].append(rank_quality(p, table.y[test])[0])
                 prec[method, size].append(top_precision(p, table.y[test]))
         print(f"seed {seed + 1}/{seeds} done", file=sys.stderr, flush=True)
-    return dict(tau=tau, prec=prec, fit_s=fit_s, pre=pre, n_test=n_test, n=n)
+    return dict(
+        tau=tau,
+        prec=prec,
+        fit_s=fit_s,
+        pre=pre,
+        n_test=n_test,
+        n=n,
+        within=within,
+        outside=outside,
+        predicted=predicted,
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -275,6 +295,28 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "|---|" + "---|" * len(sizes),
     ]
     lines += [f"| {m} | " + " | ".join(_cell(prec[m, s]) for s in sizes) + " |" for m in METHODS]
+    within = res["within"]
+    lines += [
+        "",
+        "## Calibration: is the predicted spread the size of the held-out error?",
+        "",
+        "Share of held-out pairs whose |measured - predicted| is within 1 and 2 predicted "
+        "spreads (a Gaussian spread would give 0.68 and 0.95; below: over-confident, above: "
+        "too cautious); last column: predictions outside [0, 100] % over every fit above.",
+        "",
+        "| method | "
+        + " | ".join(f"{s} pairs: 1 / 2 spreads" for s in sizes)
+        + " | outside [0, 100] |",
+        "|---|" + "---|" * (len(sizes) + 1),
+    ]
+    for m in LEARNED:
+        cells = [
+            f"{interval(within[m, s, 1])[0]:.2f} / {interval(within[m, s, 2])[0]:.2f}"
+            for s in sizes
+        ]
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {res['outside'][m]} of {res['predicted'][m]} |"
+        )
     lines += ["", "## Does pretraining help? (paired by seed, 5 members each)", ""]
     lines += ["| pairs | tau pretrained − scratch | top-10 pretrained − scratch |", "|---|---|---|"]
     verdict = []
