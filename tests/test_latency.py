@@ -77,11 +77,43 @@ def test_parse_latency_constraints():
     for bad, words in (
         ("latency_ms<=8", "latency_ms<=MILLISECONDS@BACKEND"),
         ("latency_ms<=8@tpu", "unknown latency backend 'tpu'"),
-        ("latency_ms<=8@cuda", "cuda is not measured yet"),
         ("latency_ms<=8@torch:0", "threads must be >= 1"),
     ):
         with pytest.raises(UserError, match=words):
             parse_constraint(bad)
+
+
+def test_cuda_without_a_gpu_is_one_line_naming_the_constraint(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    c = parse_constraint("latency_ms<=2@cuda")
+    assert (c.backend, c.slug) == ("cuda", "latency_ms_le_2_cuda")
+    with pytest.raises(
+        UserError, match=r"^constraint latency_ms<=2@cuda: latency on cuda needs a CUDA GPU"
+    ):
+        bind_latency([c], load_space(TINY), CLASSES, log=lambda _m: None)
+    out = tmp_path / "run"
+    for args, words in (
+        (
+            ["search", "--out", str(out), "--constraint", "latency_ms<=2@cuda"],
+            "constraint latency_ms<=2@cuda: ",
+        ),
+        (["latency", "build", "--backend", "cuda", "--space", str(TINY)], "--backend cuda: "),
+        (["info", "fbnetv3_a", "--latency", "cuda"], "--latency cuda: "),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0] and "needs a CUDA GPU" in err[0], err
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_entries_are_timed_on_the_gpu(tmp_path):
+    table = core.LatencyTable(tmp_path / "t.jsonl", core.machine_fingerprint("cuda", 1))
+    assert (
+        table.fingerprint["gpu"] and table.measure(["stem|16|3|8|3|2|hswish"], progress=False) == 1
+    )
+    assert table.entries["stem|16|3|8|3|2|hswish"]["ms"] > 0
 
 
 def test_unbound_latency_constraint_says_so():
