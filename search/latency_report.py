@@ -60,7 +60,9 @@ def latency_lines(store: Any, constraints: list[Constraint]) -> list[str]:
     for c, d in docs:
         ref = d.get("predicted_pick")
         ref_text = (
-            "same"
+            "-"  # a run from before picks were verified
+            if ref is None
+            else "same"
             if ref == d["candidate"]
             else f"{ref}: {_ms(d.get('predicted_pick_measured_ms'))}"
         )
@@ -116,6 +118,18 @@ def write_latency_plot(out: Path, store: Any, constraints: list[Constraint]) -> 
                     edgecolor="k",
                     zorder=3,
                     label="pick",
+                )
+            ref, ref_ms = doc.get("predicted_pick"), doc.get("predicted_pick_measured_ms")
+            if ref in scores and ref != doc.get("candidate") and ref_ms is not None:
+                ax.scatter(
+                    [ref_ms],
+                    [scores[ref]],
+                    marker="X",
+                    s=90,
+                    color=color,
+                    edgecolor="k",
+                    zorder=3,
+                    label="best predicted pick",
                 )
         ax.set(
             xlabel=f"measured latency (ms, {backend}, {threads} thread{'s' if threads > 1 else ''})",
