@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .constraints import Constraint
-from .latency_picks import measured_key
+from .latency_picks import measured_key, typical
 from .summaries import pareto_front
 
 PLOT = "acc_vs_latency.png"
@@ -27,6 +27,10 @@ def _verdict(doc: dict[str, Any]) -> str:
     if ms > limit:
         return f"within the noise ({100 * (ms / limit - 1):+.1f} %)"
     return "within the limit"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _ms(value: float | None) -> str:
@@ -47,15 +51,17 @@ def latency_lines(store: Any, constraints: list[Constraint]) -> list[str]:
         "",
         "Each latency limit's pick is the best-scoring candidate whose latency, timed end to end "
         "on this machine at the end of the search (batch 1, the limit's backend and threads, "
-        "timed as the table's entries), is within the limit plus the table's noise: how far an "
-        "entry's kept (fastest) pass is from its second fastest, median over the table. The "
+        "timed as the table's entries; the median of 3 passes), is within the limit plus the "
+        "table's noise: how far an entry's median pass sits above its kept, fastest one, median "
+        "over the table. *Measured / predicted* is the median over every timed candidate: far "
+        "from 1, this machine is not as it was when the table was built. The "
         "table's prediction alone is off by ±10-30 % on a busy machine "
         "(`benchmarks/results/latency.md`), so the best *predicted* pick is shown beside it. "
         f"Plot: `{PLOT}`.",
         "",
         "| limit | pick | proxy top-1 | predicted (ms) | measured (ms) | noise | verdict "
-        "| best predicted pick: measured (ms) | timed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| best predicted pick: measured (ms) | timed | measured / predicted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c, d in docs:
         ref = d.get("predicted_pick")
@@ -71,7 +77,7 @@ def latency_lines(store: Any, constraints: list[Constraint]) -> list[str]:
             f"| `{c.text}` | {d['candidate']} | {'-' if score is None else f'{score:.2f}'} | "
             f"{_ms(d.get('predicted_ms'))} | {_ms(d.get('measured_ms'))} | "
             f"{100 * float(d.get('noise') or 0):.1f} % | {_verdict(d)} | {ref_text} | "
-            f"{d.get('timed_candidates', '-')} |"
+            f"{d.get('timed_candidates', '-')} | {_ratio(d.get('measured_over_predicted'))} |"
         )
     return lines
 
@@ -97,7 +103,7 @@ def write_latency_plot(out: Path, store: Any, constraints: list[Constraint]) -> 
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)
     for ax, ((backend, threads), saved, limits) in zip(axes[0], groups, strict=True):
         ids = [int(i) for i in saved if int(i) in scores]
-        ms = np.array([saved[str(i)]["ms"] for i in ids])
+        ms = np.array([typical(saved[str(i)]) for i in ids])
         acc = np.array([scores[i] for i in ids])
         ax.scatter(ms, acc, s=18, alpha=0.7, label="timed candidates")
         front = pareto_front(ms, acc)
@@ -132,7 +138,8 @@ def write_latency_plot(out: Path, store: Any, constraints: list[Constraint]) -> 
                     label="best predicted pick",
                 )
         ax.set(
-            xlabel=f"measured latency (ms, {backend}, {threads} thread{'s' if threads > 1 else ''})",
+            xlabel=f"measured latency (ms, median of 3 passes; {backend}, {threads} thread"
+            f"{'s' if threads > 1 else ''})",
             ylabel="proxy top-1 (%)",
             title="accuracy vs measured latency",
         )

@@ -342,10 +342,10 @@ def _fake_search(tmp_path, limit_quantile: float = 0.6) -> tuple:
     return config, parse_constraint(config.constraints[0]), pred
 
 
-def _timings(ms: dict[int, float]) -> dict:
+def _timings(passes: dict[int, tuple[float, ...]]) -> dict:
     from fbnetv3_zoo.timing import Timing
 
-    return {cid: Timing(v, 0.01, 5, 5, 0.95 * v, (v, 1.01 * v, 1.03 * v)) for cid, v in ms.items()}
+    return {cid: Timing(min(p), 0.01, 5, 5, 0.95 * min(p), p) for cid, p in passes.items()}
 
 
 def _score_evaluate(task):
@@ -363,7 +363,7 @@ def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, m
     from fbnetv3_zoo.search.driver import run_search
 
     config, c, pred = _fake_search(tmp_path)
-    seen: dict[int, float] = {}
+    seen: dict[int, tuple[float, ...]] = {}
 
     def fake_measure(rows, backend, threads, num_classes, log=print):
         assert (backend, threads, num_classes) == ("torch", 1, CLASSES)
@@ -372,7 +372,8 @@ def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, m
         for r in rows:
             p = float(pred.predict(np.array([r["vector"]]))[0])
             over = case == "everything_over" or r["id"] == top
-            seen[r["id"]] = 3 * c.limit if over else p
+            # over the limit: two passes at 3x, one lucky pass well under it
+            seen[r["id"]] = (3 * c.limit, 0.5 * c.limit, 3 * c.limit) if over else (p, 1.02 * p)
         return _timings(seen)
 
     monkeypatch.setattr(latency_picks, "measure_candidates", fake_measure)
@@ -381,13 +382,15 @@ def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, m
     lat = yaml.safe_load((out / "best" / f"{c.slug}.yaml").read_text())["latency"]
     noise = lat["noise"]
     assert 0 < noise < 0.5  # the recorded table's pass-to-pass disagreement
-    assert lat["predicted_pick_measured_ms"] == pytest.approx(3 * c.limit)
+    assert lat["predicted_pick_measured_ms"] == pytest.approx(3 * c.limit)  # not the lucky pass
     report = (out / "report.md").read_text()
     if case == "best_measures_over":
         assert lat["candidate"] != lat["predicted_pick"] and lat["chosen_by"] == "measured"
         assert lat["measured_ms"] <= c.limit * (1 + noise) and not lat["over_limit_beyond_noise"]
-        within = [i for i, v in seen.items() if v <= c.limit * (1 + noise)]
-        assert lat["candidate"] in within
+        within = [i for i, p in seen.items() if np.median(p) <= c.limit * (1 + noise)]
+        assert lat["candidate"] in within and lat["fastest_pass_ms"] == pytest.approx(
+            abs=1e-4, expected=min(seen[lat["candidate"]])
+        )
         assert "over the limit by more than" not in report
     else:
         assert lat["candidate"] == lat["predicted_pick"] and lat["over_limit_beyond_noise"]
