@@ -174,15 +174,19 @@ def verify_picks(
             )
             swap = (
                 f" (the best predicted pick, {doc['predicted_pick']}, measured "
-                f"{doc['predicted_pick_measured_ms']:.3f} ms)"
+                f"{_ms(doc['predicted_pick_measured_ms'])})"
                 if doc["predicted_pick"] != doc["candidate"]
                 else ""
             )
             log(
                 f"{c.text}: pick {doc['candidate']} predicted {doc['predicted_ms']:.3f} ms, "
-                f"measured {doc['measured_ms']:.3f} ms (limit {c.limit:g} ms + noise "
+                f"measured {_ms(doc['measured_ms'])} (limit {c.limit:g} ms + noise "
                 f"{100 * doc['noise']:.1f} %){swap}{flag}"
             )
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f} ms"
 
 
 def choose_pick(

@@ -79,6 +79,18 @@ def latency_lines(store: Any, constraints: list[Constraint]) -> list[str]:
             f"{100 * float(d.get('noise') or 0):.1f} % | {_verdict(d)} | {ref_text} | "
             f"{d.get('timed_candidates', '-')} | {_ratio(d.get('measured_over_predicted'))} |"
         )
+    for c, d in docs:
+        ratio, noise = d.get("measured_over_predicted"), float(d.get("noise") or 0.0)
+        if ratio is not None and abs(ratio - 1) > 2 * noise:
+            lines += [
+                "",
+                f"`{c.text}`: the timed candidates measured a median {ratio:.2f}x their predicted "
+                f"latency, more than twice the noise away from 1: this machine ran "
+                f"{'slower' if ratio > 1 else 'faster'} at the end of the search than when its "
+                "table was built (other load, frequency), so the verdict says as much about the "
+                "machine as about the network. Time the pick again on a quiet machine: "
+                f"`fbnetv3 info best/{c.slug}.yaml --latency {c.backend}`.",
+            ]
     return lines
 
 
