@@ -414,3 +414,37 @@ def test_retest_noise_is_the_median_gap_to_the_second_fastest_pass():
     passes = [[1.1, 1.0], [2.0, 2.4, 2.2], [1.3, 1.0, 9.0], [5.0]]  # gaps 0.1, 0.1, 0.3
     assert retest_noise(passes) == pytest.approx(0.1)
     assert retest_noise([]) == 0.0
+
+
+def test_choose_pick_prefers_predicted_and_measured_within_then_measured_within():
+    from fbnetv3_zoo.search.constraints import Constraint
+    from fbnetv3_zoo.search.latency_picks import choose_pick
+
+    c = Constraint("latency_ms", "<=", 1.0, "latency_ms<=1@torch", "torch", 1, lambda u: u[:, 0])
+
+    def row(cid, predicted, score, epochs=5):
+        return dict(id=cid, vector=[predicted], score=score, epochs=epochs, macs=0, params=0)
+
+    def net(*passes):
+        return dict(ms=min(passes), passes=list(passes), spread=0.0)
+
+    rows = [row(1, 0.9, 90), row(2, 1.2, 85), row(3, 0.5, 70), row(4, 0.5, 99, epochs=1)]
+    nets = {"1": net(1.5, 0.7, 1.6), "2": net(0.8, 0.8, 0.9), "3": net(0.6, 0.6, 0.6)}
+    nets["4"] = net(0.5, 0.5, 0.5)
+    saved = dict(networks=nets, table_noise=0.1, run_noise=0.0)
+    doc = choose_pick(c, rows, saved, rows[0], scoring=5)
+    # 1 is over (one lucky pass), 4 trained a short rung only, 2 was predicted over the limit
+    assert (doc["candidate"], doc["chosen_by"], doc["over_limit_beyond_noise"]) == (
+        3,
+        "measured",
+        False,
+    )
+    assert (doc["predicted_pick"], doc["predicted_pick_measured_ms"]) == (1, 1.5)
+    assert doc["measured_over_predicted"] == pytest.approx(
+        np.median([1.5 / 0.9, 0.8 / 1.2, 1.2, 1.0])
+    )
+    doc = choose_pick(c, rows[:2], saved, rows[0], scoring=5)
+    assert doc["candidate"] == 2 and not doc["over_limit_beyond_noise"]
+    doc = choose_pick(c, rows[:1], saved, rows[0], scoring=5)
+    assert doc["candidate"] == 1 and doc["over_limit_beyond_noise"]
+    assert doc["chosen_by"].startswith("predicted")
