@@ -27,7 +27,7 @@ from torch import nn
 
 from .errors import UserError
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "cuda")  # cuda: torch eager on the GPU
 CACHE_ENV = "FBNETV3_CACHE_DIR"
 TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
 OPSET = 17
@@ -37,6 +37,15 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise UserError(f"unknown latency backend {backend!r}; choose from {', '.join(BACKENDS)}")
     return backend
+
+
+def require_gpu(backend: str, what: str) -> None:
+    """Refuse ``cuda`` timing on a machine without a CUDA GPU, naming what asked for it."""
+    if backend == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"{what}: latency on cuda needs a CUDA GPU and this machine has none "
+            "(torch.cuda.is_available() is False); use @torch or @onnxruntime"
+        )
 
 
 def cache_dir() -> Path:
@@ -69,6 +78,7 @@ def _cpu_model() -> tuple[str, str]:
 def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
     """What a table's numbers depend on besides the blocks: CPU, versions, backend, threads."""
     check_backend(backend)
+    require_gpu(backend, "latency on cuda")
     cpu, flags = _cpu_model()
     fp = {
         "table_version": TABLE_VERSION,
@@ -87,6 +97,10 @@ def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
 
         fp["onnxruntime"] = onnxruntime.__version__
         fp["opset"] = OPSET
+    if backend == "cuda":  # what a GPU timing depends on; read on the wall clock after a sync
+        fp["clock"] = "perf_counter after cuda synchronize"
+        fp["gpu"] = torch.cuda.get_device_name()
+        fp["cuda"] = torch.version.cuda
     return fp
 
 
@@ -119,10 +133,24 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
     ONNX Runtime gets a static-shape opset-17 graph (TorchScript exporter, as
     ``fbnetv3 export`` uses) with every graph optimisation, ``threads``
     intra-op threads and one inter-op thread; torch runs eager under
-    ``torch.no_grad()`` (set the thread count with :func:`torch_threads`).
+    ``torch.no_grad()`` (set the thread count with :func:`torch_threads`);
+    cuda runs eager on the GPU and waits for it (``torch.cuda.synchronize``)
+    before returning, so the wall clock sees the kernels' time.
     """
     module = module.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if check_backend(backend) == "cuda":
+        require_gpu(backend, "latency on cuda")
+        module, x = module.to("cuda"), x.to("cuda")
+
+        def on_gpu() -> Any:
+            with torch.no_grad():
+                out = module(x)
+            torch.cuda.synchronize()
+            return out
+
+        on_gpu.wall_clock = True  # type: ignore[attr-defined]  # the GPU's time is not this thread's CPU time
+        return on_gpu
     if check_backend(backend) == "torch":
 
         def call() -> Any:
@@ -160,7 +188,7 @@ def clock_for(threads: int) -> Callable[[], float]:
     ``set_num_threads(1)``) all the work runs on the calling thread, so its CPU
     time equals the wall-clock latency of an idle core, and the stretches in
     which a shared machine's scheduler runs someone else do not count.  With
-    more threads, wall-clock.
+    more threads, and for a runner marked ``wall_clock`` (cuda), wall-clock.
     """
     return time.thread_time if threads == 1 else time.perf_counter
 
@@ -234,7 +262,9 @@ def measure_many(
     with torch_threads(threads):
         for _ in range(max(1, passes)):
             for i, fn in enumerate(fns):
-                t = time_callable(fn, rounds, min_round_s, clock=clock_for(threads))
+                wall = getattr(fn, "wall_clock", False)
+                clock = time.perf_counter if wall else clock_for(threads)
+                t = time_callable(fn, rounds, min_round_s, clock=clock)
                 medians[i].append(t.ms)
                 if best[i] is None or t.ms < best[i].ms:
                     best[i] = t

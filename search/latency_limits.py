@@ -2,8 +2,9 @@
 
 A latency limit needs a table of this machine's block latencies (built first
 if missing, with a message saying how long that takes) and, at the end of
-the run, a real measurement of every pick it chose, so ``best/<limit>.yaml``
-records predicted and measured latency side by side.
+the run, real measurements of the finished candidates, so each limit's pick
+honours the limit when measured and ``best/<limit>.yaml`` records predicted
+and measured latency side by side (``latency_picks.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency import LatencyTable, measure_network
+from fbnetv3_zoo.latency import LatencyTable
+from fbnetv3_zoo.timing import require_gpu
 
 from .constraints import Constraint
 from .latency import (
@@ -25,7 +25,7 @@ from .latency import (
 )
 from .space import SearchSpace
 
-SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12}  # rough, 2 busy cores (latency.md)
+SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12, "cuda": 0.1}  # rough, 2 busy cores
 
 
 def bind_latency(
@@ -51,6 +51,7 @@ def bind_latency(
             out.append(c)
             continue
         key = (c.backend, c.threads)
+        require_gpu(c.backend, f"constraint {c.text}")
         if key not in tables:
             table = LatencyTable.for_machine(c.backend, c.threads)
             pred = LatencyPredictor(space, table, num_classes)
@@ -98,46 +99,13 @@ def record_latency(
     num_classes: int,
     log: Callable[[str], None] = print,
 ) -> None:
-    """Measure each latency limit's pick end to end and keep it in the run's store.
+    """Time the finished candidates end to end and keep each latency limit's verified pick.
 
-    Stored under ``latency/<slug>`` with the candidate id, so ``best/<slug>.yaml``
-    carries predicted and measured latency, and a re-render does not re-measure.
+    The pick is the best-scoring candidate whose *measured* latency is within
+    the limit plus the table's noise (:mod:`.latency_picks`); it is stored
+    under ``latency/<slug>``, so ``best/<slug>.yaml`` carries predicted and
+    measured latency and a re-render does not re-measure.
     """
-    from fbnetv3_zoo.spec import ArchSpec
+    from .latency_picks import verify_picks
 
-    from .summaries import best_per_constraint
-
-    lat = [c for c in constraints if c.metric == "latency_ms"]
-    if not lat:
-        return
-    config = store.get("config") or {}
-    done = store.candidates("done")
-    best = best_per_constraint(done, lat, store.get("stop_epoch") or config.get("epochs"))
-    for c in lat:
-        row = best[c.text]
-        name = f"latency/{c.slug}"
-        if row is None or (store.get(name) or {}).get("candidate") == row["id"]:
-            continue
-        spec = ArchSpec.from_dict(row["arch"])
-        predicted = float(c.predict(np.array([row["vector"]], dtype=float))[0])
-        t = measure_network(spec, c.backend, c.threads, num_classes)
-        table = LatencyTable.for_machine(c.backend, c.threads)
-        corr = LatencyPredictor(space, table, num_classes).correction or {}
-        noise = max(t.spread, corr.get("fit_mape", 0.0))
-        doc = dict(
-            candidate=row["id"],
-            backend=c.backend,
-            threads=c.threads,
-            limit_ms=c.limit,
-            predicted_ms=round(predicted, 4),
-            measured_ms=round(t.ms, 4),
-            measured_spread=round(t.spread, 4),
-            noise=round(noise, 4),
-            over_limit_beyond_noise=bool(t.ms > c.limit * (1 + noise)),
-            table=str(table.path),
-        )
-        store.set(name, doc)
-        flag = " (over the limit by more than the noise)" if doc["over_limit_beyond_noise"] else ""
-        log(
-            f"{c.text}: pick {row['id']} predicted {predicted:.3f} ms, measured {t.ms:.3f} ms{flag}"
-        )
+    verify_picks(store, constraints, num_classes, log)

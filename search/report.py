@@ -21,6 +21,9 @@ from fbnetv3_zoo.stats import in_millions
 
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
+from .latency_picks import verified_best
+from .latency_report import PLOT as LATENCY_PLOT
+from .latency_report import latency_lines, write_latency_plot
 from .plots import write_plots
 from .space import SearchSpace, load_space, parse_space
 from .store import Store
@@ -256,6 +259,7 @@ def write_report(
             f"| `{c.text}` | `{best_file(space, c)}` | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {in_millions(r['params'], 3)} | {_short(r)} |"
         )
+    lines += latency_lines(store, constraints)  # latency limits: measured picks and flags
     lines += [
         "",
         "## Top pairs",
@@ -291,7 +295,10 @@ def write_report(
             f"- {r['id']} (iteration {r['iteration']}): {(r['error'] or '').splitlines()[0]}"
             for r in failed
         ]
-    lines += ["", "Plots: `acc_vs_macs.png`, `predicted_vs_measured.png`, `progress.png`.", ""]
+    plots = "`acc_vs_macs.png`, `predicted_vs_measured.png`, `progress.png`"
+    if any(store.get(f"latency/{c.slug}") for c in constraints if c.metric == "latency_ms"):
+        plots += f", `{LATENCY_PLOT}`"
+    lines += ["", f"Plots: {plots}.", ""]
     text = "\n".join(lines)
     _write_text(out / "report.md", text)
     return text
@@ -418,6 +425,7 @@ def write_outputs(
     data = config.get("data", "")
     done = store.candidates("done")
     best = best_per_constraint(done, constraints, store.get("stop_epoch") or config.get("epochs"))
+    best = verified_best(store, constraints, best)  # latency limits: the measured-within pick
     summary = dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
     if not write:
         return summary
@@ -452,6 +460,7 @@ def write_outputs(
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
     write_plots(out, store)
+    write_latency_plot(out, store, constraints)
     return summary
 
 
