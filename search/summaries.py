@@ -102,6 +102,9 @@ def with_repeats(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
             extra.setdefault(r["repeat_of"], []).append(r)
     out = []
     for r in first_measurements(done):
+        if "scores" in r:  # already combined (with_repeats is idempotent)
+            out.append(r)
+            continue
         again = extra.get(r.get("id"), [])
         scores = [float(r["score"])] + [float(x["score"]) for x in again]
         out.append(
