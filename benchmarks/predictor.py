@@ -261,7 +261,7 @@ def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float) -> Path:
     import torch
-    from fbnetv3_zoo.search.predictor import RECIPE_WEIGHTS
+    from fbnetv3_zoo.search.heads.network import RECIPE_WEIGHTS
 
     weights_text = " and ".join(f"{w:g}" for w in RECIPE_WEIGHTS)
     RESULTS.mkdir(exist_ok=True)
@@ -374,14 +374,14 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "optimistic for this pool; the one-network (paper) row always uses weight 1.",
         "",
         "The linear head has no hand-set knob: its noise and prior variances are chosen per fit "
-        "by marginal likelihood on a fixed grid (`search/linear_head.py`). Its recipe design "
+        "by marginal likelihood on a fixed grid (`search/heads/linear.py`). Its recipe design "
         "(a learning-rate column per optimizer, squares of the recipe numbers) was written after "
         "seeing that this pool's accuracy is driven by the optimizer x learning-rate interaction "
         "(`benchmarks/results/pool_tune.md`), so its rows are informed by this pool's structure.",
         "",
         "The GP head has no hand-set knob either: three length scales (recipe choices, recipe "
         "numbers, architecture) and the noise are chosen per fit by marginal likelihood "
-        "(`search/gp_head.py`). It was chosen over a length scale per column after both were "
+        "(`search/heads/gp.py`). It was chosen over a length scale per column after both were "
         "tried in searches on this pool, so its rows too are informed by this pool.",
         "",
         "![tau and top-10 precision against training-set size](predictor.png)",
