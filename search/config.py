@@ -60,7 +60,7 @@ class SearchConfig:
     # both bind inside the embedded space, and their best pairs differ (chosen on the tune pool:
     # benchmarks/results/pool_tune.md); None: these two, or for a fixed --model ["none"]
     constraints: list[str] | None = None
-    budget: int = 11  # total candidate trainings, including the final picks
+    budget: int = 13  # total candidate trainings: first batch, one acquisition batch, final picks, re-measured finalists
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
     # proxy epochs of the first batch (the length of its schedule); None: 5, or for a fixed

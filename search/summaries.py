@@ -71,9 +71,10 @@ def finalists(
     """Up to ``count`` candidates to train once more, best measured first, shared fairly among limits.
 
     Round by round, each limit adds its best candidate (by its one
-    measurement, trained to the scoring epoch) that is not chosen yet, so with
-    ``count = k x limits`` every limit gets at least its own top ``k``.
-    Candidates already re-measured are skipped.
+    measurement, trained to the scoring epoch) that no limit has chosen yet,
+    so with ``count = k x limits`` each limit's own top ``k`` is re-measured
+    (a pair two limits share counts for both).  Candidates already
+    re-measured are skipped.
     """
     repeated = {r["repeat_of"] for r in done if r.get("repeat_of") is not None}
     ranked = []
@@ -82,11 +83,16 @@ def finalists(
         ranked.append(sorted(fits, key=lambda r: (-r["score"], r["id"])))
     chosen: list[dict[str, Any]] = []
     taken = set(repeated)
-    for depth in range(max((len(r) for r in ranked), default=0)):
-        for rows in ranked:
-            if len(chosen) < count and depth < len(rows) and rows[depth]["id"] not in taken:
-                chosen.append(rows[depth])
-                taken.add(rows[depth]["id"])
+    while len(chosen) < count:
+        added = False
+        for rows in ranked:  # each limit adds its best candidate nobody has chosen yet
+            pick = next((r for r in rows if r["id"] not in taken), None)
+            if pick is not None and len(chosen) < count:
+                chosen.append(pick)
+                taken.add(pick["id"])
+                added = True
+        if not added:
+            break
     return chosen
 
 

@@ -115,6 +115,9 @@ def test_finalists_share_the_budget_between_limits():
     ]
     # round by round: the loose limit's best, then the tight one's best, then the next of each
     assert [r["id"] for r in finalists(done, [loose, tight], 5, 3)] == [1, 3, 2]
+    # a pair both limits rank first counts for both: the tight limit then takes its next best
+    shared = [dict(row, id=1, macs=1e5, score=90.0), *done[1:]]
+    assert [r["id"] for r in finalists(shared, [loose, tight], 5, 2)] == [1, 3]
 
 
 def test_a_kill_during_the_remeasurement_resumes_to_the_same_result(tmp_path):
