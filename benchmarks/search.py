@@ -358,9 +358,13 @@ def references(
         "oracle: trains the true top b, keeps its best measurement": np.array(top_b),
     }
     if remeasure:
+        # the true order on the trainings this oracle will never be shown (ranking on a truth
+        # that holds the re-measured seed would pick pairs that regress when it is left out)
+        hidden = np.array([p.truth_without(shown_seeds(p, seed, 2)) for p in pool.pairs])
+        hidden_order = np.argsort(-hidden, kind="stable")
         regrets = []
         for b in budgets:
-            tried = order[: max(1, b - remeasure)]
+            tried = hidden_order[: max(1, b - remeasure)]
             finalists = tried[np.argsort(-measured[tried], kind="stable")[:remeasure]]
             means = []
             for k in finalists:
