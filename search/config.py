@@ -211,7 +211,7 @@ class SearchConfig:
         """Trainings kept for re-measuring finalists: ``remeasure`` per limit, as far as the budget allows.
 
         The first batch and one final pick per limit come first; a budget too
-        small for every finalist re-measures fewer (the report says how many).
+        small for every finalist re-measures fewer.
         """
         return min(
             self.remeasure * len(self.constraints),
