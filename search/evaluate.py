@@ -30,7 +30,6 @@ class EvalTask:
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
     # 0: the pair's first training; k: its k-th re-measurement (the seed is then seed + k)
     repeat: int = 0
-    )
 
 
 def build_recipe(
