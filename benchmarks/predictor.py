@@ -199,6 +199,10 @@ def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_sample
     tau = {(m, s): [] for m in METHODS for s in sizes}
     prec = {(m, s): [] for m in METHODS for s in sizes}
     fit_s = {m: [] for m in LEARNED}
+    # calibration: |held-out error| within 1 and 2 predicted spreads; predictions outside [0, 100]
+    within = {(m, s, k): [] for m in LEARNED for s in sizes for k in (1, 2)}
+    outside = {m: 0 for m in LEARNED}
+    predicted = {m: 0 for m in LEARNED}
     for seed in range(seeds):
         order = np.random.default_rng(1000 + seed).permutation(n)
         test, pool = order[:n_test], order[n_test:]
@@ -219,14 +223,30 @@ def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_sample
                 ctx = FitContext(table.space, enc, seed, members, steps)
                 model = make_head(head).fit(ut, yt, ctx)
                 fit_s[method].append((time.perf_counter() - start, time.process_time() - cpu))
-                preds[method] = model.predict(table.u[test])[0]
+                mean, spread = model.predict(table.u[test])
+                preds[method] = mean
+                error = np.abs(table.y[test] - mean)
+                for k in (1, 2):
+                    within[method, size, k].append(float(np.mean(error <= k * spread)))
+                outside[method] += int(np.sum((mean < 0) | (mean > 100)))
+                predicted[method] += len(mean)
             preds[BASELINES[0]] = ridge_loo(x[train], yt)(x[test])
             preds[BASELINES[1]] = log_macs_sign(table.macs[train], yt) * np.log(table.macs[test])
             for method, p in preds.items():
                 tau[method, size].append(rank_quality(p, table.y[test])[0])
                 prec[method, size].append(top_precision(p, table.y[test]))
         print(f"seed {seed + 1}/{seeds} done", file=sys.stderr, flush=True)
-    return dict(tau=tau, prec=prec, fit_s=fit_s, pre=pre, n_test=n_test, n=n)
+    return dict(
+        tau=tau,
+        prec=prec,
+        fit_s=fit_s,
+        pre=pre,
+        n_test=n_test,
+        n=n,
+        within=within,
+        outside=outside,
+        predicted=predicted,
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -241,7 +261,7 @@ def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float) -> Path:
     import torch
-    from fbnetv3_zoo.search.predictor import RECIPE_WEIGHTS
+    from fbnetv3_zoo.search.heads.network import RECIPE_WEIGHTS
 
     weights_text = " and ".join(f"{w:g}" for w in RECIPE_WEIGHTS)
     RESULTS.mkdir(exist_ok=True)
@@ -275,6 +295,28 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "|---|" + "---|" * len(sizes),
     ]
     lines += [f"| {m} | " + " | ".join(_cell(prec[m, s]) for s in sizes) + " |" for m in METHODS]
+    within = res["within"]
+    lines += [
+        "",
+        "## Calibration: is the predicted spread the size of the held-out error?",
+        "",
+        "Share of held-out pairs whose |measured - predicted| is within 1 and 2 predicted "
+        "spreads (a Gaussian spread would give 0.68 and 0.95; below: over-confident, above: "
+        "too cautious); last column: predictions outside [0, 100] % over every fit above.",
+        "",
+        "| method | "
+        + " | ".join(f"{s} pairs: 1 / 2 spreads" for s in sizes)
+        + " | outside [0, 100] |",
+        "|---|" + "---|" * (len(sizes) + 1),
+    ]
+    for m in LEARNED:
+        cells = [
+            f"{interval(within[m, s, 1])[0]:.2f} / {interval(within[m, s, 2])[0]:.2f}"
+            for s in sizes
+        ]
+        lines.append(
+            f"| {m} | " + " | ".join(cells) + f" | {res['outside'][m]} of {res['predicted'][m]} |"
+        )
     lines += ["", "## Does pretraining help? (paired by seed, 5 members each)", ""]
     lines += ["| pairs | tau pretrained − scratch | top-10 pretrained − scratch |", "|---|---|---|"]
     verdict = []
@@ -332,14 +374,14 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "optimistic for this pool; the one-network (paper) row always uses weight 1.",
         "",
         "The linear head has no hand-set knob: its noise and prior variances are chosen per fit "
-        "by marginal likelihood on a fixed grid (`search/linear_head.py`). Its recipe design "
+        "by marginal likelihood on a fixed grid (`search/heads/linear.py`). Its recipe design "
         "(a learning-rate column per optimizer, squares of the recipe numbers) was written after "
         "seeing that this pool's accuracy is driven by the optimizer x learning-rate interaction "
         "(`benchmarks/results/pool_tune.md`), so its rows are informed by this pool's structure.",
         "",
         "The GP head has no hand-set knob either: three length scales (recipe choices, recipe "
         "numbers, architecture) and the noise are chosen per fit by marginal likelihood "
-        "(`search/gp_head.py`). It was chosen over a length scale per column after both were "
+        "(`search/heads/gp.py`). It was chosen over a length scale per column after both were "
         "tried in searches on this pool, so its rows too are informed by this pool.",
         "",
         "![tau and top-10 precision against training-set size](predictor.png)",

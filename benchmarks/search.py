@@ -50,7 +50,7 @@ RESAMPLES = 2000  # bootstrap resamples of the seeds
 BOOTSTRAP_SEED = 0
 # settings the command line may override (default: the CLI's own values): SearchConfig
 # fields, then jointnas's own settings
-SETTINGS = ("initial", "batch", "members", "fit_steps", "pretrain_steps")
+SETTINGS = ("initial", "batch", "remeasure", "members", "fit_steps", "pretrain_steps")
 JOINTNAS_SETTINGS = ("members", "fit_steps", "pretrain_steps")
 
 # this process's snapshot of the (restricted) pool, set once per worker, and the pretrained
@@ -270,8 +270,9 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         pick=driver_picks(rows, scoring_epoch),
         epochs=[r["epochs"] or 0 for r in rows],
         spent=[epochs_spent(rows[: n + 1], args.resume_promoted) for n in range(len(rows))],
-        shown=[evaluator.shown[pool.pairs[where[vector_key(r["vector"])]].index] for r in rows],
+        shown=[evaluator.answered[r["id"]] for r in rows],  # the training each row was shown
         truth=evaluator.truths(),  # the evaluator that answered the search scores it
+        best=float(np.max(pool.truth(seed))),  # one yardstick for every strategy with this seed
         wall_s=time.perf_counter() - start,
     )
 
@@ -293,12 +294,13 @@ def driver_picks(rows: list[dict[str, Any]], scoring_epoch: int) -> list[int | N
     from fbnetv3_zoo.search.report import best_per_constraint
 
     constraints = [parse_constraint(CONSTRAINT)]
-    position = {id(r): k for k, r in enumerate(rows)}
+    rows = [dict(r, id=r.get("id", k)) for k, r in enumerate(rows)]  # store rows carry their id
+    position = {r["id"]: k for k, r in enumerate(rows)}
     picks: list[int | None] = []
     for n in range(1, len(rows) + 1):
         done = [r for r in rows[:n] if r["status"] == "done" and r["score"] is not None]
         best = best_per_constraint(done, constraints, scoring_epoch)[CONSTRAINT] if done else None
-        picks.append(None if best is None else position[id(best)])
+        picks.append(None if best is None else position[best["id"]])
     return picks
 
 
@@ -316,7 +318,7 @@ def pick_regret(run: dict[str, Any], n: int, best: float) -> float:
 
 def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.ndarray, np.ndarray]:
     """Regret at each training budget and at each epoch level (budget x proxy epochs)."""
-    best = float(np.max(run["truth"]))
+    best = float(run["best"])
     trainings = np.array([pick_regret(run, b, best) for b in budgets])
     spent = np.asarray(run.get("spent", np.cumsum(run["epochs"])))  # epochs after each training
     at_epochs = []
@@ -330,15 +332,20 @@ def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.nd
     return trainings, np.array(at_epochs)
 
 
-def references(pool: Any, seed: int, budgets: list[int], top_k: int) -> dict[str, np.ndarray]:
-    """Two oracles that know each pair's held-out truth (no search does): reference points, not bounds.
+def references(
+    pool: Any, seed: int, budgets: list[int], top_k: int, remeasure: int = 0
+) -> dict[str, np.ndarray]:
+    """Oracles that know each pair's held-out truth (no search does): reference points, not bounds.
 
     ``top-k``: a pick uniformly within the true top k (expected regret, the
     same at every budget).  ``top-b``: train the true top b pairs once each
     (the shown seed) and keep the best measurement, the regret that one noisy
     measurement per pair leaves even when the search knows where to look.
+    With ``remeasure`` r > 0, also: train the true top b - r once, train the r
+    best measured again (the next shown seed) and keep the best mean, scored on
+    the trainings it saw neither time (the driver's rule, given the truth).
     """
-    from fbnetv3_zoo.search.pool import shown_seed
+    from fbnetv3_zoo.search.pool import shown_seed, shown_seeds
 
     truth = pool.truth(seed)
     measured = np.array([p.final(shown_seed(p, seed)) for p in pool.pairs])
@@ -346,10 +353,29 @@ def references(pool: Any, seed: int, budgets: list[int], top_k: int) -> dict[str
     best = truth[order[0]]
     top_k_regret = float(np.mean(best - truth[order[:top_k]]))
     top_b = [best - truth[order[:b]][int(np.argmax(measured[order[:b]]))] for b in budgets]
-    return {
+    out = {
         f"oracle: random pick in the true top {top_k}": np.full(len(budgets), top_k_regret),
         "oracle: trains the true top b, keeps its best measurement": np.array(top_b),
     }
+    if remeasure:
+        # the true order on the trainings this oracle will never be shown (ranking on a truth
+        # that holds the re-measured seed would pick pairs that regress when it is left out)
+        hidden = np.array([p.truth_without(shown_seeds(p, seed, 2)) for p in pool.pairs])
+        hidden_order = np.argsort(-hidden, kind="stable")
+        regrets = []
+        for b in budgets:
+            tried = hidden_order[: max(1, b - remeasure)]
+            finalists = tried[np.argsort(-measured[tried], kind="stable")[:remeasure]]
+            means = []
+            for k in finalists:
+                first, again = shown_seeds(pool.pairs[k], seed, 2)
+                means.append((pool.pairs[k].final(first) + pool.pairs[k].final(again)) / 2)
+            k = finalists[int(np.argmax(means))]
+            regrets.append(best - pool.pairs[k].truth_without(shown_seeds(pool.pairs[k], seed, 2)))
+        out[
+            f"oracle: trains the true top b - {remeasure}, re-measures its best {remeasure}, keeps the best mean"
+        ] = np.array(regrets)
+    return out
 
 
 class Paired:
@@ -592,8 +618,11 @@ def main(argv: list[str] | None = None) -> None:
         _set_pool(pool)
         runs = [one_search(j) for j in jobs]
     for run in runs:  # the scoring never sees a shown training (tests/test_search_pool.py)
+        seen: dict[int, set[int]] = {}
         for k, seed in zip(run["pair"], run["shown"], strict=True):
-            assert run["truth"][k] == pool.pairs[k].truth_without(seed)
+            seen.setdefault(k, set()).add(seed)
+        for k, shown in seen.items():
+            assert run["truth"][k] == pool.pairs[k].truth_without(shown)
     by_trainings: dict[str, np.ndarray] = {}
     by_epochs: dict[str, np.ndarray] = {}
     for name in args.strategies:
@@ -601,7 +630,8 @@ def main(argv: list[str] | None = None) -> None:
         both = [regrets(r, budgets, epochs) for r in mine]
         by_trainings[name] = np.array([t for t, _ in both])
         by_epochs[name] = np.array([e for _, e in both])
-    per_seed = [references(pool, s, budgets, args.top_k) for s in seeds]
+    remeasure = args.remeasure if args.remeasure is not None else _config_class()().remeasure
+    per_seed = [references(pool, s, budgets, args.top_k, remeasure) for s in seeds]
     refs = {k: np.array([r[k] for r in per_seed]) for k in per_seed[0]}
     boot = Paired(len(seeds))
     total = time.perf_counter() - start
@@ -632,7 +662,7 @@ def report(
     config = search_config(args, pool, "random", args.seed_start, args.budget)
     jointnas = config.strategy_settings("jointnas")
     command = "python3 benchmarks/search.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    truths = np.array([r["truth"] for r in runs if r["name"] == "random"])
+    bests = np.array([r["best"] for r in runs if r["name"] == "random"])
     chosen = [
         f"--{k.replace('_', '-')} {getattr(args, k)}"
         for k in SETTINGS
@@ -650,7 +680,7 @@ def report(
         f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} ({args.seeds}, paired: seed s gives "
         "every strategy the same first batch, the same shown trainings and the same truths).",
         f"Settings: `SearchConfig()` defaults (the CLI's own){overridden}: first batch {config.initial}, "
-        f"batches of {config.batch}, {jointnas.members} predictor members, {jointnas.fit_steps} fit steps, "
+        f"batches of {config.batch}, {config.remeasure} re-measured finalist(s), {jointnas.members} predictor members, {jointnas.fit_steps} fit steps, "
         f"{jointnas.pretrain_steps} pretraining steps, head `{jointnas.head}`; constraint {CONSTRAINT} (every "
         f"pool pair meets it); budget {args.budget} trainings"
         + (
@@ -661,13 +691,16 @@ def report(
         + f". {landing()}",
         "",
         "**How regret is computed.** A search with seed s is shown one training of each pair it "
-        "trains, drawn from (s, pair); the truth of a pair for that search is the mean final "
+        "trains, drawn from (s, pair), and a re-measured finalist (`remeasure`) one more; the "
+        "truth of a pair for that search is the mean final "
         f"accuracy of the pair's other trainings (a failed one counts 0 %), so a pick is never "
         "scored with a number the search saw (`tests/test_search_pool.py` checks this, and the "
-        "script re-checks every run). The pool's best is the best truth for that seed "
-        f"(mean {truths.max(axis=1).mean():.2f} %). After b trainings (or c epochs) the search's pick "
+        "script re-checks every run). The pool's best is the best truth for that seed, each pair "
+        "leaving out its first shown training, the same yardstick for every strategy "
+        f"(mean {bests.mean():.2f} %). After b trainings (or c epochs) the search's pick "
         "is what `best/<constraint>.yaml` would report had it stopped there (the driver's rule: "
-        "the best measured score among trainings that reached the scoring epoch), and regret = "
+        "the best measured score among trainings that reached the scoring epoch; re-measured "
+        "finalists first, on the mean of their trainings), and regret = "
         "the best truth - the pick's truth, in top-1 points. Curves are "
         f"anytime curves of one run per seed (a strategy's final step, e.g. jointnas's ranked "
         "pick, comes at the end of the run's budget, not at each b). Equal epochs: level c = b x {epochs} proxy epochs, "

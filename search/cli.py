@@ -114,6 +114,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "candidates to train in total, the final per-constraint picks included",
         type=int,
     )
+    opt(
+        "--remeasure",
+        "finalists per constraint trained once more with another seed before best/ is written "
+        "(picked on the mean of both trainings; counted in --budget; 0: off)",
+        type=int,
+    )
     opt("--batch", "candidates per iteration after the first", type=int)
     opt("--initial", "size of the first, Sobol-sampled batch", type=int)
     p.add_argument(
@@ -221,6 +227,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         budget=args.budget,
         batch=args.batch,
         initial=args.initial,
+        remeasure=args.remeasure,
         epochs=args.epochs,
         early_stop_tau=args.early_stop_tau,
         seed=args.seed,

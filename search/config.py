@@ -31,6 +31,7 @@ PINNED = (
     "batch",
     "early_stop_tau",
     "min_stop_curves",
+    "remeasure",
     "settings",
 )
 # pinned as well, but only in runs that set them, so runs made before they existed still resume
@@ -59,7 +60,7 @@ class SearchConfig:
     # both bind inside the embedded space, and their best pairs differ (chosen on the tune pool:
     # benchmarks/results/pool_tune.md); None: these two, or for a fixed --model ["none"]
     constraints: list[str] | None = None
-    budget: int = 11  # total candidate trainings, including the final picks
+    budget: int = 13  # total candidate trainings: first batch, one acquisition batch, final picks, re-measured finalists
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
     # proxy epochs of the first batch (the length of its schedule); None: 5, or for a fixed
@@ -69,6 +70,10 @@ class SearchConfig:
     # fewer complete first-batch curves than this: no early stopping (a Kendall tau over n
     # curves has a standard error of about sqrt(2 (2n + 5) / (9 n (n - 1))): 0.19 at 16)
     min_stop_curves: int = 16
+    # finalists per limit trained once more (seed + 1) before best/ is written, counted in the
+    # budget (as far as it allows: remeasured()): a pick chosen on one noisy measurement
+    # regresses to the mean (the winner's curse)
+    remeasure: int = 2
     seed: int = 0
     strategy: str = "jointnas"
     executor: str = "local"
@@ -146,6 +151,7 @@ class SearchConfig:
         ):
             integer(name, 1)
         integer("seed", 0)
+        integer("remeasure", 0)
         need(self.seed < 2**63, "seed", "an integer below 2**63")
         number("early_stop_tau", -1.0, 1.0)
         number("cpus_per_trial", 0.0)
@@ -200,6 +206,17 @@ class SearchConfig:
             raise ConfigError(
                 f"budget {self.budget} is too small: the first batch ({self.initial}) plus one final pick per constraint ({len(c)}) need {needed}"
             )
+
+    def remeasured(self) -> int:
+        """Trainings kept for re-measuring finalists: ``remeasure`` per limit, as far as the budget allows.
+
+        The first batch and one final pick per limit come first; a budget too
+        small for every finalist re-measures fewer.
+        """
+        return min(
+            self.remeasure * len(self.constraints),
+            self.budget - self.initial - len(self.constraints),
+        )
 
     def strategy_settings(self, name: str | None = None) -> StrategySettings:
         """The validated settings of strategy ``name`` (default: the chosen one)."""

@@ -13,8 +13,10 @@ Shape of a run (every step resumable from ``search.sqlite``):
    (``Proposal.epochs``: ``successive-halving``'s lower rungs); once a batch
    is trained the strategy is told its results (``tell``);
 3. the strategy's ``fine`` step proposes one last pick per constraint
-   (``jointnas``: the genetic search on the predictor), the budget is spent
-   exactly, and the best measured pair per constraint is written to
+   (``jointnas``: the genetic search on the predictor);
+4. the finalists (``remeasure`` best per constraint) are trained once more
+   with another seed, the budget is spent exactly, and the best pair per
+   constraint on the mean of its trainings is written to
    ``best/<constraint>.yaml`` with a report.
 
 The strategy decides what to train; this module decides when, how long, and
@@ -32,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
 from fbnetv3_zoo.provenance import command_line, versions
@@ -48,6 +52,7 @@ from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store
 from .strategies import Context, Proposal, Strategy, make_strategy
+from .summaries import finalists
 
 # SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
 __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch", "run_search"]
@@ -226,6 +231,8 @@ class Search:
                 row.update(predicted=float(proposal.mean[i]), predicted_std=float(proposal.std[i]))
             if proposal.epochs is not None:
                 row["planned_epochs"] = proposal.epochs[i]
+            if proposal.repeat_of is not None:
+                row["repeat_of"] = proposal.repeat_of[i]
             rows.append(row)
         self.store.add_notes(iteration, proposal.notes)
         if rows:
@@ -254,6 +261,7 @@ class Search:
             early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
             if row["iteration"] > 0 and row.get("planned_epochs") is not None:
                 early = row["planned_epochs"]
+            repeat = 0 if row.get("repeat_of") is None else 1
             task = EvalTask(
                 row["id"],
                 row["arch"],
@@ -262,9 +270,10 @@ class Search:
                 c.data,
                 c.epochs,
                 early,
-                c.seed,
+                c.seed + repeat,
                 c.threads,
                 dict(self.space.recipe_overrides),
+                repeat,
             )
             tasks.append(task)
             self.store.mark_started(row["id"])
@@ -351,19 +360,26 @@ class Search:
                 self._choose_stop_epoch()
             if c.full_epochs is not None and c.proxy_check and not self.store.get("proxy_check"):
                 check_proxy(self)
-            fine_budget = len(self.constraints)
-            while self.store.count() < c.budget - fine_budget:
-                if not self._step(ctx, min(c.batch, c.budget - fine_budget - self.store.count())):
+            reserved = len(self.constraints) + c.remeasured()  # fine picks + finalists
+            while self.store.count() < c.budget - reserved:
+                if not self._step(ctx, min(c.batch, c.budget - reserved - self.store.count())):
                     break
             self._run_pending()  # anything left from an interrupted run
-            if not self._fine_done():
+            if not self._done("fine"):
                 self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
                 self.store.set("fine_iteration", iteration)
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
                 self.store.set("fine_done", added)
                 self._run_pending()
-            while self.store.count() < c.budget:  # the fine step found fewer picks than constraints
+            if c.remeasure and not self._done("remeasure"):
+                self._tell(ctx)
+                iteration = self.store.last_iteration() + 1
+                self.store.set("remeasure_iteration", iteration)
+                added = self._add(iteration, self._finalists(c.budget - self.store.count()))
+                self.store.set("remeasure_done", added)
+                self._run_pending()
+            while self.store.count() < c.budget:  # too few picks or finalists to fill the budget
                 if not self._step(ctx, c.budget - self.store.count()):
                     break
         finally:
@@ -375,13 +391,30 @@ class Search:
         record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
-    def _fine_done(self) -> bool:
-        """True once the fine step's picks are stored."""
-        if self.store.get("fine_done") is not None:
+    def _done(self, step: str) -> bool:
+        """True once the ``fine`` step's picks (or the ``remeasure`` step's finalists) are stored."""
+        if self.store.get(f"{step}_done") is not None:
             return True
-        fine = self.store.get("fine_iteration")
-        # killed between storing the picks and marking the step done
-        return fine is not None and any(r["iteration"] == fine for r in self.store.candidates())
+        iteration = self.store.get(f"{step}_iteration")
+        # killed between storing the batch and marking the step done
+        return iteration is not None and any(
+            r["iteration"] == iteration for r in self.store.candidates()
+        )
+
+    def _finalists(self, count: int) -> Proposal:
+        """The best measured candidates per constraint, to be trained again with another seed."""
+        done = self.store.candidates("done")
+        rows = finalists(done, self.constraints, self.stop_epoch or self.config.epochs, count)
+        if not rows:
+            return Proposal.empty(self.space, "repeat")
+        return Proposal(
+            np.array([r["vector"] for r in rows], dtype=float),
+            np.array([r["macs"] for r in rows]),
+            np.array([r["params"] for r in rows]),
+            "repeat",
+            repeat_of=[r["id"] for r in rows],
+            notes={"remeasured": [r["id"] for r in rows]},
+        )
 
     def _step(self, ctx: Context, size: int) -> bool:
         """Ask the strategy for one batch and train it; False when it has nothing new."""

@@ -28,6 +28,8 @@ class EvalTask:
     seed: int = 0
     threads: int | None = 1  # torch threads; tiny CPU proxies run fastest on one
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
+    # 0: the pair's first training; k: its k-th re-measurement (the seed is then seed + k)
+    repeat: int = 0
 
 
 def build_recipe(

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .constraints import Constraint, row_stats
-from .summaries import best_per_constraint
+from .summaries import best_per_constraint, with_repeats
 
 if TYPE_CHECKING:  # torch is imported only when something is timed
     from fbnetv3_zoo.latency import LatencyTable
@@ -123,7 +123,7 @@ def verify_picks(
     same candidates reuses what is stored.
     """
     lat = [c for c in constraints if c.metric == "latency_ms"]
-    done = store.candidates("done")
+    done = with_repeats(store.candidates("done"))  # a re-measured pair once, at its mean
     if not lat or not done:
         return
     ids = sorted(r["id"] for r in done)
@@ -217,6 +217,7 @@ def choose_pick(
     inside = [r for r in fits if bool(c.ok(*row_stats(r))[0])]
     pool = inside or fits
     pool = [r for r in pool if full(r)] or pool
+    pool = [r for r in pool if r.get("repeat_ids")] or pool  # re-measured finalists first
     pick = max(pool, key=lambda r: (r["score"], -r["id"])) if pool else predicted_best
     if pick is None:
         return None

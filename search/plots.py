@@ -17,7 +17,7 @@ import numpy as np
 from fbnetv3_zoo.outputs import refuse_link
 
 from .store import Store
-from .summaries import pareto_front, predictor_fits, progress_curve
+from .summaries import pareto_front, predictor_fits, progress_curve, with_repeats
 
 
 def write_plots(out: Path, store: Store) -> list[Path]:
@@ -27,7 +27,7 @@ def write_plots(out: Path, store: Store) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = store.candidates("done")
+    done = with_repeats(store.candidates("done"))  # a re-measured pair once, at its mean
     if not done:
         return []
     macs = np.array([r["macs"] for r in done]) / 1e6

@@ -27,7 +27,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,13 +90,15 @@ class PoolPair:
         value = self.score(seed)
         return 0.0 if value is None else value
 
-    def truth_without(self, seed: int) -> float:
-        """The mean final accuracy over every training but ``seed``'s: the truth a search shown ``seed`` is scored on."""
-        others = [self.final(s) for s in sorted(self.runs) if s != seed]
+    def truth_without(self, seed: int | Collection[int]) -> float:
+        """The mean final accuracy over every training but ``seed``'s (or those of several seeds): the truth a search shown them is scored on."""
+        shown = {seed} if isinstance(seed, int) else set(seed)
+        others = [self.final(s) for s in sorted(self.runs) if s not in shown]
         if not others:
+            which = ", ".join(str(s) for s in sorted(shown))
             raise PoolError(
-                f"pool pair {self.index} has no training besides seed {seed}: no held-out truth "
-                "(restrict the pool with Pool.restrict(min_seeds=2) or more)"
+                f"pool pair {self.index} has no training besides seed {which}: no held-out truth "
+                "(restrict the pool with Pool.restrict(min_seeds=...) to more seeds)"
             )
         return float(np.mean(others))
 
@@ -109,11 +111,22 @@ def shown_seed(pair: PoolPair, search_seed: int) -> int:
     every strategy run with that search seed, and no dependence on the order
     in which a search visits pairs.
     """
-    seeds = sorted(pair.runs)
-    if not seeds:
-        raise PoolError(f"pool pair {pair.index} has no training")
+    return shown_seeds(pair, search_seed, 1)[0]
+
+
+def shown_seeds(pair: PoolPair, search_seed: int, count: int) -> list[int]:
+    """The first ``count`` distinct trainings of ``pair`` a search is shown (a re-measurement shows the next).
+
+    The first is :func:`shown_seed`'s; each further one is drawn from the
+    seeds not shown yet by the same generator.
+    """
+    left = sorted(pair.runs)
+    if len(left) < count:
+        raise PoolError(
+            f"pool pair {pair.index} has {len(left)} training(s); a search asked for {count}"
+        )
     rng = np.random.default_rng(np.random.SeedSequence([int(search_seed), int(pair.index)]))
-    return seeds[int(rng.integers(len(seeds)))]
+    return [left.pop(int(rng.integers(len(left)))) for _ in range(count)]
 
 
 @dataclass
@@ -223,9 +236,10 @@ class PoolEvaluator:
     With ``search_seed`` (the honest mode, issue 17) each pair answers with the
     training :func:`shown_seed` draws for that search; without it every pair
     answers with its training ``seed`` (the old fixed-noise mode, kept for
-    callers that want one frozen table).  Either way :meth:`truth` scores a
-    pair on its other trainings only, and ``shown`` records which seed each
-    answered pair showed.  A task stopped early gets the first ``stop_after``
+    callers that want one frozen table).  A re-measurement (``EvalTask.repeat``
+    k) answers with the pair's next unshown training.  Either way
+    :meth:`truth` scores a pair on its other trainings only: ``shown`` records
+    the first seed each answered pair showed, ``seen`` every seed it showed.  A task stopped early gets the first ``stop_after``
     epochs of the curve and a proportional share of the recorded wall time.
     """
 
@@ -236,19 +250,26 @@ class PoolEvaluator:
         self._index = pool.index()
         self._by_number = {p.index: p for p in pool.pairs}
         self.calls = 0
-        self.shown: dict[int, int] = {}  # pool pair index -> the seed its answers came from
+        self.shown: dict[int, int] = {}  # pool pair index -> the seed its first answer came from
+        self.seen: dict[int, list[int]] = {}  # pool pair index -> every seed it answered with
+        self.answered: dict[int, int] = {}  # task cid -> the seed its answer came from
 
-    def seed_for(self, pair: PoolPair) -> int:
-        """The training of ``pair`` this evaluator answers with."""
-        return self.seed if self.search_seed is None else shown_seed(pair, self.search_seed)
+    def seed_for(self, pair: PoolPair, repeat: int = 0) -> int:
+        """The training of ``pair`` this evaluator answers with (``repeat``: its k-th re-measurement)."""
+        if self.search_seed is not None:
+            return shown_seeds(pair, self.search_seed, repeat + 1)[repeat]
+        seeds = sorted(pair.runs)
+        if self.seed not in seeds:
+            return self.seed  # reported as missing by the caller
+        return seeds[(seeds.index(self.seed) + repeat) % len(seeds)]
 
     def truth(self, pair: PoolPair | int) -> float:
-        """The held-out truth of ``pair`` (or pool pair index): the mean of its trainings other than the one shown."""
+        """The held-out truth of ``pair`` (or pool pair index): the mean of its trainings other than those shown."""
         if not isinstance(pair, PoolPair):
             if pair not in self._by_number:
                 raise PoolError(f"pool pair {pair} is not in this pool")
             pair = self._by_number[pair]
-        return pair.truth_without(self.seed_for(pair))
+        return pair.truth_without(self.seen.get(pair.index, [self.seed_for(pair)]))
 
     def truths(self) -> np.ndarray:
         """The held-out truth of every pool pair, in ``pool.pairs`` order."""
@@ -268,13 +289,16 @@ class PoolEvaluator:
         pair = self._index.get(pair_key(task.arch, task.recipe))
         if pair is None:
             raise PoolError(f"candidate {task.cid}: this (arch, recipe) pair is not in the pool")
-        seed = self.seed_for(pair)
+        seed = self.seed_for(pair, task.repeat)
         if seed not in pair.runs:
             raise PoolError(
                 f"pool pair {pair.index} has no training with seed {seed} (has {sorted(pair.runs)})"
             )
         self.calls += 1
-        self.shown[pair.index] = seed
+        self.answered[task.cid] = seed
+        self.shown.setdefault(pair.index, seed)
+        if seed not in self.seen.setdefault(pair.index, []):
+            self.seen[pair.index].append(seed)
         run = pair.runs[seed]
         epochs = len(run["metrics"]) if task.stop_after is None else task.stop_after
         share = min(1.0, epochs / max(1, task.epochs))

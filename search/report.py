@@ -27,14 +27,23 @@ from .latency_report import latency_lines, write_latency_plot
 from .plots import write_plots
 from .space import SearchSpace, load_space, parse_space
 from .store import Store
-from .summaries import best_per_constraint, predictor_fits
-from .verdict import verdict_lines
+from .summaries import best_per_constraint, predictor_fits, with_repeats
+from .verdict import top1_text, verdict_lines
 
 
 def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
     """The epoch a candidate's score is from: the early-stopping epoch, or its last if shorter."""
     trained = row["epochs"] or 0
     return min(stop_epoch, trained) if stop_epoch else trained
+
+
+def trainings_of(row: dict[str, Any], seed: int | None) -> list[dict[str, Any]]:
+    """Each training behind a candidate's score: its seed (the search's, then + 1) and top-1."""
+    scores = row.get("scores") or [row["score"]]
+    return [
+        dict(seed=None if seed is None else seed + k, top1=round(v, 3))
+        for k, v in enumerate(scores)
+    ]
 
 
 def result_document(
@@ -46,6 +55,7 @@ def result_document(
     stop_epoch: int | None = None,
     schedule: int | None = None,
     made_by: dict[str, Any] | None = None,
+    seed: int | None = None,
 ) -> ResultFile:
     """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
 
@@ -55,7 +65,9 @@ def result_document(
     (``measured.schedule_epochs``), so ``fbnetv3 train --model <file>`` repeats
     that training; a full run sets ``--epochs``.  ``search.made_by`` is the
     command line and package versions that started the search (re-rendering
-    with ``search-report`` leaves the file as it was).
+    with ``search-report`` leaves the file as it was).  A re-measured finalist's
+    ``measured.top1`` is the mean of its trainings, each listed with its seed
+    (the search's ``seed``, then ``seed + 1``) in ``measured.trainings``.
     """
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
@@ -70,7 +82,8 @@ def result_document(
     if row["predicted"] is not None:
         predicted = dict(top1=round(row["predicted"], 3), std=round(row["predicted_std"] or 0.0, 3))
     measured = dict(
-        top1=round(row["score"], 3),
+        top1=round(row["score"], 3),  # the mean over the trainings below
+        trainings=trainings_of(row, seed),
         epoch=score_epoch(row, stop_epoch),  # the epoch top1 is from
         epochs_trained=row["epochs"],
         schedule_epochs=schedule,
@@ -138,7 +151,8 @@ def recipe_document(
         proxy=dict(
             epochs=config.get("epochs"),
             schedule=f"the {full}-epoch schedule compressed to {config.get('epochs')} epochs",
-            top1=round(row["score"], 3),
+            top1=round(row["score"], 3),  # the mean over the trainings below
+            trainings=trainings_of(row, config.get("seed")),
             scored_at_epoch=score_epoch(row, stop_epoch),
         ),
         proxy_check=check,
@@ -242,7 +256,7 @@ def write_report(
             lines.append(f"| `{c.text}` | - | no evaluated pair fits | | | | |")
             continue
         lines.append(
-            f"| `{c.text}` | `{best_file(space, c)}` | {r['score']:.2f} | {_fmt(r['predicted'])} | "
+            f"| `{c.text}` | `{best_file(space, c)}` | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {in_millions(r['params'], 3)} | {_short(r)} |"
         )
     lines += latency_lines(store, constraints)  # latency limits: measured picks and flags
@@ -253,9 +267,9 @@ def write_report(
         "| # | id | iter | source | top-1 | predicted | MACs (M) | architecture | recipe |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, r in enumerate(sorted(done, key=lambda r: -r["score"])[:10], 1):
+    for i, r in enumerate(sorted(with_repeats(done), key=lambda r: -r["score"])[:10], 1):
         lines.append(
-            f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {r['score']:.2f} | {_fmt(r['predicted'])} | "
+            f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {_short(r)} | {_recipe_text(r['recipe'])} |"
         )
     if fits:
@@ -438,6 +452,7 @@ def write_outputs(
                 stop_epoch=store.get("stop_epoch"),
                 schedule=config.get("epochs"),
                 made_by=store.get("made_by"),
+                seed=config.get("seed"),
             )
             latency = store.get(f"latency/{c.slug}")  # measured at the end of a latency search
             if latency and latency.get("candidate") == best[c.text]["id"]:

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     predicted_std REAL,
     status TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
     planned_epochs INTEGER,        -- epochs the strategy asked for (NULL: the driver's rule)
+    repeat_of INTEGER,             -- a re-measurement (another training seed) of this candidate id
     epochs INTEGER,                -- epochs it was trained for
     score REAL,                    -- proxy top-1 at the early-stopping epoch
     metrics TEXT,                  -- JSON per-epoch records
@@ -151,7 +152,7 @@ class Store:
         with self.db:
             for r in rows:
                 cur = self.db.execute(
-                    "INSERT INTO candidates (iteration, source, vector, arch, recipe, macs, params, predicted, predicted_std, planned_epochs, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO candidates (iteration, source, vector, arch, recipe, macs, params, predicted, predicted_std, planned_epochs, repeat_of, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         iteration,
                         source,
@@ -163,6 +164,7 @@ class Store:
                         r.get("predicted"),
                         r.get("predicted_std"),
                         r.get("planned_epochs"),
+                        r.get("repeat_of"),
                         now,
                     ),
                 )

@@ -16,6 +16,7 @@ import numpy as np
 
 from .constraints import Constraint, row_stats
 from .predictor import rank_quality
+from .summaries import first_measurements, with_repeats
 
 MIN_TAU_PAIRS = 10  # below this a Kendall tau's interval spans most of [-1, 1]
 RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs
@@ -41,36 +42,51 @@ def tau_interval(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, fl
     return tau, float(low), float(high)
 
 
+def top1_text(row: dict[str, Any]) -> str:
+    """A candidate's measured top-1; a re-measured one's as the mean of its trainings."""
+    scores = row.get("scores") or [row["score"]]
+    if len(scores) == 1:
+        return f"{row['score']:.2f}"
+    return f"{row['score']:.2f} (mean of {len(scores)} trainings: {', '.join(f'{v:.2f}' for v in scores)})"
+
+
 def verdict_lines(
     done: list[dict[str, Any]], constraints: list[Constraint], best: dict[str, Any]
 ) -> list[str]:
-    """Markdown lines of the verdict (a heading, then one bullet per finding)."""
-    first = [r for r in done if r["iteration"] == 0]
-    later = [r for r in done if r["iteration"] > 0]
+    """Markdown lines of the verdict (a heading, then one bullet per finding).
+
+    Re-measured pairs are quoted with the mean of their trainings; the counts
+    of picks above the first batch's median use each pair's first training.
+    """
+    own = first_measurements(done)
+    first = [r for r in own if r["iteration"] == 0]
+    later = [r for r in own if r["iteration"] > 0]
+    scored = {r["id"]: r for r in with_repeats(done)}
     lines = ["## Verdict", ""]
     if not first:
         return lines + ["- No pair of the first batch has been measured yet.", ""]
     for c in constraints:
         start = max(_inside(first, c), key=lambda r: r["score"], default=None)
+        start = None if start is None else scored[start["id"]]
         pick = best.get(c.text)
         if pick is None:
             lines.append(f"- `{c.text}`: no measured pair fits this limit yet.")
         elif start is None:
             lines.append(
                 f"- `{c.text}`: no first-batch pair fits; the final pick (candidate {pick['id']}, "
-                f"{pick['source']}) measured {pick['score']:.2f} % top-1."
+                f"{pick['source']}) measured {top1_text(pick)} % top-1."
             )
         elif pick["id"] == start["id"]:
             lines.append(
                 f"- `{c.text}`: the best pair is still the first batch's best (candidate "
-                f"{start['id']}, {start['score']:.2f} % top-1): the strategy's picks did not beat it."
+                f"{start['id']}, {top1_text(start)} % top-1): the strategy's picks did not beat it."
             )
         else:
             gain = pick["score"] - start["score"]
             lines.append(
                 f"- `{c.text}`: final pick candidate {pick['id']} ({pick['source']}) measured "
-                f"{pick['score']:.2f} % top-1 against {start['score']:.2f} % for the first batch's "
-                f"best ({gain:+.2f} points; one training each)."
+                f"{top1_text(pick)} % top-1 against {top1_text(start)} % for the first batch's "
+                f"best ({gain:+.2f} points)."
             )
     median = float(np.median([r["score"] for r in first]))
     above = sum(r["score"] > median for r in later)

@@ -40,6 +40,8 @@ class Proposal:
     driver stores it with the row, so a resumed run trains it as planned.
     ``notes``: JSON facts about how the batch was chosen (timings, predictor
     quality, versions), kept with the iteration (``Store.notes``) for the report.
+    ``repeat_of``: per vector, the candidate id it trains again with another
+    seed (the driver's re-measurement of finalists), else None.
     """
 
     u: np.ndarray
@@ -50,6 +52,7 @@ class Proposal:
     std: np.ndarray | None = None
     epochs: list[int | None] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    repeat_of: list[int | None] | None = None
 
     def __len__(self) -> int:
         return len(self.u)

@@ -191,7 +191,11 @@ def _run_genetic(
     ga_s = time.perf_counter() - t0
     ctx.log(
         f"genetic search: {ga_s:.1f}s, predicted best "
-        + ", ".join(f"{r.constraint.text}: {r.fitness:.1f}" for r in results)
+        + ", ".join(
+            f"{r.constraint.text}: {recorded(np.array([r.fitness]), np.zeros(1))[0][0]:.1f}"
+            + (" (raw fitness above 100: extrapolating)" if r.fitness > 100 else "")
+            for r in results
+        )
     )
     best = [
         dict(constraint=r.constraint.text, fitness=r.fitness, history=r.history) for r in results
