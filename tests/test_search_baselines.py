@@ -93,6 +93,7 @@ def config(strategy: str, **kw) -> SearchConfig:
         batch=3,
         epochs=EPOCHS,
         constraints=["macs<=0.35M", "macs<=1M"],
+        remeasure=0,  # rungs and epochs are counted; re-measurement has its own tests
     )
     return SearchConfig(**{**base, **kw})
 

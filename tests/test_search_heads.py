@@ -65,6 +65,7 @@ def test_a_head_registered_outside_the_package_runs_a_search(tmp_path, nearest):
         budget=9,
         initial=4,
         batch=2,
+        remeasure=0,  # the test counts acquisition picks
         constraints=["macs<=1M"],
         settings={
             "jointnas": dict(
@@ -137,6 +138,7 @@ def test_recorded_predictions_stay_inside_0_100(tmp_path):
         budget=9,
         initial=4,
         batch=2,
+        remeasure=0,  # the test counts acquisition picks
         constraints=["macs<=1M"],
         settings={"jointnas": dict(pretrain_steps=0, pool=128, ga_population=8, ga_generations=2)},
         epochs=2,

@@ -71,7 +71,8 @@ def space_path(tmp_path_factory):
     return str(path)
 
 
-FAST = dict(settings={"jointnas": FAST_JOINTNAS}, epochs=2)
+# remeasure=0: these tests count batches and sources; re-measurement has its own tests
+FAST = dict(settings={"jointnas": FAST_JOINTNAS}, epochs=2, remeasure=0)
 
 
 def truth(task: EvalTask) -> float:
@@ -118,6 +119,7 @@ def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -
         batch=4,
         constraints=["macs<=0.6M"],
         epochs=2,
+        remeasure=0,  # the predictor's picks are the subject: all 16 trainings go to them
         settings={"jointnas": {**FAST_JOINTNAS, **greedy}},
     )
     trained = {}
@@ -253,10 +255,14 @@ def test_budget_is_spent_exactly(tmp_path, strategy, budget, batch, constraints)
     )
     run_search(config, tmp_path, evaluator=synthetic, progress=False)
     rows = _rows(tmp_path)
-    assert len(rows) == budget
-    assert len({r["vector"] for r in rows}) == budget  # never the same pair twice
+    assert len(rows) == budget  # re-measurements included
+    repeats = [r for r in rows if r["repeat_of"] is not None]
+    assert len(repeats) == config.remeasured() and rows[len(rows) - len(repeats) :] == repeats
+    own = rows[: len(rows) - len(repeats)]
+    assert len({r["vector"] for r in own}) == len(own)  # never the same pair twice
+    assert {r["repeat_of"] for r in repeats} <= {r["id"] for r in own}
     if strategy == "jointnas":
-        assert [r["source"] for r in rows][-constraints:] == ["genetic"] * constraints
+        assert [r["source"] for r in own][-constraints:] == ["genetic"] * constraints
 
 
 def test_genetic_population_stays_duplicate_free():

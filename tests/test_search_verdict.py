@@ -28,7 +28,7 @@ def test_verdict_compares_the_final_pick_with_the_first_batch():
     rows = [row(1, 0, 80.0), row(2, 0, 70.0), row(3, 0, 60.0), row(4, 1, 85.0, predicted=84.0)]
     text = "\n".join(verdict_lines(rows, [LIMIT], {LIMIT.text: rows[3]}))
     assert "final pick candidate 4 (acquisition) measured 85.00 % top-1 against 80.00 %" in text
-    assert "(+5.00 points; one training each)" in text
+    assert "(+5.00 points)" in text
     assert "1 of the 1 pairs the strategy chose after the first batch beat" in text
     assert f"too few pairs to judge (1, fewer than {MIN_TAU_PAIRS})" in text
 
@@ -65,3 +65,15 @@ def test_progress_counts_epochs_spent_and_marks_the_first_batch():
     spent, best, first_end = progress_curve(rows)
     assert spent == [5, 10, 12, 13, 16] and best == [60.0, 70.0, 70.0, 70.0, 75.0]
     assert first_end == 10
+
+
+def test_verdict_quotes_a_re_measured_pick_as_the_mean_of_its_trainings():
+    from fbnetv3_zoo.search.summaries import best_per_constraint
+
+    rows = [row(1, 0, 80.0), row(2, 0, 70.0), row(3, 1, 90.0, predicted=84.0)]
+    rows += [dict(row(4, 2, 84.0), repeat_of=3), dict(row(5, 2, 78.0), repeat_of=1)]
+    best = best_per_constraint(rows, [LIMIT], 5)
+    text = "\n".join(verdict_lines(rows, [LIMIT], best))
+    assert "measured 87.00 (mean of 2 trainings: 90.00, 84.00) % top-1" in text
+    assert "against 79.00 (mean of 2 trainings: 80.00, 78.00) %" in text
+    assert "1 of the 1 pairs the strategy chose" in text  # a re-measurement is not a new pick
