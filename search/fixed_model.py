@@ -20,8 +20,8 @@ from typing import Any
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.yaml_io import load_yaml
 
-from .dims import SpaceError, fail
-from .space import SPACES_DIR, SearchSpace, available_spaces, parse_space
+from .dims import fail
+from .space import SearchSpace, parse_space, space_path
 
 DEFAULT_RECIPE_SPACE = "recipe"  # spaces/recipe.yaml
 
@@ -48,15 +48,7 @@ def model_of(arch: Mapping[str, Any]) -> Any:
 
 def _space_file(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     """The mapping and source name of a shipped space (by name) or a YAML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SPACES_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise SpaceError(
-                f"unknown search space {str(name_or_path)!r}; shipped: {', '.join(available_spaces())} (or give a YAML path)"
-            )
-    if not path.is_file():
-        raise SpaceError(f"search space file not found: {path}")
+    path = space_path(name_or_path)
     data = load_yaml(path)
     if not isinstance(data, Mapping):
         raise fail(str(path), "expected a mapping with a recipe: section")

@@ -403,8 +403,8 @@ def available_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    """Load a shipped space by name (``fbnetv3``, ``fbnetv3_proxy``) or any YAML file."""
+def space_path(name_or_path: str | Path) -> Path:
+    """The file of a shipped space (by name) or a YAML path; a missing one is a SpaceError."""
     path = Path(name_or_path)
     if not path.suffix:
         path = SPACES_DIR / f"{name_or_path}.yaml"
@@ -414,4 +414,10 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
             )
     if not path.is_file():
         raise SpaceError(f"search space file not found: {path}")
+    return path
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """Load a shipped space by name (``fbnetv3``, ``fbnetv3_proxy``) or any YAML file."""
+    path = space_path(name_or_path)
     return parse_space(load_yaml(path), source=str(path))

@@ -53,3 +53,15 @@ def write_search_run(out: Path, seed: int = 0) -> Path:
     finally:
         store.close()
     return out / "best" / f"{constraint.slug}.yaml"
+
+
+def candidate_rows(out: Path) -> list[dict]:
+    """Every candidate row of the run in ``out``, in id order, read straight from SQLite."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(out) / "search.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
+    finally:
+        db.close()

@@ -18,6 +18,7 @@ from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.space import SPACES_DIR, SpaceError, load_space, parse_space
 from fbnetv3_zoo.search.store import Store
+from search_result import candidate_rows as _rows
 from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo.cli import main
@@ -40,15 +41,6 @@ def fake(task: EvalTask) -> dict:
 def _config(**kw) -> SearchConfig:
     base = dict(budget=6, initial=3, batch=2, epochs=2, data="digits:4", constraints=["macs<=1M"])
     return SearchConfig(**{**base, **FAST, **kw})
-
-
-def _rows(out: Path) -> list[dict]:
-    db = sqlite3.connect(out / "search.sqlite")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
-    finally:
-        db.close()
 
 
 def _child(tmp_path: Path, out: Path, config: str, evaluator: str) -> subprocess.Popen:

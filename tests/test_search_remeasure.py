@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.summaries import best_per_constraint, finalists
+from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
 SEEN: list[tuple[int, int, int]] = []  # (cid, seed, repeat) of every task the evaluator got
@@ -42,15 +41,6 @@ def _config(**kw) -> SearchConfig:
         settings={"jointnas": FAST_JOINTNAS},
     )
     return SearchConfig(**{**base, **kw})
-
-
-def _rows(out: Path) -> list[dict]:
-    db = sqlite3.connect(out / "search.sqlite")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
-    finally:
-        db.close()
 
 
 def test_finalists_are_retrained_with_the_next_seed_and_picked_on_the_mean(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fbnetv3_zoo.search.driver import SearchConfig, choose_stop_epoch, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask, evaluate
+from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.cli import main
@@ -49,15 +50,6 @@ def _config(**kw) -> SearchConfig:
     )
     base.update(kw)
     return SearchConfig(**base)
-
-
-def _rows(out: Path) -> list[dict]:
-    db = sqlite3.connect(out / "search.sqlite")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
-    finally:
-        db.close()
 
 
 def _meta(out: Path, key: str):

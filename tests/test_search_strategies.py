@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.sources import SobolSource, VectorSource
 from fbnetv3_zoo.search.space import load_space
 from fbnetv3_zoo.search.strategies import Proposal, Strategy, draw_unseen
+from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.errors import UserError
@@ -96,15 +96,6 @@ def synthetic(task: EvalTask) -> dict:
         for e in range(n)
     ]
     return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
-
-
-def _rows(out) -> list[dict]:
-    db = sqlite3.connect(out / "search.sqlite")
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
-    finally:
-        db.close()
 
 
 def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -> float:
