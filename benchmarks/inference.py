@@ -4,12 +4,15 @@ Takes the options of ``fbnetv3 benchmark`` (same defaults: the zoo, timm's own
 fbnetv3_b/d/g architecture, MobileNetV3 and EfficientNet-B0 on every backend)
 plus ``--out``/``--plot``; on top of the command's table it times our B and timm's
 B head-to-head, checks the goals below and draws ImageNet top-1 against latency.
-A plain ``python3 benchmarks/inference.py`` re-measures everything in the
-results file (about 8.5 min on 2 cores).
+Unlike the command, its default backends include the on-device ones
+(``executorch``, ``executorch-int8``; the ``[mobile]`` extra), so a plain
+``python3 benchmarks/inference.py`` re-measures everything in the results file
+(lowering every model twice makes that about an hour on 2 cores).
 
 Goals: our FBNetV3-B vs timm's fbnetv3_b architecture at the same 224 input
 (MACs, params, time; ratio timm/ours); ONNX Runtime faster than PyTorch eager
-at batch 1 for every zoo row; folded BN at least as fast as unfolded.
+at batch 1 for every zoo row; folded BN at least as fast as unfolded; and, per
+model, the fastest path at batch 1 and what int8 buys over fp32 ExecuTorch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 import torch
 
 from fbnetv3_zoo.bench import (
+    ALL_BACKENDS,
     BenchRow,
     BenchSettings,
     build_model,
@@ -41,6 +45,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # our B and timm's B architecture at the same 224 input, also timed head-to-head
 PAIR_224 = ("fbnetv3_b@224", "fbnetv3_b.ra2_in1k@224")
 PAIRED = "paired eager"
+# backends drawn in the top-1 plot: marker, filled, line style
+PLOTTED = {
+    "eager": ("o", True, "-"),
+    "onnx": ("s", False, ":"),
+    "executorch": ("^", True, "--"),
+    "executorch-int8": ("v", False, "-."),
+}
+BACKEND_LABELS = {
+    "eager": "PyTorch eager",
+    "onnx": "ONNX Runtime",
+    "executorch": "ExecuTorch fp32",
+    "executorch-int8": "ExecuTorch int8",
+}
 # top-1 that timm reports for its own fbnetv3 architectures (ra2_in1k weights), at these sizes
 TIMM_REPORTED_TOP1 = {
     ("fbnetv3_b.ra2_in1k", 256): 79.15,
@@ -125,7 +142,36 @@ def goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
             f"least as fast) — slower cells: {', '.join(slower) if slower else 'none'}:"
         )
         lines += [f"- {r.model} batch {b}: {s:.2f}×" for r, b, s in fused] + [""]
+    lines += fastest_paths(rows)
     return ["## Goals", "", *lines] if lines else []
+
+
+def fastest_paths(rows: Sequence[BenchRow]) -> list[str]:
+    """Per model, the fastest backend at batch 1 and int8's gain over fp32 ExecuTorch."""
+    lines = []
+    wins: dict[str, int] = {}
+    for r in rows:
+        times = {b: ms for (b, batch) in r.cells if batch == 1 if (ms := r.latency_ms(b))}
+        times.pop(PAIRED, None)
+        if len(times) < 2:
+            continue
+        best = min(times, key=times.__getitem__)
+        wins[best] = wins.get(best, 0) + 1
+        line = f"- {r.model} @{r.input_size}: **{best}** {times[best]:.1f} ms"
+        if "eager" in times:
+            line += f" ({times['eager'] / times[best]:.1f}× faster than eager)"
+        fp32, int8 = times.get("executorch"), times.get("executorch-int8")
+        if fp32 and int8:
+            line += f"; ExecuTorch int8 / fp32 = {int8 / fp32:.2f}"
+        lines.append(line)
+    if not lines:
+        return []
+    tally = ", ".join(f"{b} {n}" for b, n in sorted(wins.items(), key=lambda kv: -kv[1]))
+    return [
+        f"**Fastest path at batch 1** (median latency; rows won: {tally}):",
+        *lines,
+        "",
+    ]
 
 
 def _cpu_name() -> str:
@@ -166,10 +212,10 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
     series = []
     for source, label, color in groups:
         pts = sorted((r for r in rows if r.top1_source == source), key=lambda r: r.top1 or 0.0)
-        for backend, marker, fill in (("eager", "o", color), ("onnx", "s", "white")):
+        for backend, (marker, filled, style) in PLOTTED.items():
             xy = [(r.latency_ms(backend), r.top1, r) for r in pts if r.latency_ms(backend)]
             if xy:
-                series.append((xy, backend, marker, fill, color, label))
+                series.append((xy, backend, marker, color if filled else "white", style, label))
     if not series:
         return False
     import matplotlib
@@ -178,15 +224,16 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 6))
-    for xy, backend, marker, fill, color, label in series:
+    for xy, backend, marker, fill, style, label in series:
+        color = next(c for source, _, c in groups if source == xy[0][2].top1_source)
         ax.plot(
             [p[0] for p in xy],
             [p[1] for p in xy],
             marker=marker,
             color=color,
             markerfacecolor=fill,
-            linestyle="-" if backend == "eager" else ":",
-            label=f"{label}, {'PyTorch eager' if backend == 'eager' else 'ONNX Runtime'}",
+            linestyle=style,
+            label=f"{label}, {BACKEND_LABELS[backend]}",
         )
         for lat, top1, r in xy:
             short = r.base.removeprefix("fbnetv3_").replace(".ra2_in1k", " (timm)")
@@ -197,7 +244,8 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
                 xytext=(5, -3),
                 textcoords="offset points",
             )
-    ax.set_xlabel("measured CPU latency, batch 1 (ms, median)")
+    ax.set_xlabel("measured CPU latency, batch 1 (ms, median, log scale)")
+    ax.set_xscale("log")
     ax.set_ylabel("ImageNet top-1 (%)")
     ax.set_title(f"ImageNet top-1 vs measured CPU latency ({os.cpu_count()}-core machine)")
     ax.grid(alpha=0.3)
@@ -219,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--out", type=Path, default=RESULTS / "inference.md")
     own.add_argument("--plot", type=Path, default=RESULTS / "inference_top1_vs_latency.png")
     ours, rest = own.parse_known_args(argv)
+    if not any(a == "--backends" or a.startswith("--backends=") for a in rest):
+        rest = ["--backends", ",".join(ALL_BACKENDS), *rest]
     models, settings = benchmark_settings(build_parser().parse_args(["benchmark", *rest]))
     start = time.perf_counter()
     rows = run_benchmark(models, settings, log=print)

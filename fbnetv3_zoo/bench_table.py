@@ -131,5 +131,5 @@ def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
         lines += _cell_table(rows, backends, batch)
     notes = [f"- {r.model}: {n}" for r in rows for n in r.notes]
     if notes:
-        lines += ["## Failures", "", *notes, ""]
+        lines += ["## Failures and notes", "", *notes, ""]
     return "\n".join(lines)

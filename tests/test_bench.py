@@ -39,6 +39,7 @@ def test_report_with_a_zoo_row_has_goals_and_plot(tmp_path):
     assert _inference_script().main([*argv, "--out", str(md), "--plot", str(png)]) == 0
     text = md.read_text()
     assert "## Goals" in text and "Folded BN vs unfolded" in text and "paired" not in text
+    assert "**Fastest path at batch 1** (median latency; rows won: " in text
     assert "79.57 (FBNet authors)" in text and png.stat().st_size > 0
 
 

@@ -92,3 +92,19 @@ def test_benchmark_times_the_executorch_backend(tmp_path):
     settings = BenchSettings(batches=(1,), backends=("eager", "executorch"), repeats=2, warmup=0)
     (row,) = run_benchmark([str(spec_file)], settings)
     assert row.cells[("executorch", 1)] is not None and not row.notes
+
+
+@pytest.mark.parametrize("rtol", [INT8_RTOL, -1.0])
+def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, rtol):
+    """Random weights can miss the int8 check; the program is still timed, and the table says so."""
+    import fbnetv3_zoo.executorch_export as ee
+    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+
+    monkeypatch.setattr(ee, "INT8_RTOL", rtol)  # -1: no program can pass
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY_ARCH)
+    settings = BenchSettings(batches=(1,), backends=("executorch-int8",), repeats=2, warmup=0)
+    (row,) = run_benchmark([str(spec_file)], settings)
+    assert row.cells[("executorch-int8", 1)] is not None
+    missed = [n for n in row.notes if "timed, but on these random weights" in n]
+    assert len(missed) == (rtol < 0), row.notes
