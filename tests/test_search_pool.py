@@ -298,6 +298,9 @@ def test_benchmark_picks_like_the_driver_and_scores_by_truth():
     assert list(trainings[:4]) == [25.0, 0.0, 22.0, 22.0] and np.isnan(trainings[4])
     # cumulative epochs 5, 7, 9, 14: level 5 -> 1 training, 10 -> 3, 15 -> never reached
     assert list(epochs[:2]) == [25.0, 22.0] and np.isnan(epochs[2:]).all()
+    # the best pair trained so far: 55 after one training, 80 from the second on
+    found = bench.trained_best(run, [1, 2, 3, 4, 5])
+    assert list(found[:4]) == [25.0, 0.0, 0.0, 0.0] and np.isnan(found[4])
     boot = bench.Paired(4, resamples=200)
     mean, lo, hi = boot.mean(np.array([1.0, 2.0, 3.0, 4.0]))
     assert mean == 2.5 and 1.0 <= lo <= mean <= hi <= 4.0
@@ -334,6 +337,7 @@ def test_benchmark_script_runs_on_a_pool(marked_pool_file, tmp_path):
     text = out.read_text()
     assert "the 24 pairs with >= 4 seeds compete" in text
     assert "### At equal trainings" in text and "### At equal epochs" in text
+    assert "### Where the regret comes from" in text
     assert "| 8 |" in text and "| 36 |" in text and "random:batch=4" in text  # 12 x 3 epochs
     assert out.with_suffix(".png").stat().st_size > 0
     with pytest.raises(SystemExit):
