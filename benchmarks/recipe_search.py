@@ -240,6 +240,31 @@ def table(
     return lines
 
 
+def searched_recipes(cells: list[dict], searches: dict[str, dict]) -> list[str]:
+    """Each searched recipe, as its differences from ``baseline`` (what the search changed)."""
+    from fbnetv3_zoo.recipes import Recipe
+
+    base = Recipe.load("baseline").to_dict()
+    same = {"name", "description", "extra", "epochs", "batch_size", "resolution"}
+    lines = []
+    for cell in cells:
+        s = searches.get(cell["key"])
+        if not s:
+            continue
+        found = Recipe.load(s["recipe"]).to_dict()
+        changed = [
+            f"{k} {_short(v)}" for k, v in found.items() if k not in same and v != base.get(k)
+        ]
+        lines.append(f"- {cell['model']}, {cell['regime']}: {', '.join(changed) or 'baseline'}")
+    return (
+        ["Searched recipes (fields that differ from `baseline`):", "", *lines, ""] if lines else []
+    )
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 # ---------------------------------------------------------------- main
 def cells_of(args: argparse.Namespace) -> list[dict[str, Any]]:
     cells = []
@@ -329,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *table(cells, searches, finals, seeds),
         "",
+        *searched_recipes(cells, searches),
         f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes.",
         "",
     ]

@@ -193,3 +193,24 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
     train = ["train", "--recipe", str(recipe_file), "--data", DATA, "--epochs", "1"]
     assert main([*train, "--no-progress"]) == 0
     assert "test_resnet on digits" in capsys.readouterr().out
+
+
+def test_benchmark_script_end_to_end(tmp_path):
+    """benchmarks/recipe_search.py on a tiny model: the table row, the interval, the searched recipe."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "recipe_search.py"  # run as a script:
+    # its worker processes import their functions from it
+    out = tmp_path / "rs.md"
+    argv = ["--models", "test_resnet:16", "--regimes", "low", "--low-epochs", "2", "--budget", "3",
+            "--initial", "2", "--seeds", "2", "--no-proxy-check", "--jobs", "1", "--strategy", "random",
+            "--runs", str(tmp_path / "runs"), "--results", str(out)]  # fmt: skip
+    subprocess.run([sys.executable, str(script), *argv], check=True, capture_output=True)
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| test_resnet | low |"))
+    assert "(n=2)" in row and ("vs baseline" in row or "vs fbnetv3" in row)
+    assert "- test_resnet, low: " in text  # the searched recipe, as its changes from baseline
+    finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
+    assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
