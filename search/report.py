@@ -231,7 +231,9 @@ def write_report(
             sum(1 for r in done if r["iteration"] == 0),
             config.get("min_stop_curves", 16),
         ),
-        _quality_line(fits, (config.get("settings") or {}).get("head", "auto")),
+        _quality_line(
+            fits, (config.get("settings") or {}).get("head", "auto"), _pretrained(notes.values())
+        ),
         *_fixed_model_lines(space, config, store, notes),
         "",
         "## Time spent",
@@ -358,9 +360,20 @@ def _spent(parts: Any) -> float | None:
     return sum(times) if times else None
 
 
-def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
+def _pretrained(notes: Any) -> bool:
+    """Whether any fit used a pretrained encoder (not skipped, not ``pretrain_steps 0``)."""
+    return any(n.get("pretrain") and not n["pretrain"].get("skipped") for n in notes)
+
+
+def _quality_line(
+    fits: list[dict[str, Any]], head: str = "network", pretrained: bool = True
+) -> str:
     """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
     from .heads import describe_head, resolve_head
+
+    def described(name: str) -> str:
+        text = describe_head(name)
+        return text if pretrained else text.replace("the frozen pretrained encoder", "raw features")
 
     if not fits:
         return (
@@ -393,9 +406,9 @@ def _quality_line(fits: list[dict[str, Any]], head: str = "network") -> str:
             0,
             "fitted with "
             + ", then ".join(
-                f"{describe_head(h)} on {lo}-{hi} pairs"
+                f"{described(h)} on {lo}-{hi} pairs"
                 if lo != hi
-                else f"{describe_head(h)} on {lo} pairs"
+                else f"{described(h)} on {lo} pairs"
                 for lo, hi, h in spans
             ),
         )

@@ -114,6 +114,8 @@ def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
     report = (tmp_path / "report.md").read_text()
     assert "**Fixed model:**" in report and "Spearman 1.00" in report
     assert "`best/recipe.yaml`" in report
+    if strategy == "jointnas":  # pretraining is skipped for a fixed model, and the report says so
+        assert "pretrained encoder" not in report and "head on raw features" in report
 
 
 def test_same_seed_same_recipe(tmp_path):
