@@ -99,7 +99,8 @@ class PteProgram:
     def __init__(self, path: str | os.PathLike) -> None:
         from executorch.runtime import Runtime
 
-        self.method = Runtime.get().load_program(Path(path)).load_method("forward")
+        self.program = Runtime.get().load_program(Path(path))  # kept: the method runs from it
+        self.method = self.program.load_method("forward")
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Run image by image (the program's batch is 1) and stack the outputs."""

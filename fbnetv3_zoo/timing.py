@@ -27,7 +27,8 @@ from torch import nn
 
 from .errors import UserError
 
-BACKENDS = ("onnxruntime", "torch", "cuda")  # cuda: torch eager on the GPU
+# cuda: torch eager on the GPU; executorch: an XNNPACK program (the [mobile] extra), as phones run
+BACKENDS = ("onnxruntime", "torch", "cuda", "executorch")
 CACHE_ENV = "FBNETV3_CACHE_DIR"
 TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
 OPSET = 17
@@ -46,6 +47,22 @@ def require_gpu(backend: str, what: str) -> None:
             f"{what}: latency on cuda needs a CUDA GPU and this machine has none "
             "(torch.cuda.is_available() is False); use @torch or @onnxruntime"
         )
+
+
+def require_backend(backend: str, what: str) -> None:
+    """Refuse a backend this machine cannot time (no GPU, no ExecuTorch) in one line naming ``what``."""
+    require_gpu(backend, what)
+    if backend == "executorch":
+        require_executorch(what)
+
+
+def require_executorch(what: str) -> None:
+    """Refuse ``executorch`` timing without the ``[mobile]`` extra, naming what asked for it."""
+    try:
+        import executorch.exir  # noqa: F401
+        import executorch.runtime  # noqa: F401
+    except ImportError:
+        raise UserError(f'{what}: needs ExecuTorch: pip install "fbnetv3-zoo[mobile]"') from None
 
 
 def cache_dir() -> Path:
@@ -97,6 +114,11 @@ def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
 
         fp["onnxruntime"] = onnxruntime.__version__
         fp["opset"] = OPSET
+    if backend == "executorch":
+        from importlib.metadata import version
+
+        require_executorch("latency on executorch")
+        fp["executorch"] = version("executorch")
     if backend == "cuda":  # what a GPU timing depends on; read on the wall clock after a sync
         fp["clock"] = "perf_counter after cuda synchronize"
         fp["gpu"] = torch.cuda.get_device_name()
@@ -135,7 +157,8 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
     intra-op threads and one inter-op thread; torch runs eager under
     ``torch.no_grad()`` (set the thread count with :func:`torch_threads`);
     cuda runs eager on the GPU and waits for it (``torch.cuda.synchronize``)
-    before returning, so the wall clock sees the kernels' time.
+    before returning, so the wall clock sees the kernels' time; executorch
+    runs the module lowered to an XNNPACK program (fp32), as a phone would.
     """
     module = module.eval()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
@@ -158,6 +181,8 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
                 return module(x)
 
         return call
+    if backend == "executorch":
+        return _executorch_runner(module, x, threads)
     import onnxruntime as ort
 
     buf = io.BytesIO()
@@ -179,6 +204,31 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
     session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
     feed = {"input": x.numpy()}
     return lambda: session.run(None, feed)
+
+
+def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Callable:
+    """``module`` lowered to XNNPACK fp32 and run by the ExecuTorch runtime on ``threads`` threads.
+
+    With one thread XNNPACK runs on the calling thread, so the thread CPU
+    clock applies as for the other backends.
+    """
+    require_executorch("latency on executorch")
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    from .executorch_export import lower
+
+    _unsafe_reset_threadpool(threads)
+    program_bytes = lower(module, x)
+    program = Runtime.get().load_program(program_bytes)
+    method = program.load_method("forward")
+
+    def call() -> Any:
+        return method.execute([x])
+
+    # the method runs from the program and its bytes: they must live as long as the callable
+    call.keep = (program_bytes, program)  # type: ignore[attr-defined]
+    return call
 
 
 def clock_for(threads: int) -> Callable[[], float]:

@@ -90,9 +90,9 @@ def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
         )
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    from .timing import require_gpu
+    from .timing import require_backend
 
-    require_gpu(args.latency, f"--latency {args.latency}")
+    require_backend(args.latency, f"--latency {args.latency}")
     doc = load_yaml(facts.path) if facts.path is not None and facts.path.is_file() else {}
     search = doc.get("search") if isinstance(doc, dict) else None
     space = search.get("space") if isinstance(search, dict) else None
@@ -193,7 +193,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--latency",
-        choices=("onnxruntime", "torch", "cuda"),
+        choices=("onnxruntime", "torch", "cuda", "executorch"),
         default=None,
         help="also print predicted (this machine's latency table) and measured batch-1 latency",
     )

@@ -31,7 +31,8 @@ _PATTERN = re.compile(r"^\s*(macs|params)\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*([kKMG]
 _LATENCY = re.compile(
     r"^\s*latency_ms\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*@\s*([a-z_]+)\s*(?::\s*([0-9]+))?\s*$"
 )
-LATENCY_BACKENDS = ("onnxruntime", "torch", "cuda")  # cuda: needs a GPU (bind_latency checks)
+# cuda needs a GPU, executorch the [mobile] extra (bind_latency checks)
+LATENCY_BACKENDS = ("onnxruntime", "torch", "cuda", "executorch")
 # the one "limit" of a recipe-only search: a fixed model has one MACs/params value, so the
 # search keeps a single final pick, written to best/recipe.yaml
 NO_LIMIT = "none"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_CHOICES = ("onnxruntime", "torch", "cuda")
+BACKEND_CHOICES = ("onnxruntime", "torch", "cuda", "executorch")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         required=True,
         choices=BACKEND_CHOICES,
-        help="onnxruntime (ONNX Runtime CPU), torch (PyTorch eager) or cuda (PyTorch eager on the GPU)",
+        help="onnxruntime (ONNX Runtime CPU), torch (PyTorch eager), cuda (PyTorch eager on the GPU) "
+        "or executorch (XNNPACK fp32 program; the [mobile] extra)",
     )
     b.add_argument("--threads", type=int, default=1, help="intra-op threads (default: %(default)s)")
     b.add_argument(
@@ -76,14 +77,14 @@ def _build(args: argparse.Namespace) -> int:
 
     from fbnetv3_zoo.errors import UserError
     from fbnetv3_zoo.spec import check_input_size, check_num_classes
-    from fbnetv3_zoo.timing import require_gpu
+    from fbnetv3_zoo.timing import require_backend
 
     from .latency import CALIBRATION_NETWORKS, build_table
     from .space import Dim, load_space
 
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    require_gpu(args.backend, f"--backend {args.backend}")
+    require_backend(args.backend, f"--backend {args.backend}")
     if args.limit is not None and args.limit < 0:
         raise UserError(f"--limit must be >= 0, got {args.limit}")
     space = load_space(args.space)

@@ -14,7 +14,7 @@ from typing import Any
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.latency import LatencyTable
-from fbnetv3_zoo.timing import require_gpu
+from fbnetv3_zoo.timing import require_backend
 
 from .constraints import Constraint
 from .latency import (
@@ -25,7 +25,8 @@ from .latency import (
 )
 from .space import SearchSpace
 
-SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12, "cuda": 0.1}  # rough, 2 busy cores
+# rough, 2 busy cores; executorch lowers every entry first
+SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12, "cuda": 0.1, "executorch": 2.0}
 
 
 def bind_latency(
@@ -51,7 +52,7 @@ def bind_latency(
             out.append(c)
             continue
         key = (c.backend, c.threads)
-        require_gpu(c.backend, f"constraint {c.text}")
+        require_backend(c.backend, f"constraint {c.text}")
         if key not in tables:
             table = LatencyTable.for_machine(c.backend, c.threads)
             pred = LatencyPredictor(space, table, num_classes)

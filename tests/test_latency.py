@@ -448,3 +448,53 @@ def test_choose_pick_prefers_predicted_and_measured_within_then_measured_within(
     doc = choose_pick(c, rows[:1], saved, rows[0], scoring=5)
     assert doc["candidate"] == 1 and doc["over_limit_beyond_noise"]
     assert doc["chosen_by"].startswith("predicted")
+
+
+# ---------------------------------------------------------------- executorch
+def test_executorch_runner_matches_eager_and_builds_table_entries(tmp_path, monkeypatch, capsys):
+    """``@executorch``: each entry lowered to XNNPACK and timed by the ExecuTorch runtime."""
+    pytest.importorskip("executorch.runtime")
+    module, shape = core.build_entry("irf|8|8|24|16|5|2|2|8|hswish|1")
+    fn = core.runner(module, shape, "executorch", 1)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = module(x)
+    torch.testing.assert_close(fn()[0], want, rtol=1e-4, atol=1e-5)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    args = ["latency", "build", "--backend", "executorch", "--space", str(TINY), "--quiet"]
+    assert main([*args, "--limit", "1", "--num-classes", "10"]) == 0
+    table = core.LatencyTable.for_machine("executorch", 1)
+    assert len(table.entries) == 1 and table.fingerprint["executorch"]
+    assert parse_constraint("latency_ms<=3@executorch").backend == "executorch"
+
+
+def test_executorch_without_the_extra_is_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_executorch(name, *a, **k):
+        if name.startswith("executorch"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_executorch)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    for args, words in (
+        (
+            ["search", "--out", str(out), "--constraint", "latency_ms<=2@executorch"],
+            "constraint latency_ms<=2@executorch: ",
+        ),
+        (
+            ["latency", "build", "--backend", "executorch", "--space", str(TINY)],
+            "--backend executorch: ",
+        ),
+        (["info", "fbnetv3_a", "--latency", "executorch"], "--latency executorch: "),
+    ):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert (
+            len(err) == 1 and words in err[0] and 'pip install "fbnetv3-zoo[mobile]"' in err[0]
+        ), err
+    assert not out.exists() and not (tmp_path / "cache").exists()
