@@ -47,12 +47,13 @@ CALIBRATION_IMAGES = 64  # PT2E observers settle well before this on these netwo
 INT8_RTOL = 0.05
 
 
-def _require_executorch() -> None:
+def require_executorch(what: str = "--format executorch") -> None:
+    """Refuse in one line, naming ``what`` asked for ExecuTorch, when the extra is missing."""
     try:
         import executorch.exir  # noqa: F401
         import executorch.runtime  # noqa: F401
     except ImportError:
-        raise UserError(f"--format executorch needs ExecuTorch: {INSTALL_HINT}") from None
+        raise UserError(f"{what} needs ExecuTorch: {INSTALL_HINT}") from None
 
 
 def lower(module: nn.Module, example: torch.Tensor) -> bytes:
@@ -118,7 +119,7 @@ def export_executorch(
     overwrite: bool = False,
 ) -> ExportResult:
     """Lower ``model`` to an XNNPACK ``.pte`` (int8 if ``quantize``), verify it, move it into place."""
-    _require_executorch()
+    require_executorch()
     if quantize not in (None, *QUANTIZE):
         raise UserError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
     if quantize and calibration is None:

@@ -171,9 +171,9 @@ def _export(args: argparse.Namespace) -> int:
     if args.quantize and not args.calibration:
         raise UserError("--quantize int8 needs --calibration (digits, or an ImageFolder of yours)")
     if args.format == "executorch":
-        from .executorch_export import _require_executorch
+        from .executorch_export import require_executorch
 
-        _require_executorch()  # a missing extra is one line before the model is built
+        require_executorch()  # a missing extra is one line before the model is built
 
     from .export import check_opset, export_model, load_model, randomize_weights_
 

@@ -53,16 +53,9 @@ def require_backend(backend: str, what: str) -> None:
     """Refuse a backend this machine cannot time (no GPU, no ExecuTorch) in one line naming ``what``."""
     require_gpu(backend, what)
     if backend == "executorch":
-        require_executorch(what)
+        from .executorch_export import require_executorch
 
-
-def require_executorch(what: str) -> None:
-    """Refuse ``executorch`` timing without the ``[mobile]`` extra, naming what asked for it."""
-    try:
-        import executorch.exir  # noqa: F401
-        import executorch.runtime  # noqa: F401
-    except ImportError:
-        raise UserError(f'{what}: needs ExecuTorch: pip install "fbnetv3-zoo[mobile]"') from None
+        require_executorch(f"{what}: latency on executorch")
 
 
 def cache_dir() -> Path:
@@ -117,7 +110,7 @@ def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
     if backend == "executorch":
         from importlib.metadata import version
 
-        require_executorch("latency on executorch")
+        require_backend(backend, "timing")
         fp["executorch"] = version("executorch")
     if backend == "cuda":  # what a GPU timing depends on; read on the wall clock after a sync
         fp["clock"] = "perf_counter after cuda synchronize"
@@ -212,7 +205,7 @@ def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Call
     With one thread XNNPACK runs on the calling thread, so the thread CPU
     clock applies as for the other backends.
     """
-    require_executorch("latency on executorch")
+    require_backend("executorch", "timing")
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
 
