@@ -28,6 +28,7 @@ finished final training is appended to ``<runs>/final.jsonl`` and skipped when
 the same command runs again.
 
     python benchmarks/recipe_search.py             # the full table (see the report for the CPU time)
+    python benchmarks/recipe_search.py --report-only   # the table from what has finished so far
     python benchmarks/recipe_search.py --models test_resnet:16 --regimes low --low-epochs 4 \\
         --budget 4 --initial 2 --seeds 2 --runs /tmp/rs --results /tmp/rs.md   # a smoke test
 """
@@ -305,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="processes (one torch thread each)")
     p.add_argument("--runs", default=str(RUNS), help="search folders, data and final.jsonl")
     p.add_argument("--results", default=str(RESULTS), help="the markdown table")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the table from finished searches and final.jsonl; train no final runs",
+    )
     args = p.parse_args(argv)
     if args.budget > 24 or args.seeds < 1:
         p.error("--budget must be <= 24 (the issue's limit) and --seeds >= 1")
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         jobs = []
-        for cell in cells:
+        for cell in [] if args.report_only else cells:
             for name in (*PRESETS, "searched"):
                 recipe = recipe_for(name, cell, searches[cell["key"]]["recipe"])
                 for seed in seeds:
@@ -355,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         *table(cells, searches, finals, seeds),
         "",
         *searched_recipes(cells, searches),
-        f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes.",
+        f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes"
+        + (" (`--report-only`: no final runs trained in it)." if args.report_only else "."),
         "",
     ]
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)

@@ -216,3 +216,7 @@ def test_benchmark_script_end_to_end(tmp_path):
     assert "- test_resnet, low: " in text  # the searched recipe, as its changes from baseline
     finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
+    out.unlink()
+    subprocess.run([sys.executable, str(script), *argv, "--report-only"], check=True)
+    assert row in out.read_text().splitlines()  # the same table, from the records alone
+    assert (tmp_path / "runs" / "final.jsonl").read_text().splitlines() == finals
