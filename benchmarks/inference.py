@@ -151,8 +151,11 @@ def fastest_paths(rows: Sequence[BenchRow]) -> list[str]:
     lines = []
     wins: dict[str, int] = {}
     for r in rows:
-        times = {b: ms for (b, batch) in r.cells if batch == 1 if (ms := r.latency_ms(b))}
-        times.pop(PAIRED, None)
+        times = {
+            b: ms
+            for b, batch in r.cells
+            if batch == 1 and b != PAIRED and (ms := r.latency_ms(b)) is not None
+        }
         if len(times) < 2:
             continue
         best = min(times, key=times.__getitem__)
@@ -215,7 +218,8 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
         for backend, (marker, filled, style) in PLOTTED.items():
             xy = [(r.latency_ms(backend), r.top1, r) for r in pts if r.latency_ms(backend)]
             if xy:
-                series.append((xy, backend, marker, color if filled else "white", style, label))
+                fill = color if filled else "white"
+                series.append((xy, backend, marker, fill, style, color, label))
     if not series:
         return False
     import matplotlib
@@ -224,8 +228,7 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 6))
-    for xy, backend, marker, fill, style, label in series:
-        color = next(c for source, _, c in groups if source == xy[0][2].top1_source)
+    for xy, backend, marker, fill, style, color, label in series:
         ax.plot(
             [p[0] for p in xy],
             [p[1] for p in xy],
