@@ -241,6 +241,18 @@ def table(
     return lines
 
 
+def cpu_time(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
+    """The compute behind the table: the searches' trainings and checks, and the final runs."""
+    keys = {c["key"] for c in cells}
+    search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in keys)
+    runs = [r for (key, _, _), r in finals.items() if key in keys]
+    final_s = sum(r["wall_s"] for r in runs)
+    return (
+        f"CPU time behind this table: searches {search_s / 60:.0f} min, {len(runs)} final runs "
+        f"{final_s / 60:.0f} min, {(search_s + final_s) / 3600:.1f} hours in all (one thread each)."
+    )
+
+
 def searched_recipes(cells: list[dict], searches: dict[str, dict]) -> list[str]:
     """Each searched recipe, as its differences from ``baseline`` (what the search changed)."""
     from fbnetv3_zoo.recipes import Recipe
@@ -359,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         "the script's docstring for the data and the interval. Batch 32 for every recipe.",
         "",
         *table(cells, searches, finals, seeds),
+        "",
+        cpu_time(cells, searches, finals),
         "",
         *searched_recipes(cells, searches),
         f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes"

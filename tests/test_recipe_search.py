@@ -214,6 +214,7 @@ def test_benchmark_script_end_to_end(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| test_resnet | low |"))
     assert "(n=2)" in row and ("vs baseline" in row or "vs fbnetv3" in row)
     assert "- test_resnet, low: " in text  # the searched recipe, as its changes from baseline
+    assert ", 6 final runs " in text  # the compute behind the table, final runs included
     finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
     out.unlink()
