@@ -120,6 +120,7 @@ def run_cell_search(cell: dict[str, Any]) -> dict[str, Any]:
         strategy=cell["strategy"],
         seed=0,
         threads=1,
+        holdout=0.0,  # the search folder's val/ already is the selection split
     )
     out = Path(cell["search_out"])
     run_search(config, out, progress=False)

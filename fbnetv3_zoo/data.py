@@ -10,6 +10,11 @@ low-data regime); the validation set does not change.  Images are scaled to
 (when the resolution is only known once the model is built, ``load_data`` takes
 None and ``DataSplits.set_transforms`` gives it).
 
+``holdout`` (a search's selection split) sets a seeded share of each class's
+*training* images aside and validates on them instead of the validation set,
+so a search that ranks candidates never sees the images ``fbnetv3 train``
+reports on; the rest of the training images are trained on.
+
 Unreadable image files in a folder (decompression bombs included) are skipped
 and counted, not fatal; a dataset with no readable image or fewer than two
 classes is refused with a ``DataError`` naming it.
@@ -35,6 +40,8 @@ from fbnetv3_zoo.errors import UserError
 DIGITS_SPLIT_SEED = 0
 DIGITS_VAL_FRACTION = 1 / 3
 FOLDER_VAL_FRACTION = 0.2  # for an ImageFolder without train/ and val/ subfolders
+HOLDOUT_SEED = 1  # the selection split's own seed (the validation split uses DIGITS_SPLIT_SEED)
+MAX_HOLDOUT = 0.5
 DEFAULT_DATA_ROOT = Path(
     os.environ.get("FBNETV3_DATA", Path.home() / ".cache" / "fbnetv3_zoo" / "data")
 )
@@ -272,21 +279,69 @@ def load_data(
     data_root: str | Path | None = None,
     download: bool = False,
     train: bool = True,
+    holdout: float = 0.0,
 ) -> DataSplits:
     """``digits``/``digits:N``, ``cifar10``/``cifar100`` or an ImageFolder directory.
 
     A directory with ``train/`` and ``val/`` (or ``validation/``) subfolders uses
     them; otherwise a fixed seeded 80/20 split of the directory is made.
+    ``holdout`` > 0 validates on that share of the training images instead
+    (the module docstring says why).
     """
+    if not 0.0 <= holdout <= MAX_HOLDOUT:
+        raise DataError(
+            f"holdout: expected a share of the training images in [0, {MAX_HOLDOUT}], got {holdout}"
+        )
     text = str(data)
     if text == "digits" or text.startswith("digits:"):
         xt, yt, xv, yv = digits_arrays(_per_class(text))
+        if holdout and train:
+            bases = ImageArrayDataset(xt, yt, resolution), ImageArrayDataset(xt, yt, resolution)
+            return _held_out(
+                text, bases, np.arange(len(yt)), yt, holdout, [str(i) for i in range(10)]
+            )
         tr = ImageArrayDataset(xt, yt, resolution) if train else None
         va = ImageArrayDataset(xv, yv, resolution)
         return DataSplits("digits", tr, va, [str(i) for i in range(10)], (tr, va))
     if text in ("cifar10", "cifar100"):
-        return _cifar(text, Path(data_root or DEFAULT_DATA_ROOT), download, train)
-    return _folder(Path(text), train)
+        return _cifar(text, Path(data_root or DEFAULT_DATA_ROOT), download, train, holdout)
+    return _folder(Path(text), train, holdout)
+
+
+def _held_out(
+    name: str,
+    bases: tuple[Dataset, Dataset],
+    indices: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    share: float,
+    classes: list[str],
+) -> DataSplits:
+    """Train on ``indices`` minus a seeded ``share`` of each class, validate on that share.
+
+    ``bases`` are two copies of the training data (one gets the training
+    transform, one the evaluation transform); ``labels[k]`` is the class of
+    ``indices[k]``.  A class with a single image keeps it for training.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    keep, held = [], []
+    for c in np.unique(labels):
+        mine = rng.permutation(indices[labels == c])
+        n = min(len(mine) - 1, max(1, int(round(len(mine) * share))))
+        held.extend(mine[:n].tolist())
+        keep.extend(mine[n:].tolist())
+    if not held:
+        raise DataError(
+            f"{name}: too few training images to hold out {share:.0%} of them for selection"
+        )
+    fit, check = bases
+    return DataSplits(
+        f"{name} (holdout {share:g})",
+        Subset(fit, sorted(keep)),
+        Subset(check, sorted(held)),
+        classes,
+        bases,
+    )
 
 
 def _per_class(text: str) -> int | None:
@@ -302,13 +357,16 @@ def _per_class(text: str) -> int | None:
     return int(value)
 
 
-def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
+def _cifar(name: str, root: Path, download: bool, train: bool, holdout: float = 0.0) -> DataSplits:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         tr = cls(str(root), train=True, download=download) if train else None
         va = cls(str(root), train=False, download=download)
+        if holdout and tr is not None:
+            bases = tr, cls(str(root), train=True, download=False)
+            return _held_out(name, bases, np.arange(len(tr)), tr.targets, holdout, list(va.classes))
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
         raise DataError(
             f"{name} not found under {root}: pass --download to fetch it ({err})"
@@ -316,7 +374,7 @@ def _cifar(name: str, root: Path, download: bool, train: bool) -> DataSplits:
     return DataSplits(name, tr, va, list(va.classes), (tr, va))
 
 
-def _folder(root: Path, train: bool) -> DataSplits:
+def _folder(root: Path, train: bool, holdout: float = 0.0) -> DataSplits:
     if not root.is_dir():
         raise DataError(
             f"--data {str(root)!r}: dataset directory not found (or use 'digits', 'digits:N', "
@@ -328,6 +386,11 @@ def _folder(root: Path, train: bool) -> DataSplits:
         va = _safe_folder(val_dir)
         if tr is not None and tr.classes != va.classes:
             raise DataError(f"{root}: train/ and {val_dir.name}/ have different class folders")
+        if holdout and tr is not None:
+            bases = tr, _safe_folder(root / "train")
+            return _held_out(
+                str(root), bases, np.arange(len(tr)), tr.targets, holdout, list(va.classes)
+            )
         return DataSplits(str(root), tr, va, list(va.classes), (tr, va))
     if not train:  # evaluate on everything
         va = _safe_folder(root)
@@ -338,5 +401,11 @@ def _folder(root: Path, train: bool) -> DataSplits:
     n_val = max(1, int(n * FOLDER_VAL_FRACTION))
     if n - n_val < 1:
         raise DataError(f"{root}: {n} image(s) are too few to split into train and validation")
+    if holdout:
+        kept = np.array(order[n_val:])
+        labels = [tr_base.targets[i] for i in kept]
+        return _held_out(
+            str(root), (tr_base, va_base), kept, labels, holdout, list(tr_base.classes)
+        )
     tr, va = Subset(tr_base, order[n_val:]), Subset(va_base, order[:n_val])
     return DataSplits(str(root), tr, va, list(tr_base.classes), (tr_base, va_base))

@@ -78,6 +78,7 @@ def train(
     eval_every: int = 1,
     device: str | torch.device | None = None,
     commit_hook: CommitHook | None = None,
+    holdout: float = 0.0,
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
@@ -92,6 +93,8 @@ def train(
     over the processes, so the learning rate (scaled to it) does not change.
     ``commit_hook(stage, epoch)`` is called after each step of an epoch's
     commit (``checkpoints.CommitHook``); the crash tests die inside it.
+    ``holdout`` > 0 validates on that share of the training images, held out
+    of training (a search's selection split; ``fbnetv3_zoo.data``).
     """
     start_wall = time.perf_counter()
     group, dev = distributed.setup(resolve_device(device))
@@ -114,6 +117,7 @@ def train(
             device=dev or auto_device(),
             group=group,
             commit_hook=commit_hook,
+            holdout=holdout,
         )
         run.log.wall_start = start_wall
         return run.fit(stop_after_epochs, callback, eval_every)

@@ -51,11 +51,14 @@ def start_run(
     device: torch.device,
     group: distributed.Dist,
     commit_hook: ckpt.CommitHook | None = None,
+    holdout: float = 0.0,
 ) -> Run:
     """Check everything that can be checked before writing a byte, then build the run."""
     resuming = check_out(out, resume)
     seed_everything(seed)
-    splits = load_data(data, recipe.resolution, data_root=data_root, download=download)
+    splits = load_data(
+        data, recipe.resolution, data_root=data_root, download=download, holdout=holdout
+    )
     num_classes = num_classes or splits.num_classes
     model, model_name = build_model(model, recipe, num_classes, pretrained)
     recipe = recipe.for_model(model)  # resolution None: the model's own input size
@@ -66,6 +69,8 @@ def start_run(
     parts = build_parts(model, recipe, splits, num_classes, total_epochs, group, progress)
     sampler, train_loader, val_loader = loaders(splits, local_batch, seed, group, workers, device)
     settings = run_settings(model_name, data, seed, total_epochs, recipe, parts, local_batch)
+    if holdout:  # absent otherwise, so runs made before it existed still resume
+        settings["holdout"] = holdout
     log = RunLog(total_epochs)
     if resuming:
         assert out is not None

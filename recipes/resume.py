@@ -122,6 +122,8 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     for key, label in labels.items():
         if saved.get(key) != now[key]:
             diffs.append(f"{label} was {saved.get(key)!r}, now {now[key]!r}")
+    if saved.get("holdout", 0.0) != now.get("holdout", 0.0):  # the split validated on
+        diffs.append(f"holdout was {saved.get('holdout', 0.0)!r}, now {now.get('holdout', 0.0)!r}")
     old, new = saved.get("recipe") or {}, now["recipe"]
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ARCH_SPACE,
         DEFAULT_CONSTRAINTS,
         RECIPE_FULL_EPOCHS,
+        RECIPE_HOLDOUT,
         RECIPE_SPACE,
         SearchConfig,
     )
@@ -92,6 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--download",
         "fetch cifar10/cifar100 into the data folder when missing",
         action="store_true",
+    )
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=None,
+        help="share of each class's training images held out of training to rank candidates on, "
+        "so the validation split `fbnetv3 train` reports on stays unseen (default: "
+        f"{RECIPE_HOLDOUT} with --model; 0, the validation split, for the architecture demo)",
     )
     p.add_argument(
         "--constraint",
@@ -243,6 +252,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         full_epochs=args.full_epochs,
         proxy_check=args.proxy_check,
+        holdout=args.holdout,
     )
     summary = _storing(lambda: run_search(config, args.out, progress=not args.quiet), args.out)
     _print_summary(summary)

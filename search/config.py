@@ -35,7 +35,7 @@ PINNED = (
     "settings",
 )
 # pinned as well, but only in runs that set them, so runs made before they existed still resume
-PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check")
+PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check", "holdout")
 ARCH_SPACE = "fbnetv3_proxy"
 RECIPE_SPACE = "recipe"  # the default space of a recipe-only search (spaces/recipe.yaml)
 DEFAULT_CONSTRAINTS = ("macs<=0.3M", "macs<=0.4M")
@@ -43,7 +43,15 @@ NO_LIMIT = "none"  # constraints.NO_LIMIT: the single "limit" of a recipe-only s
 ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/proxy.md)
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
 RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
-PINNED_DEFAULTS = {"model": None, "resolution": None, "full_epochs": None, "proxy_check": True}
+RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
+MAX_HOLDOUT = 0.5  # fbnetv3_zoo.data.MAX_HOLDOUT (not imported: that module loads torch)
+PINNED_DEFAULTS = {
+    "model": None,
+    "resolution": None,
+    "full_epochs": None,
+    "proxy_check": True,
+    "holdout": 0.0,
+}
 
 
 class ConfigError(UserError):
@@ -91,6 +99,10 @@ class SearchConfig:
     # to measure how well the proxy ranks (None: not measured; a fixed model: 100)
     full_epochs: int | None = None
     proxy_check: bool = True
+    # share of each class's training images held out of training to rank candidates on, so the
+    # validation split `fbnetv3 train` reports on stays unseen (None: 0.2 for a fixed --model; 0
+    # for the architecture demo, whose pools and numbers were measured on the validation split)
+    holdout: float | None = None
 
     def __post_init__(self) -> None:
         recipe_only = self.model is not None
@@ -103,6 +115,8 @@ class SearchConfig:
         if self.epochs is None:
             share = self.full_epochs if is_int(self.full_epochs) else 0
             self.epochs = max(1, share // RECIPE_PROXY_SHARE) if recipe_only else ARCH_EPOCHS
+        if self.holdout is None:
+            self.holdout = RECIPE_HOLDOUT if recipe_only else 0.0
         self.validate()
 
     def validate(self) -> None:
@@ -154,6 +168,7 @@ class SearchConfig:
         integer("remeasure", 0)
         need(self.seed < 2**63, "seed", "an integer below 2**63")
         number("early_stop_tau", -1.0, 1.0)
+        number("holdout", 0.0, MAX_HOLDOUT)
         number("cpus_per_trial", 0.0)
         number("gpus_per_trial", 0.0)
         need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")

@@ -274,6 +274,7 @@ class Search:
                 c.threads,
                 dict(self.space.recipe_overrides),
                 repeat,
+                c.holdout,
             )
             tasks.append(task)
             self.store.mark_started(row["id"])

@@ -30,6 +30,8 @@ class EvalTask:
     overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
     # 0: the pair's first training; k: its k-th re-measurement (the seed is then seed + k)
     repeat: int = 0
+    # > 0: rank on this share of the training images, held out of training (SearchConfig.holdout)
+    holdout: float = 0.0
 
 
 def build_recipe(
@@ -78,6 +80,7 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
             seed=task.seed,
             num_classes=num_classes,
             progress=False,
+            holdout=task.holdout,
         )
         metrics = [
             {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}

@@ -46,6 +46,7 @@ def check_proxy(search: Any) -> dict[str, Any]:
             c.seed,
             c.threads,
             dict(space.recipe_overrides),
+            holdout=c.holdout,
         )
         for r in todo
     ]

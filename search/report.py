@@ -142,6 +142,7 @@ def recipe_document(
     facts = dict(
         model=model,
         data=config.get("data"),
+        holdout=float(config.get("holdout") or 0.0),  # share of training images ranked on
         resolution=row["arch"]["input_size"],
         space=space.name,
         strategy=config.get("strategy"),
@@ -234,6 +235,7 @@ def write_report(
         _quality_line(
             fits, (config.get("settings") or {}).get("head", "auto"), _pretrained(notes.values())
         ),
+        _selection_line(config),
         *_fixed_model_lines(space, config, store, notes),
         "",
         "## Time spent",
@@ -322,6 +324,22 @@ def _early_stop_line(
         f"- **Early stopping:** epoch {stop} of {config.get('epochs')} was chosen because its ranking of the "
         f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
         f"(per epoch: {per_epoch}; threshold {config.get('early_stop_tau')}; {curves} curves)."
+    )
+
+
+def _selection_line(config: dict[str, Any]) -> str:
+    """Which images ranked the candidates: a held-out share of training, or the validation split."""
+    share = float(config.get("holdout") or 0.0)
+    if share:
+        return (
+            f"- **Ranked on held-out training images.** {share:.0%} of each class's training images "
+            "were set aside and every candidate was trained on the rest and scored on them, so the "
+            "validation split that `fbnetv3 train` reports on was never seen by the search."
+        )
+    return (
+        "- **Ranked on the validation split** that `fbnetv3 train` reports on, so the best "
+        "candidate's number there is optimistic (it was chosen on it); `--holdout 0.2` ranks on "
+        "training images held out instead."
     )
 
 

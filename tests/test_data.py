@@ -73,3 +73,37 @@ def test_folders_without_two_classes_or_a_readable_image_are_refused(tmp_path):
         load_data(tmp_path / "empty", 8)
     with pytest.raises(DataError, match="dataset directory not found"):
         load_data(tmp_path / "missing", 8)
+
+
+def test_holdout_sets_a_seeded_share_of_each_class_aside_from_training():
+    """A search's selection split: carved from the training images, never from validation."""
+    plain = load_data("digits:10", 8)
+    split = load_data("digits:10", 8, holdout=0.2)
+    assert (len(split.train), len(split.val)) == (80, 20)  # 2 of each class's 10 held out
+    held, kept = list(split.val.indices), list(split.train.indices)
+    assert not set(held) & set(kept) and sorted(held + kept) == list(range(100))
+    labels = np.array(plain.train.labels)
+    assert np.bincount(labels[held]).tolist() == [2] * 10
+    assert held == list(load_data("digits:10", 8, holdout=0.2).val.indices)  # same seed, same split
+    # the two parts take their own transforms (training augmentation must not reach selection)
+    split.set_transforms(lambda img: "train", lambda img: "eval")
+    assert split.train[0][0] == "train" and split.val[0][0] == "eval"
+    assert split.val[0][1] == plain.train.labels[held[0]]
+
+
+def test_holdout_of_a_folder_and_bad_shares(tmp_path):
+    for c in ("a", "b"):
+        for i in range(5):
+            _png(tmp_path / "train" / c / f"{i}.png", value=20 * i)
+        _png(tmp_path / "val" / c / "0.png")
+    split = load_data(tmp_path, 8, holdout=0.4)
+    assert (len(split.train), len(split.val)) == (6, 4)
+    assert all(
+        split.val.dataset.samples[i][0].startswith(str(tmp_path / "train"))
+        for i in split.val.indices
+    )
+    for share in (-0.1, 0.6):
+        with pytest.raises(
+            DataError, match=r"holdout: expected a share of the training images in \[0, 0.5\]"
+        ):
+            load_data(tmp_path, 8, holdout=share)

@@ -138,3 +138,12 @@ def test_state_loads_without_pickle_code(tmp_path, snapshots):
     state = torch.load(full / ckpt.STATE_FILE, weights_only=True)
     assert state["settings"]["seed"] == 5 and state["world_size"] == 1
     assert os.path.samefile(full / ckpt.STATE_FILE, full / ckpt.FOLDER / "epoch-0002" / "state.pt")
+
+
+def test_resume_refuses_another_selection_split(tmp_path, snapshots):
+    """A run validated on held-out training images cannot continue on the validation split, or back."""
+    _, copies, _ = snapshots
+    killed = tmp_path / "killed"
+    shutil.copytree(copies["published"], killed, symlinks=True)
+    with pytest.raises(ckpt.ResumeError, match=r"holdout was 0.0, now 0.2"):
+        train("test_resnet", tiny_recipe(), out_dir=killed, resume=True, holdout=0.2, **ARGS)

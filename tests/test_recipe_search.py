@@ -83,7 +83,35 @@ def test_fixed_model_space_has_recipe_columns_only(space):
 def test_config_defaults_for_a_fixed_model():
     c = _config(full_epochs=None)
     assert (c.space, c.constraints, c.full_epochs, c.epochs) == ("recipe", ["none"], 100, 10)
-    assert "model" not in SearchConfig().identity()  # an architecture run's identity is unchanged
+    assert c.holdout == 0.2  # ranks on held-out training images, not on the reported split
+    arch = SearchConfig()
+    assert arch.holdout == 0.0
+    assert "model" not in arch.identity() and "holdout" not in arch.identity()  # unchanged
+    with pytest.raises(
+        ConfigError, match=r"holdout \(--holdout\) must be a number in \[0.0, 0.5\]"
+    ):
+        _config(holdout=0.7)
+
+
+def test_candidates_rank_on_the_held_out_share_and_the_run_says_so(tmp_path):
+    seen = []
+
+    def recording(task: EvalTask) -> dict:
+        seen.append(task.holdout)
+        return fake_evaluate(task)
+
+    run_search(_config(), tmp_path / "held", evaluator=recording, progress=False)
+    assert seen and set(seen) == {0.2}  # proxy check included
+    recipe = Recipe.load(tmp_path / "held" / "best" / "recipe.yaml")
+    assert recipe.extra["search"]["holdout"] == 0.2
+    assert (
+        "**Ranked on held-out training images.** 20%"
+        in (tmp_path / "held" / "report.md").read_text()
+    )
+    with pytest.raises(UserError, match=r"holdout: run has 0.2, now 0.1"):
+        run_search(_config(holdout=0.1), tmp_path / "held", evaluator=recording, progress=False)
+    run_search(_config(holdout=0.0), tmp_path / "val", evaluator=fake_evaluate, progress=False)
+    assert "**Ranked on the validation split**" in (tmp_path / "val" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("head", ["linear", "network", "gp"])
@@ -191,7 +219,8 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
     assert main([*argv, "--quiet"]) == 0
     assert "best recipe for test_resnet" in capsys.readouterr().out
     recipe_file = out / "best" / "recipe.yaml"
-    assert Recipe.from_yaml(recipe_file).extra["search"]["proxy_check"]["n"] == 2
+    facts = Recipe.from_yaml(recipe_file).extra["search"]
+    assert facts["proxy_check"]["n"] == 2 and facts["holdout"] == 0.2  # the CLI's default
     train = ["train", "--recipe", str(recipe_file), "--data", DATA, "--epochs", "1"]
     assert main([*train, "--no-progress"]) == 0
     assert "test_resnet on digits" in capsys.readouterr().out
