@@ -270,8 +270,7 @@ def _executorch_runner(
     """
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-    from .executorch_export import INT8_RTOL, PteProgram, export_executorch, lower, quantize_int8
-    from .export import _check_close, _check_input, _reference
+    from .executorch_export import PteProgram, export_executorch
 
     _unsafe_reset_threadpool(threads)  # the same thread count as every other backend
     path = workdir / f"{backend}.pte"
@@ -281,15 +280,15 @@ def _executorch_runner(
     calibration = [
         torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(8)
     ]
-    quantized = quantize_int8(model, calibration, size)
-    x = _check_input(3, size)
-    path.write_bytes(lower(quantized, x[:1]))
-    program = PteProgram(path)
-    try:
-        _check_close(program(x), _reference(quantized, x), INT8_RTOL, "ExecuTorch int8")
-    except ValueError as err:
-        notes.append(f"{backend}: timed, but on these random weights {err}")
-    return program
+    export_executorch(
+        model,
+        path,
+        size,
+        quantize="int8",
+        calibration=calibration,
+        on_miss=lambda miss: notes.append(f"{backend}: timed, but on these random weights {miss}"),
+    )
+    return PteProgram(path)
 
 
 def _wants_compile(name: str, settings: BenchSettings) -> bool:

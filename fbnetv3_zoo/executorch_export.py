@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,14 @@ def export_executorch(
     rtol: float = DEFAULT_RTOL,
     check_batch: int = 3,
     overwrite: bool = False,
+    on_miss: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Lower ``model`` to an XNNPACK ``.pte`` (int8 if ``quantize``), verify it, move it into place."""
+    """Lower ``model`` to an XNNPACK ``.pte`` (int8 if ``quantize``), verify it, move it into place.
+
+    A program that misses the parity check is refused (ValueError, nothing
+    written), unless ``on_miss`` is given: it then gets the check's message and
+    the program is kept, for callers that only time it.
+    """
     require_executorch()
     if quantize not in (None, *QUANTIZE):
         raise UserError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
@@ -134,7 +140,13 @@ def export_executorch(
     with _staged(Path(out), overwrite) as tmp:
         tmp.write_bytes(lower(reference, x[:1]))
         got = PteProgram(tmp)(x)
-        diff = _check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
+        try:
+            diff = _check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
+        except ValueError as err:
+            if on_miss is None:
+                raise
+            on_miss(str(err))
+            diff = float((got - want).abs().max())
     fmt = "executorch-int8" if quantize else "executorch"
     return ExportResult.checked(out, fmt, input_size, False, diff, want, check_batch, start)
 

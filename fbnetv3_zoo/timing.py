@@ -26,17 +26,18 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .latency_backends import LATENCY_BACKENDS
 
-# cuda: torch eager on the GPU; executorch: an XNNPACK program (the [mobile] extra), as phones run
-BACKENDS = ("onnxruntime", "torch", "cuda", "executorch")
 CACHE_ENV = "FBNETV3_CACHE_DIR"
 TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
 OPSET = 17
 
 
 def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise UserError(f"unknown latency backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend not in LATENCY_BACKENDS:
+        raise UserError(
+            f"unknown latency backend {backend!r}; choose from {', '.join(LATENCY_BACKENDS)}"
+        )
     return backend
 
 

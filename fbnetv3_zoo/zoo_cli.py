@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from .latency_backends import LATENCY_BACKENDS
+
 
 def zoo_table() -> str:
     """Markdown table of the zoo, generated from the variants' facts and the analytic counts."""
@@ -193,7 +195,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--latency",
-        choices=("onnxruntime", "torch", "cuda", "executorch"),
+        choices=LATENCY_BACKENDS,
         default=None,
         help="also print predicted (this machine's latency table) and measured batch-1 latency",
     )

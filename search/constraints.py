@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.latency_backends import LATENCY_BACKENDS
 from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels, spatial_size
 from fbnetv3_zoo.stats import block_terms, head_cost, stem_cost
 
@@ -31,8 +32,6 @@ _PATTERN = re.compile(r"^\s*(macs|params)\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*([kKMG]
 _LATENCY = re.compile(
     r"^\s*latency_ms\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*@\s*([a-z_]+)\s*(?::\s*([0-9]+))?\s*$"
 )
-# cuda needs a GPU, executorch the [mobile] extra (bind_latency checks)
-LATENCY_BACKENDS = ("onnxruntime", "torch", "cuda", "executorch")
 # the one "limit" of a recipe-only search: a fixed model has one MACs/params value, so the
 # search keeps a single final pick, written to best/recipe.yaml
 NO_LIMIT = "none"

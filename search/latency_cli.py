@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_CHOICES = ("onnxruntime", "torch", "cuda", "executorch")
+from fbnetv3_zoo.latency_backends import LATENCY_BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--backend",
         required=True,
-        choices=BACKEND_CHOICES,
+        choices=LATENCY_BACKENDS,
         help="onnxruntime (ONNX Runtime CPU), torch (PyTorch eager), cuda (PyTorch eager on the GPU) "
         "or executorch (XNNPACK fp32 program; the [mobile] extra)",
     )

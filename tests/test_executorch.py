@@ -42,6 +42,21 @@ def test_fp32_program_matches_eager_through_the_runtime(tiny, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp file renamed
 
 
+def test_a_missed_check_writes_nothing_unless_the_caller_only_times(tiny, tmp_path, monkeypatch):
+    import fbnetv3_zoo.executorch_export as ee
+
+    def missed_check(got, want, rtol, what):
+        raise ValueError(f"{what}: forced miss")
+
+    monkeypatch.setattr(ee, "_check_close", missed_check)
+    with pytest.raises(ValueError, match="forced miss"):
+        export_executorch(tiny, tmp_path / "refused.pte", 16)
+    assert not list(tmp_path.iterdir())  # neither the program nor its temp file
+    misses = []
+    export_executorch(tiny, tmp_path / "timed.pte", 16, on_miss=misses.append)
+    assert misses == ["ExecuTorch: forced miss"] and (tmp_path / "timed.pte").is_file()
+
+
 def test_int8_program_is_checked_and_its_accuracy_measured(tiny, tmp_path):
     out = tmp_path / "tiny8.pte"
     calibration = calibration_batches("digits:20", tiny, 16)
@@ -94,17 +109,25 @@ def test_benchmark_times_the_executorch_backend(tmp_path):
     assert row.cells[("executorch", 1)] is not None and not row.notes
 
 
-@pytest.mark.parametrize("rtol", [INT8_RTOL, -1.0])
-def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, rtol):
+@pytest.mark.parametrize("miss", [False, True])
+def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, miss):
     """Random weights can miss the int8 check; the program is still timed, and the table says so."""
     import fbnetv3_zoo.executorch_export as ee
     from fbnetv3_zoo.bench import BenchSettings, run_benchmark
 
-    monkeypatch.setattr(ee, "INT8_RTOL", rtol)  # -1: no program can pass
+    def missed_check(got, want, rtol, what):
+        raise ValueError(f"{what}: forced miss")
+
+    if miss:
+        monkeypatch.setattr(ee, "_check_close", missed_check)
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(TINY_ARCH)
     settings = BenchSettings(batches=(1,), backends=("executorch-int8",), repeats=2, warmup=0)
     (row,) = run_benchmark([str(spec_file)], settings)
     assert row.cells[("executorch-int8", 1)] is not None
     missed = [n for n in row.notes if "timed, but on these random weights" in n]
-    assert len(missed) == (rtol < 0), row.notes
+    assert missed == (
+        ["executorch-int8: timed, but on these random weights ExecuTorch: forced miss"]
+        if miss
+        else []
+    ), row.notes
