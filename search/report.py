@@ -26,7 +26,7 @@ from .latency_report import PLOT as LATENCY_PLOT
 from .latency_report import latency_lines, write_latency_plot
 from .plots import write_plots
 from .space import SearchSpace, load_space, parse_space
-from .store import Store
+from .store import Store, diverged
 from .summaries import best_per_constraint, predictor_fits, with_repeats
 from .verdict import top1_text, verdict_lines
 
@@ -236,6 +236,7 @@ def write_report(
             fits, (config.get("settings") or {}).get("head", "auto"), _pretrained(notes.values())
         ),
         _selection_line(config),
+        *_diverged_lines(failed, config, store.get("num_classes")),
         *_fixed_model_lines(space, config, store, notes),
         "",
         "## Time spent",
@@ -325,6 +326,25 @@ def _early_stop_line(
         f"first batch agrees with the final epoch's at Kendall tau {_fmt(taus[stop - 1] if stop and len(taus) >= stop else None)} "
         f"(per epoch: {per_epoch}; threshold {config.get('early_stop_tau')}; {curves} curves)."
     )
+
+
+def _diverged_lines(
+    failed: list[dict[str, Any]], config: dict[str, Any], num_classes: int | None
+) -> list[str]:
+    """How many trainings diverged, and what the predictor made of them (JointNAS only)."""
+    lost = [r for r in failed if diverged(r)]
+    if not lost:
+        return []
+    told = (
+        f" JointNAS's predictor counts each at chance top-1 ({100 / num_classes:.1f} %), so it "
+        "learns to avoid their region."
+        if config.get("strategy", "jointnas") == "jointnas" and num_classes
+        else ""
+    )
+    return [
+        f"- **{len(lost)} training(s) diverged** (NaN loss; candidates {', '.join(str(r['id']) for r in lost)})."
+        + told
+    ]
 
 
 def _selection_line(config: dict[str, Any]) -> str:

@@ -18,6 +18,15 @@ from urllib.parse import quote
 
 from fbnetv3_zoo.errors import UserError
 
+# how evaluate() records a recipes.loop.TrainingDiverged (the loss became NaN): "<name>: <message>"
+DIVERGED = "TrainingDiverged"
+
+
+def diverged(row: dict[str, Any]) -> bool:
+    """True for a failed candidate whose training diverged (not one that crashed)."""
+    return row["status"] == "failed" and str(row.get("error") or "").startswith(DIVERGED + ":")
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
@@ -231,11 +240,24 @@ class Store:
         """Keys (:func:`vector_key`) of every candidate ever proposed, whatever its status."""
         return {vector_key(r["vector"]) for r in self.candidates()}
 
-    def measured(self) -> tuple[list[dict[str, Any]], Any, Any]:
-        """(rows, vectors, scores) of the successfully trained candidates, in id order."""
+    def measured(
+        self, diverged_score: float | None = None
+    ) -> tuple[list[dict[str, Any]], Any, Any]:
+        """(rows, vectors, scores) of the successfully trained candidates, in id order.
+
+        With ``diverged_score`` (chance accuracy), candidates whose training
+        diverged count too, scored that: a NaN loss is what that recipe does,
+        and a predictor that never sees it keeps proposing its neighbours.
+        Other failures (a crash, out of memory) say nothing about the pair.
+        """
         import numpy as np
 
         rows = self.candidates("done")
+        if diverged_score is not None:
+            rows += [
+                dict(r, score=diverged_score) for r in self.candidates("failed") if diverged(r)
+            ]
+            rows.sort(key=lambda r: r["id"])
         u = np.array([r["vector"] for r in rows], dtype=float)
         y = np.array([r["score"] for r in rows], dtype=float)
         return rows, u, y

@@ -250,3 +250,39 @@ def test_benchmark_script_end_to_end(tmp_path):
     subprocess.run([sys.executable, str(script), *argv, "--report-only"], check=True)
     assert row in out.read_text().splitlines()  # the same table, from the records alone
     assert (tmp_path / "runs" / "final.jsonl").read_text().splitlines() == finals
+
+
+def test_the_predictor_learns_from_diverged_trainings_not_from_crashes(tmp_path):
+    """A NaN loss is what a recipe does (scored as chance); a crash says nothing about it."""
+    from fbnetv3_zoo.recipes.loop import TrainingDiverged
+    from fbnetv3_zoo.search.store import DIVERGED, Store
+
+    assert TrainingDiverged.__name__ == DIVERGED  # the name evaluate() records
+
+    def unstable(task: EvalTask) -> dict:
+        if task.recipe["lr"] > 0.3:
+            error = "TrainingDiverged: loss became nan at epoch 1, step 3"
+        elif task.recipe["dropout"] > 0.2:
+            error = "RuntimeError: worker crashed"
+        else:
+            return fake_evaluate(task)
+        return dict(cid=task.cid, status="failed", metrics=[], error=error, wall_s=0.0)
+
+    run_search(_config(budget=8, proxy_check=False), tmp_path, evaluator=unstable, progress=False)
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    try:
+        rows = store.candidates()
+        notes = store.notes()
+        _, _, y = store.measured(diverged_score=10.0)
+    finally:
+        store.close()
+    report = (tmp_path / "report.md").read_text()
+    assert "training(s) diverged** (NaN loss" in report and "chance top-1 (10.0 %)" in report
+    kinds = [r["status"] if r["status"] == "done" else r["error"].split(":")[0] for r in rows]
+    assert {"done", "TrainingDiverged", "RuntimeError"} <= set(kinds)
+    assert int((y == 10.0).sum()) == kinds.count("TrainingDiverged")
+    assert any("fit" in note for note in notes.values())
+    for it, note in notes.items():
+        if "fit" in note:  # fitted on every earlier done or diverged candidate, no crashed one
+            earlier = [k for r, k in zip(rows, kinds, strict=True) if r["iteration"] < it]
+            assert note["fit"]["n"] == len(earlier) - earlier.count("RuntimeError")

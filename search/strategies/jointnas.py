@@ -48,7 +48,7 @@ class JointNASStrategy(Strategy):
     def fit(self, ctx: Context, iteration: int) -> tuple[AccuracyModel | None, dict[str, Any]]:
         """Refit on all measured pairs: (model, notes on its quality); no model below 3 pairs."""
         c, seed = self.settings, ctx.config.seed
-        rows, u, y = ctx.store.measured()
+        rows, u, y = ctx.store.measured(diverged_score=chance(ctx))
         notes: dict[str, Any] = {}
         if len(rows) < 3:
             return None, notes
@@ -105,6 +105,11 @@ class JointNASStrategy(Strategy):
         proposal = fine_search(ctx, predictor, iteration, self.settings)
         proposal.notes.update(notes)
         return proposal
+
+
+def chance(ctx: Context) -> float:
+    """Top-1 of a network that guesses: what a diverged training is worth to the predictor."""
+    return 100.0 / ctx.num_classes
 
 
 def recorded(mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +170,7 @@ def _run_genetic(
     from ..genetic import genetic_search
 
     c = settings
-    rows, u, y = ctx.store.measured()
+    rows, u, y = ctx.store.measured(diverged_score=chance(ctx))
     seeds = u[np.argsort(-y, kind="stable")]
     t0 = time.perf_counter()
     with tqdm(
