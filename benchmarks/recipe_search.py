@@ -23,9 +23,13 @@ recipe keeps: EMA when it has EMA, raw otherwise (no choice made on test).
 The paired interval: per seed, searched minus the better preset (the one with
 the higher mean), mean +- t(0.975, N-1) x sd / sqrt(N).
 
-Resumable: each search resumes from its own run folder (``--runs``); every
-finished final training is appended to ``<runs>/final.jsonl`` and skipped when
-the same command runs again.
+Resumable and re-reportable: each search resumes from its own run folder
+(``--runs``) and, once finished, appends its summary (the searched recipe, the
+compute it spent, the proxy check) to ``<runs>/searches.jsonl``; a cell with a
+summary there is not searched again, so the committed jsonl files alone rebuild
+the table.  Every finished final training is appended to ``<runs>/final.jsonl``
+with a hash of the recipe it trained, and is reused only for that same recipe:
+a search that hands back a different recipe gets its final runs trained afresh.
 
     python benchmarks/recipe_search.py             # the full table (see the report for the CPU time)
     python benchmarks/recipe_search.py --report-only   # the table from what has finished so far
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import statistics
@@ -103,6 +108,7 @@ def run_cell_search(cell: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    from fbnetv3_zoo.recipes import Recipe
     from fbnetv3_zoo.search.driver import SearchConfig, run_search
     from fbnetv3_zoo.search.store import Store
     from fbnetv3_zoo.search.strategies import epochs_spent
@@ -138,18 +144,18 @@ def run_cell_search(cell: dict[str, Any]) -> dict[str, Any]:
             check_n=check.get("n") or 0,
             spearman=check.get("spearman"),
             kendall=check.get("kendall"),
-            recipe=str(out / "best" / "recipe.yaml"),
+            recipe=Recipe.load(out / "best" / "recipe.yaml").to_dict(),
         )
     finally:
         store.close()
 
 
 # ----------------------------------------------------------- final runs
-def recipe_for(name: str, cell: dict[str, Any], searched: str | None) -> dict[str, Any]:
+def recipe_for(name: str, cell: dict[str, Any], searched: dict[str, Any] | None) -> dict[str, Any]:
     """A preset or the searched recipe with the cell's shared batch, resolution and epochs."""
     from fbnetv3_zoo.recipes import Recipe
 
-    r = Recipe.load(searched if name == "searched" else name)
+    r = Recipe.from_dict(searched) if name == "searched" else Recipe.load(name)
     r = dataclasses.replace(
         r, epochs=cell["epochs"], batch_size=BATCH, resolution=cell["resolution"]
     )
@@ -168,14 +174,36 @@ def final_run(job: dict[str, Any]) -> dict[str, Any]:
     s = train(job["model"], recipe, data=job["data"], seed=job["seed"], progress=False,
               eval_every=recipe.epochs)  # fmt: skip
     top1 = s["ema_top1"] if recipe.ema_decay else s["final_top1"]
-    return {k: job[k] for k in ("key", "name", "seed")} | dict(top1=top1, wall_s=s["wall_s"])
+    kept = {k: job[k] for k in ("key", "name", "seed", "recipe_sha")}
+    return kept | dict(top1=top1, wall_s=s["wall_s"])
 
 
-def _load(path: Path) -> dict[tuple, dict[str, Any]]:
+def recipe_sha(recipe: dict[str, Any]) -> str:
+    """Names what a final run trained, so a changed recipe is not reused.
+
+    Only the training fields count: name, description and ``extra`` (where and how
+    the search ran) differ between two runs of the same search.
+    """
+    trained = {k: v for k, v in recipe.items() if k not in ("name", "description", "extra")}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
-        return {}
-    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["key"], r["name"], r["seed"]): r for r in runs}
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{n}: not a JSON line ({e.msg})") from None
+    return rows
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 # -------------------------------------------------------------- report
@@ -193,6 +221,7 @@ def paired(diffs: list[float]) -> tuple[float, float, float]:
 def table(
     cells: list[dict], searches: dict[str, dict], finals: dict, seeds: list[int]
 ) -> list[str]:
+    """One row per cell; ``finals`` is keyed by (cell key, recipe name, seed, recipe sha)."""
     lines = [
         "| model | regime | updates | baseline | fbnetv3 | searched | searched - better preset "
         "(95 % paired CI) | search compute | proxy rank corr. (first batch) |",
@@ -200,13 +229,10 @@ def table(
     ]
     for cell in cells:
         s = searches.get(cell["key"])
+        shas = {n: cell["shas"].get(n) for n in (*PRESETS, "searched")}
         scores = {
-            n: [
-                finals[(cell["key"], n, sd)]["top1"]
-                for sd in seeds
-                if (cell["key"], n, sd) in finals
-            ]
-            for n in (*PRESETS, "searched")
+            n: [finals[k]["top1"] for sd in seeds if (k := (cell["key"], n, sd, sha)) in finals]
+            for n, sha in shas.items()
         }
 
         def fmt(v: list[float]) -> str:
@@ -246,7 +272,8 @@ def cpu_time(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
     """The compute behind the table: the searches' trainings and checks, and the final runs."""
     keys = {c["key"] for c in cells}
     search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in keys)
-    runs = [r for (key, _, _), r in finals.items() if key in keys]
+    runs = [r for (key, name, _, sha), r in finals.items()
+            if key in keys and sha == next(c["shas"].get(name) for c in cells if c["key"] == key)]  # fmt: skip
     final_s = sum(r["wall_s"] for r in runs)
     return (
         f"CPU time behind this table: searches {search_s / 60:.0f} min, {len(runs)} final runs "
@@ -265,7 +292,7 @@ def searched_recipes(cells: list[dict], searches: dict[str, dict]) -> list[str]:
         s = searches.get(cell["key"])
         if not s:
             continue
-        found = Recipe.load(s["recipe"]).to_dict()
+        found = Recipe.from_dict(s["recipe"]).to_dict()
         changed = [
             f"{k} {_short(v)}" for k, v in found.items() if k not in same and v != base.get(k)
         ]
@@ -276,7 +303,7 @@ def searched_recipes(cells: list[dict], searches: dict[str, dict]) -> list[str]:
 
 
 def _short(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)  # 4 digits: EMA decay 0.9998
 
 
 # ---------------------------------------------------------------- main
@@ -322,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="write the table from finished searches and final.jsonl; train no final runs",
+        help="write the table from searches.jsonl and final.jsonl; run no search or training",
     )
     args = p.parse_args(argv)
     if args.budget > 24 or args.seeds < 1:
@@ -334,29 +361,40 @@ def main(argv: list[str] | None = None) -> int:
         cell["search_data"], cell["final_data"] = str(paths["search"]), str(paths["final"])
     seeds = list(range(1, args.seeds + 1))
     final_log = Path(args.runs) / "final.jsonl"
-    finals = _load(final_log)
-    searches: dict[str, dict] = {}
+    search_log = Path(args.runs) / "searches.jsonl"
+    searches = {s["key"]: s for s in _jsonl(search_log)}
+    todo = [] if args.report_only else [c for c in cells if c["key"] not in searches]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        for f in as_completed([pool.submit(run_cell_search, c) for c in cells]):
+        for f in as_completed([pool.submit(run_cell_search, c) for c in todo]):
             s = f.result()
             searches[s["key"]] = s
+            _append(search_log, s)
             print(
                 f"search done: {s['key']}: {s['trainings']} trainings, {s['train_s']:.0f} s",
                 flush=True,
             )
+        # read after the searches: runs another invocation finished meanwhile count
+        finals = {
+            (r["key"], r["name"], r["seed"], r.get("recipe_sha")): r for r in _jsonl(final_log)
+        }
         jobs = []
-        for cell in [] if args.report_only else cells:
-            for name in (*PRESETS, "searched"):
-                recipe = recipe_for(name, cell, searches[cell["key"]]["recipe"])
+        for cell in cells:
+            searched = searches.get(cell["key"], {}).get("recipe")
+            recipes = {n: recipe_for(n, cell, searched) for n in PRESETS}
+            if searched:
+                recipes["searched"] = recipe_for("searched", cell, searched)
+            cell["shas"] = {n: recipe_sha(r) for n, r in recipes.items()}
+            for name, recipe in [] if args.report_only else recipes.items():
                 for seed in seeds:
-                    if (cell["key"], name, seed) not in finals:
-                        jobs.append(dict(key=cell["key"], name=name, seed=seed, model=cell["model"],
-                                         recipe=recipe, data=cell["final_data"]))  # fmt: skip
+                    sha = cell["shas"][name]
+                    if (cell["key"], name, seed, sha) not in finals:
+                        jobs.append(dict(key=cell["key"], name=name, seed=seed, recipe_sha=sha,
+                                         model=cell["model"], recipe=recipe,
+                                         data=cell["final_data"]))  # fmt: skip
         for f in as_completed([pool.submit(final_run, j) for j in jobs]):
             r = f.result()
-            finals[(r["key"], r["name"], r["seed"])] = r
-            with final_log.open("a") as fh:
-                fh.write(json.dumps(r) + "\n")
+            finals[(r["key"], r["name"], r["seed"], r["recipe_sha"])] = r
+            _append(final_log, r)
             print(
                 f"final run done: {r['key']} {r['name']} seed {r['seed']}: {r['top1']:.2f}",
                 flush=True,
@@ -377,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *searched_recipes(cells, searches),
         f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes"
-        + (" (`--report-only`: no final runs trained in it)." if args.report_only else "."),
+        + (" (`--report-only`: nothing searched or trained in it)." if args.report_only else "."),
         "",
     ]
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
