@@ -247,9 +247,23 @@ def test_benchmark_script_end_to_end(tmp_path):
     finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
     out.unlink()
+    import json
+    import shutil
+
+    search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
+    shutil.rmtree(search_dir)  # the search folder is not committed; the jsonl files are
     subprocess.run([sys.executable, str(script), *argv, "--report-only"], check=True)
     assert row in out.read_text().splitlines()  # the same table, from the records alone
     assert (tmp_path / "runs" / "final.jsonl").read_text().splitlines() == finals
+    # a search that hands back another recipe gets its final runs trained afresh, presets do not
+    log = tmp_path / "runs" / "searches.jsonl"
+    summary = json.loads(log.read_text())
+    summary["recipe"]["lr"] *= 0.5
+    log.write_text(json.dumps(summary) + "\n")
+    subprocess.run([sys.executable, str(script), *argv], check=True, capture_output=True)
+    rerun = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
+    assert rerun[:6] == finals
+    assert [json.loads(r)["name"] for r in rerun[6:]] == ["searched", "searched"]
 
 
 def test_the_predictor_learns_from_diverged_trainings_not_from_crashes(tmp_path):
