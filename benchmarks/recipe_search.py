@@ -31,7 +31,7 @@ the table.  Every finished final training is appended to ``<runs>/final.jsonl``
 with a hash of the recipe it trained, and is reused only for that same recipe:
 a search that hands back a different recipe gets its final runs trained afresh.
 
-    python benchmarks/recipe_search.py             # the full table (see the report for the CPU time)
+    python benchmarks/recipe_search.py             # the full table (see the report for the compute)
     python benchmarks/recipe_search.py --report-only   # the table from what has finished so far
     python benchmarks/recipe_search.py --models test_resnet:16 --regimes low --low-epochs 4 \\
         --budget 4 --initial 2 --seeds 2 --runs /tmp/rs --results /tmp/rs.md   # a smoke test
@@ -254,8 +254,8 @@ def table(
             full = s["epochs"] / cell["epochs"]
             compute = (
                 f"{s['trainings']} proxy trainings of {s['proxy_epochs']} epochs = {full:.1f} full runs, "
-                f"{s['train_s'] / 60:.0f} CPU min; proxy check {s['check_n']} full runs, "
-                f"{s['check_s'] / 60:.0f} CPU min"
+                f"{s['train_s'] / 60:.0f} thread-min; proxy check {s['check_n']} full runs, "
+                f"{s['check_s'] / 60:.0f} thread-min"
             )
             if s["spearman"] is not None:
                 rank = (
@@ -268,7 +268,7 @@ def table(
     return lines
 
 
-def cpu_time(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
+def compute_spent(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
     """The compute behind the table: the searches' trainings and checks, and the final runs."""
     keys = {c["key"] for c in cells}
     search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in keys)
@@ -276,8 +276,11 @@ def cpu_time(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
             if key in keys and sha == next(c["shas"].get(name) for c in cells if c["key"] == key)]  # fmt: skip
     final_s = sum(r["wall_s"] for r in runs)
     return (
-        f"CPU time behind this table: searches {search_s / 60:.0f} min, {len(runs)} final runs "
-        f"{final_s / 60:.0f} min, {(search_s + final_s) / 3600:.1f} hours in all (one thread each)."
+        f"Compute behind this table: searches {search_s / 60:.0f} thread-min, {len(runs)} final runs "
+        f"{final_s / 60:.0f} thread-min, {(search_s + final_s) / 3600:.1f} hours in all. A thread-minute "
+        "is a minute of wall clock of one single-threaded training, so it counts time spent waiting "
+        "for a core when more processes ran than the machine had cores; it is the CPU time only on "
+        "an otherwise idle machine."
     )
 
 
@@ -411,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *table(cells, searches, finals, seeds),
         "",
-        cpu_time(cells, searches, finals),
+        compute_spent(cells, searches, finals),
         "",
         *searched_recipes(cells, searches),
         f"Wall time of this invocation: {(time.time() - t0) / 60:.1f} min with {args.jobs} processes"
