@@ -270,10 +270,11 @@ def table(
 
 def compute_spent(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
     """The compute behind the table: the searches' trainings and checks, and the final runs."""
-    keys = {c["key"] for c in cells}
-    search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in keys)
-    runs = [r for (key, name, _, sha), r in finals.items()
-            if key in keys and sha == next(c["shas"].get(name) for c in cells if c["key"] == key)]  # fmt: skip
+    shas = {c["key"]: c["shas"] for c in cells}  # the recipe each (cell, name) trains
+    search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in shas)
+    runs = [
+        r for (key, name, _, sha), r in finals.items() if key in shas and sha == shas[key].get(name)
+    ]
     final_s = sum(r["wall_s"] for r in runs)
     return (
         f"Compute behind this table: searches {search_s / 60:.0f} thread-min, {len(runs)} final runs "
