@@ -228,6 +228,8 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
 
 def test_benchmark_script_end_to_end(tmp_path):
     """benchmarks/recipe_search.py on a tiny model: the table row, the interval, the searched recipe."""
+    import json
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -247,9 +249,6 @@ def test_benchmark_script_end_to_end(tmp_path):
     finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
     out.unlink()
-    import json
-    import shutil
-
     search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
     shutil.rmtree(search_dir)  # the search folder is not committed; the jsonl files are
     subprocess.run([sys.executable, str(script), *argv, "--report-only"], check=True)

@@ -60,7 +60,7 @@ def test_gp_batch_picks_spread_out_by_kriging_believer(lr_space, lr_pretrained):
     assert set(plain.tolist()) == copies  # top-n by acquisition trains one pair six times
     batch = model.pick_batch(pool, 6, kappa=2.0)
     # first the top pair (any of its six identical rows: which one is a last-bit tie that
-    # differs between BLAS builds), then five other pairs
+    # changes with the torch thread count), then five other pairs
     assert len(set(batch.tolist())) == 6 and batch[0] in copies
     assert len(copies & set(batch.tolist())) == 1, batch
     # kappa 0 ranks by the mean, which a believed measurement does not move
