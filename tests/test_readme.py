@@ -54,7 +54,7 @@ FAST_EXPORT = ("--input-size", "64")
 COMMANDS: dict[str, Step] = {
     "pip install -e .[search]": Step("install"),
     "pip install -e .[all]": Step("install"),
-    "python3 -m pytest -q": Step("suite"),
+    "python3 -m pytest -q -n 2": Step("suite"),
     "fbnetv3 search --out runs/s1": Step(
         "parse", why="a few minutes; tests/test_search_run.py runs small searches end to end"
     ),
@@ -186,7 +186,8 @@ def test_readme_zoo_table_is_the_generated_one():
 
 def test_readme_names_the_ci_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
-    assert "python3 -m pytest -q" in README.read_text() and "python3 -m pytest -q" in ci
+    command = "python3 -m pytest -q -n 2"
+    assert command in README.read_text() and command in ci
 
 
 def test_every_readme_command_and_block_is_classified():
