@@ -250,7 +250,7 @@ def test_benchmark_script_end_to_end(tmp_path):
     assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
     out.unlink()
     search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
-    shutil.rmtree(search_dir)  # the search folder is not committed; the jsonl files are
+    shutil.rmtree(search_dir)  # the table needs only the two jsonl files, not the search folder
     subprocess.run([sys.executable, str(script), *argv, "--report-only"], check=True)
     assert row in out.read_text().splitlines()  # the same table, from the records alone
     assert (tmp_path / "runs" / "final.jsonl").read_text().splitlines() == finals
