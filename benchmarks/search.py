@@ -50,7 +50,15 @@ RESAMPLES = 2000  # bootstrap resamples of the seeds
 BOOTSTRAP_SEED = 0
 # settings the command line may override (default: the CLI's own values): SearchConfig
 # fields, then jointnas's own settings
-SETTINGS = ("initial", "batch", "remeasure", "members", "fit_steps", "pretrain_steps")
+SETTINGS = (
+    "initial",
+    "batch",
+    "remeasure",
+    "score_epochs",
+    "members",
+    "fit_steps",
+    "pretrain_steps",
+)
 JOINTNAS_SETTINGS = ("members", "fit_steps", "pretrain_steps")
 
 # this process's snapshot of the (restricted) pool, set once per worker, and the pretrained
@@ -371,8 +379,17 @@ def selection_table(
     return out + [""]
 
 
+def measurement(pair: Any, seed: int, window: int) -> float:
+    """The score the driver records for ``pair``'s training ``seed``: its mean top-1 over the last ``window`` epochs (0 % if it failed)."""
+    from fbnetv3_zoo.search.early_stop import score_at
+
+    metrics = pair.runs[seed]["metrics"]
+    value = score_at(metrics, len(metrics), window) if metrics else None
+    return 0.0 if value is None else value
+
+
 def references(
-    pool: Any, seed: int, budgets: list[int], top_k: int, remeasure: int = 0
+    pool: Any, seed: int, budgets: list[int], top_k: int, remeasure: int = 0, window: int = 1
 ) -> dict[str, np.ndarray]:
     """Oracles that know each pair's held-out truth (no search does): reference points, not bounds.
 
@@ -382,12 +399,14 @@ def references(
     measurement per pair leaves even when the search knows where to look.
     With ``remeasure`` r > 0, also: train the true top b - r once, train the r
     best measured again (the next shown seed) and keep the best mean, scored on
-    the trainings it saw neither time (the driver's rule, given the truth).
+    the trainings it saw neither time (the driver's rule, given the truth).  A
+    measurement is what the driver records (:func:`measurement`, the mean top-1
+    of the last ``window`` epochs); truths are final-epoch accuracies.
     """
     from fbnetv3_zoo.search.pool import shown_seed, shown_seeds
 
     truth = pool.truth(seed)
-    measured = np.array([p.final(shown_seed(p, seed)) for p in pool.pairs])
+    measured = np.array([measurement(p, shown_seed(p, seed), window) for p in pool.pairs])
     order = np.argsort(-truth, kind="stable")
     best = truth[order[0]]
     top_k_regret = float(np.mean(best - truth[order[:top_k]]))
@@ -408,7 +427,10 @@ def references(
             means = []
             for k in finalists:
                 first, again = shown_seeds(pool.pairs[k], seed, 2)
-                means.append((pool.pairs[k].final(first) + pool.pairs[k].final(again)) / 2)
+                pair = pool.pairs[k]
+                means.append(
+                    (measurement(pair, first, window) + measurement(pair, again, window)) / 2
+                )
             k = finalists[int(np.argmax(means))]
             regrets.append(best - pool.pairs[k].truth_without(shown_seeds(pool.pairs[k], seed, 2)))
         out[
@@ -671,8 +693,10 @@ def main(argv: list[str] | None = None) -> None:
         by_trainings[name] = np.array([t for t, _ in both])
         by_epochs[name] = np.array([e for _, e in both])
         sets[name] = np.array([trained_best(r, budgets) for r in mine])
-    remeasure = args.remeasure if args.remeasure is not None else _config_class()().remeasure
-    per_seed = [references(pool, s, budgets, args.top_k, remeasure) for s in seeds]
+    shipped = _config_class()()
+    remeasure = args.remeasure if args.remeasure is not None else shipped.remeasure
+    window = args.score_epochs if args.score_epochs is not None else shipped.score_epochs
+    per_seed = [references(pool, s, budgets, args.top_k, remeasure, window) for s in seeds]
     refs = {k: np.array([r[k] for r in per_seed]) for k in per_seed[0]}
     boot = Paired(len(seeds))
     total = time.perf_counter() - start
@@ -722,7 +746,7 @@ def report(
         f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} ({args.seeds}, paired: seed s gives "
         "every strategy the same first batch, the same shown trainings and the same truths).",
         f"Settings: `SearchConfig()` defaults (the CLI's own){overridden}: first batch {config.initial}, "
-        f"batches of {config.batch}, {config.remeasure} re-measured finalist(s), {jointnas.members} predictor members, {jointnas.fit_steps} fit steps, "
+        f"batches of {config.batch}, {config.remeasure} re-measured finalist(s), scores averaged over the last {config.score_epochs} epoch(s), {jointnas.members} predictor members, {jointnas.fit_steps} fit steps, "
         f"{jointnas.pretrain_steps} pretraining steps, head `{jointnas.head}`; constraint {CONSTRAINT} (every "
         f"pool pair meets it); budget {args.budget} trainings"
         + (

@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     from .config import (
         ARCH_EPOCHS,
+        ARCH_SCORE_EPOCHS,
         ARCH_SPACE,
         DEFAULT_CONSTRAINTS,
         RECIPE_FULL_EPOCHS,
@@ -129,6 +130,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(picked on the mean of both trainings; counted in --budget; 0: off)",
         type=int,
     )
+    p.add_argument(
+        "--score-epochs",
+        type=int,
+        default=None,
+        help="score a candidate on its mean top-1 over this many epochs ending at the scoring "
+        "epoch, a steadier measurement of the same training (default: "
+        f"{ARCH_SCORE_EPOCHS}; 1, the scoring epoch alone, with --model)",
+    )
     opt("--batch", "candidates per iteration after the first", type=int)
     opt("--initial", "size of the first, Sobol-sampled batch", type=int)
     p.add_argument(
@@ -237,6 +246,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         batch=args.batch,
         initial=args.initial,
         remeasure=args.remeasure,
+        score_epochs=args.score_epochs,
         epochs=args.epochs,
         early_stop_tau=args.early_stop_tau,
         seed=args.seed,

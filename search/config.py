@@ -35,12 +35,15 @@ PINNED = (
     "settings",
 )
 # pinned as well, but only in runs that set them, so runs made before they existed still resume
-PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check", "holdout")
+PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check", "holdout", "score_epochs")
 ARCH_SPACE = "fbnetv3_proxy"
 RECIPE_SPACE = "recipe"  # the default space of a recipe-only search (spaces/recipe.yaml)
 DEFAULT_CONSTRAINTS = ("macs<=0.3M", "macs<=0.4M")
 NO_LIMIT = "none"  # constraints.NO_LIMIT: the single "limit" of a recipe-only search
 ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/proxy.md)
+# an architecture search scores a candidate on its mean top-1 over its last 3 epochs (chosen on
+# the tune pool: benchmarks/results/search_tune_score_epochs.md)
+ARCH_SCORE_EPOCHS = 3
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
 RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
 RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
@@ -51,6 +54,7 @@ PINNED_DEFAULTS = {
     "full_epochs": None,
     "proxy_check": True,
     "holdout": 0.0,
+    "score_epochs": 1,  # runs made before the setting existed scored on one epoch
 }
 
 
@@ -82,6 +86,10 @@ class SearchConfig:
     # budget (as far as it allows: remeasured()): a pick chosen on one noisy measurement
     # regresses to the mean (the winner's curse)
     remeasure: int = 2
+    # a candidate's score: its mean top-1 over this many epochs ending at the scoring epoch, a
+    # less noisy measurement of the same training (None: 3 for the architecture search, 1 for
+    # a fixed --model, where it was not measured)
+    score_epochs: int | None = None
     seed: int = 0
     strategy: str = "jointnas"
     executor: str = "local"
@@ -117,6 +125,8 @@ class SearchConfig:
             self.epochs = max(1, share // RECIPE_PROXY_SHARE) if recipe_only else ARCH_EPOCHS
         if self.holdout is None:
             self.holdout = RECIPE_HOLDOUT if recipe_only else 0.0
+        if self.score_epochs is None:
+            self.score_epochs = 1 if recipe_only else ARCH_SCORE_EPOCHS
         self.validate()
 
     def validate(self) -> None:
@@ -162,6 +172,7 @@ class SearchConfig:
             "initial",
             "epochs",
             "min_stop_curves",
+            "score_epochs",
         ):
             integer(name, 1)
         integer("seed", 0)

@@ -40,7 +40,7 @@ from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
 from fbnetv3_zoo.provenance import command_line, versions
 
-from .config import PINNED, PINNED_IF_SET, ConfigError, SearchConfig
+from .config import PINNED, PINNED_DEFAULTS, PINNED_IF_SET, ConfigError, SearchConfig
 from .constraints import Constraint, parse_constraint
 from .early_stop import choose_stop_epoch, score_at
 from .encoding import decode
@@ -187,7 +187,11 @@ class Search:
         else:
             diff = [
                 f"{name}: run has {was!r}, now {now!r}"
-                for name, was, now in _changes(old, new, (*PINNED, *PINNED_IF_SET))
+                for name, was, now in _changes(
+                    {**PINNED_DEFAULTS, **old},
+                    {**PINNED_DEFAULTS, **new},
+                    (*PINNED, *PINNED_IF_SET),
+                )
             ]
             if diff:
                 raise UserError(
@@ -280,7 +284,7 @@ class Search:
             self.store.mark_started(row["id"])
         for result in self.executor.map(self.evaluator, tasks):
             metrics = result.get("metrics") or []
-            score = score_at(metrics, stop or len(metrics))
+            score = score_at(metrics, stop or len(metrics), c.score_epochs)
             status = (
                 result["status"] if score is not None or result["status"] == "failed" else "failed"
             )
@@ -324,7 +328,9 @@ class Search:
         least = self.config.min_stop_curves
         epoch, taus = choose_stop_epoch(curves, self.config.early_stop_tau, least)
         before = self._best()
-        self.store.rescore({r["id"]: score_at(r["metrics"], epoch) for r in first})
+        self.store.rescore(
+            {r["id"]: score_at(r["metrics"], epoch, self.config.score_epochs) for r in first}
+        )
         self.store.set("stop_epoch_taus", [t if t == t else None for t in taus])
         self.store.set("stop_epoch", epoch)
         after = self._best()

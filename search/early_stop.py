@@ -41,8 +41,19 @@ def choose_stop_epoch(
     return final_epoch, taus
 
 
-def score_at(metrics: list[dict[str, Any]], epoch: int) -> float | None:
-    """The candidate's accuracy at ``epoch`` (its last epoch if it trained fewer)."""
+def score_at(metrics: list[dict[str, Any]], epoch: int, window: int = 1) -> float | None:
+    """The candidate's mean top-1 over the ``window`` epochs ending at ``epoch`` (its last if it trained fewer).
+
+    One epoch's top-1 on a small validation split swings with the seed by
+    more than the gap between good candidates; averaging the last few epochs
+    of the same training (``SearchConfig.score_epochs``) ranks them better at
+    no extra cost.  None when the training reported no accuracy at its last
+    epoch (a failed run); epochs inside the window without one are skipped.
+    """
     if not metrics:
         return None
-    return epoch_accuracy(metrics[min(epoch, len(metrics)) - 1])
+    end = min(epoch, len(metrics))
+    if epoch_accuracy(metrics[end - 1]) is None:
+        return None
+    values = [epoch_accuracy(m) for m in metrics[max(0, end - window) : end]]
+    return float(np.mean([v for v in values if v is not None]))

@@ -37,6 +37,16 @@ def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
     return min(stop_epoch, trained) if stop_epoch else trained
 
 
+def averaged_epochs(row: dict[str, Any], stop_epoch: int | None, window: int) -> int:
+    """How many epochs, ending at :func:`score_epoch`, a candidate's score averages."""
+    return max(1, min(window, score_epoch(row, stop_epoch)))
+
+
+def window_of(config: dict[str, Any]) -> int:
+    """The run's ``score_epochs`` (1 in runs made before the setting existed)."""
+    return int(config.get("score_epochs") or 1)
+
+
 def trainings_of(row: dict[str, Any], seed: int | None) -> list[dict[str, Any]]:
     """Each training behind a candidate's score: its seed (the search's, then + 1) and top-1."""
     scores = row.get("scores") or [row["score"]]
@@ -56,6 +66,7 @@ def result_document(
     schedule: int | None = None,
     made_by: dict[str, Any] | None = None,
     seed: int | None = None,
+    score_epochs: int = 1,
 ) -> ResultFile:
     """The ``best/<constraint>.yaml`` content: arch + full recipe + class count + predicted + measured.
 
@@ -67,7 +78,9 @@ def result_document(
     command line and package versions that started the search (re-rendering
     with ``search-report`` leaves the file as it was).  A re-measured finalist's
     ``measured.top1`` is the mean of its trainings, each listed with its seed
-    (the search's ``seed``, then ``seed + 1``) in ``measured.trainings``.
+    (the search's ``seed``, then ``seed + 1``) in ``measured.trainings``; each
+    training's top-1 is its mean over ``measured.epochs_averaged`` epochs
+    ending at ``measured.epoch`` (``SearchConfig.score_epochs``).
     """
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
@@ -85,6 +98,7 @@ def result_document(
         top1=round(row["score"], 3),  # the mean over the trainings below
         trainings=trainings_of(row, seed),
         epoch=score_epoch(row, stop_epoch),  # the epoch top1 is from
+        epochs_averaged=averaged_epochs(row, stop_epoch, score_epochs),  # ending at `epoch`
         epochs_trained=row["epochs"],
         schedule_epochs=schedule,
         data=data,
@@ -155,6 +169,7 @@ def recipe_document(
             top1=round(row["score"], 3),  # the mean over the trainings below
             trainings=trainings_of(row, config.get("seed")),
             scored_at_epoch=score_epoch(row, stop_epoch),
+            epochs_averaged=averaged_epochs(row, stop_epoch, window_of(config)),
         ),
         proxy_check=check,
         **({"made_by": made_by} if made_by else {}),
@@ -219,7 +234,7 @@ def write_report(
         "",
         f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
         f"{config.get('epochs')} epochs on `{config.get('data')}` at {'/'.join(str(r) for r in res) or '?'} px, "
-        f"scored at epoch {stop}. It ranks candidates; training the winner longer "
+        f"scored {_scored_on(stop, window_of(config))}. It ranks candidates; training the winner longer "
         + (
             "(`fbnetv3 train --recipe best/recipe.yaml ...`) gives much higher numbers."
             if space.model is not None
@@ -307,6 +322,17 @@ def write_report(
     text = "\n".join(lines)
     _write_text(out / "report.md", text)
     return text
+
+
+def _scored_on(stop: int | None, window: int) -> str:
+    """How a candidate's top-1 is read off its curve, for the report."""
+    if not stop or window <= 1:
+        return f"at epoch {stop}"
+    first = max(1, stop - window + 1)
+    return (
+        f"on the mean top-1 of epochs {first}-{stop} (one epoch's top-1 swings with the seed; "
+        "the mean of the last few ranks the same trainings better)"
+    )
 
 
 def _early_stop_line(
@@ -504,6 +530,7 @@ def write_outputs(
                 schedule=config.get("epochs"),
                 made_by=store.get("made_by"),
                 seed=config.get("seed"),
+                score_epochs=window_of(config),
             )
             latency = store.get(f"latency/{c.slug}")  # measured at the end of a latency search
             if latency and latency.get("candidate") == best[c.text]["id"]:
