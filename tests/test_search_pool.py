@@ -359,3 +359,21 @@ def test_committed_pool_matches_the_shipped_proxy(space):
     source = PoolSource(space, pool)  # raises when the space changed since the pool was built
     _, count = pool.quality()
     assert len(source.all()[0]) == len(pool.pairs) >= 150 and (count >= 2).sum() >= 30
+
+
+def test_the_benchmark_oracles_measure_a_training_the_way_the_driver_scores_it():
+    """An oracle's measurement is the driver's score of that training (its last epochs' mean)."""
+    from pathlib import Path
+
+    from fbnetv3_zoo.search.early_stop import score_at
+
+    bench = search_benchmark()
+    pool = load_pool(Path(__file__).parents[1] / "benchmarks" / "data" / "pool_tune.jsonl.gz")
+    pair = pool.pairs[0]
+    seed = sorted(pair.runs)[0]
+    metrics = pair.runs[seed]["metrics"]
+    assert bench.measurement(pair, seed, 1) == pytest.approx(pair.final(seed))
+    last3 = np.mean([m["val_top1"] for m in metrics[-3:]])
+    assert bench.measurement(pair, seed, 3) == pytest.approx(last3)
+    assert bench.measurement(pair, seed, 3) == pytest.approx(score_at(metrics, len(metrics), 3))
+    assert bench.parse_args(["--score-epochs", "1"]).score_epochs == 1
