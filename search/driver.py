@@ -52,7 +52,6 @@ from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
 from .store import Store
 from .strategies import Context, Proposal, Strategy, make_strategy
-from .strategy_settings import SETTINGS_BEFORE_RECORDED
 from .summaries import finalists
 
 # SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
@@ -186,8 +185,6 @@ class Search:
             # the command and versions that started the search, for its result files
             store.set("made_by", dict(command=command_line(), versions=versions()))
         else:
-            unrecorded = SETTINGS_BEFORE_RECORDED.get(old.get("strategy"), {})
-            old = {**old, "settings": {**unrecorded, **old.get("settings", {})}}
             diff = [
                 f"{name}: run has {was!r}, now {now!r}"
                 for name, was, now in _changes(
@@ -386,9 +383,7 @@ class Search:
                 self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
                 self.store.set("remeasure_iteration", iteration)
-                added = self._add(
-                    iteration, self._finalists(ctx, iteration, c.budget - self.store.count())
-                )
+                added = self._add(iteration, self._finalists(c.budget - self.store.count()))
                 self.store.set("remeasure_done", added)
                 self._run_pending()
             while self.store.count() < c.budget:  # too few picks or finalists to fill the budget
@@ -413,12 +408,10 @@ class Search:
             r["iteration"] == iteration for r in self.store.candidates()
         )
 
-    def _finalists(self, ctx: Context, iteration: int, count: int) -> Proposal:
-        """The best candidates per constraint, to be trained again with another seed."""
+    def _finalists(self, count: int) -> Proposal:
+        """The best measured candidates per constraint, to be trained again with another seed."""
         done = self.store.candidates("done")
-        ranking = self.strategy.finalist_ranking(ctx, iteration)
-        epoch = self.stop_epoch or self.config.epochs
-        rows = finalists(done, self.constraints, epoch, count, ranking)
+        rows = finalists(done, self.constraints, self.stop_epoch or self.config.epochs, count)
         if not rows:
             return Proposal.empty(self.space, "repeat")
         return Proposal(
@@ -427,10 +420,7 @@ class Search:
             np.array([r["params"] for r in rows]),
             "repeat",
             repeat_of=[r["id"] for r in rows],
-            notes={
-                "remeasured": [r["id"] for r in rows],
-                "finalists_ranked_on": "measured" if ranking is None else "predicted",
-            },
+            notes={"remeasured": [r["id"] for r in rows]},
         )
 
     def _step(self, ctx: Context, size: int) -> bool:

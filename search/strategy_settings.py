@@ -26,13 +26,6 @@ from fbnetv3_zoo.errors import UserError
 
 from .heads import describe_head, head_choices
 
-FINALIST_RANKINGS = ("measured", "predicted")
-
-
-# settings added after runs were made, with the value those runs used: resuming one of them
-# compares against this instead of refusing a setting it never recorded
-SETTINGS_BEFORE_RECORDED: dict[str, dict[str, Any]] = {"jointnas": {"finalists": "measured"}}
-
 
 class SettingsError(UserError):
     """A strategy setting has a value the strategy cannot run with."""
@@ -121,13 +114,6 @@ class JointNASSettings(StrategySettings):
     )
     ga_population: int = setting(64, "genetic search: individuals per constraint", low=3)
     ga_generations: int = setting(40, "genetic search: generations", low=0)
-    finalists: str = setting(
-        "measured",
-        "how the pairs to re-measure are ranked: measured (their one training's score) or "
-        "predicted (the predictor's mean at the pair, which pools that training with its "
-        "neighbours' and so discounts a lucky one)",
-        choices=lambda: FINALIST_RANKINGS,
-    )
 
 
 @dataclass(frozen=True)

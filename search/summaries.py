@@ -67,7 +67,6 @@ def finalists(
     constraints: list[Constraint],
     scoring_epoch: int | None,
     count: int,
-    ranking: dict[int, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Up to ``count`` candidates to train once more, best measured first, shared fairly among limits.
 
@@ -75,15 +74,13 @@ def finalists(
     measurement, trained to the scoring epoch) that no limit has chosen yet,
     so with ``count = k x limits`` each limit's own top ``k`` is re-measured
     (a pair two limits share counts for both).  Candidates already
-    re-measured are skipped.  ``ranking`` (scores by id, e.g. a predictor's)
-    replaces the measured score as the order where it has one.
+    re-measured are skipped.
     """
-    rank = ranking or {}
     repeated = {r["repeat_of"] for r in done if r.get("repeat_of") is not None}
     ranked = []
     for c in constraints:
         fits = [r for r in _full(first_measurements(done), scoring_epoch) if c.ok(*row_stats(r))[0]]
-        ranked.append(sorted(fits, key=lambda r: (-rank.get(r["id"], r["score"]), r["id"])))
+        ranked.append(sorted(fits, key=lambda r: (-r["score"], r["id"])))
     chosen: list[dict[str, Any]] = []
     taken = set(repeated)
     while len(chosen) < count:

@@ -11,14 +11,9 @@ import yaml
 from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.space import load_space
-from fbnetv3_zoo.search.store import Store
-from fbnetv3_zoo.search.strategies import Context, JointNASStrategy, RandomStrategy
 from fbnetv3_zoo.search.summaries import best_per_constraint, finalists
 from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
-
-from fbnetv3_zoo.errors import UserError
 
 SEEN: list[tuple[int, int, int]] = []  # (cid, seed, repeat) of every task the evaluator got
 
@@ -145,61 +140,3 @@ def test_remeasure_off_and_a_budget_too_small_for_every_finalist(tmp_path):
     run_search(_config(budget=7), tmp_path / "small", evaluator=noisy_evaluate, progress=False)
     assert sum(r["repeat_of"] is not None for r in _rows(tmp_path / "small")) == 1
     assert _config(budget=7).remeasured() == 1
-
-
-def test_a_ranking_replaces_the_measured_score_when_choosing_finalists():
-    limit = parse_constraint("macs<=1M")
-    row = dict(macs=1e5, params=1e4, epochs=5, arch={}, status="done")
-    done = [dict(row, id=1, score=90.0), dict(row, id=2, score=85.0), dict(row, id=3, score=80.0)]
-    # a predictor that discounts the lucky pair 1 sends 3 and 2 to be re-measured instead
-    ranking = {1: 70.0, 2: 82.0, 3: 84.0}
-    assert [r["id"] for r in finalists(done, [limit], 5, 2, ranking)] == [3, 2]
-    assert [r["id"] for r in finalists(done, [limit], 5, 2, {3: 95.0})] == [3, 1]  # others: score
-
-
-class _WorstFirst(RandomStrategy):
-    """Ranks finalists by the negated measurement: the seam must follow it, not the score."""
-
-    def finalist_ranking(self, ctx, iteration):
-        rows, _, y = ctx.store.measured()
-        return {int(r["id"]): -float(v) for r, v in zip(rows, y, strict=True)}
-
-
-def test_the_driver_re_measures_the_pairs_the_strategy_ranks_first(tmp_path):
-    config = _config(strategy="random", constraints=["macs<=1M"])
-    run_search(config, tmp_path, evaluator=noisy_evaluate, progress=False, strategy=_WorstFirst())
-    rows = _rows(tmp_path)
-    firsts = [r for r in rows if r["repeat_of"] is None and r["status"] == "done"]
-    worst = sorted(firsts, key=lambda r: (r["score"], r["id"]))[:2]
-    assert [r["repeat_of"] for r in rows if r["repeat_of"] is not None] == [r["id"] for r in worst]
-
-
-def test_jointnas_ranks_finalists_on_its_predictor_only_when_asked(tmp_path):
-    settings = {"jointnas": dict(FAST_JOINTNAS, finalists="predicted")}
-    config = _config(settings=settings)
-    run_search(config, tmp_path / "a", evaluator=noisy_evaluate, progress=False)
-    rows = _rows(tmp_path / "a")
-    assert sum(r["repeat_of"] is not None for r in rows) == 4
-    store = Store(tmp_path / "a" / "search.sqlite", readonly=True)
-    ctx = Context(load_space(config.space), None, [], 1000, config, store, print, False)
-    ranking = JointNASStrategy(**settings["jointnas"]).finalist_ranking(ctx, 99)
-    measured = JointNASStrategy(**FAST_JOINTNAS).finalist_ranking(ctx, 99)
-    store.close()
-    ids = {r["id"] for r in rows if r["status"] == "done"}
-    assert measured is None and set(ranking) == ids
-    # the predictor pools neighbours: its values are spread less than the noisy measurements
-    scores = [r["score"] for r in rows if r["status"] == "done"]
-    assert np.std(list(ranking.values())) < np.std(scores)
-
-
-def test_a_run_made_before_the_finalists_setting_resumes_as_measured(tmp_path):
-    run_search(_config(), tmp_path, evaluator=noisy_evaluate, progress=False)
-    store = Store(tmp_path / "search.sqlite")
-    identity = store.get("identity")
-    del identity["settings"]["finalists"]  # what such a run recorded
-    store.set("identity", identity)
-    store.close()
-    assert run_search(_config(), tmp_path, evaluator=noisy_evaluate, progress=False)["best"]
-    predicted = {"jointnas": dict(FAST_JOINTNAS, finalists="predicted")}
-    with pytest.raises(UserError, match="finalists: run has 'measured', now 'predicted'"):
-        run_search(_config(settings=predicted), tmp_path, evaluator=noisy_evaluate, progress=False)

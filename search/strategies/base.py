@@ -118,10 +118,6 @@ class Strategy:
     def tell(self, ctx: Context, iteration: int, rows: list[dict[str, Any]]) -> None:
         """The finished rows (done or failed) of iteration ``iteration``; default: nothing."""
 
-    def finalist_ranking(self, ctx: Context, iteration: int) -> dict[int, float] | None:
-        """Scores (by candidate id) to rank the finalists on; None: their measured scores."""
-        return None
-
 
 def epochs_spent(rows: list[dict[str, Any]], resume_promoted: bool = False) -> int:
     """Epochs a run's trainings cost, from the store's rows (``Store.candidates()``, id order).

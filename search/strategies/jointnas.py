@@ -106,17 +106,6 @@ class JointNASStrategy(Strategy):
         proposal.notes.update(notes)
         return proposal
 
-    def finalist_ranking(self, ctx: Context, iteration: int) -> dict[int, float] | None:
-        """With ``finalists: predicted``, the predictor's mean at each measured pair."""
-        if self.settings.finalists != "predicted":
-            return None
-        predictor, _ = self.fit(ctx, iteration)
-        if predictor is None:
-            return None
-        rows, u, _ = ctx.store.measured(diverged_score=chance(ctx))
-        mean = predictor.predict(u)[0]
-        return {int(r["id"]): float(m) for r, m in zip(rows, mean, strict=True)}
-
 
 def chance(ctx: Context) -> float:
     """Top-1 of a network that guesses: what a diverged training is worth to the predictor."""
