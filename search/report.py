@@ -326,9 +326,9 @@ def write_report(
 
 def _scored_on(stop: int | None, window: int) -> str:
     """How a candidate's top-1 is read off its curve, for the report."""
-    if not stop or window <= 1:
+    first = max(1, stop - window + 1) if stop else stop
+    if first == stop:  # a window of one epoch, or a scoring epoch with nothing before it
         return f"at epoch {stop}"
-    first = max(1, stop - window + 1)
     return (
         f"on the mean top-1 of epochs {first}-{stop} (one epoch's top-1 swings with the seed; "
         "the mean of the last few ranks the same trainings better)"
