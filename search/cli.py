@@ -16,10 +16,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
     from .config import (
+        ARCH_BUDGET,
         ARCH_EPOCHS,
         ARCH_SCORE_EPOCHS,
         ARCH_SPACE,
         DEFAULT_CONSTRAINTS,
+        RECIPE_BUDGET,
         RECIPE_FULL_EPOCHS,
         RECIPE_HOLDOUT,
         RECIPE_SPACE,
@@ -110,7 +112,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="EXPR",
         help="resource limit such as 'macs<=400M', 'params<5M' or 'latency_ms<=8@onnxruntime' "
         "(also @torch; this machine's latency table, built first if missing); repeat for several "
-        f"(default: {' and '.join(DEFAULT_CONSTRAINTS)}; none with --model, whose MACs/params are fixed)",
+        f"(default: {' and '.join(DEFAULT_CONSTRAINTS)}, which both cut into the embedded demo "
+        "space, so each limit can have its own best pair; none with --model, whose MACs/params "
+        "are fixed)",
     )
     opt(
         "--strategy",
@@ -119,10 +123,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "successive-halving (short trainings for all, the full proxy for the best third)",
         choices=list(SETTINGS),
     )
-    opt(
+    p.add_argument(
         "--budget",
-        "candidates to train in total, the final per-constraint picks included",
         type=int,
+        default=None,
+        help="candidates to train in total, the final per-constraint picks and re-measured "
+        f"finalists included (default: {ARCH_BUDGET}; {RECIPE_BUDGET} with --model)",
     )
     opt(
         "--remeasure",

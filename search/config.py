@@ -44,6 +44,10 @@ ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/pr
 # an architecture search scores a candidate on its mean top-1 over its last 3 epochs (chosen on
 # the tune pool: benchmarks/results/search_tune_score_epochs.md)
 ARCH_SCORE_EPOCHS = 3
+# the architecture demo's budget: jointnas's regret is 0.54x random's there on the heldout pool
+# (benchmarks/results/search_b24.md), about 4 minutes on 2 cores
+ARCH_BUDGET = 24
+RECIPE_BUDGET = 13
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
 RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
 RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
@@ -72,7 +76,10 @@ class SearchConfig:
     # both bind inside the embedded space, and their best pairs differ (chosen on the tune pool:
     # benchmarks/results/pool_tune.md); None: these two, or for a fixed --model ["none"]
     constraints: list[str] | None = None
-    budget: int = 13  # total candidate trainings: first batch, one acquisition batch, final picks, re-measured finalists
+    # total candidate trainings, final picks and re-measured finalists included (None: 24 for
+    # the architecture search, where the heldout benchmark shows it helping; 13 with --model:
+    # a first batch, one acquisition batch, a final pick and re-measurements of longer runs)
+    budget: int | None = None
     batch: int = 2
     initial: int = 5  # size of the first (Sobol) batch
     # proxy epochs of the first batch (the length of its schedule); None: 5, or for a fixed
@@ -127,6 +134,8 @@ class SearchConfig:
             self.holdout = RECIPE_HOLDOUT if recipe_only else 0.0
         if self.score_epochs is None:
             self.score_epochs = 1 if recipe_only else ARCH_SCORE_EPOCHS
+        if self.budget is None:
+            self.budget = RECIPE_BUDGET if recipe_only else ARCH_BUDGET
         self.validate()
 
     def validate(self) -> None:

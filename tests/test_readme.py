@@ -245,19 +245,63 @@ RUNNABLE = [
 ]
 
 
-@pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
-def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
-    monkeypatch.chdir(workspace)
+# README commands this worker has run in its workspace; with -n 2 a command and the one that
+# writes what it reads can land on different workers, so each run first runs its producers
+RAN: set[str] = set()
+
+
+def _out(words: list[str]) -> str | None:
+    return words[words.index("--out") + 1].rstrip("/") if "--out" in words else None
+
+
+def _producers(command: str, words: list[str]) -> list[str]:
+    """Earlier runnable README commands whose ``--out`` this command reads, in README order."""
+    own = _out(words)
+    text = " ".join(w for w in words if w != own and w.rstrip("/") != own)
+    found = []
+    for key, other in RUNNABLE:
+        if key == command:
+            break
+        out = _out(other)
+        if out and re.search(rf"(?<![\w./-]){re.escape(out)}(?![\w.-])", text):
+            found.append(key)
+    return found
+
+
+def _run_readme_command(command: str, words: list[str], capsys) -> None:
+    """Run a README command (and first what it reads) once per worker, asserting success."""
+    if command in RAN:
+        return
+    for key in _producers(command, words):
+        _run_readme_command(key, dict(RUNNABLE)[key], capsys)
     step = COMMANDS[command]
     for old, new in step.subs:
         assert old in words, f"stale stand-in {old!r}"
         words = [new if w == old else w for w in words]
     words = [*words, *step.extra]
+    RAN.add(command)
     if words[:2] == ["python3", "-c"]:
         exec(compile(words[2], "<README>", "exec"), {})  # noqa: S102 - our own README
         return
     assert words[0] == "fbnetv3"
     assert main(words[1:]) == 0, capsys.readouterr().err
+
+
+def test_readme_commands_find_what_they_read():
+    """The producer lookup the runs rely on: a checkpoint or folder another command writes."""
+    by_key = dict(RUNNABLE)
+    validate = next(k for k in by_key if k.startswith("fbnetv3 validate --model resnet18"))
+    assert [k.split(" --out ")[-1] for k in _producers(validate, by_key[validate])] == ["runs/r18"]
+    local = next(k for k in by_key if "local-dir:runs/c" in k and k.startswith("python3"))
+    assert [k.split(" --out ")[-1] for k in _producers(local, by_key[local])] == ["runs/c/"]
+    onnx = next(k for k in by_key if k.startswith("fbnetv3 export local-dir:runs/c"))
+    assert _producers(onnx, by_key[onnx]) == _producers(local, by_key[local])  # not runs/c.onnx
+
+
+@pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
+def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
+    monkeypatch.chdir(workspace)
+    _run_readme_command(command, words, capsys)
 
 
 @pytest.mark.parametrize(
