@@ -20,8 +20,15 @@ from .store import Store
 from .summaries import pareto_front, predictor_fits, progress_curve, with_repeats
 
 
-def write_plots(out: Path, store: Store) -> list[Path]:
-    """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration."""
+def write_plots(
+    out: Path, store: Store, picks: dict[str, dict[str, Any] | None] | None = None
+) -> list[Path]:
+    """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration.
+
+    ``picks`` (limit -> its pick, as ``best_per_constraint`` returns) adds each
+    re-measured pick at the end of the progress curve: the curve follows single
+    measurements, and the pick's mean is what ``best/`` reports.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,8 +71,16 @@ def write_plots(out: Path, store: Store) -> list[Path]:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     spent, best, first_end = progress_curve(store.candidates())
     if spent:
-        a1.step(spent, best, "r-", where="post", label="best so far")
+        a1.step(spent, best, "r-", where="post", label="best single measurement so far")
         a1.axvspan(0, first_end, color="0.85", label="first batch (Sobol)")
+        repeated = [(t, r) for t, r in (picks or {}).items() if r and r.get("repeat_ids")]
+        for k, (text, row) in enumerate(repeated):
+            a1.plot(
+                [spent[-1]],
+                [row["score"]],
+                "Dv^<>"[k % 5],
+                label=f"{text}: pick, mean of {len(row['scores'])} trainings",
+            )
     a1.set(xlabel="proxy epochs spent", ylabel="proxy top-1 (%)", title="progress")
     a1.legend(fontsize=8)
     drawn = False

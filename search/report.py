@@ -537,7 +537,7 @@ def write_outputs(
                 doc = dataclasses.replace(doc, sections={**doc.sections, "latency": latency})
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
-    write_plots(out, store)
+    write_plots(out, store, best)
     write_latency_plot(out, store, constraints)
     return summary
 

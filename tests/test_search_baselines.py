@@ -51,7 +51,7 @@ def no_plots(monkeypatch):
     """Plots are tested in test_search_run.py; these tests need the picks."""
     from fbnetv3_zoo.search import report
 
-    monkeypatch.setattr(report, "write_plots", lambda out, store: [])
+    monkeypatch.setattr(report, "write_plots", lambda out, store, picks=None: [])
 
 
 @pytest.fixture(scope="module")

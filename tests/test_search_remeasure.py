@@ -140,3 +140,23 @@ def test_remeasure_off_and_a_budget_too_small_for_every_finalist(tmp_path):
     run_search(_config(budget=7), tmp_path / "small", evaluator=noisy_evaluate, progress=False)
     assert sum(r["repeat_of"] is not None for r in _rows(tmp_path / "small")) == 1
     assert _config(budget=7).remeasured() == 1
+
+
+def test_the_progress_plot_marks_each_re_measured_pick_at_its_mean(tmp_path, monkeypatch):
+    from fbnetv3_zoo.search import plots
+    from fbnetv3_zoo.search.store import Store
+
+    summary = run_search(_config(), tmp_path, evaluator=noisy_evaluate, progress=False)
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.name, fig))
+    store = Store(tmp_path / "search.sqlite", readonly=True)
+    plots.write_plots(tmp_path, store, summary["best"])
+    store.close()
+    axes = figures["progress.png"].axes[0]
+    labels = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert labels[0] == "best single measurement so far"
+    assert [x for x in labels if "pick" in x] == [
+        f"{text}: pick, mean of 2 trainings" for text in summary["best"]
+    ]
+    means = sorted(float(line.get_ydata()[0]) for line in axes.get_lines()[1:])
+    assert means == pytest.approx(sorted(row["score"] for row in summary["best"].values()))
