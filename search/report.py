@@ -19,6 +19,7 @@ from fbnetv3_zoo.outputs import refuse_link, write_new
 from fbnetv3_zoo.result_file import ResultFile
 from fbnetv3_zoo.stats import in_millions
 
+from .config import PINNED_DEFAULTS
 from .constraints import Constraint, parse_constraint
 from .evaluate import build_recipe
 from .latency_picks import verified_best
@@ -39,12 +40,17 @@ def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
 
 def averaged_epochs(row: dict[str, Any], stop_epoch: int | None, window: int) -> int:
     """How many epochs, ending at :func:`score_epoch`, a candidate's score averages."""
-    return max(1, min(window, score_epoch(row, stop_epoch)))
+    return epochs_in_window(score_epoch(row, stop_epoch), window)
+
+
+def epochs_in_window(end: int, window: int) -> int:
+    """Epochs a ``window``-epoch score ending at epoch ``end`` averages (fewer near the start)."""
+    return max(1, min(window, end))
 
 
 def window_of(config: dict[str, Any]) -> int:
-    """The run's ``score_epochs`` (1 in runs made before the setting existed)."""
-    return int(config.get("score_epochs") or 1)
+    """The run's ``score_epochs`` (what runs made before the setting existed used, when absent)."""
+    return int(config.get("score_epochs") or PINNED_DEFAULTS["score_epochs"])
 
 
 def trainings_of(row: dict[str, Any], seed: int | None) -> list[dict[str, Any]]:
@@ -326,9 +332,9 @@ def write_report(
 
 def _scored_on(stop: int | None, window: int) -> str:
     """How a candidate's top-1 is read off its curve, for the report."""
-    first = max(1, stop - window + 1) if stop else stop
-    if first == stop:  # a window of one epoch, or a scoring epoch with nothing before it
+    if not stop or epochs_in_window(stop, window) == 1:
         return f"at epoch {stop}"
+    first = stop - epochs_in_window(stop, window) + 1
     return (
         f"on the mean top-1 of epochs {first}-{stop} (one epoch's top-1 swings with the seed; "
         "the mean of the last few ranks the same trainings better)"

@@ -248,6 +248,7 @@ RUNNABLE = [
 # README commands this worker has run in its workspace; with -n 2 a command and the one that
 # writes what it reads can land on different workers, so each run first runs its producers
 RAN: set[str] = set()
+WORDS = dict(RUNNABLE)  # a runnable command's words, by its text
 
 
 def _out(words: list[str]) -> str | None:
@@ -273,7 +274,7 @@ def _run_readme_command(command: str, words: list[str], capsys) -> None:
     if command in RAN:
         return
     for key in _producers(command, words):
-        _run_readme_command(key, dict(RUNNABLE)[key], capsys)
+        _run_readme_command(key, WORDS[key], capsys)
     step = COMMANDS[command]
     for old, new in step.subs:
         assert old in words, f"stale stand-in {old!r}"
@@ -289,7 +290,7 @@ def _run_readme_command(command: str, words: list[str], capsys) -> None:
 
 def test_readme_commands_find_what_they_read():
     """The producer lookup the runs rely on: a checkpoint or folder another command writes."""
-    by_key = dict(RUNNABLE)
+    by_key = WORDS
     validate = next(k for k in by_key if k.startswith("fbnetv3 validate --model resnet18"))
     assert [k.split(" --out ")[-1] for k in _producers(validate, by_key[validate])] == ["runs/r18"]
     local = next(k for k in by_key if "local-dir:runs/c" in k and k.startswith("python3"))

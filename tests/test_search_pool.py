@@ -203,10 +203,6 @@ def test_restrict_keeps_complete_pairs_and_truth_needs_another_seed(marked_pool)
     assert {seed for row in shown for seed in row} == {0, 1, 2, 3}
 
 
-def _curves(pair) -> list[list[dict]]:
-    return [pair.runs[s]["metrics"] for s in range(4)]
-
-
 @pytest.mark.parametrize("strategy", ["random", "jointnas"])
 def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tmp_path, strategy):
     """The leakage test of issue 17: every pick's truth leaves out the seed the search measured.
@@ -248,7 +244,8 @@ def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tm
         for row in rows:
             pair = by_vector[vector_key(row["vector"])]
             # what the driver records for each training: the mean of its last epochs
-            marks = [score_at(m, len(m), config.score_epochs) for m in _curves(pair)]
+            curves = [pair.runs[s]["metrics"] for s in range(4)]
+            marks = [score_at(m, len(m), config.score_epochs) for m in curves]
             shown = min(range(4), key=lambda s: abs(marks[s] - row["score"]))
             assert row["score"] == pytest.approx(marks[shown])  # the search saw one training
             repeat = 0 if row["repeat_of"] is None else 1  # a re-measurement sees the next one
@@ -370,8 +367,6 @@ def test_committed_pool_matches_the_shipped_proxy(space):
 def test_the_benchmark_oracles_measure_a_training_the_way_the_driver_scores_it():
     """An oracle's measurement is the driver's score of that training (its last epochs' mean)."""
     from pathlib import Path
-
-    from fbnetv3_zoo.search.early_stop import score_at
 
     bench = search_benchmark()
     pool = load_pool(Path(__file__).parents[1] / "benchmarks" / "data" / "pool_tune.jsonl.gz")
