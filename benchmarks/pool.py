@@ -260,7 +260,7 @@ def summary(path: Path) -> str:
         "|---|---|",
         f"| pairs | {len(pool.pairs)} |",
         f"| trainings (failed) | {len(runs)} ({failed}) |",
-        f"| pairs with >= 2 / >= 3 / >= 4 seeds | {int((count >= 2).sum())} / {int((count >= 3).sum())} / {int((count >= 4).sum())} |",
+        f"| seeds per pair: min / median / max | {count.min()} / {np.median(count):g} / {count.max()} |",
         f"| accuracy of the pairs (per-pair mean, %): p10 / p50 / p90 / max | "
         f"{np.percentile(mean, 10):.1f} / {np.percentile(mean, 50):.1f} / {np.percentile(mean, 90):.1f} / {mean.max():.1f} |",
         f"| test-retest Spearman, seed 0 vs 1 ({len(paired)} pairs trained with both) | "
