@@ -44,7 +44,7 @@ ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/pr
 # an architecture search scores a candidate on its mean top-1 over its last 3 epochs (chosen on
 # the tune pool: benchmarks/results/search_tune_score_epochs.md)
 ARCH_SCORE_EPOCHS = 3
-# the architecture demo's budget: jointnas's regret is 0.54x random's there on the heldout pool
+# the architecture demo's budget: jointnas's regret is 0.46x random's there on the heldout pool
 # (benchmarks/results/search_b24.md), about 4 minutes on 2 cores
 ARCH_BUDGET = 24
 RECIPE_BUDGET = 13
