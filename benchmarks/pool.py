@@ -1,6 +1,6 @@
 """Build (or extend) a ground-truth pool of the embedded search space.
 
-    nice python benchmarks/pool.py --pool tune --jobs 2      # 150 pairs x 4 seeds
+    nice python benchmarks/pool.py --pool tune --jobs 2      # 150 pairs x 6 seeds
     nice python benchmarks/pool.py --pool heldout --jobs 2   # another Sobol seed
 
 Trains Sobol-sampled pairs of the space that meet ``SAMPLE_CONSTRAINTS``
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--pairs", type=int, default=150, help="pairs in the pool (default 150)")
     p.add_argument(
-        "--seeds", type=int, default=4, help="trainings (seeds) of every pair (default 4)"
+        "--seeds", type=int, default=6, help="trainings (seeds) of every pair (default 6)"
     )
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (1 thread each)")
     p.add_argument(
