@@ -290,13 +290,12 @@ def _run_readme_command(command: str, words: list[str], capsys) -> None:
 
 def test_readme_commands_find_what_they_read():
     """The producer lookup the runs rely on: a checkpoint or folder another command writes."""
-    by_key = WORDS
-    validate = next(k for k in by_key if k.startswith("fbnetv3 validate --model resnet18"))
-    assert [k.split(" --out ")[-1] for k in _producers(validate, by_key[validate])] == ["runs/r18"]
-    local = next(k for k in by_key if "local-dir:runs/c" in k and k.startswith("python3"))
-    assert [k.split(" --out ")[-1] for k in _producers(local, by_key[local])] == ["runs/c/"]
-    onnx = next(k for k in by_key if k.startswith("fbnetv3 export local-dir:runs/c"))
-    assert _producers(onnx, by_key[onnx]) == _producers(local, by_key[local])  # not runs/c.onnx
+    validate = next(k for k in WORDS if k.startswith("fbnetv3 validate --model resnet18"))
+    assert [k.split(" --out ")[-1] for k in _producers(validate, WORDS[validate])] == ["runs/r18"]
+    local = next(k for k in WORDS if "local-dir:runs/c" in k and k.startswith("python3"))
+    assert [k.split(" --out ")[-1] for k in _producers(local, WORDS[local])] == ["runs/c/"]
+    onnx = next(k for k in WORDS if k.startswith("fbnetv3 export local-dir:runs/c"))
+    assert _producers(onnx, WORDS[onnx]) == _producers(local, WORDS[local])  # not runs/c.onnx
 
 
 @pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
