@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checks import check_threads
 from .errors import UserError
 from .export import export_onnx, model_input_size
 from .fuse import fuse_bn
@@ -95,8 +96,8 @@ class BenchSettings:
         bad = [b for b in self.batches if not 1 <= b <= MAX_BATCH]
         if bad or not self.batches:
             raise UserError(f"--batch: batch sizes must be in 1..{MAX_BATCH}, got {bad or 'none'}")
-        if self.threads is not None and self.threads < 1:
-            raise UserError(f"--threads must be >= 1 (0 = all cores), got {self.threads}")
+        if self.threads is not None:
+            check_threads(self.threads, "--threads (0 = all cores)")
         if self.warmup < 0 or self.repeats < 1 or not self.max_seconds > 0:
             raise UserError(
                 f"--warmup >= 0, --repeats >= 1 and --max-seconds > 0 are needed, got "
@@ -326,6 +327,10 @@ def model_row(name: str, batch: int = 1) -> tuple[BenchRow, nn.Module]:
     """
     model, size = build_model(name)
     if isinstance(model, FBNetV3):  # before any forward pass allocates its activations
+        if model.arch.final_size(size) < 1:
+            raise UserError(
+                f"{name}: {size} px is too small for this network (a feature map vanishes)"
+            )
         check_forward_cost(model.arch, size, batch, where=name)
     variant = _parse_name(name)[0].variant
     published = variant is not None and variant.input_size == size

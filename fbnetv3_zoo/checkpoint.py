@@ -55,19 +55,30 @@ def read_checkpoint(
             return load_file(str(path))
         except Exception as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    refusal = (
+        f"{path}: refused to load, the file needs arbitrary unpickling (code execution) "
+        f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1, or "
+        "write a safe copy with `fbnetv3 convert ... --trust-checkpoint`"
+    )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trusted)
+        with warnings.catch_warnings():  # torch's note on pickle protocols is not for users
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err) or "GLOBAL" in str(err):
-            raise CheckpointError(
-                f"{path}: refused to load, the file needs arbitrary unpickling (code execution) "
-                f"beyond plain tensors. If you trust where it came from, set {TRUST_ENV}=1, or "
-                "write a safe copy with `fbnetv3 convert ... --trust-checkpoint`"
-            ) from None
+        if "Unsupported global" in str(err) or "GLOBAL" in str(err) or _raw_pickle(path):
+            # a plain pickle.dump (not torch.save) is refused like any code-running pickle
+            raise CheckpointError(refusal) from None
         raise CheckpointError(_not_a_checkpoint(path, err)) from None
     except Exception as err:  # torch raises many types for damaged files
         raise CheckpointError(_not_a_checkpoint(path, err, "truncated or ")) from None
     return select_state_dict(obj, str(path))
+
+
+def _raw_pickle(path: Path) -> bool:
+    """A file that starts like a pickle of protocol 2+ (``pickle.dump``), not a torch.save zip."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _not_a_checkpoint(path: Path, err: Exception, maybe: str = "") -> str:

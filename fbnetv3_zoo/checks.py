@@ -9,6 +9,7 @@ format keeps messages that name its file and field.
 from __future__ import annotations
 
 import math
+import os
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -142,3 +143,22 @@ def check_num_classes(value: Any, where: str = "num_classes") -> int:
 def check_input_size(value: Any, where: str = "input_size") -> int:
     """An input resolution in [MIN_INPUT_SIZE, MAX_INPUT_SIZE] pixels."""
     return SPEC_CHECKS.integer(value, where, MIN_INPUT_SIZE, MAX_INPUT_SIZE)
+
+
+THREADS_PER_CPU = 4  # beyond this many threads per core they only wait on each other
+
+
+def max_threads() -> int:
+    """The most threads a command accepts on this machine: its CPUs x ``THREADS_PER_CPU``."""
+    return (os.cpu_count() or 1) * THREADS_PER_CPU
+
+
+def check_threads(value: Any, where: str = "--threads") -> int:
+    """A thread count in [1, max_threads()]: a typo such as 5000 fails at once, not in OpenMP."""
+    top = max_threads()
+    if not is_int(value) or not 1 <= value <= top:
+        raise UserError(
+            f"{where} must be an integer in [1, {top}] ({os.cpu_count()} CPUs here x "
+            f"{THREADS_PER_CPU}), got {value!r}"
+        )
+    return value

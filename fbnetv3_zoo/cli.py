@@ -9,6 +9,7 @@ torch or timm; each command loads what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -55,6 +56,14 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(message).split()) or type(err).__name__
 
 
+def _disk_full(err: BaseException) -> bool:
+    """A write that failed for want of space, as OSError or as a library's wrapped error
+    (safetensors reports ``IoError(Os { code: 28, ... })``)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(err) or "disk is full" in str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a user mistake is one stderr line and exit code 2."""
     from .errors import UserError
@@ -68,16 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`fbnetv3 info x | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 0
-    except (UserError, OSError) as err:
-        # UserError: a bad file, flag or value; OSError: a file the user named (missing,
-        # unreadable, read-only).  Either way the message says what to fix.
-        print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except (ValueError, KeyError) as err:
-        # Not (yet) a UserError: maybe a user mistake, maybe a bug.  Keep the traceback
-        # so a bug stays diagnosable, and still end with the one-line summary.
-        traceback.print_exc()
-        print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+    except Exception as err:
+        if isinstance(err, UserError) or isinstance(err, OSError) and not _disk_full(err):
+            # UserError: a bad file, flag or value; OSError: a file the user named (missing,
+            # unreadable, read-only).  Either way the message says what to fix.
+            print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        elif _disk_full(err):
+            print(
+                f"fbnetv3 {args.command}: error: no space left on the device while writing "
+                "(outputs are written under temporary names, so nothing was replaced); free "
+                "space and run the same command again",
+                file=sys.stderr,
+            )
+        elif isinstance(err, ValueError | KeyError):
+            # Not (yet) a UserError: maybe a user mistake, maybe a bug.  Keep the traceback
+            # so a bug stays diagnosable, and still end with the one-line summary.
+            traceback.print_exc()
+            print(f"fbnetv3 {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        else:
+            raise
         return 2
 
 

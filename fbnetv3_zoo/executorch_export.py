@@ -35,8 +35,8 @@ from .export import (
     _check_close,
     _check_input,
     _reference,
-    _staged,
 )
+from .outputs import staged_file
 
 INSTALL_HINT = 'pip install "fbnetv3-zoo[mobile]"'
 QUANTIZE = ("int8",)
@@ -137,7 +137,7 @@ def export_executorch(
     if quantize:
         reference = quantize_int8(model, calibration or [], input_size)
     want = _reference(reference, x)
-    with _staged(Path(out), overwrite) as tmp:
+    with staged_file(Path(out), overwrite) as tmp:
         tmp.write_bytes(lower(reference, x[:1]))
         got = PteProgram(tmp)(x)
         try:

@@ -15,20 +15,18 @@ that the check sees outputs of the scale a trained network gives.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from .fuse import fuse_bn
-from .outputs import publish_file
+from .outputs import staged_file
 from .spec import ArchSpec
 from .stats import check_forward_cost
 
@@ -178,29 +176,6 @@ def model_input_size(model: nn.Module, default: int = 224) -> int:
     return int(size[-1]) if size else default
 
 
-@contextlib.contextmanager
-def _staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temp path beside ``out``; move it onto ``out`` on success, delete it on failure.
-
-    Without ``overwrite`` nothing at ``out`` is ever replaced, even a file that
-    appeared there while the export ran.
-    """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes it private; the result should not be
-        publish_file(tmp_path, out, overwrite)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
 def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x)
@@ -237,6 +212,75 @@ def _newest_opset() -> int:
     return int(ONNX_MAX_OPSET)
 
 
+def largest_activation(model: nn.Module, input_size: int) -> int | None:
+    """Bytes of the largest layer output of one image's eager forward pass (meta device).
+
+    Traced on the meta device, so nothing is allocated: a check that would need
+    more memory than the machine has is refused before it starts.  None when
+    the model cannot run on the meta device (then no estimate is made).
+    """
+    import copy
+
+    largest = 0
+
+    def count(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal largest
+        for t in output if isinstance(output, tuple | list) else (output,):
+            if isinstance(t, torch.Tensor):
+                largest = max(largest, t.numel() * t.element_size())
+
+    try:
+        meta = copy.deepcopy(model).to("meta").eval()
+        for module in meta.modules():
+            if not list(module.children()):
+                module.register_forward_hook(count)
+        with torch.no_grad():
+            meta(torch.empty(1, 3, input_size, input_size, device="meta"))
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: no estimate, no refusal
+        return None
+    return largest
+
+
+def available_bytes() -> int:
+    """Memory the system can still give (MemAvailable), or 8 GiB where it cannot say."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8 << 30
+
+
+# Peak memory of an export check per image, in largest layer outputs: a layer's input
+# and output, a residual, and the runtime's own buffers (fbnetv3_a at 4096 px peaked
+# at ~2.3 largest outputs per image with batch 3; 4 leaves room).
+CHECK_PEAK_FACTOR = 4
+
+
+def fit_check_batch(model: nn.Module, input_size: int, wanted: int = 3) -> int:
+    """The largest check batch (``wanted``, else 2, else 1) whose check fits in memory.
+
+    At most half of the available memory is planned for; one line refuses an
+    input size at which even one image does not fit.
+    """
+    from .errors import UserError
+
+    largest = largest_activation(model, input_size)
+    if largest is None:
+        return wanted
+    budget = available_bytes() // 2
+    per_image = CHECK_PEAK_FACTOR * largest
+    for batch in dict.fromkeys((wanted, 2, 1)):
+        if per_image * batch <= budget:
+            return batch
+    raise UserError(
+        f"--input-size {input_size}: checking the export needs about {per_image / 2**30:.1f} "
+        f"GiB for one image, more than half of the {2 * budget / 2**30:.1f} GiB this machine "
+        "has available; lower --input-size"
+    )
+
+
 def export_onnx(
     model: nn.Module,
     out: str | os.PathLike,
@@ -263,7 +307,7 @@ def export_onnx(
     dummy = torch.zeros(1, 3, input_size, input_size)
     x = _check_input(check_batch, input_size)  # another batch size: tests the axis
     want = _reference(model, x)
-    with _staged(Path(out), overwrite) as tmp:
+    with staged_file(Path(out), overwrite) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
@@ -278,8 +322,16 @@ def export_onnx(
                 external_data=False,
             )
         onnx.checker.check_model(str(tmp), full_check=True)
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        try:
+            session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        except (RuntimeError, MemoryError, ort.capi.onnxruntime_pybind11_state.Fail) as err:
+            from .errors import UserError, first_line
+
+            raise UserError(
+                f"ONNX Runtime could not run the exported model at {input_size} px on a batch "
+                f"of {check_batch} ({first_line(err)[:200]}); lower --input-size"
+            ) from None
         diff = _check_close(got, want, rtol, "ONNX Runtime")
     return ExportResult.checked(out, "onnx", input_size, fold_bn, diff, want, check_batch, start)
 
@@ -299,7 +351,7 @@ def export_torchscript(
     net = fuse_bn(model) if fold_bn else model
     x = _check_input(check_batch, input_size)
     want = _reference(model, x)
-    with _staged(Path(out), overwrite) as tmp:
+    with staged_file(Path(out), overwrite) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
             torch.jit.save(torch.jit.script(net), str(tmp))
@@ -339,8 +391,18 @@ def export_model(
         )
     if isinstance(arch, ArchSpec):
         check_forward_cost(arch, size, batch=3, where="export")  # the check batch is 3
+    check_batch = fit_check_batch(model, size)  # before any real allocation
     if format == "onnx":
         return export_onnx(
-            model, out, size, fold_bn=fold_bn, opset=opset, rtol=rtol, overwrite=overwrite
+            model,
+            out,
+            size,
+            fold_bn=fold_bn,
+            opset=opset,
+            rtol=rtol,
+            check_batch=check_batch,
+            overwrite=overwrite,
         )
-    return export_torchscript(model, out, size, fold_bn=fold_bn, rtol=rtol, overwrite=overwrite)
+    return export_torchscript(
+        model, out, size, fold_bn=fold_bn, rtol=rtol, check_batch=check_batch, overwrite=overwrite
+    )

@@ -141,6 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "shared machine several OpenMP threads stall on each other's time slices",
     )
     p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     p.set_defaults(func=_benchmark)
 
 
@@ -272,8 +275,13 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
 def _benchmark(args: argparse.Namespace) -> int:
     from .bench import run_benchmark
     from .bench_table import format_markdown
-    from .outputs import write_new
+    from .errors import UserError
+    from .outputs import check_file_output, staged_file
 
+    if args.out is not None:  # checked before minutes of timing, as every output is
+        if args.out.is_dir() and not args.out.is_symlink():
+            raise UserError(f"--out {args.out} is a folder; give a file name")
+        check_file_output(args.out, args.overwrite)
     models, settings = benchmark_settings(args)
     start = time.perf_counter()
     rows = run_benchmark(models, settings, log=print)
@@ -282,6 +290,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_new(args.out, text.encode())
+        with staged_file(args.out, args.overwrite) as tmp:
+            tmp.write_bytes(text.encode())
         print(f"wrote {args.out}")
     return 0

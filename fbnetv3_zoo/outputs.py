@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -31,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .untrusted import UntrustedFileError, field, inner_name, read_json
 
 MARKER = ".fbnetv3-zoo.json"
 LOCK = ".lock"
 MAX_MARKER_BYTES = 1 << 20
+MAX_MARKER_FILES = 10_000
+TOOLS = ("train", "search", "convert")  # the commands that make folders
 
 
 class OutputError(UserError):
@@ -72,16 +76,41 @@ def check_protected(out: Path, inputs: Iterable[str | os.PathLike] = ()) -> None
             raise OutputError(f"--out {out} holds the input {item}; refusing to replace it")
 
 
+def refuse_inside_input(out: Path, source: str | os.PathLike, flag: str = "--data") -> None:
+    """Refuse an output folder inside an input folder (a run inside an ImageFolder would
+    become one of its classes on the next training)."""
+    if not os.path.isdir(source):
+        return
+    real, src = Path(os.path.realpath(out)), Path(os.path.realpath(source))
+    if real == src or src in real.parents:
+        raise OutputError(
+            f"--out {out} is inside {flag} {source}; the run's files would become data "
+            "there: choose a folder outside it"
+        )
+
+
 def read_marker(folder: Path) -> dict[str, Any] | None:
-    """The marker of a folder this package made, or None (no marker, or not ours)."""
+    """The marker of a folder this package made, or None when there is none.
+
+    The marker is untrusted input (the folder may come from anyone): a marker
+    that is not a regular JSON file naming one of our tools, or that lists a
+    name reaching outside the folder, is refused in one line naming the field.
+    """
     path = folder / MARKER
     if not _lexists(path):
         return None
-    try:
-        doc = json.loads(read_regular(path, MAX_MARKER_BYTES))
-    except (OSError, ValueError, UserError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("tool"), str) else None
+    doc = read_json(path, MAX_MARKER_BYTES)
+    tool = field(doc, "tool", str, path)
+    if tool not in TOOLS:
+        raise UntrustedFileError(
+            f"{path}: field 'tool' holds {tool[:40]!r}, not one of {', '.join(TOOLS)}; "
+            "refusing to use it"
+        )
+    files = field(doc, "files", list, path) if "files" in doc else []
+    if len(files) > MAX_MARKER_FILES:
+        raise UntrustedFileError(f"{path}: field 'files' lists {len(files)} names; refusing it")
+    names = [inner_name(folder, f, source=path, where=f"files[{i}]") for i, f in enumerate(files)]
+    return {"tool": tool, "files": names}
 
 
 def write_marker(folder: Path, tool: str, files: Iterable[str] = ()) -> None:
@@ -112,13 +141,20 @@ def check_replaceable(out: Path, tool: str) -> None:
             f"--out {out} was made by {made_by}, not by `fbnetv3 {tool}`; refusing to replace "
             "it: choose a new folder"
         )
-    written = set(marker.get("files") or []) | {MARKER}
-    foreign = [e for e in _entries(out) if e not in written and not _is_parent_of(e, written)]
+    written = set(marker["files"]) | {MARKER}
+    entries = _entries(out)
+    foreign = [e for e in entries if e not in written and not _is_parent_of(e, written)]
     if foreign:
         raise OutputError(
             f"--out {out} holds {len(foreign)} file(s) that `fbnetv3 {tool}` did not write "
             f"(e.g. {foreign[0]}); refusing to replace it"
         )
+    for entry in entries:  # what the marker lists must still be plain files and folders
+        mode = os.lstat(out / entry).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise OutputError(
+                f"--out {out}: {entry} is not a regular file or folder; refusing to replace it"
+            )
 
 
 def _is_parent_of(entry: str, files: set[str]) -> bool:
@@ -141,13 +177,16 @@ def staged_folder(out: Path, tool: str, overwrite: bool, inputs: Iterable = ()) 
             raise OutputError(f"{out} already exists; pass --overwrite to replace it")
         check_replaceable(out, tool)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    remove_stale_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=".tmp", dir=out.parent))
     try:
+        write_marker(tmp, tool)  # first: a kill leaves a folder the next run can recognise
         yield tmp
-        write_marker(tmp, tool, _entries(tmp))
+        write_marker(tmp, tool, [e for e in _entries(tmp) if e != MARKER])
         if _lexists(out):
             check_replaceable(out, tool)  # again: it may have changed while we worked
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            trash = Path(tempfile.mkdtemp(prefix=_temp_prefix(out), suffix=".old", dir=out.parent))
+            write_marker(trash, tool)
             os.replace(out, trash / "old")
             os.replace(tmp, out)
             shutil.rmtree(trash, ignore_errors=True)
@@ -161,6 +200,81 @@ def staged_folder(out: Path, tool: str, overwrite: bool, inputs: Iterable = ()) 
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temp_prefix(out: Path) -> str:
+    """Temporary names beside ``out`` carry our tag and pid, so leftovers are recognisable."""
+    return f".{out.name}.fbnetv3-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Remove what a killed run writing ``out`` left beside it; returns what was removed.
+
+    Only our own leftovers go: a name ``.<out>.fbnetv3-<pid>-*.tmp|.old`` whose
+    process is gone, and that is a regular file with no other hard link (an
+    export) or a real folder holding our marker (a convert).
+    """
+    pattern = re.compile(re.escape(f".{out.name}.fbnetv3-") + r"(\d{1,9})-[^/]*\.(tmp|old)")
+    removed = []
+    try:
+        names = os.listdir(out.parent)
+    except OSError:
+        return removed
+    for name in names:
+        found = pattern.fullmatch(name)
+        if found is None or _alive(int(found[1])):
+            continue
+        path = out.parent / name
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            path.unlink()
+        elif stat.S_ISDIR(info.st_mode) and _has_our_marker(path):
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _has_our_marker(folder: Path) -> bool:
+    try:
+        return read_marker(folder) is not None
+    except UserError:
+        return False
+
+
+@contextlib.contextmanager
+def staged_file(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``out``; on success it becomes ``out`` (``publish_file``).
+
+    Without ``overwrite`` nothing at ``out`` is ever replaced, even a file that
+    appeared there while the body ran; on failure the temporary file goes.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise OutputError(f"--out: folder {out.parent} does not exist")
+    remove_stale_temps(out)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=_temp_prefix(out), suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should not be
+        publish_file(tmp, out, overwrite)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_file_output(out: Path, overwrite: bool, inputs: Iterable = ()) -> None:
@@ -219,25 +333,6 @@ def write_new(path: Path, payload: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_regular(path: Path, max_bytes: int) -> bytes:
-    """Read a regular file of at most ``max_bytes`` (no links, devices or FIFOs)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as err:
-        if err.errno == 40:  # ELOOP: the last component is a link
-            raise OutputError(f"{path} is a symbolic link; refusing to read through it") from None
-        raise
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise OutputError(f"{path} is not a regular file; refusing to read it")
-        if info.st_size > max_bytes:
-            raise OutputError(
-                f"{path} holds {info.st_size} bytes, more than the {max_bytes} expected"
-            )
-        return f.read(max_bytes + 1)[:max_bytes]
-
-
 class RunLock:
     """An exclusive ``flock`` on ``<folder>/.lock``: one writing process per run folder.
 
@@ -260,9 +355,11 @@ class RunLock:
         except OSError as err:
             raise OutputError(f"{self.path}: cannot create the lock ({err.strerror})") from None
         handle = os.fdopen(fd, "r+")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             handle.close()
-            raise OutputError(f"{self.path} is not a regular file; refusing to use it as a lock")
+            what = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+            raise OutputError(f"{self.path} {what}; refusing to use it as a lock")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -304,7 +401,12 @@ def check_run_folder(out: Path, tool: str, holds_run: bool) -> None:
             f"--out {out}: {out / links[0]} is a symbolic link; a run folder must hold none"
         )
     marker = read_marker(out)
-    if not entries or holds_run or (marker is not None and marker["tool"] == tool):
+    if marker is not None and marker["tool"] != tool:
+        raise OutputError(
+            f"--out {out} was made by `fbnetv3 {marker['tool']}`, not by `fbnetv3 {tool}`; "
+            "choose a new or empty folder"
+        )
+    if not entries or holds_run or marker is not None:
         return
     made_by = f" (made by `fbnetv3 {marker['tool']}`)" if marker else ""
     raise OutputError(

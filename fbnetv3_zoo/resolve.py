@@ -113,6 +113,7 @@ def parse_ref(ref: str | Path | ArchSpec | Mapping[str, Any]) -> ModelRef:
         raise TypeError(f"a model reference is {ACCEPTED}; got {type(ref).__name__}")
     text = str(ref)
     if text.startswith(FOLDER_PREFIXES):
+        check_folder_ref(text)
         return ModelRef(text, "folder", text)
     if text.startswith(TORCHVISION_PREFIXES):
         name = text.split("/", 1)[1]
@@ -146,7 +147,7 @@ def _timm_or_torchvision(text: str) -> ModelRef:
 
     if timm.is_model(text.partition(".")[0]):
         tag = text.partition(".")[2]
-        if tag and timm.models.get_pretrained_cfg(text) is None:
+        if tag and _pretrained_cfg(text) is None:
             tags = [n.partition(".")[2] for n in timm.list_pretrained(text.partition(".")[0])]
             raise UserError(
                 f"unknown pretrained tag {tag!r} of {text.partition('.')[0]}; known: "
@@ -156,6 +157,58 @@ def _timm_or_torchvision(text: str) -> ModelRef:
     if text in _torchvision_names():
         return ModelRef(text, "torchvision", text)
     raise UnknownVariantError(f"unknown model {text!r}{_close(text)}; valid names: {ACCEPTED}")
+
+
+def _pretrained_cfg(name: str) -> Any:
+    """timm's pretrained config of ``name``, None for an unknown tag (timm raises for some)."""
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        return None
+
+
+# the files timm reads from a local-dir: folder; read as untrusted input
+FOLDER_FILES = (
+    "config.json",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_model.safetensors",
+)
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_folder_ref(text: str) -> None:
+    """Refuse a ``hf-hub:`` id that is not one, or a ``local-dir:`` folder we would not read.
+
+    A folder is often one the user did not make: its ``config.json`` must be a
+    regular JSON file naming an architecture, and none of the files timm reads
+    from it may be a link (which could point anywhere).
+    """
+    from .untrusted import field, read_json
+
+    prefix, _, rest = text.partition(":")
+    if prefix == "hf-hub":
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(rest.partition("@")[0])
+        except HFValidationError as err:
+            raise UserError(f"{text}: not a Hugging Face Hub model id ({err})") from None
+        return
+    folder = Path(rest)
+    if not rest or not folder.is_dir():
+        raise UserError(f"{text}: {rest or '(empty)'} is not a folder")
+    for name in FOLDER_FILES:
+        if (folder / name).is_symlink():
+            raise UserError(f"{text}: {folder / name} is a symbolic link; refusing to read it")
+    field(
+        read_json(folder / "config.json", MAX_CONFIG_BYTES),
+        "architecture",
+        str,
+        folder / "config.json",
+    )
 
 
 def _torchvision_names() -> list[str]:

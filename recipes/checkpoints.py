@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from torch import nn
 
 from fbnetv3_zoo.checkpoint import CheckpointError, check_fits
 from fbnetv3_zoo.errors import UserError, first_line
-from fbnetv3_zoo.outputs import OutputError, read_regular, refuse_link, write_new
+from fbnetv3_zoo.outputs import refuse_link, write_new
+from fbnetv3_zoo.untrusted import UntrustedFileError, field, inner_name, read_json, read_regular
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"
@@ -40,7 +42,10 @@ STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
 FORMAT = 1
 EPOCH_FOLDER = re.compile(r"epoch-\d{4,}")
+FILE_NAMES = (WEIGHTS_FILE, EMA_FILE, STATE_FILE)  # all a manifest may name
 MAX_MANIFEST_BYTES = 1 << 20
+MAX_FILE_BYTES = 1 << 40
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 # ``hook(stage, epoch)``, called after each step of a commit; the stages are the
 # file names written, then "manifest" and "published".  Tests pass one that dies
@@ -143,7 +148,9 @@ def publish(out: Path, history: list[dict[str, Any]]) -> None:
     """
     manifest = read_manifest(out)
     folder = out / manifest["folder"]
-    for name in manifest["files"]:
+    for name in manifest["files"]:  # checked names: FILE_NAMES only
+        if not stat.S_ISREG(os.lstat(folder / name).st_mode):
+            raise ResumeError(f"{folder / name} is not a regular file; refusing to publish it")
         tmp = out / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
         try:
@@ -159,8 +166,14 @@ def publish(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """``checkpoint.json``, checked as untrusted input (the run folder may come from anyone).
+
+    The epoch folder must be ``checkpoints/epoch-NNNN`` of the manifest's own
+    epoch, every file one of ``FILE_NAMES`` with a size and a SHA-256; anything
+    else is refused in one line naming the field.
+    """
     path = out / MANIFEST
-    if not path.exists():
+    if not os.path.lexists(path):
         if (out / STATE_FILE).exists():
             raise ResumeError(
                 f"{out} holds a run from an older version (no {MANIFEST}); it cannot be "
@@ -168,21 +181,30 @@ def read_manifest(out: Path) -> dict[str, Any]:
             )
         raise ResumeError(f"{out} holds no finished epoch ({MANIFEST} is missing)")
     try:
-        manifest = json.loads(read_regular(path, MAX_MANIFEST_BYTES))
-        if manifest.get("format") != FORMAT:
-            raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
-        epoch, folder, files = manifest["epoch"], manifest["folder"], manifest["files"]
-        if not isinstance(epoch, int) or not isinstance(files, dict):
-            raise ValueError("bad epoch or files entry")
-        if Path(folder).is_absolute() or ".." in Path(folder).parts:
-            raise ValueError(f"folder {folder!r} is outside the run")
-    except (ValueError, KeyError, TypeError, AttributeError, OutputError) as err:
-        raise ResumeError(f"{path} is damaged ({err}); the run cannot be resumed") from None
+        doc = read_json(path, MAX_MANIFEST_BYTES)
+        if field(doc, "format", int, path) != FORMAT:
+            raise UntrustedFileError(f"{path}: field 'format' is {doc['format']}, not {FORMAT}")
+        epoch = field(doc, "epoch", int, path)
+        if not 0 <= epoch < 10**6:
+            raise UntrustedFileError(f"{path}: field 'epoch' is {epoch}, out of range")
+        folder = field(doc, "folder", str, path)
+        expected = f"{FOLDER}/epoch-{epoch:04d}"
+        inner_name(out, folder, source=path, where="folder", allowed={expected})
+        files = field(doc, "files", dict, path)
+        for name, info in files.items():
+            inner_name(out / folder, name, source=path, where="files", allowed=FILE_NAMES)
+            size = field(info, "size", int, path)
+            if not 0 <= size <= MAX_FILE_BYTES:
+                raise UntrustedFileError(f"{path}: field 'files.{name}.size' is out of range")
+            if not SHA256.fullmatch(field(info, "sha256", str, path)):
+                raise UntrustedFileError(f"{path}: field 'files.{name}.sha256' is no SHA-256")
     except OSError as err:
         raise ResumeError(
             f"{path} cannot be read ({err.strerror}); the run cannot be resumed"
         ) from None
-    return manifest
+    except UserError as err:
+        raise ResumeError(f"{err}; the run cannot be resumed") from None
+    return dict(format=FORMAT, epoch=epoch, folder=folder, files=files)
 
 
 def read_committed(out: Path) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -192,20 +214,16 @@ def read_committed(out: Path) -> tuple[dict[str, Any], dict[str, Path]]:
     paths = {}
     for name, info in manifest["files"].items():
         path = folder / name
-        size = info.get("size")
+        size = info["size"]
         try:
-            if not isinstance(size, int) or size < 0:
-                raise OutputError(f"{out / MANIFEST} gives no valid size for {name}")
             payload = read_regular(path, size)
-        except OutputError as err:
+        except UserError as err:
             raise ResumeError(f"{err}; the run cannot be resumed") from None
         except OSError as err:
             raise ResumeError(
                 f"{path} cannot be read ({err.strerror}); the run cannot be resumed"
             ) from None
-        if len(payload) != info.get("size") or hashlib.sha256(payload).hexdigest() != info.get(
-            "sha256"
-        ):
+        if len(payload) != size or hashlib.sha256(payload).hexdigest() != info["sha256"]:
             raise ResumeError(
                 f"{path} is damaged (its size or SHA-256 differs from {out / MANIFEST}); "
                 "the run cannot be resumed"

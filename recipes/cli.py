@@ -230,12 +230,10 @@ def set_threads(threads: int | None, device: str | None) -> None:
     """``--threads``, or the measured default: one thread on the CPU (torch's own on a GPU)."""
     import torch
 
-    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.checks import check_threads
 
     if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check_threads(threads))
         return
     on_gpu = (device or "").startswith(("cuda", "mps")) or (
         device is None and torch.cuda.is_available()
@@ -291,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ema = f", EMA top-1 {s['ema_top1']:.2f}" if s["ema_top1"] is not None else ""
     print(
         f"{s['model']} / {recipe.name} on {s['data']}: epoch {s['epochs_done']}/{s['epochs_planned']}, "
-        f"top-1 {s['final_top1']:.2f}, top-5 {s['final_top5']:.2f}{ema}, best {s['best_top1']:.2f}, "
+        f"top-1 {s['final_top1']:.2f}, top-5 {_pct(s['final_top5'])}{ema}, best {s['best_top1']:.2f}, "
         f"{s['images_per_s']:.1f} images/s, {s['wall_s']:.1f} s"
     )
     if s["skipped_files"]:
@@ -299,6 +297,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         print(f"run written to {args.out}")
     return 0
+
+
+def _pct(value: float | None) -> str:
+    """A percentage, or '-' for one that was not measured (top-5 with 5 classes or fewer)."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -324,7 +327,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"evaluation transform: {r['transform_from']}")
     print(
         f"{args.model} on {r['data']} ({r['images']} images, {r['input_size']}px, "
-        f"crop {r['crop_pct']}, {r['interpolation']}): top-1 {r['top1']:.2f}, top-5 {r['top5']:.2f}, "
+        f"crop {r['crop_pct']}, {r['interpolation']}): top-1 {r['top1']:.2f}, top-5 {_pct(r['top5'])}, "
         f"{r['images_per_s']:.1f} images/s"
     )
     if r["skipped_files"]:

@@ -27,20 +27,29 @@ def evaluate(
     progress: bool = False,
     desc: str = "eval",
 ) -> dict[str, float]:
-    """Top-1 / top-5 (percent), mean loss and images/s of ``model`` over ``loader``."""
+    """Top-1 / top-5 (percent), mean loss and images/s of ``model`` over ``loader``.
+
+    Only measured numbers come back: top-5 is None with 5 classes or fewer
+    (where it is 100 % by definition), and a loader none of whose images could
+    be read is refused rather than reported as 0 %.
+    """
     from tqdm import tqdm
 
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     loss = correct1 = correct5 = n = 0.0
+    classes = 0
+    unreadable: list[str] = []
     t0 = time.perf_counter()
     for x, y, bad in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        unreadable.extend(bad)
         if skipped is not None:
             skipped.update(bad)
         if len(x) == 0:
             continue
         x, y = x.to(device), y.to(device)
         logits = model(x).float()
+        classes = logits.shape[1]
         loss += loss_fn(logits, y).item()
         top = logits.topk(min(5, logits.shape[1]), dim=1).indices
         hits = top.eq(y[:, None])
@@ -48,12 +57,17 @@ def evaluate(
         correct5 += hits.any(dim=1).sum().item()
         n += len(x)
     elapsed = time.perf_counter() - t0
+    if n == 0 and unreadable:
+        raise UserError(
+            f"{desc}: none of the images could be read ({len(unreadable)} skipped, e.g. "
+            f"{unreadable[0]}); refusing to report an accuracy measured on no image"
+        )
     if n == 0:
-        return dict(loss=math.nan, top1=0.0, top5=0.0, images=0, images_per_s=0.0)
+        return dict(loss=math.nan, top1=None, top5=None, images=0, images_per_s=0.0)
     return dict(
         loss=loss / n,
         top1=100 * correct1 / n,
-        top5=100 * correct5 / n,
+        top5=100 * correct5 / n if classes > 5 else None,
         images=int(n),
         images_per_s=n / elapsed if elapsed > 0 else 0.0,
     )

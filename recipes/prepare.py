@@ -18,7 +18,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fbnetv3_zoo.data import DataSplits, collate_skipping, load_data
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder
+from fbnetv3_zoo.outputs import (
+    RunLock,
+    check_run_folder,
+    claim_run_folder,
+    refuse_inside_input,
+)
 from fbnetv3_zoo.spec import ArchSpec
 from fbnetv3_zoo.stats import check_forward_cost
 
@@ -55,6 +60,8 @@ def start_run(
 ) -> Run:
     """Check everything that can be checked before writing a byte, then build the run."""
     resuming = check_out(out, resume)
+    if out is not None:
+        refuse_inside_input(out, data)
     seed_everything(seed)
     splits = load_data(
         data, recipe.resolution, data_root=data_root, download=download, holdout=holdout

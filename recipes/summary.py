@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import read_regular
+from fbnetv3_zoo.untrusted import read_json
 
 from . import checkpoints as ckpt
 from .build import RecipeParts
@@ -28,8 +28,8 @@ def finite(value: float | None) -> float | None:
 def read_summary(out: Path) -> dict[str, Any] | None:
     """A finished run's ``summary.json`` as written, or None when missing or damaged."""
     try:
-        doc = json.loads(read_regular(out / SUMMARY_FILE, MAX_SUMMARY_BYTES))
-    except (OSError, ValueError, UserError):
+        doc = read_json(out / SUMMARY_FILE, MAX_SUMMARY_BYTES)
+    except (OSError, UserError):
         return None
     return doc if isinstance(doc, dict) and "final_top1" in doc else None
 
@@ -91,7 +91,8 @@ def print_epoch(r: dict[str, Any], total: int) -> None:
     loss = f"{r['train_loss']:.4f}" if r["train_loss"] is not None else "n/a"
     text = f"epoch {r['epoch']}/{total}: train loss {loss}, lr {r['lr']:.2e}"
     if r["val_top1"] is not None:
-        text += f", val top-1 {r['val_top1']:.2f} top-5 {r['val_top5']:.2f}"
+        top5 = "-" if r["val_top5"] is None else f"{r['val_top5']:.2f}"
+        text += f", val top-1 {r['val_top1']:.2f} top-5 {top5}"
     if r["ema_top1"] is not None:
         text += f", EMA top-1 {r['ema_top1']:.2f}"
     tqdm.write(text + f", {r['images_per_s']:.1f} images/s")

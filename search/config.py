@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbnetv3_zoo.checks import is_int, is_number
+from fbnetv3_zoo.checks import THREADS_PER_CPU, is_int, is_number, max_threads
 from fbnetv3_zoo.errors import UserError
 
 from .strategy_settings import SETTINGS, SettingsError, StrategySettings, settings_for
@@ -194,9 +194,9 @@ class SearchConfig:
         need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
         v = self.threads
         need(
-            v is None or is_int(v) and v >= 1,
+            v is None or is_int(v) and 1 <= v <= max_threads(),
             "threads",
-            "None (torch's default) or an integer >= 1",
+            f"None (torch's default) or an integer in [1, {max_threads()}] (CPUs x {THREADS_PER_CPU})",
         )
         need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
         need(self.strategy in SETTINGS, "strategy", "one of " + ", ".join(SETTINGS))

@@ -37,7 +37,13 @@ from typing import Any
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import RunLock, check_run_folder, claim_run_folder, refuse_link
+from fbnetv3_zoo.outputs import (
+    RunLock,
+    check_run_folder,
+    claim_run_folder,
+    refuse_inside_input,
+    refuse_link,
+)
 from fbnetv3_zoo.provenance import command_line, versions
 
 from .config import PINNED, PINNED_DEFAULTS, PINNED_IF_SET, ConfigError, SearchConfig
@@ -50,7 +56,7 @@ from .latency_limits import bind_latency, record_latency
 from .proxy_check import check_proxy
 from .sources import CandidateSource, SobolSource
 from .space import SearchSpace, load_space
-from .store import Store
+from .store import Store, check_ours
 from .strategies import Context, Proposal, Strategy, make_strategy
 from .summaries import finalists
 
@@ -122,7 +128,10 @@ class Search:
         self.strategy = strategy or make_strategy(config.strategy, config.strategy_settings())
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
         # everything that can fail on the user's input fails before the folder exists
+        refuse_link(self.out / DB_NAME)
+        check_ours(self.out / DB_NAME)  # a foreign database is refused before anything is written
         check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
+        refuse_inside_input(self.out, config.data)
         self.first = self._first_batch()
         self.executor: Any = None
         self.lock: RunLock | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from fbnetv3_zoo.recipes import Recipe
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import refuse_link, write_new
+from fbnetv3_zoo.outputs import MARKER, read_marker, refuse_link, write_new
 from fbnetv3_zoo.result_file import ResultFile
 from fbnetv3_zoo.stats import in_millions
 
@@ -556,6 +556,12 @@ def report_run(out: str | Path) -> dict[str, Any]:
     db = out / "search.sqlite"
     if not db.is_file():
         raise UserError(f"no search found in {out} (missing {db.name})")
+    marker = read_marker(out)  # checked first: a folder another command made is refused
+    if marker is not None and marker["tool"] != "search":
+        raise UserError(
+            f"{out} was made by `fbnetv3 {marker['tool']}`, not by `fbnetv3 search`; "
+            "search-report writes only into search run folders"
+        )
     store = Store(db, readonly=True)
     try:
         config = store.get("config") or {}
@@ -571,12 +577,28 @@ def report_run(out: str | Path) -> dict[str, Any]:
             constraints = bind_latency(
                 constraints, space, classes, build=False, log=lambda _m: None
             )
-        writable = os.access(out, os.W_OK)
-        if not writable:
+        why_not = _why_not_writable(out)
+        if why_not:
             print(
-                f"{out} is read-only: showing the summary without rewriting report.md, best/ or plots",
+                f"{out} {why_not}: showing the summary without rewriting report.md, best/ or plots",
                 file=sys.stderr,
             )
-        return write_outputs(out, store, space, constraints, write=writable)
+        return write_outputs(out, store, space, constraints, write=not why_not)
     finally:
         store.close()
+
+
+def _why_not_writable(out: Path) -> str:
+    """Why report files may not be rewritten in ``out`` ('' when they may).
+
+    Only a folder whose marker says a search made it: a search database copied
+    into a folder of the user's own files must not cost them ``report.md``.
+    """
+    if not os.access(out, os.W_OK):
+        return "is read-only"
+    if read_marker(out) is None:
+        return (
+            f"has no {MARKER} of `fbnetv3 search` (a copied database?); resume the search "
+            "there to adopt the folder"
+        )
+    return ""

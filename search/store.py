@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     wall_s REAL
 );
 """
+TABLES = ("candidates", "meta")
+APPLICATION_ID = 0x46424E33  # "FBN3" in the file header: marks a database a search created
 NOTES = "notes_"  # meta key prefix: a strategy's notes on how it chose iteration N's batch
 JSON_COLUMNS = ("vector", "arch", "recipe", "metrics")
 DIGITS = 9  # vectors are compared after rounding to this many decimals
@@ -81,6 +83,40 @@ def vector_key(vector: Any) -> tuple[float, ...]:
     return tuple(round(float(v), DIGITS) for v in vector)
 
 
+def _is_ours(db: sqlite3.Connection) -> str | None:
+    """None if a search made ``db`` (possibly half-created), else why not."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    stamped = db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    foreign = sorted(tables - set(TABLES))
+    if foreign:
+        return f"it holds table {foreign[0]}"
+    if not stamped and tables != set(TABLES):  # made before the stamp: both tables or nothing
+        return f"no table {sorted(set(TABLES) - tables)[0]}"
+    return None
+
+
+def check_ours(path: Path) -> None:
+    """Refuse a database that no search made, writing nothing (read before claiming a folder)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"  # creates no -wal/-shm
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30)
+        try:
+            why = _is_ours(db)
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as err:
+        raise StoreError(
+            f"{path}: not a usable search database ({err}); restore it or choose another --out"
+        ) from None
+    if why is not None:
+        raise StoreError(
+            f"{path}: not a database made by `fbnetv3 search` ({why}); it was left untouched: "
+            "choose another --out"
+        )
+
+
 class Store:
     """Thin typed access to the run database; every write commits immediately."""
 
@@ -96,29 +132,35 @@ class Store:
                 self.db = sqlite3.connect(str(self.path), timeout=30)
                 if existed:
                     self._check_ours()  # never add our tables to somebody else's database
+                else:  # stamped first: a database cut short by a full disk is still ours
+                    self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.db.row_factory = sqlite3.Row
             if readonly:
                 self.db.execute("SELECT COUNT(*) FROM candidates").fetchone()
             else:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
-                self.db.commit()
+                self._create_tables()
         except sqlite3.DatabaseError as err:  # damaged, truncated, not SQLite, unwritable
+            if getattr(self, "db", None) is not None:
+                self.db.close()
             raise StoreError(
-                f"{self.path}: not a usable search database ({err}); restore it or choose another --out"
+                f"{self.path}: not a usable search database ({err}); free space and run the "
+                "same command again, restore it, or choose another --out"
             ) from None
 
+    def _create_tables(self) -> None:
+        """Our tables, created if missing (completes a database a full disk cut short)."""
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+
     def _check_ours(self) -> None:
-        """Refuse a database that a search did not create (it lacks our tables)."""
-        tables = {
-            r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        missing = sorted({"meta", "candidates"} - tables)
-        if missing:
+        """Refuse a database that a search did not create."""
+        why = _is_ours(self.db)
+        if why is not None:
             self.db.close()
             raise StoreError(
-                f"{self.path}: not a database made by `fbnetv3 search` (no table {missing[0]}); "
+                f"{self.path}: not a database made by `fbnetv3 search` ({why}); "
                 "it was left untouched: choose another --out"
             )
 

@@ -31,6 +31,14 @@ class SettingsError(UserError):
     """A strategy setting has a value the strategy cannot run with."""
 
 
+# Upper bounds, checked before any work: a Sobol draw holds ~100 float64 columns
+# and the search keeps a few copies of it, so 1M draws is ~1 GB, the most a laptop
+# should be asked for; a typo (1000000000) fails in one line, not in the allocator.
+MAX_DRAWS = 1 << 20
+MAX_STEPS = 100_000  # predictor steps and GA generations: hours at most, not days
+MAX_POPULATION = 1 << 14  # GA individuals per limit, each a predictor call per generation
+
+
 def setting(default: Any, help: str | Callable[[], str], **rules: Any) -> Any:
     """A settings field: its default, its ``--help`` text (or a callable) and its checks."""
     return field(default=default, metadata=dict(help=help, **rules))
@@ -99,21 +107,30 @@ class JointNASSettings(StrategySettings):
 
     owner: ClassVar[str] = "jointnas"
 
-    pool: int = setting(4096, "feasible Sobol pool ranked by the acquisition each iteration", low=1)
+    pool: int = setting(
+        4096, "feasible Sobol pool ranked by the acquisition each iteration", low=1, high=MAX_DRAWS
+    )
     kappa: float = setting(
         0.5, "acquisition: predicted mean + kappa * ensemble spread (0: greedy)", low=0.0
     )
     members: int = setting(
-        5, "predictor ensemble size (1 with --kappa 0: the paper's greedy choice)", low=1
+        5, "predictor ensemble size (1 with --kappa 0: the paper's greedy choice)", low=1, high=64
     )
     head: str = setting("auto", _head_help, choices=head_choices)
-    fit_steps: int = setting(300, "predictor fit steps per iteration", low=1)
-    pretrain_samples: int = setting(4096, "architectures the predictor pretrains on", low=1)
-    pretrain_steps: int = setting(
-        1000, "predictor pretraining steps on MACs/params (0: no pretraining)", low=0
+    fit_steps: int = setting(300, "predictor fit steps per iteration", low=1, high=MAX_STEPS)
+    pretrain_samples: int = setting(
+        4096, "architectures the predictor pretrains on", low=1, high=MAX_DRAWS
     )
-    ga_population: int = setting(64, "genetic search: individuals per constraint", low=3)
-    ga_generations: int = setting(40, "genetic search: generations", low=0)
+    pretrain_steps: int = setting(
+        1000,
+        "predictor pretraining steps on MACs/params (0: no pretraining)",
+        low=0,
+        high=MAX_STEPS,
+    )
+    ga_population: int = setting(
+        64, "genetic search: individuals per constraint", low=3, high=MAX_POPULATION
+    )
+    ga_generations: int = setting(40, "genetic search: generations", low=0, high=MAX_STEPS)
 
 
 @dataclass(frozen=True)

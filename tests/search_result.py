@@ -26,6 +26,8 @@ def write_search_run(out: Path, seed: int = 0) -> Path:
     from fbnetv3_zoo.search.space import load_space
     from fbnetv3_zoo.search.store import Store
 
+    from fbnetv3_zoo.outputs import write_marker
+
     space = load_space("fbnetv3_proxy")
     constraint = parse_constraint(CONSTRAINT)
     draws = np.random.default_rng(seed).random((64, space.size))
@@ -36,6 +38,7 @@ def write_search_run(out: Path, seed: int = 0) -> Path:
     macs, params = all_macs[first : first + 1], all_params[first : first + 1]
     spec, searched = decode(space, u[0])
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "search")  # what `fbnetv3 search` leaves: the folder is a search's
     store = Store(out / "search.sqlite")
     try:
         config = dict(

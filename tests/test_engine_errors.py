@@ -93,7 +93,7 @@ def test_resume_with_a_damaged_state_file(run, capsys, tmp_path):
 
     (out / ckpt.MANIFEST).write_text("{not json")
     assert main(argv) == 2
-    one_line_error(capsys, "checkpoint.json is damaged")
+    one_line_error(capsys, "checkpoint.json is not valid JSON")
 
 
 def test_input_too_small_leaves_no_run_folder(tmp_path, capsys):
