@@ -390,7 +390,7 @@ def summary(path: Path) -> str:
     top = np.argsort(-mean)[:10] if len(mean) else np.array([], dtype=int)
     requested = pool.meta[-1].get("requested", {})
     name = path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path
-    updates = "" if "digits:" not in m["data"] else f" (~{9 * m['epochs']} updates at batch 32)"
+    updates = f" ({9 * m['epochs']} updates at batch 32)" if m["data"] == DATA else ""
 
     def pct(q: float) -> str:
         return f"{np.percentile(mean, q):.1f}" if len(mean) else "-"
@@ -430,7 +430,7 @@ def summary(path: Path) -> str:
             f"| spread of the {len(top)} best (best - {len(top)}th best mean, points) | "
             f"{mean[top[0]] - mean[top[-1]]:.2f} |"
         )
-    complete = [p for p in pool.pairs if len(p.runs) >= 2 and len(p.runs[min(p.runs)]["metrics"])]
+    complete = [p for p in pool.pairs if len(p.runs) >= 2]
     for share in (0.25, 0.5):
         epoch = max(1, round(share * m["epochs"]))
         if len(complete) > 2:

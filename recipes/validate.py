@@ -136,7 +136,10 @@ def run_folder_of(checkpoint: str | Path) -> Path | None:
     folder = Path(checkpoint).parent
     if folder.parent.name == "checkpoints":
         folder = folder.parent.parent
-    marker = read_marker(folder)
+    try:
+        marker = read_marker(folder)
+    except UserError:  # a marker we cannot trust: the folder's records are not used
+        return None
     if marker is not None and marker["tool"] != "train":
         return None
     if marker is None and not (folder / "checkpoint.json").is_file():
