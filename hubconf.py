@@ -8,7 +8,7 @@ dependencies = ["torch", "timm"]
 
 
 def _create(ref, pretrained: bool | None, **kwargs):
-    import fbnetv3_zoo  # the one model resolver (fbnetv3_zoo.resolve), as every command uses
+    import fbnetv3_zoo  # the one model resolver (fbnetv3_zoo.weights.resolve), as every command uses
 
     return fbnetv3_zoo.create_model(ref, pretrained=pretrained, **kwargs)
 

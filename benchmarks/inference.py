@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
-from fbnetv3_zoo.bench import (
+from fbnetv3_zoo.cli import build_parser
+from fbnetv3_zoo.cli.deploy import benchmark_settings
+from fbnetv3_zoo.deploy.bench import (
     ALL_BACKENDS,
     BenchRow,
     BenchSettings,
@@ -36,10 +38,8 @@ from fbnetv3_zoo.bench import (
     interleaved_medians,
     run_benchmark,
 )
-from fbnetv3_zoo.bench_table import format_markdown
-from fbnetv3_zoo.cli import build_parser
-from fbnetv3_zoo.export_cli import benchmark_settings
-from fbnetv3_zoo.variants import VARIANTS
+from fbnetv3_zoo.deploy.bench_table import format_markdown
+from fbnetv3_zoo.models.variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # our B and timm's B architecture at the same 224 input, also timed head-to-head

@@ -59,15 +59,15 @@ def _measure(args: argparse.Namespace) -> None:
     from fbnetv3_zoo.search.sampling import sample
     from fbnetv3_zoo.search.space import load_space
 
-    from fbnetv3_zoo.latency import (
+    from fbnetv3_zoo.latency.table import (
         LatencyTable,
         measure_network,
         network_runner,
         spec_keys,
     )
-    from fbnetv3_zoo.stats import arch_stats
-    from fbnetv3_zoo.timing import measure_many
-    from fbnetv3_zoo.variants import VARIANTS
+    from fbnetv3_zoo.latency.timing import measure_many
+    from fbnetv3_zoo.models.stats import arch_stats
+    from fbnetv3_zoo.models.variants import VARIANTS
 
     space = load_space(args.space)
     classes = args.num_classes
@@ -176,8 +176,8 @@ def _picks(args: argparse.Namespace) -> None:
     from fbnetv3_zoo.search.constraints import parse_constraint
     from fbnetv3_zoo.search.store import Store
 
-    from fbnetv3_zoo.latency import measure_network
-    from fbnetv3_zoo.spec import ArchSpec
+    from fbnetv3_zoo.latency.table import measure_network
+    from fbnetv3_zoo.models.spec import ArchSpec
 
     rows = []
     for run in args.run:

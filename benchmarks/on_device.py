@@ -58,7 +58,7 @@ def accuracy_section(epochs: int, folder: Path) -> list[str]:
     from fbnetv3_zoo.search.space import load_space
 
     from fbnetv3_zoo import ArchSpec, create_model
-    from fbnetv3_zoo.executorch_export import (
+    from fbnetv3_zoo.deploy.executorch import (
         PteProgram,
         calibration_batches,
         eval_images,
@@ -127,9 +127,9 @@ def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> l
     import onnxruntime as ort
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-    from fbnetv3_zoo.bench import build_model
-    from fbnetv3_zoo.executorch_export import PteProgram, export_executorch
-    from fbnetv3_zoo.export import export_onnx, randomize_weights_
+    from fbnetv3_zoo.deploy.bench import build_model
+    from fbnetv3_zoo.deploy.executorch import PteProgram, export_executorch
+    from fbnetv3_zoo.deploy.export import export_onnx, randomize_weights_
 
     torch.set_num_threads(1)
     _unsafe_reset_threadpool(1)

@@ -19,44 +19,44 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it (loaded on first attribute access)
 _LAZY = {
-    "CheckpointError": "checkpoint",
-    "load_weights": "checkpoint",
-    "read_checkpoint": "checkpoint",
-    "fuse_bn": "fuse",
-    "FBNetV3": "model",
-    "ArchSpec": "spec",
-    "BlockSpec": "spec",
-    "SpecError": "spec",
-    "make_divisible": "spec",
-    "ArchStats": "stats",
-    "arch_stats": "stats",
-    "resolve_arch": "timm_models",
-    "ModelRef": "resolve",
-    "parse_ref": "resolve",
-    "resolve_model": "resolve",
-    "init_weights": "weight_init",
-    "ResultFile": "result_file",
-    "read_result_file": "result_file",
-    "VARIANTS": "variants",
-    "Variant": "variants",
-    "get_variant": "variants",
+    "CheckpointError": "weights.checkpoint",
+    "load_weights": "weights.checkpoint",
+    "read_checkpoint": "weights.checkpoint",
+    "fuse_bn": "models.fuse",
+    "FBNetV3": "models.model",
+    "ArchSpec": "models.spec",
+    "BlockSpec": "models.spec",
+    "SpecError": "models.spec",
+    "make_divisible": "models.spec",
+    "ArchStats": "models.stats",
+    "arch_stats": "models.stats",
+    "resolve_arch": "models.timm_registry",
+    "ModelRef": "weights.resolve",
+    "parse_ref": "weights.resolve",
+    "resolve_model": "weights.resolve",
+    "init_weights": "models.weight_init",
+    "ResultFile": "models.result_file",
+    "read_result_file": "models.result_file",
+    "VARIANTS": "models.variants",
+    "Variant": "models.variants",
+    "get_variant": "models.variants",
     "UserError": "errors",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily
     import torch
 
-    from .checkpoint import CheckpointError, load_weights, read_checkpoint
-    from .errors import UserError
-    from .fuse import fuse_bn
-    from .model import FBNetV3
-    from .resolve import ModelRef, parse_ref, resolve_model
-    from .result_file import ResultFile, read_result_file
-    from .spec import ArchSpec, BlockSpec, SpecError, make_divisible
-    from .stats import ArchStats, arch_stats
-    from .timm_models import resolve_arch
-    from .variants import VARIANTS, Variant, get_variant
-    from .weight_init import init_weights
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.models.fuse import fuse_bn
+    from fbnetv3_zoo.models.model import FBNetV3
+    from fbnetv3_zoo.models.result_file import ResultFile, read_result_file
+    from fbnetv3_zoo.models.spec import ArchSpec, BlockSpec, SpecError, make_divisible
+    from fbnetv3_zoo.models.stats import ArchStats, arch_stats
+    from fbnetv3_zoo.models.timm_registry import resolve_arch
+    from fbnetv3_zoo.models.variants import VARIANTS, Variant, get_variant
+    from fbnetv3_zoo.models.weight_init import init_weights
+    from fbnetv3_zoo.weights.checkpoint import CheckpointError, load_weights, read_checkpoint
+    from fbnetv3_zoo.weights.resolve import ModelRef, parse_ref, resolve_model
 
 
 def __getattr__(name: str) -> Any:
@@ -75,13 +75,13 @@ def __dir__() -> list[str]:
 def create_model(
     arch: ArchSpec | str | Path, pretrained: bool | None = None, **kwargs: Any
 ) -> torch.nn.Module:
-    """Build any model reference (``fbnetv3_zoo.resolve``): a zoo name with or without its
+    """Build any model reference (``fbnetv3_zoo.weights.resolve``): a zoo name with or without its
     tag, a timm or ``torchvision/`` name, an ArchSpec or its YAML, ``local-dir:<folder>``.
 
     ``kwargs`` are the builder's (timm's: ``num_classes``, ``drop_path_rate``,
     ``features_only``, ...); ``pretrained`` None loads weights only for a folder.
     """
-    from .resolve import resolve_model
+    from fbnetv3_zoo.weights.resolve import resolve_model
 
     return resolve_model(arch, pretrained=pretrained, **kwargs)[0]
 
@@ -105,7 +105,7 @@ def _register_if_ready() -> None:
     _HOOK.done = True
     if _HOOK in sys.meta_path:
         sys.meta_path.remove(_HOOK)
-    importlib.import_module(".timm_models", __name__)  # registers the models with timm
+    importlib.import_module(".models.timm_registry", __name__)  # registers the models with timm
 
 
 class _Loader(importlib.abc.Loader):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .errors import UserError
+from fbnetv3_zoo.errors import UserError
 
 # Upper bounds, checked before anything is resolved or allocated: far above any
 # mobile network (the largest zoo variant has 1984 features and 34 blocks), low

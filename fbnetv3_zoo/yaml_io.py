@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from fbnetv3_zoo.errors import UserError
 
 MAX_BYTES = 1 << 20  # 1 MiB: far above any spec, recipe or space we write
 

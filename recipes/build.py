@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from fbnetv3_zoo.resolve import parse_ref
-from fbnetv3_zoo.weight_init import init_weights
+from fbnetv3_zoo.models.weight_init import init_weights
+from fbnetv3_zoo.weights.resolve import parse_ref
 
 from .errors import RecipeError
 
@@ -94,7 +94,7 @@ def create_model(
     pretrained: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
-    """Build any model reference (``fbnetv3_zoo.resolve``) with the recipe's dropout and drop path.
+    """Build any model reference (``fbnetv3_zoo.weights.resolve``) with the recipe's dropout and drop path.
 
     ``name`` is a zoo name (with or without its tag), an ``ArchSpec``, an ArchSpec
     (or search-result) YAML path, a timm name, ``torchvision/<name>`` (forces

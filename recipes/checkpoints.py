@@ -29,10 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from fbnetv3_zoo.checkpoint import CheckpointError, check_fits
 from fbnetv3_zoo.errors import UserError, first_line
-from fbnetv3_zoo.outputs import refuse_link, write_new
-from fbnetv3_zoo.untrusted import UntrustedFileError, field, inner_name, read_json, read_regular
+from fbnetv3_zoo.files.outputs import refuse_link, write_new
+from fbnetv3_zoo.files.untrusted import (
+    UntrustedFileError,
+    field,
+    inner_name,
+    read_json,
+    read_regular,
+)
+from fbnetv3_zoo.weights.checkpoint import CheckpointError, check_fits
 
 MANIFEST = "checkpoint.json"
 FOLDER = "checkpoints"

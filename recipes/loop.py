@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fbnetv3_zoo.outputs import RunLock
+from fbnetv3_zoo.files.outputs import RunLock
 from fbnetv3_zoo.provenance import environment
 
 from . import checkpoints as ckpt

@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fbnetv3_zoo.data import DataSplits, collate_skipping, load_data
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import (
+from fbnetv3_zoo.files.outputs import (
     RunLock,
     check_run_folder,
     claim_run_folder,
     refuse_inside_input,
 )
-from fbnetv3_zoo.spec import ArchSpec
-from fbnetv3_zoo.stats import check_forward_cost
+from fbnetv3_zoo.models.spec import ArchSpec
+from fbnetv3_zoo.models.stats import check_forward_cost
 
 from . import checkpoints as ckpt
 from . import distributed

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbnetv3_zoo.checks import Checks, hint_types
-from fbnetv3_zoo.result_file import (
+from fbnetv3_zoo.models.result_file import (
     YAML_SUFFIXES,
     is_result_document,
     parse_result,
     read_result_file,
 )
-from fbnetv3_zoo.weight_init import INIT_SCHEMES
+from fbnetv3_zoo.models.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
 from .errors import RecipeError
@@ -101,7 +101,7 @@ class Recipe:
     random_erasing: float = 0.0
     interpolation: str = "bilinear"
     # model: "torch" keeps PyTorch's default weights, "efficientnet" redraws them
-    # (fbnetv3_zoo.weight_init; benchmarks/results/init.md); pretrained weights are never redrawn
+    # (fbnetv3_zoo.models.weight_init; benchmarks/results/init.md); pretrained weights are never redrawn
     init: str = "torch"
     # numerics
     grad_clip: float | None = None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.untrusted import read_json
+from fbnetv3_zoo.files.untrusted import read_json
 
 from . import checkpoints as ckpt
 from .build import RecipeParts

@@ -2,7 +2,7 @@
 
 The model is any name ``Recipe.create_model`` takes; weights come from
 ``pretrained`` or a checkpoint file.  Checkpoints are read by
-``fbnetv3_zoo.checkpoint.read_checkpoint`` (safetensors or weights-only torch
+``fbnetv3_zoo.weights.checkpoint.read_checkpoint`` (safetensors or weights-only torch
 files; EMA weights preferred), the one unwrapping rule of the package.
 
 A checkpoint inside a training run folder is measured with the evaluation
@@ -131,7 +131,7 @@ def _eval_transform(
 
 def run_folder_of(checkpoint: str | Path) -> Path | None:
     """The training run folder holding ``checkpoint`` (top level or ``checkpoints/epoch-N/``)."""
-    from fbnetv3_zoo.outputs import read_marker
+    from fbnetv3_zoo.files.outputs import read_marker
 
     folder = Path(checkpoint).parent
     if folder.parent.name == "checkpoints":
@@ -195,7 +195,7 @@ def load_model(
 
 def load_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
     """``model.load_state_dict(state)``, refusing a misfit in one line (``check_fits``)."""
-    from fbnetv3_zoo.checkpoint import check_fits
+    from fbnetv3_zoo.weights.checkpoint import check_fits
 
     check_fits(state, model, source)
     model.load_state_dict(state)

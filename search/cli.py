@@ -310,7 +310,7 @@ def _storing(work: Callable[[], Any], out: str) -> Any:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from fbnetv3_zoo.stats import in_millions
+    from fbnetv3_zoo.models.stats import in_millions
 
     print(f"{summary['out']}: {summary['done']} candidates trained, {summary['failed']} failed")
     for constraint, row in summary["best"].items():

@@ -3,7 +3,7 @@
 Filtering 100,000 Sobol candidates one ArchSpec at a time would spend most of
 the time building Python objects, so the statistics are computed here with
 numpy over the decoded columns, block slot by block slot, by the very formulas
-:func:`fbnetv3_zoo.stats.arch_stats` uses (``mid_channels``, ``se_channels``,
+:func:`fbnetv3_zoo.models.stats.arch_stats` uses (``mid_channels``, ``se_channels``,
 ``stem_cost``, ``block_terms``, ``head_cost``) with numpy operations plugged in.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency_backends import LATENCY_BACKENDS
-from fbnetv3_zoo.spec import ArchSpec, mid_channels, se_channels, spatial_size
-from fbnetv3_zoo.stats import block_terms, head_cost, stem_cost
+from fbnetv3_zoo.models.spec import ArchSpec, mid_channels, se_channels, spatial_size
+from fbnetv3_zoo.models.stats import block_terms, head_cost, stem_cost
 
 from .encoding import decode_columns
 from .space import SearchSpace
@@ -148,7 +148,7 @@ def batch_stats(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(macs, params, valid) for every row of ``u``; ``valid`` is False where a feature map vanishes.
 
-    The formulas are ``fbnetv3_zoo.spec``'s and ``fbnetv3_zoo.stats``'s own, applied to
+    The formulas are ``fbnetv3_zoo.models.spec``'s and ``fbnetv3_zoo.models.stats``'s own, applied to
     numpy columns: block slot by block slot, a slot beyond a row's repeats is masked out.
     """
     cols = decode_columns(space, u)

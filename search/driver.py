@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import (
+from fbnetv3_zoo.files.outputs import (
     RunLock,
     check_run_folder,
     claim_run_folder,

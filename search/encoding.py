@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fbnetv3_zoo.spec import ArchSpec, BlockSpec
+from fbnetv3_zoo.models.spec import ArchSpec, BlockSpec
 
 from .space import SearchSpace, SpaceError
 

@@ -2,7 +2,7 @@
 
 The model is any reference ``fbnetv3 train --model`` takes (a timm name,
 ``torchvision/<name>``, a zoo name, a search-result YAML), resolved by
-``fbnetv3_zoo.resolve``.  The space keeps the architecture as one fixed
+``fbnetv3_zoo.weights.resolve``.  The space keeps the architecture as one fixed
 point, so the encoding has recipe columns only and everything downstream
 (sources, strategies, heads, store, report) runs unchanged: a candidate is
 (this model, a recipe).  The model is built once here, to fail early on a bad
@@ -41,7 +41,7 @@ def model_of(arch: Mapping[str, Any]) -> Any:
     """What ``Recipe.create_model`` builds for a stored ``arch``: the fixed model's reference or an ArchSpec."""
     if "model" in arch:
         return str(arch["model"])
-    from fbnetv3_zoo.spec import ArchSpec
+    from fbnetv3_zoo.models.spec import ArchSpec
 
     return ArchSpec.from_dict(dict(arch))
 
@@ -66,7 +66,7 @@ def fixed_model_space(
     ``resolution`` None takes the file's own (it must be one value); the
     file's ``recipe:`` section must search at least one field.
     """
-    from fbnetv3_zoo.resolve import parse_ref
+    from fbnetv3_zoo.weights.resolve import parse_ref
 
     data, source = _space_file(space)
     if "recipe" not in data:
@@ -98,7 +98,7 @@ def _stats(facts: Any, resolution: int, num_classes: int) -> dict[str, int]:
     """MACs per image (convolutions and linear layers) and parameters of the built model."""
     import torch
 
-    from fbnetv3_zoo.bench import count_macs
+    from fbnetv3_zoo.deploy.bench import count_macs
 
     try:
         model = facts.create(pretrained=False, num_classes=num_classes).eval()

@@ -3,7 +3,7 @@
 ``space_keys`` lists every block configuration a space can produce (stem at
 each resolution, every row's choices at each input shape it can meet, the
 head), :func:`build_table` measures them into the machine's
-:class:`~fbnetv3_zoo.latency.LatencyTable` and then measures a seeded set of
+:class:`~fbnetv3_zoo.latency.table.LatencyTable` and then measures a seeded set of
 whole networks to fit a correction, and :class:`LatencyPredictor` predicts
 whole batches of encodings with numpy (the search's filter calls it on
 100k-candidate pools).
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency import (
+from fbnetv3_zoo.latency.table import (
     LatencyTable,
     block_key,
     correction_name,
@@ -35,8 +35,8 @@ from fbnetv3_zoo.latency import (
     spec_keys,
     stem_key,
 )
-from fbnetv3_zoo.spec import make_divisible, mid_channels, se_channels, spatial_size
-from fbnetv3_zoo.timing import measure_many
+from fbnetv3_zoo.latency.timing import measure_many
+from fbnetv3_zoo.models.spec import make_divisible, mid_channels, se_channels, spatial_size
 
 from .constraints import STEM_STRIDE
 from .encoding import decode, decode_columns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fbnetv3_zoo.latency_backends import LATENCY_BACKENDS
+from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,8 +76,8 @@ def _build(args: argparse.Namespace) -> int:
     import dataclasses
 
     from fbnetv3_zoo.errors import UserError
-    from fbnetv3_zoo.spec import check_input_size, check_num_classes
-    from fbnetv3_zoo.timing import require_backend
+    from fbnetv3_zoo.latency.timing import require_backend
+    from fbnetv3_zoo.models.spec import check_input_size, check_num_classes
 
     from .latency import CALIBRATION_NETWORKS, build_table
     from .space import Dim, load_space

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency import LatencyTable
-from fbnetv3_zoo.timing import require_backend
+from fbnetv3_zoo.latency.table import LatencyTable
+from fbnetv3_zoo.latency.timing import require_backend
 
 from .constraints import Constraint
 from .latency import (

@@ -41,8 +41,8 @@ from .constraints import Constraint, row_stats
 from .summaries import best_per_constraint, with_repeats
 
 if TYPE_CHECKING:  # torch is imported only when something is timed
-    from fbnetv3_zoo.latency import LatencyTable
-    from fbnetv3_zoo.timing import Timing
+    from fbnetv3_zoo.latency.table import LatencyTable
+    from fbnetv3_zoo.latency.timing import Timing
 
 MAX_MEASURED = 48  # candidates timed end to end per backend (a few seconds each at most)
 CHUNK = 16  # runners alive at once (ONNX Runtime sessions hold memory)
@@ -92,9 +92,9 @@ def measure_candidates(
     log: Callable[[str], None] = print,
 ) -> dict[int, Timing]:
     """End-to-end batch-1 timing of each row's network, in passes over chunks (as the table)."""
-    from fbnetv3_zoo.latency import network_runner
-    from fbnetv3_zoo.spec import ArchSpec
-    from fbnetv3_zoo.timing import measure_many
+    from fbnetv3_zoo.latency.table import network_runner
+    from fbnetv3_zoo.latency.timing import measure_many
+    from fbnetv3_zoo.models.spec import ArchSpec
 
     out: dict[int, Timing] = {}
     for start in range(0, len(rows), CHUNK):
@@ -143,7 +143,7 @@ def verify_picks(
             timings = (measure or measure_candidates)(
                 chosen, backend, threads, num_classes, log=log
             )
-            from fbnetv3_zoo.latency import LatencyTable
+            from fbnetv3_zoo.latency.table import LatencyTable
 
             table = LatencyTable.for_machine(backend, threads)
             saved = dict(

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fbnetv3_zoo.outputs import refuse_link
+from fbnetv3_zoo.files.outputs import refuse_link
 
 from .store import Store
 from .summaries import pareto_front, predictor_fits, progress_curve, with_repeats

@@ -15,9 +15,9 @@ from typing import Any
 from fbnetv3_zoo.recipes import Recipe
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import MARKER, read_marker, refuse_link, write_new
-from fbnetv3_zoo.result_file import ResultFile
-from fbnetv3_zoo.stats import in_millions
+from fbnetv3_zoo.files.outputs import MARKER, read_marker, refuse_link, write_new
+from fbnetv3_zoo.models.result_file import ResultFile
+from fbnetv3_zoo.models.stats import in_millions
 
 from .config import PINNED_DEFAULTS
 from .constraints import Constraint, parse_constraint

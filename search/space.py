@@ -147,7 +147,7 @@ def _row(data: Any, where: str, first: bool) -> RowSpace:
         raise fail(f"{where}.stride", f"must be 1 or 2, got {stride!r}")
     if not isinstance(se, bool):
         raise fail(f"{where}.se", f"must be true or false, got {se!r}")
-    from fbnetv3_zoo.spec import ACTIVATIONS
+    from fbnetv3_zoo.models.spec import ACTIVATIONS
 
     if act not in ACTIVATIONS:
         raise fail(f"{where}.act", f"must be one of {', '.join(ACTIVATIONS)}, got {act!r}")

@@ -26,7 +26,7 @@ def write_search_run(out: Path, seed: int = 0) -> Path:
     from fbnetv3_zoo.search.space import load_space
     from fbnetv3_zoo.search.store import Store
 
-    from fbnetv3_zoo.outputs import write_marker
+    from fbnetv3_zoo.files.outputs import write_marker
 
     space = load_space("fbnetv3_proxy")
     constraint = parse_constraint(CONSTRAINT)

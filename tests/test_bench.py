@@ -48,9 +48,9 @@ def test_models_info_and_benchmark_count_params_and_macs_alike(capsys):
     import json
 
     from fbnetv3_zoo import VARIANTS
-    from fbnetv3_zoo.bench import model_row
-    from fbnetv3_zoo.bench_table import count_cells, count_columns
-    from fbnetv3_zoo.zoo_cli import zoo_table
+    from fbnetv3_zoo.cli.zoo import zoo_table
+    from fbnetv3_zoo.deploy.bench import model_row
+    from fbnetv3_zoo.deploy.bench_table import count_cells, count_columns
 
     table = {line.split(" | ")[0][2:]: line.split(" | ") for line in zoo_table().splitlines()[2:]}
     for name in VARIANTS:
@@ -67,7 +67,7 @@ def test_models_info_and_benchmark_count_params_and_macs_alike(capsys):
 
 
 def test_small_counts_keep_three_significant_digits():
-    from fbnetv3_zoo.stats import in_millions
+    from fbnetv3_zoo.models.stats import in_millions
 
     assert [in_millions(n, 1) for n in (430_000, 4_321_000, 356_600_000)] == [
         "0.430",

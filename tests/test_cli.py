@@ -51,7 +51,7 @@ def test_the_exact_models_register_whatever_the_import_order():
     cases = {
         "timm first": "import timm, fbnetv3_zoo\nm = timm.create_model('fbnetv3_b')",
         # a submodule that imports timm while our package is half-imported
-        "submodule first": "from fbnetv3_zoo.model import FBNetV3\nimport timm\n"
+        "submodule first": "from fbnetv3_zoo.models.model import FBNetV3\nimport timm\n"
         "m = timm.create_model('fbnetv3_d')",
     }
     procs = {  # in parallel: each pays a torch + timm import
@@ -100,7 +100,7 @@ def test_version(capsys):
 
 
 def test_user_error_is_one_line_but_a_bug_keeps_its_traceback(monkeypatch, capsys):
-    import fbnetv3_zoo.zoo_cli as zoo_cli
+    import fbnetv3_zoo.cli.zoo as zoo_cli
 
     def user_mistake(args):
         raise UserError("my.yaml: stem_channels: invalid value 0")
@@ -152,7 +152,7 @@ def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
     model = fbnetv3_zoo.create_model(str(path), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == stats.torch_params
 
-    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+    from fbnetv3_zoo.deploy.bench import BenchSettings, run_benchmark
 
     settings = BenchSettings(batches=(1,), backends=("eager",), repeats=1, warmup=0, threads=1)
     (row,) = run_benchmark([str(path)], settings)

@@ -11,11 +11,11 @@ from conftest import TINY_ARCH
 
 from fbnetv3_zoo import ArchSpec, create_model
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.export import randomize_weights_
+from fbnetv3_zoo.deploy.export import randomize_weights_
 
 pytest.importorskip("executorch.runtime")
 
-from fbnetv3_zoo.executorch_export import (  # noqa: E402
+from fbnetv3_zoo.deploy.executorch import (  # noqa: E402
     INT8_RTOL,
     PteProgram,
     calibration_batches,
@@ -43,7 +43,7 @@ def test_fp32_program_matches_eager_through_the_runtime(tiny, tmp_path):
 
 
 def test_a_missed_check_writes_nothing_unless_the_caller_only_times(tiny, tmp_path, monkeypatch):
-    import fbnetv3_zoo.executorch_export as ee
+    import fbnetv3_zoo.deploy.executorch as ee
 
     def missed_check(got, want, rtol, what):
         raise ValueError(f"{what}: forced miss")
@@ -100,7 +100,7 @@ def test_missing_extra_names_the_pip_command(tmp_path, capsys, monkeypatch):
 
 
 def test_benchmark_times_the_executorch_backend(tmp_path):
-    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+    from fbnetv3_zoo.deploy.bench import BenchSettings, run_benchmark
 
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(TINY_ARCH)
@@ -112,8 +112,8 @@ def test_benchmark_times_the_executorch_backend(tmp_path):
 @pytest.mark.parametrize("miss", [False, True])
 def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, miss):
     """Random weights can miss the int8 check; the program is still timed, and the table says so."""
-    import fbnetv3_zoo.executorch_export as ee
-    from fbnetv3_zoo.bench import BenchSettings, run_benchmark
+    import fbnetv3_zoo.deploy.executorch as ee
+    from fbnetv3_zoo.deploy.bench import BenchSettings, run_benchmark
 
     def missed_check(got, want, rtol, what):
         raise ValueError(f"{what}: forced miss")

@@ -10,10 +10,10 @@ from torch import nn
 
 import fbnetv3_zoo
 from fbnetv3_zoo import BlockSpec
-from fbnetv3_zoo.bench import BenchSettings, count_macs, run_benchmark
-from fbnetv3_zoo.bench_table import format_markdown
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.export import (
+from fbnetv3_zoo.deploy.bench import BenchSettings, count_macs, run_benchmark
+from fbnetv3_zoo.deploy.bench_table import format_markdown
+from fbnetv3_zoo.deploy.export import (
     export_model,
     export_onnx,
     export_torchscript,
@@ -164,7 +164,7 @@ def test_benchmark_command_table_shape(tmp_path, capsys):
 
 
 def test_benchmark_reports_failing_backend_as_na(monkeypatch):
-    import fbnetv3_zoo.bench as bench
+    import fbnetv3_zoo.deploy.bench as bench
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("no compiler")
@@ -187,7 +187,7 @@ def test_benchmark_reports_failing_backend_as_na(monkeypatch):
 def test_cli_export_checkpoint_local_dir_and_recipe_yaml(spec_yaml, tmp_path, capsys):
     import yaml
 
-    from fbnetv3_zoo.convert import convert_checkpoint
+    from fbnetv3_zoo.weights.convert import convert_checkpoint
 
     model = _randomize_bn(load_model(spec_yaml))
     ckpt = tmp_path / "trained.pth"

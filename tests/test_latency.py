@@ -26,10 +26,10 @@ from fbnetv3_zoo.search.sampling import sample
 from fbnetv3_zoo.search.space import load_space
 from search_settings import TINY_JOINTNAS
 
-from fbnetv3_zoo import latency as core
 from fbnetv3_zoo.cli import main
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.timing import CACHE_ENV
+from fbnetv3_zoo.latency import table as core
+from fbnetv3_zoo.latency.timing import CACHE_ENV
 
 DATA = Path(__file__).parent / "data" / "latency"
 TINY = DATA / "tiny_space.yaml"
@@ -343,7 +343,7 @@ def _fake_search(tmp_path, limit_quantile: float = 0.6) -> tuple:
 
 
 def _timings(passes: dict[int, tuple[float, ...]]) -> dict:
-    from fbnetv3_zoo.timing import Timing
+    from fbnetv3_zoo.latency.timing import Timing
 
     return {cid: Timing(min(p), 0.01, 5, 5, 0.95 * min(p), p) for cid, p in passes.items()}
 

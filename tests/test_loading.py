@@ -244,8 +244,8 @@ def test_converted_folder_is_what_push_to_hf_hub_uploads(
     import timm.models._hub as hub
     from safetensors.torch import load_file
 
-    from fbnetv3_zoo.convert import convert_checkpoint, model_card
-    from fbnetv3_zoo.outputs import MARKER
+    from fbnetv3_zoo.files.outputs import MARKER
+    from fbnetv3_zoo.weights.convert import convert_checkpoint, model_card
 
     ckpt = reference_checkpoint("fbnetv3_c")
     out = convert_checkpoint(ckpt, "fbnetv3_c", tmp_path / "fbnetv3_c")
@@ -278,7 +278,7 @@ def test_converted_folder_is_what_push_to_hf_hub_uploads(
 
 
 def test_non_finite_weights_are_refused_on_convert_and_load(reference_checkpoint, tmp_path):
-    from fbnetv3_zoo.convert import convert_checkpoint
+    from fbnetv3_zoo.weights.convert import convert_checkpoint
 
     sd = torch.load(reference_checkpoint("fbnetv3_a"), weights_only=True)["model_ema"]
     key = "module.backbone.stages.xif2_1.dw.conv.weight"
@@ -323,7 +323,7 @@ def test_offline_pretrained_names_the_url_and_local_alternatives(monkeypatch):
 
     import timm.models._builder as builder
 
-    from fbnetv3_zoo.checkpoint import WeightsDownloadError
+    from fbnetv3_zoo.weights.checkpoint import WeightsDownloadError
 
     def no_network(url, **kwargs):
         raise URLError("[Errno -3] Temporary failure in name resolution")

@@ -1,4 +1,4 @@
-"""Every model reference form through every entry point (all go through fbnetv3_zoo.resolve).
+"""Every model reference form through every entry point (all go through fbnetv3_zoo.weights.resolve).
 
 Offline: weights come from files this module writes (the seeded reference
 checkpoint, a converted ``local-dir:`` folder); any network connection fails
@@ -56,7 +56,7 @@ def refs(tmp_path_factory) -> dict[str, str]:
     torch.manual_seed(0)
     weights = folder / "tiny.pth"
     torch.save(fbnetv3_zoo.create_model(spec_yaml, num_classes=5).state_dict(), weights)
-    from fbnetv3_zoo.convert import convert_checkpoint
+    from fbnetv3_zoo.weights.convert import convert_checkpoint
 
     local = convert_checkpoint(weights, str(spec_yaml), folder / "local")
     return dict(
@@ -168,7 +168,7 @@ def test_a_folder_brings_its_weights_everywhere(refs):
     folder = refs["local_dir"]
     direct = fbnetv3_zoo.create_model(folder)
     hub = torch.hub.load(str(REPO), "fbnetv3", folder, source="local")
-    from fbnetv3_zoo.export import load_model
+    from fbnetv3_zoo.deploy.export import load_model
 
     exported = load_model(folder)
     for model in (hub, exported):

@@ -17,7 +17,7 @@ from fbnetv3_zoo.recipes.checkpoints import commit_epoch
 from search_result import write_search_run
 
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.outputs import MARKER, OutputError, RunLock, claim_run_folder, publish_file
+from fbnetv3_zoo.files.outputs import MARKER, OutputError, RunLock, claim_run_folder, publish_file
 
 TRAIN = ["train", "--model", "resnet18", "--data", "digits", "--resolution", "16", "--epochs", "1"]
 

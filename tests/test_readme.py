@@ -36,7 +36,7 @@ from reference import write_reference_checkpoint
 from search_result import write_search_run
 
 from fbnetv3_zoo.cli import build_parser, main
-from fbnetv3_zoo.zoo_cli import zoo_table
+from fbnetv3_zoo.cli.zoo import zoo_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

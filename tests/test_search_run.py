@@ -21,7 +21,7 @@ from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.spec import ArchSpec
+from fbnetv3_zoo.models.spec import ArchSpec
 
 FAST = dict(settings={"jointnas": FAST_JOINTNAS})  # strategies own their settings (issue 19)
 
@@ -96,7 +96,7 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
         assert set(doc) >= {"arch", "recipe", "num_classes", "stats", "predicted", "measured"}
         assert doc["stats"]["macs"] <= limit
         # every tool counts the same head: the search's class count travels with the file
-        from fbnetv3_zoo.stats import arch_stats
+        from fbnetv3_zoo.models.stats import arch_stats
 
         stats = arch_stats(ArchSpec.from_dict(doc["arch"]), num_classes=doc["num_classes"])
         assert doc["num_classes"] == 10

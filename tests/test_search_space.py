@@ -10,8 +10,8 @@ from fbnetv3_zoo.search.encoding import contains, decode, encode, snap
 from fbnetv3_zoo.search.sampling import sample, sample_feasible
 from fbnetv3_zoo.search.space import RECIPE_FIELDS, SPACES_DIR, SpaceError, load_space, parse_space
 
-from fbnetv3_zoo.stats import arch_stats
-from fbnetv3_zoo.variants import VARIANTS
+from fbnetv3_zoo.models.stats import arch_stats
+from fbnetv3_zoo.models.variants import VARIANTS
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from conftest import random_spec
 
 from fbnetv3_zoo import VARIANTS, ArchSpec, BlockSpec, SpecError, make_divisible
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.spec import ACTIVATIONS, load_arch_file
+from fbnetv3_zoo.models.spec import ACTIVATIONS, load_arch_file
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

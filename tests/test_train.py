@@ -259,7 +259,7 @@ def test_a_folder_made_by_one_tool_is_refused_by_the_other(cli_run, tmp_path, ca
     """`search --out <train run>` and `train --out <search run>`: one line, nothing changed."""
     from search_result import write_search_run
 
-    from fbnetv3_zoo.outputs import write_marker
+    from fbnetv3_zoo.files.outputs import write_marker
 
     search_run = tmp_path / "s1"
     write_search_run(search_run)

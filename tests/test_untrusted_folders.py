@@ -21,7 +21,7 @@ from search_result import write_search_run
 from test_no_data_loss import TRAIN, refused, snapshot
 
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.outputs import MARKER, OutputError, RunLock, remove_stale_temps
+from fbnetv3_zoo.files.outputs import MARKER, OutputError, RunLock, remove_stale_temps
 
 
 def _train(out: Path, *extra: str) -> None:
@@ -136,7 +136,7 @@ def test_row5_benchmark_out_follows_the_output_rule(tmp_path, monkeypatch, capsy
 def test_row6_an_export_check_too_big_for_memory_is_refused_before_allocating(
     tmp_path, monkeypatch, capsys
 ):
-    from fbnetv3_zoo import export
+    from fbnetv3_zoo.deploy import export
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(export, "available_bytes", lambda: 2 << 30)  # a 2 GiB machine
@@ -148,7 +148,7 @@ def test_row6_the_check_batch_shrinks_to_what_fits(monkeypatch):
     import timm
     import torch
 
-    from fbnetv3_zoo import export
+    from fbnetv3_zoo.deploy import export
 
     model = timm.create_model("fbnetv3_a")
     largest = export.largest_activation(model, 64)

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from test_no_data_loss import snapshot
 
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.outputs import MARKER, staged_folder
+from fbnetv3_zoo.files.outputs import MARKER, staged_folder
 
 PAYLOAD = b"attacker's bytes"
 INFO = dict(size=len(PAYLOAD), sha256=hashlib.sha256(PAYLOAD).hexdigest())
@@ -244,7 +244,7 @@ def test_the_property_catches_the_old_reader(monkeypatch):
 
 @pytest.mark.parametrize("name", ["../x", "/abs", "a/../../b", "", "x\x00"])
 def test_inner_name_refuses_each_way_out(tmp_path, name):
-    from fbnetv3_zoo.untrusted import UntrustedFileError, inner_name
+    from fbnetv3_zoo.files.untrusted import UntrustedFileError, inner_name
 
     with pytest.raises(UntrustedFileError, match="field 'files'"):
         inner_name(tmp_path, name, source=tmp_path / "m.json", where="files")

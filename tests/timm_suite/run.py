@@ -72,7 +72,7 @@ def extract_tests(sdist: Path, dest: Path) -> Path:
 
 
 # timm runs these only for models of the modules it lists (FEAT_INTER_FILTERS); ours register
-# from fbnetv3_zoo.timm_models, so the same test functions are called here for our names
+# from fbnetv3_zoo.models.timm_registry, so the same test functions are called here for our names
 MODULE_SELECTED = (
     "test_model_forward_intermediates",
     "test_model_forward_intermediates_features",

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .checks import (  # noqa: F401  (the limits are part of this module's interface)
+from fbnetv3_zoo.checks import (  # noqa: F401  (the limits are part of this module's interface)
     DEFAULT_NUM_CLASSES,
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -37,7 +37,7 @@ from .checks import (  # noqa: F401  (the limits are part of this module's inter
     is_int,
     is_number,
 )
-from .formulas import (  # noqa: F401  (part of this module's interface)
+from fbnetv3_zoo.models.formulas import (  # noqa: F401  (part of this module's interface)
     SCALAR,
     ScalarOps,
     make_divisible,
@@ -46,7 +46,7 @@ from .formulas import (  # noqa: F401  (part of this module's interface)
     spatial_size,
     spec_terms,
 )
-from .result_file import read_result_file
+from fbnetv3_zoo.models.result_file import read_result_file
 
 ACTIVATIONS = ("hswish", "relu", "swish", "identity")
 STRIDES = (1, 2)

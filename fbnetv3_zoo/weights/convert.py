@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import check_fits, convert_state_dict, read_checkpoint
-from .errors import UserError
-from .outputs import check_protected, check_replaceable, staged_folder
-from .timm_models import WEIGHTS_LICENSE, resolve_arch
-from .variants import VARIANTS
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.files.outputs import check_protected, check_replaceable, staged_folder
+from fbnetv3_zoo.models.timm_registry import WEIGHTS_LICENSE, resolve_arch
+from fbnetv3_zoo.models.variants import VARIANTS
+from fbnetv3_zoo.weights.checkpoint import check_fits, convert_state_dict, read_checkpoint
 
 CITATION = """@inproceedings{dai2021fbnetv3,
   title={FBNetV3: Joint Architecture-Recipe Search using Predictor Pretraining},
@@ -39,8 +39,8 @@ def model_card(model: Any, model_name: str, checkpoint: Path, folder_name: str) 
     """timm's model-card dict: the variant's facts, analytic statistics and provenance."""
     import timm
 
-    from . import __version__
-    from .stats import arch_stats
+    from fbnetv3_zoo import __version__
+    from fbnetv3_zoo.models.stats import arch_stats
 
     spec = model.arch
     stats = arch_stats(spec, num_classes=model.num_classes)

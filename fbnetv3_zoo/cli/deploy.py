@@ -148,9 +148,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .errors import UserError
-    from .outputs import check_file_output
-    from .spec import check_input_size
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.files.outputs import check_file_output
+    from fbnetv3_zoo.models.spec import check_input_size
 
     formats = ("onnx", "torchscript", "executorch")
     if args.format not in formats:
@@ -174,11 +174,11 @@ def _export(args: argparse.Namespace) -> int:
     if args.quantize and not args.calibration:
         raise UserError("--quantize int8 needs --calibration (digits, or an ImageFolder of yours)")
     if args.format == "executorch":
-        from .executorch_export import require_executorch
+        from fbnetv3_zoo.deploy.executorch import require_executorch
 
         require_executorch()  # a missing extra is one line before the model is built
 
-    from .export import check_opset, export_model, load_model, randomize_weights_
+    from fbnetv3_zoo.deploy.export import check_opset, export_model, load_model, randomize_weights_
 
     if args.format == "onnx":
         check_opset(args.opset)
@@ -188,7 +188,7 @@ def _export(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         num_classes=args.num_classes,
     )
-    from .resolve import parse_ref
+    from fbnetv3_zoo.weights.resolve import parse_ref
 
     random_weights = not (
         args.pretrained or args.checkpoint or parse_ref(args.model).brings_weights
@@ -219,9 +219,9 @@ def _export(args: argparse.Namespace) -> int:
 
 def _export_executorch(args: argparse.Namespace, model: Any, random_weights: bool) -> int:
     """``--format executorch``: lower, verify, and for int8 measure the accuracy it costs."""
-    from .executorch_export import calibration_batches, export_executorch, int8_accuracy
-    from .export import model_input_size
-    from .stats import check_forward_cost
+    from fbnetv3_zoo.deploy.executorch import calibration_batches, export_executorch, int8_accuracy
+    from fbnetv3_zoo.deploy.export import model_input_size
+    from fbnetv3_zoo.models.stats import check_forward_cost
 
     size = args.input_size or model_input_size(model)
     arch = getattr(model, "arch", None)
@@ -255,7 +255,12 @@ def _export_executorch(args: argparse.Namespace, model: Any, random_weights: boo
 
 def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
     """The models and ``BenchSettings`` that ``fbnetv3 benchmark`` options describe."""
-    from .bench import DEFAULT_BACKENDS, DEFAULT_COMPILE_MODELS, DEFAULT_MODELS, BenchSettings
+    from fbnetv3_zoo.deploy.bench import (
+        DEFAULT_BACKENDS,
+        DEFAULT_COMPILE_MODELS,
+        DEFAULT_MODELS,
+        BenchSettings,
+    )
 
     models = list(DEFAULT_MODELS) if args.models is None else args.models
     settings = BenchSettings(
@@ -273,10 +278,10 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from .bench import run_benchmark
-    from .bench_table import format_markdown
-    from .errors import UserError
-    from .outputs import check_file_output, staged_file
+    from fbnetv3_zoo.deploy.bench import run_benchmark
+    from fbnetv3_zoo.deploy.bench_table import format_markdown
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.files.outputs import check_file_output, staged_file
 
     if args.out is not None:  # checked before minutes of timing, as every output is
         if args.out.is_dir() and not args.out.is_symlink():

@@ -26,7 +26,7 @@ from collections.abc import Callable, Container
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import UserError
+from fbnetv3_zoo.errors import UserError
 
 MAX_NAME_CHARS = 1024
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checks import SpecError, check_num_classes
-from .yaml_io import load_yaml
+from fbnetv3_zoo.checks import SpecError, check_num_classes
+from fbnetv3_zoo.yaml_io import load_yaml
 
 # the sections in the order the writer puts them; any other key is kept after these
 SECTIONS = ("arch", "recipe", "num_classes", "stats", "predicted", "measured", "search")

@@ -31,8 +31,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .untrusted import UntrustedFileError, field, inner_name, read_json
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.files.untrusted import UntrustedFileError, field, inner_name, read_json
 
 MARKER = ".fbnetv3-zoo.json"
 LOCK = ".lock"

@@ -9,13 +9,13 @@ import argparse
 import json
 import sys
 
-from .latency_backends import LATENCY_BACKENDS
+from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 
 
 def zoo_table() -> str:
     """Markdown table of the zoo, generated from the variants' facts and the analytic counts."""
-    from .stats import arch_stats, in_millions
-    from .variants import VARIANTS
+    from fbnetv3_zoo.models.stats import arch_stats, in_millions
+    from fbnetv3_zoo.models.variants import VARIANTS
 
     head = (
         "| model | input | eval resize | crop | ImageNet top-1 | top-5 | params (M) | MACs (M) | weights |\n"
@@ -44,8 +44,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .resolve import parse_ref
-    from .spec import check_num_classes
+    from fbnetv3_zoo.models.spec import check_num_classes
+    from fbnetv3_zoo.weights.resolve import parse_ref
 
     facts = parse_ref(args.model)
     if args.num_classes is not None:
@@ -82,9 +82,9 @@ def _info(args: argparse.Namespace) -> int:
 
 def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
     """Predicted (this machine's block table) and measured latency of an FBNetV3-space network."""
-    from .errors import UserError
-    from .latency import latency_report
-    from .yaml_io import load_yaml
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.latency.table import latency_report
+    from fbnetv3_zoo.yaml_io import load_yaml
 
     if spec is None:
         raise UserError(
@@ -92,7 +92,7 @@ def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
         )
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    from .timing import require_backend
+    from fbnetv3_zoo.latency.timing import require_backend
 
     require_backend(args.latency, f"--latency {args.latency}")
     doc = load_yaml(facts.path) if facts.path is not None and facts.path.is_file() else {}
@@ -103,7 +103,7 @@ def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
 
 def _spec_facts(facts, spec, num_classes: int) -> dict:
     """Facts of an FBNetV3-space network, from its spec alone (the official counting)."""
-    from .stats import arch_stats
+    from fbnetv3_zoo.models.stats import arch_stats
 
     stats = arch_stats(spec, num_classes=num_classes)
     return {
@@ -120,9 +120,9 @@ def _spec_facts(facts, spec, num_classes: int) -> dict:
 
 def _module_facts(facts, model) -> dict:
     """Facts of any other network, counted on the built module (same convention)."""
-    from .bench import count_macs
-    from .export import model_input_size
-    from .stats import conv_linear_weights
+    from fbnetv3_zoo.deploy.bench import count_macs
+    from fbnetv3_zoo.deploy.export import model_input_size
+    from fbnetv3_zoo.models.stats import conv_linear_weights
 
     size = model_input_size(model)
     return {
@@ -145,7 +145,7 @@ def _last_linear_width(model) -> int | None:
 
 def _warn_if_file_stats_differ(path, out: dict) -> None:
     """A result file's own ``stats:`` should match; say so when they do not (e.g. an old file)."""
-    from .result_file import read_result_file
+    from fbnetv3_zoo.models.result_file import read_result_file
 
     saved = read_result_file(path).stats
     if not isinstance(saved, dict):
@@ -161,7 +161,7 @@ def _warn_if_file_stats_differ(path, out: dict) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert_checkpoint
+    from fbnetv3_zoo.weights.convert import convert_checkpoint
 
     out = convert_checkpoint(
         args.checkpoint,

@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from .blocks import ConvBnAct
+from fbnetv3_zoo.models.blocks import ConvBnAct
 
 __all__ = ["ConvAct", "fold_conv_bn", "fuse_bn"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UserError
-from .spec import ArchSpec, BlockSpec
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.models.spec import ArchSpec, BlockSpec
 
 Row = tuple  # (kernel, expansion, channels, repeats, stride, se[, dw_padding])
 

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
-from .latency_backends import LATENCY_BACKENDS
+from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
+from fbnetv3_zoo.errors import UserError
 
 CACHE_ENV = "FBNETV3_CACHE_DIR"
 TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
@@ -54,7 +54,7 @@ def require_backend(backend: str, what: str) -> None:
     """Refuse a backend this machine cannot time (no GPU, no ExecuTorch) in one line naming ``what``."""
     require_gpu(backend, what)
     if backend == "executorch":
-        from .executorch_export import require_executorch
+        from fbnetv3_zoo.deploy.executorch import require_executorch
 
         require_executorch(f"{what}: latency on executorch")
 
@@ -210,7 +210,7 @@ def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Call
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
 
-    from .executorch_export import lower
+    from fbnetv3_zoo.deploy.executorch import lower
 
     _unsafe_reset_threadpool(threads)
     program_bytes = lower(module, x)

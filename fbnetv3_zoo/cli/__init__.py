@@ -18,16 +18,16 @@ from collections.abc import Sequence
 
 # modules that expose ``register(subparsers)``; missing optional ones are skipped
 COMMAND_MODULES = (
-    "fbnetv3_zoo.zoo_cli",
+    "fbnetv3_zoo.cli.zoo",
     "fbnetv3_zoo.recipes.cli",
     "fbnetv3_zoo.search.cli",
     "fbnetv3_zoo.search.latency_cli",
-    "fbnetv3_zoo.export_cli",
+    "fbnetv3_zoo.cli.deploy",
 )
 
 
 def _version() -> str:
-    from . import __version__
+    from fbnetv3_zoo import __version__
 
     return f"fbnetv3-zoo {__version__}"
 
@@ -66,8 +66,8 @@ def _disk_full(err: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a user mistake is one stderr line and exit code 2."""
-    from .errors import UserError
-    from .provenance import set_command
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.provenance import set_command
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -26,15 +26,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checks import check_threads
-from .errors import UserError
-from .export import export_onnx, model_input_size
-from .fuse import fuse_bn
-from .model import FBNetV3
-from .resolve import ModelRef, parse_ref
-from .spec import check_input_size
-from .stats import arch_stats, check_forward_cost, conv_linear_weights
-from .variants import VARIANTS
+from fbnetv3_zoo.checks import check_threads
+from fbnetv3_zoo.deploy.export import export_onnx, model_input_size
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.models.fuse import fuse_bn
+from fbnetv3_zoo.models.model import FBNetV3
+from fbnetv3_zoo.models.spec import check_input_size
+from fbnetv3_zoo.models.stats import arch_stats, check_forward_cost, conv_linear_weights
+from fbnetv3_zoo.models.variants import VARIANTS
+from fbnetv3_zoo.weights.resolve import ModelRef, parse_ref
 
 __all__ = [
     "ALL_BACKENDS",
@@ -148,7 +148,7 @@ def _parse_name(name: str) -> tuple[ModelRef, int | None]:
 
 
 def build_model(name: str) -> tuple[nn.Module, int]:
-    """Build ``NAME[@SIZE]`` (any reference ``fbnetv3_zoo.resolve`` takes) in eval mode.
+    """Build ``NAME[@SIZE]`` (any reference ``fbnetv3_zoo.weights.resolve`` takes) in eval mode.
 
     Random weights (a folder's own ones); a search result keeps its class count.
     Returns the model and its input size (``@SIZE``, else the test size of its config).
@@ -271,7 +271,7 @@ def _executorch_runner(
     """
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-    from .executorch_export import PteProgram, export_executorch
+    from fbnetv3_zoo.deploy.executorch import PteProgram, export_executorch
 
     _unsafe_reset_threadpool(threads)  # the same thread count as every other backend
     path = workdir / f"{backend}.pte"

@@ -5,7 +5,7 @@ poorly for mobile networks (``benchmarks/results/latency.md``).  This module
 is the core half of the latency feature and needs only torch (plus
 onnxruntime for that backend):
 
-- :func:`~fbnetv3_zoo.timing.measure` (``timing.py``) times one module on one backend with warm-up, several
+- :func:`~fbnetv3_zoo.latency.timing.measure` (``timing.py``) times one module on one backend with warm-up, several
   rounds, the median and a spread, re-measuring when the spread is high;
 - :func:`spec_keys` names every block an :class:`ArchSpec` runs (stem, each
   IRF block at its input size, head), and :func:`build_entry` builds the
@@ -31,15 +31,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
-from .spec import ArchSpec, ResolvedBlock, make_divisible, spatial_size
-from .timing import (
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.latency.timing import (
     Timing,
     cache_dir,
     machine_fingerprint,
     measure_many,
     runner,
 )
+from fbnetv3_zoo.models.spec import ArchSpec, ResolvedBlock, make_divisible, spatial_size
 
 
 class _Head(nn.Module):
@@ -49,7 +49,7 @@ class _Head(nn.Module):
         super().__init__()
         from timm.layers import SelectAdaptivePool2d
 
-        from .blocks import ConvBnAct, get_act_layer
+        from fbnetv3_zoo.models.blocks import ConvBnAct, get_act_layer
 
         self.conv_expand = ConvBnAct(cin, mid, act=act)
         self.global_pool = SelectAdaptivePool2d(pool_type="avg")
@@ -122,13 +122,13 @@ def build_entry(key: str) -> tuple[nn.Module, tuple[int, ...]]:
     try:
         if kind == "stem":
             size, cin, cout, kernel, stride = (int(v) for v in f[:5])
-            from .blocks import ConvBnAct
+            from fbnetv3_zoo.models.blocks import ConvBnAct
 
             module = ConvBnAct(cin, cout, kernel, stride, kernel // 2, bias=True, act=f[5])
             return module.eval(), (1, cin, size, size)
         if kind == "irf":
             size, cin, mid, cout, kernel, stride, pad, se = (int(v) for v in f[:8])
-            from .blocks import IRFBlock
+            from fbnetv3_zoo.models.blocks import IRFBlock
 
             block = ResolvedBlock(
                 0, 0, cin, mid, cout, kernel, stride, pad, se or None, f[8], bool(int(f[9]))
@@ -272,7 +272,7 @@ def network_runner(
     spec: ArchSpec, backend: str, threads: int = 1, num_classes: int = 1000, seed: int = 0
 ) -> Callable[[], Any]:
     """A runner of the whole network at batch 1 (random weights from ``seed``)."""
-    from .model import FBNetV3
+    from fbnetv3_zoo.models.model import FBNetV3
 
     torch.manual_seed(seed)
     model = FBNetV3(spec, num_classes=num_classes).eval()

@@ -28,15 +28,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UserError
-from .export import (
+from fbnetv3_zoo.deploy.export import (
     DEFAULT_RTOL,
     ExportResult,
     _check_close,
     _check_input,
     _reference,
 )
-from .outputs import staged_file
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.files.outputs import staged_file
 
 INSTALL_HINT = 'pip install "fbnetv3-zoo[mobile]"'
 QUANTIZE = ("int8",)
@@ -157,7 +157,7 @@ def eval_images(
     """(images, labels) batches of ``data``'s ``split`` with the model's eval transform at ``size``."""
     from timm.data import create_transform, resolve_data_config
 
-    from .data import load_data
+    from fbnetv3_zoo.data import load_data
 
     splits = load_data(data, None, train=split == "train")
     cfg = resolve_data_config({"input_size": (3, size, size)}, model=model)

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import torch
 
-from .bench import (
+from fbnetv3_zoo.deploy.bench import (
     BACKEND_NOTES,
     BenchRow,
     BenchSettings,
 )
-from .stats import in_millions
+from fbnetv3_zoo.models.stats import in_millions
 
 
 def _fmt(value: float | None, missing: bool, digits: int = 1) -> str:

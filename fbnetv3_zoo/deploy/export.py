@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .fuse import fuse_bn
-from .outputs import staged_file
-from .spec import ArchSpec
-from .stats import check_forward_cost
+from fbnetv3_zoo.files.outputs import staged_file
+from fbnetv3_zoo.models.fuse import fuse_bn
+from fbnetv3_zoo.models.spec import ArchSpec
+from fbnetv3_zoo.models.stats import check_forward_cost
 
 __all__ = [
     "FORMATS",
@@ -146,17 +146,17 @@ def load_model(
     checkpoint: str | os.PathLike | None = None,
     num_classes: int | None = None,
 ) -> nn.Module:
-    """Build any model reference (``fbnetv3_zoo.resolve``) in eval mode.
+    """Build any model reference (``fbnetv3_zoo.weights.resolve``) in eval mode.
 
     A ``local-dir:`` folder always brings its weights (that is what it is for);
     ``checkpoint`` is loaded with ``load_weights`` on top of whatever was built.
     ``num_classes`` defaults to a search result's ``num_classes:`` (else 1000),
     the count ``fbnetv3 info`` and ``arch_stats`` use for the same file.
     """
-    from . import load_weights
-    from .errors import UserError
-    from .resolve import parse_ref
-    from .spec import check_num_classes
+    from fbnetv3_zoo import load_weights
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.models.spec import check_num_classes
+    from fbnetv3_zoo.weights.resolve import parse_ref
 
     facts = parse_ref(str(ref))
     if facts.brings_weights and num_classes is not None:
@@ -196,7 +196,7 @@ def _check_close(got: torch.Tensor, want: torch.Tensor, rtol: float, what: str) 
 
 def check_opset(opset: int) -> int:
     """The ONNX opset must be one this torch can write and we have tested (raises UserError)."""
-    from .errors import UserError
+    from fbnetv3_zoo.errors import UserError
 
     newest = _newest_opset()
     if not MIN_OPSET <= opset <= newest:
@@ -264,7 +264,7 @@ def fit_check_batch(model: nn.Module, input_size: int, wanted: int = 3) -> int:
     At most half of the available memory is planned for; one line refuses an
     input size at which even one image does not fit.
     """
-    from .errors import UserError
+    from fbnetv3_zoo.errors import UserError
 
     largest = largest_activation(model, input_size)
     if largest is None:
@@ -326,7 +326,7 @@ def export_onnx(
             session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
             got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
         except (RuntimeError, MemoryError, ort.capi.onnxruntime_pybind11_state.Fail) as err:
-            from .errors import UserError, first_line
+            from fbnetv3_zoo.errors import UserError, first_line
 
             raise UserError(
                 f"ONNX Runtime could not run the exported model at {input_size} px on a batch "
@@ -374,8 +374,8 @@ def export_model(
     overwrite: bool = False,
 ) -> ExportResult:
     """Export ``model`` in ``format`` (``onnx`` or ``torchscript``), verified; see the two above."""
-    from .errors import UserError
-    from .spec import check_input_size
+    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.models.spec import check_input_size
 
     if format not in FORMATS:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")

@@ -18,7 +18,7 @@ import torch
 from timm.layers import DropPath, SEModule
 from torch import nn
 
-from .spec import ResolvedBlock
+from fbnetv3_zoo.models.spec import ResolvedBlock
 
 _ACT_LAYERS: dict[str, type[nn.Module]] = {
     "hswish": nn.Hardswish,  # x * relu6(x + 3) / 6, as in the official code

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UserError
+from fbnetv3_zoo.errors import UserError
 
 TRUST_ENV = "FBNETV3_TRUST_CHECKPOINT"
 _OFFICIAL_KEY = re.compile(r"^backbone\.stages\.xif(\d+)_(\d+)\.(.+)$")

@@ -18,12 +18,12 @@ import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .checkpoint import WeightsDownloadError, convert_state_dict, load_weights
-from .errors import UserError
-from .model import FBNetV3
-from .resolve import parse_ref
-from .spec import ArchSpec
-from .variants import OFFICIAL_TAG, VARIANTS, Variant
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.models.model import FBNetV3
+from fbnetv3_zoo.models.spec import ArchSpec
+from fbnetv3_zoo.models.variants import OFFICIAL_TAG, VARIANTS, Variant
+from fbnetv3_zoo.weights.checkpoint import WeightsDownloadError, convert_state_dict, load_weights
+from fbnetv3_zoo.weights.resolve import parse_ref
 
 __all__: list[str] = []
 
@@ -114,7 +114,7 @@ default_cfgs = generate_default_cfgs(
 
 
 def resolve_arch(arch: ArchSpec | Mapping[str, Any] | str | Path) -> ArchSpec:
-    """The ArchSpec of a spec, its mapping, a YAML path or a zoo name (``fbnetv3_zoo.resolve``)."""
+    """The ArchSpec of a spec, its mapping, a YAML path or a zoo name (``fbnetv3_zoo.weights.resolve``)."""
     spec = parse_ref(arch).spec
     if spec is None:
         raise UserError(f"{arch}: not an FBNetV3 network; {ACCEPTED_SPECS}")
@@ -241,7 +241,9 @@ def fbnetv3(pretrained: bool = False, arch: Any = _GENERIC_DEFAULT, **kwargs: An
 
 ENTRYPOINTS = (fbnetv3_a, fbnetv3_b, fbnetv3_c, fbnetv3_d, fbnetv3_e, fbnetv3_f, fbnetv3_g, fbnetv3)
 if [fn.__name__ for fn in ENTRYPOINTS[:-1]] != list(VARIANTS):  # a new variant needs its entrypoint
-    raise RuntimeError("timm_models: the entrypoints do not match fbnetv3_zoo.variants.VARIANTS")
+    raise RuntimeError(
+        "timm_models: the entrypoints do not match fbnetv3_zoo.models.variants.VARIANTS"
+    )
 
 with warnings.catch_warnings():
     # taking over timm's preliminary fbnetv3_b/d/g is deliberate (their tags are kept)

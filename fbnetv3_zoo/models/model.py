@@ -13,8 +13,8 @@ from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from .blocks import ConvBnAct, IRFBlock, get_act_layer
-from .spec import ArchSpec
+from fbnetv3_zoo.models.blocks import ConvBnAct, IRFBlock, get_act_layer
+from fbnetv3_zoo.models.spec import ArchSpec
 
 
 class FBNetV3(nn.Module):

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .checks import DEFAULT_NUM_CLASSES
-from .errors import UserError
-from .result_file import YAML_SUFFIXES, read_result_file
-from .spec import ArchSpec
-from .variants import OFFICIAL_TAG, VARIANTS, UnknownVariantError, Variant
+from fbnetv3_zoo.checks import DEFAULT_NUM_CLASSES
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.models.result_file import YAML_SUFFIXES, read_result_file
+from fbnetv3_zoo.models.spec import ArchSpec
+from fbnetv3_zoo.models.variants import OFFICIAL_TAG, VARIANTS, UnknownVariantError, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -186,7 +186,7 @@ def check_folder_ref(text: str) -> None:
     regular JSON file naming an architecture, and none of the files timm reads
     from it may be a link (which could point anywhere).
     """
-    from .untrusted import field, read_json
+    from fbnetv3_zoo.files.untrusted import field, read_json
 
     prefix, _, rest = text.partition(":")
     if prefix == "hf-hub":

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .formulas import (  # noqa: F401  (block_terms, head_cost, stem_cost: this module's interface)
+from fbnetv3_zoo.models.formulas import (  # noqa: F401  (block_terms, head_cost, stem_cost: this module's interface)
     SCALAR,
     block_terms,
     head_cost,
@@ -28,7 +28,7 @@ from .formulas import (  # noqa: F401  (block_terms, head_cost, stem_cost: this 
     spec_terms,
     stem_cost,
 )
-from .spec import (
+from fbnetv3_zoo.models.spec import (
     DEFAULT_NUM_CLASSES,
     ArchSpec,
     SpecError,

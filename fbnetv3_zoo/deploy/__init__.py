@@ -1,0 +1,3 @@
+"""Deployment: ONNX / TorchScript export verified against eager PyTorch, ExecuTorch
+(``.pte``) lowering, the runtimes a model can run on, and the ``fbnetv3 benchmark`` table.
+"""
