@@ -28,8 +28,10 @@ flat; 100 epochs (``recipe_search.py``'s low-data regime, ~95 %) would cost
 2.5x more per training.  One length for both backbones, so a search default
 chosen on one means the same schedule on the other.  Pool sizes
 (``RECIPES``) keep a half at a few CPU-hours: 40 recipes x 4 seeds for
-ResNet-18 (~100 CPU-s a training: ~5 CPU-hours with the presets), 24 for the
-dearer FBNetV3-A (~300 CPU-s: ~8.5 CPU-hours).  The Sobol prefix is stable,
+ResNet-18 (the build measured 70 CPU-s for ``baseline``, 125 for ``fbnetv3``,
+95-130 for sampled recipes: ~5.3 CPU-hours with the presets), 24 for the
+dearer FBNetV3-A (~2.7x: ~9 CPU-hours).  Recipe-major order makes any
+prefix of a build a usable pool, so a build can be stopped early.  The Sobol prefix is stable,
 so a pool grows later with ``--recipes`` (resumed, nothing retrained); each
 summary states what its build actually cost.
 
@@ -147,8 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pool_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The fixed-model recipe space and the settings a pool file pins."""
-    from fbnetv3_zoo.search.evaluate import _num_classes
-    from fbnetv3_zoo.search.fixed_model import fixed_model_space
+    from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
+    from fbnetv3_zoo.search.trainer import _num_classes
 
     num_classes = _num_classes(args.data)
     space = fixed_model_space(args.backbone, resolution=args.resolution, num_classes=num_classes)
@@ -215,7 +217,7 @@ def session_meta(settings: dict[str, Any], args: argparse.Namespace) -> dict[str
 def _train(task: Any) -> tuple[dict[str, Any], float]:
     """One training on one thread; returns the result and its CPU seconds."""
     import torch
-    from fbnetv3_zoo.search.evaluate import evaluate
+    from fbnetv3_zoo.search.trainer import evaluate
 
     torch.set_num_threads(1)
     start = time.process_time()
@@ -263,10 +265,10 @@ def finished(out: Path) -> set[tuple[str, int | str, int]]:
 
 
 def build(args: argparse.Namespace) -> None:
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.evaluate import EvalTask, build_recipe
     from fbnetv3_zoo.search.pool import append_records
-    from fbnetv3_zoo.search.sampling import sample
+    from fbnetv3_zoo.search.space.encoding import decode
+    from fbnetv3_zoo.search.space.sampling import sample
+    from fbnetv3_zoo.search.trainer import EvalTask, build_recipe
 
     space, settings = pool_settings(args)
     out = Path(args.out)
@@ -341,7 +343,7 @@ def preset_runs(path: str | Path) -> dict[str, dict[int, dict[str, Any]]]:
 
 def _final(record: dict[str, Any], epoch: int | None = None) -> float:
     """A training's accuracy after ``epoch`` (default the last) as the search scores it; failed: 0 %."""
-    from fbnetv3_zoo.search.evaluate import epoch_accuracy
+    from fbnetv3_zoo.search.trainer import epoch_accuracy
 
     metrics = record["metrics"]
     if not metrics:
@@ -427,7 +429,7 @@ def summary(path: Path) -> str:
     ]
     if len(top) > 1:
         lines.append(
-            f"| spread of the {len(top)} best (best - {len(top)}th best mean, points) | "
+            f"| spread of the {len(top)} best (best - lowest of them, mean, points) | "
             f"{mean[top[0]] - mean[top[-1]]:.2f} |"
         )
     complete = [p for p in pool.pairs if len(p.runs) >= 2]
