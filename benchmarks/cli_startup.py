@@ -11,6 +11,7 @@ and an argument error in under one second.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -54,17 +55,27 @@ def time_once(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"timed rounds (default {ROUNDS})"
+    )
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).parent / "results" / "cli_startup.md"),
+        help="results file ('' = print only; default benchmarks/results/cli_startup.md)",
+    )
+    args = parser.parse_args(argv)
     cases = commands()
     times: dict[str, list[float]] = {label: [] for label, _, _ in cases}
     for _label, argv, _ in cases:  # warm the file cache once, untimed
         time_once(argv)
-    for _ in range(ROUNDS):  # alternate so a busy spell hits every command alike
+    for _ in range(args.rounds):  # alternate so a busy spell hits every command alike
         for label, argv, _ in cases:
             times[label].append(time_once(argv))
     reference = statistics.median(times[cases[-1][0]])
     lines = [
-        f"CLI start-up: median wall time of {ROUNDS} fresh processes each, alternating rounds "
+        f"CLI start-up: median wall time of {args.rounds} fresh processes each, alternating rounds "
         f"(Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs); "
         f"goal < {GOAL_S:.0f} s.",
         "",
@@ -79,9 +90,9 @@ def main() -> None:
         )
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).parent / "results" / "cli_startup.md"
-    out.write_text(text + "\n")
-    print(f"wrote {out}")
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

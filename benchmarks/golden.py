@@ -10,6 +10,7 @@ of the last block's output, relative to their largest magnitude (the tests requi
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +30,14 @@ def relative(got: torch.Tensor, want: np.ndarray) -> float:
     return float(np.abs(got.numpy() - want).max() / np.abs(want).max())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).parent / "results" / "golden.md"),
+        help="results file ('' = print only; default benchmarks/results/golden.md)",
+    )
+    args = parser.parse_args(argv)
     lines = [
         "| variant | input | logits max rel. dev. | stage_out max rel. dev. | params = reference |",
         "|---|---|---|---|---|",
@@ -51,7 +59,8 @@ def main() -> None:
             )
     text = "\n".join(lines)
     print(text)
-    (Path(__file__).parent / "results" / "golden.md").write_text(text + "\n")
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Unlike the command, its default backends include the on-device ones
 
 Goals: our FBNetV3-B vs timm's fbnetv3_b architecture at the same 224 input
 (MACs, params, time; ratio timm/ours); ONNX Runtime faster than PyTorch eager
-at batch 1 for every zoo row; folded BN at least as fast as unfolded; and, per
+at batch 1 for every zoo row; folded BN at least as unfolded; and, per
 model, the fastest path at batch 1 and what int8 buys over fp32 ExecuTorch.
 """
 

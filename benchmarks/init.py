@@ -28,7 +28,7 @@ BOOTSTRAP_SEED = 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from fbnetv3_zoo.search.coarse import SearchConfig
+    from fbnetv3_zoo.search.config import SearchConfig
 
     d = SearchConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -49,11 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_all(args: argparse.Namespace) -> dict[str, np.ndarray]:
     """Final proxy accuracy per (init, pair, seed) and the CPU seconds each training took."""
     import torch
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.evaluate import EvalTask, _num_classes, epoch_accuracy, evaluate
-    from fbnetv3_zoo.search.sampling import sample_feasible
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.space.encoding import decode
+    from fbnetv3_zoo.search.space.sampling import sample_feasible
+    from fbnetv3_zoo.search.trainer import EvalTask, _num_classes, epoch_accuracy, evaluate
 
     torch.set_num_threads(1)
     space = load_space(args.space)

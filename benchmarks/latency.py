@@ -23,7 +23,7 @@ the table's prediction and for a linear fit of latency on MACs fitted on the
 same calibration networks (and, kinder to MACs, on the test networks
 themselves), plus a plot of predicted against measured latency.
 
-Each phase should run on a machine as quiet as you can make it; the script
+Each phase should run on a machine as you can make it; the script
 says in the report what else may have been running.
 """
 
@@ -46,9 +46,7 @@ SPEED_GOAL = 10_000  # architectures per second
 
 
 def _measure(args: argparse.Namespace) -> None:
-    from fbnetv3_zoo.search.constraints import batch_stats
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.latency import (
+    from fbnetv3_zoo.search.latency.table import (
         STATISTICS,
         LatencyPredictor,
         build_table,
@@ -56,8 +54,10 @@ def _measure(args: argparse.Namespace) -> None:
         predict_spec,
         space_keys,
     )
-    from fbnetv3_zoo.search.sampling import sample
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.constraints import batch_stats
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.space.encoding import decode
+    from fbnetv3_zoo.search.space.sampling import sample
 
     from fbnetv3_zoo.latency.table import (
         LatencyTable,
@@ -173,7 +173,7 @@ def _measure(args: argparse.Namespace) -> None:
 
 def _picks(args: argparse.Namespace) -> None:
     """Each latency limit's pick of the given search folders, with a re-timing (``--retime``)."""
-    from fbnetv3_zoo.search.constraints import parse_constraint
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
     from fbnetv3_zoo.search.store import Store
 
     from fbnetv3_zoo.latency.table import measure_network

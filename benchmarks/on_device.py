@@ -53,9 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def accuracy_section(epochs: int, folder: Path) -> list[str]:
     """Train the tune pool's best pair on digits, export fp32/int8, score all on the val split."""
     from fbnetv3_zoo.recipes.engine import train
-    from fbnetv3_zoo.search.evaluate import build_recipe
     from fbnetv3_zoo.search.pool import load_pool
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.trainer import build_recipe
 
     from fbnetv3_zoo import ArchSpec, create_model
     from fbnetv3_zoo.deploy.executorch import (

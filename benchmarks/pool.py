@@ -76,8 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def proxy_settings() -> tuple[Any, Any, dict[str, Any]]:
     """The default search config, its space, and the proxy settings the pool pins."""
     from fbnetv3_zoo.search.config import SearchConfig
-    from fbnetv3_zoo.search.evaluate import _num_classes
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.trainer import _num_classes
 
     config = SearchConfig()
     space = load_space(config.space)
@@ -125,7 +125,7 @@ def session_meta(proxy: dict[str, Any], sample_seed: int) -> dict[str, Any]:
 def _train(task: Any) -> tuple[dict[str, Any], float]:
     """Worker: one training on one thread; returns the result and its CPU seconds."""
     import torch
-    from fbnetv3_zoo.search.evaluate import evaluate
+    from fbnetv3_zoo.search.trainer import evaluate
 
     torch.set_num_threads(1)
     start = time.process_time()
@@ -153,11 +153,11 @@ def run_record(i: int, vec, spec, recipe, macs, params, seed, result, cpu_s) -> 
 
 
 def build(args: argparse.Namespace) -> None:
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.evaluate import EvalTask
     from fbnetv3_zoo.search.pool import PROXY_KEYS, append_records, load_pool
-    from fbnetv3_zoo.search.sampling import sample_feasible
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
+    from fbnetv3_zoo.search.space.encoding import decode
+    from fbnetv3_zoo.search.space.sampling import sample_feasible
+    from fbnetv3_zoo.search.trainer import EvalTask
 
     config, space, proxy = proxy_settings()
     out = Path(args.out)

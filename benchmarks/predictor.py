@@ -12,8 +12,8 @@ training pairs and scored on the same held-out pairs:
   frozen-then-fine-tuned), as a 5-member ensemble and as one network
   (``members=1``, the paper's greedy mode);
 - the same ensemble without pretraining (trained from scratch);
-- the Bayesian linear head (``search/heads/linear.py``) and the Gaussian
-  process head (``search/heads/gp.py``), each on the frozen pretrained encoder
+- the Bayesian linear head (``search/predictor/heads/linear.py``) and the Gaussian
+  process head (``search/predictor/heads/gp.py``), each on the frozen pretrained encoder
   and on the raw architecture features (no pretraining);
 - ridge regression on the one-hot/min-max features (ridge strength chosen per
   fit by closed-form leave-one-out error);
@@ -61,10 +61,10 @@ def synthetic_table(n: int = 200, seed: int = 0) -> Table:
     optimum that depends on the optimizer, regularisation costs a little;
     noise sd 0.3 of a signal with sd ~1.2.
     """
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.features import feature_map
-    from fbnetv3_zoo.search.sampling import sample_feasible
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.predictor.features import feature_map
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.space.sampling import sample_feasible
 
     space = load_space("fbnetv3_proxy")
     u, macs, _ = sample_feasible(space, n, [parse_constraint("macs<=1000M")], 10, seed=seed)
@@ -93,8 +93,8 @@ POOL = Path(__file__).parent / "data" / "pool_tune.jsonl.gz"
 def pool_table(path: str | None) -> Table:
     """The ground-truth pool (``search/pool.py``); a pair's score is its mean final accuracy."""
     from fbnetv3_zoo.search.pool import load_pool
-    from fbnetv3_zoo.search.predictor import rank_quality
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.predictor.fit import rank_quality
+    from fbnetv3_zoo.search.space.definition import load_space
 
     path = Path(path) if path else POOL
     pool = load_pool(path)
@@ -182,10 +182,10 @@ PRETRAINED_ENSEMBLE, LINEAR, GP = METHODS[0], METHODS[3], METHODS[5]
 def run(table: Table, seeds: int, sizes: tuple[int, ...], steps: int, pre_samples: int,
         pre_steps: int) -> dict:  # fmt: skip
     import torch
-    from fbnetv3_zoo.search.encoder import pretrain
-    from fbnetv3_zoo.search.features import feature_map
-    from fbnetv3_zoo.search.heads import FitContext, make_head
-    from fbnetv3_zoo.search.predictor import rank_quality
+    from fbnetv3_zoo.search.predictor.encoder import pretrain
+    from fbnetv3_zoo.search.predictor.features import feature_map
+    from fbnetv3_zoo.search.predictor.fit import rank_quality
+    from fbnetv3_zoo.search.predictor.heads import FitContext, make_head
 
     torch.set_num_threads(1)
     n = len(table.u)
@@ -261,7 +261,7 @@ def _paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float) -> Path:
     import torch
-    from fbnetv3_zoo.search.heads.network import RECIPE_WEIGHTS
+    from fbnetv3_zoo.search.predictor.heads.network import RECIPE_WEIGHTS
 
     weights_text = " and ".join(f"{w:g}" for w in RECIPE_WEIGHTS)
     RESULTS.mkdir(exist_ok=True)
@@ -374,14 +374,14 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
         "optimistic for this pool; the one-network (paper) row always uses weight 1.",
         "",
         "The linear head has no hand-set knob: its noise and prior variances are chosen per fit "
-        "by marginal likelihood on a fixed grid (`search/heads/linear.py`). Its recipe design "
+        "by marginal likelihood on a fixed grid (`search/predictor/heads/linear.py`). Its recipe design "
         "(a learning-rate column per optimizer, squares of the recipe numbers) was written after "
         "seeing that this pool's accuracy is driven by the optimizer x learning-rate interaction "
         "(`benchmarks/results/pool_tune.md`), so its rows are informed by this pool's structure.",
         "",
         "The GP head has no hand-set knob either: three length scales (recipe choices, recipe "
         "numbers, architecture) and the noise are chosen per fit by marginal likelihood "
-        "(`search/heads/gp.py`). It was chosen over a length scale per column after both were "
+        "(`search/predictor/heads/gp.py`). It was chosen over a length scale per column after both were "
         "tried in searches on this pool, so its rows too are informed by this pool.",
         "",
         "![tau and top-10 precision against training-set size](predictor.png)",

@@ -58,11 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def train_pairs(args: argparse.Namespace) -> dict:
     """Train every pair under both seeds; returns curves, stats and timings."""
     import torch
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.evaluate import EvalTask, _num_classes, epoch_accuracy, evaluate
-    from fbnetv3_zoo.search.sampling import sample_feasible
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.space.encoding import decode
+    from fbnetv3_zoo.search.space.sampling import sample_feasible
+    from fbnetv3_zoo.search.trainer import EvalTask, _num_classes, epoch_accuracy, evaluate
 
     torch.set_num_threads(1)
     space = load_space(args.space)
@@ -109,8 +109,8 @@ def train_pairs(args: argparse.Namespace) -> dict:
 
 def read_pool(args: argparse.Namespace) -> dict:
     """The same arrays as ``train_pairs``, from the pool's first ``--pairs`` pairs (seeds 0, 1)."""
-    from fbnetv3_zoo.search.evaluate import epoch_accuracy
     from fbnetv3_zoo.search.pool import load_pool
+    from fbnetv3_zoo.search.trainer import epoch_accuracy
 
     pool = load_pool(args.from_pool)
     pairs = [p for p in pool.pairs if p.index < args.pairs and {0, 1} <= set(p.runs)]

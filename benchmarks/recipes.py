@@ -124,6 +124,7 @@ def regime_run(name: str, lr_factor: float, seed: int, epochs: int, batch: int, 
     import torch
 
     torch.set_num_threads(1)
+    from fbnetv3_zoo.recipes import build, create_model
     from fbnetv3_zoo.recipes.engine import evaluate, train
     from fbnetv3_zoo.recipes.validate import load_state
     from safetensors.torch import load_file
@@ -139,9 +140,9 @@ def regime_run(name: str, lr_factor: float, seed: int, epochs: int, batch: int, 
                   out_dir=out)  # fmt: skip
         use_ema = s["ema_top1"] is not None and s["ema_top1"] > s["final_top1"]
         weights = load_file(str(Path(out) / ("model_ema" if use_ema else "model")) + ".safetensors")
-    model = recipe.create_model(spec, num_classes=10)
+    model = create_model(recipe, spec, num_classes=10)
     load_state(model, weights, "run")
-    parts = recipe.build(model, 1)
+    parts = build(recipe, model, 1)
     scores = {}
     for split in ("train", "test"):
         data = SafeImageFolder(str(Path(root) / split), transform=parts.eval_transform)
@@ -180,7 +181,7 @@ def _save_runs(done: dict[tuple, dict]) -> None:
 
 
 def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool, done) -> None:
-    """Run the jobs not yet in ``done``, saving each result as soon as it ends (a killed
+    """Run the jobs not yet in ``done``, saving each result as it ends (a killed
     benchmark keeps what finished; the same command continues it)."""
     from concurrent.futures import as_completed
 
@@ -348,7 +349,7 @@ def overhead(model_name: str, data: str, batch: int, res: int, rounds: int, epoc
     from torch.utils.data import DataLoader
 
     torch.set_num_threads(1)
-    from fbnetv3_zoo.recipes import Recipe
+    from fbnetv3_zoo.recipes import Recipe, build, create_model
     from fbnetv3_zoo.recipes.engine import train
 
     from fbnetv3_zoo.data import collate_skipping, load_data
@@ -358,8 +359,8 @@ def overhead(model_name: str, data: str, batch: int, res: int, rounds: int, epoc
     )
     assert recipe.uses_mixup and recipe.ema_decay
     splits = load_data(data, res)
-    model = recipe.create_model(model_name, num_classes=10)
-    splits.set_transforms(recipe.build(model, 1).train_transform, None)
+    model = create_model(recipe, model_name, num_classes=10)
+    splits.set_transforms(build(recipe, model, 1).train_transform, None)
     loader = DataLoader(
         splits.train, batch, shuffle=True, drop_last=True, collate_fn=collate_skipping
     )
@@ -367,11 +368,11 @@ def overhead(model_name: str, data: str, batch: int, res: int, rounds: int, epoc
     for i in range(rounds):
         torch.manual_seed(i)
         plain.append(
-            hand_loop_images_per_s(recipe.create_model(model_name, num_classes=10), loader, epochs)
+            hand_loop_images_per_s(create_model(recipe, model_name, num_classes=10), loader, epochs)
         )
         torch.manual_seed(i)
-        model = recipe.create_model(model_name, num_classes=10)
-        parts = recipe.build(model, len(loader))
+        model = create_model(recipe, model_name, num_classes=10)
+        parts = build(recipe, model, len(loader))
         same.append(hand_loop_images_per_s(model, loader, epochs, parts))
         s = train(model_name, recipe, data=data, seed=i, progress=False, eval_every=epochs)
         engine.append(max(e["images_per_s"] for e in s["epochs"]))

@@ -205,7 +205,7 @@ def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, bud
 
 def _set_pool(pool: Any) -> None:
     """Give a worker the main process's snapshot (the pool files grow while builds run)."""
-    from fbnetv3_zoo.search.encoder import PretrainCache
+    from fbnetv3_zoo.search.predictor.encoder import PretrainCache
 
     _POOL["pool"] = pool
     _POOL["pretrained"] = PretrainCache()
@@ -234,7 +234,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     import torch
     from fbnetv3_zoo.search.driver import run_search
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.definition import load_space
     from fbnetv3_zoo.search.store import Store, vector_key
     from fbnetv3_zoo.search.strategies import epochs_spent
 
@@ -267,7 +267,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
             store.close()
         spent = epochs_spent(rows, args.resume_promoted)
         if spent >= target or len(rows) < budget or budget >= cap:
-            break  # enough compute, the source ran dry, or as far as it may go
+            break  # enough compute, the source ran dry, or as it may go
         budget = min(cap, math.ceil(budget * target / max(spent, 1)) + 1)
     return dict(
         name=text,
@@ -298,8 +298,8 @@ def driver_picks(rows: list[dict[str, Any]], scoring_epoch: int) -> list[int | N
     multi-fidelity rung does not win on a lower epoch).  None before any
     training succeeded.
     """
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.report import best_per_constraint
+    from fbnetv3_zoo.search.report.outputs import best_per_constraint
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
 
     constraints = [parse_constraint(CONSTRAINT)]
     rows = [dict(r, id=r.get("id", k)) for k, r in enumerate(rows)]  # store rows carry their id

@@ -10,6 +10,7 @@ filter 100,000 candidates of the full ``fbnetv3`` space in at most 3 s.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -60,7 +61,7 @@ def build_and_count(spec: ArchSpec) -> tuple[int, int]:
 
 def _space_and_vectors(n: int):
     import numpy as np
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.space.definition import load_space
 
     space = load_space("fbnetv3")
     return space, np.random.default_rng(0).random((n, space.size))
@@ -68,7 +69,7 @@ def _space_and_vectors(n: int):
 
 def batch_filter_seconds() -> float:
     """Best of three: MACs/params/validity of BATCH candidates with the search's batch_stats."""
-    from fbnetv3_zoo.search.constraints import batch_stats
+    from fbnetv3_zoo.search.space.constraints import batch_stats
 
     space, u = _space_and_vectors(BATCH)
     times = []
@@ -81,7 +82,7 @@ def batch_filter_seconds() -> float:
 
 def batch_reference_rate() -> float:
     """The alternative: decode each candidate to an ArchSpec and call arch_stats (specs/s)."""
-    from fbnetv3_zoo.search.encoding import decode
+    from fbnetv3_zoo.search.space.encoding import decode
 
     space, u = _space_and_vectors(300)
 
@@ -92,7 +93,14 @@ def batch_reference_rate() -> float:
     return per_second(one, list(u), min_seconds=2.0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).parent / "results" / "stats.md"),
+        help="results file ('' = print only; default benchmarks/results/stats.md)",
+    )
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rng = random.Random(0)
     zoo = [v.spec for v in VARIANTS.values()]
@@ -136,8 +144,8 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    out = Path(__file__).parent / "results" / "stats.md"
-    out.write_text(text + "\n")
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from fbnetv3_zoo.provenance import environment
 
 from . import checkpoints as ckpt
 from . import distributed
-from .build import RecipeParts
+from .apply import RecipeParts
 from .devices import precision
 from .evaluation import evaluate
 from .recipe import Recipe

@@ -29,7 +29,7 @@ from fbnetv3_zoo.models.stats import check_forward_cost
 
 from . import checkpoints as ckpt
 from . import distributed
-from .build import RecipeParts
+from .apply import RecipeParts, build, create_model, for_model
 from .evaluation import check_input_size
 from .loop import Run, seed_everything
 from .recipe import Recipe
@@ -68,7 +68,7 @@ def start_run(
     )
     num_classes = num_classes or splits.num_classes
     model, model_name = build_model(model, recipe, num_classes, pretrained)
-    recipe = recipe.for_model(model)  # resolution None: the model's own input size
+    recipe = for_model(recipe, model)  # resolution None: the model's own input size
     model.to(device)
     recipe, local_batch = batch_sizes(recipe, splits, group)
     check_model_fits_input(model, model_name, recipe, local_batch, device)
@@ -144,7 +144,7 @@ def build_model(
         return model, type(model).__name__
     # an ArchSpec, or a name / ArchSpec YAML path
     name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
-    return recipe.create_model(model, num_classes=num_classes, pretrained=pretrained), name
+    return create_model(recipe, model, num_classes=num_classes, pretrained=pretrained), name
 
 
 def batch_sizes(recipe: Recipe, splits: DataSplits, group: distributed.Dist) -> tuple[Recipe, int]:
@@ -188,7 +188,7 @@ def build_parts(
 ) -> RecipeParts:
     """The recipe applied to this model and data (optimizer, schedule, EMA, transforms)."""
     steps = len(splits.train) // recipe.batch_size
-    parts = recipe.build(model, steps, num_classes=num_classes, epochs=total_epochs)
+    parts = build(recipe, model, steps, num_classes=num_classes, epochs=total_epochs)
     if not group.main:
         parts = dataclasses.replace(parts, ema=None)  # EMA, metrics, files: rank 0
     splits.set_transforms(parts.train_transform, parts.eval_transform, parts.resolution)

@@ -15,9 +15,10 @@ import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fbnetv3_zoo.checks import Checks, hint_types
+from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.models.result_file import (
     YAML_SUFFIXES,
     is_result_document,
@@ -27,13 +28,12 @@ from fbnetv3_zoo.models.result_file import (
 from fbnetv3_zoo.models.weight_init import INIT_SCHEMES
 from fbnetv3_zoo.yaml_io import load_yaml
 
-from .errors import RecipeError
 from .names import close_names
 
-if TYPE_CHECKING:
-    from torch import nn
 
-    from .build import RecipeParts
+class RecipeError(UserError):
+    """A recipe field is unknown or out of range (a UserError: the CLI reports it in one line)."""
+
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -269,36 +269,6 @@ class Recipe:
     @property
     def uses_mixup(self) -> bool:
         return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
-
-    # ----------------------------------------------------------- application
-    def create_model(
-        self, name: str | Path | Any, num_classes: int = 1000, **kwargs: Any
-    ) -> nn.Module:
-        """Build a timm, torchvision or zoo model with this recipe's dropout and drop path."""
-        from .build import create_model
-
-        return create_model(self, name, num_classes=num_classes, **kwargs)
-
-    def for_model(self, model: nn.Module) -> Recipe:
-        """This recipe with ``resolution`` None replaced by the model's own input size."""
-        if self.resolution is not None:
-            return self
-        from .build import DEFAULT_RESOLUTION, model_input_size
-
-        size = model_input_size(model) or DEFAULT_RESOLUTION
-        return dataclasses.replace(self, resolution=size)
-
-    def build(
-        self,
-        model: nn.Module,
-        steps_per_epoch: int,
-        num_classes: int | None = None,
-        epochs: int | None = None,
-    ) -> RecipeParts:
-        """Optimizer, scheduler, mixup, losses, EMA and transforms for ``model``."""
-        from .build import build
-
-        return build(self, model, steps_per_epoch, num_classes=num_classes, epochs=epochs)
 
 
 def preset_names() -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from . import checkpoints as ckpt
-from .build import RecipeParts
+from .apply import RecipeParts
 
 
 @dataclass

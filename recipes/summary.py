@@ -12,7 +12,7 @@ from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.untrusted import read_json
 
 from . import checkpoints as ckpt
-from .build import RecipeParts
+from .apply import RecipeParts
 from .resume import RunLog
 
 SUMMARY_FILE = "summary.json"

@@ -110,7 +110,7 @@ def _eval_transform(
     were measured with); without one, the model's pretrained config.
     """
     if run_cfg is not None:
-        from .build import eval_transform_from
+        from .apply import eval_transform_from
 
         cfg = dict(run_cfg)
         cfg["input_size"] = input_size or cfg["input_size"]
@@ -180,9 +180,10 @@ def load_model(
     """The model in eval mode, with published weights or the checkpoint's (checked to fit)."""
     import fbnetv3_zoo
 
+    from .apply import create_model
     from .recipe import Recipe
 
-    model = Recipe().create_model(name, num_classes=num_classes, pretrained=pretrained)
+    model = create_model(Recipe(), name, num_classes=num_classes, pretrained=pretrained)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
             raise UserError(f"checkpoint not found: {checkpoint}")

@@ -1,14 +1,14 @@
 """JointNAS: joint architecture-recipe search (FBNetV3), as ``fbnetv3_zoo.search``.
 
-Modules, one job each: ``space`` (YAML search spaces), ``encoding`` (pairs <->
-unit vectors), ``constraints`` (limits, vectorised MACs/params), ``sampling``
-(Sobol/uniform), ``sources`` (where candidates come from: Sobol draws or a
-finite table), ``strategies`` (``random``, ``jointnas``: what to train next),
-``encoder`` (the pretrained architecture encoder), ``heads`` (accuracy heads,
-registered by name), ``predictor`` (a head fitted and scored on held-out
-pairs), ``genetic`` (fine search), ``evaluate`` (train
-one candidate), ``executors`` (local/Ray), ``store`` (SQLite, run lock),
-``config`` (validated settings), ``driver`` (the search loop), ``report`` (outputs),
+Subpackages, one concern each: ``space`` (what may be proposed: YAML spaces, their
+encoding, sampling inside constraints, the recipe-only space of a fixed model),
+``predictor`` (the pretrained encoder, features and accuracy heads), ``strategies``
+(what to train next: random, jointnas with its genetic fine search, optuna-tpe,
+successive halving), ``latency`` (latency limits from a per-block table), ``report``
+(best pairs, report.md, plots).  The loop itself: ``config`` (validated settings),
+``driver`` (budget, early stopping, store and outputs around a strategy),
+``trainer`` (trains one candidate), ``executors`` (local or Ray), ``sources`` (Sobol
+draws or a finite table), ``pool`` (trained tables as sources), ``store`` (SQLite),
 ``cli``.  Entry point: :func:`fbnetv3_zoo.search.driver.run_search` or
 ``fbnetv3 search``.
 """

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
     from dataclasses import fields
 
-    from .config import (
+    from fbnetv3_zoo.search.config import (
         ARCH_BUDGET,
         ARCH_EPOCHS,
         ARCH_SCORE_EPOCHS,
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         RECIPE_SPACE,
         SearchConfig,
     )
-    from .strategy_settings import SETTINGS
+    from fbnetv3_zoo.search.strategy_settings import SETTINGS
 
     d = {f.name: f.default for f in fields(SearchConfig)}
     p = subparsers.add_parser(
@@ -190,7 +190,7 @@ def add_strategy_flags(p: argparse.ArgumentParser) -> None:
     """
     from dataclasses import fields
 
-    from .strategy_settings import SETTINGS, field_types, help_text, owner_of
+    from fbnetv3_zoo.search.strategy_settings import SETTINGS, field_types, help_text, owner_of
 
     seen: set[str] = set()
     for name, cls in SETTINGS.items():
@@ -217,9 +217,9 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The chosen strategy's settings given on the command line; others' flags are an error."""
     from dataclasses import fields
 
-    from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.search.strategy_settings import SETTINGS, owner_of
 
-    from .strategy_settings import SETTINGS, owner_of
+    from fbnetv3_zoo.errors import UserError
 
     mine = {f.name for f in fields(SETTINGS[args.strategy])}
     given: dict[str, Any] = {}
@@ -238,7 +238,7 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
-    from .driver import SearchConfig, run_search
+    from fbnetv3_zoo.search.driver import SearchConfig, run_search
 
     if args.threads is not None and args.threads < 0:
         from fbnetv3_zoo.errors import UserError
@@ -284,7 +284,7 @@ def run_search_command(args: argparse.Namespace) -> int:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from .report import report_run
+    from fbnetv3_zoo.search.report.outputs import report_run
 
     _print_summary(_storing(lambda: report_run(args.run), args.run))
     return 0

@@ -11,10 +11,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbnetv3_zoo.search.strategy_settings import (
+    SETTINGS,
+    SettingsError,
+    StrategySettings,
+    settings_for,
+)
+
 from fbnetv3_zoo.checks import THREADS_PER_CPU, is_int, is_number, max_threads
 from fbnetv3_zoo.errors import UserError
-
-from .strategy_settings import SETTINGS, SettingsError, StrategySettings, settings_for
 
 EXECUTORS = ("local", "ray")
 # settings that decide what a run measures and picks; changing them on resume is refused
@@ -168,7 +173,9 @@ class SearchConfig:
             "constraints",
             "a non-empty list of strings such as 'macs<=400M'",
         )
-        from .constraints import parse_constraint  # numpy: loaded only when a config is checked
+        from fbnetv3_zoo.search.space.constraints import (
+            parse_constraint,  # numpy: loaded only when a config is checked
+        )
 
         for text in c:
             try:
@@ -243,7 +250,7 @@ class SearchConfig:
             )
 
     def remeasured(self) -> int:
-        """Trainings kept for re-measuring finalists: ``remeasure`` per limit, as far as the budget allows.
+        """Trainings kept for re-measuring finalists: ``remeasure`` per limit, as the budget allows.
 
         The first batch and one final pick per limit come first; a budget too
         small for every finalist re-measures fewer.

@@ -35,6 +35,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fbnetv3_zoo.search.config import (
+    PINNED,
+    PINNED_DEFAULTS,
+    PINNED_IF_SET,
+    ConfigError,
+    SearchConfig,
+)
+from fbnetv3_zoo.search.early_stop import choose_stop_epoch, score_at
+from fbnetv3_zoo.search.executors import make_executor
+from fbnetv3_zoo.search.latency.limits import bind_latency, record_latency
+from fbnetv3_zoo.search.proxy_check import check_proxy
+from fbnetv3_zoo.search.report.summaries import finalists
+from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
+from fbnetv3_zoo.search.space.constraints import Constraint, parse_constraint
+from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
+from fbnetv3_zoo.search.space.encoding import decode
+from fbnetv3_zoo.search.store import Store, check_ours
+from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
+from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy, evaluate
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import (
@@ -46,20 +65,6 @@ from fbnetv3_zoo.files.outputs import (
 )
 from fbnetv3_zoo.provenance import command_line, versions
 
-from .config import PINNED, PINNED_DEFAULTS, PINNED_IF_SET, ConfigError, SearchConfig
-from .constraints import Constraint, parse_constraint
-from .early_stop import choose_stop_epoch, score_at
-from .encoding import decode
-from .evaluate import EvalTask, epoch_accuracy, evaluate
-from .executors import make_executor
-from .latency_limits import bind_latency, record_latency
-from .proxy_check import check_proxy
-from .sources import CandidateSource, SobolSource
-from .space import SearchSpace, load_space
-from .store import Store, check_ours
-from .strategies import Context, Proposal, Strategy, make_strategy
-from .summaries import finalists
-
 # SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
 __all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch", "run_search"]
 
@@ -70,7 +75,7 @@ def space_of(config: SearchConfig, num_classes: int) -> SearchSpace:
     """The space a config searches: a space file, or its recipe ranges around a fixed model."""
     if config.model is None:
         return load_space(config.space)
-    from .fixed_model import fixed_model_space
+    from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
 
     return fixed_model_space(config.model, config.space, config.resolution, num_classes)
 
@@ -114,7 +119,7 @@ class Search:
         if num_classes is None:
             num_classes = getattr(source, "num_classes", None)  # a table knows its class count
         if num_classes is None:
-            from .evaluate import _num_classes
+            from fbnetv3_zoo.search.trainer import _num_classes
 
             num_classes = _num_classes(config.data, config.download)
         self.num_classes = num_classes
@@ -402,7 +407,7 @@ class Search:
             self.bar.close()
             self.bar = None
         self.store.set("wall_s", self.store.get("wall_s", 0.0) + time.perf_counter() - start)
-        from .report import write_outputs
+        from fbnetv3_zoo.search.report.outputs import write_outputs
 
         record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
         return write_outputs(self.out, self.store, self.space, self.constraints)

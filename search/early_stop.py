@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from .evaluate import epoch_accuracy
-from .predictor import rank_quality
+from fbnetv3_zoo.search.predictor.fit import rank_quality
+from fbnetv3_zoo.search.trainer import epoch_accuracy
 
 
 def choose_stop_epoch(

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.search.config import EXECUTORS
+from fbnetv3_zoo.search.trainer import EvalTask
 
-from .config import EXECUTORS
-from .evaluate import EvalTask
+from fbnetv3_zoo.errors import UserError
 
 Evaluator = Callable[[EvalTask], dict[str, Any]]
 

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fbnetv3_zoo.search.sources import VectorSource
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy
 
 from fbnetv3_zoo.errors import UserError
-
-from .evaluate import EvalTask, epoch_accuracy
-from .sources import VectorSource
-from .space import SearchSpace
 
 POOL_FORMAT = 1
 PROXY_KEYS = ("space", "space_fingerprint", "data", "epochs", "overrides", "num_classes")
@@ -167,7 +166,7 @@ class Pool:
         """The pairs trained with at least ``min_seeds`` seeds (pair indices kept).
 
         Held-out truth needs ``min_seeds >= 2``; a pool still being built can be
-        used as far as it is complete.
+        used as it is complete.
         """
         if min_seeds < 1:
             raise PoolError(f"min_seeds must be >= 1, got {min_seeds}")

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from .evaluate import EvalTask, epoch_accuracy
+from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy
 
 
 def full_key(cid: int) -> str:
@@ -84,8 +84,7 @@ def check_proxy(search: Any) -> dict[str, Any]:
 def summarise(store: Any, first: list[dict[str, Any]], epochs: int, full: int) -> dict[str, Any]:
     """Proxy and full top-1 per first-batch candidate, their rank correlations and the cost."""
     import numpy as np
-
-    from .predictor import rank_quality
+    from fbnetv3_zoo.search.predictor.fit import rank_quality
 
     pairs = []
     cost = 0.0

@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-
-from .constraints import Constraint, batch_stats, feasible
-from .encoding import snap
-from .sampling import sample_feasible
-from .space import SearchSpace
+from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, feasible
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import snap
+from fbnetv3_zoo.search.space.sampling import sample_feasible
 
 Draw = tuple[np.ndarray, np.ndarray, np.ndarray]  # (vectors, macs, params)
 
@@ -101,7 +100,7 @@ def nearest_unvisited(
     first vector.  A point with nothing left to land on is dropped, so the list
     may be shorter than ``points``.
     """
-    from .store import vector_key
+    from fbnetv3_zoo.search.store import vector_key
 
     u, macs, params = source.all()
     taken = set(visited)

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from fbnetv3_zoo.search.predictor.heads import describe_head, head_choices
+
 from fbnetv3_zoo.checks import is_int, is_number
 from fbnetv3_zoo.errors import UserError
-
-from .heads import describe_head, head_choices
 
 
 class SettingsError(UserError):

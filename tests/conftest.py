@@ -89,7 +89,7 @@ def _draw_spec(rng: random.Random, input_size: int) -> ArchSpec:
 @pytest.fixture(scope="session")
 def lr_space():
     """The head tests' small space (``lr_task.LR_SPACE``): best lr moves with the optimizer."""
-    from fbnetv3_zoo.search.space import parse_space
+    from fbnetv3_zoo.search.space.definition import parse_space
     from lr_task import LR_SPACE
 
     return parse_space(LR_SPACE, "tiny test space")
@@ -98,6 +98,6 @@ def lr_space():
 @pytest.fixture(scope="session")
 def lr_pretrained(lr_space):
     """An encoder pretrained on ``lr_space`` (seeded; shared by the linear and GP head tests)."""
-    from fbnetv3_zoo.search import encoder
+    from fbnetv3_zoo.search.predictor import encoder
 
     return encoder.pretrain(lr_space, samples=512, steps=200, num_classes=10, seed=0)

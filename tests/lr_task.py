@@ -7,9 +7,9 @@ Shared by the linear and Gaussian-process head tests (fixtures ``lr_space`` and
 from __future__ import annotations
 
 import numpy as np
-from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.features import feature_map
-from fbnetv3_zoo.search.sampling import sample
+from fbnetv3_zoo.search.predictor import fit as P
+from fbnetv3_zoo.search.predictor.features import feature_map
+from fbnetv3_zoo.search.space.sampling import sample
 
 LR_SPACE = {
     "name": "tiny-lr",

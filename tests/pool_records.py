@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fbnetv3_zoo.search.encoding import decode
 from fbnetv3_zoo.search.pool import POOL_FORMAT
+from fbnetv3_zoo.search.space.encoding import decode
 
 
 def pool_meta(space: Any, epochs: int, data: str = "digits", **extra: Any) -> dict[str, Any]:

@@ -20,10 +20,10 @@ CONSTRAINT = "macs<=0.4M"  # the looser of the demo's default limits
 
 def write_search_run(out: Path, seed: int = 0) -> Path:
     """Fill run folder ``out``; return the path of its ``best/<constraint>.yaml``."""
-    from fbnetv3_zoo.search.constraints import batch_stats, parse_constraint
-    from fbnetv3_zoo.search.encoding import decode
-    from fbnetv3_zoo.search.report import write_outputs
-    from fbnetv3_zoo.search.space import load_space
+    from fbnetv3_zoo.search.report.outputs import write_outputs
+    from fbnetv3_zoo.search.space.constraints import batch_stats, parse_constraint
+    from fbnetv3_zoo.search.space.definition import load_space
+    from fbnetv3_zoo.search.space.encoding import decode
     from fbnetv3_zoo.search.store import Store
 
     from fbnetv3_zoo.files.outputs import write_marker

@@ -1,5 +1,7 @@
-"""The package's import graph (issue 19): no cycles, function-local imports included, and the
-core ``fbnetv3_zoo`` modules never import the search, the recipes or the benchmarks."""
+"""The package's import graph (issues 19 and 38): no cycles, function-local and
+``TYPE_CHECKING`` imports included (a type-only edge is still a two-way dependency), the
+benchmark scripts included, no import of a module that does not exist, and the core
+``fbnetv3_zoo`` modules never import the search, the recipes or the benchmarks."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ REPO = Path(__file__).resolve().parents[1]
 # installed package name -> folder in the repository (pyproject's package-dir)
 ROOTS = {"fbnetv3_zoo.search": REPO / "search", "fbnetv3_zoo.recipes": REPO / "recipes"}
 CORE = REPO / "fbnetv3_zoo"
+BENCHMARKS = REPO / "benchmarks"
 
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for name, folder in {"fbnetv3_zoo": CORE, **ROOTS}.items():
+    for name, folder in {"fbnetv3_zoo": CORE, **ROOTS, "benchmarks": BENCHMARKS}.items():
         for path in folder.rglob("*.py"):
             parts = list(path.relative_to(folder).with_suffix("").parts)
             if parts[-1] == "__init__":
@@ -23,39 +26,35 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """Project modules ``name`` imports anywhere in its file (inside functions too).
+def _import_targets(name: str, path: Path) -> list[tuple[str, bool]]:
+    """(module, is_from) for every import in ``name``'s file, relative ones made absolute.
 
-    Imports only type checkers see (``if TYPE_CHECKING:``) are left out: they never run.
+    Imports inside functions and under ``if TYPE_CHECKING:`` count like any other.
     """
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    out: set[str] = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {  # imports under `if TYPE_CHECKING:` never run
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for stmt in node.body
-        for inner in ast.walk(stmt)
-    }
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        targets: list[str] = []
+    found: list[tuple[str, bool]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found += [(alias.name, False) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
-        for target in targets:
-            while target and target not in known:  # `from pkg import name`: the module part
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                out.add(target)
+            found.append((base, True))
+            found += [(f"{base}.{alias.name}", False) for alias in node.names]
+    return found
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Project modules ``name`` imports anywhere in its file."""
+    out: set[str] = set()
+    for target, _ in _import_targets(name, path):
+        while target and target not in known:  # `from pkg import name`: the module part
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            out.add(target)
     return out
 
 
@@ -107,18 +106,44 @@ def test_no_import_cycles_even_through_function_local_imports():
     assert _cycles(_graph()) == []
 
 
-def test_the_check_finds_a_cycle_and_sees_function_local_imports():
+def test_the_check_finds_a_cycle_and_sees_function_local_and_type_only_imports(tmp_path):
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    graph = _graph()
-    # Recipe.build imports the builder inside the method; the builder sees Recipe only when
-    # type checking
-    assert "fbnetv3_zoo.recipes.build" in graph["fbnetv3_zoo.recipes.recipe"]
-    assert "fbnetv3_zoo.recipes.recipe" not in graph["fbnetv3_zoo.recipes.build"]
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pkg.b import B\n"
+        "def f():\n    from pkg import c\n"
+    )
+    assert _imports("pkg.m", module, {"pkg", "pkg.b", "pkg.c", "pkg.m"}) == {
+        "pkg",
+        "pkg.b",
+        "pkg.c",
+    }
+
+
+def test_no_import_names_a_module_that_does_not_exist():
+    """``from fbnetv3_zoo.x import y`` / ``import fbnetv3_zoo.x`` need ``fbnetv3_zoo.x`` to exist
+    (a rename that left a caller behind fails here, not when that code path first runs)."""
+    modules = _modules()
+    missing = []
+    for name, path in modules.items():
+        for target, is_from in _import_targets(name, path):
+            ours = target.startswith(("fbnetv3_zoo.", "benchmarks.")) or target == "benchmarks"
+            if ours and (is_from or "." in target) and target not in modules:
+                parent = target.rpartition(".")[0]
+                if is_from or parent not in modules:  # `from pkg import name`: name may be data
+                    missing.append(f"{path.relative_to(REPO)}: {target}")
+    assert missing == []
 
 
 def test_the_core_never_imports_search_recipes_or_benchmarks():
     graph = _graph()
-    core = [m for m in graph if not m.startswith(("fbnetv3_zoo.search", "fbnetv3_zoo.recipes"))]
+    core = [
+        m
+        for m in graph
+        if m.startswith("fbnetv3_zoo")
+        and not m.startswith(("fbnetv3_zoo.search", "fbnetv3_zoo.recipes"))
+    ]
     bad = {
         m: sorted(
             t for t in graph[m] if t.startswith(("fbnetv3_zoo.search", "fbnetv3_zoo.recipes"))

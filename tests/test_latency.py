@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fbnetv3_zoo.search.constraints import batch_stats, feasible, parse_constraint
-from fbnetv3_zoo.search.encoding import decode
-from fbnetv3_zoo.search.latency import (
+from fbnetv3_zoo.search.latency.limits import bind_latency
+from fbnetv3_zoo.search.latency.table import (
     LatencyPredictor,
     fit_correction,
     predict_spec,
     space_keys,
 )
-from fbnetv3_zoo.search.latency_limits import bind_latency
-from fbnetv3_zoo.search.sampling import sample
-from fbnetv3_zoo.search.space import load_space
+from fbnetv3_zoo.search.space.constraints import batch_stats, feasible, parse_constraint
+from fbnetv3_zoo.search.space.definition import load_space
+from fbnetv3_zoo.search.space.encoding import decode
+from fbnetv3_zoo.search.space.sampling import sample
 from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo.cli import main
@@ -359,8 +359,8 @@ def _score_evaluate(task):
 @pytest.mark.parametrize("case", ["best_measures_over", "everything_over"])
 def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, monkeypatch, case):
     """Recorded timings stand in for the end-of-search measurement: the pick follows them."""
-    from fbnetv3_zoo.search import latency_picks
     from fbnetv3_zoo.search.driver import run_search
+    from fbnetv3_zoo.search.latency import picks as latency_picks
 
     config, c, pred = _fake_search(tmp_path)
     seen: dict[int, tuple[float, ...]] = {}
@@ -409,7 +409,7 @@ def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, m
 
 
 def test_retest_noise_is_the_median_gap_to_the_second_fastest_pass():
-    from fbnetv3_zoo.search.latency_picks import retest_noise
+    from fbnetv3_zoo.search.latency.picks import retest_noise
 
     passes = [[1.1, 1.0], [2.0, 2.4, 2.2], [1.3, 1.0, 9.0], [5.0]]  # gaps 0.1, 0.1, 0.3
     assert retest_noise(passes) == pytest.approx(0.1)
@@ -417,8 +417,8 @@ def test_retest_noise_is_the_median_gap_to_the_second_fastest_pass():
 
 
 def test_choose_pick_prefers_predicted_and_measured_within_then_measured_within():
-    from fbnetv3_zoo.search.constraints import Constraint
-    from fbnetv3_zoo.search.latency_picks import choose_pick
+    from fbnetv3_zoo.search.latency.picks import choose_pick
+    from fbnetv3_zoo.search.space.constraints import Constraint
 
     c = Constraint("latency_ms", "<=", 1.0, "latency_ms<=1@torch", "torch", 1, lambda u: u[:, 0])
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_ARCH
-from fbnetv3_zoo.recipes import Recipe
+from fbnetv3_zoo.recipes import Recipe, create_model
 
 import fbnetv3_zoo
 from fbnetv3_zoo.cli import main
@@ -138,7 +138,7 @@ def test_python_entry_points_build_the_same_model(form, refs):
     ref = refs[form]
     direct = fbnetv3_zoo.create_model(ref)
     hub = torch.hub.load(str(REPO), "fbnetv3", ref, source="local")
-    recipe = Recipe.load("baseline").create_model(ref, num_classes=3)
+    recipe = create_model(Recipe.load("baseline"), ref, num_classes=3)
     assert type(hub) is type(direct) and type(recipe) is type(direct)
     names = lambda m: [k for k, _ in m.named_parameters()]  # noqa: E731
     assert names(hub) == names(direct)
@@ -181,7 +181,7 @@ def test_an_arch_spec_object_goes_through_the_python_entry_points(refs):
     for model in (
         fbnetv3_zoo.create_model(spec),
         torch.hub.load(str(REPO), "fbnetv3", spec, source="local"),
-        Recipe.load("baseline").create_model(spec),
+        create_model(Recipe.load("baseline"), spec),
     ):
         assert model.arch == spec
 

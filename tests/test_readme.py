@@ -147,7 +147,7 @@ PYTHON_BLOCKS: dict[str, Step] = {
         ),
         why="offline: no weight download; the hub line loads this checkout",
     ),
-    "from fbnetv3_zoo.recipes import Recipe": Step(
+    "from fbnetv3_zoo.recipes import Recipe, build, create_model": Step(
         "run", subs=(("len(loader)", "len(range(100))"),), why="loader: the user's DataLoader"
     ),
 }

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.fixed_model import fixed_model_space
 from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource, load_pool
+from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
+from fbnetv3_zoo.search.trainer import EvalTask
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "recipe_pool.py"
 # timm's smallest resnet at 16 px on 3 images per class, 1 epoch: a training takes about a second

@@ -9,15 +9,15 @@ import pytest
 import yaml
 from fbnetv3_zoo.recipes import Recipe
 from fbnetv3_zoo.search.config import ConfigError
-from fbnetv3_zoo.search.constraints import batch_stats
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.encoder import pretrain
-from fbnetv3_zoo.search.encoding import decode
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.features import feature_map
-from fbnetv3_zoo.search.fixed_model import FixedModel, fixed_model_space
-from fbnetv3_zoo.search.report import report_run
-from fbnetv3_zoo.search.space import SpaceError
+from fbnetv3_zoo.search.predictor.encoder import pretrain
+from fbnetv3_zoo.search.predictor.features import feature_map
+from fbnetv3_zoo.search.report.outputs import report_run
+from fbnetv3_zoo.search.space.constraints import batch_stats
+from fbnetv3_zoo.search.space.definition import SpaceError
+from fbnetv3_zoo.search.space.encoding import decode
+from fbnetv3_zoo.search.space.fixed_model import FixedModel, fixed_model_space
+from fbnetv3_zoo.search.trainer import EvalTask
 from search_settings import TINY_JOINTNAS
 
 from fbnetv3_zoo.cli import main
@@ -119,8 +119,8 @@ def test_candidates_rank_on_the_held_out_share_and_the_run_says_so(tmp_path):
 
 @pytest.mark.parametrize("head", ["linear", "network", "gp"])
 def test_every_head_fits_on_recipe_features_alone(space, head):
-    from fbnetv3_zoo.search.predictor import fit_with_holdout
-    from fbnetv3_zoo.search.sampling import sample
+    from fbnetv3_zoo.search.predictor.fit import fit_with_holdout
+    from fbnetv3_zoo.search.space.sampling import sample
     from scipy.stats import spearmanr
 
     u = sample(space, 16, seed=1)

@@ -8,7 +8,13 @@ import pytest
 import torch
 from conftest import TINY_ARCH
 from fbnetv3_zoo.recipes import Recipe, RecipeError, RecipeWarning, preset_names
-from fbnetv3_zoo.recipes.build import missing_regularisers, regulariser_kwargs
+from fbnetv3_zoo.recipes.apply import (
+    build,
+    create_model,
+    for_model,
+    missing_regularisers,
+    regulariser_kwargs,
+)
 from torch import nn
 
 from fbnetv3_zoo.cli import main
@@ -108,16 +114,16 @@ def test_recipe_yaml_refuses_code_aliases_and_non_mappings(tmp_path, text, messa
 def test_a_short_run_of_a_preset_is_not_refused_and_says_what_it_fitted():
     recipe = Recipe.from_dict({**Recipe.load("fbnetv3").to_dict(), "epochs": 4})
     assert recipe.warmup_epochs == 5  # kept: build() fits it to the run
-    parts = recipe.build(recipe.create_model("test_resnet", num_classes=10), steps_per_epoch=4)
+    parts = build(recipe, create_model(recipe, "test_resnet", num_classes=10), steps_per_epoch=4)
     assert parts.recipe.warmup_epochs == 1 and parts.recipe.ema_decay == 0.9999
     assert parts.notes[0] == "warmup_epochs: 5 -> 1 (at most 25% of this 4-epoch run)"
     assert "ema_warmup ramps it" in parts.notes[1] and len(parts.notes) == 2
     # without timm's EMA warmup the decay itself shrinks to a tenth of the run's updates
     plain = dataclasses.replace(recipe, ema_warmup=False, epochs=50)
-    parts = plain.build(nn.Linear(4, 3), steps_per_epoch=20)  # 1000 updates
+    parts = build(plain, nn.Linear(4, 3), steps_per_epoch=20)  # 1000 updates
     assert parts.recipe.ema_decay == pytest.approx(0.99) and parts.ema.decay == pytest.approx(0.99)
     assert any(n.startswith("ema_decay: 0.9999 -> 0.99 ") for n in parts.notes)
-    long = dataclasses.replace(recipe, epochs=400).build(nn.Linear(4, 3), steps_per_epoch=5000)
+    long = build(dataclasses.replace(recipe, epochs=400), nn.Linear(4, 3), steps_per_epoch=5000)
     assert long.recipe.warmup_epochs == 5 and long.recipe.ema_decay == 0.9999
     assert not [n for n in long.notes if n.startswith(("warmup", "ema"))]
 
@@ -130,16 +136,16 @@ def test_resolution_follows_the_model_unless_set(tmp_path):
     (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
     spec = ArchSpec.from_yaml(tmp_path / "tiny.yaml")
     recipe = Recipe.load("fbnetv3")
-    model = recipe.create_model(spec, num_classes=3)
-    assert recipe.for_model(model).resolution == spec.input_size == 16
-    parts = recipe.build(model, steps_per_epoch=2)
+    model = create_model(recipe, spec, num_classes=3)
+    assert for_model(recipe, model).resolution == spec.input_size == 16
+    parts = build(recipe, model, steps_per_epoch=2)
     assert parts.resolution == parts.eval_resolution == 16
     assert parts.train_transform(Image.new("RGB", (40, 40))).shape == (3, 16, 16)
-    timm_model = recipe.create_model("test_resnet", num_classes=3)
-    assert recipe.build(timm_model, 2).resolution == timm_model.pretrained_cfg["input_size"][-1]
+    timm_model = create_model(recipe, "test_resnet", num_classes=3)
+    assert build(recipe, timm_model, 2).resolution == timm_model.pretrained_cfg["input_size"][-1]
     fixed = dataclasses.replace(recipe, resolution=24)
-    assert fixed.for_model(model).resolution == 24 and fixed.build(model, 2).resolution == 24
-    bare = recipe.build(nn.Linear(4, 3), 2)
+    assert for_model(fixed, model).resolution == 24 and build(fixed, model, 2).resolution == 24
+    bare = build(recipe, nn.Linear(4, 3), 2)
     assert bare.resolution == 224 and "states no input size" in bare.notes[0]
 
 
@@ -154,7 +160,7 @@ def test_yaml_quirks_and_lr_scaling():
 # ------------------------------------------------------------ create_model
 def test_create_model_timm_applies_dropout_and_drop_path():
     recipe = dataclasses.replace(Recipe.load("fbnetv3"), dropout=0.3, drop_path=0.1)
-    model = recipe.create_model("test_resnet", num_classes=10)
+    model = create_model(recipe, "test_resnet", num_classes=10)
     assert model.drop_rate == 0.3
     assert any(type(m).__name__ == "DropPath" for m in model.modules())
     assert missing_regularisers(recipe, model) == [] and "recipe_applied" not in vars(model)
@@ -169,13 +175,13 @@ def test_create_model_zoo_name_and_arch_yaml(tmp_path):
     from fbnetv3_zoo import ArchSpec, FBNetV3
 
     recipe = Recipe.load("fbnetv3")
-    model = recipe.create_model("fbnetv3_a", num_classes=7)
+    model = create_model(recipe, "fbnetv3_a", num_classes=7)
     assert isinstance(model, FBNetV3) and model.num_classes == 7 and model.drop_rate == 0.2
     (tmp_path / "tiny.yaml").write_text(TINY_ARCH)
-    tiny = recipe.create_model(str(tmp_path / "tiny.yaml"), num_classes=3)
+    tiny = create_model(recipe, str(tmp_path / "tiny.yaml"), num_classes=3)
     assert isinstance(tiny, FBNetV3) and tiny(torch.randn(2, 3, 16, 16)).shape == (2, 3)
     spec = ArchSpec.from_yaml(tmp_path / "tiny.yaml")
-    from_spec = dataclasses.replace(recipe, drop_path=0.1).create_model(spec, num_classes=3)
+    from_spec = create_model(dataclasses.replace(recipe, drop_path=0.1), spec, num_classes=3)
     assert from_spec.drop_rate == 0.2 and any(
         type(m).__name__ == "DropPath" and m.drop_prob > 0 for m in from_spec.modules()
     )
@@ -183,21 +189,21 @@ def test_create_model_zoo_name_and_arch_yaml(tmp_path):
 
 def test_create_model_unknown_name_lists_close_matches():
     with pytest.raises(UserError, match="close matches: .*resnet18"):
-        Recipe.load("baseline").create_model("resnet81")
+        create_model(Recipe.load("baseline"), "resnet81")
 
 
 def test_create_model_torchvision():
     recipe = dataclasses.replace(Recipe.load("fbnetv3"), dropout=0.3, drop_path=0.1)
     with pytest.warns(RecipeWarning, match="drop_path=0.1 could not be applied to MobileNetV3"):
-        model = recipe.create_model("torchvision/mobilenet_v3_small", num_classes=5)
+        model = create_model(recipe, "torchvision/mobilenet_v3_small", num_classes=5)
     assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.3]
     # mobilenet has no drop path
     assert missing_regularisers(recipe, model) == ["drop_path"]
-    parts = recipe.build(model, steps_per_epoch=2)
+    parts = build(recipe, model, steps_per_epoch=2)
     assert parts.not_applied == ["drop_path"] and parts.num_classes == 5 and parts.ema is not None
     assert any(n.startswith("drop_path=0.1 not applied") for n in parts.notes)
     with pytest.warns(RecipeWarning, match="dropout=0.3, drop_path=0.1"):
-        recipe.create_model("torchvision/resnet18", num_classes=5)
+        create_model(recipe, "torchvision/resnet18", num_classes=5)
 
 
 # ------------------------------------------------------------------- build
@@ -208,8 +214,8 @@ def test_build_timm_model_composes_timm_parts():
     from timm.utils import ModelEmaV3
 
     recipe = dataclasses.replace(Recipe.load("fbnetv3"), resolution=32, batch_size=32, epochs=40)
-    model = recipe.create_model("test_resnet", num_classes=10)
-    parts = recipe.build(model, steps_per_epoch=10)
+    model = create_model(recipe, "test_resnet", num_classes=10)
+    parts = build(recipe, model, steps_per_epoch=10)
     assert isinstance(parts.optimizer, RMSpropTF) and parts.lr == pytest.approx(0.016 / 8)
     decay = {g["weight_decay"]: g["params"] for g in parts.optimizer.param_groups}
     assert set(decay) == {0.0, 1e-5}
@@ -230,7 +236,7 @@ def test_build_timm_model_composes_timm_parts():
 
 def test_build_baseline_has_no_extras():
     recipe = Recipe.load("baseline")
-    parts = recipe.build(recipe.create_model("test_resnet", num_classes=4), steps_per_epoch=3)
+    parts = build(recipe, create_model(recipe, "test_resnet", num_classes=4), steps_per_epoch=3)
     assert (
         parts.mixup is None
         and parts.ema is None
@@ -244,7 +250,7 @@ def test_step_and_exponential_schedules_decay(schedule):
     recipe = Recipe.from_dict(
         dict(schedule=schedule, decay_epochs=2, decay_rate=0.5, epochs=10, lr=0.256, batch_size=256)
     )
-    parts = recipe.build(nn.Linear(4, 3), steps_per_epoch=4)
+    parts = build(recipe, nn.Linear(4, 3), steps_per_epoch=4)
     parts.scheduler.step_update(8)  # two epochs in: one full decay either way
     assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(0.128, rel=1e-6)
     parts.scheduler.step_update(4)  # one epoch: the staircase has not stepped, the smooth one has
@@ -260,7 +266,7 @@ def test_build_is_pure_and_reports_what_a_bare_module_lacks():
     recipe = Recipe.load("fbnetv3")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warning: the result says it
-        parts = recipe.build(model, steps_per_epoch=2)
+        parts = build(recipe, model, steps_per_epoch=2)
     assert parts.not_applied == ["dropout", "drop_path"]
     assert (
         "dropout=0.2, drop_path=0.2 not applied: Sequential has no such layers" in parts.notes[-1]
@@ -275,8 +281,8 @@ def test_build_is_pure_and_reports_what_a_bare_module_lacks():
 def test_build_needs_a_class_count():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     with pytest.raises(RecipeError, match="num_classes"):
-        Recipe.load("baseline").build(model, steps_per_epoch=1)
-    assert Recipe.load("baseline").build(model, steps_per_epoch=1, num_classes=4).num_classes == 4
+        build(Recipe.load("baseline"), model, steps_per_epoch=1)
+    assert build(Recipe.load("baseline"), model, steps_per_epoch=1, num_classes=4).num_classes == 4
 
 
 # --------------------------------------------------------------------- CLI
@@ -290,12 +296,13 @@ def test_cli_recipes_table_and_show(capsys):
     assert "did you mean baseline" in capsys.readouterr().err
 
 
-def test_recipe_and_build_do_not_import_each_other_at_module_level():
+def test_a_recipe_is_data_and_never_imports_how_it_is_applied():
+    """One way: ``recipes.apply`` reads ``Recipe``; ``recipe.py`` imports nothing of it."""
     import ast
     from pathlib import Path
 
-    import fbnetv3_zoo.recipes.build as build_module
+    import fbnetv3_zoo.recipes.recipe as recipe_module
 
-    tree = ast.parse(Path(build_module.__file__).read_text())
-    top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
-    assert not [n for n in top if n.module == "recipe"]  # only under TYPE_CHECKING / in functions
+    tree = ast.parse(Path(recipe_module.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.endswith(("apply", "build", "engine"))}

@@ -11,6 +11,7 @@ import pickle
 import pytest
 import torch
 from conftest import TINY_ARCH
+from fbnetv3_zoo.recipes import create_model
 
 from fbnetv3_zoo.cli import main
 
@@ -27,7 +28,7 @@ def files(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     (root / "tiny.yaml").write_text(TINY_ARCH)
-    other = Recipe().create_model("test_resnet", num_classes=10)
+    other = create_model(Recipe(), "test_resnet", num_classes=10)
     save_file(other.state_dict(), str(root / "resnet.safetensors"))
     torch.save({"state_dict": {"w": torch.zeros(1)}, "x": NotAWeight()}, root / "code.pth")
     (root / "python_tag.yaml").write_text('lr: !!python/object/apply:os.system ["echo hi"]\n')
@@ -122,8 +123,8 @@ def test_validate_is_callable_from_python_and_unwraps_ema_first(files, tmp_path)
     from fbnetv3_zoo.recipes import Recipe, validate
     from fbnetv3_zoo.recipes.validate import load_model
 
-    model = Recipe().create_model("test_resnet", num_classes=10)
-    ema = Recipe().create_model("test_resnet", num_classes=10)
+    model = create_model(Recipe(), "test_resnet", num_classes=10)
+    ema = create_model(Recipe(), "test_resnet", num_classes=10)
     torch.save(
         {"state_dict": model.state_dict(), "state_dict_ema": ema.state_dict()}, tmp_path / "c.pth"
     )

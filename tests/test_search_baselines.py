@@ -16,24 +16,24 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (
     PoolEvaluator,
     PoolSource,
     append_records,
     load_pool,
 )
-from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.sources import SobolSource, VectorSource, nearest_unvisited
-from fbnetv3_zoo.search.space import load_space
+from fbnetv3_zoo.search.space.constraints import parse_constraint
+from fbnetv3_zoo.search.space.definition import load_space
+from fbnetv3_zoo.search.space.sampling import sample_feasible
 from fbnetv3_zoo.search.store import vector_key
 from fbnetv3_zoo.search.strategies import (
     SuccessiveHalvingStrategy,
     epochs_spent,
     make_strategy,
 )
+from fbnetv3_zoo.search.trainer import EvalTask
 from pool_records import pool_meta, rising_curve, run_record
 
 from fbnetv3_zoo.errors import UserError
@@ -49,7 +49,7 @@ EPOCHS = 5  # rungs 2 and 5 for successive halving with eta 3
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
     """Plots are tested in test_search_run.py; these tests need the picks."""
-    from fbnetv3_zoo.search import report
+    from fbnetv3_zoo.search.report import outputs as report
 
     monkeypatch.setattr(report, "write_plots", lambda out, store, picks=None: [])
 
@@ -351,8 +351,8 @@ def test_cli_offers_both_baselines(capsys):
 
 def test_best_pair_per_limit_comes_from_full_trainings():
     """A short rung's score (another epoch) never outranks pairs trained to the scoring epoch."""
-    from fbnetv3_zoo.search.constraints import parse_constraint
-    from fbnetv3_zoo.search.report import best_per_constraint
+    from fbnetv3_zoo.search.report.outputs import best_per_constraint
+    from fbnetv3_zoo.search.space.constraints import parse_constraint
 
     rows = [
         dict(id=1, macs=100, params=10, score=70.0, epochs=5),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.heads import FitContext
-from fbnetv3_zoo.search.heads.gp import GPHead, GPPredictor, fit_gp
-from fbnetv3_zoo.search.sampling import sample
+from fbnetv3_zoo.search.predictor import fit as P
+from fbnetv3_zoo.search.predictor.heads import FitContext
+from fbnetv3_zoo.search.predictor.heads.gp import GPHead, GPPredictor, fit_gp
+from fbnetv3_zoo.search.space.sampling import sample
 from lr_task import best_lr_moves_with_optimizer, columns, ranking_task
 
 

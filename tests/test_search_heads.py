@@ -8,12 +8,12 @@ import sqlite3
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search import heads
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.heads import FitContext, UpperConfidenceBound, register_head
-from fbnetv3_zoo.search.report import predictor_fits
+from fbnetv3_zoo.search.predictor import heads
+from fbnetv3_zoo.search.predictor.heads import FitContext, UpperConfidenceBound, register_head
+from fbnetv3_zoo.search.report.outputs import predictor_fits
 from fbnetv3_zoo.search.store import Store
+from fbnetv3_zoo.search.trainer import EvalTask
 
 FITS: list[int] = []  # pairs each fit of the head below saw, in order
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search import predictor as P
 from fbnetv3_zoo.search.config import ConfigError, SearchConfig
-from fbnetv3_zoo.search.encoding import snap
-from fbnetv3_zoo.search.features import feature_map
-from fbnetv3_zoo.search.heads import AUTO_LINEAR_BELOW, FitContext
-from fbnetv3_zoo.search.heads import network as N
-from fbnetv3_zoo.search.heads import resolve_head as head_for
-from fbnetv3_zoo.search.heads.linear import LinearHead, LinearPredictor, fit_linear, recipe_design
-from fbnetv3_zoo.search.sampling import sample
-from fbnetv3_zoo.search.space import parse_space
+from fbnetv3_zoo.search.predictor import fit as P
+from fbnetv3_zoo.search.predictor.features import feature_map
+from fbnetv3_zoo.search.predictor.heads import AUTO_LINEAR_BELOW, FitContext
+from fbnetv3_zoo.search.predictor.heads import network as N
+from fbnetv3_zoo.search.predictor.heads import resolve_head as head_for
+from fbnetv3_zoo.search.predictor.heads.linear import (
+    LinearHead,
+    LinearPredictor,
+    fit_linear,
+    recipe_design,
+)
+from fbnetv3_zoo.search.space.definition import parse_space
+from fbnetv3_zoo.search.space.encoding import snap
+from fbnetv3_zoo.search.space.sampling import sample
 from lr_task import LR_SPACE, best_lr_moves_with_optimizer, columns, ranking_task
 
 

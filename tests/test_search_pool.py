@@ -7,11 +7,8 @@ import gzip
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
 from fbnetv3_zoo.search.early_stop import score_at
-from fbnetv3_zoo.search.encoding import decode
-from fbnetv3_zoo.search.evaluate import EvalTask
 from fbnetv3_zoo.search.pool import (
     PoolError,
     PoolEvaluator,
@@ -22,8 +19,11 @@ from fbnetv3_zoo.search.pool import (
     shown_seed,
     shown_seeds,
 )
-from fbnetv3_zoo.search.sampling import sample_feasible
-from fbnetv3_zoo.search.space import load_space
+from fbnetv3_zoo.search.space.constraints import parse_constraint
+from fbnetv3_zoo.search.space.definition import load_space
+from fbnetv3_zoo.search.space.encoding import decode
+from fbnetv3_zoo.search.space.sampling import sample_feasible
+from fbnetv3_zoo.search.trainer import EvalTask
 from pool_records import pool_meta, rising_curve, run_record
 
 from fbnetv3_zoo.errors import UserError

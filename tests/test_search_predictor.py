@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fbnetv3_zoo.search import encoder as E
-from fbnetv3_zoo.search import predictor as P
-from fbnetv3_zoo.search.constraints import batch_stats, parse_constraint
-from fbnetv3_zoo.search.encoding import snap
-from fbnetv3_zoo.search.features import feature_map
-from fbnetv3_zoo.search.genetic import adaptive_rates, genetic_search
-from fbnetv3_zoo.search.heads import network as N
-from fbnetv3_zoo.search.sampling import sample
-from fbnetv3_zoo.search.space import load_space, parse_space
+from fbnetv3_zoo.search.predictor import encoder as E
+from fbnetv3_zoo.search.predictor import fit as P
+from fbnetv3_zoo.search.predictor.features import feature_map
+from fbnetv3_zoo.search.predictor.heads import network as N
+from fbnetv3_zoo.search.space.constraints import batch_stats, parse_constraint
+from fbnetv3_zoo.search.space.definition import load_space, parse_space
+from fbnetv3_zoo.search.space.encoding import snap
+from fbnetv3_zoo.search.space.sampling import sample
+from fbnetv3_zoo.search.strategies.genetic import adaptive_rates, genetic_search
 
 # A small space written here so the tests do not move when the shipped proxy is retuned:
 # lists are sets of choices (one-hot), {min, max, step?, log?} mappings are ranges (min-max).

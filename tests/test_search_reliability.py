@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.space import SPACES_DIR, SpaceError, load_space, parse_space
+from fbnetv3_zoo.search.space.definition import SPACES_DIR, SpaceError, load_space, parse_space
 from fbnetv3_zoo.search.store import Store
+from fbnetv3_zoo.search.trainer import EvalTask
 from search_result import candidate_rows as _rows
 from search_settings import TINY_JOINTNAS
 
@@ -55,7 +55,7 @@ def _child(tmp_path: Path, out: Path, config: str, evaluator: str) -> subprocess
             torch.set_num_threads(1)
             from test_search_reliability import _config, fake
             from fbnetv3_zoo.search.driver import run_search
-            from fbnetv3_zoo.search.evaluate import evaluate
+            from fbnetv3_zoo.search.trainer import evaluate
 
             def slow(task):
                 time.sleep(1)  # time for the test to knock on the lock; changes no result

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 import yaml
-from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.summaries import best_per_constraint, finalists
+from fbnetv3_zoo.search.report.summaries import best_per_constraint, finalists
+from fbnetv3_zoo.search.space.constraints import parse_constraint
+from fbnetv3_zoo.search.trainer import EvalTask
 from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
@@ -143,7 +143,7 @@ def test_remeasure_off_and_a_budget_too_small_for_every_finalist(tmp_path):
 
 
 def test_the_progress_plot_marks_each_re_measured_pick_at_its_mean(tmp_path, monkeypatch):
-    from fbnetv3_zoo.search import plots
+    from fbnetv3_zoo.search.report import plots
     from fbnetv3_zoo.search.store import Store
 
     summary = run_search(_config(), tmp_path, evaluator=noisy_evaluate, progress=False)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fbnetv3_zoo.search.driver import SearchConfig, choose_stop_epoch, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask, evaluate
+from fbnetv3_zoo.search.trainer import EvalTask, evaluate
 from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
@@ -207,7 +207,7 @@ def test_changed_space_or_data_is_refused(tmp_path):
         run_search(
             _config(budget=6, data="digits:20"), tmp_path, evaluator=fake_evaluate, progress=False
         )
-    from fbnetv3_zoo.search.space import SPACES_DIR
+    from fbnetv3_zoo.search.space.definition import SPACES_DIR
 
     changed = yaml.safe_load((SPACES_DIR / "fbnetv3_proxy.yaml").read_text())
     changed["resolution"] = {"min": 16, "max": 24, "step": 8}

@@ -9,7 +9,7 @@ import yaml
 from fbnetv3_zoo.search.config import ConfigError, SearchConfig
 from fbnetv3_zoo.search.driver import run_search
 from fbnetv3_zoo.search.early_stop import score_at
-from fbnetv3_zoo.search.evaluate import EvalTask
+from fbnetv3_zoo.search.trainer import EvalTask
 from search_result import candidate_rows
 from search_settings import FAST_JOINTNAS
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from fbnetv3_zoo.search.constraints import batch_stats, parse_constraint
-from fbnetv3_zoo.search.encoding import contains, decode, encode, snap
-from fbnetv3_zoo.search.sampling import sample, sample_feasible
-from fbnetv3_zoo.search.space import RECIPE_FIELDS, SPACES_DIR, SpaceError, load_space, parse_space
+from fbnetv3_zoo.search.space.constraints import batch_stats, parse_constraint
+from fbnetv3_zoo.search.space.definition import (
+    RECIPE_FIELDS,
+    SPACES_DIR,
+    SpaceError,
+    load_space,
+    parse_space,
+)
+from fbnetv3_zoo.search.space.encoding import contains, decode, encode, snap
+from fbnetv3_zoo.search.space.sampling import sample, sample_feasible
 
 from fbnetv3_zoo.models.stats import arch_stats
 from fbnetv3_zoo.models.variants import VARIANTS

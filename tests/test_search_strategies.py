@@ -10,14 +10,14 @@ import math
 import numpy as np
 import pytest
 from fbnetv3_zoo.search.config import ConfigError
-from fbnetv3_zoo.search.constraints import parse_constraint
 from fbnetv3_zoo.search.driver import SearchConfig, run_search
-from fbnetv3_zoo.search.evaluate import EvalTask
-from fbnetv3_zoo.search.genetic import genetic_search
-from fbnetv3_zoo.search.sampling import sample_feasible
 from fbnetv3_zoo.search.sources import SobolSource, VectorSource
-from fbnetv3_zoo.search.space import load_space
+from fbnetv3_zoo.search.space.constraints import parse_constraint
+from fbnetv3_zoo.search.space.definition import load_space
+from fbnetv3_zoo.search.space.sampling import sample_feasible
 from fbnetv3_zoo.search.strategies import Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.strategies.genetic import genetic_search
+from fbnetv3_zoo.search.trainer import EvalTask
 from search_result import candidate_rows as _rows
 from search_settings import FAST_JOINTNAS
 
@@ -59,7 +59,7 @@ recipe:
 @pytest.fixture(autouse=True)
 def no_plots(monkeypatch):
     """Plots cost ~1 s per run and are tested in test_search_run.py; these tests need the picks."""
-    from fbnetv3_zoo.search import report
+    from fbnetv3_zoo.search.report import outputs as report
 
     monkeypatch.setattr(report, "write_plots", lambda out, store, picks=None: [])
 
@@ -129,7 +129,7 @@ def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch,
     seeds = range(6)
     random_ = [_pick_truth("random", s, tmp_path / f"r{s}", space_path) for s in seeds]
     joint = [_pick_truth("jointnas", s, tmp_path / f"j{s}", space_path, head) for s in seeds]
-    from fbnetv3_zoo.search.heads import gp, linear, network
+    from fbnetv3_zoo.search.predictor.heads import gp, linear, network
 
     for cls in (network.Predictor, linear.LinearPredictor, gp.GPPredictor):
         real = cls.predict

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from fbnetv3_zoo.search.constraints import parse_constraint
-from fbnetv3_zoo.search.summaries import progress_curve
-from fbnetv3_zoo.search.verdict import MIN_TAU_PAIRS, verdict_lines
+from fbnetv3_zoo.search.report.summaries import progress_curve
+from fbnetv3_zoo.search.report.verdict import MIN_TAU_PAIRS, verdict_lines
+from fbnetv3_zoo.search.space.constraints import parse_constraint
 
 LIMIT = parse_constraint("macs<=1M")
 
@@ -68,7 +68,7 @@ def test_progress_counts_epochs_spent_and_marks_the_first_batch():
 
 
 def test_verdict_quotes_a_re_measured_pick_as_the_mean_of_its_trainings():
-    from fbnetv3_zoo.search.summaries import best_per_constraint
+    from fbnetv3_zoo.search.report.summaries import best_per_constraint
 
     rows = [row(1, 0, 80.0), row(2, 0, 70.0), row(3, 1, 90.0, predicted=84.0)]
     rows += [dict(row(4, 2, 84.0), repeat_of=3), dict(row(5, 2, 78.0), repeat_of=1)]

@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "fbnetv3_zoo.cli.zoo",
     "fbnetv3_zoo.recipes.cli",
     "fbnetv3_zoo.search.cli",
-    "fbnetv3_zoo.search.latency_cli",
+    "fbnetv3_zoo.search.latency.cli",
     "fbnetv3_zoo.cli.deploy",
 )
 
@@ -97,7 +97,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             raise
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ onnxruntime for that backend):
   directory (``$FBNETV3_CACHE_DIR`` overrides it), so building is resumable.
 
 The search's vectorised predictor over a whole space lives in
-``fbnetv3_zoo.search.latency``.
+``fbnetv3_zoo.search.latency.table``.
 """
 
 from __future__ import annotations

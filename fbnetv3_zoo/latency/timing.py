@@ -220,7 +220,7 @@ def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Call
     def call() -> Any:
         return method.execute([x])
 
-    # the method runs from the program and its bytes: they must live as long as the callable
+    # the method runs from the program and its bytes: they must live as the callable
     call.keep = (program_bytes, program)  # type: ignore[attr-defined]
     return call
 

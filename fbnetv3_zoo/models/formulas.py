@@ -1,7 +1,7 @@
 """The width and cost formulas, written once for one spec and for numpy batches.
 
 ``ScalarOps`` gives Python-number versions of the three operations the
-arithmetic needs; numpy's (``fbnetv3_zoo.search.constraints.ARRAY_OPS``)
+arithmetic needs; numpy's (``fbnetv3_zoo.search.space.constraints.ARRAY_OPS``)
 resolve a batch of candidates column by column with the very same formulas, so
 the two can never disagree.  The spec (widths, its size limit) and the
 analytic statistics both import from here, and neither imports the other.
@@ -18,7 +18,7 @@ class ScalarOps:
 
     The width and cost formulas below (and in ``stats.py``) are written once
     against such an ``ops`` namespace: with these they resolve one spec, with
-    numpy's (``fbnetv3_zoo.search.constraints.ARRAY_OPS``) a batch of
+    numpy's (``fbnetv3_zoo.search.space.constraints.ARRAY_OPS``) a batch of
     candidates column by column, so the two can never disagree.
     """
 

@@ -29,13 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fbnetv3_zoo.errors import UserError
-
-from ..strategy_settings import SETTINGS, StrategySettings
-from .base import Context, Proposal, Strategy, draw_unseen, epochs_spent, unseen
-from .halving import SuccessiveHalvingStrategy
-from .jointnas import JointNASStrategy, fine_search
-from .optuna_tpe import (
+from fbnetv3_zoo.search.strategies.base import (
+    Context,
+    Proposal,
+    Strategy,
+    draw_unseen,
+    epochs_spent,
+    unseen,
+)
+from fbnetv3_zoo.search.strategies.halving import SuccessiveHalvingStrategy
+from fbnetv3_zoo.search.strategies.jointnas import JointNASStrategy, fine_search
+from fbnetv3_zoo.search.strategies.optuna_tpe import (
     OPTUNA_INSTALL,
     OptunaTPEStrategy,
     import_optuna,
@@ -43,7 +47,10 @@ from .optuna_tpe import (
     params_of,
     vector_of,
 )
-from .random_draws import RandomStrategy
+from fbnetv3_zoo.search.strategies.random_draws import RandomStrategy
+from fbnetv3_zoo.search.strategy_settings import SETTINGS, StrategySettings
+
+from fbnetv3_zoo.errors import UserError
 
 # name -> factory taking the strategy's settings (None: its defaults)
 STRATEGIES: dict[str, Callable[..., Strategy]] = {

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-
-from ..config import SearchConfig
-from ..constraints import Constraint, feasible
-from ..sources import CandidateSource
-from ..space import SearchSpace
-from ..store import Store, vector_key
-from ..strategy_settings import NoSettings, StrategySettings
+from fbnetv3_zoo.search.config import SearchConfig
+from fbnetv3_zoo.search.sources import CandidateSource
+from fbnetv3_zoo.search.space.constraints import Constraint, feasible
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.store import Store, vector_key
+from fbnetv3_zoo.search.strategy_settings import NoSettings, StrategySettings
 
 
 @dataclass

@@ -6,12 +6,11 @@ import math
 from typing import Any
 
 import numpy as np
-
-from ..constraints import batch_stats, row_stats
-from ..evaluate import epoch_accuracy
-from ..store import vector_key
-from ..strategy_settings import HalvingSettings
-from .base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.space.constraints import batch_stats, row_stats
+from fbnetv3_zoo.search.store import vector_key
+from fbnetv3_zoo.search.strategies.base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.strategy_settings import HalvingSettings
+from fbnetv3_zoo.search.trainer import epoch_accuracy
 
 
 class SuccessiveHalvingStrategy(Strategy):

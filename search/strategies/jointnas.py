@@ -7,15 +7,14 @@ import time
 from typing import Any
 
 import numpy as np
-
-from ..constraints import batch_stats
-from ..encoder import PretrainCache, Pretrained
-from ..heads import AccuracyModel, Head, resolve_head
-from ..predictor import fit_with_holdout, rank_quality
-from ..store import vector_key
-from ..strategy_settings import JointNASSettings
-from .base import Context, Proposal, Strategy, draw_unseen
-from .random_draws import RandomStrategy
+from fbnetv3_zoo.search.predictor.encoder import PretrainCache, Pretrained
+from fbnetv3_zoo.search.predictor.fit import fit_with_holdout, rank_quality
+from fbnetv3_zoo.search.predictor.heads import AccuracyModel, Head, resolve_head
+from fbnetv3_zoo.search.space.constraints import batch_stats
+from fbnetv3_zoo.search.store import vector_key
+from fbnetv3_zoo.search.strategies.base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.strategies.random_draws import RandomStrategy
+from fbnetv3_zoo.search.strategy_settings import JointNASSettings
 
 
 class JointNASStrategy(Strategy):
@@ -165,9 +164,8 @@ def _run_genetic(
     ctx: Context, predictor: Any, settings: JointNASSettings
 ) -> tuple[list[Any], dict[str, Any]]:
     """The genetic search's results per constraint, and notes on it (time, predicted best)."""
+    from fbnetv3_zoo.search.strategies.genetic import genetic_search
     from tqdm.auto import tqdm
-
-    from ..genetic import genetic_search
 
     c = settings
     rows, u, y = ctx.store.measured(diverged_score=chance(ctx))

@@ -6,14 +6,13 @@ import warnings
 from typing import Any
 
 import numpy as np
-
-from ..constraints import Constraint, batch_stats, feasible
-from ..encoding import snap
-from ..sources import nearest_unvisited
-from ..space import SearchSpace
-from ..store import vector_key
-from ..strategy_settings import OptunaTPESettings
-from .base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.sources import nearest_unvisited
+from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, feasible
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import snap
+from fbnetv3_zoo.search.store import vector_key
+from fbnetv3_zoo.search.strategies.base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.strategy_settings import OptunaTPESettings
 
 OPTUNA_INSTALL = 'pip install "fbnetv3-zoo[optuna]"'
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Context, Proposal, Strategy, draw_unseen
+from fbnetv3_zoo.search.strategies.base import Context, Proposal, Strategy, draw_unseen
 
 
 class RandomStrategy(Strategy):

@@ -14,21 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import decode_columns
 
 from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.models.spec import ArchSpec, mid_channels, se_channels, spatial_size
 from fbnetv3_zoo.models.stats import block_terms, head_cost, stem_cost
 
-from .encoding import decode_columns
-from .space import SearchSpace
-
 # a space fixes no stem stride: its candidates get ArchSpec's default, as decode() builds them
 STEM_STRIDE = ArchSpec.__dataclass_fields__["stem_stride"].default
 
 _UNITS = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _PATTERN = re.compile(r"^\s*(macs|params)\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*([kKMG]?)\s*$")
-# latency_ms<=8@onnxruntime, optionally :THREADS (default 1); see search/latency.py
+# latency_ms<=8@onnxruntime, optionally :THREADS (default 1); see search/latency/table.py
 _LATENCY = re.compile(
     r"^\s*latency_ms\s*(<=|<)\s*([0-9]*\.?[0-9]+)\s*@\s*([a-z_]+)\s*(?::\s*([0-9]+))?\s*$"
 )
@@ -43,7 +42,7 @@ class Constraint:
 
     A latency limit (``latency_ms<=8@onnxruntime``) is judged by a predictor
     from this machine's latency table, attached with
-    :func:`fbnetv3_zoo.search.latency.bind_latency`; it needs the encodings.
+    :func:`fbnetv3_zoo.search.latency.table.bind_latency`; it needs the encodings.
     """
 
     metric: str

@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 import numpy as np
-
-from .encoder import Pretrained
-from .heads import AccuracyModel, FitContext, Head, make_head
-from .space import SearchSpace
+from fbnetv3_zoo.search.predictor.encoder import Pretrained
+from fbnetv3_zoo.search.predictor.heads import AccuracyModel, FitContext, Head, make_head
+from fbnetv3_zoo.search.space.definition import SearchSpace
 
 
 def rank_quality(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:

@@ -13,10 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from .constraints import Constraint, row_stats
-from .predictor import rank_quality
-from .summaries import first_measurements, with_repeats
+from fbnetv3_zoo.search.predictor.fit import rank_quality
+from fbnetv3_zoo.search.report.summaries import first_measurements, with_repeats
+from fbnetv3_zoo.search.space.constraints import Constraint, row_stats
 
 MIN_TAU_PAIRS = 10  # below this a Kendall tau's interval spans most of [-1, 1]
 RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs

@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency.table import LatencyTable
-from fbnetv3_zoo.latency.timing import require_backend
-
-from .constraints import Constraint
-from .latency import (
+from fbnetv3_zoo.search.latency.table import (
     CALIBRATION_NETWORKS,
     LatencyPredictor,
     build_table,
     space_keys,
 )
-from .space import SearchSpace
+from fbnetv3_zoo.search.space.constraints import Constraint
+from fbnetv3_zoo.search.space.definition import SearchSpace
+
+from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.latency.table import LatencyTable
+from fbnetv3_zoo.latency.timing import require_backend
 
 # rough, 2 busy cores; executorch lowers every entry first
 SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12, "cuda": 0.1, "executorch": 2.0}
@@ -107,6 +107,6 @@ def record_latency(
     under ``latency/<slug>``, so ``best/<slug>.yaml`` carries predicted and
     measured latency and a re-render does not re-measure.
     """
-    from .latency_picks import verify_picks
+    from fbnetv3_zoo.search.latency.picks import verify_picks
 
     verify_picks(store, constraints, num_classes, log)

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from ..encoder import Pretrained
-    from ..space import SearchSpace
+    from fbnetv3_zoo.search.predictor.encoder import Pretrained
+    from fbnetv3_zoo.search.space.definition import SearchSpace
 
 AUTO = "auto"
 # ``auto``: the Bayesian linear head below this many measured pairs, then the network head

@@ -7,8 +7,8 @@ any ``nn.Module`` (``build``).  ``build`` changes nothing it is given: it report
 what the model lacks (``not_applied``) and how it fitted the recipe to the run
 (``notes``).
 
-This module does not import ``recipe.py`` at run time, so the two never import
-each other: ``Recipe.create_model`` / ``Recipe.build`` call into here.
+``Recipe`` is data (fields, validation, YAML); everything that applies it to a
+model lives here, so the dependency runs one way: build -> recipe.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from fbnetv3_zoo.models.weight_init import init_weights
 from fbnetv3_zoo.weights.resolve import parse_ref
 
-from .errors import RecipeError
-
-if TYPE_CHECKING:
-    from .recipe import Recipe
+from .recipe import Recipe, RecipeError
 
 # timm's optimizer names for ours: TF-style RMSProp (eps inside the sqrt) is what
 # the MobileNet/EfficientNet/FBNet RMSProp settings were tuned with
@@ -146,6 +143,14 @@ def missing_regularisers(recipe: Recipe, model: nn.Module) -> list[str]:
 
 
 # --------------------------------------------------------- fitting the run
+def for_model(recipe: Recipe, model: nn.Module) -> Recipe:
+    """``recipe`` with ``resolution`` None replaced by the model's own input size."""
+    if recipe.resolution is not None:
+        return recipe
+    size = model_input_size(model) or DEFAULT_RESOLUTION
+    return dataclasses.replace(recipe, resolution=size)
+
+
 def model_input_size(model: nn.Module) -> int | None:
     """The input size the model was designed for: its pretrained config's, or its ArchSpec's."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -225,7 +230,7 @@ def build(
     """Optimizer, per-step scheduler, mixup, losses, EMA and transforms for ``model``.
 
     Pure: ``model`` is not changed.  Regularisers it lacks are listed in
-    ``not_applied`` (build the model with ``Recipe.create_model`` to get them);
+    ``not_applied`` (build the model with ``create_model(recipe, ...)`` to get them);
     adaptations to the run (``fit_to_run``) are listed in ``notes``.
     """
     if steps_per_epoch < 1:

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from fbnetv3_zoo.search.predictor.features import FeatureMap, feature_map
+from fbnetv3_zoo.search.space.constraints import batch_stats
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.sampling import sample
 from torch import nn
-
-from .constraints import batch_stats
-from .features import FeatureMap, feature_map
-from .sampling import sample
-from .space import SearchSpace
 
 HIDDEN = 64  # encoder width (the arch embedding)
 FIT_LR = 3e-3  # pretraining, the head-only phase and from-scratch fits

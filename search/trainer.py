@@ -60,8 +60,7 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
     try:
         import torch
         from fbnetv3_zoo.recipes.engine import seed_everything, train
-
-        from .fixed_model import model_of
+        from fbnetv3_zoo.search.space.fixed_model import model_of
 
         if task.threads:
             torch.set_num_threads(task.threads)
@@ -70,7 +69,9 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
         recipe = build_recipe(task.base_recipe, task.recipe, resolution, task.overrides)
         num_classes = _num_classes(task.data)
         seed_everything(task.seed)  # initial weights must not depend on what ran before
-        model = recipe.create_model(model_ref, num_classes=num_classes)  # dropout/drop path
+        from fbnetv3_zoo.recipes.apply import create_model
+
+        model = create_model(recipe, model_ref, num_classes=num_classes)  # dropout/drop path
         result = train(
             model,
             recipe,

@@ -4,7 +4,7 @@ Importing this package loads only the registry: a head's module (and torch)
 loads when it is first fitted.
 """
 
-from .base import (
+from fbnetv3_zoo.search.predictor.heads.base import (
     AUTO,
     AUTO_LINEAR_BELOW,
     HEADS,

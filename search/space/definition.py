@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbnetv3_zoo.search.space.dims import Dim, SpaceError, check_positive_ints, fail, parse_dim
+
 from fbnetv3_zoo.checks import (
     MAX_BLOCKS,
     MAX_CHANNELS,
@@ -29,9 +31,7 @@ from fbnetv3_zoo.checks import (
 )
 from fbnetv3_zoo.yaml_io import load_yaml
 
-from .dims import Dim, SpaceError, check_positive_ints, fail, parse_dim
-
-SPACES_DIR = Path(__file__).parent / "spaces"
+SPACES_DIR = Path(__file__).parents[1] / "spaces"
 RECIPE_FIELDS = (
     "optimizer",
     "lr",

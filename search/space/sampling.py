@@ -10,12 +10,11 @@ import math
 import warnings
 
 import numpy as np
+from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, feasible
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import snap
 
 from fbnetv3_zoo.errors import UserError
-
-from .constraints import Constraint, batch_stats, feasible
-from .encoding import snap
-from .space import SearchSpace
 
 
 def sample(space: SearchSpace, n: int, method: str = "sobol", seed: int = 0) -> np.ndarray:

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
-
-from ..encoder import (
+from fbnetv3_zoo.search.predictor.encoder import (
     FIT_LR,
     HIDDEN,
     Linears,
@@ -37,9 +35,10 @@ from ..encoder import (
     resolve_features,
     single_thread,
 )
-from ..features import FeatureMap
-from ..space import SearchSpace
-from .base import FitContext, UpperConfidenceBound
+from fbnetv3_zoo.search.predictor.features import FeatureMap
+from fbnetv3_zoo.search.predictor.heads.base import FitContext, UpperConfidenceBound
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from torch import nn
 
 HEAD_HIDDEN = 32  # hidden width of the accuracy head
 FINETUNE_LR = 3e-4  # all-layer phase: lower so the pretrained encoder is adjusted, not erased

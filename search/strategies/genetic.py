@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from .constraints import Constraint, batch_stats
-from .encoding import snap
-from .sampling import sample_feasible
-from .space import SearchSpace
+from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import snap
+from fbnetv3_zoo.search.space.sampling import sample_feasible
 
 # the adaptive GA's published constants: crossover k1 = k3 = 1.0, mutation k2 = k4 = 0.5
 K_CROSS, K_MUT = 1.0, 0.5

@@ -30,12 +30,16 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from fbnetv3_zoo.search.predictor.encoder import (
+    Pretrained,
+    arch_design,
+    frozen_encoder,
+    resolve_features,
+)
+from fbnetv3_zoo.search.predictor.features import FeatureMap
+from fbnetv3_zoo.search.predictor.heads.base import FitContext, UpperConfidenceBound
+from fbnetv3_zoo.search.space.definition import SearchSpace
 from torch import nn
-
-from ..encoder import Pretrained, arch_design, frozen_encoder, resolve_features
-from ..features import FeatureMap
-from ..space import SearchSpace
-from .base import FitContext, UpperConfidenceBound
 
 # type-II maximum-likelihood grid, in units of the standardised accuracy
 NOISE_GRID = (0.03, 0.1, 0.3, 1.0)  # noise variance

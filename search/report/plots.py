@@ -13,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fbnetv3_zoo.search.report.summaries import (
+    pareto_front,
+    predictor_fits,
+    progress_curve,
+    with_repeats,
+)
+from fbnetv3_zoo.search.store import Store
 
 from fbnetv3_zoo.files.outputs import refuse_link
-
-from .store import Store
-from .summaries import pareto_front, predictor_fits, progress_curve, with_repeats
 
 
 def write_plots(

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fbnetv3_zoo.search.space.constraints import STEM_STRIDE
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.encoding import decode, decode_columns
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.latency.table import (
@@ -37,10 +40,6 @@ from fbnetv3_zoo.latency.table import (
 )
 from fbnetv3_zoo.latency.timing import measure_many
 from fbnetv3_zoo.models.spec import make_divisible, mid_channels, se_channels, spatial_size
-
-from .constraints import STEM_STRIDE
-from .encoding import decode, decode_columns
-from .space import SearchSpace
 
 CALIBRATION_NETWORKS = 24
 CALIBRATION_SEED = 424242  # far from the benchmark's seeds, so its test networks are unseen
@@ -244,8 +243,8 @@ def fit_correction(sums: np.ndarray, counts: np.ndarray, measured: np.ndarray) -
 
 def calibration_vectors(space: SearchSpace, n: int, seed: int = CALIBRATION_SEED) -> np.ndarray:
     """Seeded uniform architectures of ``space`` whose feature maps never vanish."""
-    from .constraints import batch_stats
-    from .sampling import sample
+    from fbnetv3_zoo.search.space.constraints import batch_stats
+    from fbnetv3_zoo.search.space.sampling import sample
 
     u = sample(space, 4 * n + 16, "uniform", seed=seed)
     valid = batch_stats(space, u, 10)[2]

@@ -6,8 +6,7 @@ import math
 from typing import Any
 
 import numpy as np
-
-from .constraints import Constraint, row_stats
+from fbnetv3_zoo.search.space.constraints import Constraint, row_stats
 
 
 def pareto_front(macs: np.ndarray, acc: np.ndarray) -> np.ndarray:

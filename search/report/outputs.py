@@ -13,23 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from fbnetv3_zoo.recipes import Recipe
+from fbnetv3_zoo.search.config import PINNED_DEFAULTS
+from fbnetv3_zoo.search.latency.picks import verified_best
+from fbnetv3_zoo.search.latency.report import PLOT as LATENCY_PLOT
+from fbnetv3_zoo.search.latency.report import latency_lines, write_latency_plot
+from fbnetv3_zoo.search.report.plots import write_plots
+from fbnetv3_zoo.search.report.summaries import best_per_constraint, predictor_fits, with_repeats
+from fbnetv3_zoo.search.report.verdict import top1_text, verdict_lines
+from fbnetv3_zoo.search.space.constraints import Constraint, parse_constraint
+from fbnetv3_zoo.search.space.definition import SearchSpace, load_space, parse_space
+from fbnetv3_zoo.search.store import Store, diverged
+from fbnetv3_zoo.search.trainer import build_recipe
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import MARKER, read_marker, refuse_link, write_new
 from fbnetv3_zoo.models.result_file import ResultFile
 from fbnetv3_zoo.models.stats import in_millions
-
-from .config import PINNED_DEFAULTS
-from .constraints import Constraint, parse_constraint
-from .evaluate import build_recipe
-from .latency_picks import verified_best
-from .latency_report import PLOT as LATENCY_PLOT
-from .latency_report import latency_lines, write_latency_plot
-from .plots import write_plots
-from .space import SearchSpace, load_space, parse_space
-from .store import Store, diverged
-from .summaries import best_per_constraint, predictor_fits, with_repeats
-from .verdict import top1_text, verdict_lines
 
 
 def score_epoch(row: dict[str, Any], stop_epoch: int | None) -> int:
@@ -399,7 +398,7 @@ def _fixed_model_lines(
     space: SearchSpace, config: dict[str, Any], store: Store, notes: dict[int, Any]
 ) -> list[str]:
     """A recipe-only search: the fixed model, the proxy's rank correlation, skipped pretraining."""
-    from .proxy_check import proxy_sentence
+    from fbnetv3_zoo.search.proxy_check import proxy_sentence
 
     lines = [f"- {proxy_sentence(store.get('proxy_check'))}"]
     if space.model is None:
@@ -439,7 +438,7 @@ def _quality_line(
     fits: list[dict[str, Any]], head: str = "network", pretrained: bool = True
 ) -> str:
     """One sentence on the predictor: which head, last held-out and prospective rank correlation."""
-    from .heads import describe_head, resolve_head
+    from fbnetv3_zoo.search.predictor.heads import describe_head, resolve_head
 
     def described(name: str) -> str:
         text = describe_head(name)
@@ -571,7 +570,7 @@ def report_run(out: str | Path) -> dict[str, Any]:
         space = parse_space(json.loads(raw), source=str(db)) if raw else load_space(config["space"])
         constraints = [parse_constraint(c) for c in config.get("constraints", [])]
         if any(c.metric == "latency_ms" for c in constraints):
-            from .latency_limits import bind_latency
+            from fbnetv3_zoo.search.latency.limits import bind_latency
 
             classes = store.get("num_classes") or 1000
             constraints = bind_latency(

@@ -33,13 +33,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from fbnetv3_zoo.search.predictor.encoder import (
+    Pretrained,
+    arch_design,
+    frozen_encoder,
+    resolve_features,
+)
+from fbnetv3_zoo.search.predictor.features import FeatureMap
+from fbnetv3_zoo.search.predictor.heads.base import FitContext, UpperConfidenceBound
+from fbnetv3_zoo.search.space.definition import SearchSpace
+from fbnetv3_zoo.search.space.sampling import sample
 from torch import nn
-
-from ..encoder import Pretrained, arch_design, frozen_encoder, resolve_features
-from ..features import FeatureMap
-from ..sampling import sample
-from ..space import SearchSpace
-from .base import FitContext, UpperConfidenceBound
 
 LENGTH_GRID = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)  # length scales tried per group
 NOISE_GRID = (0.01, 0.05, 0.2, 0.5)  # noise variance, in units of the standardised accuracy

@@ -36,9 +36,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from .constraints import Constraint, row_stats
-from .summaries import best_per_constraint, with_repeats
+from fbnetv3_zoo.search.report.summaries import best_per_constraint, with_repeats
+from fbnetv3_zoo.search.space.constraints import Constraint, row_stats
 
 if TYPE_CHECKING:  # torch is imported only when something is timed
     from fbnetv3_zoo.latency.table import LatencyTable

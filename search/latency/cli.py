@@ -75,12 +75,12 @@ def default_classes(space_name: str) -> int:
 def _build(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from fbnetv3_zoo.search.latency.table import CALIBRATION_NETWORKS, build_table
+    from fbnetv3_zoo.search.space.definition import Dim, load_space
+
     from fbnetv3_zoo.errors import UserError
     from fbnetv3_zoo.latency.timing import require_backend
     from fbnetv3_zoo.models.spec import check_input_size, check_num_classes
-
-    from .latency import CALIBRATION_NETWORKS, build_table
-    from .space import Dim, load_space
 
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from fbnetv3_zoo.search.space.definition import SearchSpace, SpaceError
 
 from fbnetv3_zoo.models.spec import ArchSpec, BlockSpec
-
-from .space import SearchSpace, SpaceError
 
 
 def _plain(value: Any) -> Any:
@@ -56,7 +55,7 @@ def decode(space: SearchSpace, u: np.ndarray) -> tuple[Any, dict[str, Any]]:
     cols = {k: _plain(v[0]) for k, v in decode_columns(space, u).items()}
     recipe = {d.name.split(".", 1)[1]: cols[d.name] for d in space.recipe}
     if space.model is not None:
-        from .fixed_model import FixedModel
+        from fbnetv3_zoo.search.space.fixed_model import FixedModel
 
         return FixedModel(space.model, int(cols["resolution"])), recipe
     stages = []

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .constraints import Constraint
-from .latency_picks import measured_key, typical
-from .summaries import pareto_front
+from fbnetv3_zoo.search.latency.picks import measured_key, typical
+from fbnetv3_zoo.search.report.summaries import pareto_front
+from fbnetv3_zoo.search.space.constraints import Constraint
 
 PLOT = "acc_vs_latency.png"
 
@@ -108,8 +107,7 @@ def write_latency_plot(out: Path, store: Any, constraints: list[Constraint]) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .plots import _save
+    from fbnetv3_zoo.search.report.plots import _save
 
     scores = {r["id"]: r["score"] for r in store.candidates("done")}
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)

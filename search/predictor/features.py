@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from .space import Dim, SearchSpace
+from fbnetv3_zoo.search.space.definition import Dim, SearchSpace
 
 # numeric recipe dim -> the categorical recipe dim its meaning depends on
 CONDITIONAL = {"recipe.lr": "recipe.optimizer"}

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbnetv3_zoo.search.space.definition import SearchSpace, parse_space, space_path
+from fbnetv3_zoo.search.space.dims import fail
+
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.yaml_io import load_yaml
-
-from .dims import fail
-from .space import SearchSpace, parse_space, space_path
 
 DEFAULT_RECIPE_SPACE = "recipe"  # spaces/recipe.yaml
 

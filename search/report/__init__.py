@@ -1,0 +1,3 @@
+"""What a search hands back: best pairs and ``report.md`` (``outputs``), ``plots``,
+the ``verdict`` lines and the ``summaries`` both read.
+"""
