@@ -21,10 +21,20 @@ THREADS_HELP = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_recipes(sub)
+    _register_train(sub)
+    _register_validate(sub)
+
+
+def _register_recipes(sub: argparse._SubParsersAction) -> None:
+    """The ``recipes`` subcommand: list the presets, or print one."""
     p = sub.add_parser("recipes", help="list the training recipe presets")
     p.add_argument("name", nargs="?", help="print this preset's annotated YAML")
     p.set_defaults(func=cmd_recipes)
 
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    """The ``train`` subcommand: model, recipe and data, then the run's own flags."""
     p = sub.add_parser(
         "train",
         help="train a model with a recipe",
@@ -62,6 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD=VALUE",
         help="override any recipe field with a YAML value, e.g. --set mixup=0.4 (repeatable)",
     )
+    _add_train_run_flags(p)
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
+    """``train``: where the run is kept, resuming and stopping it, its start and its seed."""
     p.add_argument(
         "--out", help="run directory (metrics, checkpoints, curves); unset: keep nothing"
     )
@@ -80,9 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice of the run (default: 0)"
     )
-    _common(p)
-    p.set_defaults(func=cmd_train)
 
+
+def _register_validate(sub: argparse._SubParsersAction) -> None:
+    """The ``validate`` subcommand: a model's weights, the data, and the evaluation transform."""
     p = sub.add_parser(
         "validate",
         help="evaluate a model with its own eval transform",

@@ -13,23 +13,15 @@ from typing import Any
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the search subcommands to the ``fbnetv3`` parser."""
-    from dataclasses import fields
+    _register_search(subparsers)
+    _register_search_report(subparsers)
 
-    from fbnetv3_zoo.search.config import (
-        ARCH_BUDGET,
-        ARCH_EPOCHS,
-        ARCH_SCORE_EPOCHS,
-        ARCH_SPACE,
-        DEFAULT_CONSTRAINTS,
-        RECIPE_BUDGET,
-        RECIPE_FULL_EPOCHS,
-        RECIPE_HOLDOUT,
-        RECIPE_SPACE,
-        SearchConfig,
-    )
-    from fbnetv3_zoo.search.strategy_settings import SETTINGS
 
-    d = {f.name: f.default for f in fields(SearchConfig)}
+_Option = Callable[..., None]
+
+
+def _register_search(subparsers: argparse._SubParsersAction) -> None:
+    """The ``search`` subcommand, its flags in groups, then every strategy's settings."""
     p = subparsers.add_parser(
         "search",
         help="joint architecture-recipe search (JointNAS), or the recipe alone for any --model; "
@@ -44,12 +36,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "settings; changed ones are refused).",
     )
 
+    opt = _option_adder(p)
+    _add_target_flags(p, opt)
+    _add_data_flags(p, opt)
+    _add_budget_flags(p, opt)
+    _add_executor_flags(p, opt)
+    add_strategy_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    p.set_defaults(func=run_search_command)
+
+
+def _option_adder(p: argparse.ArgumentParser) -> _Option:
+    """``opt(flag, help, **kw)``: a flag whose default is SearchConfig's, said in its help."""
+    from dataclasses import fields
+
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    d = {f.name: f.default for f in fields(SearchConfig)}
+
     def opt(flag: str, help: str, **kw: Any) -> None:
         key = flag.lstrip("-").replace("-", "_")
         if key in d and "default" not in kw and kw.get("action") != "store_true":
             kw["default"] = d[key]
             help += " (default: %(default)s)"
         p.add_argument(flag, help=help, **kw)
+
+    return opt
+
+
+def _add_target_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+    """``search``: the run folder, the space or fixed model, and the full run searched for."""
+    from fbnetv3_zoo.search.config import ARCH_SPACE, RECIPE_FULL_EPOCHS, RECIPE_SPACE
 
     p.add_argument(
         "--out", required=True, help="run folder (search.sqlite, best/, report.md, plots)"
@@ -88,6 +105,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="skip training the first batch at --full-epochs (the proxy's rank correlation is then "
         "not measured)",
     )
+
+
+def _add_data_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+    """``search``: the data set, its held-out share, the constraints and the strategy."""
+    from fbnetv3_zoo.search.config import DEFAULT_CONSTRAINTS, RECIPE_HOLDOUT
+    from fbnetv3_zoo.search.strategy_settings import SETTINGS
+
     opt(
         "--data",
         "digits, digits:N (N training images per class), cifar10, cifar100, or an ImageFolder directory",
@@ -123,6 +147,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "successive-halving (short trainings for all, the full proxy for the best third)",
         choices=list(SETTINGS),
     )
+
+
+def _add_budget_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+    """``search``: how many candidates, in which batches, for how many epochs, which seed."""
+    from fbnetv3_zoo.search.config import ARCH_BUDGET, ARCH_EPOCHS, ARCH_SCORE_EPOCHS, RECIPE_BUDGET
+
     p.add_argument(
         "--budget",
         type=int,
@@ -155,6 +185,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     opt("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
+
+
+def _add_executor_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+    """``search``: where candidates train (this process or Ray) and on how much hardware."""
     opt(
         "--executor",
         "where candidates train: local (this process) or ray",
@@ -168,10 +202,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt("--cpus-per-trial", "CPUs Ray reserves per candidate", type=float)
     opt("--gpus-per-trial", "GPUs Ray reserves per candidate (fractions allowed)", type=float)
     opt("--threads", "torch threads per candidate (0: torch's default)", type=int)
-    add_strategy_flags(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
-    p.set_defaults(func=run_search_command)
 
+
+def _register_search_report(subparsers: argparse._SubParsersAction) -> None:
+    """The ``search-report`` subcommand."""
     r = subparsers.add_parser(
         "search-report",
         help="tables and plots of a finished or running search",

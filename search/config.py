@@ -145,30 +145,36 @@ class SearchConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot work."""
+        self._validate_inputs()
+        self._validate_counts()
+        self._validate_choices()
+        self._validate_fixed_model()
 
-        def need(ok: bool, name: str, rule: str) -> None:
-            if not ok:
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(
-                    f"search setting {name} ({flag}) must be {rule}, got {getattr(self, name)!r}"
-                )
+    def _need(self, ok: bool, name: str, rule: str) -> None:
+        if not ok:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"search setting {name} ({flag}) must be {rule}, got {getattr(self, name)!r}"
+            )
 
-        def integer(name: str, low: int) -> None:
-            v = getattr(self, name)
-            need(is_int(v) and v >= low, name, f"an integer >= {low}")
+    def _integer(self, name: str, low: int) -> None:
+        v = getattr(self, name)
+        self._need(is_int(v) and v >= low, name, f"an integer >= {low}")
 
-        def number(name: str, low: float, high: float = math.inf) -> None:
-            v = getattr(self, name)
-            need(is_number(v) and low <= v <= high, name, f"a number in [{low}, {high}]")
+    def _number(self, name: str, low: float, high: float = math.inf) -> None:
+        v = getattr(self, name)
+        self._need(is_number(v) and low <= v <= high, name, f"a number in [{low}, {high}]")
 
+    def _validate_inputs(self) -> None:
+        """The space, the data and the constraints (each one parsed)."""
         for name in ("space", "data"):
-            need(
+            self._need(
                 isinstance(getattr(self, name), str) and getattr(self, name) != "",
                 name,
                 "a non-empty string",
             )
         c = self.constraints
-        need(
+        self._need(
             isinstance(c, list | tuple) and len(c) > 0 and all(isinstance(x, str) for x in c),
             "constraints",
             "a non-empty list of strings such as 'macs<=400M'",
@@ -182,6 +188,9 @@ class SearchConfig:
                 parse_constraint(text)
             except ValueError as err:
                 raise ConfigError(f"search setting constraints (--constraint): {err}") from None
+
+    def _validate_counts(self) -> None:
+        """The counts, the seed, the numeric ranges and the threads per candidate."""
         for name in (
             "budget",
             "batch",
@@ -190,24 +199,27 @@ class SearchConfig:
             "min_stop_curves",
             "score_epochs",
         ):
-            integer(name, 1)
-        integer("seed", 0)
-        integer("remeasure", 0)
-        need(self.seed < 2**63, "seed", "an integer below 2**63")
-        number("early_stop_tau", -1.0, 1.0)
-        number("holdout", 0.0, MAX_HOLDOUT)
-        number("cpus_per_trial", 0.0)
-        number("gpus_per_trial", 0.0)
-        need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
+            self._integer(name, 1)
+        self._integer("seed", 0)
+        self._integer("remeasure", 0)
+        self._need(self.seed < 2**63, "seed", "an integer below 2**63")
+        self._number("early_stop_tau", -1.0, 1.0)
+        self._number("holdout", 0.0, MAX_HOLDOUT)
+        self._number("cpus_per_trial", 0.0)
+        self._number("gpus_per_trial", 0.0)
+        self._need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
         v = self.threads
-        need(
+        self._need(
             v is None or is_int(v) and 1 <= v <= max_threads(),
             "threads",
             f"None (torch's default) or an integer in [1, {max_threads()}] (CPUs x {THREADS_PER_CPU})",
         )
-        need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
-        need(self.strategy in SETTINGS, "strategy", "one of " + ", ".join(SETTINGS))
-        need(
+
+    def _validate_choices(self) -> None:
+        """Executor, strategy and its settings (every strategy's), and the switches."""
+        self._need(self.executor in EXECUTORS, "executor", "one of " + ", ".join(EXECUTORS))
+        self._need(self.strategy in SETTINGS, "strategy", "one of " + ", ".join(SETTINGS))
+        self._need(
             isinstance(self.settings, dict)
             and all(isinstance(v, dict) for v in self.settings.values()),
             "settings",
@@ -218,21 +230,25 @@ class SearchConfig:
                 settings_for(name, values)
             except SettingsError as err:
                 raise ConfigError(f"search {err}") from None
-        need(isinstance(self.download, bool), "download", "true or false")
-        need(isinstance(self.proxy_check, bool), "proxy_check", "true or false")
-        need(
+        self._need(isinstance(self.download, bool), "download", "true or false")
+        self._need(isinstance(self.proxy_check, bool), "proxy_check", "true or false")
+
+    def _validate_fixed_model(self) -> None:
+        """A recipe-only search's model, resolution and full run; the budget against the picks."""
+        c = self.constraints
+        self._need(
             self.model is None or isinstance(self.model, str) and self.model != "",
             "model",
             "None or a model reference such as resnet18",
         )
         v = self.resolution
-        need(
+        self._need(
             v is None or is_int(v) and 8 <= v <= 4096,
             "resolution",
             "None or an integer in [8, 4096]",
         )
         v = self.full_epochs
-        need(
+        self._need(
             v is None or is_int(v) and v >= self.epochs,
             "full_epochs",
             f"None or an integer >= the proxy's epochs ({self.epochs})",

@@ -38,6 +38,12 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` and ``benchmark`` subcommands to the ``fbnetv3`` parser."""
+    _register_export(subparsers)
+    _register_benchmark(subparsers)
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    """The ``export`` subcommand: what to export, to which file, and how it is checked."""
     p = subparsers.add_parser(
         "export",
         help="export a model to ONNX or TorchScript, verified against PyTorch",
@@ -74,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
     )
+    _add_export_model_flags(p)
+    p.set_defaults(func=_export)
+
+
+def _add_export_model_flags(p: argparse.ArgumentParser) -> None:
+    """``export``: input size, classifier width, the check's tolerance and the weights."""
     p.add_argument(
         "--input-size",
         type=_positive_int,
@@ -98,8 +110,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pretrained", action="store_true", help="load the published weights")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights file to load")
-    p.set_defaults(func=_export)
 
+
+def _register_benchmark(subparsers: argparse._SubParsersAction) -> None:
+    """The ``benchmark`` subcommand: models, batches, backends and the timing budget."""
     p = subparsers.add_parser(
         "benchmark",
         help="CPU latency/throughput table of zoo and reference models",

@@ -218,15 +218,36 @@ def write_report(
     rows = store.candidates()
     done = [r for r in rows if r["status"] == "done"]
     failed = [r for r in rows if r["status"] == "failed"]
-    train_s = sum(r["wall_s"] or 0.0 for r in rows)
     notes = store.notes()
-    pretrain_s = _spent(n.get("pretrain") for n in notes.values())
     fits = predictor_fits(notes)
-    fit_s = sum(f.get("wall_s") or 0.0 for f in fits)
-    stop = store.get("stop_epoch")
-    taus = store.get("stop_epoch_taus") or []
-    res = sorted({r["arch"]["input_size"] for r in rows})
     lines = [
+        *_heading_lines(out, store, space, constraints, config, done, failed),
+        *verdict_lines(done, constraints, best),
+        *_trust_lines(store, space, config, rows, done, failed, notes, fits),
+        *_time_lines(store, rows, notes, fits),
+        *_best_lines(space, constraints, best),
+        *latency_lines(store, constraints),  # latency limits: measured picks and flags
+        *_top_lines(done),
+        *_fit_lines(fits),
+        *_failed_lines(failed),
+        *_plots_lines(store, constraints),
+    ]
+    text = "\n".join(lines)
+    _write_text(out / "report.md", text)
+    return text
+
+
+def _heading_lines(
+    out: Path,
+    store: Store,
+    space: SearchSpace,
+    constraints: list[Constraint],
+    config: dict[str, Any],
+    done: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+) -> list[str]:
+    """The report's title and its settings in one sentence."""
+    return [
         f"# Search report: {out}",
         "",
         f"Strategy `{config.get('strategy', 'jointnas')}`, space `{space.name}`, data `{config.get('data')}` "
@@ -234,7 +255,24 @@ def write_report(
         f"budget {config.get('budget')} ({len(done)} done, {len(failed)} failed, {store.count('pending')} pending), "
         f"executor `{config.get('executor')}`, seed {config.get('seed')}.",
         "",
-        *verdict_lines(done, constraints, best),
+    ]
+
+
+def _trust_lines(
+    store: Store,
+    space: SearchSpace,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    done: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    notes: dict[int, dict[str, Any]],
+    fits: list[dict[str, Any]],
+) -> list[str]:
+    """The "How far to trust these numbers": the proxy, early stopping, the predictor, failures."""
+    stop = store.get("stop_epoch")
+    taus = store.get("stop_epoch_taus") or []
+    res = sorted({r["arch"]["input_size"] for r in rows})
+    return [
         "## How far to trust these numbers",
         "",
         f"- **Proxy accuracy, not final accuracy.** Every top-1 below comes from a short proxy: "
@@ -258,6 +296,20 @@ def write_report(
         _selection_line(config),
         *_diverged_lines(failed, config, store.get("num_classes")),
         *_fixed_model_lines(space, config, store, notes),
+    ]
+
+
+def _time_lines(
+    store: Store,
+    rows: list[dict[str, Any]],
+    notes: dict[int, dict[str, Any]],
+    fits: list[dict[str, Any]],
+) -> list[str]:
+    """The "Time spent" table: training, predictor, genetic search, proxy check, whole run."""
+    train_s = sum(r["wall_s"] or 0.0 for r in rows)
+    pretrain_s = _spent(n.get("pretrain") for n in notes.values())
+    fit_s = sum(f.get("wall_s") or 0.0 for f in fits)
+    return [
         "",
         "## Time spent",
         "",
@@ -269,6 +321,14 @@ def write_report(
         f"| genetic search | {_fmt(_spent(n.get('genetic') for n in notes.values()), 1)} |",
         f"| proxy check: first batch at full length (sum) | {_fmt((store.get('proxy_check') or {}).get('train_s'), 1)} |",
         f"| whole run (wall, all sessions) | {_fmt(store.get('wall_s'), 1)} |",
+    ]
+
+
+def _best_lines(
+    space: SearchSpace, constraints: list[Constraint], best: dict[str, Any]
+) -> list[str]:
+    """The best pair per constraint, measured on the proxy; a row for a limit nothing fits."""
+    lines = [
         "",
         "## Best pair per constraint (measured on the proxy)",
         "",
@@ -284,8 +344,12 @@ def write_report(
             f"| `{c.text}` | `{best_file(space, c)}` | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {in_millions(r['params'], 3)} | {_short(r)} |"
         )
-    lines += latency_lines(store, constraints)  # latency limits: measured picks and flags
-    lines += [
+    return lines
+
+
+def _top_lines(done: list[dict[str, Any]]) -> list[str]:
+    """The ten best measured pairs (a re-measured pair once, at its mean)."""
+    lines = [
         "",
         "## Top pairs",
         "",
@@ -297,36 +361,53 @@ def write_report(
             f"| {i} | {r['id']} | {r['iteration']} | {r['source']} | {top1_text(r)} | {_fmt(r['predicted'])} | "
             f"{in_millions(r['macs'], 3)} | {_short(r)} | {_recipe_text(r['recipe'])} |"
         )
-    if fits:
-        lines += [
-            "",
-            "## Predictor quality per iteration",
-            "",
-            "Held-out: a fit on 75 % of the measured pairs ranks the other 25 %. "
-            "Prospective: the predictions made when each pair was chosen (all chosen so far) "
-            "vs what training measured.",
-            "",
-            "| iteration | measured pairs | held-out | Kendall tau | Spearman | prospective tau | fit s |",
-            "|---|---|---|---|---|---|---|",
-        ]
+    return lines
+
+
+def _fit_lines(fits: list[dict[str, Any]]) -> list[str]:
+    """The predictor's held-out and prospective quality per iteration (nothing without fits)."""
+    if not fits:
+        return []
+    lines = [
+        "",
+        "## Predictor quality per iteration",
+        "",
+        "Held-out: a fit on 75 % of the measured pairs ranks the other 25 %. "
+        "Prospective: the predictions made when each pair was chosen (all chosen so far) "
+        "vs what training measured.",
+        "",
+        "| iteration | measured pairs | held-out | Kendall tau | Spearman | prospective tau | fit s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for f in fits:
         lines.append(
             f"| {f['iteration']} | {f['n']} | {f.get('n_heldout', 0)} | {_fmt(f.get('tau'))} | "
             f"{_fmt(f.get('rho'))} | {_fmt(f.get('prospective_tau'))} | {_fmt(f.get('wall_s'), 1)} |"
         )
-    if failed:
-        lines += ["", "## Failed candidates", ""]
-        lines += [
+    return lines
+
+
+def _failed_lines(failed: list[dict[str, Any]]) -> list[str]:
+    """One line per failed candidate: the first line of its error."""
+    if not failed:
+        return []
+    return [
+        "",
+        "## Failed candidates",
+        "",
+        *(
             f"- {r['id']} (iteration {r['iteration']}): {(r['error'] or '').splitlines()[0]}"
             for r in failed
-        ]
+        ),
+    ]
+
+
+def _plots_lines(store: Store, constraints: list[Constraint]) -> list[str]:
+    """The closing line naming the plots (the latency plot where a latency limit has one)."""
     plots = "`acc_vs_macs.png`, `predicted_vs_measured.png`, `progress.png`"
     if any(store.get(f"latency/{c.slug}") for c in constraints if c.metric == "latency_ms"):
         plots += f", `{LATENCY_PLOT}`"
-    lines += ["", f"Plots: {plots}.", ""]
-    text = "\n".join(lines)
-    _write_text(out / "report.md", text)
-    return text
+    return ["", f"Plots: {plots}.", ""]
 
 
 def _scored_on(stop: int | None, window: int) -> str:

@@ -35,16 +35,24 @@ def write_plots(
     """
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # before the plots below import pyplot
 
     done = with_repeats(store.candidates("done"))  # a re-measured pair once, at its mean
     if not done:
         return []
+    return [
+        _plot_acc_vs_macs(out, done),
+        _plot_predicted_vs_measured(out, done),
+        _plot_progress(out, store, picks),
+    ]
+
+
+def _plot_acc_vs_macs(out: Path, done: list[dict[str, Any]]) -> Path:
+    """``acc_vs_macs.png``: measured top-1 against MACs per source, with the Pareto front."""
+    import matplotlib.pyplot as plt
+
     macs = np.array([r["macs"] for r in done]) / 1e6
     acc = np.array([r["score"] for r in done])
-    paths = []
-
     fig, ax = plt.subplots(figsize=(6, 4))
     for source, marker in (("sobol", "o"), ("acquisition", "s"), ("genetic", "*")):
         mask = np.array([r["source"] == source for r in done])
@@ -54,7 +62,12 @@ def write_plots(
     ax.plot(macs[front], acc[front], "k--", lw=1, label="Pareto front")
     ax.set(xlabel="MACs (M)", ylabel="proxy top-1 (%)", title="measured accuracy vs MACs")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out / "acc_vs_macs.png"))
+    return _save(fig, out / "acc_vs_macs.png")
+
+
+def _plot_predicted_vs_measured(out: Path, done: list[dict[str, Any]]) -> Path:
+    """``predicted_vs_measured.png``: the predictor's guess (with its std) against the score."""
+    import matplotlib.pyplot as plt
 
     pred = [
         (r["predicted"], r["predicted_std"] or 0.0, r["score"])
@@ -68,11 +81,21 @@ def write_plots(
         lo, hi = min(p.min(), m.min()), max(p.max(), m.max())
         ax.plot([lo, hi], [lo, hi], "k:", lw=1)
     ax.set(xlabel="predicted top-1 (%)", ylabel="measured top-1 (%)", title="predicted vs measured")
-    paths.append(_save(fig, out / "predicted_vs_measured.png"))
+    return _save(fig, out / "predicted_vs_measured.png")
 
-    from matplotlib.ticker import MaxNLocator
+
+def _plot_progress(out: Path, store: Store, picks: dict[str, dict[str, Any] | None] | None) -> Path:
+    """``progress.png``: best top-1 against epochs spent, and the predictor's tau per iteration."""
+    import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    _draw_progress(a1, store, picks)
+    _draw_predictor_quality(a2, store)
+    return _save(fig, out / "progress.png")
+
+
+def _draw_progress(a1: Any, store: Store, picks: dict[str, dict[str, Any] | None] | None) -> None:
+    """The best single measurement so far, the first batch shaded, each re-measured pick."""
     spent, best, first_end = progress_curve(store.candidates())
     if spent:
         a1.step(spent, best, "r-", where="post", label="best single measurement so far")
@@ -87,6 +110,12 @@ def write_plots(
             )
     a1.set(xlabel="proxy epochs spent", ylabel="proxy top-1 (%)", title="progress")
     a1.legend(fontsize=8)
+
+
+def _draw_predictor_quality(a2: Any, store: Store) -> None:
+    """Held-out and prospective Kendall tau of each predictor fit, or a note that none was."""
+    from matplotlib.ticker import MaxNLocator
+
     drawn = False
     for key, style, label in (
         ("tau", "o-", "held-out tau"),
@@ -116,8 +145,6 @@ def write_plots(
         )
     a2.set(xlabel="iteration", ylabel="Kendall tau", title="predictor quality")
     a2.xaxis.set_major_locator(MaxNLocator(integer=True))
-    paths.append(_save(fig, out / "progress.png"))
-    return paths
 
 
 def _save(fig: Any, path: Path) -> Path:

@@ -126,40 +126,26 @@ def genetic_search(
             return sample_feasible(space, n, [c], num_classes, seed=s)[0]
 
     rng = np.random.default_rng(seed)
-    pops, fits = [], []
-    for i, c in enumerate(constraints):
-        start = refill(c, population, seed + 31 * i)
-        if seeds is not None and len(seeds):
-            m, p, v = batch_stats(space, seeds, num_classes)
-            ok = seeds[v & c.ok(m, p, seeds)][: population // 2]
-            start = np.concatenate([ok, start])[:population]
-        start = dedupe(start, 0, lambda n, s, c=c: refill(c, n, s), seed + 31 * i + 1)
-        pops.append(start)
+    pops = _first_populations(space, constraints, refill, population, num_classes, seed, seeds)
     sizes = [len(p) for p in pops]
-
-    def score(parts: list[np.ndarray]) -> list[np.ndarray]:
-        values = np.asarray(fitness(np.concatenate(parts)), dtype=float)
-        return np.split(values, np.cumsum([len(x) for x in parts])[:-1])
-
-    fits = score(pops)
+    fits = _score(fitness, pops)
     history = [[float(f.max())] for f in fits]
     for gen in range(generations):
-        children = []
-        for k, c in enumerate(constraints):
-            kids, parent = _evolve(pops[k], fits[k], rng)
-            kids = snap(space, kids)
-            m, p, v = batch_stats(space, kids, num_classes)
-            bad = ~(v & c.ok(m, p, kids))
-            kids[bad] = pops[k][parent[bad]]  # hard limit: keep the better parent instead
-            elite = pops[k][np.argsort(-fits[k])[:ELITE]]
-            merged = dedupe(
-                np.concatenate([elite, kids[: sizes[k] - ELITE]]),
-                len(elite),
-                lambda n, s, c=c: refill(c, n, s),
+        children = [
+            _children(
+                space,
+                pops[k],
+                fits[k],
+                c,
+                refill,
+                rng,
+                num_classes,
+                sizes[k],
                 seed + 1009 * (gen + 1) + 31 * k,
             )
-            children.append(merged[len(elite) :])
-        kid_fits = score(children)
+            for k, c in enumerate(constraints)
+        ]
+        kid_fits = _score(fitness, children)
         for k in range(len(constraints)):
             # generational replacement with elitism: children replace all but the best
             elite = np.argsort(-fits[k])[:ELITE]
@@ -168,6 +154,75 @@ def genetic_search(
             history[k].append(float(fits[k].max()))
         if on_generation is not None:
             on_generation(gen)
+    return _results(space, constraints, pops, fits, history, num_classes)
+
+
+def _first_populations(
+    space: SearchSpace,
+    constraints: list[Constraint],
+    refill: Refill,
+    population: int,
+    num_classes: int,
+    seed: int,
+    seeds: np.ndarray | None,
+) -> list[np.ndarray]:
+    """One population per constraint: feasible ``seeds`` first (up to half), then refills."""
+    pops = []
+    for i, c in enumerate(constraints):
+        start = refill(c, population, seed + 31 * i)
+        if seeds is not None and len(seeds):
+            m, p, v = batch_stats(space, seeds, num_classes)
+            ok = seeds[v & c.ok(m, p, seeds)][: population // 2]
+            start = np.concatenate([ok, start])[:population]
+        start = dedupe(start, 0, lambda n, s, c=c: refill(c, n, s), seed + 31 * i + 1)
+        pops.append(start)
+    return pops
+
+
+def _score(
+    fitness: Callable[[np.ndarray], np.ndarray], parts: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Every population's fitness from one batched call, split back per population."""
+    values = np.asarray(fitness(np.concatenate(parts)), dtype=float)
+    return np.split(values, np.cumsum([len(x) for x in parts])[:-1])
+
+
+def _children(
+    space: SearchSpace,
+    pop: np.ndarray,
+    fit: np.ndarray,
+    c: Constraint,
+    refill: Refill,
+    rng: np.random.Generator,
+    num_classes: int,
+    size: int,
+    seed: int,
+) -> np.ndarray:
+    """One generation's children for constraint ``c``: feasible, and new next to the elite."""
+    kids, parent = _evolve(pop, fit, rng)
+    kids = snap(space, kids)
+    m, p, v = batch_stats(space, kids, num_classes)
+    bad = ~(v & c.ok(m, p, kids))
+    kids[bad] = pop[parent[bad]]  # hard limit: keep the better parent instead
+    elite = pop[np.argsort(-fit)[:ELITE]]
+    merged = dedupe(
+        np.concatenate([elite, kids[: size - ELITE]]),
+        len(elite),
+        lambda n, s: refill(c, n, s),
+        seed,
+    )
+    return merged[len(elite) :]
+
+
+def _results(
+    space: SearchSpace,
+    constraints: list[Constraint],
+    pops: list[np.ndarray],
+    fits: list[np.ndarray],
+    history: list[list[float]],
+    num_classes: int,
+) -> list[GAResult]:
+    """Per constraint: the fittest vector, its MACs and params, and the population ranked."""
     results = []
     for k, c in enumerate(constraints):
         best = int(np.argmax(fits[k]))

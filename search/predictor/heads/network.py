@@ -153,14 +153,7 @@ def fit(
     y = np.asarray(y, dtype=float)
     mean, std = float(y.mean()), float(y.std()) or 1.0
     arch, recipe = fmap.split(u)
-    rng = np.random.default_rng(seed)
-    if members > 1:  # bootstrap as per-pair counts: same estimator, no gathered copies
-        counts = np.stack(
-            [np.bincount(rng.integers(0, len(u), len(u)), minlength=len(u)) for _ in range(members)]
-        )
-        choices = RECIPE_WEIGHTS
-    else:
-        counts, choices = np.ones((1, len(u))), RECIPE_WEIGHTS[:1]
+    counts, choices = _bootstrap(len(u), members, np.random.default_rng(seed))
     total = members * len(choices)  # every recipe weight gets the same bootstraps
     weight = torch.as_tensor(np.tile(counts, (len(choices), 1)), dtype=torch.float32)
     target = torch.as_tensor((y - mean) / std, dtype=torch.float32).unsqueeze(0)
@@ -175,38 +168,82 @@ def fit(
         )
         xa, xr = members_axis(arch, total), members_axis(recipe, total)
         state = pretrained.state if pretrained is not None else None
-
-        def rows(t: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-            return t if idx is None else t[:, idx]
-
-        def full_loss(idx: torch.Tensor | None) -> torch.Tensor:
-            pred = net(rows(xa, idx), rows(xr, idx))
-            return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
-
-        if state is None:
-            optimise(list(net.parameters()), full_loss, len(u), steps, FIT_LR, gen)
-        else:
-            net.encoder.load_state_dict(
-                {k: v.expand(total, *v.shape[1:]) for k, v in state.items()}
-            )
-            with torch.no_grad():  # frozen encoder: the embedding is computed once
-                emb = net.encoder(xa)
-
-            def head_loss(idx: torch.Tensor | None) -> torch.Tensor:
-                pred = net.from_embedding(rows(emb, idx), rows(xr, idx))
-                return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
-
-            frozen = int(round(steps * frozen_fraction))
-            optimise(list(net.head.parameters()), head_loss, len(u), frozen, FIT_LR, gen)
-            optimise(list(net.parameters()), full_loss, len(u), steps - frozen, FINETUNE_LR, gen)
-        net.eval()
-        with torch.no_grad():
-            if len(choices) > 1:
-                net = net.select(_lowest_out_of_bag(net(xa, xr), target, weight, members))
-            pred = net(xa[:members], xr[:members])
-            loss = float(_huber(pred, target.expand_as(pred), weight[:members]))
-        loss /= members
+        _train(net, xa, xr, target, weight, state, steps, frozen_fraction, gen)
+        net, loss = _kept_members(net, xa, xr, target, weight, members, len(choices) > 1)
     return Predictor(net, fmap, mean, std, loss)
+
+
+def _bootstrap(
+    n: int, members: int, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Per-member counts of each of ``n`` pairs, and the recipe weights to train at.
+
+    Several members: a bootstrap each and every weight of ``RECIPE_WEIGHTS``;
+    one member sees each pair once, at the first weight.
+    """
+    if members > 1:  # bootstrap as per-pair counts: same estimator, no gathered copies
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(members)])
+        choices = RECIPE_WEIGHTS
+    else:
+        counts, choices = np.ones((1, n)), RECIPE_WEIGHTS[:1]
+    return counts, choices
+
+
+def _train(
+    net: Network,
+    xa: torch.Tensor,
+    xr: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    state: dict[str, torch.Tensor] | None,
+    steps: int,
+    frozen_fraction: float,
+    gen: torch.Generator,
+) -> None:
+    """Without ``state`` every layer from scratch; with it the head alone, then all layers."""
+    total, n = xa.shape[0], xa.shape[1]  # members x recipe weights, measured pairs
+
+    def rows(t: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        return t if idx is None else t[:, idx]
+
+    def full_loss(idx: torch.Tensor | None) -> torch.Tensor:
+        pred = net(rows(xa, idx), rows(xr, idx))
+        return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
+
+    if state is None:
+        optimise(list(net.parameters()), full_loss, n, steps, FIT_LR, gen)
+        return
+    net.encoder.load_state_dict({k: v.expand(total, *v.shape[1:]) for k, v in state.items()})
+    with torch.no_grad():  # frozen encoder: the embedding is computed once
+        emb = net.encoder(xa)
+
+    def head_loss(idx: torch.Tensor | None) -> torch.Tensor:
+        pred = net.from_embedding(rows(emb, idx), rows(xr, idx))
+        return _huber(pred, rows(target, idx).expand_as(pred), rows(weight, idx))
+
+    frozen = int(round(steps * frozen_fraction))
+    optimise(list(net.head.parameters()), head_loss, n, frozen, FIT_LR, gen)
+    optimise(list(net.parameters()), full_loss, n, steps - frozen, FINETUNE_LR, gen)
+
+
+def _kept_members(
+    net: Network,
+    xa: torch.Tensor,
+    xr: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    members: int,
+    choose: bool,
+) -> tuple[Network, float]:
+    """The members at the recipe weight kept (when there was a ``choose``), and their loss."""
+    net.eval()
+    with torch.no_grad():
+        if choose:
+            net = net.select(_lowest_out_of_bag(net(xa, xr), target, weight, members))
+        pred = net(xa[:members], xr[:members])
+        loss = float(_huber(pred, target.expand_as(pred), weight[:members]))
+    loss /= members
+    return net, loss
 
 
 def _lowest_out_of_bag(
