@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from fbnetv3_zoo.cli import main
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "inference.py"
@@ -33,6 +35,7 @@ def test_report_without_zoo_rows_has_no_goals_and_no_plot(tmp_path):
     assert "## Goals" not in md.read_text() and not png.exists()
 
 
+@pytest.mark.slow
 def test_report_with_a_zoo_row_has_goals_and_plot(tmp_path):
     md, png = tmp_path / "r.md", tmp_path / "r.png"
     argv = ["--models", "fbnetv3_a", "--backends", "eager,fused", *QUICK]
@@ -43,6 +46,7 @@ def test_report_with_a_zoo_row_has_goals_and_plot(tmp_path):
     assert "79.57 (FBNet authors)" in text and png.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_models_info_and_benchmark_count_params_and_macs_alike(capsys):
     """One convention everywhere: the same A-G numbers in models, info and benchmark rows."""
     import json

@@ -27,6 +27,7 @@ def _tree(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_prints_usage_and_writes_nothing(script, tmp_path):
     before = _tree(BENCHMARKS)

@@ -46,6 +46,7 @@ def test_models_command_imports_nothing_heavy():
     assert _python(code) == "[]"
 
 
+@pytest.mark.slow
 def test_the_exact_models_register_whatever_the_import_order():
     # package first, timm later is the order this test session itself runs in
     cases = {
@@ -126,6 +127,7 @@ def result_yaml(tmp_path_factory):
     return path, yaml.safe_load(path.read_text())
 
 
+@pytest.mark.slow
 def test_info_arch_stats_export_and_benchmark_agree_with_the_result_file(
     result_yaml, tmp_path, capsys
 ):

@@ -102,6 +102,7 @@ def close_weights(a: Path, b: Path, rtol: float = 1e-4, atol: float = 1e-6) -> N
             assert torch.allclose(x[k], y[k], rtol=rtol, atol=atol), (name, k)
 
 
+@pytest.mark.slow
 def test_a_killed_two_process_run_matches_one_process_and_resumes_on_one(tmp_path):
     """One torchrun launch: 2 processes train epoch 1, rank 0 dies inside epoch 2's commit.
 

@@ -62,6 +62,7 @@ def snapshots(tmp_path_factory) -> tuple[Path, dict[str, Path], dict]:
     return root / "run", copies, summary
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_a_kill_inside_the_commit_resumes_bit_identical(snapshots, stage):
     full, copies, summary = snapshots
@@ -79,6 +80,7 @@ def test_a_kill_inside_the_commit_resumes_bit_identical(snapshots, stage):
     assert state["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_real_kill_between_the_writes_resumes(tmp_path, snapshots):
     """A subprocess dies (os._exit) after writing epoch 2's weights, before its state."""
     full, _, _ = snapshots

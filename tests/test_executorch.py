@@ -31,6 +31,7 @@ def tiny():
     return randomize_weights_(create_model(spec, num_classes=10).eval())
 
 
+@pytest.mark.slow
 def test_fp32_program_matches_eager_through_the_runtime(tiny, tmp_path):
     out = tmp_path / "tiny.pte"
     result = export_executorch(tiny, out, 16)
@@ -42,6 +43,7 @@ def test_fp32_program_matches_eager_through_the_runtime(tiny, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp file renamed
 
 
+@pytest.mark.slow
 def test_a_missed_check_writes_nothing_unless_the_caller_only_times(tiny, tmp_path, monkeypatch):
     import fbnetv3_zoo.deploy.executorch as ee
 
@@ -57,6 +59,7 @@ def test_a_missed_check_writes_nothing_unless_the_caller_only_times(tiny, tmp_pa
     assert misses == ["ExecuTorch: forced miss"] and (tmp_path / "timed.pte").is_file()
 
 
+@pytest.mark.slow
 def test_int8_program_is_checked_and_its_accuracy_measured(tiny, tmp_path):
     out = tmp_path / "tiny8.pte"
     calibration = calibration_batches("digits:20", tiny, 16)
@@ -99,6 +102,7 @@ def test_missing_extra_names_the_pip_command(tmp_path, capsys, monkeypatch):
     assert len(err) == 1 and 'pip install "fbnetv3-zoo[mobile]"' in err[0]
 
 
+@pytest.mark.slow
 def test_benchmark_times_the_executorch_backend(tmp_path):
     from fbnetv3_zoo.deploy.bench import BenchSettings, run_benchmark
 
@@ -109,6 +113,7 @@ def test_benchmark_times_the_executorch_backend(tmp_path):
     assert row.cells[("executorch", 1)] is not None and not row.notes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("miss", [False, True])
 def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, miss):
     """Random weights can miss the int8 check; the program is still timed, and the table says so."""

@@ -56,6 +56,7 @@ def _eager(model: nn.Module, x: torch.Tensor) -> np.ndarray:
         return model(x).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ref", ["fbnetv3_a", "fbnetv3_d", "yaml"])
 def test_onnx_round_trip(ref, spec_yaml, tmp_path):
     model = _randomize_bn(load_model(spec_yaml if ref == "yaml" else ref))
@@ -70,6 +71,7 @@ def test_onnx_round_trip(ref, spec_yaml, tmp_path):
     assert np.abs(got - _eager(model, x)).max() <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ref", ["fbnetv3_a", "fbnetv3_d", "yaml"])
 def test_torchscript_round_trip(ref, spec_yaml, tmp_path):
     model = _randomize_bn(load_model(spec_yaml if ref == "yaml" else ref))
@@ -107,6 +109,7 @@ def _nan_model() -> nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_failed_export_leaves_no_file(fmt, tmp_path):
     out = tmp_path / f"bad.{fmt}"
@@ -184,6 +187,7 @@ def test_benchmark_reports_failing_backend_as_na(monkeypatch):
     assert "n/a" in format_markdown(rows, settings)
 
 
+@pytest.mark.slow
 def test_cli_export_checkpoint_local_dir_and_recipe_yaml(spec_yaml, tmp_path, capsys):
     import yaml
 

@@ -83,6 +83,7 @@ def test_parse_latency_constraints():
             parse_constraint(bad)
 
 
+@pytest.mark.slow
 def test_cuda_without_a_gpu_is_one_line_naming_the_constraint(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
@@ -262,6 +263,7 @@ def test_latency_build_command_is_resumable(tmp_path, monkeypatch, capsys):
     assert "not a resolution of space" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "jointnas", "successive-halving"])
 def test_latency_limited_search_records_predicted_and_measured(cache, tmp_path, strategy):
     from fbnetv3_zoo.search.driver import SearchConfig, run_search
@@ -356,6 +358,7 @@ def _score_evaluate(task):
     return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["best_measures_over", "everything_over"])
 def test_pick_is_the_best_candidate_measured_within_the_limit(cache, tmp_path, monkeypatch, case):
     """Recorded timings stand in for the end-of-search measurement: the pick follows them."""
@@ -451,6 +454,7 @@ def test_choose_pick_prefers_predicted_and_measured_within_then_measured_within(
 
 
 # ---------------------------------------------------------------- executorch
+@pytest.mark.slow
 def test_executorch_runner_matches_eager_and_builds_table_entries(tmp_path, monkeypatch, capsys):
     """``@executorch``: each entry lowered to XNNPACK and timed by the ExecuTorch runtime."""
     pytest.importorskip("executorch.runtime")

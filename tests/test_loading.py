@@ -44,6 +44,7 @@ def test_torch_hub_local_entry_points_and_load(reference_checkpoint):
     assert torch.equal(_logits(model, "fbnetv3_b"), _logits(direct, "fbnetv3_b"))
 
 
+@pytest.mark.slow
 def test_convert_then_local_dir_round_trip(reference_checkpoint, tmp_path, capsys):
     ckpt = reference_checkpoint("fbnetv3_c")
     out = tmp_path / "c"
@@ -194,6 +195,7 @@ def test_default_pretrained_path_downloads_the_official_url(reference_checkpoint
     assert abs(got - ref["logits"]).max() / abs(ref["logits"]).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_torch_hub_works_from_a_plain_checkout_without_the_package_installed(tmp_path):
     """Hide the installed package: hub must import fbnetv3_zoo from the checkout itself."""
     code = f"""

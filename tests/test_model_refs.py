@@ -105,6 +105,7 @@ def test_info(form, refs, capsys):
         assert "stem_channels" in out  # the spec follows the facts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 def test_export(form, refs, tmp_path, capsys):
     out = tmp_path / "m.onnx"
@@ -122,6 +123,7 @@ def test_benchmark(form, refs, tmp_path):
     assert refs[form] in table.read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 def test_train(form, refs, tmp_path):
     argv = ["train", "--model", refs[form], "--data", "digits:2", "--epochs", "1"]

@@ -350,6 +350,7 @@ MISTAKES = {  # name: (argv builder given a scratch folder, text the one line mu
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(MISTAKES))
 def test_user_mistakes_end_in_one_line_and_leave_nothing(tmp_path, monkeypatch, capsys, name):
     build, expect = MISTAKES[name]

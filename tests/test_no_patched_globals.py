@@ -23,6 +23,8 @@ import re
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = ("fbnetv3_zoo", "search", "recipes", "benchmarks")
 SKIP = {".git", "build", "dist", "runs", ".venv", "node_modules", "__pycache__"}
@@ -99,6 +101,7 @@ def _python_files() -> list[Path]:
     ]
 
 
+@pytest.mark.slow
 def test_no_module_global_is_reassigned_from_outside():
     bad = []
     seen_allowed = set()

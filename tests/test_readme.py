@@ -298,6 +298,7 @@ def test_readme_commands_find_what_they_read():
     assert _producers(onnx, WORDS[onnx]) == _producers(local, WORDS[local])  # not runs/c.onnx
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
 def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
     monkeypatch.chdir(workspace)
@@ -318,6 +319,7 @@ def test_slow_readme_commands_and_templates_parse(command):
         assert words[0] == "python3" and (ROOT / words[1]).is_file(), command
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first_line", list(PYTHON_BLOCKS))
 def test_readme_python_block_runs(first_line, workspace, monkeypatch):
     monkeypatch.chdir(workspace)

@@ -46,6 +46,7 @@ def _copy(built, tmp_path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_build_holds_recipes_and_presets(built):
     records = _records(built[0])
     meta = [r for r in records if r["type"] == "meta"]
@@ -66,6 +67,7 @@ def test_build_holds_recipes_and_presets(built):
     assert kinds == ["preset"] * 4 + ["run"] * 2
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_trainings(built, tmp_path):
     out = _copy(built, tmp_path)
     before = out.read_bytes()

@@ -96,6 +96,7 @@ def test_config_defaults_for_a_fixed_model():
         _config(holdout=0.7)
 
 
+@pytest.mark.slow
 def test_candidates_rank_on_the_held_out_share_and_the_run_says_so(tmp_path):
     seen = []
 
@@ -117,6 +118,7 @@ def test_candidates_rank_on_the_held_out_share_and_the_run_says_so(tmp_path):
     assert "**Ranked on the validation split**" in (tmp_path / "val" / "report.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["linear", "network", "gp"])
 def test_every_head_fits_on_recipe_features_alone(space, head):
     from fbnetv3_zoo.search.predictor.fit import fit_with_holdout
@@ -129,6 +131,7 @@ def test_every_head_fits_on_recipe_features_alone(space, head):
     assert spearmanr(model.predict(u)[0], y)[0] > 0.8  # it learned them from recipe columns alone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "jointnas", "optuna-tpe", "successive-halving"])
 def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
     if strategy == "optuna-tpe":
@@ -149,6 +152,7 @@ def test_every_strategy_writes_a_recipe_train_accepts(tmp_path, strategy):
         assert "pretrained encoder" not in report and "head on raw features" in report
 
 
+@pytest.mark.slow
 def test_same_seed_same_recipe(tmp_path):
     picks = []
     for run in ("a", "b"):
@@ -163,6 +167,7 @@ class Interrupt(Exception):
     """Stands in for Ctrl-C in the middle of the run."""
 
 
+@pytest.mark.slow
 def test_resume_trains_nothing_twice_and_refuses_another_model(tmp_path):
     calls: list[tuple[int, int]] = []
 
@@ -214,6 +219,7 @@ def test_bad_inputs_are_one_line_naming_them(tmp_path):
         run_search(SearchConfig(space="recipe", data=DATA), tmp_path / "r", progress=False)
 
 
+@pytest.mark.slow
 def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
     """Real trainings (a tiny model on 30 images), then `fbnetv3 train --recipe` with no --model."""
     out = tmp_path / "r"
@@ -229,6 +235,7 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
     assert "test_resnet on digits" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_benchmark_script_end_to_end(tmp_path):
     """benchmarks/recipe_search.py on a tiny model: the table row, the interval, the searched recipe."""
     import json

@@ -110,6 +110,7 @@ def test_a_mistake_is_one_line_exit_2_and_leaves_nothing(case, files, capsys, mo
     assert sorted(p.name for p in files.iterdir()) == before  # nothing left behind
 
 
+@pytest.mark.slow
 def test_a_preset_trains_a_short_run_and_says_how_it_fitted_it(files, capsys):
     """Issue: `--recipe fbnetv3 --epochs 4` was refused over the preset's own warmup."""
     argv = ["train", "--model", str(files / "tiny.yaml"), "--recipe", "fbnetv3"]

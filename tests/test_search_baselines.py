@@ -188,6 +188,7 @@ def test_tpe_rejects_infeasible_asks_instead_of_training_them(space, tmp_path):
 
 
 # ------------------------------------------------------------ what they do
+@pytest.mark.slow
 @needs_optuna
 def test_tpe_concentrates_on_the_good_region_where_random_does_not(space, tmp_path):
     """Paired seeds: TPE's picks after its random start-up score higher than random search's."""

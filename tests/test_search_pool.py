@@ -203,6 +203,7 @@ def test_restrict_keeps_complete_pairs_and_truth_needs_another_seed(marked_pool)
     assert {seed for row in shown for seed in row} == {0, 1, 2, 3}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "jointnas"])
 def test_no_search_is_scored_with_a_training_it_was_shown(space, marked_pool, tmp_path, strategy):
     """The leakage test of issue 17: every pick's truth leaves out the seed the search measured.
@@ -310,6 +311,7 @@ def test_benchmark_picks_like_the_driver_and_scores_by_truth():
     assert boot.ratio(np.array([1.0, 1, 1, 1]), np.array([2.0, 2, 2, 2])) == (0.5, 0.5, 0.5)
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs_on_a_pool(marked_pool_file, tmp_path):
     """The script end to end on the marked pool; it re-checks that no truth holds a shown training."""
     bench = search_benchmark()

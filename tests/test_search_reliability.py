@@ -94,6 +94,7 @@ def _trace(out: Path) -> list[tuple]:
     ]
 
 
+@pytest.mark.slow
 def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_path, capsys):
     """The real evaluator (tiny digits proxy): curves, candidates and picks match exactly.
 
@@ -133,6 +134,7 @@ def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_pa
     assert doc_a == doc_b
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [

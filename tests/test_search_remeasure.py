@@ -43,6 +43,7 @@ def _config(**kw) -> SearchConfig:
     return SearchConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_finalists_are_retrained_with_the_next_seed_and_picked_on_the_mean(tmp_path):
     SEEN.clear()
     summary = run_search(_config(), tmp_path, evaluator=noisy_evaluate, progress=False)
@@ -110,6 +111,7 @@ def test_finalists_share_the_budget_between_limits():
     assert [r["id"] for r in finalists(shared, [loose, tight], 5, 2)] == [1, 3]
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_remeasurement_resumes_to_the_same_result(tmp_path):
     whole = run_search(_config(), tmp_path / "a", evaluator=noisy_evaluate, progress=False)
 
@@ -133,6 +135,7 @@ def test_a_kill_during_the_remeasurement_resumes_to_the_same_result(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_remeasure_off_and_a_budget_too_small_for_every_finalist(tmp_path):
     run_search(_config(remeasure=0), tmp_path / "off", evaluator=noisy_evaluate, progress=False)
     assert all(r["repeat_of"] is None for r in _rows(tmp_path / "off"))
@@ -142,6 +145,7 @@ def test_remeasure_off_and_a_budget_too_small_for_every_finalist(tmp_path):
     assert _config(budget=7).remeasured() == 1
 
 
+@pytest.mark.slow
 def test_the_progress_plot_marks_each_re_measured_pick_at_its_mean(tmp_path, monkeypatch):
     from fbnetv3_zoo.search.report import plots
     from fbnetv3_zoo.search.store import Store

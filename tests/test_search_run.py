@@ -74,6 +74,7 @@ def test_choose_stop_epoch():
     assert choose_stop_epoch(many, 0.8)[0] == 2
 
 
+@pytest.mark.slow
 def test_search_with_fake_evaluator_writes_outputs(tmp_path):
     summary = run_search(_config(), tmp_path, evaluator=fake_evaluate, progress=False)
     rows = _rows(tmp_path)
@@ -118,6 +119,7 @@ class Interrupt(BaseException):
     """Stands in for Ctrl-C / a crash in the middle of a batch."""
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt_repeats_nothing(tmp_path):
     calls = []
 
@@ -152,6 +154,7 @@ def test_resume_after_interrupt_repeats_nothing(tmp_path):
     assert third == [] and len(_rows(tmp_path)) == len(rows)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
@@ -199,6 +202,7 @@ def test_resume_after_kill_9(tmp_path):
     assert all(r["status"] == "done" for r in _rows(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_changed_space_or_data_is_refused(tmp_path):
     run_search(
         _config(budget=6, data="digits:40"), tmp_path, evaluator=fake_evaluate, progress=False
@@ -222,6 +226,7 @@ def test_changed_space_or_data_is_refused(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_failing_candidates_do_not_stop_the_search(tmp_path, monkeypatch):
     """The real ``evaluate`` with a training engine that fails every third candidate."""
     import fbnetv3_zoo.recipes.engine as engine
@@ -255,6 +260,7 @@ def test_evaluate_reports_errors_instead_of_raising():
     assert result["status"] == "failed" and "stages" in result["error"]
 
 
+@pytest.mark.slow
 def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
     out = tmp_path / "s1"
     args = ["search", "--out", str(out), "--data", "digits:8", "--budget", "5", "--initial", "4", "--batch", "1",
@@ -330,6 +336,7 @@ def test_search_report_of_missing_run(tmp_path, capsys):
     assert "no search found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ray_executor_runs_a_tiny_search(tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -380,6 +387,7 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "new").exists()  # no run folder with pending candidates
 
 
+@pytest.mark.slow
 def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys, monkeypatch):
     """best= is labelled with its epoch and the re-scoring is announced; report.md says how far to trust it."""
 
@@ -406,6 +414,7 @@ def test_progress_and_report_say_what_the_numbers_are(tmp_path, capsys, monkeypa
         assert text in report, text
 
 
+@pytest.mark.slow
 def test_too_few_first_curves_train_every_candidate_in_full(tmp_path, capsys):
     run_search(_config(budget=8, initial=4), tmp_path, evaluator=fake_evaluate, progress=True)
     assert _meta(tmp_path, "stop_epoch") == 3
@@ -415,6 +424,7 @@ def test_too_few_first_curves_train_every_candidate_in_full(tmp_path, capsys):
     assert "**Early stopping: off.** The first batch gave 4 curves" in report
 
 
+@pytest.mark.slow
 def test_cli_exits_non_zero_when_every_candidate_failed(tmp_path, capsys, monkeypatch):
     import fbnetv3_zoo.recipes.engine as engine
 

@@ -51,6 +51,7 @@ def rising(task: EvalTask) -> dict:
     return dict(cid=task.cid, status="done", metrics=metrics, error=None, wall_s=0.0)
 
 
+@pytest.mark.slow
 def test_a_search_scores_reports_and_writes_the_mean_of_the_last_epochs(tmp_path):
     config = SearchConfig(
         budget=8,

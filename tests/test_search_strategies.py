@@ -124,6 +124,7 @@ def _pick_truth(strategy: str, seed: int, out, space: str, head: str = "auto") -
     return trained[summary["best"]["macs<=0.6M"]["id"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["network", "gp", "linear"])
 def test_jointnas_beats_random_only_through_its_predictor(tmp_path, monkeypatch, space_path, head):
     seeds = range(6)

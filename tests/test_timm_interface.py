@@ -9,6 +9,7 @@ import fbnetv3_zoo
 from fbnetv3_zoo import VARIANTS, FBNetV3
 
 
+@pytest.mark.slow
 def test_import_registers_every_variant_without_warnings():
     code = (
         "import sys, timm, fbnetv3_zoo; print(sorted(timm.list_models('fbnetv3*')));"
@@ -54,6 +55,7 @@ def test_num_classes_in_chans_and_head_interface():
     assert model(x).shape == (2, 1984)
 
 
+@pytest.mark.slow
 def test_drop_path_scales_with_depth_and_drop_rate_is_used():
     model = timm.create_model("fbnetv3_g", num_classes=10, drop_path_rate=0.2, drop_rate=0.3)
     rates = [b.drop_path.drop_prob for stage in model.blocks for b in stage if b.has_skip]
@@ -79,6 +81,7 @@ def test_features_only_pyramid():
     assert len(some(torch.randn(1, 3, 64, 64))) == 2
 
 
+@pytest.mark.slow
 def test_torchscript_matches_eager():
     model = timm.create_model("fbnetv3_d", num_classes=7).eval()
     scripted = torch.jit.script(model)
@@ -86,6 +89,7 @@ def test_torchscript_matches_eager():
     assert torch.allclose(scripted(x), model(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_torch_compile_matches_eager():
     spec = VARIANTS["fbnetv3_a"].spec
     model = fbnetv3_zoo.create_model(spec, num_classes=3).eval()

@@ -49,6 +49,7 @@ def test_forward_intermediates_indices_stop_early_and_formats(name):
         model.forward_intermediates(x, stop_early=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_prune_intermediate_layers_keeps_taps_and_trains(name):
     model, x = _model(name), _x(2)
@@ -86,6 +87,7 @@ def test_features_only_hook_and_getter_wrappers_agree(name):
     assert [o.shape[1] for o in some(x)] == some.feature_info.channels()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_fx_trace_matches_eager_and_scripts(name):
     model, x = _model(name, num_classes=5), _x()
@@ -149,6 +151,7 @@ def _count_block_forwards(model, run):
     return len(calls)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_grad_checkpointing_recomputes_blocks_during_backward(name):
     model, x = _model(name, num_classes=3), _x()

@@ -137,6 +137,7 @@ def test_summary_records_the_recipe_as_run_and_how_it_was_made(cli_run):
     assert (ev["input_size"], ev["image_resolution"], ev["crop_pct"]) == (16, 16, ran["crop_pct"])
 
 
+@pytest.mark.slow
 def test_validate_reproduces_train_for_raw_and_ema_weights(tmp_path, capsys):
     """No transform flags: a run's checkpoint is measured with the run's own evaluation."""
     out = tmp_path / "run"
@@ -163,6 +164,7 @@ def test_validate_reproduces_train_for_raw_and_ema_weights(tmp_path, capsys):
     assert own["transform_from"] == "the model's pretrained config" and own["crop_pct"] != 0.6
 
 
+@pytest.mark.slow
 def test_resume_matches_an_uninterrupted_run(tmp_path):
     recipe = tiny_recipe()
     args = dict(data="digits:8", seed=3, progress=False, eval_every=2)
@@ -291,6 +293,7 @@ def test_search_result_recipe_is_the_schedule_it_was_trained_on(tmp_path):
     assert doc["recipe"]["epochs"] == doc["measured"]["schedule_epochs"] == 1
 
 
+@pytest.mark.slow
 def test_a_search_records_the_command_and_versions_that_started_it(tmp_path, capsys):
     import yaml
 

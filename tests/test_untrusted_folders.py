@@ -44,6 +44,7 @@ def _add_to_manifest(run: Path, name: str, payload: bytes) -> None:
     (run / "checkpoint.json").write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 def test_row1_a_manifest_name_cannot_climb_out_of_the_run(run_dir, tmp_path, capsys):
     victim = tmp_path / "a" / "victim.txt"
     victim.write_text("precious")
@@ -55,6 +56,7 @@ def test_row1_a_manifest_name_cannot_climb_out_of_the_run(run_dir, tmp_path, cap
     assert "checkpoint.json" in line and victim.read_text() == "precious"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "folder", ["/tmp", "../..", "checkpoints/../../x", "checkpoints/epoch-0002", "checkpoints"]
 )
@@ -65,6 +67,7 @@ def test_row1_the_epoch_folder_must_be_the_manifests_own(run_dir, tmp_path, caps
     refused(capsys, TRAIN[:-1] + ["2", "--out", str(run_dir), "--resume"], tmp_path, "folder")
 
 
+@pytest.mark.slow
 def test_row1_a_linked_checkpoints_folder_resolves_outside(run_dir, tmp_path, capsys):
     outside = tmp_path / "elsewhere"
     os.rename(run_dir / "checkpoints", outside)
@@ -106,6 +109,7 @@ def test_row3_search_report_writes_only_into_a_search_folder(tmp_path, monkeypat
     refused(capsys, ["search-report", str(mine)], tmp_path, "fbnetv3 train")
 
 
+@pytest.mark.slow
 def test_row4_a_hard_linked_lock_is_refused(run_dir, tmp_path, capsys):
     thesis = tmp_path / "thesis.txt"
     thesis.write_text("three years of work")
@@ -144,6 +148,7 @@ def test_row6_an_export_check_too_big_for_memory_is_refused_before_allocating(
     refused(capsys, argv, tmp_path, "--input-size 4096")
 
 
+@pytest.mark.slow
 def test_row6_the_check_batch_shrinks_to_what_fits(monkeypatch):
     import timm
     import torch
@@ -350,6 +355,7 @@ def test_row14_leftovers_of_a_killed_export_or_convert_are_removed(tmp_path):
     assert live.exists() and (unmarked / "notes.txt").exists() and linked.exists()
 
 
+@pytest.mark.slow
 def test_row14_the_next_export_clears_a_killed_ones_temp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stale = tmp_path / f".a.onnx.fbnetv3-{_dead_pid()}-abc.tmp"

@@ -173,12 +173,14 @@ def manifest_violations(edit: tuple, action: Callable[[Path], None] = _resume_fi
         return problems
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(edits)
 def test_no_manifest_reaches_outside_its_run(edit):
     assert manifest_violations(edit) == []
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(markers, st.sampled_from(["plain", "link", "hardlink", "fifo"]))
 def test_no_marker_lets_overwrite_remove_what_it_did_not_write(marker, extra):
