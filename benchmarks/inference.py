@@ -35,10 +35,10 @@ from fbnetv3_zoo.deploy.bench import (
     BenchRow,
     BenchSettings,
     build_model,
-    interleaved_medians,
     run_benchmark,
 )
 from fbnetv3_zoo.deploy.bench_table import format_markdown
+from fbnetv3_zoo.latency.timing import interleaved_medians
 from fbnetv3_zoo.models.variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parent / "results"

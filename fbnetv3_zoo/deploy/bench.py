@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from torch import nn
 from fbnetv3_zoo.checks import check_threads
 from fbnetv3_zoo.deploy.export import export_onnx, model_input_size
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.latency.timing import interleaved_medians, ort_session  # the one timing layer
 from fbnetv3_zoo.models.fuse import fuse_bn
 from fbnetv3_zoo.models.model import FBNetV3
 from fbnetv3_zoo.models.spec import check_input_size
@@ -46,7 +45,6 @@ __all__ = [
     "BenchSettings",
     "build_model",
     "count_macs",
-    "interleaved_medians",
     "run_benchmark",
 ]
 
@@ -192,44 +190,6 @@ def count_macs(model: nn.Module, input_size: int) -> int:
     return total
 
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], Any]], warmup: int, repeats: int, max_seconds: float
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Median seconds per callable, timed in alternating rounds; also the errors by key.
-
-    Alternating spreads background load on a shared machine evenly over the
-    callables compared.  Warm-up runs (which also compile for torch.compile)
-    stop after ``max_seconds`` per callable, timing after ``max_seconds`` per
-    callable, but there is always at least one timed round.
-    """
-    live, errors = dict(fns), {}
-    for key, fn in list(live.items()):
-        deadline = time.perf_counter() + max_seconds
-        try:
-            for _ in range(warmup):
-                fn()
-                if time.perf_counter() > deadline:
-                    break
-        except Exception as err:  # a backend that fails here is reported, not fatal
-            errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
-            del live[key]
-    times: dict[str, list[float]] = {key: [] for key in live}
-    deadline = time.perf_counter() + max_seconds * max(1, len(live))
-    rounds = 0
-    while live and rounds < max(1, repeats) and (rounds == 0 or time.perf_counter() < deadline):
-        for key, fn in list(live.items()):
-            start = time.perf_counter()
-            try:
-                fn()
-            except Exception as err:
-                errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
-                del live[key], times[key]
-                continue
-            times[key].append(time.perf_counter() - start)
-        rounds += 1
-    return {key: statistics.median(ts) for key, ts in times.items()}, errors
-
-
 def _runner(
     backend: str, model: nn.Module, size: int, threads: int, workdir: Path, notes: list[str]
 ) -> Callable[[torch.Tensor], Any] | None:
@@ -245,15 +205,9 @@ def _runner(
     if backend == "compile":
         return torch.compile(model, dynamic=False)
     if backend == "onnx":
-        import onnxruntime as ort
-
         path = workdir / "model.onnx"
         export_onnx(model, path, size)  # verified against eager, else it raises
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(str(path), threads)
         return lambda x: session.run(None, {"input": x.numpy()})
     if backend.startswith("executorch"):
         return _executorch_runner(backend, model, size, threads, workdir, notes)

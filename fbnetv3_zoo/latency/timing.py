@@ -25,12 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from fbnetv3_zoo.deploy.export import DEFAULT_OPSET
 from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 from fbnetv3_zoo.errors import UserError
 
 CACHE_ENV = "FBNETV3_CACHE_DIR"
 TABLE_VERSION = 2  # 2: one-thread tables read the thread CPU clock
-OPSET = 17
+OPSET = DEFAULT_OPSET  # the one ONNX opset: export's
 
 
 def check_backend(backend: str) -> str:
@@ -177,8 +178,6 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
         return call
     if backend == "executorch":
         return _executorch_runner(module, x, threads)
-    import onnxruntime as ort
-
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -191,13 +190,21 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
             opset_version=OPSET,
             dynamo=False,
         )
+    session = ort_session(buf.getvalue(), threads)
+    feed = {"input": x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def ort_session(model: str | bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session as every timing here uses it: every graph optimisation,
+    ``threads`` intra-op threads and one inter-op thread (``model``: a path or the bytes)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    feed = {"input": x.numpy()}
-    return lambda: session.run(None, feed)
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Callable:
@@ -330,3 +337,41 @@ def measure(
 
 
 # ------------------------------------------------------------------ block keys
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], Any]], warmup: int, repeats: int, max_seconds: float
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Median seconds per callable, timed in alternating rounds; also the errors by key.
+
+    Alternating spreads background load on a shared machine evenly over the
+    callables compared.  Warm-up runs (which also compile for torch.compile)
+    stop after ``max_seconds`` per callable, timing after ``max_seconds`` per
+    callable, but there is always at least one timed round.
+    """
+    live, errors = dict(fns), {}
+    for key, fn in list(live.items()):
+        deadline = time.perf_counter() + max_seconds
+        try:
+            for _ in range(warmup):
+                fn()
+                if time.perf_counter() > deadline:
+                    break
+        except Exception as err:  # a backend that fails here is reported, not fatal
+            errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
+            del live[key]
+    times: dict[str, list[float]] = {key: [] for key in live}
+    deadline = time.perf_counter() + max_seconds * max(1, len(live))
+    rounds = 0
+    while live and rounds < max(1, repeats) and (rounds == 0 or time.perf_counter() < deadline):
+        for key, fn in list(live.items()):
+            start = time.perf_counter()
+            try:
+                fn()
+            except Exception as err:
+                errors[key] = f"{type(err).__name__}: {str(err)[:160]}"
+                del live[key], times[key]
+                continue
+            times[key].append(time.perf_counter() - start)
+        rounds += 1
+    return {key: statistics.median(ts) for key, ts in times.items()}, errors
