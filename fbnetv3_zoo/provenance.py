@@ -7,25 +7,34 @@ the exact software and command that produced it without asking its author.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from typing import Any
 
-_COMMAND: list[str] | None = None  # set by the ``fbnetv3`` entry point
+# the ``fbnetv3`` command running now, for the result files it writes; set only for the
+# duration of one command (``running_command``), so nothing leaks into later calls
+_COMMAND: ContextVar[tuple[str, ...] | None] = ContextVar("fbnetv3_command", default=None)
 
 
-def set_command(argv: Sequence[str]) -> None:
-    """Record the ``fbnetv3`` arguments of this process (the CLI calls this once)."""
-    global _COMMAND
-    _COMMAND = ["fbnetv3", *argv]
+@contextlib.contextmanager
+def running_command(argv: Sequence[str]) -> Iterator[None]:
+    """While the block runs, result files record ``fbnetv3 <argv>`` as their command."""
+    token = _COMMAND.set(("fbnetv3", *argv))
+    try:
+        yield
+    finally:
+        _COMMAND.reset(token)
 
 
 def command_line() -> str:
-    """This process's command line: ``fbnetv3 ...`` when run by the CLI, else ``sys.argv``."""
-    if _COMMAND is not None:
-        return shlex.join(_COMMAND)
+    """The command being run: ``fbnetv3 ...`` inside the CLI, else this process's ``sys.argv``."""
+    command = _COMMAND.get()
+    if command is not None:
+        return shlex.join(command)
     return shlex.join([sys.executable.rsplit("/", 1)[-1], *sys.argv])
 
 

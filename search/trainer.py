@@ -8,6 +8,7 @@ raises: a candidate that errors, runs out of memory or diverges comes back as
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -58,35 +59,11 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
     """Train one candidate; returns ``{cid, status, metrics, error, wall_s}``."""
     start = time.perf_counter()
     try:
-        import torch
-        from fbnetv3_zoo.recipes.engine import seed_everything, train
-        from fbnetv3_zoo.search.space.fixed_model import model_of
+        from fbnetv3_zoo.latency.timing import torch_threads
 
-        if task.threads:
-            torch.set_num_threads(task.threads)
-        model_ref = model_of(task.arch)  # an ArchSpec, or a recipe-only search's fixed model
-        resolution = int(task.arch["input_size"])
-        recipe = build_recipe(task.base_recipe, task.recipe, resolution, task.overrides)
-        num_classes = _num_classes(task.data)
-        seed_everything(task.seed)  # initial weights must not depend on what ran before
-        from fbnetv3_zoo.recipes.apply import create_model
-
-        model = create_model(recipe, model_ref, num_classes=num_classes)  # dropout/drop path
-        result = train(
-            model,
-            recipe,
-            data=task.data,
-            epochs=task.epochs,
-            stop_after_epochs=task.stop_after,
-            seed=task.seed,
-            num_classes=num_classes,
-            progress=False,
-            holdout=task.holdout,
-        )
-        metrics = [
-            {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}
-            for e in result["epochs"]
-        ]
+        threads = torch_threads(task.threads) if task.threads else contextlib.nullcontext()
+        with threads:  # the caller's thread count is restored afterwards
+            metrics = _train(task)
         return dict(
             cid=task.cid,
             status="done",
@@ -105,6 +82,35 @@ def evaluate(task: EvalTask) -> dict[str, Any]:
             error=text,
             wall_s=time.perf_counter() - start,
         )
+
+
+def _train(task: EvalTask) -> list[dict[str, Any]]:
+    """Build and train the candidate; its per-epoch records (numbers only)."""
+    from fbnetv3_zoo.recipes.apply import create_model
+    from fbnetv3_zoo.recipes.engine import seed_everything, train
+    from fbnetv3_zoo.search.space.fixed_model import model_of
+
+    model_ref = model_of(task.arch)  # an ArchSpec, or a recipe-only search's fixed model
+    resolution = int(task.arch["input_size"])
+    recipe = build_recipe(task.base_recipe, task.recipe, resolution, task.overrides)
+    num_classes = _num_classes(task.data)
+    seed_everything(task.seed)  # initial weights must not depend on what ran before
+    model = create_model(recipe, model_ref, num_classes=num_classes)  # dropout/drop path
+    result = train(
+        model,
+        recipe,
+        data=task.data,
+        epochs=task.epochs,
+        stop_after_epochs=task.stop_after,
+        seed=task.seed,
+        num_classes=num_classes,
+        progress=False,
+        holdout=task.holdout,
+    )
+    return [
+        {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}
+        for e in result["epochs"]
+    ]
 
 
 _CLASSES: dict[str, int] = {}

@@ -66,12 +66,17 @@ def _disk_full(err: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a user mistake is one stderr line and exit code 2."""
-    from fbnetv3_zoo.errors import UserError
-    from fbnetv3_zoo.provenance import set_command
+    from fbnetv3_zoo.provenance import running_command
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    set_command(sys.argv[1:] if argv is None else argv)  # result files record it
+    args = build_parser().parse_args(argv)
+    with running_command(sys.argv[1:] if argv is None else argv):  # result files record it
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The subcommand, with every user mistake turned into one line and exit code 2."""
+    from fbnetv3_zoo.errors import UserError
+
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader went away (`fbnetv3 info x | head`): not an error
