@@ -12,3 +12,30 @@ draws or a finite table), ``pool`` (trained tables as sources), ``store`` (SQLit
 ``cli``.  Entry point: :func:`fbnetv3_zoo.search.driver.run_search` or
 ``fbnetv3 search``.
 """
+
+from typing import Any
+
+# the public API, loaded on first use (the CLI imports this package without torch)
+_PUBLIC = {
+    "run_search": "fbnetv3_zoo.search.driver",
+    "check_result": "fbnetv3_zoo.search.driver",
+    "SearchFailed": "fbnetv3_zoo.search.driver",
+    "SearchConfig": "fbnetv3_zoo.search.config",
+    "Strategy": "fbnetv3_zoo.search.strategies",
+    "register_strategy": "fbnetv3_zoo.search.strategies",
+    "load_space": "fbnetv3_zoo.search.space.definition",
+    "EvalTask": "fbnetv3_zoo.search.trainer",
+    "evaluate": "fbnetv3_zoo.search.trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_PUBLIC)

@@ -31,7 +31,6 @@ PINNED = (
     "seed",
     "strategy",
     "constraints",
-    "budget",
     "initial",
     "batch",
     "early_stop_tau",
@@ -123,6 +122,9 @@ class SearchConfig:
     # validation split `fbnetv3 train` reports on stays unseen (None: 0.2 for a fixed --model; 0
     # for the architecture demo, whose pools and numbers were measured on the validation split)
     holdout: float | None = None
+    # stop loudly when more than this share of the trained candidates failed (checked after
+    # every batch once the first batch is in; a first batch that failed entirely always stops)
+    max_failed_share: float = 0.5
 
     def __post_init__(self) -> None:
         recipe_only = self.model is not None
@@ -204,6 +206,7 @@ class SearchConfig:
         self._integer("remeasure", 0)
         self._need(self.seed < 2**63, "seed", "an integer below 2**63")
         self._number("early_stop_tau", -1.0, 1.0)
+        self._number("max_failed_share", 0.0, 1.0)
         self._number("holdout", 0.0, MAX_HOLDOUT)
         self._number("cpus_per_trial", 0.0)
         self._number("gpus_per_trial", 0.0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
 from fbnetv3_zoo.search.space.constraints import Constraint, parse_constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
 from fbnetv3_zoo.search.space.encoding import decode
-from fbnetv3_zoo.search.store import Store, check_ours
+from fbnetv3_zoo.search.store import Store, check_ours, diverged
 from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
 from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy, evaluate
 
@@ -184,6 +185,7 @@ class Search:
         ident = self.config.identity()
         ident["space"] = f"{self.space.name} (fingerprint {self.space.fingerprint()})"
         ident["strategy"] = self.strategy_name
+        ident["budget"] = self.config.budget  # not pinned: a study may grow (``_grow``)
         ident["settings"] = self.strategy.settings.as_dict()  # an instance's own, when given
         return ident
 
@@ -211,10 +213,24 @@ class Search:
                 raise UserError(
                     f"{self.out} holds a search with different settings ({'; '.join(diff)}); resume with the original settings or choose another --out"
                 )
+            self._grow(old)
         config = dataclasses.asdict(self.config)
         config["strategy"] = self.strategy_name
         config["settings"] = new["settings"]
         store.set("config", config)
+
+    def _grow(self, old: dict[str, Any]) -> None:
+        """A study may grow: a larger budget continues the run (a smaller one is refused)."""
+        had = old.get("budget", self.config.budget)
+        if self.config.budget < had:
+            raise UserError(
+                f"budget: run has {had}, now {self.config.budget}; a search can grow, not shrink: "
+                f"pass --budget {had} or more"
+            )
+        if self.config.budget > had:
+            self.store.set("identity", {**old, "budget": self.config.budget})
+            self.store.set("grown", [*(self.store.get("grown") or []), [had, self.config.budget]])
+            self.log(f"budget grows from {had} to {self.config.budget} trainings")
 
     # ------------------------------------------------------------- helpers
     def log(self, message: str) -> None:
@@ -297,6 +313,7 @@ class Search:
             tasks.append(task)
             self.store.mark_started(row["id"])
         for result in self.executor.map(self.evaluator, tasks):
+            check_result(result)
             metrics = result.get("metrics") or []
             score = score_at(metrics, stop or len(metrics), c.score_epochs)
             status = (
@@ -315,6 +332,46 @@ class Search:
             if status == "failed":
                 self.log(f"candidate {result['cid']} failed: {str(error).splitlines()[0]}")
             self._tick()
+        self._stop_if_failing()
+
+    def _stop_if_failing(self) -> None:
+        """Stop in one line when the first batch failed entirely or too many candidates failed.
+
+        The failed rows stay in the store, marked, and the next run of the same command
+        trains them again (after the user fixed the cause), so nothing is lost.
+        """
+        rows = [r for r in self.store.candidates() if r["status"] in ("done", "failed")]
+        # a training that diverged is a measured outcome (a bad recipe), not a broken evaluator
+        failed = [r for r in rows if r["status"] == "failed" and not diverged(r)]
+        first = [r for r in rows if r["iteration"] == 0]
+        whole_first = len(first) >= self.config.initial and all(
+            r["status"] == "failed" and not diverged(r) for r in first
+        )
+        too_many = len(rows) >= self.config.initial and len(failed) > (
+            self.config.max_failed_share * len(rows)
+        )
+        if not failed or not (whole_first or too_many):
+            return
+        errors = Counter(str(r["error"] or "no error recorded").splitlines()[0] for r in failed)
+        common, count = errors.most_common(1)[0]
+        self.store.set("stopped_failed", [r["id"] for r in failed])
+        what = (
+            f"every candidate of the first batch failed ({len(first)} of {len(first)})"
+            if whole_first
+            else f"{len(failed)} of {len(rows)} trained candidates failed, more than "
+            f"max_failed_share {self.config.max_failed_share:g}"
+        )
+        raise SearchFailed(
+            f"{what}; most common error ({count}x): {common[:300]}. The run in {self.out} is "
+            "kept: fix the cause and run the same command to train them again"
+        )
+
+    def _retry_failed(self) -> None:
+        """Candidates a loud stop left failed are trained again on the next run."""
+        ids = self.store.get("stopped_failed")
+        if ids:
+            self.store.retry(ids)
+            self.store.set("stopped_failed", [])
 
     def _best(self) -> float | None:
         return max((r["score"] for r in self.store.candidates("done")), default=None)
@@ -372,6 +429,7 @@ class Search:
             total=c.budget, desc="search", unit="cand", disable=not self.progress, file=sys.stderr
         )
         ctx = self._context()
+        self._retry_failed()
         try:
             if self.store.count() == 0:
                 self._add(0, self.first)
@@ -389,16 +447,16 @@ class Search:
             if not self._done("fine"):
                 self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
-                self.store.set("fine_iteration", iteration)
+                self.store.set(f"{self._key('fine')}_iteration", iteration)
                 added = self._add(iteration, self.strategy.fine(ctx, iteration))
-                self.store.set("fine_done", added)
+                self.store.set(f"{self._key('fine')}_done", added)
                 self._run_pending()
             if c.remeasure and not self._done("remeasure"):
                 self._tell(ctx)
                 iteration = self.store.last_iteration() + 1
-                self.store.set("remeasure_iteration", iteration)
+                self.store.set(f"{self._key('remeasure')}_iteration", iteration)
                 added = self._add(iteration, self._finalists(c.budget - self.store.count()))
-                self.store.set("remeasure_done", added)
+                self.store.set(f"{self._key('remeasure')}_done", added)
                 self._run_pending()
             while self.store.count() < c.budget:  # too few picks or finalists to fill the budget
                 if not self._step(ctx, c.budget - self.store.count()):
@@ -412,11 +470,16 @@ class Search:
         record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
         return write_outputs(self.out, self.store, self.space, self.constraints)
 
+    def _key(self, step: str) -> str:
+        """The store key of a step's marker: a grown study runs the end steps again."""
+        grown = self.store.get("grown") or []
+        return step if not grown else f"{step}@{self.config.budget}"
+
     def _done(self, step: str) -> bool:
         """True once the ``fine`` step's picks (or the ``remeasure`` step's finalists) are stored."""
-        if self.store.get(f"{step}_done") is not None:
+        if self.store.get(f"{self._key(step)}_done") is not None:
             return True
-        iteration = self.store.get(f"{step}_iteration")
+        iteration = self.store.get(f"{self._key(step)}_iteration")
         # killed between storing the batch and marking the step done
         return iteration is not None and any(
             r["iteration"] == iteration for r in self.store.candidates()
@@ -446,6 +509,40 @@ class Search:
             return False
         self._run_pending()
         return True
+
+
+class SearchFailed(UserError):
+    """The search stopped because its candidates fail (one line, the most common error)."""
+
+
+RESULT_KEYS = "{cid, status: 'done'|'failed', metrics: [{epoch, val_top1, ...}], error, wall_s}"
+
+
+def check_result(result: Any) -> None:
+    """Refuse an evaluator's result that is not the documented shape, naming what is wrong.
+
+    An evaluator returns ``RESULT_KEYS`` (see ``fbnetv3_zoo.search.trainer.evaluate``); a
+    done candidate needs ``val_top1`` or ``ema_top1`` (percent) in at least one epoch.
+    """
+
+    def wrong(what: str) -> UserError:
+        return UserError(f"the evaluator returned {what}; expected a dict {RESULT_KEYS}")
+
+    if not isinstance(result, dict):
+        raise wrong(f"a {type(result).__name__}")
+    for key, kind in (("cid", int), ("status", str), ("metrics", list)):
+        if key not in result:
+            raise wrong(f"no key {key!r} (keys: {', '.join(map(str, result)) or 'none'})")
+        if not isinstance(result[key], kind) or isinstance(result[key], bool):
+            raise wrong(f"{key!r} as a {type(result[key]).__name__}, not a {kind.__name__}")
+    if result["status"] not in ("done", "failed"):
+        raise wrong(f"status {result['status']!r}")
+    epochs = result["metrics"]
+    if not all(isinstance(e, dict) for e in epochs):
+        raise wrong("'metrics' entries that are not dicts")
+    if result["status"] == "done" and not any(epoch_accuracy(e) is not None for e in epochs):
+        seen = sorted({str(k) for e in epochs for k in e}) or ["none"]
+        raise wrong(f"a done candidate with no 'val_top1' in any epoch (keys: {', '.join(seen)})")
 
 
 def run_search(

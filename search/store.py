@@ -229,6 +229,15 @@ class Store:
         )
         self.db.commit()
 
+    def retry(self, ids: list[int]) -> None:
+        """Make failed candidates pending again (a search stopped for failures is resumed)."""
+        with self.db:
+            self.db.executemany(
+                "UPDATE candidates SET status = 'pending', error = NULL, metrics = NULL, "
+                "score = NULL WHERE id = ? AND status = 'failed'",
+                [(int(i),) for i in ids],
+            )
+
     def record(
         self,
         cid: int,

@@ -425,16 +425,18 @@ def test_too_few_first_curves_train_every_candidate_in_full(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_exits_non_zero_when_every_candidate_failed(tmp_path, capsys, monkeypatch):
+def test_cli_stops_in_one_line_when_the_first_batch_fails(tmp_path, capsys, monkeypatch):
     import fbnetv3_zoo.recipes.engine as engine
 
     def train(*args, **kw):
-        raise engine.TrainingDiverged("loss became nan")
+        raise RuntimeError("CUDA out of memory")
 
     monkeypatch.setattr(engine, "train", train)
     args = ["search", "--out", str(tmp_path), "--data", "digits:4", "--budget", "4", "--initial", "3",
             "--constraint", "macs<=1M", "--quiet"]  # fmt: skip
-    assert main(args) == 1
-    captured = capsys.readouterr()
-    assert "0 candidates trained, 4 failed" in captured.out
-    assert "every candidate failed" in captured.err
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "every candidate of the first batch failed (3 of 3)" in err[0]
+    assert "most common error (3x): RuntimeError: CUDA out of memory" in err[0]
+    assert len(_rows(tmp_path)) == 3  # the rest of the budget was not spent on a broken setup
