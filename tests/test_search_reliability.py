@@ -138,7 +138,7 @@ def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_pa
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(budget=8), "budget: run has 6, now 8"),
+        (dict(budget=5), "budget: run has 6, now 5; a search can grow, not shrink"),
         (dict(constraints=["macs<=0.5M"]), "constraints: run has ['macs<=1M'], now ['macs<=0.5M']"),
         (dict(strategy="random"), "strategy: run has 'jointnas', now 'random'"),
         (dict(score_epochs=1), "score_epochs: run has 3, now 1"),
