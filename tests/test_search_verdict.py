@@ -77,3 +77,22 @@ def test_verdict_quotes_a_re_measured_pick_as_the_mean_of_its_trainings():
     assert "measured 87.00 (mean of 2 trainings: 90.00, 84.00) % top-1" in text
     assert "against 79.00 (mean of 2 trainings: 80.00, 78.00) %" in text
     assert "1 of the 1 pairs the strategy chose" in text  # a re-measurement is not a new pick
+
+
+def test_verdict_tells_failed_from_not_trained_yet():
+    failed = [row(1, 0, None, status="failed"), row(2, 0, None, status="failed")]
+    text = "\n".join(verdict_lines([], [LIMIT], {}, failed))
+    assert "Every pair of the first batch that was trained failed (2)" in text
+    assert "not trained yet" not in text
+    assert "No pair of the first batch has been trained yet" in "\n".join(
+        verdict_lines([], [LIMIT], {})
+    )
+
+
+def test_a_tie_between_two_trainings_says_the_seeds_differ():
+    from fbnetv3_zoo.search.report.verdict import top1_text
+
+    assert top1_text(dict(score=88.59, scores=[88.59, 88.59])).endswith(
+        "(mean of 2 trainings: 88.59, 88.59; different seeds, equal top-1)"
+    )
+    assert "equal top-1" not in top1_text(dict(score=87.0, scores=[90.0, 84.0]))

@@ -222,7 +222,7 @@ def write_report(
     fits = predictor_fits(notes)
     lines = [
         *_heading_lines(out, store, space, constraints, config, done, failed),
-        *verdict_lines(done, constraints, best),
+        *verdict_lines(done, constraints, best, failed),
         *_trust_lines(store, space, config, rows, done, failed, notes, fits),
         *_time_lines(store, rows, notes, fits),
         *_best_lines(space, constraints, best),

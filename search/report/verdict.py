@@ -46,11 +46,16 @@ def top1_text(row: dict[str, Any]) -> str:
     scores = row.get("scores") or [row["score"]]
     if len(scores) == 1:
         return f"{row['score']:.2f}"
-    return f"{row['score']:.2f} (mean of {len(scores)} trainings: {', '.join(f'{v:.2f}' for v in scores)})"
+    shown = [f"{v:.2f}" for v in scores]
+    tie = "; different seeds, equal top-1" if len(set(shown)) == 1 else ""
+    return f"{row['score']:.2f} (mean of {len(scores)} trainings: {', '.join(shown)}{tie})"
 
 
 def verdict_lines(
-    done: list[dict[str, Any]], constraints: list[Constraint], best: dict[str, Any]
+    done: list[dict[str, Any]],
+    constraints: list[Constraint],
+    best: dict[str, Any],
+    failed: list[dict[str, Any]] = (),
 ) -> list[str]:
     """Markdown lines of the verdict (a heading, then one bullet per finding).
 
@@ -63,7 +68,14 @@ def verdict_lines(
     scored = {r["id"]: r for r in with_repeats(done)}
     lines = ["## Verdict", ""]
     if not first:
-        return lines + ["- No pair of the first batch has been measured yet.", ""]
+        tried = [r for r in failed if r["iteration"] == 0]
+        if tried:  # trained and failed is not the same as not trained yet
+            return lines + [
+                f"- Every pair of the first batch that was trained failed ({len(tried)}); "
+                "see Failed candidates below.",
+                "",
+            ]
+        return lines + ["- No pair of the first batch has been trained yet.", ""]
     for c in constraints:
         start = max(_inside(first, c), key=lambda r: r["score"], default=None)
         start = None if start is None else scored[start["id"]]
