@@ -25,6 +25,8 @@ _PUBLIC = {
     "register_strategy": "fbnetv3_zoo.search.strategies",
     "load_space": "fbnetv3_zoo.search.space.definition",
     "EvalTask": "fbnetv3_zoo.search.trainer",
+    "Trial": "fbnetv3_zoo.search.objective",
+    "Objective": "fbnetv3_zoo.search.objective",
     "evaluate": "fbnetv3_zoo.search.trainer",
 }
 

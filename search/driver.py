@@ -552,12 +552,31 @@ def run_search(
     progress: bool = True,
     source: CandidateSource | None = None,
     strategy: Strategy | None = None,
+    objective: Callable[[Any], float | None] | None = None,
 ) -> dict[str, Any]:
     """Run or resume a search in ``out``; see :class:`SearchConfig`.
 
-    ``source`` replaces the default Sobol source (e.g. a pool of pre-trained
-    pairs); ``strategy`` an instance replacing ``config.strategy``.
+    Args:
+        config: the search's settings (checked field by field).
+        out: the run folder; the same call again resumes it.
+        evaluator: ``fn(EvalTask) -> dict`` of ``RESULT_KEYS`` (default: train on the proxy).
+        progress: show a progress bar and log lines on stderr.
+        source: replaces the default Sobol source (e.g. a pool of pre-trained pairs).
+        strategy: an instance replacing ``config.strategy``.
+        objective: ``fn(Trial) -> float`` (or ``trial.report(epoch, value)``), Optuna's
+            shape; replaces ``evaluator`` (see ``fbnetv3_zoo.search.objective``).
+
+    Returns:
+        A summary: the best row per constraint, counts of done and failed candidates.
+
+    Raises:
+        UserError: bad settings, a folder that is not this search's, an evaluator result of
+            the wrong shape; ``SearchFailed`` when too many candidates fail.
     """
+    if objective is not None:
+        from fbnetv3_zoo.search.objective import Objective
+
+        evaluator = Objective(objective)
     search = Search(config, out, evaluator, progress, source=source, strategy=strategy)
     try:
         search.open()

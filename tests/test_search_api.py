@@ -3,6 +3,8 @@ first result, loud stops when candidates fail, and studies that grow."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from search_result import candidate_rows
 from test_search_run import _config, fake_evaluate
@@ -91,3 +93,61 @@ def test_a_study_grows_and_never_shrinks(tmp_path):
     assert max(r["iteration"] for r in rows) > max(r["iteration"] for r in rows[:8])
     with pytest.raises(UserError, match="budget: run has 12, now 8; a search can grow, not shrink"):
         run_search(_config(budget=8), tmp_path, evaluator=fake_evaluate, progress=False)
+
+
+def _score(trial) -> float:
+    """A deterministic objective: wider and higher-resolution pairs score higher."""
+    width = sum(row.channels for stage in trial.arch.stages for row in stage)
+    return 20 + width / 10 + trial.arch.input_size
+
+
+def test_an_objective_returning_a_float_runs_a_search(tmp_path):
+    from fbnetv3_zoo.search import run_search
+
+    summary = run_search(_config(), tmp_path, objective=_score, progress=False)
+    rows = candidate_rows(tmp_path)
+    assert summary["done"] == 8 and all(r["status"] == "done" for r in rows)
+    curves = [json.loads(r["metrics"]) for r in rows]
+    assert all(len(c) == 1 and c[0]["val_top1"] > 20 for c in curves)
+
+
+def test_an_objective_reporting_curves_feeds_early_stopping(tmp_path):
+    from fbnetv3_zoo.search import Trial, run_search
+
+    seen: list[Trial] = []
+
+    def objective(trial: Trial) -> None:
+        seen.append(trial)
+        for epoch in range(1, trial.epochs + 1):
+            trial.report(epoch, _score(trial) * epoch / trial.schedule_epochs)
+
+    run_search(_config(), tmp_path, objective=objective, progress=False)
+    rows = candidate_rows(tmp_path)
+    first = [json.loads(r["metrics"]) for r in rows[:4]]
+    assert all([m["epoch"] for m in c] == [1, 2, 3] for c in first)
+    assert seen[0].seed == 0 and seen[0].schedule_epochs == 3 and seen[0].repeat == 0
+
+
+@pytest.mark.parametrize(
+    "returns, expect",
+    [("80", "returned a str"), (None, "returned None for trial 1 and reported nothing")],
+)
+def test_an_objective_returning_the_wrong_thing_is_one_clear_error(tmp_path, returns, expect):
+    from fbnetv3_zoo.search import run_search
+
+    with pytest.raises(UserError, match=expect):
+        run_search(_config(), tmp_path, objective=lambda trial: returns, progress=False)
+
+
+def test_an_objective_that_raises_or_returns_nan_fails_that_candidate(tmp_path):
+    from fbnetv3_zoo.search import run_search
+
+    def objective(trial):
+        if trial.number == 1:
+            raise ValueError("bad recipe")
+        return float("nan") if trial.number == 2 else _score(trial)
+
+    summary = run_search(_config(), tmp_path, objective=objective, progress=False)
+    errors = {r["id"]: r["error"] for r in candidate_rows(tmp_path) if r["status"] == "failed"}
+    assert "ValueError: bad recipe" in errors[1] and "returned nan" in errors[2]
+    assert summary["failed"] == 2
