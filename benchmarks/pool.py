@@ -94,16 +94,13 @@ def proxy_settings() -> tuple[Any, Any, dict[str, Any]]:
     return config, space, proxy
 
 
-def session_meta(proxy: dict[str, Any], sample_seed: int) -> dict[str, Any]:
+def session_facts() -> dict[str, Any]:
+    """How and where a pool build session runs: command, versions, machine, start time."""
     import scipy
     import timm
     import torch
-    from fbnetv3_zoo.search.pool import POOL_FORMAT
 
     return dict(
-        type="meta",
-        format=POOL_FORMAT,
-        **{**proxy, "sample_seed": sample_seed},
         command="python " + " ".join(shlex.quote(a) for a in sys.argv),
         versions=dict(
             python=platform.python_version(),
@@ -119,6 +116,17 @@ def session_meta(proxy: dict[str, Any], sample_seed: int) -> dict[str, Any]:
             threads_per_training=1,
         ),
         started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def session_meta(proxy: dict[str, Any], sample_seed: int) -> dict[str, Any]:
+    from fbnetv3_zoo.search.pool import POOL_FORMAT
+
+    return dict(
+        type="meta",
+        format=POOL_FORMAT,
+        **{**proxy, "sample_seed": sample_seed},
+        **session_facts(),
     )
 
 

@@ -59,10 +59,6 @@ scored as the search scores (the better of raw and EMA weights).
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -72,6 +68,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the arch pool's script beside this one
+from pool import _train, session_facts  # noqa: E402  (one session record, one worker)
 
 HERE = Path(__file__).parent
 HALVES = {"tune": 0, "heldout": 1}  # half -> Sobol seed of its recipes
@@ -183,9 +182,6 @@ def _git_commit() -> str:
 
 def session_meta(settings: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """The meta record of one build session: settings, command, versions, machine."""
-    import scipy
-    import timm
-    import torch
     from fbnetv3_zoo.search.pool import POOL_FORMAT
 
     return dict(
@@ -195,34 +191,9 @@ def session_meta(settings: dict[str, Any], args: argparse.Namespace) -> dict[str
         **settings,
         presets=list(PRESETS),
         requested=dict(recipes=args.recipes, seeds=args.seeds),
-        command="python " + " ".join(shlex.quote(a) for a in sys.argv),
         commit=_git_commit(),
-        versions=dict(
-            python=platform.python_version(),
-            torch=torch.__version__,
-            timm=timm.__version__,
-            numpy=np.__version__,
-            scipy=scipy.__version__,
-        ),
-        machine=dict(
-            platform=platform.platform(),
-            processor=platform.processor() or platform.machine(),
-            cpus=os.cpu_count(),
-            threads_per_training=1,
-        ),
-        started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **session_facts(),
     )
-
-
-def _train(task: Any) -> tuple[dict[str, Any], float]:
-    """One training on one thread; returns the result and its CPU seconds."""
-    import torch
-    from fbnetv3_zoo.search.trainer import evaluate
-
-    torch.set_num_threads(1)
-    start = time.process_time()
-    result = evaluate(task)
-    return result, time.process_time() - start
 
 
 def _common(result: dict[str, Any], seed: int, cpu_s: float) -> dict[str, Any]:
