@@ -53,3 +53,33 @@ def fbnetv3(arch, pretrained: bool | None = None, **kwargs):
     timm or ``torchvision/`` name, or ``local-dir:<folder>`` (with its weights unless
     ``pretrained=False``); kwargs go to the builder."""
     return _create(arch, pretrained, **kwargs)
+
+
+# detectors and segmenters in torchvision's naming (fasterrcnn_fbnetv3_a_fpn, lraspp_fbnetv3_a, ...):
+# one entry per name, made here from the pure-Python name lists (no torch import until called)
+def _task_entry(name: str, module: str, builder: str, what: str):
+    def entry(**kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module), builder)(name, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = (
+        f"The {what} {name} (torchvision's API; no published {what} weights): kwargs go to "
+        f"{module}.{builder} (num_classes with background, weights_backbone='fb_in1k' or a file, ...)."
+    )
+    return entry
+
+
+def _register_tasks() -> None:
+    from fbnetv3_zoo.detection.names import DETECTORS, SEGMENTERS
+
+    for name in DETECTORS:
+        globals()[name] = _task_entry(name, "fbnetv3_zoo.detection", "create_detector", "detector")
+    for name in SEGMENTERS:
+        globals()[name] = _task_entry(
+            name, "fbnetv3_zoo.segmentation", "create_segmenter", "segmenter"
+        )
+
+
+_register_tasks()
