@@ -18,7 +18,8 @@ from typing import Any
 # the public API, loaded on first use (the CLI imports this package without torch)
 _PUBLIC = {
     "run_search": "fbnetv3_zoo.search.driver",
-    "check_result": "fbnetv3_zoo.search.driver",
+    "check_result": "fbnetv3_zoo.search.finished",
+    "FinishedTrial": "fbnetv3_zoo.search.finished",
     "SearchFailed": "fbnetv3_zoo.search.driver",
     "SearchConfig": "fbnetv3_zoo.search.config",
     "Strategy": "fbnetv3_zoo.search.strategies",

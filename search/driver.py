@@ -45,6 +45,7 @@ from fbnetv3_zoo.search.config import (
 )
 from fbnetv3_zoo.search.early_stop import choose_stop_epoch, score_at
 from fbnetv3_zoo.search.executors import make_executor
+from fbnetv3_zoo.search.finished import RESULT_KEYS, FinishedTrial, check_result
 from fbnetv3_zoo.search.latency.limits import bind_latency, record_latency
 from fbnetv3_zoo.search.proxy_check import check_proxy
 from fbnetv3_zoo.search.report.summaries import finalists
@@ -67,7 +68,17 @@ from fbnetv3_zoo.files.outputs import (
 from fbnetv3_zoo.provenance import command_line, versions
 
 # SearchConfig, ConfigError and PINNED live in config.py (no heavy imports) and are re-exported
-__all__ = ["PINNED", "ConfigError", "Search", "SearchConfig", "choose_stop_epoch", "run_search"]
+__all__ = [
+    "PINNED",
+    "RESULT_KEYS",
+    "ConfigError",
+    "Search",
+    "SearchConfig",
+    "SearchFailed",
+    "check_result",
+    "choose_stop_epoch",
+    "run_search",
+]
 
 DB_NAME = "search.sqlite"
 
@@ -280,57 +291,50 @@ class Search:
             by_iteration.setdefault(row["iteration"], []).append(row)
         for iteration, rows in sorted(by_iteration.items()):
             if iteration not in self.told and all(r["status"] != "pending" for r in rows):
-                self.strategy.tell(ctx, iteration, rows)
+                trials = [FinishedTrial.from_row(r, self._task(r)) for r in rows]
+                self.strategy.tell(ctx, iteration, trials)
                 self.told.add(iteration)
+
+    def _task(self, row: dict[str, Any]) -> EvalTask:
+        """How a stored candidate is trained: its schedule, early stop, seed and data."""
+        c, stop = self.config, self.stop_epoch
+        early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
+        if row["iteration"] > 0 and row.get("planned_epochs") is not None:
+            early = row["planned_epochs"]
+        repeat = 0 if row.get("repeat_of") is None else 1
+        return EvalTask(
+            row["id"],
+            row["arch"],
+            row["recipe"],
+            self.space.recipe_base,
+            c.data,
+            c.epochs,
+            early,
+            c.seed + repeat,
+            c.threads,
+            dict(self.space.recipe_overrides),
+            repeat,
+            c.holdout,
+        )
 
     def _run_pending(self) -> None:
         """Train every pending candidate, committing each result as it arrives."""
         pending = self.store.candidates("pending")
         if not pending:
             return
-        c = self.config
-        stop = self.stop_epoch
         tasks = []
         for row in pending:
-            early = None if row["iteration"] == 0 or stop is None or stop >= c.epochs else stop
-            if row["iteration"] > 0 and row.get("planned_epochs") is not None:
-                early = row["planned_epochs"]
-            repeat = 0 if row.get("repeat_of") is None else 1
-            task = EvalTask(
-                row["id"],
-                row["arch"],
-                row["recipe"],
-                self.space.recipe_base,
-                c.data,
-                c.epochs,
-                early,
-                c.seed + repeat,
-                c.threads,
-                dict(self.space.recipe_overrides),
-                repeat,
-                c.holdout,
-            )
-            tasks.append(task)
+            tasks.append(self._task(row))
             self.store.mark_started(row["id"])
-        for result in self.executor.map(self.evaluator, tasks):
-            check_result(result)
-            metrics = result.get("metrics") or []
-            score = score_at(metrics, stop or len(metrics), c.score_epochs)
-            status = (
-                result["status"] if score is not None or result["status"] == "failed" else "failed"
-            )
-            error = result.get("error") or (None if status == "done" else "no accuracy reported")
-            self.store.record(
-                result["cid"],
-                status,
-                epochs=len(metrics),
-                score=score,
-                metrics=metrics,
-                error=error,
-                wall_s=result.get("wall_s"),
-            )
+        stop = self.stop_epoch
+        for finished in self.executor.map(self.evaluator, tasks):
+            metrics = finished.metrics()
+            score = score_at(metrics, stop or len(metrics), self.config.score_epochs)
+            status = "done" if finished.done and score is not None else "failed"
+            error = finished.error or (None if status == "done" else "no accuracy reported")
+            self.store.finish(finished.replace(status=status, score=score, error=error))
             if status == "failed":
-                self.log(f"candidate {result['cid']} failed: {str(error).splitlines()[0]}")
+                self.log(f"candidate {finished.number} failed: {str(error).splitlines()[0]}")
             self._tick()
         self._stop_if_failing()
 
@@ -513,36 +517,6 @@ class Search:
 
 class SearchFailed(UserError):
     """The search stopped because its candidates fail (one line, the most common error)."""
-
-
-RESULT_KEYS = "{cid, status: 'done'|'failed', metrics: [{epoch, val_top1, ...}], error, wall_s}"
-
-
-def check_result(result: Any) -> None:
-    """Refuse an evaluator's result that is not the documented shape, naming what is wrong.
-
-    An evaluator returns ``RESULT_KEYS`` (see ``fbnetv3_zoo.search.trainer.evaluate``); a
-    done candidate needs ``val_top1`` or ``ema_top1`` (percent) in at least one epoch.
-    """
-
-    def wrong(what: str) -> UserError:
-        return UserError(f"the evaluator returned {what}; expected a dict {RESULT_KEYS}")
-
-    if not isinstance(result, dict):
-        raise wrong(f"a {type(result).__name__}")
-    for key, kind in (("cid", int), ("status", str), ("metrics", list)):
-        if key not in result:
-            raise wrong(f"no key {key!r} (keys: {', '.join(map(str, result)) or 'none'})")
-        if not isinstance(result[key], kind) or isinstance(result[key], bool):
-            raise wrong(f"{key!r} as a {type(result[key]).__name__}, not a {kind.__name__}")
-    if result["status"] not in ("done", "failed"):
-        raise wrong(f"status {result['status']!r}")
-    epochs = result["metrics"]
-    if not all(isinstance(e, dict) for e in epochs):
-        raise wrong("'metrics' entries that are not dicts")
-    if result["status"] == "done" and not any(epoch_accuracy(e) is not None for e in epochs):
-        seen = sorted({str(k) for e in epochs for k in e}) or ["none"]
-        raise wrong(f"a done candidate with no 'val_top1' in any epoch (keys: {', '.join(seen)})")
 
 
 def run_search(

@@ -1,8 +1,11 @@
 """Where candidates are trained: in this process (default) or as Ray tasks.
 
-An executor takes a list of tasks and yields results in completion order, so
-the search loop can store each one the moment it arrives.  Ray is imported
-only when the Ray executor is chosen; the core search never needs it.
+An executor takes a list of tasks and yields a :class:`FinishedTrial` per task
+in completion order, so the search loop can store each one the moment it
+arrives.  The evaluator itself returns a plain dict (it may run on another
+machine); the executor checks it and types it here, on the driver's side.
+Ray is imported only when the Ray executor is chosen; the core search never
+needs it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fbnetv3_zoo.search.config import EXECUTORS
+from fbnetv3_zoo.search.finished import FinishedTrial
 from fbnetv3_zoo.search.trainer import EvalTask
 
 from fbnetv3_zoo.errors import UserError
@@ -23,9 +27,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[dict[str, Any]]:
+    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[FinishedTrial]:
         for task in tasks:
-            yield fn(task)
+            yield FinishedTrial.from_result(task, fn(task))
 
     def close(self) -> None:
         pass
@@ -64,7 +68,7 @@ class RayExecutor:
             self.started = True
         self.options = dict(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)
 
-    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[dict[str, Any]]:
+    def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[FinishedTrial]:
         remote = self.ray.remote(**self.options)(fn)
         pending = {remote.remote(task): task for task in tasks}
         while pending:
@@ -72,11 +76,11 @@ class RayExecutor:
             for ref in done:
                 task = pending.pop(ref)
                 try:
-                    yield self.ray.get(ref)
+                    result = self.ray.get(ref)
                 except self.ray.exceptions.RayError as err:  # worker lost twice, task cancelled
-                    yield dict(
-                        cid=task.cid, status="failed", metrics=[], error=f"ray: {err}", wall_s=None
-                    )
+                    yield FinishedTrial.failure(task, f"ray: {err}")
+                    continue
+                yield FinishedTrial.from_result(task, result)
 
     def close(self) -> None:
         if self.started:

@@ -61,17 +61,12 @@ def check_proxy(search: Any) -> dict[str, Any]:
         leave=False,
         file=sys.stderr,
     ) as bar:
-        for result in search.executor.map(search.evaluator, tasks):
-            metrics = result.get("metrics") or []
-            top1 = epoch_accuracy(metrics[-1]) if metrics else None
+        for finished in search.executor.map(search.evaluator, tasks):
+            curve = finished.curve
+            top1 = epoch_accuracy(curve[-1]) if curve else None
             store.set(
-                full_key(result["cid"]),
-                dict(
-                    top1=top1,
-                    epochs=len(metrics),
-                    wall_s=result.get("wall_s"),
-                    error=result.get("error"),
-                ),
+                full_key(finished.number),
+                dict(top1=top1, epochs=len(curve), wall_s=finished.wall_s, error=finished.error),
             )
             bar.update(1)
     summary = summarise(store, first, c.epochs, c.full_epochs)

@@ -13,10 +13,13 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fbnetv3_zoo.errors import UserError
+
+if TYPE_CHECKING:
+    from fbnetv3_zoo.search.finished import FinishedTrial
 
 # how evaluate() records a recipes.loop.TrainingDiverged (the loss became NaN): "<name>: <message>"
 DIVERGED = "TrainingDiverged"
@@ -255,6 +258,18 @@ class Store:
             (status, epochs, score, json.dumps(metrics or []), error, wall_s, time.time(), cid),
         )
         self.db.commit()
+
+    def finish(self, finished: FinishedTrial) -> None:
+        """Store a scored :class:`FinishedTrial` (the one place a typed result becomes a row)."""
+        self.record(
+            finished.number,
+            finished.status,
+            epochs=len(finished.curve),
+            score=finished.score,
+            metrics=finished.metrics(),
+            error=finished.error,
+            wall_s=finished.wall_s,
+        )
 
     def candidates(self, status: str | None = None) -> list[dict[str, Any]]:
         """All candidates (optionally of one status) in insertion order, JSON decoded."""

@@ -189,8 +189,11 @@ class Listener(Strategy):
         self.heard: list[tuple[int, list[int], set[str]]] = []
         self.crash_at = crash_at
 
-    def tell(self, ctx, iteration, rows):
-        self.heard.append((iteration, [r["id"] for r in rows], {r["status"] for r in rows}))
+    def tell(self, ctx, iteration, trials):
+        from fbnetv3_zoo.search import FinishedTrial
+
+        assert all(isinstance(t, FinishedTrial) and t.iteration == iteration for t in trials)
+        self.heard.append((iteration, [t.number for t in trials], {t.status for t in trials}))
 
     def ask(self, ctx, iteration, n):
         if iteration == self.crash_at:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from fbnetv3_zoo.search.config import SearchConfig
+from fbnetv3_zoo.search.finished import FinishedTrial
 from fbnetv3_zoo.search.sources import CandidateSource
 from fbnetv3_zoo.search.space.constraints import Constraint, feasible
 from fbnetv3_zoo.search.space.definition import SearchSpace
@@ -114,8 +115,12 @@ class Strategy:
         """One candidate per constraint by default, proposed like a coarse batch."""
         return self.ask(ctx, iteration, len(ctx.constraints))
 
-    def tell(self, ctx: Context, iteration: int, rows: list[dict[str, Any]]) -> None:
-        """The finished rows (done or failed) of iteration ``iteration``; default: nothing."""
+    def tell(self, ctx: Context, iteration: int, trials: list[FinishedTrial]) -> None:
+        """The finished candidates (done or failed) of iteration ``iteration``; default: nothing.
+
+        Each is a frozen :class:`~fbnetv3_zoo.search.finished.FinishedTrial`: ``trial``
+        (what was trained), ``status``, ``score``, ``curve``, ``error``, ``vector``...
+        """
 
 
 def epochs_spent(rows: list[dict[str, Any]], resume_promoted: bool = False) -> int:
