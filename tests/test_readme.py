@@ -4,19 +4,8 @@ marked template.
 Each shell command of the README (``&&`` chains split, ``\\`` continuations joined) and
 each Python block must appear in the tables below, and every table entry must still be in
 the README, so nothing is skipped silently: a new README line fails here until it is
-classified.  Kinds:
-
-* ``run``: run exactly as written (``fbnetv3 ...`` through ``main`` in-process, in a
-  scratch folder; ``python3 -c`` code executed in-process);
-* ``fast``: the same command with the stated extra arguments that keep it short on 2 cores
-  (fewer epochs, smaller inputs); the README states how long the real one takes;
-* ``parse``: too slow for a unit test (a whole search); its arguments must parse, and the
-  named test runs the command's job end to end;
-* ``template``: contains a ``<placeholder>`` or ``...`` for the user to fill in; when the
-  entry names stand-ins for the placeholders (``subs``), it runs with them, otherwise its
-  arguments must parse;
-* ``install`` / ``suite``: ``pip install`` lines (their extras must exist) and the test
-  command itself.
+classified.  The kinds (run, fast, parse, template, install, suite) and the runner are
+``code_blocks.py``'s, shared with ``test_docs.py``.
 
 Files a user brings (an official checkpoint, trained weights) are written by the fixture
 as stand-ins for the placeholders, and ``runs/s1`` is a run folder written by the search's
@@ -27,27 +16,25 @@ results run here without a minutes-long search.
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
-from reference import write_reference_checkpoint
-from search_result import write_search_run
+from code_blocks import (
+    ROOT,
+    Runner,
+    Step,
+    check_parses,
+    command_words,
+    extras_in_pyproject,
+    install_extra,
+    make_workspace,
+    producers,
+    python_blocks,
+    run_python_block,
+)
 
-from fbnetv3_zoo.cli import build_parser, main
 from fbnetv3_zoo.cli.zoo import zoo_table
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: str  # run | fast | parse | template | install | suite
-    extra: tuple[str, ...] = ()  # fast: arguments appended to the README command
-    why: str = ""  # fast/parse: what the shortcut is and what covers the real thing
-    subs: tuple[tuple[str, str], ...] = field(default=())  # python blocks: (README text, stand-in)
 
 
 FAST_EXPORT = ("--input-size", "64")
@@ -154,20 +141,9 @@ PYTHON_BLOCKS: dict[str, Step] = {
 
 
 # ------------------------------------------------------------------ README parsing
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), re.S)
-
-
 def readme_command_words() -> list[tuple[str, list[str]]]:
     """Shell commands in README order: (words joined by single spaces, the words)."""
-    out = []
-    for block in _blocks("bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            for part in line.split("&&"):
-                words = shlex.split(part, comments=True)
-                if words:
-                    out.append((" ".join(words), words))
-    return out
+    return command_words(README.read_text())
 
 
 def readme_commands() -> list[str]:
@@ -175,7 +151,7 @@ def readme_commands() -> list[str]:
 
 
 def readme_python_blocks() -> dict[str, str]:
-    return {block.splitlines()[0]: block for block in _blocks("python")}
+    return python_blocks(README.read_text())
 
 
 def test_readme_zoo_table_is_the_generated_one():
@@ -219,23 +195,17 @@ def test_templates_show_what_to_fill_in():
 
 
 def test_install_lines_name_existing_extras():
-    text = (ROOT / "pyproject.toml").read_text()
-    section = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
-    extras = re.findall(r"^(\w+) = ", section, re.M)
+    extras = extras_in_pyproject()
     for command, step in COMMANDS.items():
         if step.kind == "install":
-            assert re.fullmatch(r"pip install -e \.\[(\w+)\]", command).group(1) in extras
+            assert install_extra(command) in extras
 
 
 # ------------------------------------------------------------------ running them
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A scratch folder holding what the README assumes: the user's files, a search result."""
-    root = tmp_path_factory.mktemp("readme")
-    write_reference_checkpoint("fbnetv3_c", root / "model.pth")  # official layout
-    write_reference_checkpoint("fbnetv3_b", root / "my.pth")
-    write_search_run(root / "runs" / "s1")  # best/macs_le_0.4M.yaml, report.md, search.sqlite
-    return root
+    return make_workspace(tmp_path_factory.mktemp("readme"))
 
 
 RUNNABLE = [
@@ -243,49 +213,14 @@ RUNNABLE = [
     for key, words in readme_command_words()
     if COMMANDS.get(key, Step("?")).kind in ("run", "fast") or COMMANDS.get(key, Step("?")).subs
 ]
-
-
+WORDS = dict(RUNNABLE)  # a runnable command's words, by its text
 # README commands this worker has run in its workspace; with -n 2 a command and the one that
 # writes what it reads can land on different workers, so each run first runs its producers
-RAN: set[str] = set()
-WORDS = dict(RUNNABLE)  # a runnable command's words, by its text
-
-
-def _out(words: list[str]) -> str | None:
-    return words[words.index("--out") + 1].rstrip("/") if "--out" in words else None
+RUNNER = Runner(COMMANDS.__getitem__, RUNNABLE)
 
 
 def _producers(command: str, words: list[str]) -> list[str]:
-    """Earlier runnable README commands whose ``--out`` this command reads, in README order."""
-    own = _out(words)
-    text = " ".join(w for w in words if w != own and w.rstrip("/") != own)
-    found = []
-    for key, other in RUNNABLE:
-        if key == command:
-            break
-        out = _out(other)
-        if out and re.search(rf"(?<![\w./-]){re.escape(out)}(?![\w.-])", text):
-            found.append(key)
-    return found
-
-
-def _run_readme_command(command: str, words: list[str], capsys) -> None:
-    """Run a README command (and first what it reads) once per worker, asserting success."""
-    if command in RAN:
-        return
-    for key in _producers(command, words):
-        _run_readme_command(key, WORDS[key], capsys)
-    step = COMMANDS[command]
-    for old, new in step.subs:
-        assert old in words, f"stale stand-in {old!r}"
-        words = [new if w == old else w for w in words]
-    words = [*words, *step.extra]
-    RAN.add(command)
-    if words[:2] == ["python3", "-c"]:
-        exec(compile(words[2], "<README>", "exec"), {})  # noqa: S102 - our own README
-        return
-    assert words[0] == "fbnetv3"
-    assert main(words[1:]) == 0, capsys.readouterr().err
+    return producers(command, words, RUNNABLE)
 
 
 def test_readme_commands_find_what_they_read():
@@ -302,29 +237,18 @@ def test_readme_commands_find_what_they_read():
 @pytest.mark.parametrize("command, words", RUNNABLE, ids=[key for key, _ in RUNNABLE])
 def test_readme_command_runs(command, words, workspace, monkeypatch, capsys):
     monkeypatch.chdir(workspace)
-    _run_readme_command(command, words, capsys)
+    RUNNER.run(command, words, capsys)
 
 
 @pytest.mark.parametrize(
     "command", [c for c, s in COMMANDS.items() if s.kind == "parse" or s.kind == "template"]
 )
 def test_slow_readme_commands_and_templates_parse(command):
-    words = shlex.split(command)
-    if "..." in words:  # an elided part: nothing to parse
-        return
-    if "fbnetv3" in words or "fbnetv3_zoo.cli" in words:  # also `torchrun ... -m fbnetv3_zoo.cli`
-        start = words.index("fbnetv3" if "fbnetv3" in words else "fbnetv3_zoo.cli") + 1
-        build_parser().parse_args(words[start:])
-    else:  # python3 SCRIPT ...: the script exists
-        assert words[0] == "python3" and (ROOT / words[1]).is_file(), command
+    check_parses(command)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("first_line", list(PYTHON_BLOCKS))
 def test_readme_python_block_runs(first_line, workspace, monkeypatch):
     monkeypatch.chdir(workspace)
-    code = readme_python_blocks()[first_line]
-    for old, new in PYTHON_BLOCKS[first_line].subs:
-        assert old in code, f"stale substitution {old!r}"
-        code = code.replace(old, new)
-    exec(compile(code, "<README>", "exec"), {})  # noqa: S102 - our own README
+    run_python_block(readme_python_blocks()[first_line], PYTHON_BLOCKS[first_line])

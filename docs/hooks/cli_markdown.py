@@ -84,7 +84,9 @@ def cli_markdown() -> str:
 
     parser = build_parser()
     parser.prog = "fbnetv3"
-    lines = [_cell(parser.description or ""), ""]
+    lines = [_cell(parser.description or ""), "", f"Usage: `{_usage(parser)}`", ""]
+    for group in parser._action_groups:
+        lines += _group_table(parser, group)
     lines += ["| command | what it does |", "|---|---|"]
     commands = _subparsers(parser)
     lines += [f"| [`{n}`](#fbnetv3-{n}) | {_cell(h)} |" for n, h, _ in commands]
