@@ -47,14 +47,14 @@ PAIR_224 = ("fbnetv3_b@224", "fbnetv3_b.ra2_in1k@224")
 PAIRED = "paired eager"
 # backends drawn in the top-1 plot: marker, filled, line style
 PLOTTED = {
-    "eager": ("o", True, "-"),
-    "onnx": ("s", False, ":"),
+    "torch": ("o", True, "-"),
+    "onnxruntime": ("s", False, ":"),
     "executorch": ("^", True, "--"),
     "executorch-int8": ("v", False, "-."),
 }
 BACKEND_LABELS = {
-    "eager": "PyTorch eager",
-    "onnx": "ONNX Runtime",
+    "torch": "PyTorch eager",
+    "onnxruntime": "ONNX Runtime",
     "executorch": "ExecuTorch fp32",
     "executorch-int8": "ExecuTorch int8",
 }
@@ -75,7 +75,7 @@ def add_timm_top1(rows: Sequence[BenchRow]) -> None:
 def paired_eager(rows: Sequence[BenchRow], settings: BenchSettings, log: Callable) -> bool:
     """Time the 224 pair alternately in eager mode (immune to load drift); False if absent."""
     pair = [r for name in PAIR_224 for r in rows if r.model == name]
-    if len(pair) != 2 or "eager" not in settings.backends:
+    if len(pair) != 2 or "torch" not in settings.backends:
         return False
     models = {r.model: build_model(r.model)[0] for r in pair}
     torch.set_num_threads(settings.num_threads)
@@ -108,7 +108,7 @@ def goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
             f"(ours/timm {ours.macs / theirs.macs:.2f}); params {ours.params / 1e6:.2f}M vs "
             f"{theirs.params / 1e6:.2f}M."
         )
-        for backend in (PAIRED, "eager", "compile", "onnx"):
+        for backend in (PAIRED, "torch", "compile", "onnxruntime"):
             for batch in batches:
                 a, b = ours.cells.get((backend, batch)), theirs.cells.get((backend, batch))
                 ratio = _ratio(b, a)
@@ -120,7 +120,9 @@ def goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
                     )
         lines.append("")
     zoo = [r for r in rows if r.base in VARIANTS and r.official_macs is not None]
-    speedups = [(r, _ratio(r.cells.get(("eager", 1)), r.cells.get(("onnx", 1)))) for r in zoo]
+    speedups = [
+        (r, _ratio(r.cells.get(("torch", 1)), r.cells.get(("onnxruntime", 1)))) for r in zoo
+    ]
     speedups = [(r, s) for r, s in speedups if s is not None]
     if speedups:
         ok = all(s > 1 for _, s in speedups)
@@ -130,7 +132,7 @@ def goals(rows: Sequence[BenchRow], batches: Sequence[int]) -> list[str]:
         )
         lines += [f"- {r.model} @{r.input_size}: {s:.2f}×" for r, s in speedups] + [""]
     fused = [
-        (r, batch, _ratio(r.cells.get(("eager", batch)), r.cells.get(("fused", batch))))
+        (r, batch, _ratio(r.cells.get(("torch", batch)), r.cells.get(("fused", batch))))
         for r in zoo
         for batch in batches
     ]
@@ -161,8 +163,8 @@ def fastest_paths(rows: Sequence[BenchRow]) -> list[str]:
         best = min(times, key=times.__getitem__)
         wins[best] = wins.get(best, 0) + 1
         line = f"- {r.model} @{r.input_size}: **{best}** {times[best]:.1f} ms"
-        if "eager" in times:
-            line += f" ({times['eager'] / times[best]:.1f}× faster than eager)"
+        if "torch" in times:
+            line += f" ({times['torch'] / times[best]:.1f}× faster than eager)"
         fp32, int8 = times.get("executorch"), times.get("executorch-int8")
         if fp32 and int8:
             line += f"; ExecuTorch int8 / fp32 = {int8 / fp32:.2f}"

@@ -23,7 +23,7 @@ def test_command_header_describes_only_what_ran(tmp_path):
     argv = ["benchmark", "--models", "mobilenetv3_small_050@32", "--backends", "eager"]
     assert main([*argv, *QUICK, "--out", str(md)]) == 0
     text = md.read_text()
-    assert "`eager` PyTorch eager" in text
+    assert "`torch` PyTorch eager" in text  # `eager` is the old name of `torch`
     for absent in ("compile", "onnx", "ONNX", "paired", "Goals", "top-1", "official", "fuse"):
         assert absent not in text, absent
 
@@ -79,3 +79,43 @@ def test_small_counts_keep_three_significant_digits():
         "356.6",
     ]
     assert [in_millions(n, 2) for n in (12_345, 8_542_224)] == ["0.0123", "8.54"]
+
+
+def test_one_backend_registry_serves_benchmark_latency_and_constraints():
+    """Every backend name comes from ``deploy/runtimes.py``; each entry's factory exists."""
+    from fbnetv3_zoo.deploy.bench import ALL_BACKENDS, BACKEND_NOTES
+    from fbnetv3_zoo.deploy.runtimes import BACKENDS, LATENCY_BACKENDS, backend
+    from fbnetv3_zoo.errors import UserError
+
+    assert set(ALL_BACKENDS) <= set(BACKENDS) and set(BACKEND_NOTES) == set(ALL_BACKENDS)
+    assert set(LATENCY_BACKENDS) == {"torch", "onnxruntime", "executorch", "cuda"}
+    for entry in BACKENDS.values():
+        assert callable(entry.runner_factory()), entry.name
+    assert backend("eager").name == "torch" and backend("onnx", "latency").name == "onnxruntime"
+    with pytest.raises(UserError, match="unknown latency backend 'fused'; choose from torch"):
+        backend("fused", "latency")
+    with pytest.raises(UserError, match="unknown backend 'tensorrt'; choose from torch, fused"):
+        backend("tensorrt")
+
+
+def test_runners_from_the_registry_agree_with_eager(tmp_path):
+    """The benchmark's and the latency table's runners are the same factories, checked on eager."""
+    import torch
+
+    from fbnetv3_zoo.deploy.runners import RunnerSettings, make_runner
+    from fbnetv3_zoo.latency.timing import runner
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    want = model(x)
+    for name in ("eager", "fused", "channels_last", "onnx"):
+        run = make_runner(name, model, x[:1], RunnerSettings(1, tmp_path), "benchmark")
+        if run is None:  # fused: folds the zoo's own blocks only
+            assert name == "fused"
+            continue
+        got = run(x)
+        got = torch.as_tensor(got[0]) if isinstance(got, list) else got
+        assert torch.allclose(got, want, atol=1e-5), name
+    for name in ("torch", "onnxruntime"):
+        out = runner(model, (1, 3, 8, 8), name, threads=1)()
+        assert (torch.as_tensor(out[0]) if isinstance(out, list) else out).shape == (1, 4, 6, 6)

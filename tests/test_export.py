@@ -158,7 +158,7 @@ def test_benchmark_command_table_shape(tmp_path, capsys):
     for title in ("## Latency, batch 1", "## Throughput, batch 2"):
         section = text.split(title)[1].split("\n## ")[0]
         table = [line for line in section.splitlines() if line.startswith("|")]
-        assert table[0] == "| model | input | eager | fused |"
+        assert table[0] == "| model | input | torch | fused |"  # eager: the old name of torch
         assert len(table) == 3 and table[2].startswith("| fbnetv3_a@64 | 64 |")
         assert all(cell.strip() not in ("n/a", "–") for cell in table[2].split("|")[3:-1])
     assert "Threads: torch" in text
@@ -182,7 +182,7 @@ def test_benchmark_reports_failing_backend_as_na(monkeypatch):
         threads=1,
     )
     rows = run_benchmark(["fbnetv3_a@64"], settings)
-    assert rows[0].cells[("compile", 1)] is None and rows[0].cells[("eager", 1)] > 0
+    assert rows[0].cells[("compile", 1)] is None and rows[0].cells[("torch", 1)] > 0
     assert "| fbnetv3_a@64 | 64 | " in format_markdown(rows, settings)
     assert "n/a" in format_markdown(rows, settings)
 

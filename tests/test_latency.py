@@ -463,7 +463,7 @@ def test_executorch_runner_matches_eager_and_builds_table_entries(tmp_path, monk
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = module(x)
-    torch.testing.assert_close(fn()[0], want, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fn(), want, rtol=1e-4, atol=1e-5)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     args = ["latency", "build", "--backend", "executorch", "--space", str(TINY), "--quiet"]
     assert main([*args, "--limit", "1", "--num-classes", "10"]) == 0

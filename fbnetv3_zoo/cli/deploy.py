@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fbnetv3_zoo.deploy.runtimes import BENCH_BACKENDS, DEFAULT_BENCH_BACKENDS
+
 
 def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -132,8 +134,10 @@ def _register_benchmark(subparsers: argparse._SubParsersAction) -> None:
         "--backends",
         type=_csv,
         default=None,
-        help="comma-separated backends (default eager,fused,channels_last,compile,onnx); "
-        "executorch and executorch-int8 need the [mobile] extra and lower each model first",
+        help=f"comma-separated, from {', '.join(BENCH_BACKENDS)} (default "
+        f"{','.join(DEFAULT_BENCH_BACKENDS)}; eager and onnx are accepted for torch and "
+        "onnxruntime); executorch and executorch-int8 need the [mobile] extra and lower each "
+        "model first",
     )
     p.add_argument(
         "--compile-models",

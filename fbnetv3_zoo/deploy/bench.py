@@ -13,7 +13,6 @@ The full report (goals, head-to-head runs, machine notes, plot) lives in
 
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -25,10 +24,16 @@ import torch
 from torch import nn
 
 from fbnetv3_zoo.checks import check_threads
-from fbnetv3_zoo.deploy.export import export_onnx, model_input_size
+from fbnetv3_zoo.deploy.export import model_input_size
+from fbnetv3_zoo.deploy.runners import RunnerSettings, make_runner
+from fbnetv3_zoo.deploy.runtimes import (
+    BACKENDS,
+    BENCH_BACKENDS,
+    DEFAULT_BENCH_BACKENDS,
+    backend,
+)
 from fbnetv3_zoo.errors import UserError
-from fbnetv3_zoo.latency.timing import interleaved_medians, ort_session  # the one timing layer
-from fbnetv3_zoo.models.fuse import fuse_bn
+from fbnetv3_zoo.latency.timing import interleaved_medians  # the one timing layer
 from fbnetv3_zoo.models.model import FBNetV3
 from fbnetv3_zoo.models.spec import check_input_size
 from fbnetv3_zoo.models.stats import arch_stats, check_forward_cost, conv_linear_weights
@@ -49,21 +54,10 @@ __all__ = [
 ]
 
 MAX_BATCH = 4096  # a larger batch is a typo, not a benchmark
-BACKEND_NOTES = {
-    "eager": "PyTorch eager",
-    "fused": "eager after `fuse_bn` (zoo models only)",
-    "channels_last": "eager in NHWC memory format",
-    "compile": "`torch.compile(dynamic=False)` (inductor)",
-    "onnx": "ONNX Runtime CPU on the verified ONNX export (opset 17)",
-    "executorch": "ExecuTorch XNNPACK fp32 `.pte` (verified; batch-1 program, a batch runs "
-    "image by image as on a phone; its thread pool set to the same thread count)",
-    "executorch-int8": "as `executorch`, int8 (PT2E, XNNPACKQuantizer) calibrated on 8 seeded "
-    "random batches (latency only: accuracy is measured by benchmarks/on_device.py; a "
-    "program that misses its parity check on these random weights is timed and noted)",
-}
-ALL_BACKENDS = tuple(BACKEND_NOTES)
-# lowering to ExecuTorch takes minutes per model and needs the [mobile] extra: asked for by name
-DEFAULT_BACKENDS = tuple(b for b in ALL_BACKENDS if not b.startswith("executorch"))
+# the registry (``deploy/runtimes.py``) names the backends; these are its benchmark view
+BACKEND_NOTES = {name: BACKENDS[name].note for name in BENCH_BACKENDS}
+ALL_BACKENDS = BENCH_BACKENDS
+DEFAULT_BACKENDS = DEFAULT_BENCH_BACKENDS
 DEFAULT_MODELS = (
     *VARIANTS,
     "fbnetv3_b@224",
@@ -91,6 +85,8 @@ class BenchSettings:
     threads: int | None = 1  # None: all cores; 1 is steadier on a shared 2-core box
 
     def __post_init__(self) -> None:
+        # registry names (``eager``/``onnx`` are accepted as ``torch``/``onnxruntime``)
+        object.__setattr__(self, "backends", tuple(backend(b).name for b in self.backends))
         bad = [b for b in self.batches if not 1 <= b <= MAX_BATCH]
         if bad or not self.batches:
             raise UserError(f"--batch: batch sizes must be in 1..{MAX_BATCH}, got {bad or 'none'}")
@@ -190,62 +186,6 @@ def count_macs(model: nn.Module, input_size: int) -> int:
     return total
 
 
-def _runner(
-    backend: str, model: nn.Module, size: int, threads: int, workdir: Path, notes: list[str]
-) -> Callable[[torch.Tensor], Any] | None:
-    """A callable for ``backend``, or None where the backend does not apply to this model."""
-    if backend == "eager":
-        return model
-    if backend == "fused":
-        fused = fuse_bn(model)
-        return fused if sum(1 for _ in fused.modules()) < sum(1 for _ in model.modules()) else None
-    if backend == "channels_last":
-        cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        return lambda x: cl(x.contiguous(memory_format=torch.channels_last))
-    if backend == "compile":
-        return torch.compile(model, dynamic=False)
-    if backend == "onnx":
-        path = workdir / "model.onnx"
-        export_onnx(model, path, size)  # verified against eager, else it raises
-        session = ort_session(str(path), threads)
-        return lambda x: session.run(None, {"input": x.numpy()})
-    if backend.startswith("executorch"):
-        return _executorch_runner(backend, model, size, threads, workdir, notes)
-    raise UserError(f"unknown backend {backend!r}; choose from {', '.join(ALL_BACKENDS)}")
-
-
-def _executorch_runner(
-    backend: str, model: nn.Module, size: int, threads: int, workdir: Path, notes: list[str]
-) -> Callable[[torch.Tensor], Any]:
-    """A checked ``.pte`` of ``model`` (fp32 or int8) run by the ExecuTorch runtime.
-
-    An int8 program that misses its parity check is still timed, with a note: its
-    speed does not depend on the weights, and random weights (tiny or huge logits,
-    calibration on noise) can miss a check that trained ones pass.
-    """
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-    from fbnetv3_zoo.deploy.executorch import PteProgram, export_executorch
-
-    _unsafe_reset_threadpool(threads)  # the same thread count as every other backend
-    path = workdir / f"{backend}.pte"
-    if backend == "executorch":
-        export_executorch(model, path, size, rtol=1e-2)  # timing only: parity is tested elsewhere
-        return PteProgram(path)
-    calibration = [
-        torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(8)
-    ]
-    export_executorch(
-        model,
-        path,
-        size,
-        quantize="int8",
-        calibration=calibration,
-        on_miss=lambda miss: notes.append(f"{backend}: timed, but on these random weights {miss}"),
-    )
-    return PteProgram(path)
-
-
 def _wants_compile(name: str, settings: BenchSettings) -> bool:
     return "all" in settings.compile_models or name in settings.compile_models
 
@@ -257,9 +197,6 @@ def run_benchmark(
 ) -> list[BenchRow]:
     """Measure every model on every backend and batch size; failures become None (n/a)."""
     settings = settings or BenchSettings()
-    unknown = [b for b in settings.backends if b not in ALL_BACKENDS]
-    if unknown:
-        raise UserError(f"unknown backend {unknown[0]!r}; choose from {', '.join(ALL_BACKENDS)}")
     models = list(models)
     if not models:
         raise UserError("no models to benchmark")
@@ -303,33 +240,48 @@ def model_row(name: str, batch: int = 1) -> tuple[BenchRow, nn.Module]:
     return row, model
 
 
+def _runners(
+    name: str,
+    model: nn.Module,
+    size: int,
+    settings: BenchSettings,
+    rs: RunnerSettings,
+    row: BenchRow,
+) -> dict[str, Callable[[torch.Tensor], Any]]:
+    """A runner per backend that applies to ``name``; a backend that fails to build is a note."""
+    example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    runners = {}
+    for backend_name in settings.backends:
+        if backend_name == "compile" and not _wants_compile(name, settings):
+            continue
+        try:
+            fn = make_runner(backend_name, model, example, rs, "benchmark")
+        except Exception as err:  # a backend that fails here is reported, not fatal
+            row.notes.append(f"{backend_name}: {type(err).__name__}: {str(err)[:160]}")
+            row.cells.update({(backend_name, batch): None for batch in settings.batches})
+            continue
+        if fn is not None:
+            runners[backend_name] = fn
+    return runners
+
+
 def _bench_one(name: str, settings: BenchSettings, log: Callable[[str], None]) -> BenchRow:
     row, model = model_row(name, max(settings.batches))
     size = row.input_size
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        runners = {}
-        for backend in settings.backends:
-            if backend == "compile" and not _wants_compile(name, settings):
-                continue
-            try:
-                fn = _runner(backend, model, size, settings.num_threads, Path(tmp), row.notes)
-            except Exception as err:  # a backend that fails here is reported, not fatal
-                row.notes.append(f"{backend}: {type(err).__name__}: {str(err)[:160]}")
-                row.cells.update({(backend, batch): None for batch in settings.batches})
-                continue
-            if fn is not None:
-                runners[backend] = fn
+    with tempfile.TemporaryDirectory() as tmp:
+        rs = RunnerSettings(settings.num_threads, Path(tmp), notes=row.notes)
+        runners = _runners(name, model, size, settings, rs, row)
         for batch in settings.batches:
-            x = torch.randn(batch, 3, size, size)
+            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
             calls = {b: (lambda fn=fn, x=x: fn(x)) for b, fn in runners.items()}
             medians, errors = interleaved_medians(
                 calls, settings.warmup, settings.repeats, settings.max_seconds
             )
-            for backend in runners:
-                sec = medians.get(backend)
-                row.cells[(backend, batch)] = sec
-                if backend in errors:
-                    row.notes.append(f"{backend}@{batch}: {errors[backend]}")
+            for backend_name in runners:
+                sec = medians.get(backend_name)
+                row.cells[(backend_name, batch)] = sec
+                if backend_name in errors:
+                    row.notes.append(f"{backend_name}@{batch}: {errors[backend_name]}")
                 shown = "n/a" if sec is None else f"{sec * 1e3:.1f} ms"
-                log(f"{name:28s} {backend:13s} batch {batch:3d}: {shown}")
+                log(f"{name:28s} {backend_name:13s} batch {batch:3d}: {shown}")
     return row

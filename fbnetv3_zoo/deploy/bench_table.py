@@ -89,12 +89,12 @@ def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
     versions = (
         f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}"
     )
-    if "onnx" in backends:
+    if "onnxruntime" in backends:
         import onnxruntime
 
         versions += f", onnxruntime {onnxruntime.__version__}"
     threads = f"torch {settings.num_threads}"
-    if "onnx" in backends:
+    if "onnxruntime" in backends:
         threads += f", ONNX Runtime intra-op {settings.num_threads} / inter-op 1"
     ran = "; ".join(f"`{b}` {BACKEND_NOTES[b]}" for b in backends)
     compiled = sorted({r.model for r in rows if ("compile", settings.batches[0]) in r.cells})

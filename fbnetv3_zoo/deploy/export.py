@@ -35,6 +35,7 @@ __all__ = [
     "ExportResult",
     "export_model",
     "export_onnx",
+    "write_onnx",
     "export_torchscript",
     "load_model",
     "model_input_size",
@@ -281,6 +282,38 @@ def fit_check_batch(model: nn.Module, input_size: int, wanted: int = 3) -> int:
     )
 
 
+def write_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    dest: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+) -> None:
+    """The one ONNX writer: ``module`` traced on ``example``, input ``input``, output ``output``.
+
+    Every ONNX file of the package comes from here (exports, the ``onnxruntime``
+    benchmark and latency backend), so all of them share one exporter and one
+    opset.  It uses torch's TorchScript-based exporter (``dynamo=False``): on a
+    2-core machine it is several times faster than the dynamo exporter, and these
+    convnets need nothing only the dynamo exporter can express.  Not verified
+    here: callers compare ONNX Runtime's output with eager's.
+    """
+    axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(dest),
+            input_names=["input"],
+            output_names=["output"],
+            opset_version=opset,
+            dynamic_axes=axes,
+            dynamo=False,
+            external_data=False,
+        )
+
+
 def export_onnx(
     model: nn.Module,
     out: str | os.PathLike,
@@ -291,12 +324,8 @@ def export_onnx(
     check_batch: int = 3,
     overwrite: bool = False,
 ) -> ExportResult:
-    """Export to ONNX with a dynamic batch axis, then verify with onnx.checker and ONNX Runtime.
-
-    It uses torch's TorchScript-based exporter (``dynamo=False``): on a 2-core
-    machine it is about 7x faster than the dynamo exporter, and these convnets
-    need nothing that only the dynamo exporter can express.
-    """
+    """Export to ONNX with a dynamic batch axis (:func:`write_onnx`), then verify with
+    onnx.checker and ONNX Runtime on another batch size than the traced one."""
     import onnx
     import onnxruntime as ort
 
@@ -308,19 +337,7 @@ def export_onnx(
     x = _check_input(check_batch, input_size)  # another batch size: tests the axis
     want = _reference(model, x)
     with staged_file(Path(out), overwrite) as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net,
-                (dummy,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["output"],
-                opset_version=opset,
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                dynamo=False,
-                external_data=False,
-            )
+        write_onnx(net, dummy, tmp, opset, dynamic_batch=True)
         onnx.checker.check_model(str(tmp), full_check=True)
         try:
             session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

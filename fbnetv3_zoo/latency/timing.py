@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import io
 import os
 import platform
 import statistics
+import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ import torch
 from torch import nn
 
 from fbnetv3_zoo.deploy.export import DEFAULT_OPSET
-from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 from fbnetv3_zoo.errors import UserError
 
 CACHE_ENV = "FBNETV3_CACHE_DIR"
@@ -35,11 +33,10 @@ OPSET = DEFAULT_OPSET  # the one ONNX opset: export's
 
 
 def check_backend(backend: str) -> str:
-    if backend not in LATENCY_BACKENDS:
-        raise UserError(
-            f"unknown latency backend {backend!r}; choose from {', '.join(LATENCY_BACKENDS)}"
-        )
-    return backend
+    """The registry name of a latency backend (``onnx`` is ``onnxruntime``), else one error."""
+    from fbnetv3_zoo.deploy.runtimes import backend as registry_entry
+
+    return registry_entry(backend, "latency").name
 
 
 def require_gpu(backend: str, what: str) -> None:
@@ -89,7 +86,7 @@ def _cpu_model() -> tuple[str, str]:
 
 def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
     """What a table's numbers depend on besides the blocks: CPU, versions, backend, threads."""
-    check_backend(backend)
+    backend = check_backend(backend)
     require_gpu(backend, "latency on cuda")
     cpu, flags = _cpu_model()
     fp = {
@@ -147,88 +144,30 @@ def torch_threads(threads: int) -> Iterator[None]:
 def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int) -> Callable:
     """A no-argument callable running ``module`` on a fixed seeded input with ``backend``.
 
-    ONNX Runtime gets a static-shape opset-17 graph (TorchScript exporter, as
-    ``fbnetv3 export`` uses) with every graph optimisation, ``threads``
-    intra-op threads and one inter-op thread; torch runs eager under
-    ``torch.no_grad()`` (set the thread count with :func:`torch_threads`);
-    cuda runs eager on the GPU and waits for it (``torch.cuda.synchronize``)
-    before returning, so the wall clock sees the kernels' time; executorch
-    runs the module lowered to an XNNPACK program (fp32), as a phone would.
+    The runner comes from the backend registry (``deploy/runtimes.py``,
+    ``deploy/runners.py``) with the input's shape fixed: ONNX Runtime gets a
+    static-shape graph from the package's one ONNX writer; torch runs eager
+    without autograd (set the thread count with :func:`torch_threads`); cuda
+    waits for the GPU before returning, so the wall clock sees the kernels'
+    time; executorch runs an XNNPACK fp32 program, as a phone would.
     """
-    module = module.eval()
+    from fbnetv3_zoo.deploy.runners import RunnerSettings, make_runner
+    from fbnetv3_zoo.deploy.runtimes import backend as registry_entry
+
+    entry = registry_entry(backend, "latency")
+    require_backend(entry.name, "timing")
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    if check_backend(backend) == "cuda":
-        require_gpu(backend, "latency on cuda")
-        module, x = module.to("cuda"), x.to("cuda")
-
-        def on_gpu() -> Any:
-            with torch.no_grad():
-                out = module(x)
-            torch.cuda.synchronize()
-            return out
-
-        on_gpu.wall_clock = True  # type: ignore[attr-defined]  # the GPU's time is not this thread's CPU time
-        return on_gpu
-    if check_backend(backend) == "torch":
-
-        def call() -> Any:
-            with torch.no_grad():
-                return module(x)
-
-        return call
-    if backend == "executorch":
-        return _executorch_runner(module, x, threads)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (x,),
-            buf,
-            input_names=["input"],
-            output_names=["output"],
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    session = ort_session(buf.getvalue(), threads)
-    feed = {"input": x.numpy()}
-    return lambda: session.run(None, feed)
-
-
-def ort_session(model: str | bytes, threads: int) -> Any:
-    """An ONNX Runtime CPU session as every timing here uses it: every graph optimisation,
-    ``threads`` intra-op threads and one inter-op thread (``model``: a path or the bytes)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-
-
-def _executorch_runner(module: nn.Module, x: torch.Tensor, threads: int) -> Callable:
-    """``module`` lowered to XNNPACK fp32 and run by the ExecuTorch runtime on ``threads`` threads.
-
-    With one thread XNNPACK runs on the calling thread, so the thread CPU
-    clock applies as for the other backends.
-    """
-    require_backend("executorch", "timing")
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-    from executorch.runtime import Runtime
-
-    from fbnetv3_zoo.deploy.executorch import lower
-
-    _unsafe_reset_threadpool(threads)
-    program_bytes = lower(module, x)
-    program = Runtime.get().load_program(program_bytes)
-    method = program.load_method("forward")
+    scratch = tempfile.TemporaryDirectory(prefix="fbnetv3-timing-")
+    settings = RunnerSettings(threads, Path(scratch.name), fixed_shape=True)
+    run = make_runner(entry.name, module.eval(), x, settings, "latency")
+    if entry.wall_clock:
+        x = x.to("cuda")
 
     def call() -> Any:
-        return method.execute([x])
+        return run(x)
 
-    # the method runs from the program and its bytes: they must live as the callable
-    call.keep = (program_bytes, program)  # type: ignore[attr-defined]
+    call.wall_clock = entry.wall_clock  # type: ignore[attr-defined]
+    call.keep = scratch  # type: ignore[attr-defined]  # its files live as long as the runner
     return call
 
 
