@@ -359,19 +359,14 @@ def _transforms(recipe: Recipe, model: nn.Module) -> tuple[Callable, dict[str, A
 def eval_transform_from(config: dict[str, Any]) -> Callable:
     """The evaluation transform of ``config`` (``RecipeParts.eval_config``).
 
-    Training and ``validate`` both build it here, so a run folder's recorded
-    settings give the very transform its reported numbers were measured with.
+    Training, ``validate`` and ``fbnetv3 export`` (which writes these settings
+    beside every exported file) all build it through
+    ``fbnetv3_zoo.deploy.preprocess``, so a run folder's recorded settings give
+    the very transform its reported numbers were measured with.
     """
-    from timm.data import create_transform
+    from fbnetv3_zoo.deploy.preprocess import from_evaluation
 
-    return create_transform(
-        config["input_size"],
-        is_training=False,
-        crop_pct=config["crop_pct"],
-        interpolation=config["interpolation"],
-        mean=tuple(config["mean"]),
-        std=tuple(config["std"]),
-    )
+    return from_evaluation(config, "the run's evaluation settings").transform
 
 
 def _scheduler(recipe: Recipe, optimizer: Any, steps_per_epoch: int, epochs: int) -> Any:

@@ -136,7 +136,7 @@ def test_cli_export_searched_yaml_round_trip_and_errors(spec_yaml, tmp_path, cap
     assert "unknown export format 'tflite'" in capsys.readouterr().err
     assert main(["export", "fbnetv3_z", "--out", str(bad)]) == 2
     assert "fbnetv3_z" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.onnx", "s.onnx.preprocess.json"]
 
 
 def test_benchmark_command_table_shape(tmp_path, capsys):

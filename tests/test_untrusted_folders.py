@@ -362,7 +362,7 @@ def test_row14_the_next_export_clears_a_killed_ones_temp(tmp_path, monkeypatch):
     stale.write_bytes(b"half an export")
     argv = ["export", "fbnetv3_a", "--input-size", "64", "--out", str(tmp_path / "a.onnx")]
     assert main(argv) == 0
-    assert sorted(os.listdir(tmp_path)) == ["a.onnx"]
+    assert sorted(os.listdir(tmp_path)) == ["a.onnx", "a.onnx.preprocess.json"]
 
 
 def test_a_full_disk_is_recognised_through_library_errors():

@@ -185,6 +185,9 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError(f"--checkpoint {args.checkpoint}: no such file")
     inputs = [p for p in (args.checkpoint, Path(args.model)) if p is not None and p.is_file()]
     check_file_output(args.out, args.overwrite, inputs)
+    from fbnetv3_zoo.cli.export_preprocess import sidecar_of
+
+    check_file_output(sidecar_of(args.out), args.overwrite, inputs)  # the preprocessing JSON
     if not args.rtol > 0:
         raise UserError(f"--rtol must be > 0, got {args.rtol}")
     if (args.quantize or args.calibration) and args.format != "executorch":
@@ -196,30 +199,20 @@ def _export(args: argparse.Namespace) -> int:
 
         require_executorch()  # a missing extra is one line before the model is built
 
-    from fbnetv3_zoo.deploy.export import check_opset, export_model, load_model, randomize_weights_
+    from fbnetv3_zoo.cli.export_preprocess import export_preprocess, write_sidecar
+    from fbnetv3_zoo.deploy.export import check_opset, export_model
 
     if args.format == "onnx":
         check_opset(args.opset)
-    model = load_model(
-        args.model,
-        pretrained=args.pretrained,
-        checkpoint=args.checkpoint,
-        num_classes=args.num_classes,
-    )
-    from fbnetv3_zoo.weights.resolve import parse_ref
-
-    random_weights = not (
-        args.pretrained or args.checkpoint or parse_ref(args.model).brings_weights
-    )
-    if random_weights:
-        randomize_weights_(model)
+    model, random_weights = _export_model(args)
     if args.format == "executorch":
         return _export_executorch(args, model, random_weights)
+    preprocess = export_preprocess(args, model)
     result = export_model(
         model,
         args.out,
         args.format,
-        input_size=args.input_size,
+        input_size=preprocess.input_size,
         fold_bn=args.fold_bn,
         opset=args.opset,
         rtol=args.rtol,
@@ -232,22 +225,56 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary())
+    sidecar = write_sidecar(args.out, preprocess, args.overwrite)
+    print(f"wrote {sidecar} (eval transform: {preprocess.describe()})")
     return 0
 
 
+def _export_model(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The model ``export`` writes, and whether its weights are random (seeded draws).
+
+    With ``--checkpoint`` and no ``--num-classes`` the class count is the
+    checkpoint's, not a 1000-class head left freshly initialised.
+    """
+    from fbnetv3_zoo.cli.export_preprocess import checkpoint_classes
+    from fbnetv3_zoo.deploy.export import load_model, randomize_weights_
+    from fbnetv3_zoo.weights.resolve import parse_ref
+
+    brings_weights = parse_ref(args.model).brings_weights
+    num_classes = args.num_classes
+    if num_classes is None and args.checkpoint and not brings_weights:
+        num_classes = checkpoint_classes(args.checkpoint)
+    model = load_model(
+        args.model,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        num_classes=num_classes,
+    )
+    random_weights = not (args.pretrained or args.checkpoint or brings_weights)
+    if random_weights:
+        randomize_weights_(model)
+    return model, random_weights
+
+
 def _export_executorch(args: argparse.Namespace, model: Any, random_weights: bool) -> int:
-    """``--format executorch``: lower, verify, and for int8 measure the accuracy it costs."""
+    """``--format executorch``: lower, verify, and for int8 measure the accuracy it costs.
+
+    Calibration and the accuracy line use the transform written beside the file
+    (a training run's own for its checkpoint), and say which it was.
+    """
+    from fbnetv3_zoo.cli.export_preprocess import data_labels, export_preprocess, write_sidecar
     from fbnetv3_zoo.deploy.executorch import calibration_batches, export_executorch, int8_accuracy
-    from fbnetv3_zoo.deploy.export import model_input_size
     from fbnetv3_zoo.models.stats import check_forward_cost
 
-    size = args.input_size or model_input_size(model)
+    preprocess = export_preprocess(args, model, data_labels(args.calibration))
+    size = preprocess.input_size
     arch = getattr(model, "arch", None)
     if hasattr(arch, "final_size"):
         check_forward_cost(arch, size, batch=3, where="export")
     calibration = None
     if args.quantize:
-        calibration = calibration_batches(args.calibration, model, size)
+        print(f"int8 calibration and accuracy transform: {preprocess.describe()}")
+        calibration = calibration_batches(args.calibration, model, size, preprocess)
     result = export_executorch(
         model,
         args.out,
@@ -260,13 +287,16 @@ def _export_executorch(args: argparse.Namespace, model: Any, random_weights: boo
     if random_weights:
         print("note: exported random weights (pass --pretrained or --checkpoint)", file=sys.stderr)
     print(result.summary())
+    sidecar = write_sidecar(args.out, preprocess, args.overwrite)
+    print(f"wrote {sidecar} (eval transform: {preprocess.describe()})")
     if args.quantize:
-        acc = int8_accuracy(model, args.out, args.calibration, size)
+        acc = int8_accuracy(model, args.out, args.calibration, size, preprocess)
         print(
-            f"int8 accuracy on {args.calibration}'s validation split ({acc['images']} images): "
-            f"top-1 {acc['top1_int8']:.2f} vs fp32 eager {acc['top1_fp32']:.2f} "
-            f"({acc['top1_int8'] - acc['top1_fp32']:+.2f} points), top-1 agreement "
-            f"{acc['agreement']:.1f} %"
+            f"int8 accuracy on {args.calibration}'s validation split ({acc['images']} images, "
+            f"{preprocess.input_size} px, crop {preprocess.crop_pct:g}, "
+            f"{preprocess.interpolation}): top-1 {acc['top1_int8']:.2f} vs fp32 eager "
+            f"{acc['top1_fp32']:.2f} ({acc['top1_int8'] - acc['top1_fp32']:+.2f} points), "
+            f"top-1 agreement {acc['agreement']:.1f} %"
         )
     return 0
 

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,6 +37,9 @@ from fbnetv3_zoo.deploy.export import (
 )
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import staged_file
+
+if TYPE_CHECKING:
+    from fbnetv3_zoo.deploy.preprocess import Preprocess
 
 INSTALL_HINT = 'pip install "fbnetv3-zoo[mobile]"'
 QUANTIZE = ("int8",)
@@ -95,17 +98,31 @@ def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor], size: i
 
 
 class PteProgram:
-    """A ``.pte`` file loaded by the ExecuTorch runtime; call it with a batch of images."""
+    """A ``.pte`` file loaded by the ExecuTorch runtime; call it with a batch of images.
+
+    ``preprocess`` is the transform its export was checked with (the
+    ``<file>.preprocess.json`` beside it, None when there is none);
+    :meth:`classify` applies it to a PIL image or an array.
+    """
 
     def __init__(self, path: str | os.PathLike) -> None:
         from executorch.runtime import Runtime
 
+        from fbnetv3_zoo.deploy.preprocess import preprocess_beside
+
         self.program = Runtime.get().load_program(Path(path))  # kept: the method runs from it
         self.method = self.program.load_method("forward")
+        self.preprocess = preprocess_beside(path)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Run image by image (the program's batch is 1) and stack the outputs."""
         return torch.cat([self.method.execute([x[None].contiguous()])[0] for x in images])
+
+    def classify(self, image: Any) -> torch.Tensor:
+        """The logits of one PIL image or uint8 array, preprocessed by the sidecar JSON."""
+        from fbnetv3_zoo.deploy.preprocess import require_preprocess
+
+        return self(require_preprocess(self.preprocess, "the .pte file").to_input(image))[0]
 
 
 def export_executorch(
@@ -152,18 +169,26 @@ def export_executorch(
 
 
 def eval_images(
-    data: str, model: nn.Module, size: int, split: str, limit: int | None = None
+    data: str,
+    model: nn.Module,
+    size: int,
+    split: str,
+    limit: int | None = None,
+    preprocess: Preprocess | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(images, labels) batches of ``data``'s ``split`` with the model's eval transform at ``size``."""
-    from timm.data import create_transform, resolve_data_config
+    """(images, labels) batches of ``data``'s ``split`` under ``preprocess``.
 
+    ``preprocess`` is the transform the model is evaluated with (a training
+    run's, see ``fbnetv3_zoo.deploy.preprocess``); None is the model's
+    pretrained config's at ``size``.
+    """
     from fbnetv3_zoo.data import load_data
+    from fbnetv3_zoo.deploy.preprocess import from_model
 
+    preprocess = preprocess or from_model(model, size)
     splits = load_data(data, None, train=split == "train")
-    cfg = resolve_data_config({"input_size": (3, size, size)}, model=model)
-    splits.set_transforms(
-        create_transform(**cfg, is_training=False), create_transform(**cfg, is_training=False), size
-    )
+    image_size = preprocess.image_resolution or preprocess.input_size
+    splits.set_transforms(preprocess.transform, preprocess.transform, image_size)
     dataset = splits.train if split == "train" else splits.val
     count = len(dataset) if limit is None else min(limit, len(dataset))
     for start in range(0, count, 16):
@@ -173,17 +198,28 @@ def eval_images(
             yield torch.stack([i[0] for i in items]), torch.tensor([i[1] for i in items])
 
 
-def calibration_batches(data: str, model: nn.Module, size: int) -> list[torch.Tensor]:
-    """The first ``CALIBRATION_IMAGES`` training images of ``data`` (seeded split), as batches."""
-    return [images for images, _ in eval_images(data, model, size, "train", CALIBRATION_IMAGES)]
+def calibration_batches(
+    data: str, model: nn.Module, size: int, preprocess: Preprocess | None = None
+) -> list[torch.Tensor]:
+    """The first ``CALIBRATION_IMAGES`` training images of ``data`` (seeded split), as batches,
+    under the transform the model is evaluated with (``eval_images``)."""
+    batches = eval_images(data, model, size, "train", CALIBRATION_IMAGES, preprocess)
+    return [images for images, _ in batches]
 
 
-def int8_accuracy(model: nn.Module, pte: str | os.PathLike, data: str, size: int) -> dict[str, Any]:
-    """Top-1 of fp32 eager and of the int8 program on ``data``'s validation split, and agreement."""
+def int8_accuracy(
+    model: nn.Module,
+    pte: str | os.PathLike,
+    data: str,
+    size: int,
+    preprocess: Preprocess | None = None,
+) -> dict[str, Any]:
+    """Top-1 of fp32 eager and of the int8 program on ``data``'s validation split, and agreement,
+    under ``preprocess`` (``eval_images``)."""
     program = PteProgram(pte)
     images = fp32 = int8 = agree = 0
     with torch.no_grad():
-        for x, y in eval_images(data, model, size, "val"):
+        for x, y in eval_images(data, model, size, "val", preprocess=preprocess):
             a, b = model(x).argmax(1), program(x).argmax(1)
             images += len(y)
             fp32 += int((a == y).sum())
