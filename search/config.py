@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from fbnetv3_zoo.checks import THREADS_PER_CPU, is_int, is_number, max_threads
 from fbnetv3_zoo.errors import UserError
 
 EXECUTORS = ("local", "ray")
+_DEVICE = re.compile(r"cpu|cuda|cuda:\d+|mps")
 # settings that decide what a run measures and picks; changing them on resume is refused
 # ("settings" pins the chosen strategy's own settings, defaults filled in)
 PINNED = (
@@ -48,8 +50,8 @@ ARCH_EPOCHS = 5  # proxy epochs of an architecture search (benchmarks/results/pr
 # an architecture search scores a candidate on its mean top-1 over its last 3 epochs (chosen on
 # the tune pool: benchmarks/results/search_tune_score_epochs.md)
 ARCH_SCORE_EPOCHS = 3
-# the architecture demo's budget: jointnas's regret is 0.46x random's there on the heldout pool
-# (benchmarks/results/search_b24.md), about 4 minutes on 2 cores
+# the architecture demo's budget: the one the heldout-pool benchmark compares strategies at
+# (benchmarks/results/search_b24.md)
 ARCH_BUDGET = 24
 RECIPE_BUDGET = 13
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
@@ -72,7 +74,35 @@ class ConfigError(UserError):
 
 @dataclass
 class SearchConfig:
-    """Everything a search run depends on (the CLI flags map one to one); validated on creation."""
+    """Everything a search run depends on (the CLI flags map one to one); validated on creation.
+
+    Where candidates train (the built-in trainer; a user objective reads
+    ``trial.device`` and ``trial.threads`` and may follow them or not):
+
+    - one GPU, one candidate at a time: ``device="cuda"`` (CLI ``--device cuda``;
+      the default None already takes a GPU when there is one). ``threads`` only
+      sets the CPU-side torch threads then.
+    - several GPUs or machines, one candidate per GPU: ``executor="ray"``,
+      ``gpus_per_trial=1`` and ``device="cuda"`` (CLI ``--executor ray
+      --gpus-per-trial 1 --device cuda``; on a cluster started with ``ray start``,
+      add ``ray_address="auto"``). Ray gives each task its own GPU, which the
+      task sees as ``cuda``; ``cpus_per_trial`` is the CPUs reserved per candidate.
+      ``gpus_per_trial=0.5`` packs two small candidates on one GPU.
+
+    Results do not depend on the executor: the same seed and settings give the
+    same candidates whether they train here or on Ray workers (up to the
+    numerical differences of the device itself, so pin ``device`` for a run you
+    will resume elsewhere).
+
+    Example::
+
+        from fbnetv3_zoo.search import SearchConfig, run_search
+
+        config = SearchConfig(model="resnet18", data="cifar10", download=True,
+                              full_epochs=100, epochs=10, budget=24,
+                              executor="ray", gpus_per_trial=1, device="cuda")
+        run_search(config, "runs/r-gpu")
+    """
 
     # None: fbnetv3_proxy, or for a fixed --model the recipe-only space "recipe"
     space: str | None = None
@@ -108,6 +138,9 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     threads: int | None = 1
+    # where the built-in trainer trains each candidate: cpu, cuda, cuda:N or mps (None: a GPU if
+    # there is one); with the ray executor each candidate sees the GPU(s) Ray gave it as cuda
+    device: str | None = None
     # per strategy name, its own settings (strategy_settings.py); defaults where absent
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     download: bool = False  # fetch cifar10/cifar100 when missing
@@ -233,6 +266,11 @@ class SearchConfig:
                 settings_for(name, values)
             except SettingsError as err:
                 raise ConfigError(f"search {err}") from None
+        self._need(
+            self.device is None or isinstance(self.device, str) and _DEVICE.fullmatch(self.device),
+            "device",
+            "None (a GPU if there is one), cpu, cuda, cuda:N or mps",
+        )
         self._need(isinstance(self.download, bool), "download", "true or false")
         self._need(isinstance(self.proxy_check, bool), "proxy_check", "true or false")
 

@@ -47,6 +47,7 @@ from fbnetv3_zoo.search.early_stop import choose_stop_epoch, score_at
 from fbnetv3_zoo.search.executors import make_executor
 from fbnetv3_zoo.search.finished import RESULT_KEYS, FinishedTrial, check_result
 from fbnetv3_zoo.search.latency.limits import bind_latency, record_latency
+from fbnetv3_zoo.search.objective import Objective
 from fbnetv3_zoo.search.proxy_check import check_proxy
 from fbnetv3_zoo.search.report.summaries import finalists
 from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
@@ -55,7 +56,7 @@ from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
 from fbnetv3_zoo.search.space.encoding import decode
 from fbnetv3_zoo.search.store import Store, check_ours, diverged
 from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
-from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy, evaluate
+from fbnetv3_zoo.search.trainer import EvalTask, TrainObjective, epoch_accuracy
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import (
@@ -115,7 +116,7 @@ class Search:
         self,
         config: SearchConfig,
         out: str | Path,
-        evaluator: Callable[[EvalTask], dict[str, Any]] = evaluate,
+        evaluator: Callable[[EvalTask], dict[str, Any]] | None = None,
         progress: bool = True,
         num_classes: int | None = None,
         source: CandidateSource | None = None,
@@ -124,7 +125,6 @@ class Search:
         config.validate()
         self.config = config
         self.out = Path(out)
-        self.evaluator = evaluator
         self.progress = progress
         self.bar: Any = None  # the progress bar while running; log() works before it exists
         self.constraints: list[Constraint] = [parse_constraint(c) for c in config.constraints]
@@ -141,6 +141,9 @@ class Search:
         self.constraints = bind_latency(
             self.constraints, self.space, num_classes, progress=progress, log=self.log
         )
+        # the built-in trainer is one objective, run through the adapter a user objective gets
+        builtin = TrainObjective(self.space.recipe_base, dict(self.space.recipe_overrides))
+        self.evaluator = evaluator or Objective(builtin)
         self.source: CandidateSource = source or SobolSource(self.space, num_classes)
         self.strategy = strategy or make_strategy(config.strategy, config.strategy_settings())
         self.strategy_name = getattr(self.strategy, "name", type(self.strategy).__name__)
@@ -315,6 +318,7 @@ class Search:
             dict(self.space.recipe_overrides),
             repeat,
             c.holdout,
+            c.device,
         )
 
     def _run_pending(self) -> None:
@@ -522,13 +526,35 @@ class SearchFailed(UserError):
 def run_search(
     config: SearchConfig,
     out: str | Path,
-    evaluator: Callable[[EvalTask], dict[str, Any]] = evaluate,
+    evaluator: Callable[[EvalTask], dict[str, Any]] | None = None,
     progress: bool = True,
     source: CandidateSource | None = None,
     strategy: Strategy | None = None,
     objective: Callable[[Any], float | None] | None = None,
 ) -> dict[str, Any]:
     """Run or resume a search in ``out``; see :class:`SearchConfig`.
+
+    The simplest objective has Optuna's shape::
+
+        from fbnetv3_zoo.search import SearchConfig, run_search
+
+        def objective(trial):
+            # train trial.arch (an ArchSpec) with trial.recipe for trial.epochs epochs of a
+            # trial.schedule_epochs schedule, seed trial.seed; report each epoch's top-1 (%)
+            for epoch in range(1, trial.epochs + 1):
+                trial.report(epoch, my_train_one_epoch_and_validate(trial, epoch))
+
+        run_search(SearchConfig(budget=24), "runs/mine", objective=objective)
+
+    Returning the final top-1 instead of reporting works too (early stopping then
+    sees one point per candidate).  Without ``objective`` or ``evaluator`` the
+    built-in trainer (:class:`~fbnetv3_zoo.search.trainer.TrainObjective`) trains
+    each pair, through the same adapter.  On a GPU: ``SearchConfig(device="cuda")``
+    (``fbnetv3 search --device cuda``); one candidate per GPU on several GPUs or
+    machines: ``SearchConfig(executor="ray", gpus_per_trial=1, device="cuda")``
+    (``--executor ray --gpus-per-trial 1 --device cuda``, and ``--ray-address auto``
+    on a running cluster); pass a module-level objective there, so it pickles.
+    Calling it again with a larger ``config.budget`` grows the study.
 
     Args:
         config: the search's settings (checked field by field).
@@ -545,11 +571,12 @@ def run_search(
 
     Raises:
         UserError: bad settings, a folder that is not this search's, an evaluator result of
-            the wrong shape; ``SearchFailed`` when too many candidates fail.
+            the wrong shape, an objective returning something other than a number or None.
+        SearchFailed: the first batch failed entirely, or more than
+            ``config.max_failed_share`` of the trained candidates failed; the message gives
+            the most common error, and the same call retrains them once it is fixed.
     """
     if objective is not None:
-        from fbnetv3_zoo.search.objective import Objective
-
         evaluator = Objective(objective)
     search = Search(config, out, evaluator, progress, source=source, strategy=strategy)
     try:

@@ -14,13 +14,47 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbnetv3_zoo.search.trainer import EvalTask
-
 from fbnetv3_zoo.errors import UserError
+
+__all__ = ["EvalTask", "Objective", "Trial", "error_text"]
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """Everything a worker needs to train one (arch, recipe) pair (plain data: it may cross to Ray)."""
+
+    cid: int
+    arch: dict[str, Any]  # ArchSpec.to_dict(), or a fixed model's {model, input_size}
+    recipe: dict[str, Any]  # the searched fields; the rest comes from ``base_recipe``
+    base_recipe: str
+    data: str
+    epochs: int  # length of the schedule
+    stop_after: int | None = None  # early stopping: end after this many epochs of that schedule
+    seed: int = 0
+    threads: int | None = 1  # torch threads; tiny CPU proxies run fastest on one
+    overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
+    # 0: the pair's first training; k: its k-th re-measurement (the seed is then seed + k)
+    repeat: int = 0
+    # > 0: rank on this share of the training images, held out of training (SearchConfig.holdout)
+    holdout: float = 0.0
+    device: str | None = None  # cpu, cuda, cuda:N, mps (None: a GPU if there is one)
+
+
+def error_text(err: BaseException) -> str:
+    """How a failed training is recorded: ``Name: message``, with a short traceback for bugs.
+
+    Runtime, value and memory errors are what a bad pair does (a NaN loss is
+    ``TrainingDiverged: ...``, which the store recognises); anything else is
+    more likely a bug, so its last frames are kept.
+    """
+    text = f"{type(err).__name__}: {err}"
+    if not isinstance(err, RuntimeError | ValueError | MemoryError):
+        text += "\n" + traceback.format_exc(limit=3)
+    return text
 
 
 @dataclass(frozen=True)
@@ -31,7 +65,10 @@ class Trial:
     ``{"model", "input_size"}``); ``recipe``: the searched recipe fields;
     ``epochs``: train this many epochs (early stopping may ask for fewer than
     the schedule's ``schedule_epochs``); ``seed``: the training seed (a
-    re-measurement, ``repeat`` > 0, gets another one).
+    re-measurement, ``repeat`` > 0, gets another one); ``data`` and
+    ``holdout``: the data set and the share of its training images to score
+    on instead of training; ``threads`` and ``device``: where to train
+    (``SearchConfig.threads`` and ``.device``).
     """
 
     number: int
@@ -43,15 +80,30 @@ class Trial:
     repeat: int
     data: str
     holdout: float
-    _reports: list[tuple[int, float]] = field(default_factory=list, repr=False, compare=False)
+    threads: int | None = 1
+    device: str | None = None
+    _reports: list[tuple[int, float | None, dict[str, Any]]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
-    def report(self, epoch: int, value: float) -> None:
-        """Record the score after ``epoch`` (1-based), as the built-in trainer's curves do."""
+    def report(
+        self, epoch: int, value: float | None, metrics: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record the score (percent top-1) after ``epoch`` (1-based), as the built-in trainer does.
+
+        ``metrics``: other numbers of that epoch to keep in the run's curves (e.g.
+        ``train_loss``; an ``ema_top1`` counts towards the score like ``val_top1``).
+        ``value`` None: not measured at this epoch.
+
+        Raises:
+            UserError: an epoch that is not an integer >= 1, a value that is not a number.
+        """
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
             raise UserError(f"trial.report: epoch must be an integer >= 1, got {epoch!r}")
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
             raise UserError(f"trial.report: value must be a number, got {type(value).__name__}")
-        self._reports.append((epoch, float(value)))
+        extra = dict(metrics or {})
+        self._reports.append((epoch, None if value is None else float(value), extra))
 
     @classmethod
     def from_task(cls, task: EvalTask) -> Trial:
@@ -68,6 +120,8 @@ class Trial:
             repeat=task.repeat,
             data=task.data,
             holdout=task.holdout,
+            threads=task.threads,
+            device=task.device,
         )
 
 
@@ -84,12 +138,11 @@ class Objective:
         trial = Trial.from_task(task)
         try:
             value = self.fn(trial)
-        except Exception as err:  # noqa: BLE001 - a failing trial is a result, as in evaluate()
-            error = f"{type(err).__name__}: {err}\n" + traceback.format_exc(limit=3)
-            return dict(cid=task.cid, status="failed", metrics=[], error=error, wall_s=0.0)
+        except Exception as err:  # noqa: BLE001 - a failing trial is a result, not a crash
+            return _failed(task, error_text(err), start)
         if isinstance(value, float) and not math.isfinite(value):
             error = f"the objective returned {value} (the training did not produce a score)"
-            return dict(cid=task.cid, status="failed", metrics=[], error=error, wall_s=0.0)
+            return _failed(task, error, start)
         metrics = _curve(trial, value)
         return dict(
             cid=task.cid,
@@ -100,6 +153,11 @@ class Objective:
         )
 
 
+def _failed(task: EvalTask, error: str, start: float) -> dict[str, Any]:
+    wall = time.perf_counter() - start
+    return dict(cid=task.cid, status="failed", metrics=[], error=error, wall_s=wall)
+
+
 def _curve(trial: Trial, value: Any) -> list[dict[str, Any]]:
     """The per-epoch records of a trial: its reports, and a returned value as the last epoch."""
     if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
@@ -107,12 +165,15 @@ def _curve(trial: Trial, value: Any) -> list[dict[str, Any]]:
             f"the objective returned a {type(value).__name__} for trial {trial.number}; "
             "return the score as a number (percent top-1) or None after trial.report(...)"
         )
-    scores = dict(trial._reports)
+    records: dict[int, dict[str, Any]] = {}
+    for epoch, score, extra in trial._reports:  # a later report of an epoch replaces it
+        records[epoch] = {**extra, "epoch": epoch, "val_top1": score}
     if value is not None:
-        scores[max(scores, default=trial.epochs)] = float(value)
-    if not scores:
+        last = max(records, default=trial.epochs)
+        records[last] = {**records.get(last, {}), "epoch": last, "val_top1": float(value)}
+    if not records:
         raise UserError(
             f"the objective returned None for trial {trial.number} and reported nothing; "
             "return the score or call trial.report(epoch, value)"
         )
-    return [{"epoch": e, "val_top1": v} for e, v in sorted(scores.items())]
+    return [records[e] for e in sorted(records)]

@@ -47,6 +47,7 @@ def check_proxy(search: Any) -> dict[str, Any]:
             c.threads,
             dict(space.recipe_overrides),
             holdout=c.holdout,
+            device=c.device,
         )
         for r in todo
     ]

@@ -1,38 +1,24 @@
-"""Evaluating one candidate: build its ArchSpec, train it with its recipe, report metrics.
+"""The built-in objective: train one candidate with its recipe on the proxy.
 
-``evaluate`` is a pure function of an :class:`EvalTask` (plain data), so it
-runs unchanged in this process or as a Ray task on another machine.  It never
-raises: a candidate that errors, runs out of memory or diverges comes back as
-``failed`` with its error text, and the search carries on.
+:class:`TrainObjective` is an objective like any user's (``objective(trial)``,
+reporting each epoch through ``trial.report``), so the search runs its own
+trainer through the same :class:`~fbnetv3_zoo.search.objective.Objective`
+adapter as yours.  :func:`evaluate` is that adapter around it, a pure
+function of an :class:`EvalTask` (plain data), so it runs unchanged in this
+process or as a Ray task on another machine.  It never raises: a candidate
+that errors, runs out of memory or diverges comes back as ``failed`` with its
+error text, and the search carries on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbnetv3_zoo.search.objective import EvalTask, Objective, Trial
 
-@dataclass(frozen=True)
-class EvalTask:
-    """Everything a worker needs to train one (arch, recipe) pair."""
-
-    cid: int
-    arch: dict[str, Any]  # ArchSpec.to_dict(), or a fixed model's {model, input_size}
-    recipe: dict[str, Any]  # the searched fields; the rest comes from ``base_recipe``
-    base_recipe: str
-    data: str
-    epochs: int  # length of the schedule
-    stop_after: int | None = None  # early stopping: end after this many epochs of that schedule
-    seed: int = 0
-    threads: int | None = 1  # torch threads; tiny CPU proxies run fastest on one
-    overrides: dict[str, Any] = field(default_factory=dict)  # fixed recipe fields of the space
-    # 0: the pair's first training; k: its k-th re-measurement (the seed is then seed + k)
-    repeat: int = 0
-    # > 0: rank on this share of the training images, held out of training (SearchConfig.holdout)
-    holdout: float = 0.0
+__all__ = ["EvalTask", "TrainObjective", "build_recipe", "epoch_accuracy", "evaluate"]
 
 
 def build_recipe(
@@ -55,62 +41,63 @@ def epoch_accuracy(record: dict[str, Any]) -> float | None:
     return max(values) if values else None
 
 
-def evaluate(task: EvalTask) -> dict[str, Any]:
-    """Train one candidate; returns ``{cid, status, metrics, error, wall_s}``."""
-    start = time.perf_counter()
-    try:
+@dataclass(frozen=True)
+class TrainObjective:
+    """Train the trial's pair: ``base_recipe`` preset, the space's fixed ``overrides``, its recipe.
+
+    Trains ``trial.epochs`` epochs of a ``trial.schedule_epochs`` schedule on
+    ``trial.data`` (``holdout`` of the training images scored instead), with
+    ``trial.threads`` torch threads on ``trial.device``, and reports every
+    epoch's record (``val_top1``, ``ema_top1``, ``train_loss``...) through
+    ``trial.report``.
+    """
+
+    base_recipe: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, trial: Trial) -> None:
         from fbnetv3_zoo.latency.timing import torch_threads
 
-        threads = torch_threads(task.threads) if task.threads else contextlib.nullcontext()
+        threads = torch_threads(trial.threads) if trial.threads else contextlib.nullcontext()
         with threads:  # the caller's thread count is restored afterwards
-            metrics = _train(task)
-        return dict(
-            cid=task.cid,
-            status="done",
-            metrics=metrics,
-            error=None,
-            wall_s=time.perf_counter() - start,
+            records = self.train(trial)
+        for record in records:
+            numbers = {k: v for k, v in record.items() if isinstance(v, int | float | type(None))}
+            trial.report(int(record["epoch"]), record.get("val_top1"), numbers)
+
+    def train(self, trial: Trial) -> list[dict[str, Any]]:
+        """Build and train the candidate; its per-epoch records."""
+        from fbnetv3_zoo.recipes.apply import create_model
+        from fbnetv3_zoo.recipes.engine import seed_everything, train
+        from fbnetv3_zoo.search.space.fixed_model import model_of
+
+        if isinstance(trial.arch, dict):  # a recipe-only search's fixed model
+            model_ref, resolution = model_of(trial.arch), int(trial.arch["input_size"])
+        else:  # an ArchSpec
+            model_ref, resolution = trial.arch, int(trial.arch.input_size)
+        recipe = build_recipe(self.base_recipe, trial.recipe, resolution, self.overrides)
+        num_classes = _num_classes(trial.data)
+        seed_everything(trial.seed)  # initial weights must not depend on what ran before
+        model = create_model(recipe, model_ref, num_classes=num_classes)  # dropout/drop path
+        stop = trial.epochs if trial.epochs < trial.schedule_epochs else None
+        result = train(
+            model,
+            recipe,
+            data=trial.data,
+            epochs=trial.schedule_epochs,
+            stop_after_epochs=stop,
+            seed=trial.seed,
+            num_classes=num_classes,
+            progress=False,
+            holdout=trial.holdout,
+            device=trial.device,
         )
-    except Exception as err:  # noqa: BLE001 - any failure is a result, not a crash
-        text = f"{type(err).__name__}: {err}"
-        if not isinstance(err, RuntimeError | ValueError | MemoryError):
-            text += "\n" + traceback.format_exc(limit=3)
-        return dict(
-            cid=task.cid,
-            status="failed",
-            metrics=[],
-            error=text,
-            wall_s=time.perf_counter() - start,
-        )
+        return result["epochs"]
 
 
-def _train(task: EvalTask) -> list[dict[str, Any]]:
-    """Build and train the candidate; its per-epoch records (numbers only)."""
-    from fbnetv3_zoo.recipes.apply import create_model
-    from fbnetv3_zoo.recipes.engine import seed_everything, train
-    from fbnetv3_zoo.search.space.fixed_model import model_of
-
-    model_ref = model_of(task.arch)  # an ArchSpec, or a recipe-only search's fixed model
-    resolution = int(task.arch["input_size"])
-    recipe = build_recipe(task.base_recipe, task.recipe, resolution, task.overrides)
-    num_classes = _num_classes(task.data)
-    seed_everything(task.seed)  # initial weights must not depend on what ran before
-    model = create_model(recipe, model_ref, num_classes=num_classes)  # dropout/drop path
-    result = train(
-        model,
-        recipe,
-        data=task.data,
-        epochs=task.epochs,
-        stop_after_epochs=task.stop_after,
-        seed=task.seed,
-        num_classes=num_classes,
-        progress=False,
-        holdout=task.holdout,
-    )
-    return [
-        {k: v for k, v in e.items() if isinstance(v, int | float | type(None))}
-        for e in result["epochs"]
-    ]
+def evaluate(task: EvalTask) -> dict[str, Any]:
+    """Train one candidate with the built-in objective; returns ``{cid, status, metrics, error, wall_s}``."""
+    return Objective(TrainObjective(task.base_recipe, dict(task.overrides)))(task)
 
 
 _CLASSES: dict[str, int] = {}
