@@ -79,6 +79,7 @@ def train(
     device: str | torch.device | None = None,
     commit_hook: CommitHook | None = None,
     holdout: float = 0.0,
+    task: str = "classification",
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
@@ -95,6 +96,9 @@ def train(
     commit (``checkpoints.CommitHook``); the crash tests die inside it.
     ``holdout`` > 0 validates on that share of the training images, held out
     of training (a search's selection split; ``fbnetv3_zoo.data``).
+    ``task`` is ``classification``, ``detection`` or ``segmentation``
+    (``tasks.py``): the data, model, loss and metrics change, the rest of the
+    engine does not.
     """
     start_wall = time.perf_counter()
     group, dev = distributed.setup(resolve_device(device))
@@ -118,6 +122,7 @@ def train(
             group=group,
             commit_hook=commit_hook,
             holdout=holdout,
+            task=task,
         )
         run.log.wall_start = start_wall
         return run.fit(stop_after_epochs, callback, eval_every)

@@ -29,7 +29,6 @@ from . import checkpoints as ckpt
 from . import distributed
 from .apply import RecipeParts
 from .devices import precision
-from .evaluation import evaluate
 from .recipe import Recipe
 from .resume import RunLog, epoch_files
 from .summary import finite, print_epoch, read_summary, run_summary, write_summary
@@ -78,6 +77,7 @@ class Run:
     lock: RunLock | None = None  # held while this process writes ``out`` (rank 0)
     commit_hook: ckpt.CommitHook | None = None  # observes each step of a commit (tests)
     committed: bool = False  # this session committed an epoch
+    task: Any = None  # the ``fbnetv3_zoo.tasks.base.Task`` plug-in (data, loss, metrics)
 
     def fit(
         self, stop_after_epochs: int | None, callback: EpochCallback | None, eval_every: int
@@ -126,7 +126,7 @@ class Run:
             if kept is not None:
                 return kept
         wall = self.log.wall_time if trained else self.log.wall_base
-        summary = run_summary(self.log, self.settings, self.parts, wall)
+        summary = run_summary(self.log, self.settings, self.parts, wall, self.task)
         if self.out is not None and self.group.main:
             write_summary(self.out, summary)
         return summary
@@ -155,7 +155,7 @@ class Run:
             self._validate_into(record, validate)
             record["epoch_s"] = time.perf_counter() - t0
             if self.progress:
-                print_epoch(record, self.log.total_epochs)
+                print_epoch(record, self.log.total_epochs, self.task.headline)
         record, skipped_all = distributed.share((record, sorted(self.log.skipped)), self.group)
         self.log.skipped = set(skipped_all)
         return record
@@ -168,10 +168,11 @@ class Run:
             if self.parts.ema is not None:
                 ema = self.evaluate(self.parts.ema.module, f"ema {record['epoch']}")
         for prefix, res in (("val", raw), ("ema", ema)):
-            for key in ("loss", "top1", "top5"):
+            for key in self.task.metric_keys():
                 if prefix == "val" or key != "loss":
                     record[f"{prefix}_{key}"] = finite(res[key]) if res else None
-        if any(r and r["images"] and not math.isfinite(r["loss"]) for r in (raw, ema)):
+        losses = [r["loss"] for r in (raw, ema) if r and r["images"] and "loss" in r]
+        if any(not math.isfinite(v) for v in losses):
             record["diverged"] = True  # the model's outputs are not numbers (logged as null)
 
     def train_epoch(self, epoch: int) -> tuple[float, int, set[str]]:
@@ -190,7 +191,7 @@ class Run:
             skipped_files.update(skipped)
             if self.parts.mixup is not None and len(x) % 2:
                 x, y = x[:-1], y[:-1]  # a skipped file left an odd batch
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = self.task.to_device(x, y, self.device)
             empty = len(x) == 0  # every file of the batch was unreadable: no update
             if self.group.active:  # all processes skip together (DDP's forward is collective)
                 empty = distributed.sum_all([float(empty)], self.group)[0] > 0
@@ -210,7 +211,7 @@ class Run:
         if parts.mixup is not None:
             x, target = parts.mixup(x, y)
         with precision(self.recipe.amp, self.device):
-            loss = parts.train_loss(self.net(x), target)
+            loss = self.task.loss(self.net, x, target, parts)
         local = value = loss.item()
         if self.group.active:  # every process stops together on a NaN
             value_sum, n_all = distributed.sum_all([local * len(x), len(x)], self.group)
@@ -240,7 +241,9 @@ class Run:
         )
 
     def evaluate(self, module: nn.Module, desc: str) -> dict[str, float]:
-        return evaluate(module, self.val_loader, self.device, self.log.skipped, self.progress, desc)
+        return self.task.evaluate(
+            module, self.val_loader, self.device, self.log.skipped, self.progress, desc
+        )
 
     def commit(self) -> None:
         """Write this epoch's weights, EMA and state as one unit (rank 0 only)."""

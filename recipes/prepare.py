@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fbnetv3_zoo.data import DataSplits, collate_skipping, load_data
+from fbnetv3_zoo.data import DataSplits
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import (
     RunLock,
@@ -24,16 +24,14 @@ from fbnetv3_zoo.files.outputs import (
     claim_run_folder,
     refuse_inside_input,
 )
-from fbnetv3_zoo.models.spec import ArchSpec
-from fbnetv3_zoo.models.stats import check_forward_cost
 
 from . import checkpoints as ckpt
 from . import distributed
-from .apply import RecipeParts, build, create_model, for_model
-from .evaluation import check_input_size
+from .apply import RecipeParts, build, for_model
 from .loop import Run, seed_everything
 from .recipe import Recipe
 from .resume import RunLog, restore
+from .tasks import CLASSIFICATION, make_task
 
 VAL_BATCH = 64  # the smallest validation batch (the training batch when larger)
 
@@ -57,27 +55,38 @@ def start_run(
     group: distributed.Dist,
     commit_hook: ckpt.CommitHook | None = None,
     holdout: float = 0.0,
+    task: str = CLASSIFICATION,
 ) -> Run:
     """Check everything that can be checked before writing a byte, then build the run."""
     resuming = check_out(out, resume)
     if out is not None:
         refuse_inside_input(out, data)
     seed_everything(seed)
-    splits = load_data(
-        data, recipe.resolution, data_root=data_root, download=download, holdout=holdout
+    plugin = make_task(task)
+    splits = plugin.load(
+        data,
+        recipe,
+        data_root=data_root,
+        download=download,
+        holdout=holdout,
+        num_classes=num_classes,
     )
     num_classes = num_classes or splits.num_classes
-    model, model_name = build_model(model, recipe, num_classes, pretrained)
+    model, model_name = plugin.build_model(model, recipe, num_classes, pretrained)
     recipe = for_model(recipe, model)  # resolution None: the model's own input size
     model.to(device)
     recipe, local_batch = batch_sizes(recipe, splits, group)
-    check_model_fits_input(model, model_name, recipe, local_batch, device)
+    plugin.check_model(model, model_name, recipe, local_batch, device)
     total_epochs = epochs or recipe.epochs
-    parts = build_parts(model, recipe, splits, num_classes, total_epochs, group, progress)
-    sampler, train_loader, val_loader = loaders(splits, local_batch, seed, group, workers, device)
+    parts = build_parts(model, recipe, splits, num_classes, total_epochs, group, progress, plugin)
+    sampler, train_loader, val_loader = loaders(
+        splits, local_batch, seed, group, workers, device, plugin.collate
+    )
     settings = run_settings(model_name, data, seed, total_epochs, recipe, parts, local_batch)
     if holdout:  # absent otherwise, so runs made before it existed still resume
         settings["holdout"] = holdout
+    if plugin.name != CLASSIFICATION:  # absent for classification, so older runs still resume
+        settings["task"] = plugin.name
     log = RunLog(total_epochs)
     if resuming:
         assert out is not None
@@ -101,6 +110,7 @@ def start_run(
         log=log,
         lock=lock,
         commit_hook=commit_hook,
+        task=plugin,
     )
 
 
@@ -136,17 +146,6 @@ def check_writable(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {probe} is not writable")
 
 
-def build_model(
-    model: Any, recipe: Recipe, num_classes: int, pretrained: bool
-) -> tuple[nn.Module, str]:
-    """The module to train and the name runs record it under."""
-    if isinstance(model, nn.Module):
-        return model, type(model).__name__
-    # an ArchSpec, or a name / ArchSpec YAML path
-    name = (model.name or "ArchSpec") if isinstance(model, ArchSpec) else str(model)
-    return create_model(recipe, model, num_classes=num_classes, pretrained=pretrained), name
-
-
 def batch_sizes(recipe: Recipe, splits: DataSplits, group: distributed.Dist) -> tuple[Recipe, int]:
     """The global batch (shrunk to a small dataset; the lr follows) and each process's share."""
     assert splits.train is not None
@@ -166,17 +165,6 @@ def batch_sizes(recipe: Recipe, splits: DataSplits, group: distributed.Dist) -> 
     return recipe, batch // group.world_size
 
 
-def check_model_fits_input(
-    model: nn.Module, name: str, recipe: Recipe, local_batch: int, device: torch.device
-) -> None:
-    """An absurd whole network or a too-small input fails here, before it allocates or writes."""
-    sizes = (recipe.resolution, recipe.test_resolution)
-    arch = getattr(model, "arch", None)
-    if isinstance(arch, ArchSpec):
-        check_forward_cost(arch, max(sizes), local_batch, where=f"model {name}")
-    check_input_size(model, name, sizes, device, "resolution")
-
-
 def build_parts(
     model: nn.Module,
     recipe: Recipe,
@@ -185,13 +173,18 @@ def build_parts(
     total_epochs: int,
     group: distributed.Dist,
     progress: bool,
+    task: Any,
 ) -> RecipeParts:
-    """The recipe applied to this model and data (optimizer, schedule, EMA, transforms)."""
+    """The recipe applied to this model and data (optimizer, schedule, EMA, transforms).
+
+    The task fits the parts to itself (its transforms; mixup dropped and listed
+    in ``not_applied`` where it has no meaning).
+    """
     steps = len(splits.train) // recipe.batch_size
     parts = build(recipe, model, steps, num_classes=num_classes, epochs=total_epochs)
     if not group.main:
         parts = dataclasses.replace(parts, ema=None)  # EMA, metrics, files: rank 0
-    splits.set_transforms(parts.train_transform, parts.eval_transform, parts.resolution)
+    parts = task.configure(parts, splits, parts.recipe)
     for note in parts.notes if progress and group.main else ():
         print(f"note: {note}", flush=True)  # how the recipe was fitted to this run
     return parts
@@ -204,6 +197,7 @@ def loaders(
     group: distributed.Dist,
     workers: int,
     device: torch.device,
+    collate: Any,
 ) -> tuple[DistributedSampler, DataLoader, DataLoader]:
     """Seeded shuffling shared by all processes: process r takes every N-th image.
 
@@ -218,7 +212,7 @@ def loaders(
         seed=seed,
         drop_last=True,
     )
-    args = dict(num_workers=workers, collate_fn=collate_skipping, pin_memory=device.type == "cuda")
+    args = dict(num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda")
     train_loader = DataLoader(splits.train, local_batch, sampler=sampler, drop_last=True, **args)
     val_loader = DataLoader(splits.val, max(local_batch, VAL_BATCH), shuffle=False, **args)
     return sampler, train_loader, val_loader

@@ -124,6 +124,10 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
             diffs.append(f"{label} was {saved.get(key)!r}, now {now[key]!r}")
     if saved.get("holdout", 0.0) != now.get("holdout", 0.0):  # the split validated on
         diffs.append(f"holdout was {saved.get('holdout', 0.0)!r}, now {now.get('holdout', 0.0)!r}")
+    if saved.get("task", "classification") != now.get("task", "classification"):
+        diffs.append(
+            f"--task was {saved.get('task', 'classification')!r}, now {now.get('task', 'classification')!r}"
+        )
     old, new = saved.get("recipe") or {}, now["recipe"]
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
