@@ -72,6 +72,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         metavar="FIELD=VALUE",
         help="override any recipe field with a YAML value, e.g. --set mixup=0.4 (repeatable)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="train a recipe file marked untrusted (extra.untrusted: e.g. a search whose proxy "
+        "check was negative)",
+    )
     _add_train_run_flags(p)
     _common(p)
     p.set_defaults(func=cmd_train)
@@ -231,6 +237,18 @@ def _recipe(args: argparse.Namespace) -> Any:
     return recipe
 
 
+def refuse_untrusted(recipe: Any, force: bool) -> None:
+    """A recipe marked ``extra.untrusted`` (by ``fbnetv3 search``) is refused unless ``--force``."""
+    from fbnetv3_zoo.errors import UserError
+
+    why = recipe.extra.get("untrusted") if isinstance(recipe.extra, dict) else None
+    if why and not force:
+        raise UserError(
+            f"recipe {recipe.name!r} is marked untrusted ({why}); rerun the search with other "
+            "settings, or pass --force to train it anyway"
+        )
+
+
 def searched_model(recipe: Any) -> str:
     """The model a recipe-only search recorded in its recipe file (``extra.search.model``)."""
     from fbnetv3_zoo.errors import UserError
@@ -279,6 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     check_numbers(args)
     recipe = _recipe(args)  # recipe mistakes are reported before torch loads
+    refuse_untrusted(recipe, args.force)
     args.model = args.model or searched_model(recipe)
     set_threads(args.threads, args.device)
     try:

@@ -36,17 +36,23 @@ def _register_search(subparsers: argparse._SubParsersAction) -> None:
         "settings; changed ones are refused).",
     )
 
-    opt = _option_adder(p)
-    _add_target_flags(p, opt)
-    _add_data_flags(p, opt)
-    _add_budget_flags(p, opt)
-    _add_executor_flags(p, opt)
+    # argparse prints groups in the order made: the flags most runs set come first
+    common = p.add_argument_group("common options")
+    detail = p.add_argument_group("space, proxy and schedule details")
+    where = p.add_argument_group("where candidates train (CPU, GPU, Ray)")
+    _add_target_flags(common, detail, _option_adder(common))
+    _add_data_flags(common, detail, _option_adder(common), _option_adder(detail))
+    _add_budget_flags(common, detail, _option_adder(common), _option_adder(detail))
+    _add_executor_flags(where, _option_adder(where))
+    common.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     add_strategy_flags(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     p.set_defaults(func=run_search_command)
 
 
-def _option_adder(p: argparse.ArgumentParser) -> _Option:
+_Group = Any  # an argparse argument group (argparse keeps its class private)
+
+
+def _option_adder(p: _Group) -> _Option:
     """``opt(flag, help, **kw)``: a flag whose default is SearchConfig's, said in its help."""
     from dataclasses import fields
 
@@ -64,14 +70,14 @@ def _option_adder(p: argparse.ArgumentParser) -> _Option:
     return opt
 
 
-def _add_target_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+def _add_target_flags(p: _Group, detail: _Group, opt: _Option) -> None:
     """``search``: the run folder, the space or fixed model, and the full run searched for."""
     from fbnetv3_zoo.search.config import ARCH_SPACE, RECIPE_FULL_EPOCHS, RECIPE_SPACE
 
     p.add_argument(
         "--out", required=True, help="run folder (search.sqlite, best/, report.md, plots)"
     )
-    p.add_argument(
+    detail.add_argument(
         "--space",
         default=None,
         help=f"shipped space name (fbnetv3, fbnetv3_proxy; {RECIPE_SPACE}: recipe ranges only) or a "
@@ -84,7 +90,7 @@ def _add_target_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         help="search only the recipe for this fixed model: any reference `fbnetv3 train --model` "
         "takes (resnet18, torchvision/resnet18, fbnetv3_a, a result YAML)",
     )
-    p.add_argument(
+    detail.add_argument(
         "--resolution",
         type=int,
         default=None,
@@ -98,7 +104,7 @@ def _add_target_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         "compressed, and the first batch is also trained at full length to measure the proxy's rank "
         f"correlation (default: none; with --model {RECIPE_FULL_EPOCHS})",
     )
-    p.add_argument(
+    detail.add_argument(
         "--no-proxy-check",
         dest="proxy_check",
         action="store_false",
@@ -107,7 +113,7 @@ def _add_target_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
     )
 
 
-def _add_data_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
     """``search``: the data set, its held-out share, the constraints and the strategy."""
     from fbnetv3_zoo.search.config import DEFAULT_CONSTRAINTS, RECIPE_HOLDOUT
     from fbnetv3_zoo.search.strategy_settings import SETTINGS
@@ -116,12 +122,12 @@ def _add_data_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         "--data",
         "digits, digits:N (N training images per class), cifar10, cifar100, or an ImageFolder directory",
     )
-    opt(
+    more(
         "--download",
         "fetch cifar10/cifar100 into the data folder when missing",
         action="store_true",
     )
-    p.add_argument(
+    detail.add_argument(
         "--holdout",
         type=float,
         default=None,
@@ -149,7 +155,7 @@ def _add_data_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
     )
 
 
-def _add_budget_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+def _add_budget_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
     """``search``: how many candidates, in which batches, for how many epochs, which seed."""
     from fbnetv3_zoo.search.config import ARCH_BUDGET, ARCH_EPOCHS, ARCH_SCORE_EPOCHS, RECIPE_BUDGET
 
@@ -160,13 +166,13 @@ def _add_budget_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         help="candidates to train in total, the final per-constraint picks and re-measured "
         f"finalists included (default: {ARCH_BUDGET}; {RECIPE_BUDGET} with --model)",
     )
-    opt(
+    more(
         "--remeasure",
         "finalists per constraint trained once more with another seed before best/ is written "
         "(picked on the mean of both trainings; counted in --budget; 0: off)",
         type=int,
     )
-    p.add_argument(
+    detail.add_argument(
         "--score-epochs",
         type=int,
         default=None,
@@ -174,7 +180,7 @@ def _add_budget_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         "epoch, a steadier measurement of the same training (default: "
         f"{ARCH_SCORE_EPOCHS}; 1, the scoring epoch alone, with --model)",
     )
-    opt("--batch", "candidates per iteration after the first", type=int)
+    more("--batch", "candidates per iteration after the first", type=int)
     opt("--initial", "size of the first, Sobol-sampled batch", type=int)
     p.add_argument(
         "--epochs",
@@ -183,12 +189,19 @@ def _add_budget_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
         help="proxy epochs: the length of each candidate's schedule (later batches may stop at the "
         f"early-stopping epoch; default: {ARCH_EPOCHS}, with --model a tenth of --full-epochs)",
     )
-    opt("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
+    more("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
 
 
-def _add_executor_flags(p: argparse.ArgumentParser, opt: _Option) -> None:
+def _add_executor_flags(p: _Group, opt: _Option) -> None:
     """``search``: where candidates train (this process or Ray) and on how much hardware."""
+    p.add_argument(
+        "--device",
+        default=None,
+        help="where the built-in trainer trains each candidate: cpu, cuda, cuda:N or mps "
+        "(default: a GPU if there is one); with --executor ray --gpus-per-trial 1 each candidate "
+        "gets a GPU of its own",
+    )
     opt(
         "--executor",
         "where candidates train: local (this process) or ray",
@@ -296,6 +309,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         threads=args.threads or None,
+        device=args.device,
         settings=strategy_options(args),
         download=args.download,
         model=args.model,
@@ -355,4 +369,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         else:
             macs = in_millions(row["macs"], 3)
             print(f"  {constraint}: top-1 {row['score']:.2f} ({macs}M MACs)")
+    lines = summary.get("console") or []
+    if lines:
+        print("verdict:")
+        print("\n".join(lines))
     print(f"  report: {summary['out']}/report.md; results: {summary['out']}/best/")

@@ -13,7 +13,7 @@ the pool, or a proxy other than the pool's, is an error, never a silent
 retraining); ``PoolSource`` serves the pool's vectors as a finite candidate
 source so the strategies only propose pairs the table can answer.
 
-Honest scoring (issue 17): a search with seed ``s`` is shown ONE training of
+Honest scoring: a search with seed ``s`` is shown ONE training of
 each pair, drawn from (``s``, pair index) by :func:`shown_seed`, so every
 search sees fresh noise and strategies run with the same ``s`` see the same
 noise (paired).  Its picks are scored by :meth:`PoolEvaluator.truth`, the
@@ -232,7 +232,7 @@ def load_pool(path: str | Path) -> Pool:
 class PoolEvaluator:
     """An evaluator that looks a task's pair up in the pool instead of training it.
 
-    With ``search_seed`` (the honest mode, issue 17) each pair answers with the
+    With ``search_seed`` (the honest mode) each pair answers with the
     training :func:`shown_seed` draws for that search; without it every pair
     answers with its training ``seed`` (the old fixed-noise mode, kept for
     callers that want one frozen table).  A re-measurement (``EvalTask.repeat``

@@ -61,7 +61,7 @@ def no_plots(monkeypatch):
     """Plots cost ~1 s per run and are tested in test_search_run.py; these tests need the picks."""
     from fbnetv3_zoo.search.report import outputs as report
 
-    monkeypatch.setattr(report, "write_plots", lambda out, store, picks=None: [])
+    monkeypatch.setattr(report, "write_plots", lambda out, store, picks=None, constraints=None: [])
 
 
 @pytest.fixture(scope="module")

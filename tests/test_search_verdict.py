@@ -89,10 +89,12 @@ def test_verdict_tells_failed_from_not_trained_yet():
     )
 
 
-def test_a_tie_between_two_trainings_says_the_seeds_differ():
+def test_a_tie_between_two_trainings_prints_as_a_tie():
     from fbnetv3_zoo.search.report.verdict import top1_text
 
-    assert top1_text(dict(score=88.59, scores=[88.59, 88.59])).endswith(
-        "(mean of 2 trainings: 88.59, 88.59; different seeds, equal top-1)"
+    tie = top1_text(dict(score=88.59, scores=[88.59, 88.59]))
+    assert tie == "88.59 (2 trainings with different seeds tied at 88.59)"
+    assert "mean of" not in tie
+    assert top1_text(dict(score=87.0, scores=[90.0, 84.0])) == (
+        "87.00 (mean of 2 trainings: 90.00, 84.00)"
     )
-    assert "equal top-1" not in top1_text(dict(score=87.0, scores=[90.0, 84.0]))

@@ -1,9 +1,9 @@
 """Latency-limited picks that honour the limit when measured, not only when predicted.
 
-The per-block table predicts a whole network within about ±10-30 % on a busy
-machine (``benchmarks/results/latency.md``), and a search's best candidate
-sits right at its limit, so the best *predicted* pick measures over the limit
-about half the time.  At the end of a search every finished candidate (up to
+The per-block table's prediction of a whole network is off by some margin on
+a busy machine (measured in ``benchmarks/results/latency.md``), and a search's
+best candidate sits right at its limit, so the best *predicted* pick often
+measures over the limit.  At the end of a search every finished candidate (up to
 ``MAX_MEASURED``, best scores first) is therefore timed end to end on the
 limit's backend, and a latency limit's pick is the best-scoring candidate
 whose **measured** latency is within the limit plus the table's noise:
@@ -14,8 +14,8 @@ whose **measured** latency is within the limit plus the table's noise:
 - noise: how far a table entry's median pass sits above its kept, fastest
   one (with 3 passes: ``second fastest / fastest - 1``), median over the
   table's entries: the allowance between the table's units and the judged
-  median, and how reproducible a timing is on this machine (10-13 % for the
-  demo tables built beside a 2-core benchmark).  The run's own
+  median, and how reproducible a timing is on this machine (the demo tables'
+  figure is in ``benchmarks/results/latency.md``).  The run's own
   end-of-search timings give the same statistic, recorded beside it, and
   ``measured_over_predicted`` (median over the timed candidates) says
   whether the machine is slower now than when the table was built;

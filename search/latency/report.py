@@ -54,8 +54,8 @@ def latency_lines(store: Any, constraints: list[Constraint]) -> list[str]:
         "table's noise: how far an entry's median pass sits above its kept, fastest one, median "
         "over the table. *Measured / predicted* is the median over every timed candidate: far "
         "from 1, this machine is not as it was when the table was built. The "
-        "table's prediction alone is off by ±10-30 % on a busy machine "
-        "(`benchmarks/results/latency.md`), so the best *predicted* pick is shown beside it. "
+        "table's prediction alone can be off on a busy machine (measured in "
+        "`benchmarks/results/latency.md`), so the best *predicted* pick is shown beside it. "
         f"Plot: `{PLOT}`.",
         "",
         "| limit | pick | proxy top-1 | predicted (ms) | measured (ms) | noise | verdict "

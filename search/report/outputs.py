@@ -19,6 +19,7 @@ from fbnetv3_zoo.search.latency.report import PLOT as LATENCY_PLOT
 from fbnetv3_zoo.search.latency.report import latency_lines, write_latency_plot
 from fbnetv3_zoo.search.report.plots import write_plots
 from fbnetv3_zoo.search.report.summaries import best_per_constraint, predictor_fits, with_repeats
+from fbnetv3_zoo.search.report.trust import UNTRUSTED_KEY, console_lines, trust_problems
 from fbnetv3_zoo.search.report.verdict import top1_text, verdict_lines
 from fbnetv3_zoo.search.space.constraints import Constraint, parse_constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace, load_space, parse_space
@@ -142,13 +143,16 @@ def recipe_document(
     stop_epoch: int | None = None,
     made_by: dict[str, Any] | None = None,
     proxy_check: dict[str, Any] | None = None,
+    untrusted: list[str] | None = None,
 ) -> Recipe:
     """A recipe-only search's ``best/recipe.yaml``: the full recipe for the full run, plus where it came from.
 
     A plain recipe file (``fbnetv3 train --recipe`` and ``Recipe.load`` take it)
     with ``epochs`` set to the full run the proxy shortened and the search's
     facts under ``extra.search``: model, data, budget, the proxy it was ranked
-    on and how well that proxy ranked (``proxy_check``).
+    on and how well that proxy ranked (``proxy_check``).  ``untrusted``: reasons
+    not to use it (``report.trust``), kept as ``extra.untrusted`` so that
+    ``fbnetv3 train --recipe`` refuses the file unless ``--force``.
     """
     full = config.get("full_epochs") or config.get("epochs")
     recipe = build_recipe(
@@ -186,7 +190,11 @@ def recipe_document(
         name=f"searched_{slug}",
         description=f"found by fbnetv3 search --model {model} (data {config.get('data')}, "
         f"{config.get('budget')} proxy trainings of {config.get('epochs')} epochs)",
-        extra={**recipe.extra, "search": facts},
+        extra={
+            **recipe.extra,
+            "search": facts,
+            **({UNTRUSTED_KEY: "; ".join(untrusted)} if untrusted else {}),
+        },
     )
 
 
@@ -590,6 +598,9 @@ def write_outputs(
     best = best_per_constraint(done, constraints, store.get("stop_epoch") or config.get("epochs"))
     best = verified_best(store, constraints, best)  # latency limits: the measured-within pick
     summary = dict(best=best, done=len(done), failed=store.count("failed"), out=str(out))
+    problems = _problems(store, space, constraints, best)
+    summary.update(console=_console(out, store, space, constraints, best, problems))
+    summary.update(untrusted=problems)
     if not write:
         return summary
     refuse_link(out / "best")
@@ -603,6 +614,7 @@ def write_outputs(
                 stop_epoch=store.get("stop_epoch"),
                 made_by=store.get("made_by"),
                 proxy_check=store.get("proxy_check"),
+                untrusted=problems,
             )
             _write_text(out / best_file(space, c), doc.to_yaml())
         elif best[c.text] is not None:
@@ -623,9 +635,43 @@ def write_outputs(
                 doc = dataclasses.replace(doc, sections={**doc.sections, "latency": latency})
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
-    write_plots(out, store, best)
+    write_plots(out, store, best, constraints)
     write_latency_plot(out, store, constraints)
     return summary
+
+
+def _problems(
+    store: Store, space: SearchSpace, constraints: list[Constraint], best: dict[str, Any]
+) -> list[str]:
+    """A recipe-only search's reasons not to trust its pick (``report.trust``)."""
+    pick = best.get(constraints[0].text) if constraints else None
+    if space.model is None or pick is None:
+        return []
+    return trust_problems(pick["score"], store.get("num_classes"), store.get("proxy_check"))
+
+
+def _console(
+    out: Path,
+    store: Store,
+    space: SearchSpace,
+    constraints: list[Constraint],
+    best: dict[str, Any],
+    problems: list[str],
+) -> list[str]:
+    """The lines ``fbnetv3 search`` ends with: the verdict, the proxy check, warnings."""
+    from fbnetv3_zoo.search.proxy_check import proxy_sentence
+
+    rows = store.candidates()
+    done = [r for r in rows if r["status"] == "done"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    check = store.get("proxy_check")
+    sentence = None
+    if check or space.model is not None:
+        rho = (check or {}).get("spearman")
+        passed = "" if rho is None else (" Passed." if rho > 0 else " Failed.")
+        sentence = proxy_sentence(check) + passed
+    recipe = str(out / "best" / RECIPE_FILE) if space.model is not None else None
+    return console_lines(verdict_lines(done, constraints, best, failed), sentence, problems, recipe)
 
 
 def report_run(out: str | Path) -> dict[str, Any]:

@@ -19,19 +19,24 @@ from fbnetv3_zoo.search.report.summaries import (
     progress_curve,
     with_repeats,
 )
+from fbnetv3_zoo.search.space.constraints import Constraint
 from fbnetv3_zoo.search.store import Store
 
 from fbnetv3_zoo.files.outputs import refuse_link
 
 
 def write_plots(
-    out: Path, store: Store, picks: dict[str, dict[str, Any] | None] | None = None
+    out: Path,
+    store: Store,
+    picks: dict[str, dict[str, Any] | None] | None = None,
+    constraints: list[Constraint] | None = None,
 ) -> list[Path]:
     """Accuracy vs MACs with the Pareto front, predicted vs measured, progress per iteration.
 
-    ``picks`` (limit -> its pick, as ``best_per_constraint`` returns) adds each
-    re-measured pick at the end of the progress curve: the curve follows single
-    measurements, and the pick's mean is what ``best/`` reports.
+    ``picks`` (limit -> its pick, as ``best_per_constraint`` returns) are marked
+    on the accuracy plot and added at the end of the progress curve: the curve
+    follows single measurements, and the pick's mean is what ``best/`` reports.
+    ``constraints``: their MACs limits are drawn on the accuracy plot.
     """
     import matplotlib
 
@@ -41,14 +46,19 @@ def write_plots(
     if not done:
         return []
     return [
-        _plot_acc_vs_macs(out, done),
+        _plot_acc_vs_macs(out, done, picks or {}, constraints or []),
         _plot_predicted_vs_measured(out, done),
         _plot_progress(out, store, picks),
     ]
 
 
-def _plot_acc_vs_macs(out: Path, done: list[dict[str, Any]]) -> Path:
-    """``acc_vs_macs.png``: measured top-1 against MACs per source, with the Pareto front."""
+def _plot_acc_vs_macs(
+    out: Path,
+    done: list[dict[str, Any]],
+    picks: dict[str, dict[str, Any] | None],
+    constraints: list[Constraint],
+) -> Path:
+    """``acc_vs_macs.png``: measured top-1 against MACs per source, the Pareto front, limits, picks."""
     import matplotlib.pyplot as plt
 
     macs = np.array([r["macs"] for r in done]) / 1e6
@@ -60,9 +70,32 @@ def _plot_acc_vs_macs(out: Path, done: list[dict[str, Any]]) -> Path:
             ax.scatter(macs[mask], acc[mask], marker=marker, label=source, alpha=0.8)
     front = pareto_front(macs, acc)
     ax.plot(macs[front], acc[front], "k--", lw=1, label="Pareto front")
+    _draw_limits_and_picks(ax, picks, constraints)
     ax.set(xlabel="MACs (M)", ylabel="proxy top-1 (%)", title="measured accuracy vs MACs")
     ax.legend(fontsize=8)
     return _save(fig, out / "acc_vs_macs.png")
+
+
+def _draw_limits_and_picks(
+    ax: Any, picks: dict[str, dict[str, Any] | None], constraints: list[Constraint]
+) -> None:
+    """Each MACs limit as a vertical line, each limit's pick ringed and labelled with the limit."""
+    colours = ("tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+    for i, c in enumerate(constraints):
+        colour = colours[i % len(colours)]
+        if c.metric == "macs":
+            ax.axvline(c.limit / 1e6, color=colour, ls=":", lw=1, label=f"limit {c.text}")
+        pick = picks.get(c.text)
+        if pick is not None:
+            ax.scatter(
+                [pick["macs"] / 1e6],
+                [pick["score"]],
+                s=160,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=1.5,
+                label=f"pick for {c.text} ({pick['score']:.1f} %)",
+            )
 
 
 def _plot_predicted_vs_measured(out: Path, done: list[dict[str, Any]]) -> Path:

@@ -47,8 +47,11 @@ def top1_text(row: dict[str, Any]) -> str:
     if len(scores) == 1:
         return f"{row['score']:.2f}"
     shown = [f"{v:.2f}" for v in scores]
-    tie = "; different seeds, equal top-1" if len(set(shown)) == 1 else ""
-    return f"{row['score']:.2f} (mean of {len(scores)} trainings: {', '.join(shown)}{tie})"
+    if len(set(shown)) == 1:  # a tie, said as one: two equal numbers read like a seeding bug
+        return (
+            f"{row['score']:.2f} ({len(scores)} trainings with different seeds tied at {shown[0]})"
+        )
+    return f"{row['score']:.2f} (mean of {len(scores)} trainings: {', '.join(shown)})"
 
 
 def verdict_lines(
