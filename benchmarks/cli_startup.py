@@ -1,6 +1,7 @@
 """How fast the ``fbnetv3`` command answers, against merely importing torch and timm.
 
     python benchmarks/cli_startup.py      # ~1 min on 2 cores; writes benchmarks/results/cli_startup.md
+    python benchmarks/cli_startup.py --rounds 1 --only version --no-warmup --out ''   # a quick look
 
 Each command runs as a fresh process (as a user types it) several times in
 alternating rounds; the table shows the median wall time.  The reference is
@@ -48,6 +49,19 @@ def commands() -> list[tuple[str, list[str], bool]]:
     ]
 
 
+def select(
+    cases: list[tuple[str, list[str], bool]], only: list[str] | None
+) -> list[tuple[str, list[str], bool]]:
+    """The cases whose label contains one of ``only`` (all when None), and the reference (last)."""
+    if not only:
+        return cases
+    chosen = [c for c in cases[:-1] if any(text in c[0] for text in only)]
+    if not chosen:
+        labels = ", ".join(repr(c[0]) for c in cases[:-1])
+        raise SystemExit(f"--only {only}: no command label contains it; labels: {labels}")
+    return [*chosen, cases[-1]]
+
+
 def time_once(argv: list[str]) -> float:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.perf_counter()
@@ -65,10 +79,23 @@ def main(argv: list[str] | None = None) -> None:
         default=str(Path(__file__).parent / "results" / "cli_startup.md"),
         help="results file ('' = print only; default benchmarks/results/cli_startup.md)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="time only the commands whose label contains TEXT (repeatable; the reference "
+        "always runs; default: every command)",
+    )
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run each command once, untimed, to warm the file cache (default: yes)",
+    )
     args = parser.parse_args(argv)
-    cases = commands()
+    cases = select(commands(), args.only)
     times: dict[str, list[float]] = {label: [] for label, _, _ in cases}
-    for _label, argv, _ in cases:  # warm the file cache once, untimed
+    for _label, argv, _ in cases if args.warmup else ():  # warm the file cache, untimed
         time_once(argv)
     for _ in range(args.rounds):  # alternate so a busy spell hits every command alike
         for label, argv, _ in cases:

@@ -1,6 +1,7 @@
 """Deviation of each variant from the reference network's outputs (seeded checkpoints).
 
     python benchmarks/golden.py       # prints a markdown table, writes benchmarks/results/golden.md
+    python benchmarks/golden.py --variants fbnetv3_a --out ''   # one variant, print only
 
 Loads every variant through the public path (timm.create_model(..., pretrained=True,
 pretrained_cfg_overlay=dict(file=...))) with the seeded official-layout checkpoint
@@ -37,13 +38,22 @@ def main(argv: list[str] | None = None) -> None:
         default=str(Path(__file__).parent / "results" / "golden.md"),
         help="results file ('' = print only; default benchmarks/results/golden.md)",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(FACTS),
+        default=list(FACTS),
+        metavar="NAME",
+        help=f"variants to check (default all: {' '.join(FACTS)})",
+    )
     args = parser.parse_args(argv)
     lines = [
         "| variant | input | logits max rel. dev. | stage_out max rel. dev. | params = reference |",
         "|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for name, facts in FACTS.items():
+        for name in args.variants:
+            facts = FACTS[name]
             path = write_reference_checkpoint(name, Path(tmp) / f"{name}.pth")
             model = timm.create_model(
                 name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path))

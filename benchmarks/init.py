@@ -2,6 +2,7 @@
 
     python benchmarks/init.py                  # 8 pairs x 3 seeds x 2 inits (~15 CPU-min)
     python benchmarks/init.py --pairs 2 --seeds 0 --out ''   # a quick look
+    python benchmarks/init.py --pairs 2 --seeds 0 --epochs 1 --data digits:5 --out ''  # smoke
 
 Trains Sobol-sampled feasible pairs of the default proxy (``SearchConfig``:
 space, data, epochs, constraints) through the search's own ``evaluate``, once
@@ -36,13 +37,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--sample-seed", type=int, default=0, help="Sobol seed of the pairs")
     p.add_argument("--out", default=str(RESULTS / "init.md"), help="results file ('' = none)")
-    args = p.parse_args(argv)
-    args.space, args.data, args.epochs, args.constraints = (
-        d.space,
-        d.data,
-        d.epochs,
-        d.constraints,
+    p.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"proxy epochs (default {d.epochs})"
     )
+    p.add_argument("--data", default=d.data, help=f"proxy data (default {d.data})")
+    args = p.parse_args(argv)
+    args.space, args.constraints = d.space, d.constraints
+    args.changed = "".join(
+        f" --{k} {getattr(args, k)}"
+        for k in ("epochs", "data")
+        if getattr(args, k) != getattr(d, k)
+    )  # proxy settings off the default, for the report's command line
     return args
 
 
@@ -129,11 +134,12 @@ def report(args: argparse.Namespace, acc: np.ndarray, cpu: np.ndarray, total_s: 
         "# Weight init on the search proxy",
         "",
         f"Command: `python benchmarks/init.py --pairs {args.pairs} --seeds {seeds} "
-        f"--sample-seed {args.sample_seed}` (run time {total_s / 60:.1f} min wall, "
+        f"--sample-seed {args.sample_seed}{args.changed}` (run time {total_s / 60:.1f} min wall, "
         f"{cpu.sum() / 60:.1f} CPU-min).",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, "
         f"1 torch thread, torch {torch.__version__}.",
-        f"Proxy: the search's default (space `{args.space}`, data `{args.data}`, "
+        f"Proxy: {'overridden' if args.changed else 'the search' + chr(39) + 's default'} "
+        f"(space `{args.space}`, data `{args.data}`, "
         f"{args.epochs} epochs, the space's recipe overrides), {s['n_pairs']} Sobol pairs "
         f"feasible under {', '.join(args.constraints)}, trained through the search's "
         f"`evaluate` with seeds {seeds}, once with each init (recipe field `init`). Score: the "

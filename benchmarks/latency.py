@@ -5,6 +5,13 @@
     python3 benchmarks/latency.py picks --run runs/s3 --retime     # a latency-limited search's picks
     python3 benchmarks/latency.py report                          # -> benchmarks/results/latency.md
 
+Every phase takes ``--results DIR`` (default ``benchmarks/results``): where it writes
+its files and ``report`` reads them.  A tiny run (seconds):
+
+    python3 benchmarks/latency.py measure --backend torch --results /tmp/l --networks 4 \
+        --no-variants --space tests/data/latency/tiny_space.yaml
+    python3 benchmarks/latency.py report --results /tmp/l
+
 ``measure`` builds a fresh table for the embedded space (``fbnetv3_proxy``)
 in a temporary cache directory, fits the correction on its seeded calibration
 networks, then times ``--networks`` other random architectures of the space
@@ -142,7 +149,7 @@ def _measure(args: argparse.Namespace) -> None:
             finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             note=args.note,
         )
-        path = RESULTS / f"latency_{args.backend}.json"
+        path = Path(args.results) / f"latency_{args.backend}.json"
         path.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {path}")
 
@@ -217,7 +224,7 @@ def _picks(args: argparse.Namespace) -> None:
         finished=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         note=args.note,
     )
-    path = RESULTS / "latency_picks.json"
+    path = Path(args.results) / "latency_picks.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {path}")
 
@@ -239,9 +246,9 @@ PICK_FIELDS = (
 )
 
 
-def _picks_lines() -> list[str]:
+def _picks_lines(folder: Path = RESULTS) -> list[str]:
     """The report's section on latency-limited searches' picks, when ``picks`` has been run."""
-    path = RESULTS / "latency_picks.json"
+    path = Path(folder) / "latency_picks.json"
     if not path.is_file():
         return []
     data = json.loads(path.read_text())
@@ -322,9 +329,10 @@ def _linear(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _report(args: argparse.Namespace) -> None:
+    folder = Path(args.results)
     runs = []
     for backend in ("onnxruntime", "torch"):
-        path = RESULTS / f"latency_{backend}.json"
+        path = folder / f"latency_{backend}.json"
         if path.is_file():
             runs.append(json.loads(path.read_text()))
     if not runs:
@@ -444,7 +452,7 @@ def _report(args: argparse.Namespace) -> None:
                     f"{r['measured_ms']:.2f} | {r['sum_ms']:.2f} | {100 * err:+.1f} % |"
                 )
             lines.append("")
-    lines += _picks_lines()
+    lines += _picks_lines(folder)
     lines += [
         "The machine is a shared 2-core VM: during each measuring phase the project's "
         "background benchmark jobs were paused (SIGSTOP), but other helpers' test runs may have "
@@ -454,9 +462,9 @@ def _report(args: argparse.Namespace) -> None:
         "",
     ]
     text = "\n".join(lines)
-    (RESULTS / "latency.md").write_text(text)
+    (folder / "latency.md").write_text(text)
     print(text)
-    _plot(fig_data, RESULTS / "latency.png")
+    _plot(fig_data, folder / "latency.png")
 
 
 def _plot(data: list, path: Path) -> None:
@@ -484,10 +492,16 @@ def _plot(data: list, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--results",
+        default=str(RESULTS),
+        help="folder of the phases' files (default benchmarks/results)",
+    )
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("measure")
+    m = sub.add_parser("measure", parents=[common])
     m.add_argument("--backend", required=True, choices=("onnxruntime", "torch"))
     m.add_argument("--threads", type=int, default=1)
     m.add_argument("--space", default="fbnetv3_proxy")
@@ -503,15 +517,15 @@ def main() -> None:
         help="how the table was built when --table-dir holds one built beforehand",
     )
     m.set_defaults(func=_measure)
-    k = sub.add_parser("picks")
+    k = sub.add_parser("picks", parents=[common])
     k.add_argument("--run", action="append", required=True, help="a finished search folder")
     k.add_argument("--retime", action="store_true", help="time each pick again now")
     k.add_argument("--note", default="", help="a line for the report (machine conditions)")
     k.set_defaults(func=_picks)
-    r = sub.add_parser("report")
+    r = sub.add_parser("report", parents=[common])
     r.set_defaults(func=_report)
-    args = p.parse_args()
-    print(f"{platform.node()}: {' '.join(sys.argv)}", flush=True)
+    args = p.parse_args(argv)
+    print(f"{platform.node()}: {' '.join(sys.argv if argv is None else argv)}", flush=True)
     args.func(args)
 
 

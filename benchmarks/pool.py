@@ -2,6 +2,8 @@
 
     nice python benchmarks/pool.py --pool tune --jobs 2      # 150 pairs x 6 seeds
     nice python benchmarks/pool.py --pool heldout --jobs 2   # another Sobol seed
+    python benchmarks/pool.py --pairs 2 --seeds 2 --epochs 1 --data digits:5 \
+        --out /tmp/p.jsonl.gz --results ''                     # a tiny pool (smoke test)
 
 Trains Sobol-sampled pairs of the space that meet ``SAMPLE_CONSTRAINTS``
 on the default ``SearchConfig`` proxy, through the search's own ``evaluate``,
@@ -65,7 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", help="summary file (default benchmarks/results/pool_<pool>.md; '' = none)"
     )
     p.add_argument("--summary-only", action="store_true", help="only rewrite the summary")
+    p.add_argument("--epochs", type=int, help="proxy epochs (default: the search's)")
+    p.add_argument("--data", help="proxy data (default: the search's)")
     args = p.parse_args(argv)
+    # the command a pool records: this script's own when main() is called with a list
+    args.argv = None if argv is None else [f"benchmarks/{Path(__file__).name}", *argv]
     args.sample_seed = POOLS[args.pool]
     args.out = args.out or str(pool_path(args.pool))
     if args.results is None:
@@ -73,13 +79,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def proxy_settings() -> tuple[Any, Any, dict[str, Any]]:
-    """The default search config, its space, and the proxy settings the pool pins."""
+def proxy_settings(
+    epochs: int | None = None, data: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The default search config (``epochs``/``data`` overridden when given), its space, and
+    the proxy settings the pool pins (a file is only extended with the same settings)."""
+    import dataclasses
+
     from fbnetv3_zoo.search.config import SearchConfig
     from fbnetv3_zoo.search.space.definition import load_space
     from fbnetv3_zoo.search.trainer import _num_classes
 
     config = SearchConfig()
+    changes = {k: v for k, v in dict(epochs=epochs, data=data).items() if v is not None}
+    config = dataclasses.replace(config, **changes)
     space = load_space(config.space)
     proxy = dict(
         space=space.name,
@@ -94,14 +107,15 @@ def proxy_settings() -> tuple[Any, Any, dict[str, Any]]:
     return config, space, proxy
 
 
-def session_facts() -> dict[str, Any]:
-    """How and where a pool build session runs: command, versions, machine, start time."""
+def session_facts(argv: list[str] | None = None) -> dict[str, Any]:
+    """How and where a pool build session runs: command (``argv``, default ``sys.argv``),
+    versions, machine, start time."""
     import scipy
     import timm
     import torch
 
     return dict(
-        command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        command="python " + " ".join(shlex.quote(a) for a in argv or sys.argv),
         versions=dict(
             python=platform.python_version(),
             torch=torch.__version__,
@@ -119,14 +133,16 @@ def session_facts() -> dict[str, Any]:
     )
 
 
-def session_meta(proxy: dict[str, Any], sample_seed: int) -> dict[str, Any]:
+def session_meta(
+    proxy: dict[str, Any], sample_seed: int, argv: list[str] | None = None
+) -> dict[str, Any]:
     from fbnetv3_zoo.search.pool import POOL_FORMAT
 
     return dict(
         type="meta",
         format=POOL_FORMAT,
         **{**proxy, "sample_seed": sample_seed},
-        **session_facts(),
+        **session_facts(argv),
     )
 
 
@@ -167,7 +183,7 @@ def build(args: argparse.Namespace) -> None:
     from fbnetv3_zoo.search.space.sampling import sample_feasible
     from fbnetv3_zoo.search.trainer import EvalTask
 
-    config, space, proxy = proxy_settings()
+    config, space, proxy = proxy_settings(args.epochs, args.data)
     out = Path(args.out)
     if out.exists():
         old_pool = load_pool(out)
@@ -179,7 +195,8 @@ def build(args: argparse.Namespace) -> None:
             raise SystemExit(
                 f"{out} was built with other proxy settings ({diff}); use another --out"
             )
-    meta = [session_meta(proxy, args.sample_seed)]  # written with this session's first training
+    # written with this session's first training
+    meta = [session_meta(proxy, args.sample_seed, args.argv)]
     limits = [parse_constraint(c) for c in SAMPLE_CONSTRAINTS]
     u, macs, params = sample_feasible(
         space, SAMPLE_SIZE, limits, proxy["num_classes"], seed=args.sample_seed

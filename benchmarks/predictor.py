@@ -2,6 +2,8 @@
 
     python benchmarks/predictor.py                 # the committed ground-truth pool
     python benchmarks/predictor.py --synthetic     # a synthetic table (no pool needed)
+    python benchmarks/predictor.py --synthetic --seeds 2 --sizes 8 16 --steps 10 \
+        --pretrain-samples 64 --pretrain-steps 10 --out-dir /tmp/p   # a tiny run (smoke test)
 
 For each seed the table is split once into a held-out set (every pair not in
 the largest training set, >= 80 for a pool of >= 144 pairs) and nested
@@ -264,10 +266,11 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
     from fbnetv3_zoo.search.predictor.heads.network import RECIPE_WEIGHTS
 
     weights_text = " and ".join(f"{w:g}" for w in RECIPE_WEIGHTS)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "predictor.md"
+    folder = Path(args.out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "predictor.md"
     tau, prec = res["tau"], res["prec"]
-    cmd = "python benchmarks/predictor.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/predictor.py " + " ".join(args.argv)
     lines = [
         "# Predictor sample efficiency",
         "",
@@ -391,7 +394,7 @@ def write(res: dict, table: Table, args: argparse.Namespace, sizes, wall: float)
     return out
 
 
-def plot(res: dict, sizes) -> Path:
+def plot(res: dict, sizes, folder: Path = RESULTS) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -419,12 +422,12 @@ def plot(res: dict, sizes) -> Path:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    path = RESULTS / "predictor.png"
+    path = Path(folder) / "predictor.png"
     fig.savefig(path, dpi=110)
     return path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--synthetic", action="store_true", help="use a synthetic table, not the pool")
     p.add_argument("--pool", help="pool file (default: the committed one)")
@@ -433,13 +436,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300, help="predictor fit steps")
     p.add_argument("--pretrain-samples", type=int, default=4096, help="pretraining architectures")
     p.add_argument("--pretrain-steps", type=int, default=1000, help="pretraining steps")
-    args = p.parse_args()
+    p.add_argument(
+        "--out-dir",
+        default=str(RESULTS),
+        help="folder for predictor.md and predictor.png (default benchmarks/results)",
+    )
+    args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the command the report names
     start = time.perf_counter()
     table = synthetic_table() if args.synthetic else pool_table(args.pool)
     sizes = tuple(sorted(args.sizes))
     res = run(table, args.seeds, sizes, args.steps, args.pretrain_samples, args.pretrain_steps)
     out = write(res, table, args, sizes, time.perf_counter() - start)
-    plot(res, sizes)
+    plot(res, sizes, Path(args.out_dir))
     print(out.read_text())
 
 

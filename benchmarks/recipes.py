@@ -24,6 +24,8 @@ Runs use one torch thread per process and up to two processes at a time
 
     python benchmarks/recipes.py            # writes benchmarks/results/recipes.md (+ recipes.png)
     python benchmarks/recipes.py --sections regime --regime-epochs 10 --seeds 1   # a quick look
+    python benchmarks/recipes.py --sections regime --regime-epochs 1 --seeds 1 --jobs 1 \
+        --out-dir /tmp/r                    # a tiny run (smoke test): files go to /tmp/r
 """
 
 from __future__ import annotations
@@ -170,14 +172,16 @@ def _key(run: dict) -> tuple:
     return (run["recipe"], run["lr_factor"], run["seed"], run["epochs"], run["batch"])
 
 
-def _load_runs() -> dict[tuple, dict]:
-    if not REGIME_RUNS.exists():
+def _load_runs(folder: Path) -> dict[tuple, dict]:
+    path = folder / REGIME_RUNS.name
+    if not path.exists():
         return {}
-    return {_key(r): r for r in json.loads(REGIME_RUNS.read_text())}
+    return {_key(r): r for r in json.loads(path.read_text())}
 
 
-def _save_runs(done: dict[tuple, dict]) -> None:
-    REGIME_RUNS.write_text(json.dumps(sorted(done.values(), key=_key), indent=1))
+def _save_runs(done: dict[tuple, dict], folder: Path) -> None:
+    path = folder / REGIME_RUNS.name
+    path.write_text(json.dumps(sorted(done.values(), key=_key), indent=1))
 
 
 def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool, done) -> None:
@@ -191,7 +195,7 @@ def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool
     for future in as_completed(futures):
         run = future.result()
         done[_key(run)] = run
-        _save_runs(done)
+        _save_runs(done, Path(args.out_dir))
         print(f"regime run done: {run['recipe']} x{run['lr_factor']:g} seed {run['seed']}: "
               f"val {run['val']:.1f} test {run['test']:.1f} train {run['train']:.1f}", flush=True)  # fmt: skip
 
@@ -201,14 +205,21 @@ def run_regime(
 ) -> tuple[list[str], list]:
     """LR sweep on seed 0, then the chosen rate with the other seeds; the markdown lines.
 
-    ``pool`` None only reports the runs saved so far (``--report-only``).
+    ``pool`` None only reports the runs saved so far (``--report-only``).  The digits
+    image folders live in a temporary directory removed at the end.
     """
-    root = Path(tempfile.mkdtemp(prefix="digits_regime_"))
+    with tempfile.TemporaryDirectory(prefix="digits_regime_") as tmp:
+        return _regime(args, pool, Path(tmp))
+
+
+def _regime(
+    args: argparse.Namespace, pool: ProcessPoolExecutor | None, root: Path
+) -> tuple[list[str], list]:
     write_digits_folders(root, REGIME_ARCH["input_size"])
     n_train = sum(1 for _ in (root / "train").rglob("*.png"))
     n_val = sum(1 for _ in (root / "val").rglob("*.png"))
     steps = n_train // args.regime_batch
-    done = _load_runs()
+    done = _load_runs(Path(args.out_dir))
     # x1 first: a run cut short still compares the recipes at their own rates
     order = sorted(LR_FACTORS, key=lambda f: f != 1.0)
     sweep = [(r, f, 0) for f in order for r in REGIME_RECIPES]
@@ -405,7 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="regime: write the report from the runs saved so far, train nothing",
     )
+    p.add_argument(
+        "--out-dir",
+        default=str(RESULTS.parent),
+        help=f"folder of {RESULTS.name}, {PLOT.name} and {REGIME_RUNS.name} (the regime runs, "
+        "kept as they end and reused) (default benchmarks/results)",
+    )
     args = p.parse_args(argv)
+    out = Path(args.out_dir) / RESULTS.name
+    out.parent.mkdir(parents=True, exist_ok=True)
     sections = set(args.sections.split(","))
 
     from fbnetv3_zoo.recipes import Recipe
@@ -418,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         t0, load = time.perf_counter(), os.getloadavg()[0]
         regime_lines, regime_runs = run_regime(args, None if args.report_only else pool)
         if regime_runs:
-            _plot(regime_runs)
+            _plot(regime_runs, out.with_name(PLOT.name))
         blocks["regime"] = regime_lines + [
             "Plot: [recipes.png](recipes.png) (test vs train top-1 of every run).",
             "",
@@ -494,10 +513,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             _footer(args, "overhead", t0, load),
         ]
-    text = merge_sections(RESULTS.read_text() if RESULTS.exists() else "", blocks)
+    text = merge_sections(out.read_text() if out.exists() else "", blocks)
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    out.write_text(text)
     return 0
 
 
@@ -537,7 +555,7 @@ def _footer(args: argparse.Namespace, section: str, t0: float, load: float) -> s
     if section == "regime" and args.report_only:
         return (
             "Report rebuilt from the saved runs (`--report-only`); the runs' wall times sum to "
-            f"{sum(r['wall'] for r in _load_runs().values()):.0f} s on {os.cpu_count()} shared "
+            f"{sum(r['wall'] for r in _load_runs(Path(args.out_dir)).values()):.0f} s on {os.cpu_count()} shared "
             f"CPU cores, one torch thread per process, up to {args.jobs} processes. Re-measure: "
             f"`python benchmarks/recipes.py --sections regime {settings} --jobs {args.jobs}` "
             f"after deleting {REGIME_RUNS.name}."
@@ -550,7 +568,7 @@ def _footer(args: argparse.Namespace, section: str, t0: float, load: float) -> s
     )
 
 
-def _plot(runs: list[dict]) -> None:
+def _plot(runs: list[dict], path: Path = PLOT) -> None:
     """Test vs train top-1 of every regime run at its recipe's chosen rate."""
     import matplotlib
 
@@ -567,7 +585,7 @@ def _plot(runs: list[dict]) -> None:
            title="Regime runs (all learning rates and seeds)")  # fmt: skip
     ax.legend()
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

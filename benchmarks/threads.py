@@ -14,6 +14,8 @@ Thread settings: 1, 2 and torch's default (the number of cores it sees).
 
     python benchmarks/threads.py             # writes benchmarks/results/threads.md (~5 min)
     python benchmarks/threads.py --rounds 1  # a quick look
+    python benchmarks/threads.py --rounds 1 --tasks "validate small 32px" --settings 1 default \
+        --out /tmp/threads.md                # one task (smoke test)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ SMALL_ARCH = {
     "name": "small",
 }
 TASKS = ("validate resnet18 64px", "validate small 32px", "train small 32px (1 epoch)")
+SETTINGS = ("1", "2", "default")
 
 
 def measure(task: str, threads: int | None) -> float:
@@ -68,25 +71,43 @@ def measure(task: str, threads: int | None) -> float:
 
 
 def _child(task: str, threads: str) -> None:
+    import torch
+
     value = measure(task, None if threads == "default" else int(threads))
-    print(json.dumps({"images_per_s": value}))
+    print(json.dumps({"images_per_s": value, "threads": torch.get_num_threads()}))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds per setting")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks (default all)"
+    )
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="thread settings (default all; the ratio column needs 1 and default)",
+    )
+    p.add_argument("--out", default=str(RESULTS), help="results file (default %(default)s)")
     args = p.parse_args(argv)
     if args.child:
         _child(*args.child)
         return 0
+    return run(args)
 
-    settings = ["1", "2", "default"]
+
+def run(args: argparse.Namespace) -> int:
+    """Every (task, setting) in fresh processes, alternating rounds; writes the table."""
+    tasks, settings = args.tasks, args.settings
     results: dict[tuple[str, str], list[float]] = {}
+    used: dict[str, int] = {}  # threads each setting ran with, as its child reports
     load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     for _ in range(args.rounds):
-        for task in TASKS:
+        for task in tasks:
             for threads in settings:
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", task, threads],
@@ -94,33 +115,26 @@ def main(argv: list[str] | None = None) -> int:
                     capture_output=True,
                     text=True,
                 ).stdout
-                value = json.loads(out.strip().splitlines()[-1])["images_per_s"]
+                report = json.loads(out.strip().splitlines()[-1])
+                value, used[threads] = report["images_per_s"], report["threads"]
                 results.setdefault((task, threads), []).append(value)
                 print(f"{task:30s} threads={threads:8s} {value:8.1f} images/s", flush=True)
 
-    import torch
-
-    default_n = torch.get_num_threads()
+    default = f"torch's default is {used['default']} threads here" if "default" in used else ""
     lines = [
         "# Thread count for `fbnetv3 train` / `validate` on the CPU",
         "",
         f"Machine: {os.cpu_count()} CPU cores shared with other jobs (load average "
-        f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at the end); torch's default is "
-        f"{default_n} threads here. Each cell: median images/s over {args.rounds} alternating "
+        f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at the end){'; ' if default else ''}"
+        f"{default}. Each cell: median images/s over {args.rounds} alternating "
         "rounds, each in a fresh process (min-max in brackets).",
         "",
-        "| task | 1 thread | 2 threads | torch default | 1 thread / default |",
-        "|---|---|---|---|---|",
+        "| task | "
+        + " | ".join(HEADS[s] for s in settings)
+        + (" | 1 thread / default |" if "1" in settings and "default" in settings else " |"),
+        "|---|" + "---|" * (len(settings) + ("1" in settings and "default" in settings)),
     ]
-    for task in TASKS:
-        cells = []
-        for threads in settings:
-            vals = results[(task, threads)]
-            cells.append(f"{statistics.median(vals):.0f} ({min(vals):.0f}-{max(vals):.0f})")
-        ratio = statistics.median(results[(task, "1")]) / statistics.median(
-            results[(task, "default")]
-        )
-        lines.append(f"| {task} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
+    lines += [row(task, settings, results) for task in tasks]
     lines += [
         "",
         "Rule chosen for the CLI (`recipes/cli.py`, `CPU_THREADS`): one torch thread when the "
@@ -130,13 +144,38 @@ def main(argv: list[str] | None = None) -> int:
         "laptops running other work are.",
         "",
         f"Total wall time: {time.perf_counter() - t0:.0f} s. Re-measure: `python benchmarks/threads.py`"
-        f" (these settings: `--rounds {args.rounds}`).",
+        f" (these settings: `--rounds {args.rounds}{_options(args)}`).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
     return 0
+
+
+def _options(args: argparse.Namespace) -> str:
+    """The --tasks/--settings of this run, when they are not the defaults."""
+    text = ""
+    if list(args.tasks) != list(TASKS):
+        text += " --tasks " + " ".join(f'"{t}"' for t in args.tasks)
+    if list(args.settings) != list(SETTINGS):
+        text += " --settings " + " ".join(args.settings)
+    return text
+
+
+HEADS = {"1": "1 thread", "2": "2 threads", "default": "torch default"}
+
+
+def row(task: str, settings: list[str], results: dict[tuple[str, str], list[float]]) -> str:
+    """One table row: median (min-max) images/s per setting, and 1 thread / default."""
+    cells = []
+    for threads in settings:
+        vals = results[(task, threads)]
+        cells.append(f"{statistics.median(vals):.0f} ({min(vals):.0f}-{max(vals):.0f})")
+    if "1" in settings and "default" in settings:
+        one, default = (statistics.median(results[(task, k)]) for k in ("1", "default"))
+        cells.append(f"{one / default:.2f}x")
+    return f"| {task} | " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":
