@@ -258,7 +258,9 @@ def collate_skipping(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor, 
 
 def digits_arrays(train_per_class: int | None = None) -> tuple[np.ndarray, ...]:
     """The documented fixed split of scikit-learn's digits: (x_train, y_train, x_val, y_val)."""
-    from sklearn.datasets import load_digits
+    from fbnetv3_zoo.optional import require
+
+    load_digits = require("sklearn.datasets", "the digits data set").load_digits
 
     d = load_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)

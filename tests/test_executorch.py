@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
+import sys
 
 import pytest
 import torch
@@ -88,14 +88,8 @@ def test_int8_mistakes_are_one_line(tmp_path, capsys, extra, expect):
 
 
 def test_missing_extra_names_the_pip_command(tmp_path, capsys, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_executorch(name, *args, **kwargs):
-        if name == "executorch" or name.startswith("executorch."):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_executorch)
+    for name in ("executorch", "executorch.exir", "executorch.runtime"):
+        monkeypatch.setitem(sys.modules, name, None)  # hidden, even after an earlier import
     argv = ["export", "fbnetv3_a", "--format", "executorch", "--out", str(tmp_path / "a.pte")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -473,16 +473,10 @@ def test_executorch_runner_matches_eager_and_builds_table_entries(tmp_path, monk
 
 
 def test_executorch_without_the_extra_is_one_line(tmp_path, monkeypatch, capsys):
-    import builtins
+    import sys
 
-    real = builtins.__import__
-
-    def no_executorch(name, *a, **k):
-        if name.split(".")[0] == "executorch":  # the package, not our executorch_export
-            raise ImportError(name)
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_executorch)
+    for name in ("executorch", "executorch.exir", "executorch.runtime"):
+        monkeypatch.setitem(sys.modules, name, None)  # hidden, even after an earlier import
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     out = tmp_path / "run"
     for args, words in (

@@ -198,6 +198,11 @@ def _export(args: argparse.Namespace) -> int:
         from fbnetv3_zoo.deploy.executorch import require_executorch
 
         require_executorch()  # a missing extra is one line before the model is built
+    if args.format == "onnx":
+        from fbnetv3_zoo.optional import require
+
+        require("onnx", "--format onnx")  # both before the model is built or downloaded
+        require("onnxruntime", "--format onnx (its check)")
 
     from fbnetv3_zoo.cli.export_preprocess import export_preprocess, write_sidecar
     from fbnetv3_zoo.deploy.export import check_opset, export_model

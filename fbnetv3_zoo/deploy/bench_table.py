@@ -90,8 +90,9 @@ def format_markdown(rows: Sequence[BenchRow], settings: BenchSettings) -> str:
         f"Python {platform.python_version()}, torch {torch.__version__}, timm {timm.__version__}"
     )
     if "onnxruntime" in backends:
-        import onnxruntime
+        from fbnetv3_zoo.optional import require
 
+        onnxruntime = require("onnxruntime", "the onnxruntime backend")
         versions += f", onnxruntime {onnxruntime.__version__}"
     threads = f"torch {settings.num_threads}"
     if "onnxruntime" in backends:

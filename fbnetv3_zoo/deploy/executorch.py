@@ -37,11 +37,12 @@ from fbnetv3_zoo.deploy.export import (
 )
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import staged_file
+from fbnetv3_zoo.optional import install_hint, require
 
 if TYPE_CHECKING:
     from fbnetv3_zoo.deploy.preprocess import Preprocess
 
-INSTALL_HINT = 'pip install "fbnetv3-zoo[mobile]"'
+INSTALL_HINT = install_hint("mobile")
 QUANTIZE = ("int8",)
 CALIBRATION_IMAGES = 64  # PT2E observers settle well before this on these networks
 # XNNPACK's int8 kernels round (requantise) at each layer where the eager reference only
@@ -52,41 +53,35 @@ INT8_RTOL = 0.05
 
 def require_executorch(what: str = "--format executorch") -> None:
     """Refuse in one line, naming ``what`` asked for ExecuTorch, when the extra is missing."""
-    try:
-        import executorch.exir  # noqa: F401
-        import executorch.runtime  # noqa: F401
-    except ImportError:
-        raise UserError(f"{what} needs ExecuTorch: {INSTALL_HINT}") from None
+    require("executorch.exir", what)
+    require("executorch.runtime", what)
 
 
 def lower(module: nn.Module, example: torch.Tensor) -> bytes:
     """``module`` (eager or PT2E-quantised) as an ExecuTorch program delegated to XNNPACK."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    partitioner = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "lowering")
+    to_edge_transform_and_lower = require("executorch.exir", "lowering").to_edge_transform_and_lower
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.export.export(module, (example,))
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(program, partitioner=[partitioner.XnnpackPartitioner()])
         return edge.to_executorch().buffer
 
 
 def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor], size: int) -> nn.Module:
     """PT2E int8 (symmetric, per-channel) calibrated on ``calibration`` batches."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    xnnpack = require("executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "--quantize")
+    pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "--quantize")
 
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = xnnpack.XNNPACKQuantizer().set_global(
+        xnnpack.get_symmetric_quantization_config(is_per_channel=True)
     )
     example = torch.zeros(1, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = torch.export.export(model.eval(), (example,)).module()
-        prepared = prepare_pt2e(graph, quantizer)
+        prepared = pt2e.prepare_pt2e(graph, quantizer)
         seen = 0
         with torch.no_grad():
             for batch in calibration:
@@ -94,7 +89,7 @@ def quantize_int8(model: nn.Module, calibration: Iterable[torch.Tensor], size: i
                 seen += len(batch)
         if seen == 0:
             raise UserError("int8 calibration got no images")
-        return convert_pt2e(prepared)
+        return pt2e.convert_pt2e(prepared)
 
 
 class PteProgram:
@@ -106,11 +101,10 @@ class PteProgram:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        from executorch.runtime import Runtime
-
         from fbnetv3_zoo.deploy.preprocess import preprocess_beside
 
-        self.program = Runtime.get().load_program(Path(path))  # kept: the method runs from it
+        runtime = require("executorch.runtime", "PteProgram").Runtime
+        self.program = runtime.get().load_program(Path(path))  # kept: the method runs from it
         self.method = self.program.load_method("forward")
         self.preprocess = preprocess_beside(path)
 

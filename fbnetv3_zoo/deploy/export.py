@@ -326,8 +326,10 @@ def export_onnx(
 ) -> ExportResult:
     """Export to ONNX with a dynamic batch axis (:func:`write_onnx`), then verify with
     onnx.checker and ONNX Runtime on another batch size than the traced one."""
-    import onnx
-    import onnxruntime as ort
+    from fbnetv3_zoo.optional import require
+
+    onnx = require("onnx", "--format onnx")
+    ort = require("onnxruntime", "--format onnx")
 
     check_opset(opset)
     start = time.perf_counter()

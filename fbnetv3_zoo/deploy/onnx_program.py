@@ -20,7 +20,9 @@ class OnnxProgram:
     """A ``.onnx`` file in an ONNX Runtime CPU session; ``preprocess`` is its sidecar or None."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        import onnxruntime as ort
+        from fbnetv3_zoo.optional import require
+
+        ort = require("onnxruntime", "OnnxProgram")
 
         self.path = Path(path)
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

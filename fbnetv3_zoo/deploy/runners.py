@@ -90,12 +90,14 @@ def onnxruntime(model: nn.Module, example: torch.Tensor, settings: RunnerSetting
 
 def executorch(model: nn.Module, example: torch.Tensor, settings: RunnerSettings) -> Runner:
     """An XNNPACK fp32 program of batch 1, run image by image, on ``threads`` threads."""
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from fbnetv3_zoo.optional import require
+
+    portable = require("executorch.extension.pybindings.portable_lib", "timing on executorch")
 
     from fbnetv3_zoo.deploy.executorch import PteProgram, lower, require_executorch
 
     require_executorch("timing on executorch")
-    _unsafe_reset_threadpool(settings.threads)
+    portable._unsafe_reset_threadpool(settings.threads)
     path = settings.workdir / "model.pte"
     path.write_bytes(lower(model.eval(), example[:1].contiguous()))
     program = PteProgram(path)
@@ -110,11 +112,13 @@ def executorch_int8(model: nn.Module, example: torch.Tensor, settings: RunnerSet
     logits, calibration on noise) can miss a check that trained ones pass: the
     miss becomes a note instead.
     """
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from fbnetv3_zoo.optional import require
+
+    portable = require("executorch.extension.pybindings.portable_lib", "timing on executorch")
 
     from fbnetv3_zoo.deploy.executorch import PteProgram, export_executorch
 
-    _unsafe_reset_threadpool(settings.threads)
+    portable._unsafe_reset_threadpool(settings.threads)
     size = example.shape[-1]
     calibration = [
         torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(8)
@@ -153,7 +157,9 @@ def cuda(model: nn.Module, example: torch.Tensor, settings: RunnerSettings) -> R
 def ort_session(model: str | bytes, threads: int) -> Any:
     """An ONNX Runtime CPU session as every timing here uses it: every graph optimisation,
     ``threads`` intra-op threads and one inter-op thread (``model``: a path or the bytes)."""
-    import onnxruntime as ort
+    from fbnetv3_zoo.optional import require
+
+    ort = require("onnxruntime", "timing on onnxruntime")
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads

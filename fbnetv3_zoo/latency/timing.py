@@ -55,6 +55,10 @@ def require_backend(backend: str, what: str) -> None:
         from fbnetv3_zoo.deploy.executorch import require_executorch
 
         require_executorch(f"{what}: latency on executorch")
+    if backend == "onnxruntime":
+        from fbnetv3_zoo.optional import require
+
+        require("onnxruntime", f"{what}: latency on onnxruntime")
 
 
 def cache_dir() -> Path:
@@ -102,8 +106,9 @@ def machine_fingerprint(backend: str, threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
     }
     if backend == "onnxruntime":
-        import onnxruntime
+        from fbnetv3_zoo.optional import require
 
+        onnxruntime = require("onnxruntime", "latency on onnxruntime")
         fp["onnxruntime"] = onnxruntime.__version__
         fp["opset"] = OPSET
     if backend == "executorch":

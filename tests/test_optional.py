@@ -1,0 +1,134 @@
+"""A missing extra is one line (issue 37): every optional dependency, hidden, names its extra.
+
+Hiding a module is ``sys.modules[name] = None`` (Python then refuses to import
+it), so these run on the full install the suite has.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from fbnetv3_zoo.cli import main
+from fbnetv3_zoo.optional import EXTRAS, MissingExtra, require
+
+REPO = Path(__file__).resolve().parents[1]
+# Files whose optional imports are still their own (another change owns them); each entry
+# says which.  A new file with a bare optional import fails the scan below.
+NOT_YET = {
+    "recipes/summary.py",  # curves.png: matplotlib skipped quietly (training rewrites it now)
+    "fbnetv3_zoo/tasks/metrics.py",  # pycocotools (detection work in progress)
+    "fbnetv3_zoo/tasks/coco.py",
+    "fbnetv3_zoo/deploy/detection_export.py",
+}
+
+
+def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.mark.parametrize("module", sorted(EXTRAS))
+def test_each_optional_dependency_hidden_is_one_line_naming_its_extra(module, monkeypatch):
+    _hide(monkeypatch, module)
+    with pytest.raises(MissingExtra) as err:
+        require(module, "the feature")
+    extra, package = EXTRAS[module]
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith(f"the feature needs {package}, which is not installed")
+    assert text.endswith(f'pip install "fbnetv3-zoo[{extra}]"')
+
+
+def test_a_submodule_hidden_names_the_top_level_extra(monkeypatch):
+    _hide(monkeypatch, "executorch.runtime")
+    with pytest.raises(MissingExtra, match=r'\[mobile\]"$'):
+        require("executorch.runtime", "--format executorch")
+
+
+def test_a_library_that_fails_to_import_says_why(tmp_path, monkeypatch):
+    (tmp_path / "brokenlib").mkdir()
+    (tmp_path / "brokenlib" / "__init__.py").write_text("import no_such_module_of_brokenlib\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingExtra) as err:
+        require("brokenlib", "x", extra="onnx")
+    assert "brokenlib, which does not import (No module named 'no_such_module_of_brokenlib')" in (
+        str(err.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "hidden, argv, extra",
+    [
+        (["onnx"], ["export", "fbnetv3_a", "--out", "{tmp}/a.onnx"], "onnx"),
+        (["onnxruntime"], ["export", "fbnetv3_a", "--out", "{tmp}/a.onnx"], "onnx"),
+        (
+            ["executorch.exir"],
+            ["export", "fbnetv3_a", "--format", "executorch", "--out", "{tmp}/a.pte"],
+            "mobile",
+        ),
+        (["sklearn.datasets"], ["validate", "--model", "fbnetv3_a", "--data", "digits"], "train"),
+        (["onnxruntime"], ["info", "fbnetv3_a", "--latency", "onnxruntime"], "onnx"),
+    ],
+)
+def test_commands_refuse_a_missing_extra_in_one_line(
+    hidden, argv, extra, tmp_path, monkeypatch, capsys
+):
+    _hide(monkeypatch, *hidden)
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f'pip install "fbnetv3-zoo[{extra}]"'), err
+    assert not list(tmp_path.iterdir())
+
+
+def _bare_optional_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module]
+        found += [
+            f"{path.relative_to(REPO)}:{node.lineno} {n}"
+            for n in names
+            if n.partition(".")[0] in EXTRAS
+        ]
+    return found
+
+
+def test_core_and_recipes_import_optional_libraries_only_through_require():
+    files = [*(REPO / "fbnetv3_zoo").rglob("*.py"), *(REPO / "recipes").rglob("*.py")]
+    bare = [
+        hit
+        for path in files
+        if str(path.relative_to(REPO)) not in NOT_YET | {"fbnetv3_zoo/optional.py"}
+        for hit in _bare_optional_imports(path)
+    ]
+    assert bare == []
+
+
+def test_each_extra_in_pyproject_installs_what_require_names():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+
+    def installs(extra: str) -> set[str]:
+        names = set()
+        for item in extras[extra]:
+            name = item.split(";")[0].split("[")[0]
+            for sep in "<>=!~ ":
+                name = name.split(sep)[0]
+            names |= installs(item.split("[")[1].rstrip("]")) if name == "fbnetv3-zoo" else {name}
+        return names
+
+    pip_only_through = {"torchao": "executorch"}  # a dependency of executorch, not listed itself
+    for module, (extra, package) in EXTRAS.items():
+        assert package in installs(extra) or pip_only_through.get(package) in installs(extra), (
+            module
+        )
