@@ -77,11 +77,14 @@ def build_backbone_net(
     return load_weights(facts.create(pretrained=False, **kwargs), path)
 
 
-def trainable_layers(is_trained: bool, value: int | None, max_value: int) -> int:
+def trainable_layers(
+    is_trained: bool, value: int | None, max_value: int, default: int | None = DEFAULT_TRAINABLE
+) -> int:
     """How many stages (from the top) train, as torchvision decides it.
 
     Without backbone weights everything trains and a value given is ignored
-    with a warning (torchvision's rule); with weights the default is 3.
+    with a warning (torchvision's rule); with weights the default is ``default`` (3 for
+    detectors; None: all, as torchvision's segmenters train every stage).
     """
     if not is_trained:
         if value is not None:
@@ -91,7 +94,8 @@ def trainable_layers(is_trained: bool, value: int | None, max_value: int) -> int
                 stacklevel=3,
             )
         return max_value
-    value = DEFAULT_TRAINABLE if value is None else value
+    if value is None:
+        value = max_value if default is None else min(default, max_value)
     if not isinstance(value, int) or not 0 <= value <= max_value:
         raise UserError(
             f"trainable_backbone_layers must be an integer in 0..{max_value}, got {value!r}"
@@ -179,11 +183,14 @@ def prepared_net(
     trainable_backbone_layers: int | None,
     frozen_bn: bool,
     drop_path_rate: float = 0.0,
+    default_trainable: int | None = DEFAULT_TRAINABLE,
 ) -> nn.Module:
     """Build, load, freeze (BN and stages as torchvision would) the backbone network."""
     net = build_backbone_net(backbone, weights_backbone, drop_path_rate)
     is_trained = weights_backbone is not None
-    trainable = trainable_layers(is_trained, trainable_backbone_layers, len(net.arch.stages))
+    trainable = trainable_layers(
+        is_trained, trainable_backbone_layers, len(net.arch.stages), default_trainable
+    )
     if is_trained and frozen_bn:
         freeze_batchnorm(net)
     freeze_stages(net, trainable)

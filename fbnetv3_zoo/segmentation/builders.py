@@ -74,6 +74,6 @@ def create_segmenter(
     """
     family, ref = split_name(name, SEGMENTATION_FAMILIES, backbone, "segmenter")
     _check_classes(num_classes)
-    net = prepared_net(ref, weights_backbone, None, frozen_bn=False, drop_path_rate=drop_path_rate)
+    net = prepared_net(ref, weights_backbone, None, False, drop_path_rate, default_trainable=None)
     build = lraspp if family == "lraspp" else deeplabv3
     return build(net, num_classes, **kwargs)
