@@ -10,13 +10,14 @@ import argparse
 import sys
 from typing import Any
 
+from fbnetv3_zoo.cli.args import add_threads_flag
+
 CPU_THREADS = 1  # see benchmarks/results/threads.md and the --threads help
 
-THREADS_HELP = (
-    f"torch CPU threads (default: {CPU_THREADS} when the model runs on the CPU, torch's own "
-    "default on a GPU. Measured by benchmarks/threads.py on a shared 2-core machine: one "
-    "thread was 3-18x faster than torch's default for validate and 11x for a training epoch, "
-    "as extra threads spin-wait for busy cores; on an idle many-core machine try more)"
+# why one thread by default on the CPU: benchmarks/results/threads.md (benchmarks/threads.py)
+THREADS_DEFAULT = (
+    f"{CPU_THREADS} when the model runs on the CPU, torch's own on a GPU; why: "
+    "benchmarks/results/threads.md"
 )
 
 
@@ -28,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _register_recipes(sub: argparse._SubParsersAction) -> None:
     """The ``recipes`` subcommand: list the presets, or print one."""
-    p = sub.add_parser("recipes", help="list the training recipe presets")
+    p = sub.add_parser(
+        "recipes",
+        help="list the training recipe presets",
+        description="List the training recipe presets, or print one preset's annotated YAML.",
+    )
     p.add_argument("name", nargs="?", help="print this preset's annotated YAML")
     p.set_defaults(func=cmd_recipes)
 
@@ -38,6 +43,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model with a recipe",
+        description="Train any timm, torchvision or FBNetV3 model with a recipe preset or YAML "
+        "into a run folder (checkpoints, metrics.jsonl, summary.json); --resume continues it.",
     )
     p.add_argument(
         "--model",
@@ -110,11 +117,13 @@ def _register_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
         help="evaluate a model with its own eval transform",
+        description="Top-1/top-5 of a model on a validation split, with the transform its "
+        "training run recorded (for a run's checkpoint) or its pretrained config's.",
     )
     p.add_argument(
         "--model",
         required=True,
-        help="timm / torchvision/<name> / fbnetv3_a…g name or ArchSpec YAML",
+        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML",
     )
     p.add_argument("--pretrained", action="store_true", help="load the model's published weights")
     p.add_argument(
@@ -125,7 +134,8 @@ def _register_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         default="digits",
-        help="digits, cifar10, cifar100 or an ImageFolder dir (val/ if present; default: digits)",
+        help="digits, digits:N (same validation split for every N), cifar10, cifar100 or an "
+        "ImageFolder dir (val/ if present; default: digits)",
     )
     p.add_argument(
         "--batch-size",
@@ -162,7 +172,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers", type=int, default=0, help="data loader worker processes (default: 0)"
     )
-    p.add_argument("--threads", type=int, help=THREADS_HELP)
+    add_threads_flag(p, None, "torch CPU threads", THREADS_DEFAULT)
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps (unset: a GPU if there is one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -266,10 +276,10 @@ def set_threads(threads: int | None, device: str | None) -> None:
     """``--threads``, or the measured default: one thread on the CPU (torch's own on a GPU)."""
     import torch
 
-    from fbnetv3_zoo.checks import check_threads
+    from fbnetv3_zoo.cli.args import resolve_threads
 
     if threads is not None:
-        torch.set_num_threads(check_threads(threads))
+        torch.set_num_threads(resolve_threads(threads))
         return
     on_gpu = (device or "").startswith(("cuda", "mps")) or (
         device is None and torch.cuda.is_available()

@@ -246,3 +246,54 @@ def test_info_of_a_missing_file_is_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.yaml" in err
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from fbnetv3_zoo.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    found = dict(commands.choices)
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                found.update({f"{name} {n}": s for n, s in action.choices.items()})
+    return found
+
+
+def test_every_subcommand_has_a_description_and_top_help_names_executorch():
+    from fbnetv3_zoo.cli import build_parser
+
+    assert [name for name, sub in _subcommands().items() if not sub.description] == []
+    assert "ExecuTorch" in " ".join(build_parser().format_help().split())
+
+
+# search and latency build register their own --threads; the search change aligns them
+SEARCH_OWN = {"search", "latency build"}
+
+
+def test_threads_means_the_same_in_every_command():
+    """--threads N: N intra-op threads, 0 = all cores, one type and wording everywhere."""
+    import os
+
+    from fbnetv3_zoo.cli.args import resolve_threads, threads_arg
+
+    flags = {
+        name: action
+        for name, sub in _subcommands().items()
+        for action in sub._actions
+        if "--threads" in action.option_strings
+    }
+    assert {"train", "validate", "benchmark", "info"} <= set(flags)
+    for name, action in flags.items():
+        if name not in SEARCH_OWN:
+            assert action.type is threads_arg and "0 = all cores" in action.help, name
+    assert resolve_threads(0) == (os.cpu_count() or 1) and resolve_threads(1) == 1
+    with pytest.raises(Exception, match="integer >= 0"):
+        threads_arg("-1")
+
+
+def test_validate_help_names_result_yamls_and_digits_n():
+    help_text = " ".join(_subcommands()["validate"].format_help().split())
+    assert "search-result YAML" in help_text and "digits:N" in help_text

@@ -56,7 +56,7 @@ CASES = {
         ["oneclass", "1 class folder(s)"],
         [],
     ),
-    "threads_zero": ([*TRAIN, "--threads", "0"], ["--threads"], []),
+    "threads_huge": ([*TRAIN, "--threads", "100000"], ["--threads", "0 = all cores"], []),
     "other_arch_zoo": (
         [*VALIDATE, "--checkpoint", "{root}/resnet.safetensors"],
         ["resnet.safetensors", "another architecture"],

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fbnetv3_zoo.cli.args import add_threads_flag, resolve_threads
 from fbnetv3_zoo.deploy.runtimes import BENCH_BACKENDS, DEFAULT_BENCH_BACKENDS
 
 
@@ -48,11 +49,14 @@ def _register_export(subparsers: argparse._SubParsersAction) -> None:
     """The ``export`` subcommand: what to export, to which file, and how it is checked."""
     p = subparsers.add_parser(
         "export",
-        help="export a model to ONNX or TorchScript, verified against PyTorch",
+        help="export a model to ONNX, TorchScript or ExecuTorch (.pte), verified against PyTorch",
         description="Export a zoo name, an ArchSpec YAML, a search result YAML or a local-dir: "
-        "folder. The file is checked (onnx.checker + ONNX Runtime, or torch.jit.load) against "
+        "folder to ONNX, TorchScript or ExecuTorch (.pte for XNNPACK, fp32 or int8). The file is "
+        "checked (onnx.checker + ONNX Runtime, torch.jit.load, or the ExecuTorch runtime) against "
         "PyTorch eager on a seeded batch before it is moved into place; a failed export leaves "
-        "no file. Without --pretrained or --checkpoint the weights are random (as with "
+        "no file. Beside it, <file>.preprocess.json records the eval transform to feed it with "
+        "(a training run's own for its --checkpoint). Without --pretrained or --checkpoint the "
+        "weights are random (as with "
         "timm.create_model): BN statistics and classifier are drawn from a fixed seed so the "
         "check sees outputs of realistic scale, and a line on stderr says so.",
     )
@@ -143,20 +147,18 @@ def _register_benchmark(subparsers: argparse._SubParsersAction) -> None:
         "--compile-models",
         type=_csv,
         default=None,
-        help="models to torch.compile (each compile takes minutes on 2 cores; default "
-        "fbnetv3_b@224); 'all' for all",
+        help="models to torch.compile (compiling is slow; default fbnetv3_b@224); 'all' for all",
     )
     p.add_argument("--warmup", type=int, default=2, help="untimed runs per cell")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per cell (at most)")
     p.add_argument(
         "--max-seconds", type=float, default=2.0, help="stop timing a cell after this long"
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="intra-op threads for torch and ONNX Runtime (default 1; 0 = all cores). On a "
-        "shared machine several OpenMP threads stall on each other's time slices",
+    add_threads_flag(
+        p,
+        1,
+        "intra-op threads of torch, ONNX Runtime and XNNPACK",
+        "1; why: benchmarks/results/threads.md",
     )
     p.add_argument("--out", type=Path, default=None, help="write the markdown table here")
     p.add_argument(
@@ -325,7 +327,7 @@ def benchmark_settings(args: argparse.Namespace) -> tuple[list[str], object]:
         warmup=args.warmup,
         repeats=args.repeats,
         max_seconds=args.max_seconds,
-        threads=args.threads or None,
+        threads=resolve_threads(args.threads),
     )
     return models, settings
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from fbnetv3_zoo.cli.args import add_threads_flag, resolve_threads
 from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 
 
@@ -90,15 +91,14 @@ def _latency(facts, spec, args: argparse.Namespace, num_classes: int) -> dict:
         raise UserError(
             f"--latency: {args.model} is not an FBNetV3-space network (a zoo name, spec or result file)"
         )
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    threads = resolve_threads(args.threads)
     from fbnetv3_zoo.latency.timing import require_backend
 
     require_backend(args.latency, f"--latency {args.latency}")
     doc = load_yaml(facts.path) if facts.path is not None and facts.path.is_file() else {}
     search = doc.get("search") if isinstance(doc, dict) else None
     space = search.get("space") if isinstance(search, dict) else None
-    return latency_report(spec, args.latency, args.threads, num_classes, space)
+    return latency_report(spec, args.latency, threads, num_classes, space)
 
 
 def _spec_facts(facts, spec, num_classes: int) -> dict:
@@ -176,11 +176,19 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="table of the FBNetV3 zoo")
+    p = sub.add_parser(
+        "models",
+        help="table of the FBNetV3 zoo",
+        description="The FBNetV3 zoo as a markdown table: input size, eval resize and crop, "
+        "published ImageNet top-1/top-5, params, MACs and the weights tag of each variant.",
+    )
     p.set_defaults(func=_models)
 
     p = sub.add_parser(
-        "info", help="facts, statistics and spec of a variant, ArchSpec YAML or search result"
+        "info",
+        help="facts, statistics and spec of a variant, ArchSpec YAML or search result",
+        description="Facts, params/MACs and the ArchSpec of a model reference; --latency adds "
+        "its predicted and measured batch-1 latency on this machine.",
     )
     p.add_argument(
         "model",
@@ -199,13 +207,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also print predicted (this machine's latency table) and measured batch-1 latency",
     )
-    p.add_argument(
-        "--threads", type=int, default=1, help="threads for --latency (default: %(default)s)"
-    )
+    add_threads_flag(p, 1, "intra-op threads of the --latency measurement")
     p.set_defaults(func=_info)
 
     p = sub.add_parser(
-        "convert", help="checkpoint -> Hub-ready folder (safetensors, config.json, model card)"
+        "convert",
+        help="checkpoint -> Hub-ready folder (safetensors, config.json, model card)",
+        description="Convert an official or our checkpoint into a Hub-ready folder "
+        "(model.safetensors, config.json, README.md model card) that timm loads as local-dir:.",
     )
     p.add_argument("checkpoint", help="official .pth file (or one of ours)")
     p.add_argument("--model", required=True, help="zoo name or ArchSpec YAML the weights belong to")
