@@ -26,6 +26,7 @@ from code_blocks import (
     fenced_blocks,
     install_extra,
     make_workspace,
+    producers,
     python_blocks,
     run_python_block,
 )
@@ -235,9 +236,22 @@ def test_install_lines_name_existing_extras():
 
 
 def test_docs_commands_write_only_under_runs():
+    """A user following the docs leaves nothing in the repository but the ignored runs/."""
     for command, words in docs_command_words():
         if "--out" in words:
             assert words[words.index("--out") + 1].startswith("runs/"), command
+        assert "local-dir:" not in command or "local-dir:runs/" in command, command
+    assert 'folder_path="runs/c"' in (DOCS / "guide" / "models.md").read_text()
+
+
+def test_docs_commands_find_what_they_read():
+    """The producer lookup the runs rely on: a folder another command writes, not a file
+    whose name starts like it."""
+    words = dict(RUNNABLE)
+    local = next(k for k in words if "local-dir:runs/c" in k and k.startswith("python3"))
+    assert [k.split(" --out ")[-1] for k in producers(local, words[local], RUNNABLE)] == ["runs/c/"]
+    onnx = next(k for k in words if k.startswith("fbnetv3 export local-dir:runs/c"))
+    assert producers(onnx, words[onnx], RUNNABLE) == producers(local, words[local], RUNNABLE)
 
 
 # ------------------------------------------------------------------ running them
