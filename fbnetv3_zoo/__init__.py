@@ -7,9 +7,8 @@ timm) is imported by ``import fbnetv3_zoo`` itself, so the ``fbnetv3`` command
 answers ``--help`` at once; the public names below load on first use.
 
 Why an import hook (``sys.meta_path``) instead of registering at import: the
-registration needs timm, and importing torch and timm takes 3.5 to 8.5 s on a
-2-core machine against 0.19 s for ``fbnetv3 --help``
-(``benchmarks/results/cli_startup.md``, re-measured by
+registration needs timm, importing torch and timm takes many times longer than
+``fbnetv3 --help`` (``benchmarks/results/cli_startup.md``, re-measured by
 ``python benchmarks/cli_startup.py``), and timm offers no plug-in entry point
 for model registries.  The hook watches only imports of timm and of this
 package, and removes itself once the models are registered.

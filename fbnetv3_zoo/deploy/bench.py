@@ -68,7 +68,7 @@ DEFAULT_MODELS = (
     "mobilenetv3_large_100@224",
     "efficientnet_b0@224",
 )
-# torch.compile costs minutes per model and batch size on 2 cores: by default only one model
+# torch.compile compiles anew for each model and batch size, which is slow: one model by default
 DEFAULT_COMPILE_MODELS = ("fbnetv3_b@224",)
 
 
@@ -82,7 +82,7 @@ class BenchSettings:
     warmup: int = 2
     repeats: int = 20
     max_seconds: float = 2.0
-    threads: int | None = 1  # None: all cores; 1 is steadier on a shared 2-core box
+    threads: int | None = 1  # None: all cores; why 1: benchmarks/results/threads.md
 
     def __post_init__(self) -> None:
         # registry names (``eager``/``onnx`` are accepted as ``torch``/``onnxruntime``)

@@ -293,10 +293,10 @@ def write_onnx(
 
     Every ONNX file of the package comes from here (exports, the ``onnxruntime``
     benchmark and latency backend), so all of them share one exporter and one
-    opset.  It uses torch's TorchScript-based exporter (``dynamo=False``): on a
-    2-core machine it is several times faster than the dynamo exporter, and these
-    convnets need nothing only the dynamo exporter can express.  Not verified
-    here: callers compare ONNX Runtime's output with eager's.
+    opset.  It uses torch's TorchScript-based exporter (``dynamo=False``), the
+    quicker of the two here; these convnets need nothing only the dynamo
+    exporter can express.  Not verified here: callers compare ONNX Runtime's
+    output with eager's.
     """
     axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
