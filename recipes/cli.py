@@ -12,6 +12,8 @@ from typing import Any
 
 from fbnetv3_zoo.cli.args import add_threads_flag
 
+from .task_cli import add_task_flag, cmd_validate_task, demo_changes, print_train
+
 CPU_THREADS = 1  # see benchmarks/results/threads.md and the --threads help
 
 # why one thread by default on the CPU: benchmarks/results/threads.md (benchmarks/threads.py)
@@ -86,6 +88,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "check was negative)",
     )
     _add_train_run_flags(p)
+    add_task_flag(p)
     _common(p)
     p.set_defaults(func=cmd_train)
 
@@ -122,8 +125,8 @@ def _register_validate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        required=True,
-        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML",
+        help="timm / torchvision/<name> / fbnetv3_a…g name, ArchSpec YAML or search-result YAML (unset: the model "
+        "of the training run holding --checkpoint)",
     )
     p.add_argument("--pretrained", action="store_true", help="load the model's published weights")
     p.add_argument(
@@ -159,6 +162,7 @@ def _register_validate(sub: argparse._SubParsersAction) -> None:
         "run folder (default there: the run's own evaluation transform, so validate "
         "reproduces the numbers train reported)",
     )
+    add_task_flag(p)
     _common(p)
     p.set_defaults(func=cmd_validate)
 
@@ -239,6 +243,7 @@ def _recipe(args: argparse.Namespace) -> Any:
     if recipe is None:
         recipe = Recipe.load(args.recipe or "fbnetv3")
     changes = parse_overrides(args.set)
+    changes |= demo_changes(args)  # detection / segmentation on an embedded set
     for key in ("epochs", "batch_size", "resolution"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
@@ -325,6 +330,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             download=args.download,
             workers=args.workers,
             device=args.device,
+            task=args.task,
         )
     except TrainingDiverged as err:
         print(f"fbnetv3 train: error: {err}", file=sys.stderr)
@@ -332,6 +338,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .distributed import main_process
 
     if not main_process():  # under torchrun only rank 0 prints the summary
+        return 0
+    if args.task != "classification":
+        print_train(s, recipe.name)
+        if args.out:
+            print(f"run written to {args.out}")
         return 0
     ema = f", EMA top-1 {s['ema_top1']:.2f}" if s["ema_top1"] is not None else ""
     print(
@@ -352,12 +363,15 @@ def _pct(value: float | None) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .task_validate import run_model_for
     from .validate import validate
 
     check_numbers(args)
     set_threads(args.threads, args.device)
+    if args.task != "classification":
+        return cmd_validate_task(args)
     r = validate(
-        args.model,
+        args.model or run_model_for(args.checkpoint),
         args.data,
         checkpoint=args.checkpoint,
         pretrained=args.pretrained,
@@ -373,7 +387,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     )
     print(f"evaluation transform: {r['transform_from']}")
     print(
-        f"{args.model} on {r['data']} ({r['images']} images, {r['input_size']}px, "
+        f"{r['model']} on {r['data']} ({r['images']} images, {r['input_size']}px, "
         f"crop {r['crop_pct']}, {r['interpolation']}): top-1 {r['top1']:.2f}, top-5 {_pct(r['top5'])}, "
         f"{r['images_per_s']:.1f} images/s"
     )

@@ -80,6 +80,7 @@ def train(
     commit_hook: CommitHook | None = None,
     holdout: float = 0.0,
     task: str = "classification",
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
@@ -98,7 +99,8 @@ def train(
     of training (a search's selection split; ``fbnetv3_zoo.data``).
     ``task`` is ``classification``, ``detection`` or ``segmentation``
     (``tasks.py``): the data, model, loss and metrics change, the rest of the
-    engine does not.
+    engine does not.  ``task_options`` change the task's defaults (detection:
+    ``{"model_options": {"min_size": ..., ...}}``; segmentation: ``{"size": N}``).
     """
     start_wall = time.perf_counter()
     group, dev = distributed.setup(resolve_device(device))
@@ -123,6 +125,7 @@ def train(
             commit_hook=commit_hook,
             holdout=holdout,
             task=task,
+            task_options=task_options,
         )
         run.log.wall_start = start_wall
         return run.fit(stop_after_epochs, callback, eval_every)

@@ -56,13 +56,14 @@ def start_run(
     commit_hook: ckpt.CommitHook | None = None,
     holdout: float = 0.0,
     task: str = CLASSIFICATION,
+    task_options: dict[str, Any] | None = None,
 ) -> Run:
     """Check everything that can be checked before writing a byte, then build the run."""
     resuming = check_out(out, resume)
     if out is not None:
         refuse_inside_input(out, data)
     seed_everything(seed)
-    plugin = make_task(task)
+    plugin = make_task(task, task_options)
     splits = plugin.load(
         data,
         recipe,

@@ -65,6 +65,10 @@ class Task(Protocol):
         """The recipe's parts fitted to the task (transforms, dropped mixup, ``not_applied``)."""
         ...
 
+    def prepare_eval(self, splits: Any) -> None:
+        """Set the validation transform alone (``validate`` builds no recipe parts)."""
+        ...
+
     collate: Callable[[Any], tuple[Any, Any, list[str]]]
 
     def to_device(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]: ...

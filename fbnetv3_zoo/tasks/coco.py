@@ -206,9 +206,11 @@ class CocoDetection(Dataset):
             raise CocoError(f"--data {root}: COCO folder not found")
         self.path = annotation_file(self.root, split)
         self.images_dir = image_folder(self.root, split)
-        self.coco = check_coco(
-            read_json(self.path, MAX_ANNOTATION_BYTES), self.path, self.images_dir
-        )
+        try:
+            doc = read_json(self.path, MAX_ANNOTATION_BYTES)
+        except UntrustedFileError as err:
+            raise CocoError(str(err)) from None
+        self.coco = check_coco(doc, self.path, self.images_dir)
         self.category_ids = sorted(c["id"] for c in self.coco["categories"])
         names = {c["id"]: str(c.get("name", c["id"])) for c in self.coco["categories"]}
         self.classes = [names[i] for i in self.category_ids]

@@ -147,10 +147,15 @@ class DetectionTask:
         finally:
             model.train(was)
 
-    def configure(self, parts: Any, splits: Any, recipe: Any) -> Any:
+    def prepare_eval(self, splits: Any) -> None:
+        """Validation data as ``evaluate`` needs it (masks for Mask R-CNN, no flips)."""
         for split in (splits.train, splits.val):
             if split is not None:
                 split.masks = self.masks
+        splits.set_transforms(None, detection_transform(0.0))
+
+    def configure(self, parts: Any, splits: Any, recipe: Any) -> Any:
+        self.prepare_eval(splits)
         splits.set_transforms(detection_transform(recipe.hflip), detection_transform(0.0))
         unused = not_applied_fields(recipe, CLASSIFICATION_ONLY + ("label_smoothing",))
         notes = [f"{k} not applied: it has no meaning for detection" for k in unused]

@@ -131,6 +131,10 @@ class SegmentationTask:
                 f"model {name} predicts {out.shape[1]} classes, the data has {self.num_classes}"
             )
 
+    def prepare_eval(self, splits: Any) -> None:
+        """Validation data as ``evaluate`` needs it (resized, normalised, no flips)."""
+        splits.set_transforms(None, segmentation_transform(int(self.size or DEFAULT_SEG_SIZE), 0.0))
+
     def configure(self, parts: Any, splits: Any, recipe: Any) -> Any:
         size = int(self.size or DEFAULT_SEG_SIZE)
         splits.set_transforms(
