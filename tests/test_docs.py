@@ -145,6 +145,7 @@ DOCS_PYTHON: dict[str, Step] = {
         "run", subs=(('torch.hub.load(".",', f"torch.hub.load({str(ROOT)!r},"),), why="the clone"
     ),
     "guide/recipes.md: from fbnetv3_zoo.recipes import Recipe, build, create_model": Step("run"),
+    "guide/detection.md: import torch": Step("run"),
     "guide/custom-search.md: from fbnetv3_zoo.search import SearchConfig, Trial, run_search": Step(
         "run"
     ),
