@@ -21,7 +21,6 @@ __all__ = ["EXTRAS", "MissingExtra", "install_hint", "require"]
 EXTRAS: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnx", "onnxruntime"),
-    "onnxscript": ("onnx", "onnxscript"),
     "sklearn": ("train", "scikit-learn"),
     "matplotlib": ("train", "matplotlib"),
     "scipy": ("search", "scipy"),

@@ -116,13 +116,14 @@ def print_epoch(r: dict[str, Any], total: int, headline: str = "top1") -> None:
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, headline: str = "top1") -> None:
-    """Loss and accuracy per epoch; skipped quietly when matplotlib is missing."""
-    try:
-        import matplotlib
+    """Loss and accuracy per epoch; skipped quietly when matplotlib (the [train] extra) is missing,
+    so a run without it still finishes with its numbers."""
+    from fbnetv3_zoo.optional import MissingExtra, require
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    try:
+        require("matplotlib", "curves.png").use("Agg")
+        plt = require("matplotlib.pyplot", "curves.png")
+    except MissingExtra:
         return
     if not history:
         return

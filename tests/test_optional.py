@@ -19,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Files whose optional imports are still their own (another change owns them); each entry
 # says which.  A new file with a bare optional import fails the scan below.
 NOT_YET = {
-    "recipes/summary.py",  # curves.png: matplotlib skipped quietly (training rewrites it now)
     "fbnetv3_zoo/tasks/metrics.py",  # pycocotools (detection work in progress)
     "fbnetv3_zoo/tasks/coco.py",
     "fbnetv3_zoo/deploy/detection_export.py",
@@ -132,3 +131,16 @@ def test_each_extra_in_pyproject_installs_what_require_names():
         assert package in installs(extra) or pip_only_through.get(package) in installs(extra), (
             module
         )
+
+
+def test_a_run_without_matplotlib_skips_only_its_curves(tmp_path, monkeypatch):
+    from fbnetv3_zoo.recipes.summary import plot_curves
+
+    history = [
+        dict(epoch=e, train_loss=1.0 / e, val_loss=1.2 / e, val_top1=10.0 * e) for e in (1, 2)
+    ]
+    plot_curves(history, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    _hide(monkeypatch, "matplotlib", "matplotlib.pyplot")
+    plot_curves(history, tmp_path / "hidden.png")
+    assert not (tmp_path / "hidden.png").exists()
