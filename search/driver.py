@@ -123,6 +123,10 @@ class Search:
         strategy: Strategy | None = None,
     ) -> None:
         config.validate()
+        if config.device and config.executor == "local":  # Ray workers may have GPUs we lack
+            from fbnetv3_zoo.recipes.devices import resolve_device
+
+            resolve_device(config.device)  # one error now, not one per candidate
         self.config = config
         self.out = Path(out)
         self.progress = progress

@@ -231,6 +231,10 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
     facts = Recipe.from_yaml(recipe_file).extra["search"]
     assert facts["proxy_check"]["n"] == 2 and facts["holdout"] == 0.2  # the CLI's default
     train = ["train", "--recipe", str(recipe_file), "--data", DATA, "--epochs", "1"]
+    if Recipe.from_yaml(recipe_file).extra.get("untrusted"):  # a near-chance tiny search
+        assert main([*train, "--no-progress"]) == 2
+        assert "pass --force" in capsys.readouterr().err
+        train.append("--force")
     assert main([*train, "--no-progress"]) == 0
     assert "test_resnet on digits" in capsys.readouterr().out
 

@@ -240,3 +240,60 @@ def test_the_accuracy_plot_draws_the_limits_and_the_picks(tmp_path, monkeypatch)
     plots._plot_acc_vs_macs(tmp_path, done, {"macs<=0.3M": done[0], "macs<=0.4M": done[1]}, limits)
     assert "limit macs<=0.3M" in labels and "limit macs<=0.4M" in labels
     assert "pick for macs<=0.3M (50.0 %)" in labels and "pick for macs<=0.4M (60.0 %)" in labels
+
+
+def test_search_help_puts_the_common_options_first(capsys):
+    from fbnetv3_zoo.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = capsys.readouterr().out
+    order = [
+        text.index(h)
+        for h in ("common options:", "space, proxy and schedule details:", "where candidates")
+    ]
+    assert order == sorted(order)
+    common = text[order[0] : order[1]]
+    assert all(f in common for f in ("--out", "--model", "--data", "--budget", "--epochs"))
+    assert "--device" in text[order[2] :] and "--gpus-per-trial" in text[order[2] :]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps", None])
+def test_the_device_setting_takes_torch_device_names(device):
+    from fbnetv3_zoo.search import SearchConfig
+
+    assert SearchConfig(device=device).device == device
+
+
+def test_a_bad_device_names_the_accepted_ones():
+    from fbnetv3_zoo.search import SearchConfig
+    from fbnetv3_zoo.search.config import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"device \(--device\) must be .*cpu, cuda, cuda:N or mps"
+    ):
+        SearchConfig(device="gpu")
+
+
+def test_an_objective_returning_a_dict_of_the_wrong_key_is_one_clear_error(tmp_path):
+    from fbnetv3_zoo.search import run_search
+
+    calls = []
+
+    def objective(trial):
+        calls.append(trial.number)
+        return {"top1": 80.0}
+
+    with pytest.raises(UserError, match="the objective returned a dict for trial 1") as err:
+        run_search(_readme_config(8), tmp_path, objective=objective, progress=False)
+    assert len(str(err.value).splitlines()) == 1 and calls == [1]
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_training(tmp_path, monkeypatch):
+    import torch
+    from fbnetv3_zoo.search import SearchConfig, run_search
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="--device cuda: no CUDA GPU is available"):
+        run_search(SearchConfig(device="cuda"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
