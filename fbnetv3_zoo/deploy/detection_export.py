@@ -133,8 +133,9 @@ def _write(
 
 
 def _run(path: Path, image: torch.Tensor, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    import onnxruntime as ort
+    from fbnetv3_zoo.optional import require
 
+    ort = require("onnxruntime", "checking an ONNX export")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the mask-pasting loop logs a shape note per detection
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -152,8 +153,9 @@ def export_detector_onnx(
     """Export a torchvision detector (boxes, labels, scores, + masks) at a fixed image size;
     traced on one seeded image, verified (onnx.checker, ONNX Runtime) on another; a failed
     check writes nothing."""
-    import onnx
+    from fbnetv3_zoo.optional import require
 
+    onnx = require("onnx", "ONNX export")
     check_opset(opset)
     start = time.perf_counter()
     h, w = _size(image_size)

@@ -173,9 +173,9 @@ def decode_mask(seg: Any, height: int, width: int) -> np.ndarray:
                 values[pos : pos + run] = 1
             pos += run
         return values.reshape(width, height).T.copy()
-    from pycocotools import mask as mask_utils
+    from fbnetv3_zoo.optional import require
 
-    return mask_utils.decode(seg).astype(np.uint8)
+    return require("pycocotools.mask", "compressed COCO masks").decode(seg).astype(np.uint8)
 
 
 def load_rgb(path: Path) -> Image.Image:

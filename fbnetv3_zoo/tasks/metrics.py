@@ -15,21 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from fbnetv3_zoo.errors import UserError
-
 COCO_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def _pycocotools() -> tuple[Any, Any, Any]:
-    try:
-        from pycocotools import mask as mask_utils
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError:
-        raise UserError(
-            "COCO evaluation needs pycocotools: pip install 'fbnetv3-zoo[detection]'"
-        ) from None
-    return COCO, COCOeval, mask_utils
+    from fbnetv3_zoo.optional import require
+
+    coco = require("pycocotools.coco", "COCO evaluation")
+    cocoeval = require("pycocotools.cocoeval", "COCO evaluation")
+    return coco.COCO, cocoeval.COCOeval, require("pycocotools.mask", "COCO evaluation")
 
 
 def detections_to_coco(
