@@ -329,7 +329,8 @@ def test_cli_reference_lists_every_command_and_option(hooks):
 
 
 def test_api_reference_documents_every_public_name(hooks):
-    for package in ("fbnetv3_zoo", "fbnetv3_zoo.search", "fbnetv3_zoo.recipes"):
+    packages = ("search", "recipes", "detection", "segmentation")
+    for package in ("fbnetv3_zoo", *(f"fbnetv3_zoo.{name}" for name in packages)):
         module = __import__(package, fromlist=["__all__"])
         text = hooks[1].api_markdown(package)
         directives = re.findall(r"^::: (\S+)$", text, re.M)

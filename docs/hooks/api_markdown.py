@@ -15,13 +15,15 @@ import sys
 
 def _defining_module(package: str, name: str, value: object) -> str:
     """Where ``name`` is defined: a class's or function's module, else the submodule that
-    holds the very same object (data such as ``VARIANTS``)."""
+    holds the very same object (data such as ``VARIANTS``), else the package itself."""
     if inspect.isclass(value) or inspect.isfunction(value):
         return value.__module__
     for module_name, module in sorted(sys.modules.items()):
         if module_name.startswith(package + ".") and vars(module).get(name) is value:
             return module_name
-    raise LookupError(f"{package}.{name}: no submodule defines it")
+    if vars(sys.modules[package]).get(name) is value:  # defined in the package itself
+        return package
+    raise LookupError(f"{package}.{name}: no module of the package defines it")
 
 
 def public_names(package: str) -> list[tuple[str, str]]:
