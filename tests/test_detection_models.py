@@ -357,3 +357,26 @@ def test_onnx_export_matches_eager(tmp_path, generic):
     assert result.path.is_file() and result.detections == 10
     assert result.max_box_diff < 1e-2 and result.max_score_diff < 1e-4
     assert (result.max_mask_diff is not None) == (generic == "maskrcnn_fpn")
+
+
+@pytest.mark.slow
+def test_ssdlite_network_lowers_to_executorch(tmp_path):
+    """The network part of SSDLite (backbone, extras, head) through ExecuTorch with parity;
+    the default boxes line up with its rows, so an app can decode them."""
+    pytest.importorskip("executorch.exir")
+    from fbnetv3_zoo.deploy.detection_executorch import (
+        SSDLiteNetwork,
+        default_boxes,
+        export_ssdlite_executorch,
+    )
+    from fbnetv3_zoo.deploy.export import randomize_weights_
+
+    torch.manual_seed(0)
+    model = create_detector(
+        "ssdlite", num_classes=4, backbone=small_spec(), size=64, extra_channels=(32, 16, 16, 8)
+    )
+    result = export_ssdlite_executorch(randomize_weights_(model), tmp_path / "ssd.pte")
+    assert result.path.is_file() and result.max_rel_diff <= 1e-4
+    with torch.no_grad():
+        rows = SSDLiteNetwork(model.eval())(torch.zeros(1, 3, 64, 64))
+    assert rows.shape == (1, len(default_boxes(model)), 4 + 4)

@@ -115,3 +115,15 @@ def test_onnx_export_matches_eager(tmp_path, name):
     result = export_segmenter_onnx(model, tmp_path / "seg.onnx", 64)
     assert result.path.is_file() and result.output_scale > 0.01
     assert result.max_rel_diff <= 1e-4
+
+
+@pytest.mark.slow
+def test_lraspp_lowers_to_executorch(tmp_path):
+    pytest.importorskip("executorch.exir")
+    from fbnetv3_zoo.deploy.detection_executorch import export_segmenter_executorch
+    from fbnetv3_zoo.deploy.export import randomize_weights_
+
+    torch.manual_seed(0)
+    model = create_segmenter("lraspp", num_classes=4, backbone=small_spec(), inter_channels=16)
+    result = export_segmenter_executorch(randomize_weights_(model), tmp_path / "seg.pte", 64)
+    assert result.path.is_file() and result.output_scale > 0.01 and result.max_rel_diff <= 1e-4
