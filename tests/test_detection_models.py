@@ -276,6 +276,7 @@ def test_weights_backbone_in_the_official_layout(reference_checkpoint):
         (lambda: create_detector("fasterrcnn_fbnetv3_h_fpn"), "did you mean fasterrcnn_fbnetv3_"),
         (lambda: create_detector("yolo"), "Accepted names: fasterrcnn_fbnetv3_a_fpn"),
         (lambda: create_detector("fasterrcnn_fpn"), "needs backbone="),
+        (lambda: create_detector("ssdlite_fbnetv3_a", min_size=128), "pass size="),
         (lambda: create_detector("ssdlite_fbnetv3_a", backbone="fbnetv3_b"), "fixes its backbone"),
         (lambda: create_detector("fasterrcnn_fpn", backbone="resnet18"), "not an FBNetV3 network"),
         (lambda: create_detector("fasterrcnn_fbnetv3_a_fpn", num_classes=1), "num_classes must be"),

@@ -77,6 +77,12 @@ def ssdlite(
     from torchvision.models.detection.ssd import SSD
     from torchvision.models.detection.ssdlite import SSDLiteHead
 
+    resizing = sorted({"min_size", "max_size"} & set(kwargs))
+    if resizing:
+        raise UserError(
+            f"SSDLite resizes every image to its fixed size; pass size=<int or (h, w)>, "
+            f"not {', '.join(resizing)}"
+        )
     norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
     net = prepared_net(**spec, frozen_bn=False)
     num = len(net.arch.stages)
