@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -200,8 +200,27 @@ def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool
               f"val {run['val']:.1f} test {run['test']:.1f} train {run['train']:.1f}", flush=True)  # fmt: skip
 
 
+class InProcess:
+    """``--jobs 0``: each job runs in this process as it is submitted (no worker start-up:
+    the tests' tiny runs; also a way to debug a training)."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:  # handed to the caller, as a worker's would be
+            future.set_exception(err)
+        return future
+
+    def map(self, fn, *iterables):
+        return map(fn, *iterables)
+
+    def shutdown(self) -> None:
+        pass
+
+
 def run_regime(
-    args: argparse.Namespace, pool: ProcessPoolExecutor | None
+    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None
 ) -> tuple[list[str], list]:
     """LR sweep on seed 0, then the chosen rate with the other seeds; the markdown lines.
 
@@ -213,7 +232,7 @@ def run_regime(
 
 
 def _regime(
-    args: argparse.Namespace, pool: ProcessPoolExecutor | None, root: Path
+    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None, root: Path
 ) -> tuple[list[str], list]:
     write_digits_folders(root, REGIME_ARCH["input_size"])
     n_train = sum(1 for _ in (root / "train").rglob("*.png"))
@@ -407,7 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=15, help="transfer run length")
     p.add_argument("--batch-size", type=int, default=16, help="transfer batch size")
     p.add_argument("--seeds", type=int, default=3, help="seeds per recipe (regime and transfer)")
-    p.add_argument("--jobs", type=int, default=2, help="training processes at a time")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="training processes at a time (0: every training in this process, one by one)",
+    )
     p.add_argument(
         "--rounds", type=int, default=2, help="alternations for the overhead measurement"
     )
@@ -432,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     proxy_res = Recipe.load("fbnetv3_proxy").resolution
     data = f"digits:{args.per_class}"
     blocks: dict[str, list[str]] = {}
-    pool = ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"))
+    pool = (
+        ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"))
+        if args.jobs > 0
+        else InProcess()
+    )
     if "regime" in sections:
         t0, load = time.perf_counter(), os.getloadavg()[0]
         regime_lines, regime_runs = run_regime(args, None if args.report_only else pool)

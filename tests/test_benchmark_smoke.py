@@ -12,8 +12,6 @@ tables filled with hand-made numbers.  ``inference.py``, ``search.py``,
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -40,20 +38,6 @@ def committed_files_stay(tmp_path, monkeypatch):
     assert tree() == before
     # torch keeps its compile cache in the temporary folder, whoever imports it
     assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")) == []
-
-
-def _script(name: str, *argv: str, cwd: Path, timeout: float = 300) -> str:
-    """Run ``benchmarks/<name>.py`` in a fresh process (for scripts whose workers or
-    children need one); its stdout."""
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
 
 
 def _percent(cell: str) -> float:
@@ -381,15 +365,16 @@ def test_latency_measure_picks_and_report(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ recipes
 @pytest.mark.slow
 def test_recipes_regime_tiny_and_report_only(tmp_path):
-    """The regime section for one epoch of 7 updates (a subprocess: its workers are spawned
-    and must import the script), then ``--report-only`` on the saved runs, in-process, keeping
-    another section already in the file."""
+    """The regime section for one epoch of 8 updates, its trainings in this process
+    (``--jobs 0``: the same ``regime_run`` a spawned worker runs), then ``--report-only`` on
+    the saved runs, keeping another section already in the file."""
     import json
 
     out = tmp_path / "r"
     argv = ["--sections", "regime", "--regime-epochs", "1", "--regime-batch", "128"]
-    argv += ["--seeds", "1", "--out-dir", str(out)]
-    _script("recipes", *argv, "--jobs", "1", cwd=tmp_path)
+    argv += ["--seeds", "1", "--jobs", "0", "--out-dir", str(out)]
+    recipes = load_script("recipes")
+    assert recipes.main(argv) == 0
     text = (out / "recipes.md").read_text()
     runs = json.loads((out / "recipes_regime.json").read_text())
     assert len(runs) == 9 and {r["epochs"] for r in runs} == {1}
@@ -407,7 +392,6 @@ def test_recipes_regime_tiny_and_report_only(tmp_path):
         assert all(_percent(v) >= 0 for cell in r[1:] for v in cell.split("/"))
     other = "<!-- section: overhead -->\nkept as it was\n<!-- /section: overhead -->"
     (out / "recipes.md").write_text(text.rstrip() + "\n\n" + other + "\n")
-    recipes = load_script("recipes")
     assert recipes.main([*argv, "--report-only"]) == 0
     again = (out / "recipes.md").read_text()
     assert md_table(again, "recipe") == rows and again.rstrip().endswith(other)
