@@ -381,3 +381,25 @@ def test_ssdlite_network_lowers_to_executorch(tmp_path):
     with torch.no_grad():
         rows = SSDLiteNetwork(model.eval())(torch.zeros(1, 3, 64, 64))
     assert rows.shape == (1, len(default_boxes(model)), 4 + 4)
+
+
+@META_LOAD
+def test_fb_in1k_asks_for_the_variants_published_weights(monkeypatch):
+    """``weights_backbone="fb_in1k"`` builds ``<variant>.fb_in1k`` with pretrained=True (a download
+    for users with network; here the build is recorded and given local weights instead)."""
+    from fbnetv3_zoo.weights.resolve import ModelRef
+
+    asked = []
+    create = ModelRef.create
+
+    def record(self, pretrained=None, *args, **kwargs):
+        asked.append((self.text, pretrained))
+        return create(self, False, *args, **kwargs)
+
+    monkeypatch.setattr(ModelRef, "create", record)
+    with torch.device("meta"):
+        model = create_detector(
+            "retinanet_fbnetv3_b_fpn", num_classes=3, weights_backbone="fb_in1k"
+        )
+    assert asked == [("fbnetv3_b.fb_in1k", True)]
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())  # treated as trained
