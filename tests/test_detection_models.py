@@ -403,3 +403,55 @@ def test_fb_in1k_asks_for_the_variants_published_weights(monkeypatch):
         )
     assert asked == [("fbnetv3_b.fb_in1k", True)]
     assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())  # treated as trained
+
+
+def d2go_checkpoint(path: Path, prefix: str = "backbone.bottom_up") -> dict[str, torch.Tensor]:
+    """A synthetic d2go detector checkpoint of FBNetV3-A: the stem and stages 1..4 in the trunk
+    (``<prefix>.trunk<S>.fbnetv2_<S>_<J>.*``), the last stage in the RoI head, FPN and RPN
+    weights beside them, as d2go's C4/FPN models lay them out; returns the ImageNet-layout
+    tensors it was made from."""
+    from reference import reference_state_dict
+
+    official = reference_state_dict("fbnetv3_a")
+    model = {}
+    for key, value in official.items():
+        parts = key.split(".")  # backbone.stages.xif<S>_<J>.<rest>
+        if key.startswith("backbone.stages.xif"):
+            stage, block = parts[2][3:].split("_")
+            rest = ".".join(parts[3:])
+            if int(stage) <= 4:
+                model[f"{prefix}.trunk{stage}.fbnetv2_{stage}_{block}.{rest}"] = value
+            elif int(stage) == 5:
+                model[f"roi_heads.box_head.roi_box_conv.fbnetv2_{stage}_{block}.{rest}"] = value
+    model["backbone.fpn_lateral2.weight"] = torch.zeros(256, 24, 1, 1)
+    model["proposal_generator.rpn_head.rpn_regressor.cls_logits.weight"] = torch.zeros(
+        15, 256, 1, 1
+    )
+    torch.save({"model": model, "iteration": 90000}, path)
+    return official
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix", ["backbone.bottom_up", "backbone.body"])
+def test_weights_backbone_from_a_d2go_checkpoint_loads_its_trunk(tmp_path, prefix):
+    official = d2go_checkpoint(tmp_path / "model_final.pth", prefix)
+    with pytest.warns(UserWarning, match=r"holds no weights for blocks\.4 \("):
+        model = create_detector(
+            "fasterrcnn_fbnetv3_a_fpn", num_classes=3, weights_backbone=tmp_path / "model_final.pth"
+        )
+    net = backbone_net(model)
+    assert torch.equal(net.stem.conv.weight, official["backbone.stages.xif0_0.conv.weight"])
+    assert torch.equal(
+        net.blocks[3][0].pw.conv.weight, official["backbone.stages.xif4_0.pw.conv.weight"]
+    )
+    frozen = net.blocks[3][0].pw.bn  # loaded BN statistics, frozen as for any trained backbone
+    assert isinstance(frozen, FrozenBatchNorm2d)
+    assert torch.equal(frozen.running_var, official["backbone.stages.xif4_0.pw.bn.running_var"])
+
+
+def test_a_d2go_checkpoint_of_another_architecture_is_one_error(tmp_path):
+    d2go_checkpoint(tmp_path / "model_final.pth")
+    with pytest.raises(UserError, match=r"d2go trunk tensor for stem\.conv\.weight has shape"):
+        create_detector(
+            "fasterrcnn_fbnetv3_d_fpn", num_classes=3, weights_backbone=tmp_path / "model_final.pth"
+        )

@@ -36,7 +36,7 @@ __all__ = [
 OFFICIAL_WEIGHTS = (OFFICIAL_TAG, "DEFAULT")
 WEIGHTS_FORMS = (
     f"None, {OFFICIAL_TAG!r} (a published variant's ImageNet weights) or a checkpoint file "
-    "(.pth/.pt/.safetensors, ours or the official layout)"
+    "(.pth/.pt/.safetensors: ours, the official ImageNet layout, or a d2go detector's trunk)"
 )
 DEFAULT_TRAINABLE = 3  # torchvision's default for a backbone with weights
 
@@ -47,9 +47,11 @@ def build_backbone_net(
     """The full classification network of ``backbone`` (any zoo reference), with its weights.
 
     ``weights_backbone``: see ``WEIGHTS_FORMS``; a file goes through the same safe
-    loader as classification (official or our layout, classifier size free).
+    loader as classification (official or our layout, classifier size free); a d2go
+    detector checkpoint gives its trunk (``fbnetv3_zoo.detection.d2go``).
     """
-    from fbnetv3_zoo.weights.checkpoint import load_weights
+    from fbnetv3_zoo.detection.d2go import is_d2go_layout, load_d2go_trunk
+    from fbnetv3_zoo.weights.checkpoint import load_weights, read_checkpoint
     from fbnetv3_zoo.weights.resolve import parse_ref
 
     facts = parse_ref(backbone)
@@ -74,7 +76,12 @@ def build_backbone_net(
         raise UserError(
             f"weights_backbone={str(weights_backbone)!r}: no such file; accepted: {WEIGHTS_FORMS}"
         )
-    return load_weights(facts.create(pretrained=False, **kwargs), path)
+    net = facts.create(pretrained=False, **kwargs)
+    state_dict = read_checkpoint(path)
+    if is_d2go_layout(state_dict):  # a d2go detector's checkpoint: its trunk only
+        load_d2go_trunk(net, state_dict, str(path))
+        return net
+    return load_weights(net, path)
 
 
 def trainable_layers(
