@@ -10,12 +10,10 @@ from typing import Any
 
 TASK_CHOICES = ("classification", "detection", "segmentation")
 
-# The embedded sets' defaults when --epochs / --batch-size are not given, chosen by
-# measurement (python3 -m benchmarks.detection --help says how): a demo ends in under
-# 10 minutes on 2 CPU cores, far above a trivial predictor.  A recipe's own epochs
-# (400 for fbnetv3) are for ImageNet.
+# The embedded sets' defaults when --epochs / --batch-size are not given (a recipe's own
+# epochs, 400 for fbnetv3, are for ImageNet): sized so a demo fits in minutes on a CPU.
 DEMO_DEFAULTS: dict[str, dict[str, int]] = {
-    "digits-det": dict(epochs=6, batch_size=8),
+    "digits-det": dict(epochs=5, batch_size=8),
     "digits-seg": dict(epochs=8, batch_size=16),
 }
 

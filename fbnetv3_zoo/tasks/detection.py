@@ -23,15 +23,16 @@ from .base import CLASSIFICATION_ONLY, not_applied_fields
 from .datasets import collate_detection, detection_transform, load_detection
 from .metrics import COCO_KEYS, coco_evaluate, detections_to_coco
 
-# measured on digits-det (96 px canvases, <= 3 digits each): fewer proposals and
-# sampled RoIs than torchvision's COCO defaults cut a CPU training step ~2x
-# and leave far more proposals than objects
+# for small sets of small images (digits-det: 96 px canvases, <= 3 digits each): far
+# fewer proposals and sampled RoIs than torchvision's COCO defaults, which were made for
+# ~7 objects in 800 px images; the box head's cost falls with them (a training step of
+# fasterrcnn_fbnetv3_a_fpn about halves), and they still leave many proposals per object
 SMALL_SET_OPTIONS = dict(
-    rpn_pre_nms_top_n_train=600,
-    rpn_post_nms_top_n_train=300,
-    rpn_pre_nms_top_n_test=300,
+    rpn_pre_nms_top_n_train=200,
+    rpn_post_nms_top_n_train=100,
+    rpn_pre_nms_top_n_test=200,
     rpn_post_nms_top_n_test=100,
-    box_batch_size_per_image=128,
+    box_batch_size_per_image=32,
 )
 OPTION_NAMES = frozenset({"min_size", "max_size", *SMALL_SET_OPTIONS})
 
