@@ -131,6 +131,18 @@ DOCS_COMMANDS: dict[str, Step] = {
     "fbnetv3 benchmark --models fbnetv3_a --backends eager,onnx,executorch,executorch-int8 --batch 1": Step(
         "parse", why="lowers to ExecuTorch (minutes); tests/test_bench.py times each backend"
     ),
+    "fbnetv3 train --task detection --model fasterrcnn_fbnetv3_a_fpn --data digits-det --out runs/det": Step(
+        "parse", why="minutes on 2 cores; tests/test_tasks_training.py trains tiny detectors"
+    ),
+    "fbnetv3 validate --task detection --checkpoint runs/det/model.safetensors --data digits-det": Step(
+        "parse", why="reads the run above; tests/test_tasks_training.py validates such a run"
+    ),
+    "fbnetv3 train --task segmentation --model lraspp_fbnetv3_a --data digits-seg --out runs/seg": Step(
+        "parse", why="minutes on 2 cores; tests/test_tasks_training.py trains tiny segmenters"
+    ),
+    "fbnetv3 train --task detection --model fasterrcnn_fbnetv3_a_fpn --data <coco_dir> --out runs/coco": Step(
+        "template"
+    ),
 }
 
 # Python blocks, keyed by "page: first line"

@@ -67,6 +67,9 @@ COMMANDS: dict[str, Step] = {
     "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format executorch --quantize int8 --calibration digits --out runs/t1_int8.pte": Step(
         "parse", why="~40 s; tests/test_executorch.py quantises a tiny model and measures it"
     ),
+    "fbnetv3 train --task detection --model fasterrcnn_fbnetv3_a_fpn --data digits-det --out runs/det": Step(
+        "parse", why="minutes on 2 cores; tests/test_tasks_training.py trains tiny detectors"
+    ),
 }
 
 # Python blocks, keyed by their first line
