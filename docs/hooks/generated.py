@@ -72,6 +72,10 @@ def _benchmark_index() -> str:
     return "\n".join(["| results | file |", "|---|---|", *rows])
 
 
+def _is_results_entry(entry: object) -> bool:
+    return isinstance(entry, dict) and "Results files" in entry
+
+
 def on_files(files: Files, config) -> Files:
     """Serve benchmarks/results/*.md, *.png, *.json under the site's Benchmarks section."""
     for path in sorted(RESULTS.iterdir()):
@@ -80,7 +84,8 @@ def on_files(files: Files, config) -> Files:
     for section in config["nav"]:  # titles repeat (several search runs), file names do not
         if isinstance(section, dict) and "Benchmarks" in section:
             pages = [{Path(path).stem: path} for _title, path in result_pages()]
-            section["Benchmarks"].append({"Results files": pages})
+            kept = [e for e in section["Benchmarks"] if not _is_results_entry(e)]  # `serve`
+            section["Benchmarks"] = [*kept, {"Results files": pages}]
     return files
 
 
