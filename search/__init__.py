@@ -7,10 +7,11 @@ encoding, sampling inside constraints, the recipe-only space of a fixed model),
 successive halving), ``latency`` (latency limits from a per-block table), ``report``
 (best pairs, report.md, plots).  The loop itself: ``config`` (validated settings),
 ``driver`` (budget, early stopping, store and outputs around a strategy),
-``trainer`` (trains one candidate), ``executors`` (local or Ray), ``sources`` (Sobol
+``objective`` (``objective(trial)`` as an evaluator: your training, or the built-in
+one), ``trainer`` (the built-in objective: trains one candidate), ``finished`` (the
+typed, frozen result of a training), ``executors`` (local or Ray), ``sources`` (Sobol
 draws or a finite table), ``pool`` (trained tables as sources), ``store`` (SQLite),
-``cli``.  Entry point: :func:`fbnetv3_zoo.search.driver.run_search` or
-``fbnetv3 search``.
+``cli``.  Entry point: :func:`fbnetv3_zoo.search.run_search` or ``fbnetv3 search``.
 """
 
 from typing import Any
