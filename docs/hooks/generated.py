@@ -8,7 +8,8 @@
   results table (and the plots and data files it links) is read from where the
   benchmark scripts write it, and each ``.md`` gets a nav entry under Benchmarks
   (Results files, by file name);
-  ``<!-- generated: benchmark-index -->`` lists them with their titles.
+  ``<!-- generated: benchmark-index -->`` lists them with their titles;
+* the repository's ``CHANGELOG.md`` is served as ``changelog.md``.
 """
 
 from __future__ import annotations
@@ -77,10 +78,12 @@ def _is_results_entry(entry: object) -> bool:
 
 
 def on_files(files: Files, config) -> Files:
-    """Serve benchmarks/results/*.md, *.png, *.json under the site's Benchmarks section."""
+    """Serve benchmarks/results/*.md, *.png, *.json under the site's Benchmarks section, and
+    CHANGELOG.md as a page."""
     for path in sorted(RESULTS.iterdir()):
         if path.is_file() and path.suffix in (".md", ".png", ".json"):
             files.append(File.generated(config, f"{SERVED}/{path.name}", abs_src_path=str(path)))
+    files.append(File.generated(config, "changelog.md", abs_src_path=str(ROOT / "CHANGELOG.md")))
     for section in config["nav"]:  # titles repeat (several search runs), file names do not
         if isinstance(section, dict) and "Benchmarks" in section:
             pages = [{Path(path).stem: path} for _title, path in result_pages()]
