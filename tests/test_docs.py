@@ -36,6 +36,7 @@ from test_readme import readme_commands
 
 DOCS = ROOT / "docs"
 HOOKS = DOCS / "hooks"
+RESULTS = ROOT / "benchmarks" / "results"
 FAST_EXPORT = ("--input-size", "64")
 ONE_EPOCH = ("--epochs", "1", "--data", "digits:2")
 
@@ -178,12 +179,18 @@ def _nav_order(nav: object) -> list[str]:
 
 
 def pages() -> list[tuple[str, str]]:
-    """(path under docs/, text) of every page of the site in the nav's order (a command that
-    reads another's output comes after it, as for a reader), then any page the nav lacks."""
+    """(site path, text) of every page of the site: docs/ in the nav's order (a command that
+    reads another's output comes after it, as for a reader), then any page the nav lacks,
+    then the pages served from the repository (the changelog, the benchmark results)."""
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     found = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if HOOKS not in p.parents}
     order = [p for p in _nav_order(nav) if p in found] + sorted(found - set(_nav_order(nav)))
-    return [(page, (DOCS / page).read_text(encoding="utf-8")) for page in order]
+    own = [(page, (DOCS / page).read_text(encoding="utf-8")) for page in order]
+    served = [  # pages the hook serves from the repository (docs/hooks/generated.py)
+        ("changelog.md", ROOT / "CHANGELOG.md"),
+        *((f"benchmarks/results/{p.name}", p) for p in sorted(RESULTS.glob("*.md"))),
+    ]
+    return own + [(page, path.read_text(encoding="utf-8")) for page, path in served]
 
 
 def docs_command_words() -> list[tuple[str, list[str]]]:
