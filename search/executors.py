@@ -69,8 +69,8 @@ class RayExecutor:
         self.options = dict(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=1)
 
     def map(self, fn: Evaluator, tasks: list[EvalTask]) -> Iterator[FinishedTrial]:
-        remote = self.ray.remote(**self.options)(fn)
-        pending = {remote.remote(task): task for task in tasks}
+        remote = self.ray.remote(**self.options)(_call)  # Ray wraps functions, not instances
+        pending = {remote.remote(fn, task): task for task in tasks}
         while pending:
             done, _ = self.ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -86,6 +86,11 @@ class RayExecutor:
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def _call(fn: Evaluator, task: EvalTask) -> dict[str, Any]:
+    """``fn(task)`` on a Ray worker: ``fn`` may be a function or an ``Objective`` instance."""
+    return fn(task)
 
 
 def _check_reachable(address: str | None, timeout: float = 3.0) -> None:

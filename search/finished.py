@@ -122,7 +122,7 @@ class FinishedTrial:
             )
         wall = result.get("wall_s")
         return cls(
-            trial=Trial.from_task(task),
+            trial=Trial.from_task(task, strict=False),
             status=result["status"],
             curve=_frozen_curve(result["metrics"]),
             error=result.get("error"),
@@ -132,13 +132,13 @@ class FinishedTrial:
     @classmethod
     def failure(cls, task: EvalTask, error: str) -> FinishedTrial:
         """A candidate the executor lost (e.g. a Ray worker died twice)."""
-        return cls(trial=Trial.from_task(task), status="failed", error=error)
+        return cls(trial=Trial.from_task(task, strict=False), status="failed", error=error)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], task: EvalTask) -> FinishedTrial:
         """A finished store row (``Store.candidates()``); ``task`` is how it was (or is) trained."""
         return cls(
-            trial=Trial.from_task(task),
+            trial=Trial.from_task(task, strict=False),
             status=row["status"],
             curve=_frozen_curve(row.get("metrics")),
             score=row.get("score"),

@@ -106,10 +106,17 @@ class Trial:
         self._reports.append((epoch, None if value is None else float(value), extra))
 
     @classmethod
-    def from_task(cls, task: EvalTask) -> Trial:
+    def from_task(cls, task: EvalTask, strict: bool = True) -> Trial:
+        """The trial of ``task``; ``strict=False`` keeps an arch that is no valid ArchSpec as a dict."""
         from fbnetv3_zoo.models.spec import ArchSpec
 
-        arch = dict(task.arch) if "model" in task.arch else ArchSpec.from_dict(dict(task.arch))
+        arch: Any = dict(task.arch)
+        if "model" not in arch:
+            try:
+                arch = ArchSpec.from_dict(arch)
+            except (UserError, TypeError, ValueError, KeyError):  # SpecError is a UserError
+                if strict:
+                    raise
         return cls(
             number=task.cid,
             arch=arch,
@@ -135,8 +142,8 @@ class Objective:
 
     def __call__(self, task: EvalTask) -> dict[str, Any]:
         start = time.perf_counter()
-        trial = Trial.from_task(task)
         try:
+            trial = Trial.from_task(task)  # an arch that is no ArchSpec fails this candidate
             value = self.fn(trial)
         except Exception as err:  # noqa: BLE001 - a failing trial is a result, not a crash
             return _failed(task, error_text(err), start)
