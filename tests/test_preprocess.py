@@ -157,3 +157,25 @@ def test_int8_export_validate_and_train_print_the_same_top1(trained, tmp_path, c
     program = PteProgram(tmp_path / "t.pte")
     assert program.preprocess.label_names == tuple(str(d) for d in range(10))
     assert program.classify(np.zeros((8, 8), dtype=np.uint8)).shape == (10,)
+
+
+def test_the_python_export_writes_the_sidecar_too(tmp_path):
+    import yaml
+
+    from fbnetv3_zoo import ArchSpec, create_model
+    from fbnetv3_zoo.deploy.export import export_model
+
+    spec = ArchSpec.from_dict(yaml.safe_load(TINY_ARCH)["arch"])
+    model = create_model(spec, num_classes=10).eval()
+    out = tmp_path / "t.pt"
+    export_model(model, out, "torchscript", input_size=16)
+    written = read_preprocess(sidecar_path(out))
+    assert (written.input_size, written.num_classes) == (16, 10)
+    assert written.source == "the model's pretrained config"
+    with pytest.raises(UserError, match="input size 16 differs from the export's 24"):
+        export_model(model, tmp_path / "u.pt", "torchscript", input_size=24, preprocess=written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.pt", "t.pt.preprocess.json"]
+    out.unlink()  # a sidecar left alone is refused before anything is written
+    with pytest.raises(UserError, match="t.pt.preprocess.json already exists"):
+        export_model(model, out, "torchscript", input_size=16)
+    assert not out.exists()

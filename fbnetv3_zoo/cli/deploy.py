@@ -187,9 +187,9 @@ def _export(args: argparse.Namespace) -> int:
         raise UserError(f"--checkpoint {args.checkpoint}: no such file")
     inputs = [p for p in (args.checkpoint, Path(args.model)) if p is not None and p.is_file()]
     check_file_output(args.out, args.overwrite, inputs)
-    from fbnetv3_zoo.cli.export_preprocess import sidecar_of
+    from fbnetv3_zoo.deploy.preprocess import sidecar_path
 
-    check_file_output(sidecar_of(args.out), args.overwrite, inputs)  # the preprocessing JSON
+    check_file_output(sidecar_path(args.out), args.overwrite, inputs)  # the preprocessing JSON
     if not args.rtol > 0:
         raise UserError(f"--rtol must be > 0, got {args.rtol}")
     if (args.quantize or args.calibration) and args.format != "executorch":
@@ -206,8 +206,9 @@ def _export(args: argparse.Namespace) -> int:
         require("onnx", "--format onnx")  # both before the model is built or downloaded
         require("onnxruntime", "--format onnx (its check)")
 
-    from fbnetv3_zoo.cli.export_preprocess import export_preprocess, write_sidecar
+    from fbnetv3_zoo.cli.export_preprocess import export_preprocess
     from fbnetv3_zoo.deploy.export import check_opset, export_model
+    from fbnetv3_zoo.deploy.preprocess import sidecar_path
 
     if args.format == "onnx":
         check_opset(args.opset)
@@ -224,6 +225,7 @@ def _export(args: argparse.Namespace) -> int:
         opset=args.opset,
         rtol=args.rtol,
         overwrite=args.overwrite,
+        preprocess=preprocess,
     )
     if random_weights:  # said once the export stands, so a refusal stays one line
         print(
@@ -232,8 +234,7 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(result.summary())
-    sidecar = write_sidecar(args.out, preprocess, args.overwrite)
-    print(f"wrote {sidecar} (eval transform: {preprocess.describe()})")
+    print(f"wrote {sidecar_path(args.out)} (eval transform: {preprocess.describe()})")
     return 0
 
 
@@ -269,8 +270,9 @@ def _export_executorch(args: argparse.Namespace, model: Any, random_weights: boo
     Calibration and the accuracy line use the transform written beside the file
     (a training run's own for its checkpoint), and say which it was.
     """
-    from fbnetv3_zoo.cli.export_preprocess import data_labels, export_preprocess, write_sidecar
+    from fbnetv3_zoo.cli.export_preprocess import data_labels, export_preprocess
     from fbnetv3_zoo.deploy.executorch import calibration_batches, export_executorch, int8_accuracy
+    from fbnetv3_zoo.deploy.preprocess import sidecar_path
     from fbnetv3_zoo.models.stats import check_forward_cost
 
     preprocess = export_preprocess(args, model, data_labels(args.calibration))
@@ -290,12 +292,12 @@ def _export_executorch(args: argparse.Namespace, model: Any, random_weights: boo
         calibration=calibration,
         rtol=args.rtol,
         overwrite=args.overwrite,
+        preprocess=preprocess,
     )
     if random_weights:
         print("note: exported random weights (pass --pretrained or --checkpoint)", file=sys.stderr)
     print(result.summary())
-    sidecar = write_sidecar(args.out, preprocess, args.overwrite)
-    print(f"wrote {sidecar} (eval transform: {preprocess.describe()})")
+    print(f"wrote {sidecar_path(args.out)} (eval transform: {preprocess.describe()})")
     if args.quantize:
         acc = int8_accuracy(model, args.out, args.calibration, size, preprocess)
         print(

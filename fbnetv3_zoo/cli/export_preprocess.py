@@ -1,4 +1,4 @@
-"""``fbnetv3 export``: which eval transform an export was checked with, and its sidecar.
+"""``fbnetv3 export``: which eval transform an export is checked with (and writes beside it).
 
 A checkpoint inside a training run folder is exported with the transform that
 run measured its numbers with (``summary.json``'s ``evaluation``, read by the
@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import importlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,24 +70,6 @@ def export_preprocess(
             source=f"{found.source}, input size from --input-size",
         )
     return found
-
-
-def sidecar_of(out: Path) -> Path:
-    """``--out``'s sidecar path (``<out>.preprocess.json``)."""
-    from fbnetv3_zoo.deploy.preprocess import sidecar_path
-
-    return sidecar_path(out)
-
-
-def write_sidecar(out: Path, preprocess: Preprocess, overwrite: bool) -> Path:
-    """Write ``<out>.preprocess.json`` (staged, never through a link); returns its path."""
-    from fbnetv3_zoo.deploy.preprocess import render
-    from fbnetv3_zoo.files.outputs import staged_file
-
-    path = sidecar_of(out)
-    with staged_file(path, overwrite) as tmp:
-        tmp.write_bytes(render(preprocess, out))
-    return path
 
 
 def data_labels(data: str | None) -> list[str] | None:

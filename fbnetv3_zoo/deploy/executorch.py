@@ -129,14 +129,19 @@ def export_executorch(
     check_batch: int = 3,
     overwrite: bool = False,
     on_miss: Callable[[str], None] | None = None,
+    preprocess: Preprocess | None = None,
 ) -> ExportResult:
     """Lower ``model`` to an XNNPACK ``.pte`` (int8 if ``quantize``), verify it, move it into place.
 
     A program that misses the parity check is refused (ValueError, nothing
     written), unless ``on_miss`` is given: it then gets the check's message and
-    the program is kept, for callers that only time it.
+    the program is kept, for callers that only time it.  ``<out>.preprocess.json``
+    goes beside it (``preprocess``, else the model's pretrained config's).
     """
+    from fbnetv3_zoo.deploy.preprocess import for_export, write_preprocess
+
     require_executorch()
+    preprocess = for_export(model, input_size, preprocess, out, overwrite)
     if quantize not in (None, *QUANTIZE):
         raise UserError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZE)}")
     if quantize and calibration is None:
@@ -158,6 +163,7 @@ def export_executorch(
                 raise
             on_miss(str(err))
             diff = float((got - want).abs().max())
+    write_preprocess(out, preprocess, overwrite)
     fmt = "executorch-int8" if quantize else "executorch"
     return ExportResult.checked(out, fmt, input_size, False, diff, want, check_batch, start)
 

@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ from fbnetv3_zoo.files.outputs import staged_file
 from fbnetv3_zoo.models.fuse import fuse_bn
 from fbnetv3_zoo.models.spec import ArchSpec
 from fbnetv3_zoo.models.stats import check_forward_cost
+
+if TYPE_CHECKING:
+    from fbnetv3_zoo.deploy.preprocess import Preprocess
 
 __all__ = [
     "FORMATS",
@@ -391,8 +394,14 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     rtol: float = DEFAULT_RTOL,
     overwrite: bool = False,
+    preprocess: Preprocess | None = None,
 ) -> ExportResult:
-    """Export ``model`` in ``format`` (``onnx`` or ``torchscript``), verified; see the two above."""
+    """Export ``model`` in ``format`` (``onnx`` or ``torchscript``), verified; see the two above.
+
+    Beside the file goes ``<out>.preprocess.json``: ``preprocess`` (the eval transform
+    the model was measured with, e.g. a training run's), else its pretrained config's.
+    """
+    from fbnetv3_zoo.deploy.preprocess import for_export, write_preprocess
     from fbnetv3_zoo.errors import UserError
     from fbnetv3_zoo.models.spec import check_input_size
 
@@ -410,18 +419,12 @@ def export_model(
         )
     if isinstance(arch, ArchSpec):
         check_forward_cost(arch, size, batch=3, where="export")  # the check batch is 3
+    preprocess = for_export(model, size, preprocess, out, overwrite)
     check_batch = fit_check_batch(model, size)  # before any real allocation
+    common = dict(fold_bn=fold_bn, rtol=rtol, check_batch=check_batch, overwrite=overwrite)
     if format == "onnx":
-        return export_onnx(
-            model,
-            out,
-            size,
-            fold_bn=fold_bn,
-            opset=opset,
-            rtol=rtol,
-            check_batch=check_batch,
-            overwrite=overwrite,
-        )
-    return export_torchscript(
-        model, out, size, fold_bn=fold_bn, rtol=rtol, check_batch=check_batch, overwrite=overwrite
-    )
+        result = export_onnx(model, out, size, opset=opset, **common)
+    else:
+        result = export_torchscript(model, out, size, **common)
+    write_preprocess(out, preprocess, overwrite)
+    return result

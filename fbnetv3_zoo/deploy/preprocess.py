@@ -172,6 +172,41 @@ def render(preprocess: Preprocess, model_file: str | os.PathLike) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
+def write_preprocess(
+    model_file: str | os.PathLike, preprocess: Preprocess, overwrite: bool = False
+) -> Path:
+    """Write ``<model_file>.preprocess.json`` (staged, never through a link); returns its path."""
+    from fbnetv3_zoo.files.outputs import staged_file
+
+    path = sidecar_path(model_file)
+    with staged_file(path, overwrite) as tmp:
+        tmp.write_bytes(render(preprocess, model_file))
+    return path
+
+
+def for_export(
+    model: nn.Module,
+    size: int,
+    preprocess: Preprocess | None,
+    out: str | os.PathLike,
+    overwrite: bool = False,
+) -> Preprocess:
+    """The transform an export at ``size`` to ``out`` writes beside it: ``preprocess`` (a
+    training run's, say), else the model's pretrained config's.  Refused in one line, before
+    any work, when the sizes disagree or the sidecar exists and may not be replaced."""
+    from fbnetv3_zoo.files.outputs import check_file_output
+
+    check_file_output(sidecar_path(out), overwrite)
+    if preprocess is None:
+        return from_model(model, size)
+    if preprocess.input_size != size:
+        raise UserError(
+            f"the preprocessing's input size {preprocess.input_size} differs from the export's "
+            f"{size}; pass the same size to both"
+        )
+    return preprocess
+
+
 def read_preprocess(path: str | os.PathLike) -> Preprocess:
     """A sidecar read back as untrusted input: every field checked, errors name the file."""
     path = Path(path)
