@@ -50,6 +50,7 @@ def test_help_prints_usage_and_writes_nothing(script, tmp_path):
 # where each script's tiny real run is tested (on_device.py: flags and tables only, see there)
 SMOKE_TESTS = {
     "cli_startup.py": "test_benchmark_smoke.py",
+    "detection.py": "test_tasks_training.py",
     "golden.py": "test_benchmark_smoke.py",
     "inference.py": "test_bench.py",
     "init.py": "test_benchmark_smoke.py",

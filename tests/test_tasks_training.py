@@ -116,3 +116,24 @@ def test_unknown_task_and_non_detector_are_one_line_errors(sets: Path, tmp_path:
     with pytest.raises(UserError, match="evaluation.model_options.min_size"):
         make_task("detection", {"model_options": {"min_size": "big"}})
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_detection_benchmark_smoke(tmp_path: Path) -> None:
+    """benchmarks/detection.py --smoke: one tiny training, the cost columns, the table."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "detection.py"
+    out = tmp_path / "detection.md"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(out), "--data-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "| fasterrcnn_fbnetv3_a_fpn | fbnetv3 |" in text and "backbone+FPN MMACs" in text
+    assert "Paired difference" in text
