@@ -243,7 +243,7 @@ def _recipe(args: argparse.Namespace) -> Any:
     if recipe is None:
         recipe = Recipe.load(args.recipe or "fbnetv3")
     changes = parse_overrides(args.set)
-    changes |= demo_changes(args)  # detection / segmentation on an embedded set
+    changes = {**demo_changes(args), **changes}  # an embedded set's defaults; --set wins
     for key in ("epochs", "batch_size", "resolution"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)

@@ -137,3 +137,18 @@ def test_detection_benchmark_smoke(tmp_path: Path) -> None:
     text = out.read_text()
     assert "| fasterrcnn_fbnetv3_a_fpn | fbnetv3 |" in text and "backbone+FPN MMACs" in text
     assert "Paired difference" in text
+
+
+def test_embedded_set_defaults_yield_to_flags() -> None:
+    """The demo's epochs/batch apply only where no flag was given, and never to classification."""
+    import argparse
+
+    from fbnetv3_zoo.recipes.task_cli import DEMO_DEFAULTS, demo_changes
+
+    args = argparse.Namespace(task="detection", data="digits-det", epochs=None, batch_size=2)
+    changes = demo_changes(args)
+    assert (
+        changes["epochs"] == DEMO_DEFAULTS["digits-det"]["epochs"] and "batch_size" not in changes
+    )
+    assert demo_changes(argparse.Namespace(task="detection", data="/my/coco", epochs=None)) == {}
+    assert demo_changes(argparse.Namespace(task="classification", data="digits-det")) == {}
