@@ -265,6 +265,7 @@ class Search:
             self.store,
             self.log,
             self.progress,
+            self._task,
         )
 
     def _add(self, iteration: int, proposal: Proposal) -> int:

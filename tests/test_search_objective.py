@@ -296,3 +296,27 @@ def test_a_device_this_machine_lacks_is_refused_before_any_training(tmp_path, mo
     with pytest.raises(UserError, match="--device cuda: no CUDA GPU is available"):
         run_search(SearchConfig(device="cuda"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_strategy_of_your_own_reads_typed_trials(tmp_path):
+    from fbnetv3_zoo.search import FinishedTrial, Strategy
+    from fbnetv3_zoo.search.strategies import Proposal, draw_unseen
+
+    class Widest(Strategy):
+        """Random draws; records what the typed view of the run shows it."""
+
+        name = "widest"
+        seen: list[list[FinishedTrial]] = []
+
+        def ask(self, ctx, iteration, n):
+            self.seen.append(ctx.trials("done"))
+            u, m, p = draw_unseen(ctx, n, ctx.constraints, seed=iteration)
+            return Proposal(u, m, p, "widest")
+
+    run_search(_readme_config(8), tmp_path, objective=objective, strategy=Widest(), progress=False)
+    rows = {r["id"]: r for r in candidate_rows(tmp_path)}
+    last = Widest.seen[-1]
+    assert len(Widest.seen) >= 2 and all(isinstance(t, FinishedTrial) for t in last)
+    assert [t.number for t in last] == sorted(t.number for t in last)
+    assert all(t.score == rows[t.number]["score"] and t.done for t in last)
+    assert all(objective(t.trial) == t.score for t in last)  # the Trial it was trained as

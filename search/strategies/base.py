@@ -29,6 +29,21 @@ class Context:
     store: Store
     log: Callable[[str], None] = field(default=lambda message: None)
     progress: bool = False
+    # how the driver trains a stored row (its EvalTask), so rows can be read back typed
+    task_of: Callable[[dict[str, Any]], Any] | None = None
+
+    def trials(self, status: str | None = None) -> list[FinishedTrial]:
+        """The run's finished candidates (``done``, ``failed`` or both) as frozen FinishedTrials, in id order.
+
+        The typed view of ``store.candidates()`` for a strategy of your own;
+        ``store.measured()`` stays the fast path for numpy arrays.
+        """
+        if self.task_of is None:
+            raise RuntimeError("this Context has no task_of: the driver sets it")
+        rows = self.store.candidates(status)
+        return [
+            FinishedTrial.from_row(r, self.task_of(r)) for r in rows if r["status"] != "pending"
+        ]
 
 
 @dataclass
