@@ -205,6 +205,7 @@ def test_a_trustworthy_recipe_search_is_not_marked(tmp_path):
     text = (tmp_path / "run" / "best" / "recipe.yaml").read_text()
     assert "untrusted" not in yaml.safe_load(text)["extra"]
     assert any("Proxy check:" in line and "Passed." in line for line in summary["console"])
+    assert any(line.startswith("  Best recipe: ") for line in summary["console"])
 
 
 def test_trust_problems_name_the_reason():

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from fbnetv3_zoo.search.predictor.fit import rank_quality
 from fbnetv3_zoo.search.report.summaries import first_measurements, with_repeats
-from fbnetv3_zoo.search.space.constraints import Constraint, row_stats
+from fbnetv3_zoo.search.space.constraints import NO_LIMIT, Constraint, row_stats
 
 MIN_TAU_PAIRS = 10  # below this a Kendall tau's interval spans most of [-1, 1]
 RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs
@@ -23,6 +23,11 @@ RESAMPLES = 1000  # bootstrap resamples of the predicted/measured pairs
 
 def _inside(rows: list[dict[str, Any]], c: Constraint) -> list[dict[str, Any]]:
     return [r for r in rows if bool(c.ok(*row_stats(r))[0])]
+
+
+def _label(c: Constraint) -> str:
+    """How a verdict line names its limit (a recipe-only search has none)."""
+    return "Best recipe" if c.metric == NO_LIMIT else f"`{c.text}`"
 
 
 def tau_interval(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float, float]:
@@ -84,21 +89,21 @@ def verdict_lines(
         start = None if start is None else scored[start["id"]]
         pick = best.get(c.text)
         if pick is None:
-            lines.append(f"- `{c.text}`: no measured pair fits this limit yet.")
+            lines.append(f"- {_label(c)}: no measured pair fits this limit yet.")
         elif start is None:
             lines.append(
-                f"- `{c.text}`: no first-batch pair fits; the final pick (candidate {pick['id']}, "
+                f"- {_label(c)}: no first-batch pair fits; the final pick (candidate {pick['id']}, "
                 f"{pick['source']}) measured {top1_text(pick)} % top-1."
             )
         elif pick["id"] == start["id"]:
             lines.append(
-                f"- `{c.text}`: the best pair is still the first batch's best (candidate "
+                f"- {_label(c)}: the best pair is still the first batch's best (candidate "
                 f"{start['id']}, {top1_text(start)} % top-1): the strategy's picks did not beat it."
             )
         else:
             gain = pick["score"] - start["score"]
             lines.append(
-                f"- `{c.text}`: final pick candidate {pick['id']} ({pick['source']}) measured "
+                f"- {_label(c)}: final pick candidate {pick['id']} ({pick['source']}) measured "
                 f"{top1_text(pick)} % top-1 against {top1_text(start)} % for the first batch's "
                 f"best ({gain:+.2f} points)."
             )
