@@ -278,7 +278,10 @@ def test_weights_backbone_in_the_official_layout(reference_checkpoint):
         (lambda: create_detector("fasterrcnn_fpn"), "needs backbone="),
         (lambda: create_detector("ssdlite_fbnetv3_a", min_size=128), "pass size="),
         (lambda: create_detector("ssdlite_fbnetv3_a", backbone="fbnetv3_b"), "fixes its backbone"),
-        (lambda: create_detector("fasterrcnn_fpn", backbone="resnet18"), "not an FBNetV3 network"),
+        (
+            lambda: create_detector("fasterrcnn_fpn", backbone="torchvision/resnet18"),
+            "not an FBNetV3 network",
+        ),
         (lambda: create_detector("fasterrcnn_fbnetv3_a_fpn", num_classes=1), "num_classes must be"),
         (
             lambda: create_detector("ssdlite_fbnetv3_a", weights_backbone="missing.pth"),
@@ -455,3 +458,27 @@ def test_a_d2go_checkpoint_of_another_architecture_is_one_error(tmp_path):
         create_detector(
             "fasterrcnn_fbnetv3_d_fpn", num_classes=3, weights_backbone=tmp_path / "model_final.pth"
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "channels"),
+    [
+        ("fasterrcnn_efficientnet_b0_fpn", [24, 40, 112, 320]),
+        ("ssdlite_mobilenetv3_large_100", [112, 960]),
+    ],
+)
+def test_a_timm_backbone_can_take_the_variants_place(name, channels):
+    """For comparisons in the same detector (the benchmark's EfficientNet-B0 / MobileNetV3 rows)."""
+    from fbnetv3_zoo.detection import is_detector
+
+    assert (
+        is_detector(name) and is_detector("maskrcnn_fbnetv3_a_fpn") and not is_detector("yolo_v8")
+    )
+    family = name.split("_")[0]
+    torch.manual_seed(0)
+    model = create_detector(name, num_classes=3, **SMALL[family])
+    assert type(model) is CLASSES[family] and model.backbone.body.channels == channels
+    losses = model.train()(*batch())
+    assert set(losses) == LOSSES[family] and torch.isfinite(sum(losses.values()))
+    with pytest.raises(UserError, match="freezing stages is defined for FBNetV3 backbones"):
+        create_detector(name, trainable_backbone_layers=2)

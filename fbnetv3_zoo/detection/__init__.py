@@ -3,8 +3,9 @@
 ``create_detector("fasterrcnn_fbnetv3_a_fpn", num_classes=11)`` returns a torchvision
 ``FasterRCNN``: train mode takes ``(images, targets)`` and returns its loss dict,
 eval mode returns ``boxes``/``labels``/``scores`` (``masks`` for Mask R-CNN).
-``DETECTORS`` lists the named models; importing this package imports no torch
-(``create_detector`` loads the builders on first call).
+``DETECTORS`` lists the named models; for comparisons a timm backbone may take the
+variant's place (``fasterrcnn_efficientnet_b0_fpn``, see ``is_detector``).  Importing
+this package imports no torch (``create_detector`` loads the builders on first call).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbnetv3_zoo.detection.names import DETECTION_FAMILIES, DETECTORS, generic_names
+from fbnetv3_zoo.detection.names import DETECTION_FAMILIES, DETECTORS, generic_names, is_detector
 
 if TYPE_CHECKING:
     from torch import nn
 
 GENERIC_DETECTORS: tuple[str, ...] = generic_names(DETECTION_FAMILIES)
 
-__all__ = ["DETECTORS", "GENERIC_DETECTORS", "create_detector"]
+__all__ = ["DETECTORS", "GENERIC_DETECTORS", "create_detector", "is_detector"]
 
 
 def create_detector(

@@ -29,6 +29,7 @@ __all__ = [
     "freeze_batchnorm",
     "freeze_stages",
     "prepared_net",
+    "stage_features",
     "trainable_layers",
 ]
 
@@ -202,3 +203,28 @@ def prepared_net(
         freeze_batchnorm(net)
     freeze_stages(net, trainable)
     return net
+
+
+def stage_features(
+    spec: dict[str, Any],
+    frozen_bn: bool,
+    returned_layers: Sequence[int] | None,
+    last: int,
+    by_index: bool,
+) -> nn.Module:
+    """The trunk a detector's heads read: the FBNetV3 stages ``returned_layers`` (default the
+    ``last`` deepest), or, for a timm name, that model's feature levels (``timm_backbone``).
+
+    ``by_index`` names the outputs 0, 1, ... (what the FPN heads expect), else by stage.
+    """
+    from fbnetv3_zoo.weights.resolve import parse_ref
+
+    facts = parse_ref(spec["backbone"])
+    if facts.spec is None and facts.kind == "timm":
+        from fbnetv3_zoo.detection.timm_backbone import timm_features
+
+        return timm_features(facts.name, spec, returned_layers, last, by_index)
+    net = prepared_net(**spec, frozen_bn=frozen_bn)
+    num = len(net.arch.stages)
+    stages = list(range(num - last, num)) if returned_layers is None else list(returned_layers)
+    return StageFeatures(net, stages, range(len(stages)) if by_index else stages)

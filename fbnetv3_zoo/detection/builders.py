@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-from fbnetv3_zoo.detection.backbone import StageFeatures, WithFPN, prepared_net
+from fbnetv3_zoo.detection.backbone import WithFPN, stage_features
 from fbnetv3_zoo.detection.names import DETECTION_FAMILIES, split_name
 from fbnetv3_zoo.errors import UserError
 
@@ -23,14 +23,6 @@ __all__ = ["create_detector"]
 
 FPN_CHANNELS = 256  # torchvision's FPN width
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
-
-
-def _stages(returned_layers: Sequence[int] | None, net: nn.Module, last: int) -> list[int]:
-    """The stages asked for, else the ``last`` deepest ones (torchvision's choice per family)."""
-    if returned_layers is not None:
-        return [int(s) for s in returned_layers]
-    num = len(net.arch.stages)
-    return list(range(num - last, num))
 
 
 def _level_sizes(anchor_sizes: Sequence[int] | None, levels: int) -> list[int]:
@@ -51,9 +43,7 @@ def _anchors(sizes: Sequence[Sequence[float]]) -> nn.Module:
 
 
 def _fpn(spec: dict[str, Any], returned_layers: Any, last: int, extra: nn.Module) -> WithFPN:
-    net = prepared_net(**spec, frozen_bn=True)
-    stages = _stages(returned_layers, net, last)
-    body = StageFeatures(net, stages, [str(i) for i in range(len(stages))])
+    body = stage_features(spec, True, returned_layers, last, by_index=True)
     return WithFPN(body, FPN_CHANNELS, extra)
 
 

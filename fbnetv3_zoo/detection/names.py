@@ -62,10 +62,39 @@ def split_name(
                         f"with the generic name {generic!r}"
                     )
                 return family, variant
+    timm_ref = _timm_backbone(name, families, what)
+    if timm_ref is not None:
+        return timm_ref
     accepted = [*variant_names(families), *generic_names(families)]
     close = difflib.get_close_matches(str(name), accepted, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UserError(f"unknown {what} {name!r}{hint} Accepted names: {', '.join(accepted)}")
+
+
+def _timm_backbone(
+    name: str, families: Mapping[str, tuple[str, str]], what: str
+) -> tuple[str, str] | None:
+    """(family, timm name) for a detector named with a timm backbone in the variant's place
+    (``fasterrcnn_efficientnet_b0_fpn``), for comparisons in the same detector; else None."""
+    if what != "detector":  # the segmenters read FBNetV3's stage layout only
+        return None
+    for family, (_, pattern) in families.items():
+        head, _, tail = pattern.partition("{}")
+        inner = name[len(head) : len(name) - len(tail)] if tail else name[len(head) :]
+        if name.startswith(head) and name.endswith(tail) and inner:
+            import timm  # only for names that are not ours: `import fbnetv3_zoo.detection` stays light
+
+            if timm.is_model(inner) and inner not in VARIANTS:
+                return family, inner
+    return None
+
+
+def is_detector(name: str) -> bool:
+    """Whether ``create_detector`` takes ``name`` alone: a named FBNetV3 detector, or a family
+    with a timm backbone in the variant's place (``fasterrcnn_efficientnet_b0_fpn``)."""
+    if name in DETECTORS:
+        return True
+    return _timm_backbone(name, DETECTION_FAMILIES, "detector") is not None
 
 
 DETECTORS: tuple[str, ...] = variant_names(DETECTION_FAMILIES)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from fbnetv3_zoo.detection.backbone import StageFeatures, prepared_net
+from fbnetv3_zoo.detection.backbone import stage_features
 from fbnetv3_zoo.errors import UserError
 
 __all__ = ["SSDLiteFeatures", "ssdlite"]
@@ -40,7 +40,7 @@ def _extra_block(cin: int, cout: int, norm_layer: Any) -> nn.Module:
 class SSDLiteFeatures(nn.Module):
     """Stage outputs, then extra blocks each halving the last map: SSD's multi-scale maps."""
 
-    def __init__(self, body: StageFeatures, extra_channels: Sequence[int], norm_layer: Any) -> None:
+    def __init__(self, body: nn.Module, extra_channels: Sequence[int], norm_layer: Any) -> None:
         super().__init__()
         self.body = body
         blocks, cin = [], body.channels[-1]
@@ -84,12 +84,8 @@ def ssdlite(
             f"not {', '.join(resizing)}"
         )
     norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
-    net = prepared_net(**spec, frozen_bn=False)
-    num = len(net.arch.stages)
-    stages = [num - 2, num - 1] if returned_layers is None else list(returned_layers)
-    body = SSDLiteFeatures(
-        StageFeatures(net, stages, [str(s) for s in stages]), extra_channels, norm_layer
-    )
+    trunk = stage_features(spec, False, returned_layers, 2, by_index=False)
+    body = SSDLiteFeatures(trunk, extra_channels, norm_layer)
     anchors = DefaultBoxGenerator([[2, 3]] * len(body.channels), min_ratio=0.2, max_ratio=0.95)
     head = SSDLiteHead(body.channels, anchors.num_anchors_per_location(), num_classes, norm_layer)
     return SSD(body, anchors, _pair(size), num_classes, head=head, **{**DEFAULTS, **kwargs})
