@@ -214,7 +214,11 @@ def _add_executor_flags(p: _Group, opt: _Option) -> None:
     )
     opt("--cpus-per-trial", "CPUs Ray reserves per candidate", type=float)
     opt("--gpus-per-trial", "GPUs Ray reserves per candidate (fractions allowed)", type=float)
-    opt("--threads", "torch threads per candidate (0: torch's default)", type=int)
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    from fbnetv3_zoo.cli.args import add_threads_flag
+
+    add_threads_flag(p, SearchConfig.threads, "torch threads per candidate")
 
 
 def _register_search_report(subparsers: argparse._SubParsersAction) -> None:
@@ -287,10 +291,8 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 def run_search_command(args: argparse.Namespace) -> int:
     from fbnetv3_zoo.search.driver import SearchConfig, run_search
 
-    if args.threads is not None and args.threads < 0:
-        from fbnetv3_zoo.errors import UserError
+    from fbnetv3_zoo.cli.args import resolve_threads
 
-        raise UserError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
     config = SearchConfig(
         space=args.space,
         data=args.data,
@@ -308,7 +310,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
-        threads=args.threads or None,
+        threads=resolve_threads(args.threads),
         device=args.device,
         settings=strategy_options(args),
         download=args.download,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from fbnetv3_zoo.search.strategy_settings import (
 )
 
 from fbnetv3_zoo.checks import THREADS_PER_CPU, is_int, is_number, max_threads
+from fbnetv3_zoo.cli.args import ALL_CORES
 from fbnetv3_zoo.errors import UserError
 
 EXECUTORS = ("local", "ray")
@@ -82,6 +84,10 @@ class SearchConfig:
     - one GPU, one candidate at a time: ``device="cuda"`` (CLI ``--device cuda``;
       the default None already takes a GPU when there is one). ``threads`` only
       sets the CPU-side torch threads then.
+    - ``threads``: torch threads per candidate, as ``--threads`` means it in every
+      command: N threads, ``0`` all cores (resolved to ``os.cpu_count()`` of the
+      machine that creates the config, so trials see the count itself); ``None``
+      leaves torch's own default (Python API only).
     - several GPUs or machines, one candidate per GPU: ``executor="ray"``,
       ``gpus_per_trial=1`` and ``device="cuda"`` (CLI ``--executor ray
       --gpus-per-trial 1 --device cuda``; on a cluster started with ``ray start``,
@@ -137,7 +143,7 @@ class SearchConfig:
     ray_address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
-    threads: int | None = 1
+    threads: int | None = 1  # 0: all cores; None: torch's default (see the docstring)
     # where the built-in trainer trains each candidate: cpu, cuda, cuda:N or mps (None: a GPU if
     # there is one); with the ray executor each candidate sees the GPU(s) Ray gave it as cuda
     device: str | None = None
@@ -177,6 +183,8 @@ class SearchConfig:
         if self.budget is None:
             self.budget = RECIPE_BUDGET if recipe_only else ARCH_BUDGET
         self.validate()
+        if self.threads == ALL_CORES:  # validated: an int, not False
+            self.threads = os.cpu_count() or 1
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot work."""
@@ -246,9 +254,10 @@ class SearchConfig:
         self._need(self.cpus_per_trial > 0, "cpus_per_trial", "> 0")
         v = self.threads
         self._need(
-            v is None or is_int(v) and 1 <= v <= max_threads(),
+            v is None or is_int(v) and 0 <= v <= max_threads(),
             "threads",
-            f"None (torch's default) or an integer in [1, {max_threads()}] (CPUs x {THREADS_PER_CPU})",
+            f"None (torch's default) or an integer in [0, {max_threads()}] (0 = all cores; "
+            f"CPUs x {THREADS_PER_CPU} at most)",
         )
 
     def _validate_choices(self) -> None:

@@ -269,10 +269,6 @@ def test_every_subcommand_has_a_description_and_top_help_names_executorch():
     assert "ExecuTorch" in " ".join(build_parser().format_help().split())
 
 
-# search and latency build register their own --threads; the search change aligns them
-SEARCH_OWN = {"search", "latency build"}
-
-
 def test_threads_means_the_same_in_every_command():
     """--threads N: N intra-op threads, 0 = all cores, one type and wording everywhere."""
     import os
@@ -285,10 +281,9 @@ def test_threads_means_the_same_in_every_command():
         for action in sub._actions
         if "--threads" in action.option_strings
     }
-    assert {"train", "validate", "benchmark", "info"} <= set(flags)
+    assert {"train", "validate", "benchmark", "info", "search", "latency build"} <= set(flags)
     for name, action in flags.items():
-        if name not in SEARCH_OWN:
-            assert action.type is threads_arg and "0 = all cores" in action.help, name
+        assert action.type is threads_arg and "0 = all cores" in action.help, name
     assert resolve_threads(0) == (os.cpu_count() or 1) and resolve_threads(1) == 1
     with pytest.raises(Exception, match="integer >= 0"):
         threads_arg("-1")

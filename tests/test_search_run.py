@@ -300,7 +300,7 @@ def test_cli_tiny_search_on_digits_and_report(tmp_path, capsys):
         (["--constraint", "flops<1M"], "invalid constraint"),
         (["--space", "nope"], "unknown search space 'nope'"),
         (["--budget", "3"], "budget 3 is too small"),
-        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--threads", "-1"], "--threads: expected an integer >= 0 (0 = all cores)"),
         (["--batch", "0"], "search setting batch (--batch) must be an integer >= 1, got 0"),
         (["--kappa", "-1"], "search setting kappa (--kappa)"),
         (["--eta", "2"], "--eta is a setting of successive-halving, not of --strategy jointnas"),
@@ -319,6 +319,43 @@ def test_cli_bad_input(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()  # nothing left behind
+
+
+class _Stop(Exception):
+    """Raised by a stand-in once it has what the command handed on (nothing is trained)."""
+
+
+@pytest.mark.parametrize("given, expected", [("0", os.cpu_count() or 1), ("2", 2), (None, 1)])
+def test_search_threads_flag_means_what_it_means_everywhere(monkeypatch, tmp_path, given, expected):
+    """--threads 0 is all cores (the count itself reaches SearchConfig); the default stays 1."""
+    import fbnetv3_zoo.search.driver as driver
+
+    def seen(config, out, progress=True):
+        raise _Stop(config.threads)
+
+    monkeypatch.setattr(driver, "run_search", seen)
+    threads = [] if given is None else ["--threads", given]
+    with pytest.raises(_Stop) as stop:
+        main(["search", "--out", str(tmp_path / "x"), "--quiet", *threads])
+    assert stop.value.args == (expected,)
+
+
+def test_latency_build_threads_0_builds_the_all_cores_table(monkeypatch):
+    import fbnetv3_zoo.search.latency.table as table
+
+    def seen(space, backend, threads, classes, **kw):
+        raise _Stop(backend, threads)
+
+    monkeypatch.setattr(table, "build_table", seen)
+    with pytest.raises(_Stop) as stop:
+        main(["latency", "build", "--backend", "torch", "--threads", "0", "--quiet"])
+    assert stop.value.args == ("torch", os.cpu_count() or 1)
+
+
+def test_config_threads_0_is_all_cores_and_none_is_torchs_default():
+    assert SearchConfig(threads=0).threads == (os.cpu_count() or 1)
+    assert SearchConfig(threads=None).threads is None
+    assert SearchConfig().threads == 1
 
 
 def test_cli_invalid_space_file_names_the_field(tmp_path, capsys):

@@ -298,7 +298,7 @@ def test_finite_source_ranks_every_vector_in_the_fine_step(tmp_path):
         ("initial", 0),
         ("epochs", 0),
         ("min_stop_curves", 0),
-        ("threads", 0),
+        ("threads", -1),
         ("executor", "dask"),
         ("strategy", "bayes"),
         ("early_stop_tau", 1.5),

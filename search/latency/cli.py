@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fbnetv3_zoo.cli.args import add_threads_flag, resolve_threads
 from fbnetv3_zoo.deploy.runtimes import LATENCY_BACKENDS
 
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="onnxruntime (ONNX Runtime CPU), torch (PyTorch eager), cuda (PyTorch eager on the GPU) "
         "or executorch (XNNPACK fp32 program; the [mobile] extra)",
     )
-    b.add_argument("--threads", type=int, default=1, help="intra-op threads (default: %(default)s)")
+    add_threads_flag(b, 1, "intra-op threads of the timed backend (part of the table's cache key)")
     b.add_argument(
         "--space",
         default="fbnetv3_proxy",
@@ -82,8 +83,7 @@ def _build(args: argparse.Namespace) -> int:
     from fbnetv3_zoo.latency.timing import require_backend
     from fbnetv3_zoo.models.spec import check_input_size, check_num_classes
 
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    threads = resolve_threads(args.threads)
     require_backend(args.backend, f"--backend {args.backend}")
     if args.limit is not None and args.limit < 0:
         raise UserError(f"--limit must be >= 0, got {args.limit}")
@@ -103,7 +103,7 @@ def _build(args: argparse.Namespace) -> int:
     build_table(
         space,
         args.backend,
-        args.threads,
+        threads,
         classes,
         limit=args.limit,
         calibrate=calibrate,
