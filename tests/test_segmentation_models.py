@@ -127,3 +127,19 @@ def test_lraspp_lowers_to_executorch(tmp_path):
     model = create_segmenter("lraspp", num_classes=4, backbone=small_spec(), inter_channels=16)
     result = export_segmenter_executorch(randomize_weights_(model), tmp_path / "seg.pte", 64)
     assert result.path.is_file() and result.output_scale > 0.01 and result.max_rel_diff <= 1e-4
+
+
+def test_dilated_gives_stride_16_features_with_the_same_weights():
+    """torchvision's ``dilated=True``: the last stage stops downsampling and dilates instead."""
+    torch.manual_seed(0)
+    plain = create_segmenter("lraspp", num_classes=3, backbone=small_spec()).eval()
+    torch.manual_seed(0)
+    dilated = create_segmenter("lraspp", num_classes=3, backbone=small_spec(), dilated=True).eval()
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert plain.backbone(x)["high"].shape[-2:] == (2, 3)
+        assert dilated.backbone(x)["high"].shape[-2:] == (4, 6)
+        assert dilated(x)["out"].shape == (1, 3, 64, 96)
+    assert dilated.backbone.net.feature_info[-1]["reduction"] == 16
+    assert plain.state_dict().keys() == dilated.state_dict().keys()
+    assert all(torch.equal(v, dilated.state_dict()[k]) for k, v in plain.state_dict().items())

@@ -1,8 +1,10 @@
 """LR-ASPP and DeepLabV3: torchvision's segmentation heads on an FBNetV3 trunk.
 
-As torchvision's MobileNetV3 segmenters, with one difference said plainly:
-FBNetV3's blocks have no dilation, so the high-level features come at stride
-32 (torchvision dilates MobileNetV3 to stride 16).  LR-ASPP reads the stride-8
+As torchvision's MobileNetV3 segmenters, with one difference said plainly: the
+high-level features come at stride 32 by default; ``dilated=True`` makes them
+stride 16 as torchvision's (the last stage's depthwise convolutions lose their
+stride and dilate by 2: the same weights, about four times that stage's cost,
+so it is opt-in for small CPU runs).  LR-ASPP reads the stride-8
 stage (``low``) and the last stage (``high``); DeepLabV3 reads the last stage
 (``out``) and, with ``aux_loss=True``, the stride-8 stage for its FCN aux head.
 BatchNorm stays trainable and every stage trains (torchvision freezes nothing here).
@@ -29,6 +31,18 @@ def _low_stage(net: nn.Module) -> int:
     strides = [int(info["reduction"]) for info in net.feature_info]
     at_most = [i for i, s in enumerate(strides) if s <= LOW_STRIDE]
     return at_most[-1] if at_most else 0
+
+
+def dilate_last_stage(net: nn.Module) -> nn.Module:
+    """Output stride 16 (torchvision's ``dilated=True``): the last stage's depthwise convs run
+    at stride 1 with dilation 2 and "same" padding; weights are unchanged."""
+    for block in net.blocks[-1]:
+        conv = block.dw.conv
+        k = conv.kernel_size[0]
+        conv.stride, conv.dilation, conv.padding = (1, 1), (2, 2), (k - 1, k - 1)
+    if net.feature_info[-1]["reduction"] > 1:
+        net.feature_info[-1]["reduction"] //= 2
+    return net
 
 
 def lraspp(net: nn.Module, num_classes: int, inter_channels: int = 128, **kwargs: Any) -> nn.Module:
@@ -61,6 +75,7 @@ def create_segmenter(
     weights_backbone: str | Path | None = None,
     backbone: Any = None,
     drop_path_rate: float = 0.0,
+    dilated: bool = False,
     **kwargs: Any,
 ) -> nn.Module:
     """Build segmenter ``name`` (``fbnetv3_zoo.segmentation.SEGMENTERS``, or ``lraspp`` /
@@ -69,11 +84,14 @@ def create_segmenter(
     ``num_classes`` counts the background class as torchvision does (VOC: 21).
     The model returns ``{"out": logits}`` at the input's size (DeepLabV3 with
     ``aux_loss=True`` adds ``"aux"``).  ``weights_backbone``: ``"fb_in1k"`` or a
-    checkpoint file.  ``kwargs`` go to the head (LR-ASPP: ``inter_channels``;
+    checkpoint file.  ``dilated=True``: high-level features at stride 16 (module docstring).
+    ``kwargs`` go to the head (LR-ASPP: ``inter_channels``;
     DeepLabV3: ``aux_loss``, ``atrous_rates``).
     """
     family, ref = split_name(name, SEGMENTATION_FAMILIES, backbone, "segmenter")
     _check_classes(num_classes)
     net = prepared_net(ref, weights_backbone, None, False, drop_path_rate, default_trainable=None)
+    if dilated:
+        dilate_last_stage(net)
     build = lraspp if family == "lraspp" else deeplabv3
     return build(net, num_classes, **kwargs)
