@@ -3,8 +3,8 @@
 As torchvision's MobileNetV3 segmenters, with one difference said plainly: the
 high-level features come at stride 32 by default; ``dilated=True`` makes them
 stride 16 as torchvision's (the last stage's depthwise convolutions lose their
-stride and dilate by 2: the same weights, about four times that stage's cost,
-so it is opt-in for small CPU runs).  LR-ASPP reads the stride-8
+stride and dilate by 2: the same weights, but that stage then runs on four times
+as many positions, so it is opt-in for small CPU runs).  LR-ASPP reads the stride-8
 stage (``low``) and the last stage (``high``); DeepLabV3 reads the last stage
 (``out``) and, with ``aux_loss=True``, the stride-8 stage for its FCN aux head.
 BatchNorm stays trainable and every stage trains (torchvision freezes nothing here).
