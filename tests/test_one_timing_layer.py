@@ -55,3 +55,20 @@ def test_the_check_sees_a_timing_loop(tmp_path):
     assert len(clock_loops(loop)) == 1
     assert clock_loops(once) == []
     assert clock_loops(TIMING)  # the layer itself has them
+
+
+def test_one_onnx_writer():
+    """Every ONNX file comes from ``export.write_onnx``: one exporter, one opset (issue 38)."""
+    writer = REPO / "fbnetv3_zoo" / "deploy" / "export.py"
+    calls = []
+    for folder in ("fbnetv3_zoo", "search", "recipes", "benchmarks"):
+        for path in (REPO / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "export"
+                    and ast.unparse(node.func.value) == "torch.onnx"
+                ):
+                    calls.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert len(calls) == 1 and calls[0].startswith(str(writer.relative_to(REPO))), calls

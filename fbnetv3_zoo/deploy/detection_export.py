@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from fbnetv3_zoo.deploy.export import (
     ExportResult,
     check_opset,
     export_onnx,
+    write_onnx,
 )
 from fbnetv3_zoo.files.outputs import staged_file
 
@@ -117,19 +117,11 @@ def _image(h: int, w: int, seed: int) -> torch.Tensor:
 def _write(
     wrapper: nn.Module, image: torch.Tensor, dest: Path, keys: tuple[str, ...], opset: int
 ) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            (image,),
-            str(dest),
-            input_names=["image"],
-            output_names=list(keys),
-            opset_version=opset,
-            dynamic_axes={k: {0: "detections"} for k in keys},
-            dynamo=False,
-            external_data=False,
-        )
+    """Through the package's one ONNX writer; the number of detections is the free axis."""
+    axes = {k: {0: "detections"} for k in keys}
+    write_onnx(
+        wrapper, image, dest, opset, input_name="image", output_names=keys, dynamic_axes=axes
+    )
 
 
 def _run(path: Path, image: torch.Tensor, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:

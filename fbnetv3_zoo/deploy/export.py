@@ -291,8 +291,15 @@ def write_onnx(
     dest: str | os.PathLike,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
+    input_name: str = "input",
+    output_names: tuple[str, ...] = ("output",),
+    dynamic_axes: dict[str, dict[int, str]] | None = None,
 ) -> None:
     """The one ONNX writer: ``module`` traced on ``example``, input ``input``, output ``output``.
+
+    ``dynamic_batch`` frees axis 0 of the input and the output; a model with
+    other outputs (a detector: ``boxes``, ``scores``, ...) names them and its
+    free axes (``dynamic_axes``) instead.
 
     Every ONNX file of the package comes from here (exports, the ``onnxruntime``
     benchmark and latency backend), so all of them share one exporter and one
@@ -301,15 +308,17 @@ def write_onnx(
     exporter can express.  Not verified here: callers compare ONNX Runtime's
     output with eager's.
     """
-    axes = {"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None
+    axes = dynamic_axes
+    if dynamic_batch:
+        axes = {name: {0: "batch"} for name in (input_name, *output_names)}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module.eval(),
             (example,),
             str(dest),
-            input_names=["input"],
-            output_names=["output"],
+            input_names=[input_name],
+            output_names=list(output_names),
             opset_version=opset,
             dynamic_axes=axes,
             dynamo=False,
