@@ -18,6 +18,7 @@ from fbnetv3_zoo.search.finished import FinishedTrial
 from fbnetv3_zoo.search.trainer import EvalTask
 
 from fbnetv3_zoo.errors import UserError
+from fbnetv3_zoo.optional import require
 
 Evaluator = Callable[[EvalTask], dict[str, Any]]
 
@@ -48,12 +49,7 @@ class RayExecutor:
         init_kwargs: dict[str, Any] | None = None,
     ) -> None:
         _check_reachable(address)
-        try:
-            import ray
-        except ImportError:
-            raise UserError(
-                "the ray executor needs Ray: pip install 'fbnetv3-zoo[distributed]'"
-            ) from None
+        ray = require("ray", "the ray executor (--executor ray)")
         self.ray = ray
         self.started = False
         if not ray.is_initialized():

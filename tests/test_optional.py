@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_YET: set[str] = set()
 
 
+SEARCH = ["search", "--out", "{tmp}/run", "--quiet"]
+
+
 def _hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
     for name in names:
         monkeypatch.setitem(sys.modules, name, None)
@@ -67,6 +70,9 @@ def test_a_library_that_fails_to_import_says_why(tmp_path, monkeypatch):
         ),
         (["sklearn.datasets"], ["validate", "--model", "fbnetv3_a", "--data", "digits"], "train"),
         (["onnxruntime"], ["info", "fbnetv3_a", "--latency", "onnxruntime"], "onnx"),
+        (["ray"], [*SEARCH, "--executor", "ray"], "distributed"),
+        (["optuna"], [*SEARCH, "--strategy", "optuna-tpe"], "optuna"),
+        (["scipy.stats.qmc"], SEARCH, "search"),  # the first batch's Sobol sample
     ],
 )
 def test_commands_refuse_a_missing_extra_in_one_line(
@@ -95,8 +101,8 @@ def _bare_optional_imports(path: Path) -> list[str]:
     return found
 
 
-def test_core_and_recipes_import_optional_libraries_only_through_require():
-    files = [*(REPO / "fbnetv3_zoo").rglob("*.py"), *(REPO / "recipes").rglob("*.py")]
+def test_core_recipes_and_search_import_optional_libraries_only_through_require():
+    files = [f for pkg in ("fbnetv3_zoo", "recipes", "search") for f in (REPO / pkg).rglob("*.py")]
     bare = [
         hit
         for path in files
@@ -148,3 +154,22 @@ def test_coco_evaluation_without_pycocotools_names_the_detection_extra(monkeypat
     _hide(monkeypatch, "pycocotools", "pycocotools.coco")
     with pytest.raises(MissingExtra, match=r'^COCO evaluation needs pycocotools.*\[detection\]"$'):
         coco_evaluate({"images": [], "annotations": [], "categories": []}, [])
+
+
+def test_the_search_plots_without_matplotlib_name_the_search_extra(monkeypatch):
+    """The search's plots (report and latency plot) load pyplot through one helper."""
+    from fbnetv3_zoo.search.report.plots import pyplot
+
+    assert pyplot().get_backend().lower() == "agg"
+    _hide(monkeypatch, "matplotlib", "matplotlib.pyplot")
+    with pytest.raises(MissingExtra, match=r"^the search's plots needs matplotlib.*\[search\]"):
+        pyplot()
+
+
+def test_rank_quality_without_scipy_names_the_search_extra(monkeypatch):
+    import numpy as np
+    from fbnetv3_zoo.search.predictor.fit import rank_quality
+
+    _hide(monkeypatch, "scipy.stats")
+    with pytest.raises(MissingExtra, match=r"^the search's rank correlations needs scipy"):
+        rank_quality(np.arange(4.0), np.arange(4.0))

@@ -103,11 +103,9 @@ def write_latency_plot(out: Path, store: Any, constraints: list[Constraint]) -> 
             groups.append((key, saved, [c for c in lat if (c.backend, c.threads) == key]))
     if not groups:
         return None
-    import matplotlib
+    from fbnetv3_zoo.search.report.plots import _save, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from fbnetv3_zoo.search.report.plots import _save
+    plt = pyplot()
 
     scores = {r["id"]: r["score"] for r in store.candidates("done")}
     fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4), squeeze=False)

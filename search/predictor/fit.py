@@ -19,11 +19,13 @@ from fbnetv3_zoo.search.space.definition import SearchSpace
 
 def rank_quality(predicted: np.ndarray, measured: np.ndarray) -> tuple[float, float]:
     """(Kendall tau, Spearman rho); NaN when fewer than three pairs or no variation."""
-    from scipy.stats import kendalltau, spearmanr
+    from fbnetv3_zoo.optional import require
 
+    stats = require("scipy.stats", "the search's rank correlations")
     if len(predicted) < 3 or np.ptp(predicted) == 0 or np.ptp(measured) == 0:
         return float("nan"), float("nan")
-    return float(kendalltau(predicted, measured)[0]), float(spearmanr(predicted, measured)[0])
+    tau = stats.kendalltau(predicted, measured)[0]
+    return float(tau), float(stats.spearmanr(predicted, measured)[0])
 
 
 def fit_with_holdout(

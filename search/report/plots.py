@@ -23,6 +23,16 @@ from fbnetv3_zoo.search.space.constraints import Constraint
 from fbnetv3_zoo.search.store import Store
 
 from fbnetv3_zoo.files.outputs import refuse_link
+from fbnetv3_zoo.optional import require
+
+PLOTS = "the search's plots"  # what needs matplotlib, in a missing extra's one line
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend; a missing matplotlib is one line
+    naming the [search] extra (the one a search is installed with; it brings matplotlib)."""
+    require("matplotlib", PLOTS, extra="search").use("Agg")  # before pyplot is imported
+    return require("matplotlib.pyplot", PLOTS, extra="search")
 
 
 def write_plots(
@@ -38,9 +48,7 @@ def write_plots(
     follows single measurements, and the pick's mean is what ``best/`` reports.
     ``constraints``: their MACs limits are drawn on the accuracy plot.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # before the plots below import pyplot
+    pyplot()  # a missing matplotlib fails here, before any plot is started
 
     done = with_repeats(store.candidates("done"))  # a re-measured pair once, at its mean
     if not done:
@@ -59,7 +67,7 @@ def _plot_acc_vs_macs(
     constraints: list[Constraint],
 ) -> Path:
     """``acc_vs_macs.png``: measured top-1 against MACs per source, the Pareto front, limits, picks."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     macs = np.array([r["macs"] for r in done]) / 1e6
     acc = np.array([r["score"] for r in done])
@@ -100,7 +108,7 @@ def _draw_limits_and_picks(
 
 def _plot_predicted_vs_measured(out: Path, done: list[dict[str, Any]]) -> Path:
     """``predicted_vs_measured.png``: the predictor's guess (with its std) against the score."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     pred = [
         (r["predicted"], r["predicted_std"] or 0.0, r["score"])
@@ -119,7 +127,7 @@ def _plot_predicted_vs_measured(out: Path, done: list[dict[str, Any]]) -> Path:
 
 def _plot_progress(out: Path, store: Store, picks: dict[str, dict[str, Any] | None] | None) -> Path:
     """``progress.png``: best top-1 against epochs spent, and the predictor's tau per iteration."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     _draw_progress(a1, store, picks)
@@ -147,7 +155,7 @@ def _draw_progress(a1: Any, store: Store, picks: dict[str, dict[str, Any] | None
 
 def _draw_predictor_quality(a2: Any, store: Store) -> None:
     """Held-out and prospective Kendall tau of each predictor fit, or a note that none was."""
-    from matplotlib.ticker import MaxNLocator
+    MaxNLocator = require("matplotlib.ticker", PLOTS, extra="search").MaxNLocator
 
     drawn = False
     for key, style, label in (
@@ -182,7 +190,7 @@ def _draw_predictor_quality(a2: Any, store: Store) -> None:
 
 def _save(fig: Any, path: Path) -> Path:
     """Save a plot under a temporary name and rename it into place (never through a link)."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     refuse_link(path)
     tmp = path.with_name(f".{path.name}.tmp.png")

@@ -22,8 +22,9 @@ def sample(space: SearchSpace, n: int, method: str = "sobol", seed: int = 0) -> 
     if method == "uniform":
         u = np.random.default_rng(seed).random((n, space.size))
     elif method == "sobol":
-        from scipy.stats import qmc
+        from fbnetv3_zoo.optional import require
 
+        qmc = require("scipy.stats.qmc", "Sobol sampling")
         engine = qmc.Sobol(space.size, scramble=True, seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # balance warning: we take a power-of-two prefix

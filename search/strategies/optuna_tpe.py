@@ -14,17 +14,14 @@ from fbnetv3_zoo.search.store import vector_key
 from fbnetv3_zoo.search.strategies.base import Context, Proposal, Strategy, draw_unseen
 from fbnetv3_zoo.search.strategy_settings import OptunaTPESettings
 
-OPTUNA_INSTALL = 'pip install "fbnetv3-zoo[optuna]"'
+from fbnetv3_zoo.optional import install_hint, require
+
+OPTUNA_INSTALL = install_hint("optuna")
 
 
 def import_optuna() -> Any:
     """Optuna with its per-trial log lines silenced; a one-line UserError naming the extra if missing."""
-    try:
-        import optuna
-    except ImportError:
-        from fbnetv3_zoo.errors import UserError
-
-        raise UserError(f"strategy optuna-tpe needs Optuna: {OPTUNA_INSTALL}") from None
+    optuna = require("optuna", "strategy optuna-tpe")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -37,14 +34,13 @@ def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
     float distribution over its values, log-scaled where the space says
     ``log: true`` (the learning rate, weight decay).
     """
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
+    dists = require("optuna.distributions", "strategy optuna-tpe")
     out: dict[str, Any] = {}
     for dim in space.free_dims():
         if dim.choices is not None:
-            out[dim.name] = CategoricalDistribution(tuple(range(len(dim.choices))))
+            out[dim.name] = dists.CategoricalDistribution(tuple(range(len(dim.choices))))
         else:
-            out[dim.name] = FloatDistribution(dim.low, dim.high, log=dim.log)
+            out[dim.name] = dists.FloatDistribution(dim.low, dim.high, log=dim.log)
     return out
 
 
