@@ -157,12 +157,37 @@ class HalvingSettings(StrategySettings):
     min_epochs: int = setting(2, "epochs of the lowest rung", low=1)
 
 
+PRUNERS = ("hyperband", "halving", "none")
+
+
+@dataclass(frozen=True)
+class OptunaPrunedSettings(StrategySettings):
+    """Optuna's TPE sampler with one of its pruners stopping poor trainings at rung epochs."""
+
+    owner: ClassVar[str] = "optuna-tpe-pruned"
+
+    n_startup_trials: int = setting(
+        10, "finished or pruned trials (first batch included) before TPE replaces random", low=0
+    )
+    pruner: str = setting(
+        "hyperband",
+        "Optuna pruner: hyperband (HyperbandPruner), halving (SuccessiveHalvingPruner), none",
+        choices=lambda: PRUNERS,
+    )
+    min_resource: int = setting(1, "pruner: epochs before the first possible prune", low=1)
+    reduction_factor: int = setting(3, "pruner: keep the best 1/reduction_factor at a rung", low=2)
+    max_tries: int = setting(
+        64, "asks per pick before an infeasible ask is given up (off a finite pool)", low=1
+    )
+
+
 # strategy name -> its settings class; strategies.register_strategy adds to it
 SETTINGS: dict[str, type[StrategySettings]] = {
     "random": NoSettings,
     "jointnas": JointNASSettings,
     "optuna-tpe": OptunaTPESettings,
     "successive-halving": HalvingSettings,
+    "optuna-tpe-pruned": OptunaPrunedSettings,
 }
 
 

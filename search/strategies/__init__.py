@@ -14,7 +14,10 @@ coarse search plus the genetic fine search), and the baselines a user would
 pick instead of JointNAS: ``optuna-tpe`` (Optuna's TPE sampler through its own
 ask/tell API; optional extra ``pip install "fbnetv3-zoo[optuna]"``) and
 ``successive-halving`` (multi-fidelity, no predictor: short trainings for
-many, the full proxy for the best on their partial curves).  Add your own with
+many, the full proxy for the best on their partial curves) and
+``optuna-tpe-pruned`` (TPE with Optuna's own Hyperband or successive-halving
+pruner stopping trainings at rung epochs, the multi-fidelity setup an Optuna
+user writes).  Add your own with
 :func:`register_strategy` (its settings: a dataclass, see ``strategy_settings.py``)
 or pass an instance to ``run_search(strategy=...)``.  One module per strategy;
 ``base.py`` holds the seam.
@@ -39,6 +42,7 @@ from fbnetv3_zoo.search.strategies.base import (
 )
 from fbnetv3_zoo.search.strategies.halving import SuccessiveHalvingStrategy
 from fbnetv3_zoo.search.strategies.jointnas import JointNASStrategy, fine_search
+from fbnetv3_zoo.search.strategies.optuna_pruned import OptunaPrunedStrategy
 from fbnetv3_zoo.search.strategies.optuna_tpe import (
     OPTUNA_INSTALL,
     OptunaTPEStrategy,
@@ -58,6 +62,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "jointnas": JointNASStrategy,
     "optuna-tpe": OptunaTPEStrategy,
     "successive-halving": SuccessiveHalvingStrategy,
+    "optuna-tpe-pruned": OptunaPrunedStrategy,
 }
 
 
@@ -87,6 +92,7 @@ __all__ = [
     "STRATEGIES",
     "Context",
     "JointNASStrategy",
+    "OptunaPrunedStrategy",
     "OptunaTPEStrategy",
     "Proposal",
     "RandomStrategy",
