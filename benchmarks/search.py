@@ -2,6 +2,15 @@
 
     python3 benchmarks/search.py --pool heldout --seeds 200 --jobs 2 --out benchmarks/results/search.md
     python3 benchmarks/search.py --pool tune --seeds 4 --strategies random jointnas --out /tmp/s.md
+    python3 benchmarks/search.py --pool benchmarks/data/recipe_pool_resnet18_tune.jsonl.gz --fre 2 3
+
+A recipe pool (``benchmarks/recipe_pool.py``: one fixed model, Sobol recipes
+trained at full length) is searched in its recipe-only space (the space
+``fbnetv3 search --model`` searches, ``fixed_model_space``), with budgets in
+full-run equivalents (``--fre``: a training of e epochs of the pool's E costs
+e / E, as ``epochs_spent`` counts the driver's rows), a first batch of one
+recipe, batches of one and no re-measurement unless flags say otherwise, and
+the presets' pool truth (``baseline``, ``fbnetv3``) as reference rows.
 
 Every search runs through the real driver (``run_search``) with the pool as
 its candidate source (``PoolSource``: strategies can only pick pool pairs) and
@@ -45,6 +54,11 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 CONSTRAINT = "macs<=1M"  # every pool pair meets it: the whole pool competes
 BUDGETS = (8, 12, 16, 24, 32, 40, 48, 64)  # trainings; equal-epoch levels are these x proxy epochs
+RECIPE_FRE = (2.0, 3.0)  # a recipe pool's default budgets, in full-run equivalents
+# a recipe pool's defaults for the SearchConfig fields the command line may override: one
+# full-length first training, one training per batch, no re-measurement (a budget of 2-3 full
+# runs has no room for them)
+RECIPE_DEFAULTS = {"initial": 1, "batch": 1, "remeasure": 0}
 NEAR = 0.5  # a pick "finds the best" when its truth is within this many points of the pool's best
 RESAMPLES = 2000  # bootstrap resamples of the seeds
 BOOTSTRAP_SEED = 0
@@ -64,6 +78,18 @@ JOINTNAS_SETTINGS = ("members", "fit_steps", "pretrain_steps")
 # this process's snapshot of the (restricted) pool, set once per worker, and the pretrained
 # encoders its jointnas searches share (pretraining is a pure function of the settings)
 _POOL: dict[str, Any] = {}
+
+
+def is_recipe_pool(pool: Any) -> bool:
+    """True for a pool ``benchmarks/recipe_pool.py`` built (one fixed model, recipes at full length)."""
+    return pool.meta[0].get("kind") == "recipe_pool"
+
+
+def constraint_for(pool: Any) -> str:
+    """The one constraint every pool pair meets (a fixed model takes no limits)."""
+    from fbnetv3_zoo.search.config import NO_LIMIT
+
+    return NO_LIMIT if is_recipe_pool(pool) else CONSTRAINT
 
 
 def pool_file(name: str) -> Path:
@@ -156,6 +182,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(as if resumed from a checkpoint); default: what the driver trains, from scratch",
     )
     p.add_argument(
+        "--fre",
+        type=float,
+        nargs="+",
+        help="recipe pool: budgets in full-run equivalents (default "
+        + " ".join(f"{b:g}" for b in RECIPE_FRE)
+        + "); ignored on an arch pool",
+    )
+    p.add_argument(
         "--top-k", type=int, default=10, help="the oracle reference's top k (default 10)"
     )
     p.add_argument("--jobs", type=int, default=1, help="searches at once (1 thread each)")
@@ -191,15 +225,25 @@ def search_config(args: argparse.Namespace, pool: Any, text: str, seed: int, bud
     settings = {"jointnas": jointnas}
     settings[name] = {**settings.get(name, {}), **own}
     common = dict(
-        space=proxy["space"],
         data=proxy["data"],
         epochs=proxy["epochs"],
-        constraints=[CONSTRAINT],
         budget=budget,
         seed=seed,
         strategy=name,
         settings=settings,
     )
+    if is_recipe_pool(pool):
+        meta = pool.meta[0]
+        common.update(
+            model=meta["model"],
+            resolution=meta["resolution"],
+            full_epochs=proxy["epochs"],  # every recipe is trained at full length
+            proxy_check=False,
+            holdout=meta.get("holdout", 0.0),
+            **RECIPE_DEFAULTS,
+        )
+    else:
+        common.update(space=proxy["space"], constraints=[CONSTRAINT])
     return _config_class()(**{**common, **chosen, **fields})
 
 
@@ -207,6 +251,7 @@ def _set_pool(pool: Any) -> None:
     """Give a worker the main process's snapshot (the pool files grow while builds run)."""
     from fbnetv3_zoo.search.predictor.encoder import PretrainCache
 
+    _POOL.clear()
     _POOL["pool"] = pool
     _POOL["pretrained"] = PretrainCache()
 
@@ -234,19 +279,21 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     import torch
     from fbnetv3_zoo.search.driver import run_search
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
-    from fbnetv3_zoo.search.space.definition import load_space
     from fbnetv3_zoo.search.store import Store, vector_key
     from fbnetv3_zoo.search.strategies import epochs_spent
 
     torch.set_num_threads(1)
     args, text, seed = job
     pool = _POOL["pool"]
-    space = load_space(pool.proxy["space"])
+    space = pool_space(pool)
     where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
     epochs = pool.proxy["epochs"]
     target = max(budgets_for(args, pool)) * epochs
     budget = min(args.budget, len(pool.pairs))
     cap = 3 * len(pool.pairs)  # a multi-fidelity run may train a pair more than once
+    if is_recipe_pool(pool):  # full-length trainings: start near the budget, rungs may need more
+        budget = min(budget, math.ceil(target / epochs) + 1)
+        cap = 6 * len(pool.pairs)
     start = time.perf_counter()
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
     for _ in range(4):
@@ -275,7 +322,7 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         budget=budget,
         pair=[where[vector_key(r["vector"])] for r in rows],
         score=[r["score"] if r["status"] == "done" else None for r in rows],
-        pick=driver_picks(rows, scoring_epoch),
+        pick=driver_picks(rows, scoring_epoch, constraint_for(pool)),
         epochs=[r["epochs"] or 0 for r in rows],
         spent=[epochs_spent(rows[: n + 1], args.resume_promoted) for n in range(len(rows))],
         shown=[evaluator.answered[r["id"]] for r in rows],  # the training each row was shown
@@ -285,12 +332,36 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     )
 
 
+def pool_space(pool: Any) -> Any:
+    """The space the pool was built on: a space file, or a fixed model's recipe space (built once)."""
+    if "space" not in _POOL:
+        from fbnetv3_zoo.search.space.definition import load_space
+        from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
+
+        meta, proxy = pool.meta[0], pool.proxy
+        _POOL["space"] = (
+            fixed_model_space(
+                meta["model"], resolution=meta["resolution"], num_classes=proxy["num_classes"]
+            )
+            if is_recipe_pool(pool)
+            else load_space(proxy["space"])
+        )
+    return _POOL["space"]
+
+
 def budgets_for(args: argparse.Namespace, pool: Any) -> list[int]:
-    """The training budgets that fit the run's budget and leave the search pool pairs to choose from."""
+    """The training budgets that fit the run's budget and leave the search pool pairs to choose from.
+
+    On a recipe pool: the ``--fre`` levels (full-run equivalents), compared at equal epochs only.
+    """
+    if is_recipe_pool(pool):
+        return list(args.fre or RECIPE_FRE)
     return [b for b in BUDGETS if b <= args.budget and b < len(pool.pairs)]
 
 
-def driver_picks(rows: list[dict[str, Any]], scoring_epoch: int) -> list[int | None]:
+def driver_picks(
+    rows: list[dict[str, Any]], scoring_epoch: int, constraint: str = CONSTRAINT
+) -> list[int | None]:
     """After each training, the row the driver would report as ``best/<constraint>.yaml`` had the run stopped there.
 
     Uses the driver's own rule (``report.best_per_constraint``: the best
@@ -301,13 +372,13 @@ def driver_picks(rows: list[dict[str, Any]], scoring_epoch: int) -> list[int | N
     from fbnetv3_zoo.search.report.outputs import best_per_constraint
     from fbnetv3_zoo.search.space.constraints import parse_constraint
 
-    constraints = [parse_constraint(CONSTRAINT)]
+    constraints = [parse_constraint(constraint)]
     rows = [dict(r, id=r.get("id", k)) for k, r in enumerate(rows)]  # store rows carry their id
     position = {r["id"]: k for k, r in enumerate(rows)}
     picks: list[int | None] = []
     for n in range(1, len(rows) + 1):
         done = [r for r in rows[:n] if r["status"] == "done" and r["score"] is not None]
-        best = best_per_constraint(done, constraints, scoring_epoch)[CONSTRAINT] if done else None
+        best = best_per_constraint(done, constraints, scoring_epoch)[constraint] if done else None
         picks.append(None if best is None else position[best["id"]])
     return picks
 
@@ -327,7 +398,7 @@ def pick_regret(run: dict[str, Any], n: int, best: float) -> float:
 def regrets(run: dict[str, Any], budgets: list[int], epochs: int) -> tuple[np.ndarray, np.ndarray]:
     """Regret at each training budget and at each epoch level (budget x proxy epochs)."""
     best = float(run["best"])
-    trainings = np.array([pick_regret(run, b, best) for b in budgets])
+    trainings = np.array([pick_regret(run, int(b), best) for b in budgets])
     spent = np.asarray(run.get("spent", np.cumsum(run["epochs"])))  # epochs after each training
     at_epochs = []
     for b in budgets:
@@ -349,7 +420,10 @@ def trained_best(run: dict[str, Any], budgets: list[int]) -> np.ndarray:
     """
     truth, best = np.asarray(run["truth"]), float(run["best"])
     return np.array(
-        [best - truth[run["pair"][:b]].max() if b <= len(run["pair"]) else np.nan for b in budgets]
+        [
+            best - truth[run["pair"][: int(b)]].max() if b <= len(run["pair"]) else np.nan
+            for b in budgets
+        ]
     )
 
 
@@ -671,6 +745,49 @@ def main(argv: list[str] | None = None) -> None:
         )
     epochs = pool.proxy["epochs"]
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    runs = run_all(args, pool, seeds)
+    by_trainings: dict[str, np.ndarray] = {}
+    by_epochs: dict[str, np.ndarray] = {}
+    sets: dict[str, np.ndarray] = {}
+    for name in args.strategies:
+        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
+        both = [regrets(r, budgets, epochs) for r in mine]
+        by_trainings[name] = np.array([t for t, _ in both])
+        by_epochs[name] = np.array([e for _, e in both])
+        sets[name] = np.array([trained_best(r, budgets) for r in mine])
+    used = search_config(args, pool, "random", args.seed_start, args.budget)
+    levels = [max(1, int(b)) for b in budgets]  # the oracles train whole pairs
+    per_seed = [
+        references(pool, s, levels, args.top_k, used.remeasure, used.score_epochs) for s in seeds
+    ]
+    refs = {k: np.array([r[k] for r in per_seed]) for k in per_seed[0]}
+    boot = Paired(len(seeds))
+    total = time.perf_counter() - start
+    if is_recipe_pool(pool):
+        text = recipe_report(args, path, full, pool, budgets, runs, by_epochs, refs, boot, total)
+    else:
+        text = report(
+            args, path, full, pool, budgets, runs, by_trainings, by_epochs, refs, boot, total
+        )
+        text += "\n".join(selection_table(budgets, by_trainings, sets, boot))
+    text += (
+        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
+        f"torch {torch.__version__}, {args.jobs} search(es) at once, 1 thread each.\n"
+    )
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        title = f"pool {args.pool}, {len(pool.pairs)} pairs, seeds {seeds[0]}-{seeds[-1]}"
+        if not is_recipe_pool(pool):  # two budget levels: the tables say it all
+            plot(
+                out.with_suffix(".png"), budgets, epochs, by_epochs, by_trainings, refs, boot, title
+            )
+        out.write_text(text)
+
+
+def run_all(args: argparse.Namespace, pool: Any, seeds: list[int]) -> list[dict[str, Any]]:
+    """Every (strategy, seed) search, checked: no pick is scored on a training it was shown."""
     jobs = [(args, name, s) for name in args.strategies for s in seeds]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, initializer=_set_pool, initargs=(pool,)) as ex:
@@ -684,35 +801,49 @@ def main(argv: list[str] | None = None) -> None:
             seen.setdefault(k, set()).add(seed)
         for k, shown in seen.items():
             assert run["truth"][k] == pool.pairs[k].truth_without(shown)
-    by_trainings: dict[str, np.ndarray] = {}
-    by_epochs: dict[str, np.ndarray] = {}
-    sets: dict[str, np.ndarray] = {}
-    for name in args.strategies:
-        mine = sorted((r for r in runs if r["name"] == name), key=lambda r: r["seed"])
-        both = [regrets(r, budgets, epochs) for r in mine]
-        by_trainings[name] = np.array([t for t, _ in both])
-        by_epochs[name] = np.array([e for _, e in both])
-        sets[name] = np.array([trained_best(r, budgets) for r in mine])
-    shipped = _config_class()()
-    remeasure = args.remeasure if args.remeasure is not None else shipped.remeasure
-    window = args.score_epochs if args.score_epochs is not None else shipped.score_epochs
-    per_seed = [references(pool, s, budgets, args.top_k, remeasure, window) for s in seeds]
-    refs = {k: np.array([r[k] for r in per_seed]) for k in per_seed[0]}
-    boot = Paired(len(seeds))
-    total = time.perf_counter() - start
-    text = report(args, path, full, pool, budgets, runs, by_trainings, by_epochs, refs, boot, total)
-    text += "\n".join(selection_table(budgets, by_trainings, sets, boot))
-    text += (
-        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
-        f"torch {torch.__version__}, {args.jobs} search(es) at once, 1 thread each.\n"
-    )
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        title = f"pool {args.pool}, {len(pool.pairs)} pairs, seeds {seeds[0]}-{seeds[-1]}"
-        plot(out.with_suffix(".png"), budgets, epochs, by_epochs, by_trainings, refs, boot, title)
-        out.write_text(text)
+    return runs
+
+
+def preset_truths(path: Path) -> dict[str, float]:
+    """Each preset's pool truth: the mean final top-1 of all its trainings (failed: 0 %).
+
+    No search is shown a preset's training, so none is left out.
+    """
+    from fbnetv3_zoo.search.trainer import epoch_accuracy
+
+    sys.path.insert(0, str(HERE))
+    from recipe_pool import preset_runs  # the recipe pool's own reader
+
+    out = {}
+    for name, by_seed in sorted(preset_runs(path).items()):
+        finals = [
+            epoch_accuracy(r["metrics"][-1]) if r["metrics"] else None for r in by_seed.values()
+        ]
+        out[name] = float(np.mean([0.0 if v is None else v for v in finals]))
+    return out
+
+
+def preset_table(
+    budgets: list[float], by_fre: dict[str, np.ndarray], bests: np.ndarray, presets: dict, boot
+) -> list[str]:
+    """Per preset: the search's pick minus the preset, in points, per strategy and budget."""
+    out = []
+    for preset, value in presets.items():
+        out += [
+            f"Pick's truth - `{preset}`'s truth ({value:.2f} %), in top-1 points (positive: the "
+            "pick trains better) [95 % interval over search seeds]:",
+            "",
+            "| full-run equivalents | " + " | ".join(by_fre) + " |",
+            "|---|" + "---|" * len(by_fre),
+        ]
+        for j, b in enumerate(budgets):
+            cells = []
+            for regret in by_fre.values():
+                gain = bests - regret[:, j] - value
+                cells.append("n/a" if np.isnan(gain).any() else fmt(boot.mean(gain)))
+            out.append(f"| {b:g} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
 
 
 def report(
@@ -792,6 +923,64 @@ def report(
     ]
     lines += tables("trainings", budgets, by_trainings, refs, boot)
     lines += tables("epochs", [b * epochs for b in budgets], by_epochs, refs, boot)
+    return "\n".join(lines)
+
+
+def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, total) -> str:
+    """The results of a recipe pool: regret at equal full-run equivalents, picks against the presets."""
+    epochs = pool.proxy["epochs"]
+    meta = pool.meta[0]
+    config = search_config(args, pool, "random", args.seed_start, args.budget)
+    command = "python3 benchmarks/search.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bests = np.array(
+        [r["best"] for r in sorted(runs, key=lambda r: r["seed"]) if r["name"] == "random"]
+    )
+    presets = preset_truths(path)
+    columns = dict(refs)
+    for name, value in presets.items():
+        columns[f"preset `{name}`"] = np.repeat((bests - value)[:, None], len(budgets), axis=1)
+    settings = {
+        parse_variant(n)[0]: search_config(args, pool, n, 0, args.budget).strategy_settings()
+        for n in args.strategies
+    }
+    lines = [
+        f"# Recipe search on the recipe pool `{shown_path(path)}`",
+        "",
+        *([f"**{args.note}**", ""] if args.note else []),
+        f"Command: `{command}` (commit {git_state()}); run time {total / 60:.1f} min "
+        f"({np.mean([r['wall_s'] for r in runs]):.1f} s per search on average).",
+        f"Pool: {meta['model']} at {meta['resolution']} px on `{meta['data']}`, every recipe trained "
+        f"{epochs} epochs (the full schedule); {len(full.pairs)} recipes as read at the start, the "
+        f"{len(pool.pairs)} with >= {args.min_seeds} seeds compete; presets "
+        + ", ".join(f"`{n}` {v:.2f} %" for n, v in presets.items())
+        + " (mean of all their trainings).",
+        f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} (paired). Settings: "
+        f"first batch {config.initial} (full length), batches of {config.batch}, "
+        f"{config.remeasure} re-measured finalists, score = top-1 of the last "
+        f"{config.score_epochs} epoch(s); strategy settings: "
+        + "; ".join(f"`{n}` {s.as_dict()}" for n, s in settings.items() if s.as_dict())
+        + ".",
+        "",
+        "**Budgets** are full-run equivalents: a training of e of the pool's "
+        f"{epochs} epochs costs e / {epochs}, "
+        + (
+            "a re-trained pair counting only the epochs beyond its longest earlier training "
+            "(`--resume-promoted`, as a trainer resuming a checkpoint spends)"
+            if args.resume_promoted
+            else "every row counted as the driver trains it (from scratch, a promoted or "
+            "continued pair included)"
+        )
+        + ". The pick at a budget is the driver's `best/` rule on the trainings that fit in it "
+        "(the best measured score among full-length trainings), scored on the recipe's "
+        "held-out truth (the mean of the trainings the search was not shown); regret = the "
+        "pool's best truth - the pick's truth, in top-1 points. Intervals: 95 % percentile "
+        f"bootstrap over search seeds ({RESAMPLES} resamples, paired, seed {BOOTSTRAP_SEED}). "
+        f"One training's seed-to-seed standard deviation here: {seed_noise(pool):.2f} points "
+        "(median over recipes).",
+        "",
+    ]
+    lines += tables("full-run equivalents", [f"{b:g}" for b in budgets], by_fre, columns, boot)
+    lines += preset_table(budgets, by_fre, bests, presets, boot)
     return "\n".join(lines)
 
 
