@@ -77,8 +77,6 @@ def train_one(
         epochs=1 if args.smoke else (args.epochs or demo["epochs"]),
         batch_size=4 if args.smoke else (args.batch_size or demo["batch_size"]),
     )
-    if "lr" in demo and recipe_name == "fbnetv3":
-        changes["lr"] = demo["lr"]
     recipe = Recipe.load(recipe_name)
     recipe = Recipe.from_dict({**recipe.to_dict(), **changes}, source="benchmarks/detection.py")
     cpu0 = time.process_time()

@@ -151,4 +151,8 @@ def test_embedded_set_defaults_yield_to_flags() -> None:
         changes["epochs"] == DEMO_DEFAULTS["digits-det"]["epochs"] and "batch_size" not in changes
     )
     assert demo_changes(argparse.Namespace(task="detection", data="/my/coco", epochs=None)) == {}
+    seg = argparse.Namespace(task="segmentation", data="digits-seg", epochs=None, batch_size=None)
+    assert demo_changes(seg)["lr"] == DEMO_DEFAULTS["digits-seg"]["lr"]
+    seg.recipe = "baseline"  # another recipe keeps its own learning rate
+    assert "lr" not in demo_changes(seg)
     assert demo_changes(argparse.Namespace(task="classification", data="digits-det")) == {}
