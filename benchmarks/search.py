@@ -738,7 +738,7 @@ def main(argv: list[str] | None = None) -> None:
     path = pool_file(args.pool)
     full, pool = load_snapshot(path, args.min_seeds)
     budgets = budgets_for(args, pool)
-    if not budgets:
+    if not budgets or len(pool.pairs) < 2:
         raise SystemExit(
             f"{path}: {len(pool.pairs)} pairs have >= {args.min_seeds} seeds; a search needs more "
             f"than {BUDGETS[0]} (or lower --budget/--min-seeds)"
@@ -811,7 +811,8 @@ def preset_truths(path: Path) -> dict[str, float]:
     """
     from fbnetv3_zoo.search.trainer import epoch_accuracy
 
-    sys.path.insert(0, str(HERE))
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
     from recipe_pool import preset_runs  # the recipe pool's own reader
 
     out = {}
