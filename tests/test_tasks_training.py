@@ -156,3 +156,25 @@ def test_embedded_set_defaults_yield_to_flags() -> None:
     seg.recipe = "baseline"  # another recipe keeps its own learning rate
     assert "lr" not in demo_changes(seg)
     assert demo_changes(argparse.Namespace(task="classification", data="digits-det")) == {}
+
+
+@pytest.mark.slow
+def test_mask_rcnn_trains_on_masks_and_reports_mask_ap(sets: Path, tmp_path: Path) -> None:
+    """A detector with a mask head gets the masks as targets and is scored on them too."""
+    from fbnetv3_zoo.recipes.task_validate import validate_task
+
+    recipe = Recipe.from_dict({**_recipe().to_dict(), "epochs": 1}, source="test")
+    s = train(
+        "maskrcnn_fbnetv3_a_fpn",
+        recipe,
+        data=sets / "det",
+        out_dir=tmp_path / "mask",
+        task="detection",
+        task_options={"model_options": DETECTOR},
+        progress=False,
+    )
+    assert s["final_mask_AP"] is not None and s["final_AP"] is not None
+    again = validate_task(
+        "detection", None, sets / "det", checkpoint=tmp_path / "mask" / "model.safetensors"
+    )
+    assert again["mask_AP"] == s["final_mask_AP"] and again["AP"] == s["final_AP"]
