@@ -815,11 +815,12 @@ def preset_truths(path: Path) -> dict[str, float]:
         sys.path.insert(0, str(HERE))
     from recipe_pool import preset_runs  # the recipe pool's own reader
 
+    from fbnetv3_zoo.files.untrusted import field
+
     out = {}
     for name, by_seed in sorted(preset_runs(path).items()):
-        finals = [
-            epoch_accuracy(r["metrics"][-1]) if r["metrics"] else None for r in by_seed.values()
-        ]
+        curves = [field(r, "metrics", list, path) for r in by_seed.values()]
+        finals = [epoch_accuracy(c[-1]) if c else None for c in curves]
         out[name] = float(np.mean([0.0 if v is None else v for v in finals]))
     return out
 
