@@ -65,7 +65,7 @@ def cmd_validate_task(args: argparse.Namespace) -> int:
     r = validate_task(
         args.task,
         args.model,
-        args.data,
+        None if args.data == "digits" else args.data,  # the classification default: the run's
         checkpoint=args.checkpoint,
         batch_size=args.batch_size,
         data_root=args.data_root,

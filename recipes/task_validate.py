@@ -18,8 +18,11 @@ from fbnetv3_zoo.files.untrusted import field
 from .tasks import CLASSIFICATION, make_task
 
 
-def run_model_name(checkpoint: str | Path) -> str | None:
-    """The ``--model`` of the training run holding ``checkpoint`` (None outside a run folder)."""
+def run_model_name(checkpoint: str | Path, key: str = "model") -> str | None:
+    """The ``--model`` (or another ``key``: ``data``) of the run holding ``checkpoint``.
+
+    None outside a run folder.
+    """
     from . import checkpoints as ckpt
     from .summary import SUMMARY_FILE, read_summary
     from .validate import run_folder_of
@@ -29,13 +32,13 @@ def run_model_name(checkpoint: str | Path) -> str | None:
         return None
     doc = read_summary(folder)
     if doc is not None:
-        return field(doc, "model", str, folder / SUMMARY_FILE)
+        return field(doc, key, str, folder / SUMMARY_FILE)
     try:
         state, _ = ckpt.read_committed(folder)
     except UserError:
         return None
-    model = (state.get("settings") or {}).get("model")
-    return model if isinstance(model, str) else None
+    value = (state.get("settings") or {}).get(key)
+    return value if isinstance(value, str) else None
 
 
 def run_model_for(checkpoint: str | Path | None) -> str:
@@ -52,7 +55,7 @@ def run_model_for(checkpoint: str | Path | None) -> str:
 def validate_task(
     task: str,
     model: str | None,
-    data: str | Path,
+    data: str | Path | None,
     *,
     checkpoint: str | Path | None,
     batch_size: int | None = None,
@@ -81,6 +84,11 @@ def validate_task(
             f"{source}: the run was a {cfg.get('task', CLASSIFICATION)} run, not --task {task}"
         )
     model = model or run_model_for(checkpoint)
+    data = data or run_model_name(checkpoint, "data")
+    if data is None:
+        raise UserError(
+            f"--task {task}: --data is required (a COCO or VOC folder, or digits-det / digits-seg)"
+        )
     plugin = make_task(task, cfg)
     splits = plugin.load(
         data,

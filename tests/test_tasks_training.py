@@ -87,6 +87,7 @@ def test_resume_equals_uninterrupted_and_validate_equals_train(
 
     again = validate_task(task, None, data, checkpoint=checkpoint)
     assert again[head] == whole[f"final_{head}"]  # the same numbers, not just the same digits
+    assert validate_task(task, None, None, checkpoint=checkpoint)[head] == again[head]  # run's data
 
 
 @pytest.mark.slow
