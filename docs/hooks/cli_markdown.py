@@ -51,7 +51,8 @@ def _group_table(parser: argparse.ArgumentParser, group: argparse._ArgumentGroup
     ]
     if not rows:
         return []
-    title = (group.title or "arguments").capitalize()
+    title = group.title or "arguments"
+    title = title[:1].upper() + title[1:]  # as written (capitalize() would lower "CPU")
     head = [f"**{title}**", ""]
     if group.description:
         head += [_cell(group.description), ""]
