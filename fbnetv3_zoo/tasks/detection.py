@@ -53,13 +53,22 @@ def _our_detectors() -> set[str]:
     return set(DETECTORS)
 
 
+def _is_ours(name: str) -> bool:
+    """A name ``fbnetv3_zoo.detection.create_detector`` takes alone (FBNetV3 or timm backbone)."""
+    try:
+        from fbnetv3_zoo.detection.names import is_detector
+    except ImportError:  # an older detection package: its named detectors only
+        return name in _our_detectors()
+    return is_detector(name)
+
+
 def create_any_detector(
     name: str, num_classes: int, drop_path: float = 0.0, **options: Any
 ) -> nn.Module:
     """Our detector ``name`` or torchvision's (``torchvision/<name>`` or a bare torchvision name)."""
     from torchvision.models import detection, get_model, list_models
 
-    if name in _our_detectors():
+    if _is_ours(name):
         from fbnetv3_zoo.detection import create_detector
 
         if drop_path:  # our builders take it (stochastic depth in the backbone)
