@@ -277,15 +277,12 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
     trainings per pool pair.
     """
     import torch
-    from fbnetv3_zoo.search.driver import run_search
-    from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
-    from fbnetv3_zoo.search.store import Store, vector_key
+    from fbnetv3_zoo.search.store import vector_key
     from fbnetv3_zoo.search.strategies import epochs_spent
 
     torch.set_num_threads(1)
     args, text, seed = job
     pool = _POOL["pool"]
-    space = pool_space(pool)
     where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
     epochs = pool.proxy["epochs"]
     target = max(budgets_for(args, pool)) * epochs
@@ -295,27 +292,17 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         budget = min(budget, math.ceil(target / epochs) + 1)
         cap = 6 * len(pool.pairs)
     start = time.perf_counter()
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
     for _ in range(4):
-        evaluator = PoolEvaluator(pool, search_seed=seed)
-        config = search_config(args, pool, text, seed, budget)
-        with tempfile.TemporaryDirectory(dir=shm) as tmp:
-            run_search(
-                config,
-                Path(tmp) / "run",
-                evaluator=evaluator,
-                progress=False,
-                source=PoolSource(space, pool),
-                strategy=make_strategy(config),
-            )
-            store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
-            rows = store.candidates()
-            scoring_epoch = store.get("stop_epoch") or epochs
-            store.close()
+        rows, evaluator, scoring_epoch = search_once(args, pool, text, seed, budget)
         spent = epochs_spent(rows, args.resume_promoted)
         if spent >= target or len(rows) < budget or budget >= cap:
             break  # enough compute, the source ran dry, or as it may go
         budget = min(cap, math.ceil(budget * target / max(spent, 1)) + 1)
+    fitted = (
+        [fitted_regret(args, pool, text, seed, b * epochs) for b in budgets_for(args, pool)]
+        if is_recipe_pool(pool)
+        else None
+    )
     return dict(
         name=text,
         seed=seed,
@@ -328,8 +315,75 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         shown=[evaluator.answered[r["id"]] for r in rows],  # the training each row was shown
         truth=evaluator.truths(),  # the evaluator that answered the search scores it
         best=float(np.max(pool.truth(seed))),  # one yardstick for every strategy with this seed
+        fitted=fitted,  # recipe pool: per level, the regret of a search sized to fit in it
         wall_s=time.perf_counter() - start,
     )
+
+
+def search_once(args: argparse.Namespace, pool: Any, text: str, seed: int, budget: int) -> tuple:
+    """One driver run on the pool with a budget of ``budget`` trainings: (rows, evaluator, scoring epoch)."""
+    from fbnetv3_zoo.search.driver import run_search
+    from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
+    from fbnetv3_zoo.search.store import Store
+
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # the store commits every write
+    evaluator = PoolEvaluator(pool, search_seed=seed)
+    config = search_config(args, pool, text, seed, budget)
+    with tempfile.TemporaryDirectory(dir=shm) as tmp:
+        run_search(
+            config,
+            Path(tmp) / "run",
+            evaluator=evaluator,
+            progress=False,
+            source=PoolSource(pool_space(pool), pool),
+            strategy=make_strategy(config),
+        )
+        store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
+        rows = store.candidates()
+        scoring_epoch = store.get("stop_epoch") or pool.proxy["epochs"]
+        store.close()
+    return rows, evaluator, scoring_epoch
+
+
+def fitted_regret(args: argparse.Namespace, pool: Any, text: str, seed: int, level: float) -> float:
+    """Regret of the final pick of the largest search whose trainings cost at most ``level`` epochs.
+
+    The search a user would run with that budget: its last steps (the
+    strategy's ``fine`` pick, a multi-fidelity strategy's full-length
+    finalist) happen inside the budget, unlike an anytime curve cut at the
+    level.  Training budgets are tried from 2 up (estimated from the epochs
+    the last one spent, then bisected); a search whose source ran dry stands
+    with its final pick.  NaN when even 2 trainings cost more than ``level``.
+    """
+    from fbnetv3_zoo.search.strategies import epochs_spent
+
+    fits: dict[int, tuple] = {}
+    lo, hi, budget = 0, None, 2
+    while budget not in fits and (hi is None or budget < hi) and budget <= 6 * len(pool.pairs):
+        rows, evaluator, scoring_epoch = search_once(args, pool, text, seed, budget)
+        spent = epochs_spent(rows, args.resume_promoted)
+        if spent > level:
+            hi = budget
+        else:
+            fits[budget], lo = (rows, evaluator, scoring_epoch), budget
+            if len(rows) < budget:
+                break  # the source ran dry: a larger budget trains nothing more
+        guess = budget * level / max(spent, 1)
+        budget = (lo + hi) // 2 if hi is not None else max(budget + 1, math.floor(guess))
+        if hi is not None and budget <= max(lo, 1):
+            break  # bisected down to neighbours (or 2 trainings are already too many)
+    if not fits:
+        return float("nan")
+    rows, evaluator, scoring_epoch = fits[lo]
+    pick = driver_picks(rows, scoring_epoch, constraint_for(pool))[-1]
+    best = float(np.max(pool.truth(seed)))
+    if pick is None:
+        return best
+    from fbnetv3_zoo.search.store import vector_key
+
+    where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
+    truth = float(evaluator.truths()[where[vector_key(rows[pick]["vector"])]])
+    return best - truth
 
 
 def pool_space(pool: Any) -> Any:
@@ -754,6 +808,8 @@ def main(argv: list[str] | None = None) -> None:
         both = [regrets(r, budgets, epochs) for r in mine]
         by_trainings[name] = np.array([t for t, _ in both])
         by_epochs[name] = np.array([e for _, e in both])
+        if is_recipe_pool(pool):  # a search sized to each level, not an anytime curve
+            by_epochs[name] = np.array([r["fitted"] for r in mine])
         sets[name] = np.array([trained_best(r, budgets) for r in mine])
     used = search_config(args, pool, "random", args.seed_start, args.budget)
     levels = [max(1, int(b)) for b in budgets]  # the oracles train whole pairs
@@ -942,8 +998,7 @@ def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, tot
     for name, value in presets.items():
         columns[f"preset `{name}`"] = np.repeat((bests - value)[:, None], len(budgets), axis=1)
     settings = {
-        parse_variant(n)[0]: search_config(args, pool, n, 0, args.budget).strategy_settings()
-        for n in args.strategies
+        n: search_config(args, pool, n, 0, args.budget).strategy_settings() for n in args.strategies
     }
     lines = [
         f"# Recipe search on the recipe pool `{shown_path(path)}`",
@@ -972,8 +1027,11 @@ def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, tot
             else "every row counted as the driver trains it (from scratch, a promoted or "
             "continued pair included)"
         )
-        + ". The pick at a budget is the driver's `best/` rule on the trainings that fit in it "
-        "(the best measured score among full-length trainings), scored on the recipe's "
+        + ". The pick at a budget B is the final pick of the search a user would run with B: "
+        "per strategy and seed, the largest training budget whose rows cost at most B (tried "
+        "from 2 trainings up, then bisected; `fitted_regret`), so its fine step or full-length "
+        "finalist happens inside B; the pick is the driver's `best/` rule (the best measured "
+        "score among full-length trainings), scored on the recipe's "
         "held-out truth (the mean of the trainings the search was not shown); regret = the "
         "pool's best truth - the pick's truth, in top-1 points. Intervals: 95 % percentile "
         f"bootstrap over search seeds ({RESAMPLES} resamples, paired, seed {BOOTSTRAP_SEED}). "
