@@ -113,16 +113,32 @@ def test_pruned_tpe_trains_in_chunks_and_is_seeded(pool_path):
 
 
 @pytest.mark.slow
+def test_a_fitted_search_stays_inside_its_budget(pool_path):
+    """Random at 2 full runs: the search with 2 trainings (3 would cost 3 runs), judged on its final pick."""
+    module = bench()
+    args = module.parse_args(["--pool", str(pool_path), "--min-seeds", str(SEEDS)])
+    _, pool = module.load_snapshot(Path(args.pool), args.min_seeds)
+    module._set_pool(pool)
+    rows, evaluator, epoch = module.search_once(args, pool, "random", 0, 2)
+    assert [r["epochs"] for r in rows] == [EPOCHS, EPOCHS]
+    pick = rows[module.driver_picks(rows, epoch, "none")[-1]]
+    k = [list(p.vector) for p in pool.pairs].index(list(pick["vector"]))
+    expected = float(np.max(pool.truth(0))) - evaluator.truths()[k]
+    assert module.fitted_regret(args, pool, "random", 0, 2 * EPOCHS) == pytest.approx(expected)
+    assert np.isnan(module.fitted_regret(args, pool, "random", 0, 1.5 * EPOCHS))  # 2 are too many
+
+
+@pytest.mark.slow
 def test_recipe_pool_table(pool_path, tmp_path):
     pytest.importorskip("optuna")
     out = tmp_path / "results" / "recipes.md"
-    bench().main(["--pool", str(pool_path), "--min-seeds", "3", "--seeds", "2", "--fre", "2", "3", "--strategies",
-                  "random", "optuna-tpe-pruned", "successive-halving", "--out", str(out)])  # fmt: skip
+    bench().main(["--pool", str(pool_path), "--min-seeds", "3", "--seeds", "2", "--fre", "2", "3",
+                  "--strategies", "random", "optuna-tpe-pruned", "--out", str(out)])  # fmt: skip
     text = out.read_text()
     assert (
         "# Recipe search on the recipe pool" in text and "### At equal full-run equivalents" in text
     )
     assert "preset `baseline`" in text and "Pick's truth - `baseline`'s truth (50.00 %)" in text
     rows = [line for line in text.splitlines() if line.startswith(("| 2 |", "| 3 |"))]
-    assert len(rows) >= 6 and not any("n/a" in r for r in rows)  # every strategy reached 3 runs
+    assert len(rows) >= 6 and not any("n/a" in r for r in rows)  # every level has a pick
     assert list(out.parent.iterdir()) == [out]  # no plot for a recipe pool
