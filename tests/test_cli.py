@@ -274,6 +274,7 @@ def test_threads_means_the_same_in_every_command():
     import os
 
     from fbnetv3_zoo.cli.args import resolve_threads, threads_arg
+    from fbnetv3_zoo.errors import UserError
 
     flags = {
         name: action
@@ -286,7 +287,9 @@ def test_threads_means_the_same_in_every_command():
         assert action.type is threads_arg and "0 = all cores" in action.help, name
     assert resolve_threads(0) == (os.cpu_count() or 1) and resolve_threads(1) == 1
     with pytest.raises(Exception, match="integer >= 0"):
-        threads_arg("-1")
+        threads_arg("two")
+    with pytest.raises(UserError, match="integer >= 0"):  # one line from the command, no usage
+        resolve_threads(-1)
 
 
 def test_validate_help_names_result_yamls_and_digits_n():

@@ -17,23 +17,24 @@ ALL_CORES = 0  # ``--threads 0``
 
 
 def threads_arg(text: str) -> int:
-    """``--threads``'s type: an integer >= 0 (0 = all cores); the upper bound is checked later."""
+    """``--threads``'s type: an integer; its range (0 = all cores, else 1..max) is checked by
+    :func:`resolve_threads`, so a bad count is the commands' one-line error, not a usage dump."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an integer >= 0 (0 = all cores), got {text!r}"
         ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0 = all cores), got {value}")
-    return value
 
 
 def resolve_threads(value: int, where: str = "--threads (0 = all cores)") -> int:
     """The thread count ``--threads value`` stands for: every core for 0, else ``value``,
     refused in one line above ``fbnetv3_zoo.checks.max_threads()``."""
     from fbnetv3_zoo.checks import check_threads
+    from fbnetv3_zoo.errors import UserError
 
+    if value < 0:
+        raise UserError(f"--threads: expected an integer >= 0 (0 = all cores), got {value}")
     if value == ALL_CORES:
         return os.cpu_count() or 1
     return check_threads(value, where)
