@@ -89,7 +89,7 @@ DOCS_COMMANDS: dict[str, Step] = {
     "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format onnx --out runs/t1.onnx": Step(
         "run"
     ),
-    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 20 --epochs 4 --budget 6 --initial 3 --out runs/r": Step(
+    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 20 --epochs 10 --budget 6 --initial 3 --out runs/r": Step(
         "parse", why="minutes; tests/test_recipe_search.py runs recipe searches end to end"
     ),
     "fbnetv3 train --recipe runs/r/best/recipe.yaml --data digits:30 --out runs/r-full": Step(
@@ -129,7 +129,7 @@ DOCS_COMMANDS: dict[str, Step] = {
         ("--backends", "eager", "--repeats", "1", "--warmup", "0", "--batch", "1"),
         "eager only, one timed run",
     ),
-    "fbnetv3 benchmark --models fbnetv3_a --backends eager,onnx,executorch,executorch-int8 --batch 1": Step(
+    "fbnetv3 benchmark --models fbnetv3_a --backends torch,onnxruntime,executorch,executorch-int8 --batch 1": Step(
         "parse", why="lowers to ExecuTorch (minutes); tests/test_bench.py times each backend"
     ),
     "fbnetv3 train --task detection --model fasterrcnn_fbnetv3_a_fpn --data digits-det --out runs/det": Step(
