@@ -10,6 +10,7 @@ eager on the example before they are timed, so a wrong program is never timed.
 from __future__ import annotations
 
 import copy
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +31,23 @@ class RunnerSettings:
 
     ``fixed_shape``: the runner only ever sees the example's shape (a latency
     table), so exported programs may specialise on it; otherwise the batch
-    axis stays free (the benchmark's batch sizes).
+    axis stays free (the benchmark's batch sizes).  ``workdir``: where exported
+    programs go; None makes a temporary folder on first use (only the backends
+    that write a file ask for one), removed when these settings are dropped.
     """
 
     threads: int
-    workdir: Path
+    workdir: Path | None = None
     notes: list[str] = field(default_factory=list)
     fixed_shape: bool = False
+    _temporary: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    def scratch(self) -> Path:
+        """The folder for this runner's files (made on first use when none was given)."""
+        if self.workdir is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="fbnetv3-runner-")
+            self.workdir = Path(self._temporary.name)
+        return self.workdir
 
 
 def _no_grad(module: Callable[[torch.Tensor], Any]) -> Runner:
@@ -77,7 +88,7 @@ def onnxruntime(model: nn.Module, example: torch.Tensor, settings: RunnerSetting
     """ONNX Runtime's CPU provider on the package's one ONNX export (``write_onnx``)."""
     from fbnetv3_zoo.deploy.export import write_onnx
 
-    path = settings.workdir / "model.onnx"
+    path = settings.scratch() / "model.onnx"
     write_onnx(model, example, path, dynamic_batch=not settings.fixed_shape)
     session = ort_session(str(path), settings.threads)
 
@@ -98,7 +109,7 @@ def executorch(model: nn.Module, example: torch.Tensor, settings: RunnerSettings
 
     require_executorch("timing on executorch")
     portable._unsafe_reset_threadpool(settings.threads)
-    path = settings.workdir / "model.pte"
+    path = settings.scratch() / "model.pte"
     path.write_bytes(lower(model.eval(), example[:1].contiguous()))
     program = PteProgram(path)
     _check(program, model, example, "ExecuTorch")
@@ -123,7 +134,7 @@ def executorch_int8(model: nn.Module, example: torch.Tensor, settings: RunnerSet
     calibration = [
         torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(8)
     ]
-    path = settings.workdir / "int8.pte"
+    path = settings.scratch() / "int8.pte"
     export_executorch(
         model,
         path,

@@ -14,7 +14,6 @@ import hashlib
 import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -162,8 +161,7 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
     entry = registry_entry(backend, "latency")
     require_backend(entry.name, "timing")
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    scratch = tempfile.TemporaryDirectory(prefix="fbnetv3-timing-")
-    settings = RunnerSettings(threads, Path(scratch.name), fixed_shape=True)
+    settings = RunnerSettings(threads, fixed_shape=True)
     run = make_runner(entry.name, module.eval(), x, settings, "latency")
     if entry.wall_clock:
         x = x.to("cuda")
@@ -172,7 +170,7 @@ def runner(module: nn.Module, shape: tuple[int, ...], backend: str, threads: int
         return run(x)
 
     call.wall_clock = entry.wall_clock  # type: ignore[attr-defined]
-    call.keep = scratch  # type: ignore[attr-defined]  # its files live as long as the runner
+    call.keep = settings  # type: ignore[attr-defined]  # its files (if any) live as long as the runner
     return call
 
 
