@@ -157,6 +157,25 @@ def _train(task: Any) -> tuple[dict[str, Any], float]:
     return result, time.process_time() - start
 
 
+def _trained(tasks: dict, jobs: int):
+    """(key, (result, CPU s)) as trainings end: in this process for one job (a forked child of a
+    process whose autograd threads already ran cannot train), else in worker processes."""
+    if jobs == 1:
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            for key, t in tasks.items():
+                yield key, _train(t[0])
+        finally:
+            torch.set_num_threads(threads)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as ex:
+        futures = {ex.submit(_train, t[0]): key for key, t in tasks.items()}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
 def run_record(i: int, vec, spec, recipe, macs, params, seed, result, cpu_s) -> dict[str, Any]:
     keep = ("epoch", "val_top1", "ema_top1", "val_loss", "train_loss")
     return dict(
@@ -231,21 +250,18 @@ def build(args: argparse.Namespace) -> None:
             )
             tasks[(i, seed)] = (task, spec, recipe)
         start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=args.jobs) as ex:
-            futures = {ex.submit(_train, t[0]): key for key, t in tasks.items()}
-            for n, fut in enumerate(as_completed(futures), 1):
-                (i, seed), (result, cpu_s) = futures[fut], fut.result()
-                _, spec, recipe = tasks[(i, seed)]
-                rec = run_record(i, u[i], spec, recipe, macs[i], params[i], seed, result, cpu_s)
-                append_records(out, meta + [rec])
-                meta.clear()
-                score = rec["metrics"][-1]["val_top1"] if rec["metrics"] else float("nan")
-                eta = (time.perf_counter() - start) / n * (len(jobs) - n) / 60
-                print(
-                    f"[{n}/{len(jobs)}] pair {i} seed {seed}: {result['status']} {score:.1f} % "
-                    f"({cpu_s:.1f} s CPU, {result['wall_s']:.1f} s wall; ~{eta:.0f} min left)",
-                    flush=True,
-                )
+        for n, ((i, seed), (result, cpu_s)) in enumerate(_trained(tasks, args.jobs), 1):
+            _, spec, recipe = tasks[(i, seed)]
+            rec = run_record(i, u[i], spec, recipe, macs[i], params[i], seed, result, cpu_s)
+            append_records(out, meta + [rec])
+            meta.clear()
+            score = rec["metrics"][-1]["val_top1"] if rec["metrics"] else float("nan")
+            eta = (time.perf_counter() - start) / n * (len(jobs) - n) / 60
+            print(
+                f"[{n}/{len(jobs)}] pair {i} seed {seed}: {result['status']} {score:.1f} % "
+                f"({cpu_s:.1f} s CPU, {result['wall_s']:.1f} s wall; ~{eta:.0f} min left)",
+                flush=True,
+            )
 
     run([(i, seed) for i in range(args.pairs) for seed in range(args.seeds)])
 
