@@ -1,12 +1,14 @@
 """Backbones and recipes in a Faster R-CNN on the embedded digits-det set: AP, backbone MACs, CPU latency.
 
-    python benchmarks/detection.py                    # 3 backbones x 2 recipes x 3 seeds
+    python benchmarks/detection.py                    # 3 backbones x 3 seeds, 2 recipes on FBNetV3-A
     python benchmarks/detection.py --smoke --out ''   # a tiny run that checks the script
 
 Each detector is trained from scratch by the training engine (``fbnetv3
-train --task detection``: the same data, schedule, batch and seeds for all),
-once per recipe (``fbnetv3`` and ``baseline``) and seed, and scored by COCO
-box AP on the validation canvases.  The table gives the mean AP with a 95 %
+train --task detection``: the same data, schedule, batch and seeds for all)
+with the ``fbnetv3`` recipe, and the detectors of ``--compare-on`` (default:
+the first) also with ``baseline``, once per seed; each is scored by COCO box
+AP on the validation canvases.  Every finished training is appended to
+``--rows`` (JSON lines), so a killed run resumes where it stopped.  The table gives the mean AP with a 95 %
 t-interval over seeds, the paired difference fbnetv3 - baseline recipe (seeds
 paired), the MACs of the backbone with its FPN on one canvas (``torch.utils.flop_counter``,
 multiply-adds = FLOPs / 2) and the whole detector's single-thread CPU latency
@@ -25,6 +27,7 @@ default 18 trainings take roughly 2 to 3 CPU-hours; the full run was not made ye
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import sys
@@ -45,7 +48,17 @@ SMOKE = dict(train_images=8, val_images=4, canvas=64, min_size=16, max_size=28)
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=list(MODELS), help="detector names")
-    p.add_argument("--recipes", nargs="+", default=list(RECIPES), help="recipe presets")
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        default=list(RECIPES),
+        help="recipe presets (the first for every detector)",
+    )
+    p.add_argument(
+        "--compare-on",
+        nargs="+",
+        help="detectors trained with every recipe (default: the first of --models)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--epochs", type=int, help="epochs (default: the digits-det demo's)")
     p.add_argument("--batch-size", type=int, help="batch (default: the digits-det demo's)")
@@ -54,7 +67,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smoke", action="store_true", help="tiny set, 1 epoch, 1 seed: checks the script"
     )
     p.add_argument("--out", default=str(RESULTS / "detection.md"), help="results file ('' = none)")
+    p.add_argument(
+        "--rows",
+        help="finished trainings, read back to resume (default: results/detection_rows.jsonl, "
+        "none with --smoke; '' = keep none)",
+    )
     args = p.parse_args(argv)
+    args.compare_on = args.compare_on or args.models[:1]
+    if args.rows is None:
+        args.rows = "" if args.smoke else str(RESULTS / "detection_rows.jsonl")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report's command line
     return args
 
@@ -71,19 +92,26 @@ def _data(args: argparse.Namespace, scratch: Path) -> tuple[str, dict[str, Any] 
     return str(root / "det"), {"model_options": options}
 
 
+def schedule(args: argparse.Namespace) -> dict[str, int]:
+    """Epochs and batch of every training: the flags, else the digits-det demo's."""
+    from fbnetv3_zoo.recipes.task_cli import DEMO_DEFAULTS
+
+    demo = DEMO_DEFAULTS["digits-det"]
+    if args.smoke:
+        return dict(epochs=1, batch_size=4)
+    return dict(
+        epochs=args.epochs or demo["epochs"], batch_size=args.batch_size or demo["batch_size"]
+    )
+
+
 def train_one(
     model: str, recipe_name: str, seed: int, args: argparse.Namespace, data: str, options: Any
 ) -> dict[str, Any]:
     """One training through the engine: final AP and the CPU seconds it took."""
     from fbnetv3_zoo.recipes import Recipe
     from fbnetv3_zoo.recipes.engine import train
-    from fbnetv3_zoo.recipes.task_cli import DEMO_DEFAULTS
 
-    demo = DEMO_DEFAULTS["digits-det"]
-    changes = dict(
-        epochs=1 if args.smoke else (args.epochs or demo["epochs"]),
-        batch_size=4 if args.smoke else (args.batch_size or demo["batch_size"]),
-    )
+    changes = schedule(args)
     recipe = Recipe.load(recipe_name)
     recipe = Recipe.from_dict({**recipe.to_dict(), **changes}, source="benchmarks/detection.py")
     cpu0 = time.process_time()
@@ -101,6 +129,8 @@ def train_one(
         model=model,
         recipe=recipe_name,
         seed=seed,
+        smoke=args.smoke,
+        **changes,
         ap=s["final_AP"],
         cpu_s=time.process_time() - cpu0,
     )
@@ -149,23 +179,67 @@ def table(
         "| detector | recipe | box AP (mean ± 95 % CI) | backbone+FPN MMACs | latency ms | CPU s / training |",
         "|---|---|---|---|---|---|",
     ]
-    for model in args.models:
-        for recipe in args.recipes:
-            mine = [r for r in rows if r["model"] == model and r["recipe"] == recipe]
-            mean, half = interval([r["ap"] for r in mine])
-            cpu = sum(r["cpu_s"] for r in mine) / len(mine)
-            macs, ms = costs[model]
-            lines.append(
-                f"| {model} | {recipe} | {mean:.2f} ± {half:.2f} | {macs:.1f} | {ms:.1f} | {cpu:.0f} |"
-            )
-    if set(RECIPES) <= set(args.recipes):
-        lines += ["", "Paired difference, fbnetv3 - baseline recipe (same detector and seed):", ""]
-        for model in args.models:
+    for model, recipe in plan(args):
+        mine = [r for r in rows if r["model"] == model and r["recipe"] == recipe]
+        mean, half = interval([r["ap"] for r in mine])
+        cpu = sum(r["cpu_s"] for r in mine) / len(mine)
+        macs, ms = costs[model]
+        lines.append(
+            f"| {model} | {recipe} | {mean:.2f} ± {half:.2f} | {macs:.1f} | {ms:.1f} | {cpu:.0f} |"
+        )
+    if len(args.recipes) > 1:
+        first, others = args.recipes[0], args.recipes[1:]
+        lines += [
+            "",
+            f"Paired difference, {first} minus each other recipe (same detector and seed):",
+            "",
+        ]
+        for model in args.compare_on:
             ap = {(r["recipe"], r["seed"]): r["ap"] for r in rows if r["model"] == model}
-            diffs = [ap[("fbnetv3", s)] - ap[("baseline", s)] for s in args.seeds]
-            mean, half = interval(diffs)
-            lines.append(f"- {model}: {mean:+.2f} ± {half:.2f} AP")
+            for other in others:
+                diffs = [ap[(first, s)] - ap[(other, s)] for s in args.seeds]
+                mean, half = interval(diffs)
+                lines.append(f"- {model}, {first} - {other}: {mean:+.2f} ± {half:.2f} AP")
     return "\n".join(lines) + "\n"
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (detector, recipe) cells: every detector with the first recipe, ``--compare-on`` with all."""
+    cells = [(m, args.recipes[0]) for m in args.models]
+    cells += [(m, r) for m in args.compare_on for r in args.recipes[1:]]
+    return list(dict.fromkeys(cells))
+
+
+ROW_FIELDS = {
+    "model": str,
+    "recipe": str,
+    "seed": int,
+    "smoke": bool,
+    "epochs": int,
+    "batch_size": int,
+}
+
+
+def read_rows(path: str) -> list[dict[str, Any]]:
+    """Finished trainings from an earlier run of this script (plain JSON lines, checked)."""
+    if not path or not Path(path).is_file():
+        return []
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            ok = all(isinstance(row[k], t) for k, t in ROW_FIELDS.items())
+            ok = ok and all(isinstance(row[k], (int, float)) for k in ("ap", "cpu_s"))
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise SystemExit(f"{path}:{n}: not a training row of this script; move the file away")
+        rows.append(row)
+    return rows
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return tuple(row[k] for k in ROW_FIELDS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,17 +249,27 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     if args.smoke:
-        args.seeds, args.recipes, args.models = args.seeds[:1], args.recipes, args.models[:1]
+        args.seeds, args.models = args.seeds[:1], args.models[:1]
+        args.compare_on = args.models
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="fbnetv3-detection-") as scratch:
         data, options = _data(args, Path(scratch))
         size = SMOKE["canvas"] if args.smoke else 96
+        done = {_key(r): r for r in read_rows(args.rows)}
         rows = []
-        for model in args.models:
-            for recipe in args.recipes:
-                for seed in args.seeds:
-                    rows.append(train_one(model, recipe, seed, args, data, options))
-                    print(rows[-1], flush=True)
+        for model, recipe in plan(args):
+            for seed in args.seeds:
+                want = dict(
+                    model=model, recipe=recipe, seed=seed, smoke=args.smoke, **schedule(args)
+                )
+                row = done.get(_key(want))
+                if row is None:
+                    row = train_one(model, recipe, seed, args, data, options)
+                    if args.rows:
+                        with open(args.rows, "a") as f:
+                            f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                print(row, flush=True)
         costs = {m: cost(m, size) for m in args.models}
     report = table(rows, costs, args)
     print(report)
