@@ -109,7 +109,11 @@ def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="stop after epoch N (the schedule still spans --epochs)",
     )
-    p.add_argument("--pretrained", action="store_true", help="start from published weights")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from published weights (detection, segmentation: the backbone's ImageNet ones)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice of the run (default: 0)"
     )

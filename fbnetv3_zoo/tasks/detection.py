@@ -63,9 +63,17 @@ def _is_ours(name: str) -> bool:
 
 
 def create_any_detector(
-    name: str, num_classes: int, drop_path: float = 0.0, **options: Any
+    name: str,
+    num_classes: int,
+    drop_path: float = 0.0,
+    weights_backbone: str | None = None,
+    **options: Any,
 ) -> nn.Module:
-    """Our detector ``name`` or torchvision's (``torchvision/<name>`` or a bare torchvision name)."""
+    """Our detector ``name`` or torchvision's (``torchvision/<name>`` or a bare torchvision name).
+
+    ``weights_backbone="DEFAULT"``: the backbone's published ImageNet weights
+    (ours, timm's or torchvision's: each builder knows that name).
+    """
     from torchvision.models import detection, get_model, list_models
 
     if _is_ours(name):
@@ -73,11 +81,17 @@ def create_any_detector(
 
         if drop_path:  # our builders take it (stochastic depth in the backbone)
             options["drop_path_rate"] = drop_path
-        return create_detector(name, num_classes=num_classes, weights_backbone=None, **options)
+        return create_detector(
+            name, num_classes=num_classes, weights_backbone=weights_backbone, **options
+        )
     plain = name.removeprefix("torchvision/")
     if plain in list_models(module=detection):
         return get_model(
-            plain, weights=None, weights_backbone=None, num_classes=num_classes, **options
+            plain,
+            weights=None,
+            weights_backbone=weights_backbone,
+            num_classes=num_classes,
+            **options,
         )
     raise UserError(
         f"--model {name!r} is not a detector; choose one of: {', '.join(detector_names())}"
@@ -129,14 +143,13 @@ class DetectionTask:
     def build_model(
         self, model: Any, recipe: Any, num_classes: int, pretrained: bool
     ) -> tuple[nn.Module, str]:
-        if pretrained:
-            raise UserError(
-                "--pretrained: detectors start from scratch here (backbone weights are not wired into training yet)"
-            )
         if not isinstance(model, str | Path):
             raise UserError("--task detection takes a detector name (see fbnetv3 train --help)")
         name = str(model)
-        net = create_any_detector(name, num_classes, recipe.drop_path, **self.model_options)
+        weights = "DEFAULT" if pretrained else None  # the backbone's ImageNet weights
+        net = create_any_detector(
+            name, num_classes, recipe.drop_path, weights, **self.model_options
+        )
         roi = getattr(net, "roi_heads", None)
         self.masks = bool(roi is not None and roi.has_mask())
         return net, name

@@ -48,8 +48,13 @@ def _our_segmenters() -> set[str]:
     return set(SEGMENTERS)
 
 
-def create_any_segmenter(name: str, num_classes: int, drop_path: float = 0.0) -> nn.Module:
-    """Our segmenter ``name`` or torchvision's (``torchvision/<name>`` or a bare torchvision name)."""
+def create_any_segmenter(
+    name: str, num_classes: int, drop_path: float = 0.0, weights_backbone: str | None = None
+) -> nn.Module:
+    """Our segmenter ``name`` or torchvision's (``torchvision/<name>`` or a bare torchvision name).
+
+    ``weights_backbone="DEFAULT"``: the backbone's published ImageNet weights.
+    """
     from torchvision.models import get_model, list_models, segmentation
 
     if name in _our_segmenters():
@@ -58,10 +63,14 @@ def create_any_segmenter(name: str, num_classes: int, drop_path: float = 0.0) ->
         kw: dict[str, Any] = {}
         if drop_path:  # our builders take it (stochastic depth in the backbone)
             kw["drop_path_rate"] = drop_path
-        return create_segmenter(name, num_classes=num_classes, weights_backbone=None, **kw)
+        return create_segmenter(
+            name, num_classes=num_classes, weights_backbone=weights_backbone, **kw
+        )
     plain = name.removeprefix("torchvision/")
     if plain in list_models(module=segmentation):
-        return get_model(plain, weights=None, weights_backbone=None, num_classes=num_classes)
+        return get_model(
+            plain, weights=None, weights_backbone=weights_backbone, num_classes=num_classes
+        )
     raise UserError(
         f"--model {name!r} is not a segmenter; choose one of: {', '.join(segmenter_names())}"
     )
@@ -102,14 +111,12 @@ class SegmentationTask:
     def build_model(
         self, model: Any, recipe: Any, num_classes: int, pretrained: bool
     ) -> tuple[nn.Module, str]:
-        if pretrained:
-            raise UserError(
-                "--pretrained: segmenters start from scratch here (backbone weights are not wired into training yet)"
-            )
         if not isinstance(model, str | Path):
             raise UserError("--task segmentation takes a segmenter name (see fbnetv3 train --help)")
         self.num_classes = num_classes
-        return create_any_segmenter(str(model), num_classes, recipe.drop_path), str(model)
+        weights = "DEFAULT" if pretrained else None  # the backbone's ImageNet weights
+        net = create_any_segmenter(str(model), num_classes, recipe.drop_path, weights)
+        return net, str(model)
 
     def check_model(
         self, model: nn.Module, name: str, recipe: Any, local_batch: int, device: torch.device
