@@ -115,6 +115,13 @@ def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
         help="start from published weights (detection, segmentation: the backbone's ImageNet ones)",
     )
     p.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="classes the model predicts, background included for detection and segmentation "
+        "(default: the data's; a VOC segmentation folder: 21)",
+    )
+    p.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice of the run (default: 0)"
     )
 
@@ -306,6 +313,10 @@ def check_numbers(args: argparse.Namespace) -> None:
     seed = getattr(args, "seed", 0)
     if not 0 <= seed < 2**63:
         raise UserError(f"--seed must be in [0, 2**63), got {seed}")
+    if getattr(args, "num_classes", None) is not None:
+        from fbnetv3_zoo.checks import check_num_classes
+
+        check_num_classes(args.num_classes, "--num-classes")
     stop = getattr(args, "stop_after", None)
     if stop is not None and stop < 1:
         raise UserError(f"--stop-after must be >= 1 (an epoch number), got {stop}")
@@ -329,6 +340,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             resume=args.resume,
             pretrained=args.pretrained,
+            num_classes=args.num_classes,
             stop_after_epochs=args.stop_after,
             data_root=args.data_root,
             download=args.download,

@@ -72,6 +72,11 @@ def start_run(
         holdout=holdout,
         num_classes=num_classes,
     )
+    if num_classes is not None and num_classes < splits.num_classes:
+        raise UserError(
+            f"num_classes={num_classes}: the data {splits.name} has {splits.num_classes} classes; "
+            "give at least that many"
+        )
     num_classes = num_classes or splits.num_classes
     model, model_name = plugin.build_model(model, recipe, num_classes, pretrained)
     recipe = for_model(recipe, model)  # resolution None: the model's own input size
