@@ -144,6 +144,9 @@ DOCS_COMMANDS: dict[str, Step] = {
     "fbnetv3 train --task detection --model fasterrcnn_fbnetv3_a_fpn --data <coco_dir> --out runs/coco": Step(
         "template"
     ),
+    "fbnetv3 train --task segmentation --model lraspp_fbnetv3_a --data <voc_dir> --num-classes 5 --out runs/voc": Step(
+        "parse", why="a user's folder; tests/test_tasks_num_classes.py trains a VOC folder this way"
+    ),
 }
 
 # Python blocks, keyed by "page: first line"
