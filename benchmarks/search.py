@@ -298,8 +298,8 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         if spent >= target or len(rows) < budget or budget >= cap:
             break  # enough compute, the source ran dry, or as it may go
         budget = min(cap, math.ceil(budget * target / max(spent, 1)) + 1)
-    fitted = (
-        [fitted_regret(args, pool, text, seed, b * epochs) for b in budgets_for(args, pool)]
+    fits = (
+        [fitted_search(args, pool, text, seed, b * epochs) for b in budgets_for(args, pool)]
         if is_recipe_pool(pool)
         else None
     )
@@ -315,13 +315,26 @@ def one_search(job: tuple[argparse.Namespace, str, int]) -> dict[str, Any]:
         shown=[evaluator.answered[r["id"]] for r in rows],  # the training each row was shown
         truth=evaluator.truths(),  # the evaluator that answered the search scores it
         best=float(np.max(pool.truth(seed))),  # one yardstick for every strategy with this seed
-        fitted=fitted,  # recipe pool: per level, the regret of a search sized to fit in it
+        # recipe pool: per level, the regret of a search sized to fit in it, and the pairs it
+        # dropped near chance at a rung (NaN: the strategy drops none by design)
+        fitted=None if fits is None else [f[0] for f in fits],
+        dropped=None if fits is None else [f[1] for f in fits],
         wall_s=time.perf_counter() - start,
     )
 
 
-def search_once(args: argparse.Namespace, pool: Any, text: str, seed: int, budget: int) -> tuple:
-    """One driver run on the pool with a budget of ``budget`` trainings: (rows, evaluator, scoring epoch)."""
+def search_once(
+    args: argparse.Namespace,
+    pool: Any,
+    text: str,
+    seed: int,
+    budget: int,
+    notes: dict[int, Any] | None = None,
+) -> tuple:
+    """One driver run on the pool with a budget of ``budget`` trainings: (rows, evaluator, scoring epoch).
+
+    ``notes``, when given, receives the strategy's notes per iteration (``Store.notes``).
+    """
     from fbnetv3_zoo.search.driver import run_search
     from fbnetv3_zoo.search.pool import PoolEvaluator, PoolSource
     from fbnetv3_zoo.search.store import Store
@@ -341,12 +354,27 @@ def search_once(args: argparse.Namespace, pool: Any, text: str, seed: int, budge
         store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
         rows = store.candidates()
         scoring_epoch = store.get("stop_epoch") or pool.proxy["epochs"]
+        if notes is not None:
+            notes.update(store.notes())
         store.close()
     return rows, evaluator, scoring_epoch
 
 
 def fitted_regret(args: argparse.Namespace, pool: Any, text: str, seed: int, level: float) -> float:
-    """Regret of the final pick of the largest search whose trainings cost at most ``level`` epochs.
+    """Regret of the final pick of the largest search whose trainings cost at most ``level`` epochs."""
+    return fitted_search(args, pool, text, seed, level)[0]
+
+
+def dropped_count(notes: dict[int, Any]) -> float:
+    """Pairs a multi-fidelity strategy dropped at a rung (its last ``dropped`` note; NaN: none kept)."""
+    counts = [n["dropped"] for _, n in sorted(notes.items()) if "dropped" in n]
+    return float(counts[-1]) if counts else float("nan")
+
+
+def fitted_search(
+    args: argparse.Namespace, pool: Any, text: str, seed: int, level: float
+) -> tuple[float, float]:
+    """(regret, pairs dropped at a rung) of the largest search whose trainings cost at most ``level`` epochs.
 
     The search a user would run with that budget: its last steps (the
     strategy's ``fine`` pick, a multi-fidelity strategy's full-length
@@ -354,18 +382,20 @@ def fitted_regret(args: argparse.Namespace, pool: Any, text: str, seed: int, lev
     level.  Training budgets are tried from 2 up (estimated from the epochs
     the last one spent, then bisected); a search whose source ran dry stands
     with its final pick.  NaN when even 2 trainings cost more than ``level``.
+    The dropped count is NaN for a strategy that does not note one.
     """
     from fbnetv3_zoo.search.strategies import epochs_spent
 
     fits: dict[int, tuple] = {}
     lo, hi, budget = 0, None, 2
     while budget not in fits and (hi is None or budget < hi) and budget <= 6 * len(pool.pairs):
-        rows, evaluator, scoring_epoch = search_once(args, pool, text, seed, budget)
+        notes: dict[int, Any] = {}
+        rows, evaluator, scoring_epoch = search_once(args, pool, text, seed, budget, notes)
         spent = epochs_spent(rows, args.resume_promoted)
         if spent > level:
             hi = budget
         else:
-            fits[budget], lo = (rows, evaluator, scoring_epoch), budget
+            fits[budget], lo = (rows, evaluator, scoring_epoch, dropped_count(notes)), budget
             if len(rows) < budget:
                 break  # the source ran dry: a larger budget trains nothing more
         guess = budget * level / max(spent, 1)
@@ -373,17 +403,17 @@ def fitted_regret(args: argparse.Namespace, pool: Any, text: str, seed: int, lev
         if hi is not None and budget <= max(lo, 1):
             break  # bisected down to neighbours (or 2 trainings are already too many)
     if not fits:
-        return float("nan")
-    rows, evaluator, scoring_epoch = fits[lo]
+        return float("nan"), float("nan")
+    rows, evaluator, scoring_epoch, dropped = fits[lo]
     pick = driver_picks(rows, scoring_epoch, constraint_for(pool))[-1]
     best = float(np.max(pool.truth(seed)))
     if pick is None:
-        return best
+        return best, dropped
     from fbnetv3_zoo.search.store import vector_key
 
     where = {vector_key(p.vector): k for k, p in enumerate(pool.pairs)}
     truth = float(evaluator.truths()[where[vector_key(rows[pick]["vector"])]])
-    return best - truth
+    return best - truth, dropped
 
 
 def pool_space(pool: Any) -> Any:
@@ -603,7 +633,8 @@ def fmt(stats: tuple[float, float, float], digits: int = 2) -> str:
 
 
 def is_jointnas(text: str) -> bool:
-    return parse_variant(text)[0] == "jointnas"
+    """JointNAS and its multi-fidelity form (``jointnas-mf``): the contenders of the tables."""
+    return parse_variant(text)[0] in ("jointnas", "jointnas-mf")
 
 
 def tables(
@@ -1040,8 +1071,61 @@ def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, tot
         "",
     ]
     lines += tables("full-run equivalents", [f"{b:g}" for b in budgets], by_fre, columns, boot)
+    lines += versus_table(PRUNED, budgets, by_fre, boot)
+    lines += dropped_table(budgets, runs, list(by_fre), boot)
     lines += preset_table(budgets, by_fre, bests, presets, boot)
     return "\n".join(lines)
+
+
+PRUNED = "optuna-tpe-pruned"  # issue 40's yardstick: the multi-fidelity setup an Optuna user writes
+
+
+def versus_table(ref: str, budgets: list[float], by_fre: dict[str, np.ndarray], boot) -> list[str]:
+    """Each contender's paired difference and ratio of mean regrets to strategy ``ref``."""
+    contenders = [n for n in by_fre if is_jointnas(n)]
+    if ref not in by_fre or not contenders:
+        return []
+    out = [
+        f"Paired difference to `{ref}` (negative: closer to the best) [95 % interval]; ratio of "
+        "mean regrets [95 % interval]:",
+        "",
+        "| full-run equivalents | " + " | ".join(contenders) + " |",
+        "|---|" + "---|" * len(contenders),
+    ]
+    for j, b in enumerate(budgets):
+        cells = []
+        for n in contenders:
+            a, r = by_fre[n][:, j], by_fre[ref][:, j]
+            ok = not (np.isnan(a).any() or np.isnan(r).any())
+            cells.append(f"{fmt(boot.mean(a - r))}; {fmt(boot.ratio(a, r))}x" if ok else "n/a")
+        out.append(f"| {b:g} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def dropped_table(budgets: list[float], runs: list[dict], names: list[str], boot) -> list[str]:
+    """Per strategy that drops pairs at a rung: how many its search dropped, per budget."""
+    counts = {}
+    for n in names:
+        mine = sorted((r for r in runs if r["name"] == n), key=lambda r: r["seed"])
+        values = np.array([r.get("dropped") or [np.nan] * len(budgets) for r in mine], float)
+        if not np.isnan(values).all():
+            counts[n] = values
+    if not counts:
+        return []
+    out = [
+        "Recipes dropped at a rung (top-1 near chance or diverged: never promoted, never a "
+        "finalist), per search at that budget, mean [95 % interval]:",
+        "",
+        "| full-run equivalents | " + " | ".join(counts) + " |",
+        "|---|" + "---|" * len(counts),
+    ]
+    for j, b in enumerate(budgets):
+        cells = [
+            fmt(boot.mean(v[:, j])) if not np.isnan(v[:, j]).any() else "n/a"
+            for v in counts.values()
+        ]
+        out.append(f"| {b:g} | " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 if __name__ == "__main__":

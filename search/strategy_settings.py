@@ -157,6 +157,44 @@ class HalvingSettings(StrategySettings):
     min_epochs: int = setting(2, "epochs of the lowest rung", low=1)
 
 
+PROMOTE_RULES = ("predicted", "gap", "measured")
+
+
+@dataclass(frozen=True)
+class JointNASMFSettings(StrategySettings):
+    """Multi-fidelity JointNAS: rungs of the full schedule, a predictor with the fidelity as input."""
+
+    owner: ClassVar[str] = "jointnas-mf"
+
+    rung_factor: int = setting(
+        4,
+        "rungs: the full schedule divided by this, repeatedly (rounded up); the best "
+        "1/rung_factor of a rung go on",
+        low=2,
+    )
+    min_share: float = setting(
+        0.25, "lowest rung as a share of the full schedule (no rung below it)", low=0.0, high=1.0
+    )
+    promote: str = setting(
+        "predicted",
+        "rank a rung by: predicted (the predictor's full-length prediction, fitted on the rung's "
+        "measurements too), gap (the rung measurement + the predicted gap to full length), "
+        "measured (the rung measurement alone, ASHA's rule)",
+        choices=lambda: PROMOTE_RULES,
+    )
+    near_chance: float = setting(
+        1.25,
+        "drop a pair whose top-1 at a rung is at most this times chance (a diverged one too)",
+        low=1.0,
+    )
+    kappa: float = setting(
+        0.5, "acquisition: predicted mean + kappa * ensemble spread (0: greedy)", low=0.0
+    )
+    pool: int = setting(
+        4096, "feasible Sobol pool ranked by the acquisition each iteration", low=1, high=MAX_DRAWS
+    )
+
+
 PRUNERS = ("hyperband", "halving", "none")
 
 
@@ -188,6 +226,7 @@ SETTINGS: dict[str, type[StrategySettings]] = {
     "optuna-tpe": OptunaTPESettings,
     "successive-halving": HalvingSettings,
     "optuna-tpe-pruned": OptunaPrunedSettings,
+    "jointnas-mf": JointNASMFSettings,
 }
 
 

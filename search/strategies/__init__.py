@@ -17,7 +17,9 @@ ask/tell API; optional extra ``pip install "fbnetv3-zoo[optuna]"``) and
 many, the full proxy for the best on their partial curves) and
 ``optuna-tpe-pruned`` (TPE with Optuna's own Hyperband or successive-halving
 pruner stopping trainings at rung epochs, the multi-fidelity setup an Optuna
-user writes).  Add your own with
+user writes) and ``jointnas-mf`` (JointNAS judged on rungs of the full schedule:
+a predictor with the fidelity as an input picks the starts and ranks each
+rung, finalists train at full length).  Add your own with
 :func:`register_strategy` (its settings: a dataclass, see ``strategy_settings.py``)
 or pass an instance to ``run_search(strategy=...)``.  One module per strategy;
 ``base.py`` holds the seam.
@@ -42,6 +44,7 @@ from fbnetv3_zoo.search.strategies.base import (
 )
 from fbnetv3_zoo.search.strategies.halving import SuccessiveHalvingStrategy
 from fbnetv3_zoo.search.strategies.jointnas import JointNASStrategy, fine_search
+from fbnetv3_zoo.search.strategies.jointnas_mf import JointNASMFStrategy
 from fbnetv3_zoo.search.strategies.optuna_pruned import OptunaPrunedStrategy
 from fbnetv3_zoo.search.strategies.optuna_tpe import (
     OPTUNA_INSTALL,
@@ -63,6 +66,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "optuna-tpe": OptunaTPEStrategy,
     "successive-halving": SuccessiveHalvingStrategy,
     "optuna-tpe-pruned": OptunaPrunedStrategy,
+    "jointnas-mf": JointNASMFStrategy,
 }
 
 
@@ -91,6 +95,7 @@ __all__ = [
     "OPTUNA_INSTALL",
     "STRATEGIES",
     "Context",
+    "JointNASMFStrategy",
     "JointNASStrategy",
     "OptunaPrunedStrategy",
     "OptunaTPEStrategy",

@@ -58,36 +58,13 @@ class SuccessiveHalvingStrategy(Strategy):
 
     def rungs(self, ctx: Context) -> list[int]:
         """Epochs of each rung, lowest first; the last is the epoch the driver scores at."""
-        top = min(ctx.store.get("stop_epoch") or ctx.config.epochs, ctx.config.epochs)
-        out = [int(top)]
-        while self.min_epochs <= math.ceil(out[0] / self.eta) < out[0]:
-            out.insert(0, math.ceil(out[0] / self.eta))
-        return out
+        return rung_epochs(scoring_epoch(ctx), self.eta, self.min_epochs)
 
     def _ladder(self, ctx: Context, top: int) -> tuple[dict, dict]:
-        """Per pair (vector key): the epochs it reached (or is planned to), and its longest curve."""
-        reached: dict[tuple[float, ...], int] = {}
-        curves: dict[tuple[float, ...], dict[str, Any]] = {}
-        for row in ctx.store.candidates():
-            key = vector_key(row["vector"])
-            if row["status"] == "done":
-                epochs = len(row["metrics"])
-                if key not in curves or epochs > len(curves[key]["metrics"]):
-                    curves[key] = row
-            else:  # failed or pending: counts as reached, so it is never proposed again
-                epochs = row.get("planned_epochs") or top
-            reached[key] = max(reached.get(key, 0), min(epochs, top))
-        return reached, curves
+        return ladder(ctx, top)
 
     def _ranked(self, curves: dict, epoch: int) -> list[tuple[float, int, tuple]]:
-        """(accuracy at ``epoch``, id, key) of every curve covering it, best first."""
-        out = []
-        for key, row in curves.items():
-            if len(row["metrics"]) >= epoch:
-                acc = epoch_accuracy(row["metrics"][epoch - 1])
-                if acc is not None:
-                    out.append((acc, row["id"], key))
-        return sorted(out, key=lambda t: (-t[0], t[1]))
+        return ranked(curves, epoch)
 
     def _proposal(
         self, ctx: Context, iteration: int, picks: list[tuple[np.ndarray, int]], label: str
@@ -151,3 +128,52 @@ class SuccessiveHalvingStrategy(Strategy):
                 chosen.add(vector_key(fresh[0]))
                 picks.append((fresh[0], top))
         return self._proposal(ctx, iteration, picks, "halving-final")
+
+
+def scoring_epoch(ctx: Context) -> int:
+    """The epoch the driver scores at: its early-stopping epoch, else the proxy's epochs."""
+    return int(min(ctx.store.get("stop_epoch") or ctx.config.epochs, ctx.config.epochs))
+
+
+def rung_epochs(top: int, eta: int, min_epochs: int) -> list[int]:
+    """Rung epochs, lowest first, ending at ``top``: each is the next divided by ``eta``, rounded up.
+
+    Stops before a rung would fall under ``min_epochs`` (or stop shrinking).
+    """
+    out = [int(top)]
+    while min_epochs <= math.ceil(out[0] / eta) < out[0]:
+        out.insert(0, math.ceil(out[0] / eta))
+    return out
+
+
+def ladder(ctx: Context, top: int) -> tuple[dict, dict]:
+    """Per pair (vector key): the epochs it reached (or is planned to), and its longest done row.
+
+    Re-measurements (``repeat_of``) are left out: they are another seed's
+    training of a pair already on the ladder, not a longer curve of it.
+    """
+    reached: dict[tuple[float, ...], int] = {}
+    curves: dict[tuple[float, ...], dict[str, Any]] = {}
+    for row in ctx.store.candidates():
+        if row.get("repeat_of") is not None:
+            continue
+        key = vector_key(row["vector"])
+        if row["status"] == "done":
+            epochs = len(row["metrics"])
+            if key not in curves or epochs > len(curves[key]["metrics"]):
+                curves[key] = row
+        else:  # failed or pending: counts as reached, so it is never proposed again
+            epochs = row.get("planned_epochs") or top
+        reached[key] = max(reached.get(key, 0), min(epochs, top))
+    return reached, curves
+
+
+def ranked(curves: dict, epoch: int) -> list[tuple[float, int, tuple]]:
+    """(accuracy at ``epoch``, id, key) of every curve covering it, best first (ties: lower id)."""
+    out = []
+    for key, row in curves.items():
+        if len(row["metrics"]) >= epoch:
+            acc = epoch_accuracy(row["metrics"][epoch - 1])
+            if acc is not None:
+                out.append((acc, row["id"], key))
+    return sorted(out, key=lambda t: (-t[0], t[1]))

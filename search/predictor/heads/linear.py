@@ -135,6 +135,38 @@ def _log_evidence(f: np.ndarray, t: np.ndarray, prior: np.ndarray, noise: float)
     return float(-0.5 * a @ a - np.log(np.diag(chol)).sum())
 
 
+@dataclass(frozen=True)
+class Posterior:
+    """The exact posterior of a Bayesian linear model at its type-II maximum-likelihood grid point."""
+
+    weights: np.ndarray
+    covariance: np.ndarray
+    noise: float
+    prior: np.ndarray  # per column
+    choice: int  # index of the chosen prior among those offered
+    loss: float  # Huber loss of the posterior mean on the fitted (standardised) targets
+
+
+def posterior(f: np.ndarray, t: np.ndarray, priors: list[np.ndarray]) -> Posterior:
+    """Choose the noise (``NOISE_GRID``) and one of ``priors`` by the evidence; exact posterior there.
+
+    Shared by every Bayesian linear head (``fidelity.py`` adds a fidelity
+    input); ties keep the first grid point, so the result is deterministic.
+    """
+    best = None
+    for noise, (k, prior) in itertools.product(NOISE_GRID, enumerate(priors)):
+        evidence = _log_evidence(f, t, prior, noise)
+        if best is None or evidence > best[0]:
+            best = (evidence, noise, k)
+    _, noise, k = best
+    precision = f.T @ f / noise + np.diag(1.0 / priors[k])
+    covariance = np.linalg.inv(precision)
+    weights = covariance @ f.T @ t / noise
+    resid = f @ weights - t
+    loss = float(np.mean(np.where(np.abs(resid) <= 1, 0.5 * resid**2, np.abs(resid) - 0.5)))
+    return Posterior(weights, covariance, noise, priors[k], k, loss)
+
+
 def fit_linear(
     u: np.ndarray,
     y: np.ndarray,
@@ -157,20 +189,21 @@ def fit_linear(
     center = raw.mean(axis=0)
     f = raw - center
     is_recipe = np.arange(f.shape[1]) < recipe.shape[1]
-    best = None
-    for noise, scale, ratio in itertools.product(NOISE_GRID, RECIPE_PRIOR_GRID, ARCH_RATIO_GRID):
-        prior = np.where(is_recipe, scale, scale * ratio)
-        evidence = _log_evidence(f, t, prior, noise)
-        if best is None or evidence > best[0]:
-            best = (evidence, noise, scale, scale * ratio, prior)
-    _, noise, scale, arch_prior, prior = best
-    precision = f.T @ f / noise + np.diag(1.0 / prior)
-    covariance = np.linalg.inv(precision)
-    weights = covariance @ f.T @ t / noise
-    resid = f @ weights - t
-    loss = float(np.mean(np.where(np.abs(resid) <= 1, 0.5 * resid**2, np.abs(resid) - 0.5)))
+    grid = list(itertools.product(RECIPE_PRIOR_GRID, ARCH_RATIO_GRID))
+    post = posterior(f, t, [np.where(is_recipe, scale, scale * ratio) for scale, ratio in grid])
+    scale, ratio = grid[post.choice]
     return LinearPredictor(
-        fmap, encoder, weights, covariance, center, mean, std, noise, scale, arch_prior, loss
+        fmap,
+        encoder,
+        post.weights,
+        post.covariance,
+        center,
+        mean,
+        std,
+        post.noise,
+        scale,
+        scale * ratio,
+        post.loss,
     )
 
 
