@@ -91,6 +91,7 @@ def test_one_backend_registry_serves_benchmark_latency_and_constraints():
     assert set(LATENCY_BACKENDS) == {"torch", "onnxruntime", "executorch", "cuda"}
     for entry in BACKENDS.values():
         assert callable(entry.runner_factory()), entry.name
+        assert (entry.entry_s > 0) == entry.latency, entry.name  # a table build's time estimate
     assert backend("eager").name == "torch" and backend("onnx", "latency").name == "onnxruntime"
     with pytest.raises(UserError, match="unknown latency backend 'fused'; choose from torch"):
         backend("fused", "latency")

@@ -50,7 +50,7 @@ def test_a_missed_check_writes_nothing_unless_the_caller_only_times(tiny, tmp_pa
     def missed_check(got, want, rtol, what):
         raise ValueError(f"{what}: forced miss")
 
-    monkeypatch.setattr(ee, "_check_close", missed_check)
+    monkeypatch.setattr(ee, "check_close", missed_check)
     with pytest.raises(ValueError, match="forced miss"):
         export_executorch(tiny, tmp_path / "refused.pte", 16)
     assert not list(tmp_path.iterdir())  # neither the program nor its temp file
@@ -118,7 +118,7 @@ def test_benchmark_times_int8_and_notes_a_missed_check(tmp_path, monkeypatch, mi
         raise ValueError(f"{what}: forced miss")
 
     if miss:
-        monkeypatch.setattr(ee, "_check_close", missed_check)
+        monkeypatch.setattr(ee, "check_close", missed_check)
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(TINY_ARCH)
     settings = BenchSettings(batches=(1,), backends=("executorch-int8",), repeats=2, warmup=0)

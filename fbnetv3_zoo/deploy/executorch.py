@@ -31,9 +31,9 @@ from torch import nn
 from fbnetv3_zoo.deploy.export import (
     DEFAULT_RTOL,
     ExportResult,
-    _check_close,
     _check_input,
     _reference,
+    check_close,
 )
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.files.outputs import staged_file
@@ -157,7 +157,7 @@ def export_executorch(
         tmp.write_bytes(lower(reference, x[:1]))
         got = PteProgram(tmp)(x)
         try:
-            diff = _check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
+            diff = check_close(got, want, max(rtol, INT8_RTOL) if quantize else rtol, "ExecuTorch")
         except ValueError as err:
             if on_miss is None:
                 raise

@@ -185,7 +185,12 @@ def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
-def _check_close(got: torch.Tensor, want: torch.Tensor, rtol: float, what: str) -> float:
+def check_close(got: torch.Tensor, want: torch.Tensor, rtol: float, what: str) -> float:
+    """The max abs difference of ``got`` from eager's ``want``; raises when it exceeds ``rtol``.
+
+    ``rtol`` is relative to the largest eager output, so one rule serves logits of any
+    scale; export, ExecuTorch lowering and the timing runners all refuse a program by it.
+    """
     if got.shape != want.shape:
         raise ValueError(f"{what}: output shape {tuple(got.shape)} != eager {tuple(want.shape)}")
     diff = float((got - want).abs().max())
@@ -363,7 +368,7 @@ def export_onnx(
                 f"ONNX Runtime could not run the exported model at {input_size} px on a batch "
                 f"of {check_batch} ({first_line(err)[:200]}); lower --input-size"
             ) from None
-        diff = _check_close(got, want, rtol, "ONNX Runtime")
+        diff = check_close(got, want, rtol, "ONNX Runtime")
     return ExportResult.checked(out, "onnx", input_size, fold_bn, diff, want, check_batch, start)
 
 
@@ -388,7 +393,7 @@ def export_torchscript(
             torch.jit.save(torch.jit.script(net), str(tmp))
             loaded = torch.jit.load(str(tmp), map_location="cpu").eval()
         with torch.jit.optimized_execution(False):  # one check run needs no profiling passes
-            diff = _check_close(_reference(loaded, x), want, rtol, "TorchScript")
+            diff = check_close(_reference(loaded, x), want, rtol, "TorchScript")
     return ExportResult.checked(
         out, "torchscript", input_size, fold_bn, diff, want, check_batch, start
     )

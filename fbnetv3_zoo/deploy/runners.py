@@ -181,11 +181,11 @@ def ort_session(model: str | bytes, threads: int) -> Any:
 
 def _check(run: Runner, model: nn.Module, example: torch.Tensor, engine: str) -> None:
     """Refuse to time a program whose output on ``example`` differs from eager's."""
-    from fbnetv3_zoo.deploy.export import _check_close
+    from fbnetv3_zoo.deploy.export import check_close
 
     with torch.no_grad():
         want = model.eval()(example)
-        _check_close(run(example), want, TIMING_RTOL, engine)
+        check_close(run(example), want, TIMING_RTOL, engine)
 
 
 def make_runner(

@@ -40,7 +40,9 @@ class Backend:
     ``latency``: usable for per-block latency tables and constraints;
     ``benchmark``: a column of ``fbnetv3 benchmark``, ``default`` among its
     default columns; ``wall_clock``: its work leaves the calling thread (a GPU),
-    so it is read on the wall clock even with one thread.
+    so it is read on the wall clock even with one thread.  ``entry_s``: rough seconds to
+    measure one latency-table entry on 2 busy cores (ExecuTorch lowers each entry
+    first), only for the message that says how long a table build will take.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Backend:
     benchmark: bool = True
     default: bool = True
     wall_clock: bool = False
+    entry_s: float = 0.0
 
     def runner_factory(self) -> Callable[..., Any]:
         module, _, function = self.factory.partition(":")
@@ -59,7 +62,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("torch", "PyTorch eager", f"{_RUNNERS}:eager", latency=True),
+        Backend("torch", "PyTorch eager", f"{_RUNNERS}:eager", latency=True, entry_s=0.12),
         Backend("fused", "eager after `fuse_bn` (zoo models only)", f"{_RUNNERS}:fused"),
         Backend("channels_last", "eager in NHWC memory format", f"{_RUNNERS}:channels_last"),
         Backend("compile", "`torch.compile(dynamic=False)` (inductor)", f"{_RUNNERS}:compiled"),
@@ -68,6 +71,7 @@ BACKENDS: dict[str, Backend] = {
             "ONNX Runtime CPU on the package's ONNX export, checked against eager",
             f"{_RUNNERS}:onnxruntime",
             latency=True,
+            entry_s=0.3,
         ),
         Backend(
             "executorch",
@@ -75,6 +79,7 @@ BACKENDS: dict[str, Backend] = {
             "runs image by image as on a phone; its thread pool set to the same thread count)",
             f"{_RUNNERS}:executorch",
             latency=True,
+            entry_s=2.0,
             default=False,  # lowering takes minutes per model and needs the [mobile] extra
         ),
         Backend(
@@ -90,6 +95,7 @@ BACKENDS: dict[str, Backend] = {
             "PyTorch eager on the GPU, synchronised after each call",
             f"{_RUNNERS}:cuda",
             latency=True,
+            entry_s=0.1,
             default=False,
             wall_clock=True,
         ),

@@ -21,12 +21,10 @@ from fbnetv3_zoo.search.latency.table import (
 from fbnetv3_zoo.search.space.constraints import Constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace
 
+from fbnetv3_zoo.deploy.runtimes import backend
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.latency.table import LatencyTable
 from fbnetv3_zoo.latency.timing import require_backend
-
-# rough, 2 busy cores; executorch lowers every entry first
-SECONDS_PER_ENTRY = {"onnxruntime": 0.3, "torch": 0.12, "cuda": 0.1, "executorch": 2.0}
 
 
 def bind_latency(
@@ -67,7 +65,7 @@ def bind_latency(
                         f"constraint {c.text}: this machine's latency table for space "
                         f"{space.name!r} is incomplete ({len(missing)} entries missing); run: {command}"
                     )
-                minutes = (len(missing) * SECONDS_PER_ENTRY[c.backend] + 30) / 60
+                minutes = (len(missing) * backend(c.backend, "latency").entry_s + 30) / 60
                 log(
                     f"constraint {c.text}: measuring this machine's latency table for space "
                     f"{space.name!r} first: {len(missing)} block configurations and "
