@@ -44,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -912,26 +913,37 @@ def preset_truths(path: Path) -> dict[str, float]:
     return out
 
 
+def level_table(
+    title: str, budgets: list[float], names: list[str], cell: Callable[[str, int], str]
+) -> list[str]:
+    """A table with one row per budget level and one column per name; ``cell(name, j)`` fills it."""
+    out = [
+        title,
+        "",
+        "| full-run equivalents | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for j, b in enumerate(budgets):
+        out.append(f"| {b:g} | " + " | ".join(cell(n, j) for n in names) + " |")
+    return out + [""]
+
+
 def preset_table(
     budgets: list[float], by_fre: dict[str, np.ndarray], bests: np.ndarray, presets: dict, boot
 ) -> list[str]:
     """Per preset: the search's pick minus the preset, in points, per strategy and budget."""
     out = []
     for preset, value in presets.items():
-        out += [
+
+        def gain(n: str, j: int, value: float = value) -> str:
+            v = bests - by_fre[n][:, j] - value
+            return "n/a" if np.isnan(v).any() else fmt(boot.mean(v))
+
+        title = (
             f"Pick's truth - `{preset}`'s truth ({value:.2f} %), in top-1 points (positive: the "
-            "pick trains better) [95 % interval over search seeds]:",
-            "",
-            "| full-run equivalents | " + " | ".join(by_fre) + " |",
-            "|---|" + "---|" * len(by_fre),
-        ]
-        for j, b in enumerate(budgets):
-            cells = []
-            for regret in by_fre.values():
-                gain = bests - regret[:, j] - value
-                cells.append("n/a" if np.isnan(gain).any() else fmt(boot.mean(gain)))
-            out.append(f"| {b:g} | " + " | ".join(cells) + " |")
-        out.append("")
+            "pick trains better) [95 % interval over search seeds]:"
+        )
+        out += level_table(title, budgets, list(by_fre), gain)
     return out
 
 
@@ -1085,21 +1097,18 @@ def versus_table(ref: str, budgets: list[float], by_fre: dict[str, np.ndarray], 
     contenders = [n for n in by_fre if is_jointnas(n)]
     if ref not in by_fre or not contenders:
         return []
-    out = [
+
+    def cell(n: str, j: int) -> str:
+        a, r = by_fre[n][:, j], by_fre[ref][:, j]
+        if np.isnan(a).any() or np.isnan(r).any():
+            return "n/a"
+        return f"{fmt(boot.mean(a - r))}; {fmt(boot.ratio(a, r))}x"
+
+    title = (
         f"Paired difference to `{ref}` (negative: closer to the best) [95 % interval]; ratio of "
-        "mean regrets [95 % interval]:",
-        "",
-        "| full-run equivalents | " + " | ".join(contenders) + " |",
-        "|---|" + "---|" * len(contenders),
-    ]
-    for j, b in enumerate(budgets):
-        cells = []
-        for n in contenders:
-            a, r = by_fre[n][:, j], by_fre[ref][:, j]
-            ok = not (np.isnan(a).any() or np.isnan(r).any())
-            cells.append(f"{fmt(boot.mean(a - r))}; {fmt(boot.ratio(a, r))}x" if ok else "n/a")
-        out.append(f"| {b:g} | " + " | ".join(cells) + " |")
-    return out + [""]
+        "mean regrets [95 % interval]:"
+    )
+    return level_table(title, budgets, contenders, cell)
 
 
 def dropped_table(budgets: list[float], runs: list[dict], names: list[str], boot) -> list[str]:
@@ -1112,20 +1121,16 @@ def dropped_table(budgets: list[float], runs: list[dict], names: list[str], boot
             counts[n] = values
     if not counts:
         return []
-    out = [
+
+    def cell(n: str, j: int) -> str:
+        v = counts[n][:, j]
+        return "n/a" if np.isnan(v).any() else fmt(boot.mean(v))
+
+    title = (
         "Recipes dropped at a rung (top-1 near chance or diverged: never promoted, never a "
-        "finalist), per search at that budget, mean [95 % interval]:",
-        "",
-        "| full-run equivalents | " + " | ".join(counts) + " |",
-        "|---|" + "---|" * len(counts),
-    ]
-    for j, b in enumerate(budgets):
-        cells = [
-            fmt(boot.mean(v[:, j])) if not np.isnan(v[:, j]).any() else "n/a"
-            for v in counts.values()
-        ]
-        out.append(f"| {b:g} | " + " | ".join(cells) + " |")
-    return out + [""]
+        "finalist), per search at that budget, mean [95 % interval]:"
+    )
+    return level_table(title, budgets, list(counts), cell)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,15 @@ No training: unit tests read a hand-made store; the driver tests answer with mad
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import math
-import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fbnetv3_zoo.search.config import SearchConfig
 from fbnetv3_zoo.search.driver import run_search
+from fbnetv3_zoo.search.pool import append_records
 from fbnetv3_zoo.search.predictor.features import feature_map
 from fbnetv3_zoo.search.predictor.fidelity import (
     fidelity_design,
@@ -20,10 +21,10 @@ from fbnetv3_zoo.search.predictor.fidelity import (
     fit_fidelity,
 )
 from fbnetv3_zoo.search.sources import VectorSource
-from fbnetv3_zoo.search.space.constraints import parse_constraint
+from fbnetv3_zoo.search.space.constraints import batch_stats, parse_constraint
 from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
 from fbnetv3_zoo.search.space.sampling import sample_feasible
-from fbnetv3_zoo.search.store import DIVERGED, vector_key
+from fbnetv3_zoo.search.store import DIVERGED, Store, vector_key
 from fbnetv3_zoo.search.strategies import (
     STRATEGIES,
     Context,
@@ -34,6 +35,7 @@ from fbnetv3_zoo.search.strategies.halving import rung_epochs
 from fbnetv3_zoo.search.strategies.jointnas_mf import fidelity_points
 from fbnetv3_zoo.search.strategy_settings import SettingsError
 from fbnetv3_zoo.search.trainer import EvalTask
+from pool_records import pool_meta, run_record
 
 FULL = 40
 NONE = parse_constraint("none")
@@ -208,15 +210,11 @@ def made_up(task: EvalTask) -> dict:
 
 
 def stored(out) -> list[dict]:
-    db = sqlite3.connect(out / "search.sqlite")
-    db.row_factory = sqlite3.Row
+    store = Store(out / "search.sqlite", readonly=True)
     try:
-        rows = [dict(r) for r in db.execute("SELECT * FROM candidates ORDER BY id")]
+        return store.candidates()
     finally:
-        db.close()
-    for r in rows:
-        r["vector"] = json.loads(r["vector"])
-    return rows
+        store.close()
 
 
 def mf_search(space, vectors, out, seed: int = 0, remeasure: int = 1) -> list[dict]:
@@ -267,3 +265,60 @@ def test_same_seed_same_proposals(space, vectors, tmp_path, monkeypatch):
     first = trace(mf_search(space, vectors, tmp_path / "a", seed=3, remeasure=0))
     assert first == trace(mf_search(space, vectors, tmp_path / "b", seed=3, remeasure=0))
     assert first != trace(mf_search(space, vectors, tmp_path / "c", seed=4, remeasure=0))
+
+
+# ------------------------------------------------- the recipe-pool benchmark
+def bench():
+    """benchmarks/search.py as a module (a script, not part of the package)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "search.py"
+    spec = importlib.util.spec_from_file_location("search_benchmark_mf", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def pool_path(space, vectors, tmp_path_factory) -> Path:
+    """8 recipes x 2 seeds of 8 epochs; recipe 0 sits at chance (10 classes)."""
+    path = tmp_path_factory.mktemp("mf_pool") / "pool.jsonl.gz"
+    meta = pool_meta(space, 8, "digits:3", kind="recipe_pool", model="test_resnet", resolution=16)
+    records = [meta]
+    macs, params, _ = batch_stats(space, vectors[:8], 10)
+    for i in range(8):
+        final = 10.0 if i == 0 else 40.0 + 6.0 * i
+        for s in range(2):
+            metrics = (
+                rising(final + s, 8, full=8)
+                if i
+                else [dict(epoch=e, val_top1=10.0) for e in range(1, 9)]
+            )
+            records.append(run_record(space, i, vectors[i], macs[i], params[i], s, metrics))
+    append_records(path, records)
+    return path
+
+
+@pytest.mark.slow
+def test_the_pool_report_counts_dropped_recipes_and_compares_to_pruned_tpe(pool_path):
+    module = bench()
+    flags = ["--pool", str(pool_path), "--min-seeds", "2", "--fre", "3"]
+    args = module.parse_args([*flags, "--strategies", "jointnas-mf:rung_factor=4"])
+    _, pool = module.load_snapshot(Path(args.pool), args.min_seeds)
+    module._set_pool(pool)
+    run = module.one_search((args, "jointnas-mf:rung_factor=4", 0))
+    assert len(run["dropped"]) == 1 and run["dropped"][0] >= 0 and len(run["fitted"]) == 1
+    boot = module.Paired(2)
+    runs = [dict(name="random", seed=s, dropped=None) for s in (0, 1)]
+    runs += [dict(name="jointnas-mf", seed=s, dropped=[s, 2.0]) for s in (0, 1)]
+    table = module.dropped_table([2.0, 3.0], runs, ["random", "jointnas-mf"], boot)
+    assert table[2] == "| full-run equivalents | jointnas-mf |"  # random drops nothing by design
+    assert table[4].startswith("| 2 | 0.50 ") and table[5].startswith("| 3 | 2.00 ")
+    by_fre = {
+        "optuna-tpe-pruned": np.array([[4.0], [6.0]]),
+        "jointnas-mf": np.array([[2.0], [3.0]]),
+    }
+    versus = module.versus_table("optuna-tpe-pruned", [3.0], by_fre, boot)
+    assert versus[4].startswith("| 3 | -2.50 ") and "0.50 [" in versus[4]
+    assert (
+        module.versus_table("optuna-tpe-pruned", [3.0], {"random": by_fre["jointnas-mf"]}, boot)
+        == []
+    )
