@@ -53,6 +53,31 @@ def test_verdict_gives_a_tau_interval_only_with_enough_pairs():
     assert tau > 0.5 and low < tau < high <= 1.0  # predictions close to the truth rank well
 
 
+def test_bootstrap_taus_are_scipys_kendall_tau_b_exactly():
+    """The vectorised bootstrap gives scipy's numbers bit for bit: ties, no variation, NaN."""
+    from fbnetv3_zoo.search.predictor.fit import rank_quality
+    from fbnetv3_zoo.search.report.verdict import kendall_taus, tau_interval
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, (300, 12)).astype(float)  # many ties, as resampling makes
+    y = x + rng.integers(-3, 4, x.shape)
+    x[0], y[1], x[2, 4] = 7.0, -1.0, np.nan  # no variation in x; in y; a NaN
+    want = np.array([rank_quality(a, b)[0] for a, b in zip(x, y, strict=True)])
+    got = kendall_taus(x, y)
+    assert np.isnan(got[:3]).all() and np.isnan(want[:3]).all()
+    assert got[3:].tolist() == want[3:].tolist()
+    assert np.isnan(kendall_taus(x[:, :2], y[:, :2])).all()  # fewer than three pairs
+    # the interval is the percentiles of the same draws the per-resample loop made
+    p, m = rng.normal(size=15), rng.normal(size=15)
+    draws_rng, draws = np.random.default_rng(0), []
+    for _ in range(1000):
+        pick = draws_rng.integers(0, 15, 15)
+        value = rank_quality(p[pick], m[pick])[0]
+        draws += [value] if value == value else []
+    low, high = np.percentile(draws, [2.5, 97.5])
+    assert tau_interval(p, m) == (rank_quality(p, m)[0], float(low), float(high))
+
+
 def test_progress_counts_epochs_spent_and_marks_the_first_batch():
     rows = [
         row(1, 0, 60.0),
