@@ -166,14 +166,16 @@ class JointNASMFSettings(StrategySettings):
 
     owner: ClassVar[str] = "jointnas-mf"
 
+    # 5 and 0.2 (rungs 8 and 40 of a 40-epoch schedule): chosen on the ResNet-18 tune recipe pool
+    # (benchmarks/results/recipe_search_pool_resnet18_tune.md)
     rung_factor: int = setting(
-        4,
+        5,
         "rungs: the full schedule divided by this, repeatedly (rounded up); the best "
         "1/rung_factor of a rung go on",
         low=2,
     )
     min_share: float = setting(
-        0.25, "lowest rung as a share of the full schedule (no rung below it)", low=0.0, high=1.0
+        0.2, "lowest rung as a share of the full schedule (no rung below it)", low=0.0, high=1.0
     )
     promote: str = setting(
         "predicted",

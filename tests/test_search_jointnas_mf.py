@@ -106,8 +106,8 @@ def test_rung_schedule_is_the_halving_rule_at_shares_of_the_full_schedule(space,
     assert rung_epochs(40, 3, 2) == [2, 5, 14, 40]  # successive-halving's own schedule
     ctx = context(space, vectors, [])
     assert SuccessiveHalvingStrategy().rungs(ctx) == [2, 5, 14, 40]
-    assert JointNASMFStrategy().rungs(ctx) == [10, 40]  # default: factor 4, a quarter at least
-    assert JointNASMFStrategy(rung_factor=2).rungs(ctx) == [10, 20, 40]
+    assert JointNASMFStrategy().rungs(ctx) == [8, 40]  # default: factor 5, a fifth at least
+    assert JointNASMFStrategy(rung_factor=2, min_share=0.25).rungs(ctx) == [10, 20, 40]
     assert JointNASMFStrategy(rung_factor=3, min_share=0.1).rungs(ctx) == [5, 14, 40]
     assert JointNASMFStrategy(min_share=1.0).rungs(ctx) == [40]  # one rung: no halving
     assert "jointnas-mf" in STRATEGIES
@@ -128,7 +128,7 @@ def test_the_fidelity_is_an_input_of_the_predictor(space, vectors):
     ctx = context(
         space, vectors, [row(1, vectors[0], rising(80, 40)), row(2, vectors[1], rising(60, 10))]
     )
-    strategy = JointNASMFStrategy()
+    strategy = JointNASMFStrategy(rung_factor=4, min_share=0.25)  # rungs 10 and 40
     lad = strategy.ladder(ctx)
     u, epochs, y = fidelity_points(ctx, lad, chance=10.0)
     assert sorted(epochs.tolist()) == [10, 10, 40] and len(u) == len(y) == 3
@@ -184,7 +184,7 @@ def test_pairs_near_chance_or_diverged_at_a_rung_are_dropped_and_counted(space, 
         row(9, vectors[9], [], status="failed", planned=10, error=f"{DIVERGED}: loss is nan")
     )
     ctx = context(space, vectors, rows)
-    strategy = JointNASMFStrategy(promote="measured")
+    strategy = JointNASMFStrategy(rung_factor=4, min_share=0.25, promote="measured")
     final = strategy.fine(ctx, 5)
     assert final.notes["dropped"] == 2
     why = {d["id"]: d["why"] for d in final.notes["dropped_pairs"]}

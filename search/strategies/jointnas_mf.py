@@ -6,8 +6,8 @@ scores.  Here the proxy is replaced by rungs of the full schedule itself:
 * **rungs**: the full schedule (the epoch the driver scores at) divided by
   ``rung_factor`` repeatedly, rounded up, while a rung stays at least
   ``min_share`` of the full schedule (``halving.rung_epochs``, the same rule
-  as ``successive-halving``).  40 epochs with factor 4 and share 0.25: rungs
-  10 and 40.
+  as ``successive-halving``).  40 epochs with the defaults (factor 5, share
+  0.2): rungs 8 and 40; factor 3 and share 0.1: rungs 5, 14 and 40.
 * **predictor with the fidelity as input** (``predictor/fidelity.py``):
   every curve contributes one point per rung epoch it covers, ``(pair,
   fidelity) -> top-1 at that epoch``, so the driver's full-length first batch
