@@ -150,7 +150,8 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
         "--strategy",
         "how candidates are chosen: jointnas (predictor + genetic search), random (the "
         'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
-        "successive-halving (short trainings for all, the full proxy for the best third)",
+        "successive-halving (short trainings for all, the full proxy for the best third); "
+        "jointnas-mf (JointNAS on rungs of the full schedule, the fidelity a predictor input)",
         choices=list(SETTINGS),
     )
 

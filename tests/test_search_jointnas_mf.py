@@ -113,6 +113,11 @@ def test_rung_schedule_is_the_halving_rule_at_shares_of_the_full_schedule(space,
     assert "jointnas-mf" in STRATEGIES
     with pytest.raises(SettingsError, match="promote"):
         JointNASMFStrategy(promote="best")
+    # the settings path every strategy shares: SearchConfig keys, pinned with the run
+    config = SearchConfig(strategy="jointnas-mf", settings={"jointnas-mf": {"rung_factor": 3}})
+    assert (
+        config.strategy_settings().rung_factor == 3 and config.strategy_settings().min_share == 0.2
+    )
 
 
 # -------------------------------------------------------------- predictor
