@@ -210,3 +210,23 @@ def test_suite_runner_counts_failures_and_untested_names(tmp_path, capsys):
     assert (passed, failed) == (1, 2)  # one failed case, and fbnetv3_c never ran
     assert "FAILED test_model_default_cfgs[1-fbnetv3_a.fb_in1k]" in out
     assert "no case ran for fbnetv3_c" in out
+
+
+def test_suite_plugin_lists_to_timm_every_name_the_runner_selects():
+    """The plugin's filtered ``timm.list_models`` keeps exactly what run.py's -k selects."""
+    import importlib.util
+    from pathlib import Path
+
+    import timm
+
+    path = Path(__file__).parent / "timm_suite" / "fbnetv3_plugin.py"
+    spec = importlib.util.spec_from_file_location("fbnetv3_plugin", path)
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    run = _suite_runner()
+    assert run.selection("fx").startswith(f"{plugin.OURS} and ") and plugin.OURS == run.OURS
+    listed = plugin.only_ours(timm.list_models)()
+    assert set(run.our_names()) <= set(listed) and all(run.OURS in n for n in listed)
+    assert len(listed) < len(timm.list_models()) // 10  # the others' cases are never built
+    tagged = plugin.only_ours(timm.list_pretrained)()
+    assert tagged and all(name.startswith("fbnetv3") for name in tagged)
