@@ -25,20 +25,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from fbnetv3_zoo.cli import build_parser
 from fbnetv3_zoo.cli.deploy import benchmark_settings
-from fbnetv3_zoo.deploy.bench import (
-    ALL_BACKENDS,
-    BenchRow,
-    BenchSettings,
-    build_model,
-    run_benchmark,
-)
-from fbnetv3_zoo.deploy.bench_table import format_markdown
-from fbnetv3_zoo.latency.timing import interleaved_medians
+from fbnetv3_zoo.deploy.runtimes import BENCH_BACKENDS
+
+if TYPE_CHECKING:  # the rest loads torch: imported where used, so --help answers at once
+    from fbnetv3_zoo.deploy.bench import BenchRow, BenchSettings
 from fbnetv3_zoo.models.variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,6 +71,11 @@ def paired_eager(rows: Sequence[BenchRow], settings: BenchSettings, log: Callabl
     pair = [r for name in PAIR_224 for r in rows if r.model == name]
     if len(pair) != 2 or "torch" not in settings.backends:
         return False
+    import torch
+
+    from fbnetv3_zoo.deploy.bench import build_model
+    from fbnetv3_zoo.latency.timing import interleaved_medians
+
     models = {r.model: build_model(r.model)[0] for r in pair}
     torch.set_num_threads(settings.num_threads)
     with torch.no_grad():
@@ -262,6 +261,8 @@ def plot_top1_vs_latency(rows: Sequence[BenchRow], path: Path) -> bool:
 
 
 def report(rows: Sequence[BenchRow], settings: BenchSettings, paired: bool) -> str:
+    from fbnetv3_zoo.deploy.bench_table import format_markdown
+
     lines = [format_markdown(rows, settings), *machine_notes(settings, paired)]
     lines += goals(rows, settings.batches)
     return "\n".join(lines)
@@ -273,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     own.add_argument("--plot", type=Path, default=RESULTS / "inference_top1_vs_latency.png")
     ours, rest = own.parse_known_args(argv)
     if not any(a == "--backends" or a.startswith("--backends=") for a in rest):
-        rest = ["--backends", ",".join(ALL_BACKENDS), *rest]
+        rest = ["--backends", ",".join(BENCH_BACKENDS), *rest]
     models, settings = benchmark_settings(build_parser().parse_args(["benchmark", *rest]))
+    from fbnetv3_zoo.deploy.bench import run_benchmark
+
     start = time.perf_counter()
     rows = run_benchmark(models, settings, log=print)
     add_timm_top1(rows)

@@ -29,8 +29,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 HERE = Path(__file__).parent
 # timing only: random BN draws on timm's own models give logits up to ~1e4, where float
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def accuracy_section(epochs: int, folder: Path) -> list[str]:
     """Train the tune pool's best pair on digits, export fp32/int8, score all on the val split."""
+    import torch
     from fbnetv3_zoo.recipes.engine import train
     from fbnetv3_zoo.search.pool import load_pool
     from fbnetv3_zoo.search.space.definition import load_space
@@ -144,6 +147,7 @@ def _time(fn, x: torch.Tensor, runs: int) -> float:
 def latency_section(names: list[str], rounds: int, runs: int, folder: Path) -> list[str]:
     """Batch-1 latency of eager, ONNX Runtime, ExecuTorch fp32 and int8, one thread each."""
     import onnxruntime as ort
+    import torch
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
     from fbnetv3_zoo.deploy.bench import build_model
@@ -229,10 +233,11 @@ def latency_row(name: str, ms: dict[str, float], lowering_s: tuple[float, float]
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)  # first: --help answers without loading torch
     import onnxruntime
     import timm
+    import torch
 
-    args = parse_args(argv)
     torch.set_num_threads(1)  # one thread everywhere: steadier on a shared machine, and equal
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text() if cpuinfo.exists() else ""

@@ -27,7 +27,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from fbnetv3_zoo.search.driver import SearchConfig
+    from fbnetv3_zoo.search.config import SearchConfig  # light: --help loads no torch
 
     d = SearchConfig()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -19,15 +19,12 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from fbnetv3_zoo import ArchSpec
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from conftest import random_spec  # noqa: E402
-
-from fbnetv3_zoo import VARIANTS, ArchSpec, FBNetV3, SpecError, arch_stats  # noqa: E402
+TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 GOAL = 20_000
 BATCH = 100_000
@@ -45,6 +42,11 @@ def per_second(fn, items, min_seconds: float = 2.0) -> float:
 
 def build_and_count(spec: ArchSpec) -> tuple[int, int]:
     """What a user would do without analytic stats: build the module, count by running it."""
+    import torch
+    from torch import nn
+
+    from fbnetv3_zoo import FBNetV3
+
     model = FBNetV3(spec).eval()
     macs = [0]
 
@@ -85,6 +87,8 @@ def batch_reference_rate(min_seconds: float = 2.0) -> float:
     """The alternative: decode each candidate to an ArchSpec and call arch_stats (specs/s)."""
     from fbnetv3_zoo.search.space.encoding import decode
 
+    from fbnetv3_zoo import SpecError, arch_stats
+
     space, u = _space_and_vectors(300)
 
     def one(row):
@@ -114,6 +118,13 @@ def main(argv: list[str] | None = None) -> None:
         help=f"candidates of the search-filter row (default {BATCH:,}; its goal is for {BATCH:,})",
     )
     args = parser.parse_args(argv)
+    import torch
+
+    from fbnetv3_zoo import VARIANTS, ArchSpec, arch_stats
+
+    sys.path.insert(0, str(TESTS))
+    from conftest import random_spec
+
     sec = args.seconds
     torch.set_num_threads(1)
     rng = random.Random(0)
