@@ -1083,10 +1083,15 @@ def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, tot
         "",
     ]
     lines += tables("full-run equivalents", [f"{b:g}" for b in budgets], by_fre, columns, boot)
-    lines += versus_table(PRUNED, budgets, by_fre, boot)
-    lines += dropped_table(budgets, runs, list(by_fre), boot)
-    lines += preset_table(budgets, by_fre, bests, presets, boot)
+    lines += pick_tables(budgets, runs, by_fre, bests, presets, boot)
     return "\n".join(lines)
+
+
+def pick_tables(budgets, runs, by_fre, bests, presets, boot) -> list[str]:
+    """After the regret tables: against optuna-tpe-pruned, the dropped counts, against the presets."""
+    out = versus_table(PRUNED, budgets, by_fre, boot)
+    out += dropped_table(budgets, runs, list(by_fre), boot)
+    return out + preset_table(budgets, by_fre, bests, presets, boot)
 
 
 PRUNED = "optuna-tpe-pruned"  # issue 40's yardstick: the multi-fidelity setup an Optuna user writes
