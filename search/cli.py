@@ -100,9 +100,10 @@ def _add_target_flags(p: _Group, detail: _Group, opt: _Option) -> None:
         "--full-epochs",
         type=int,
         default=None,
-        help="the full run the searched recipe is for; the proxy is --epochs of it with the schedule "
-        "compressed, and the first batch is also trained at full length to measure the proxy's rank "
-        f"correlation (default: none; with --model {RECIPE_FULL_EPOCHS})",
+        help="the full run the searched recipe is for (default: none; with --model "
+        f"{RECIPE_FULL_EPOCHS}); jointnas-mf's rungs are prefixes of its schedule; for other "
+        "strategies the proxy is --epochs of it with the schedule compressed, and the first batch "
+        "is also trained at full length to measure the proxy's rank correlation",
     )
     detail.add_argument(
         "--no-proxy-check",
@@ -115,7 +116,12 @@ def _add_target_flags(p: _Group, detail: _Group, opt: _Option) -> None:
 
 def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
     """``search``: the data set, its held-out share, the constraints and the strategy."""
-    from fbnetv3_zoo.search.config import DEFAULT_CONSTRAINTS, RECIPE_HOLDOUT
+    from fbnetv3_zoo.search.config import (
+        ARCH_STRATEGY,
+        DEFAULT_CONSTRAINTS,
+        RECIPE_HOLDOUT,
+        RECIPE_STRATEGY,
+    )
     from fbnetv3_zoo.search.strategy_settings import SETTINGS
 
     opt(
@@ -151,8 +157,10 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
         "how candidates are chosen: jointnas (predictor + genetic search), random (the "
         'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
         "successive-halving (short trainings for all, the full proxy for the best third); "
-        "jointnas-mf (JointNAS on rungs of the full schedule, the fidelity a predictor input)",
+        "jointnas-mf (JointNAS on rungs of the full schedule, the fidelity a predictor input; "
+        f"default: {ARCH_STRATEGY}, with --model {RECIPE_STRATEGY})",
         choices=list(SETTINGS),
+        default=None,
     )
 
 
@@ -188,7 +196,9 @@ def _add_budget_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) ->
         type=int,
         default=None,
         help="proxy epochs: the length of each candidate's schedule (later batches may stop at the "
-        f"early-stopping epoch; default: {ARCH_EPOCHS}, with --model a tenth of --full-epochs)",
+        f"early-stopping epoch; default: {ARCH_EPOCHS}; with --model --strategy jointnas a tenth "
+        "of --full-epochs, compressed); with --model and jointnas-mf, the default there: the "
+        "shortest rung of the --full-epochs schedule (default: a fifth of it)",
     )
     more("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
@@ -269,11 +279,13 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The chosen strategy's settings given on the command line; others' flags are an error."""
     from dataclasses import fields
 
+    from fbnetv3_zoo.search.config import ARCH_STRATEGY, RECIPE_STRATEGY
     from fbnetv3_zoo.search.strategy_settings import SETTINGS, owner_of
 
     from fbnetv3_zoo.errors import UserError
 
-    mine = {f.name for f in fields(SETTINGS[args.strategy])}
+    chosen = args.strategy or (RECIPE_STRATEGY if args.model else ARCH_STRATEGY)
+    mine = {f.name for f in fields(SETTINGS[chosen])}
     given: dict[str, Any] = {}
     for name in sorted({f.name for cls in SETTINGS.values() for f in fields(cls)}):
         value = getattr(args, name, None)
@@ -282,11 +294,10 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if name not in mine:
             flag = "--" + name.replace("_", "-")
             raise UserError(
-                f"{flag} is a setting of {' and '.join(owner_of(name))}, not of --strategy "
-                f"{args.strategy}"
+                f"{flag} is a setting of {' and '.join(owner_of(name))}, not of --strategy {chosen}"
             )
         given[name] = value
-    return {args.strategy: given} if given else {}
+    return {chosen: given} if given else {}
 
 
 def run_search_command(args: argparse.Namespace) -> int:

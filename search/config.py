@@ -59,6 +59,11 @@ RECIPE_BUDGET = 13
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
 RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
 RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
+ARCH_STRATEGY = "jointnas"
+# a recipe-only search's default: multi-fidelity JointNAS on prefixes of the full schedule (it beat
+# random and successive-halving at 3 full-run equivalents on the resnet18 tune recipe pool:
+# benchmarks/results/recipe_search_pool_resnet18_tune.md)
+RECIPE_STRATEGY = "jointnas-mf"
 MAX_HOLDOUT = 0.5  # fbnetv3_zoo.data.MAX_HOLDOUT (not imported: that module loads torch)
 PINNED_DEFAULTS = {
     "model": None,
@@ -138,7 +143,7 @@ class SearchConfig:
     # a fixed --model, where it was not measured)
     score_epochs: int | None = None
     seed: int = 0
-    strategy: str = "jointnas"
+    strategy: str | None = None  # None: jointnas, or for a fixed --model jointnas-mf
     executor: str = "local"
     ray_address: str | None = None
     cpus_per_trial: float = 1.0
@@ -173,6 +178,10 @@ class SearchConfig:
             self.constraints = [NO_LIMIT] if recipe_only else list(DEFAULT_CONSTRAINTS)
         if self.full_epochs is None and recipe_only:
             self.full_epochs = RECIPE_FULL_EPOCHS
+        if self.strategy is None:
+            self.strategy = RECIPE_STRATEGY if recipe_only else ARCH_STRATEGY
+        if recipe_only and self.strategy == RECIPE_STRATEGY:
+            self._rungs_of_the_full_schedule()
         if self.epochs is None:
             share = self.full_epochs if is_int(self.full_epochs) else 0
             self.epochs = max(1, share // RECIPE_PROXY_SHARE) if recipe_only else ARCH_EPOCHS
@@ -185,6 +194,25 @@ class SearchConfig:
         self.validate()
         if self.threads == ALL_CORES:  # validated: an int, not False
             self.threads = os.cpu_count() or 1
+
+    def _rungs_of_the_full_schedule(self) -> None:
+        """jointnas-mf on a fixed model: candidates train prefixes of the ``full_epochs`` run.
+
+        ``epochs`` becomes the full run (every rung is a prefix of its schedule,
+        nothing is compressed); an ``epochs`` given shorter than it is the
+        shortest rung (rung factor ``full // epochs``, lowest rung at least
+        ``epochs``), and the proxy check is off: the first batch already trains
+        the whole schedule.  Bad values are left for ``validate`` to name.
+        """
+        full, short = self.full_epochs, self.epochs
+        if not is_int(full) or full < 1 or not isinstance(self.settings, dict):
+            return
+        own = self.settings.get(RECIPE_STRATEGY, {})
+        if is_int(short) and 1 <= short < full and isinstance(own, dict):
+            rungs = {"rung_factor": max(2, full // short), "min_share": short / full}
+            self.settings = {**self.settings, RECIPE_STRATEGY: {**rungs, **own}}
+        self.epochs = full
+        self.proxy_check = False
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot work."""

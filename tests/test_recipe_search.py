@@ -47,6 +47,7 @@ def _config(**kw) -> SearchConfig:
         initial=3,
         batch=2,
         full_epochs=4,
+        strategy="jointnas",  # the proxy path; the default (jointnas-mf): test_search_jointnas_mf.py
         settings={"jointnas": TINY_JOINTNAS},
     )
     return SearchConfig(**{**base, **kw})

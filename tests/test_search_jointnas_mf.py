@@ -327,3 +327,61 @@ def test_the_pool_report_counts_dropped_recipes_and_compares_to_pruned_tpe(pool_
         module.versus_table("optuna-tpe-pruned", [3.0], {"random": by_fre["jointnas-mf"]}, boot)
         == []
     )
+
+
+# ------------------------------------------------------------- the CLI default
+def test_a_recipe_search_defaults_to_jointnas_mf_on_prefixes_of_the_full_run():
+    from fbnetv3_zoo.search.cli import strategy_options
+
+    plain = SearchConfig(model="resnet18")
+    assert (plain.strategy, plain.epochs, plain.full_epochs, plain.proxy_check) == (
+        "jointnas-mf",
+        100,
+        100,
+        False,
+    )
+    assert SearchConfig().strategy == "jointnas" and SearchConfig().epochs == 5  # arch search
+    proxy = SearchConfig(model="resnet18", strategy="jointnas")  # the compressed proxy, as before
+    assert (proxy.epochs, proxy.proxy_check) == (10, True)
+    # the README's demo flags: --epochs is the shortest rung of the --full-epochs schedule
+    demo = SearchConfig(model="resnet18", full_epochs=20, epochs=10, budget=6, initial=3)
+    assert demo.epochs == 20 and demo.settings["jointnas-mf"] == {
+        "rung_factor": 2,
+        "min_share": 0.5,
+    }
+    ctx = context_for(demo)
+    assert JointNASMFStrategy(demo.strategy_settings()).rungs(ctx) == [10, 20]
+    given = SearchConfig(
+        model="resnet18", full_epochs=40, epochs=5, settings={"jointnas-mf": {"rung_factor": 3}}
+    )
+    assert given.settings["jointnas-mf"]["rung_factor"] == 3  # a setting given wins
+    args = type("Args", (), dict(strategy=None, model="resnet18", promote="gap"))()
+    assert strategy_options(args) == {"jointnas-mf": {"promote": "gap"}}
+
+
+def context_for(config: SearchConfig) -> Context:
+    class Store(FakeStore):
+        def get(self, key: str, default=None):
+            return default
+
+    return Context(None, None, [NONE], 10, config, Store([]))
+
+
+def test_the_default_recipe_search_runs_on_rungs_of_the_full_run(
+    space, vectors, tmp_path, monkeypatch
+):
+    """What `fbnetv3 search --model M --full-epochs 8 --epochs 2` now runs, with made-up curves."""
+    from fbnetv3_zoo.search.report import outputs as report
+
+    monkeypatch.setattr(report, "write_plots", lambda *a, **k: [])
+    config = SearchConfig(
+        model="test_resnet", full_epochs=8, epochs=2, budget=8, initial=2, batch=1
+    )
+    source = VectorSource(space, vectors, num_classes=10)
+    run_search(config, tmp_path, evaluator=made_up, progress=False, source=source)
+    rows = stored(tmp_path)
+    assert config.strategy == "jointnas-mf" and len(rows) == 8
+    assert {r["epochs"] for r in rows} <= {2, 8} and any(
+        r["epochs"] == 2 for r in rows
+    )  # rungs 2, 8
+    assert (tmp_path / "best" / "recipe.yaml").is_file()
