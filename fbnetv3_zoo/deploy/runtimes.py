@@ -41,7 +41,7 @@ class Backend:
     ``benchmark``: a column of ``fbnetv3 benchmark``, ``default`` among its
     default columns; ``wall_clock``: its work leaves the calling thread (a GPU),
     so it is read on the wall clock even with one thread.  ``entry_s``: rough seconds to
-    measure one latency-table entry on 2 busy cores (ExecuTorch lowers each entry
+    measure one latency-table entry on a small busy machine (ExecuTorch lowers each entry
     first), only for the message that says how long a table build will take.
     """
 
