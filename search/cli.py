@@ -117,10 +117,9 @@ def _add_target_flags(p: _Group, detail: _Group, opt: _Option) -> None:
 def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
     """``search``: the data set, its held-out share, the constraints and the strategy."""
     from fbnetv3_zoo.search.config import (
-        ARCH_STRATEGY,
         DEFAULT_CONSTRAINTS,
+        DEFAULT_STRATEGY,
         RECIPE_HOLDOUT,
-        RECIPE_STRATEGY,
     )
     from fbnetv3_zoo.search.strategy_settings import SETTINGS
 
@@ -158,7 +157,7 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
         'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
         "successive-halving (short trainings for all, the full proxy for the best third); "
         "jointnas-mf (JointNAS on rungs of the full schedule, the fidelity a predictor input; "
-        f"default: {ARCH_STRATEGY}, with --model {RECIPE_STRATEGY})",
+        f"default: {DEFAULT_STRATEGY})",
         choices=list(SETTINGS),
         default=None,
     )
@@ -196,9 +195,9 @@ def _add_budget_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) ->
         type=int,
         default=None,
         help="proxy epochs: the length of each candidate's schedule (later batches may stop at the "
-        f"early-stopping epoch; default: {ARCH_EPOCHS}; with --model --strategy jointnas a tenth "
-        "of --full-epochs, compressed); with --model and jointnas-mf, the default there: the "
-        "shortest rung of the --full-epochs schedule (default: a fifth of it)",
+        f"early-stopping epoch; default: {ARCH_EPOCHS}, with --model a tenth of --full-epochs, "
+        "compressed); with --model --strategy jointnas-mf, the shortest rung of the "
+        "--full-epochs schedule (default: a fifth of it)",
     )
     more("--early-stop-tau", "rank-correlation threshold for the early-stopping epoch", type=float)
     opt("--seed", "seed of every random choice: same seed and settings, same run", type=int)
@@ -279,12 +278,12 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The chosen strategy's settings given on the command line; others' flags are an error."""
     from dataclasses import fields
 
-    from fbnetv3_zoo.search.config import ARCH_STRATEGY, RECIPE_STRATEGY
+    from fbnetv3_zoo.search.config import DEFAULT_STRATEGY
     from fbnetv3_zoo.search.strategy_settings import SETTINGS, owner_of
 
     from fbnetv3_zoo.errors import UserError
 
-    chosen = args.strategy or (RECIPE_STRATEGY if args.model else ARCH_STRATEGY)
+    chosen = args.strategy or DEFAULT_STRATEGY
     mine = {f.name for f in fields(SETTINGS[chosen])}
     given: dict[str, Any] = {}
     for name in sorted({f.name for cls in SETTINGS.values() for f in fields(cls)}):

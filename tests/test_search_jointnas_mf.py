@@ -37,6 +37,8 @@ from fbnetv3_zoo.search.strategy_settings import SettingsError
 from fbnetv3_zoo.search.trainer import EvalTask
 from pool_records import pool_meta, run_record
 
+from fbnetv3_zoo.errors import UserError
+
 FULL = 40
 NONE = parse_constraint("none")
 
@@ -330,10 +332,12 @@ def test_the_pool_report_counts_dropped_recipes_and_compares_to_pruned_tpe(pool_
 
 
 # ------------------------------------------------------------- the CLI default
-def test_a_recipe_search_defaults_to_jointnas_mf_on_prefixes_of_the_full_run():
+def test_jointnas_mf_with_a_model_runs_on_prefixes_of_the_full_run():
     from fbnetv3_zoo.search.cli import strategy_options
 
-    plain = SearchConfig(model="resnet18")
+    default = SearchConfig(model="resnet18")  # not the default until a held-out pool confirms it
+    assert (default.strategy, default.epochs, default.proxy_check) == ("jointnas", 10, True)
+    plain = SearchConfig(model="resnet18", strategy="jointnas-mf")
     assert (plain.strategy, plain.epochs, plain.full_epochs, plain.proxy_check) == (
         "jointnas-mf",
         100,
@@ -344,7 +348,9 @@ def test_a_recipe_search_defaults_to_jointnas_mf_on_prefixes_of_the_full_run():
     proxy = SearchConfig(model="resnet18", strategy="jointnas")  # the compressed proxy, as before
     assert (proxy.epochs, proxy.proxy_check) == (10, True)
     # the README's demo flags: --epochs is the shortest rung of the --full-epochs schedule
-    demo = SearchConfig(model="resnet18", full_epochs=20, epochs=10, budget=6, initial=3)
+    demo = SearchConfig(
+        model="resnet18", full_epochs=20, epochs=10, budget=6, initial=3, strategy="jointnas-mf"
+    )
     assert demo.epochs == 20 and demo.settings["jointnas-mf"] == {
         "rung_factor": 2,
         "min_share": 0.5,
@@ -352,11 +358,20 @@ def test_a_recipe_search_defaults_to_jointnas_mf_on_prefixes_of_the_full_run():
     ctx = context_for(demo)
     assert JointNASMFStrategy(demo.strategy_settings()).rungs(ctx) == [10, 20]
     given = SearchConfig(
-        model="resnet18", full_epochs=40, epochs=5, settings={"jointnas-mf": {"rung_factor": 3}}
+        model="resnet18",
+        full_epochs=40,
+        epochs=5,
+        strategy="jointnas-mf",
+        settings={"jointnas-mf": {"rung_factor": 3}},
     )
     assert given.settings["jointnas-mf"]["rung_factor"] == 3  # a setting given wins
-    args = type("Args", (), dict(strategy=None, model="resnet18", promote="gap"))()
+    args = type("Args", (), dict(strategy="jointnas-mf", model="resnet18", promote="gap"))()
     assert strategy_options(args) == {"jointnas-mf": {"promote": "gap"}}
+    args.strategy = None  # the default strategy has no --promote
+    with pytest.raises(
+        UserError, match="--promote is a setting of jointnas-mf, not of --strategy jointnas"
+    ):
+        strategy_options(args)
 
 
 def context_for(config: SearchConfig) -> Context:
@@ -367,15 +382,21 @@ def context_for(config: SearchConfig) -> Context:
     return Context(None, None, [NONE], 10, config, Store([]))
 
 
-def test_the_default_recipe_search_runs_on_rungs_of_the_full_run(
+def test_a_jointnas_mf_recipe_search_runs_on_rungs_of_the_full_run(
     space, vectors, tmp_path, monkeypatch
 ):
-    """What `fbnetv3 search --model M --full-epochs 8 --epochs 2` now runs, with made-up curves."""
+    """What `fbnetv3 search --model M --strategy jointnas-mf --full-epochs 8 --epochs 2` runs, with made-up curves."""
     from fbnetv3_zoo.search.report import outputs as report
 
     monkeypatch.setattr(report, "write_plots", lambda *a, **k: [])
     config = SearchConfig(
-        model="test_resnet", full_epochs=8, epochs=2, budget=8, initial=2, batch=1
+        model="test_resnet",
+        full_epochs=8,
+        epochs=2,
+        budget=8,
+        initial=2,
+        batch=1,
+        strategy="jointnas-mf",
     )
     source = VectorSource(space, vectors, num_classes=10)
     run_search(config, tmp_path, evaluator=made_up, progress=False, source=source)
