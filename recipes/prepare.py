@@ -72,12 +72,7 @@ def start_run(
         holdout=holdout,
         num_classes=num_classes,
     )
-    if num_classes is not None and num_classes < splits.num_classes:
-        raise UserError(
-            f"num_classes={num_classes}: the data {splits.name} has {splits.num_classes} classes; "
-            "give at least that many"
-        )
-    num_classes = num_classes or splits.num_classes
+    num_classes = class_count(num_classes, splits)
     model, model_name = plugin.build_model(model, recipe, num_classes, pretrained)
     recipe = for_model(recipe, model)  # resolution None: the model's own input size
     model.to(device)
@@ -194,6 +189,16 @@ def build_parts(
     for note in parts.notes if progress and group.main else ():
         print(f"note: {note}", flush=True)  # how the recipe was fitted to this run
     return parts
+
+
+def class_count(asked: int | None, splits: Any) -> int:
+    """The model's class count: ``asked`` (never fewer than the data's labels), else the data's."""
+    if asked is not None and asked < splits.num_classes:
+        raise UserError(
+            f"num_classes={asked}: the data {splits.name} has {splits.num_classes} classes; "
+            "give at least that many"
+        )
+    return asked or splits.num_classes
 
 
 def loaders(
