@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.compare_on = args.compare_on or args.models[:1]
+    if not set(args.compare_on) <= set(args.models):
+        p.error(f"--compare-on {' '.join(args.compare_on)}: each must be one of --models")
     if args.rows is None:
         args.rows = "" if args.smoke else str(RESULTS / "detection_rows.jsonl")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report's command line
