@@ -78,6 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--compare-on {' '.join(args.compare_on)}: each must be one of --models")
     if args.rows is None:
         args.rows = "" if args.smoke else str(RESULTS / "detection_rows.jsonl")
+    for name in (args.rows, args.out):
+        if name and Path(name).is_symlink():
+            p.error(
+                f"{name} is a link; this script writes only files it made, never through a link"
+            )
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the report's command line
     return args
 
