@@ -24,12 +24,6 @@ arch:
 """
 
 
-def pytest_collection_modifyitems(items):
-    """Slow tests first: on two xdist workers a 50 s test handed out last leaves one core idle
-    while it runs; started first, the quick tests fill in around it."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """One intra-op thread: on a busy 2-core machine two OpenMP threads spin-wait badly."""
