@@ -11,6 +11,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -29,12 +30,20 @@ def _train(out: Path, *extra: str) -> None:
     assert main(argv) == 0
 
 
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory) -> Path:
+    """A training run stopped after epoch 1 of 2, trained once per module (each test gets a copy)."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    _train(out)
+    return out
+
+
 @pytest.fixture
-def run_dir(tmp_path, monkeypatch):
-    """A training run stopped after epoch 1 of 2, inside ``tmp_path/a/b`` (victims above)."""
+def run_dir(stopped_run, tmp_path, monkeypatch):
+    """A copy of ``stopped_run`` inside ``tmp_path/a/b`` (victims above), for a test to corrupt."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "a" / "b" / "run"
-    _train(out)
+    shutil.copytree(stopped_run, out, symlinks=True)
     return out
 
 
