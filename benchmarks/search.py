@@ -351,6 +351,7 @@ def search_once(
             progress=False,
             source=PoolSource(pool_space(pool), pool),
             strategy=make_strategy(config),
+            plots=False,  # only the store is read back: plots cost most of a pool search's time
         )
         store = Store(Path(tmp) / "run" / "search.sqlite", readonly=True)
         rows = store.candidates()

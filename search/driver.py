@@ -432,7 +432,7 @@ class Search:
         self._tick()
 
     # ---------------------------------------------------------------- run
-    def run(self) -> dict[str, Any]:
+    def run(self, plots: bool = True) -> dict[str, Any]:
         """Run (or resume) the whole search and write the outputs; returns a summary."""
         from tqdm.auto import tqdm
 
@@ -481,7 +481,7 @@ class Search:
         from fbnetv3_zoo.search.report.outputs import write_outputs
 
         record_latency(self.store, self.space, self.constraints, self.num_classes, self.log)
-        return write_outputs(self.out, self.store, self.space, self.constraints)
+        return write_outputs(self.out, self.store, self.space, self.constraints, plots=plots)
 
     def _key(self, step: str) -> str:
         """The store key of a step's marker: a grown study runs the end steps again."""
@@ -536,6 +536,7 @@ def run_search(
     source: CandidateSource | None = None,
     strategy: Strategy | None = None,
     objective: Callable[[Any], float | None] | None = None,
+    plots: bool = True,
 ) -> dict[str, Any]:
     """Run or resume a search in ``out``; see :class:`SearchConfig`.
 
@@ -570,6 +571,8 @@ def run_search(
         strategy: an instance replacing ``config.strategy``.
         objective: ``fn(Trial) -> float`` (or ``trial.report(epoch, value)``), Optuna's
             shape; replaces ``evaluator`` (see ``fbnetv3_zoo.search.objective``).
+        plots: draw the PNG plots (False for a caller that reads only the store, e.g. a
+            benchmark running thousands of simulated searches: the plots cost most of their time).
 
     Returns:
         A summary: the best row per constraint, counts of done and failed candidates.
@@ -586,6 +589,6 @@ def run_search(
     search = Search(config, out, evaluator, progress, source=source, strategy=strategy)
     try:
         search.open()
-        return search.run()
+        return search.run(plots=plots)
     finally:
         search.close()

@@ -589,8 +589,9 @@ def write_outputs(
     space: SearchSpace,
     constraints: list[Constraint],
     write: bool = True,
+    plots: bool = True,
 ) -> dict[str, Any]:
-    """best/*.yaml, report.md and plots; returns {constraint: best row or None, ...}."""
+    """best/*.yaml, report.md and (``plots``) plots; returns {constraint: best row or None, ...}."""
     out = Path(out)
     config = store.get("config") or {}
     data = config.get("data", "")
@@ -635,8 +636,9 @@ def write_outputs(
                 doc = dataclasses.replace(doc, sections={**doc.sections, "latency": latency})
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
     write_report(out, store, space, constraints, best)
-    write_plots(out, store, best, constraints)
-    write_latency_plot(out, store, constraints)
+    if plots:
+        write_plots(out, store, best, constraints)
+        write_latency_plot(out, store, constraints)
     return summary
 
 
