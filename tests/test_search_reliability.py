@@ -103,7 +103,8 @@ def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_pa
     """
     tiny = "_config(budget=4, initial=3, batch=1, data='digits:2', constraints=['macs<=0.6M'])"
     config = eval(tiny, {"_config": _config})  # noqa: S307 - the same text the child runs
-    a = run_search(config, tmp_path / "a", progress=False)
+    # plots=False: the picks, curves and best/ documents are compared, not the PNGs
+    a = run_search(config, tmp_path / "a", progress=False, plots=False)
     out = tmp_path / "b"
     proc = _child(tmp_path, out, tiny, "slow")
     try:
@@ -123,7 +124,7 @@ def test_same_seed_same_search_in_one_go_or_killed_and_resumed_and_locked(tmp_pa
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert sum(r["status"] == "done" for r in _rows(out)) < 4
-    b = run_search(config, out, progress=False)  # the lock died with its process
+    b = run_search(config, out, progress=False, plots=False)  # the lock died with its process
     assert _trace(tmp_path / "a") == _trace(out)
     assert a["best"]["macs<=0.6M"]["id"] == b["best"]["macs<=0.6M"]["id"]
     doc_a = yaml.safe_load((tmp_path / "a" / "best" / "macs_le_0.6M.yaml").read_text())
