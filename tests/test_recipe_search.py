@@ -241,7 +241,7 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_benchmark_script_end_to_end(tmp_path):
+def test_benchmark_script_end_to_end(tmp_path, monkeypatch):
     """benchmarks/recipe_search.py on a tiny model: the table row, the interval, the searched recipe."""
     import importlib.util
     import json
@@ -250,8 +250,8 @@ def test_benchmark_script_end_to_end(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parents[1] / "benchmarks" / "recipe_search.py"  # run as a script:
-    # its worker processes import their functions from it
+    script = Path(__file__).parents[1] / "benchmarks" / "recipe_search.py"  # run as a script
+    # once: its worker processes import their functions from it as __main__
     out = tmp_path / "rs.md"
     argv = ["--models", "test_resnet:16", "--regimes", "low", "--low-epochs", "2", "--budget", "3",
             "--initial", "2", "--seeds", "2", "--no-proxy-check", "--jobs", "1", "--strategy", "random",
@@ -267,9 +267,12 @@ def test_benchmark_script_end_to_end(tmp_path):
     out.unlink()
     search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
     shutil.rmtree(search_dir)  # the table needs only the two jsonl files, not the search folder
-    # --report-only starts no worker, so it runs in this process (one torch import fewer)
-    spec = importlib.util.spec_from_file_location("recipe_search_benchmark", script)
+    # the rest runs in this process (one torch import fewer each), the script imported under
+    # its own name from a folder on sys.path, which spawned workers inherit and import it from
+    monkeypatch.syspath_prepend(str(script.parent))
+    spec = importlib.util.spec_from_file_location("recipe_search", script)
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "recipe_search", module)
     spec.loader.exec_module(module)
     assert module.main([*argv, "--report-only"]) == 0
     assert row in out.read_text().splitlines()  # the same table, from the records alone
@@ -279,7 +282,7 @@ def test_benchmark_script_end_to_end(tmp_path):
     summary = json.loads(log.read_text())
     summary["recipe"]["lr"] *= 0.5
     log.write_text(json.dumps(summary) + "\n")
-    subprocess.run([sys.executable, str(script), *argv], check=True, capture_output=True)
+    assert module.main(argv) == 0  # its two final runs train in a spawned worker
     rerun = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert rerun[:6] == finals
     assert [json.loads(r)["name"] for r in rerun[6:]] == ["searched", "searched"]
