@@ -42,6 +42,10 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "recipes.md"
 PLOT = RESULTS.with_name("recipes.png")
@@ -93,20 +97,27 @@ def regime_recipe(name: str, epochs: int, batch: int, lr_factor: float):
     return dataclasses.replace(r, name=name, lr=r.lr * lr_factor, **changes)
 
 
+def val_indices(labels: np.ndarray) -> set[int]:
+    """The seeded 20 % per class of digits' training images that the regime validates on."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    val_idx: set[int] = set()
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        val_idx.update(idx[: int(round(len(idx) * VAL_FRACTION))].tolist())
+    return val_idx
+
+
 def write_digits_folders(root: Path, resolution: int) -> None:
     """train/ and val/ (a seeded 80/20 per-class split of digits' training images) and
     test/ (the fixed 599-image split) as PNGs upsampled like the engine's digits data."""
-    import numpy as np
     from PIL import Image
 
     from fbnetv3_zoo.data import digits_arrays
 
     xt, yt, xtest, ytest = digits_arrays()
-    rng = np.random.default_rng(0)
-    val_idx = set()
-    for c in range(10):
-        idx = rng.permutation(np.flatnonzero(yt == c))
-        val_idx.update(idx[: int(round(len(idx) * VAL_FRACTION))].tolist())
+    val_idx = val_indices(yt)
     for split, xs, ys, keep in (
         ("train", xt, yt, lambda i: i not in val_idx),
         ("val", xt, yt, lambda i: i in val_idx),
@@ -234,9 +245,13 @@ def run_regime(
 def _regime(
     args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None, root: Path
 ) -> tuple[list[str], list]:
-    write_digits_folders(root, REGIME_ARCH["input_size"])
-    n_train = sum(1 for _ in (root / "train").rglob("*.png"))
-    n_val = sum(1 for _ in (root / "val").rglob("*.png"))
+    from fbnetv3_zoo.data import digits_arrays
+
+    if pool is not None:  # --report-only trains nothing: it needs the split's sizes, not its images
+        write_digits_folders(root, REGIME_ARCH["input_size"])
+    labels = digits_arrays()[1]
+    n_val = len(val_indices(labels))
+    n_train = len(labels) - n_val
     steps = n_train // args.regime_batch
     done = _load_runs(Path(args.out_dir))
     # x1 first: a run cut short still compares the recipes at their own rates
