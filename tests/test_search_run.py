@@ -113,6 +113,13 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
         from fbnetv3_zoo.recipes import Recipe
 
         assert Recipe.from_dict(doc["recipe"]).optimizer == doc["recipe"]["optimizer"]
+    # plots=False (for callers that read only the store): the same outputs minus the PNGs
+    for png in tmp_path.glob("*.png"):
+        png.unlink()
+    (tmp_path / "report.md").unlink()
+    again = run_search(_config(), tmp_path, evaluator=fake_evaluate, progress=False, plots=False)
+    assert again["best"] == summary["best"] and (tmp_path / "report.md").stat().st_size > 0
+    assert not list(tmp_path.glob("*.png"))
 
 
 class Interrupt(BaseException):
