@@ -242,16 +242,22 @@ def run_regime(
         return _regime(args, pool, Path(tmp))
 
 
-def _regime(
-    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None, root: Path
-) -> tuple[list[str], list]:
+def _regime_data(root: Path, training: bool) -> tuple[int, int]:
+    """The image folders when runs will train (``--report-only`` needs only the split's
+    sizes, not its 1797 PNGs); (train, val) image counts either way."""
     from fbnetv3_zoo.data import digits_arrays
 
-    if pool is not None:  # --report-only trains nothing: it needs the split's sizes, not its images
+    if training:
         write_digits_folders(root, REGIME_ARCH["input_size"])
     labels = digits_arrays()[1]
     n_val = len(val_indices(labels))
-    n_train = len(labels) - n_val
+    return len(labels) - n_val, n_val
+
+
+def _regime(
+    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None, root: Path
+) -> tuple[list[str], list]:
+    n_train, n_val = _regime_data(root, training=pool is not None)
     steps = n_train // args.regime_batch
     done = _load_runs(Path(args.out_dir))
     # x1 first: a run cut short still compares the recipes at their own rates
