@@ -56,10 +56,14 @@ SMALL["maskrcnn"] = SMALL["fasterrcnn"]
 FAMILY_OF = {n: n.split("_")[0] for n in (*DETECTORS, *GENERIC_DETECTORS)}
 
 
-def small_spec() -> ArchSpec:
-    """Five stages (strides 2..32) like the published variants, a few channels each."""
+def small_spec(expansion: float = 2) -> ArchSpec:
+    """Five stages (strides 2..32) like the published variants, a few channels each;
+    ``expansion=1`` drops each block's 1x1 expansion conv (lowering tests: the same kinds of
+    layers, a smaller graph)."""
     rows = [(8, 1), (12, 2), (16, 2), (24, 2), (32, 2)]
-    stages = [[BlockSpec(3, 2, ch, 1, stride, se=i == 2)] for i, (ch, stride) in enumerate(rows)]
+    stages = [
+        [BlockSpec(3, expansion, ch, 1, stride, se=i == 2)] for i, (ch, stride) in enumerate(rows)
+    ]
     return ArchSpec(stem_channels=8, stages=stages, input_size=64, feature_width=64, name="small")
 
 
@@ -377,7 +381,7 @@ def test_ssdlite_network_lowers_to_executorch(tmp_path):
 
     torch.manual_seed(0)
     model = create_detector(
-        "ssdlite", num_classes=4, backbone=small_spec(), size=64, extra_channels=(16,)
+        "ssdlite", num_classes=4, backbone=small_spec(expansion=1), size=64, extra_channels=(16,)
     )  # one extra block: backbone, extras and head all lower, in a graph half the size
     result = export_ssdlite_executorch(randomize_weights_(model), tmp_path / "ssd.pte")
     assert result.path.is_file() and result.max_rel_diff <= 1e-4
