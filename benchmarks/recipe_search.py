@@ -47,7 +47,7 @@ import math
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -331,6 +331,25 @@ def cells_of(args: argparse.Namespace) -> list[dict[str, Any]]:
     return cells
 
 
+class InProcess:
+    """``--jobs 0``: each job runs in this process as it is submitted (no worker start-up:
+    a rerun that trains a few runs; also a way to debug one)."""
+
+    def __enter__(self) -> InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:  # handed to the caller, as a worker's would be
+            future.set_exception(err)
+        return future
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=MODELS, help="name:resolution,... (default: %(default)s)")
@@ -347,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-proxy-check", action="store_true", help="skip the first batch's full runs")
     p.add_argument("--strategy", default="jointnas")
     p.add_argument("--seeds", type=int, default=3, help="final seeds 1..N (the search uses 0)")
-    p.add_argument("--jobs", type=int, default=2, help="processes (one torch thread each)")
+    p.add_argument("--jobs", type=int, default=2, help="processes, 1 thread each (0: this one)")
     p.add_argument("--runs", default=str(RUNS), help="search folders, data and final.jsonl")
     p.add_argument("--results", default=str(RESULTS), help="the markdown table")
     p.add_argument(
@@ -356,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write the table from searches.jsonl and final.jsonl; run no search or training",
     )
     args = p.parse_args(argv)
-    if args.budget > 24 or args.seeds < 1:
-        p.error("--budget must be <= 24 (the issue's limit) and --seeds >= 1")
+    if args.budget > 24 or args.seeds < 1 or args.jobs < 0:
+        p.error("--budget must be <= 24 (the issue's limit), --seeds >= 1 and --jobs >= 0")
     t0 = time.time()
     cells = cells_of(args)
     for cell in cells:
@@ -368,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     search_log = Path(args.runs) / "searches.jsonl"
     searches = {s["key"]: s for s in _jsonl(search_log)}
     todo = [] if args.report_only else [c for c in cells if c["key"] not in searches]
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+    workers = ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) if args.jobs else None
+    with workers or InProcess() as pool:
         for f in as_completed([pool.submit(run_cell_search, c) for c in todo]):
             s = f.result()
             searches[s["key"]] = s
