@@ -241,7 +241,7 @@ def test_cli_search_then_train_with_the_recipe(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_benchmark_script_end_to_end(tmp_path, monkeypatch):
+def test_benchmark_script_end_to_end(tmp_path):
     """benchmarks/recipe_search.py on a tiny model: the table row, the interval, the searched recipe."""
     import importlib.util
     import json
@@ -267,12 +267,9 @@ def test_benchmark_script_end_to_end(tmp_path, monkeypatch):
     out.unlink()
     search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
     shutil.rmtree(search_dir)  # the table needs only the two jsonl files, not the search folder
-    # the rest runs in this process (one torch import fewer each), the script imported under
-    # its own name from a folder on sys.path, which spawned workers inherit and import it from
-    monkeypatch.syspath_prepend(str(script.parent))
-    spec = importlib.util.spec_from_file_location("recipe_search", script)
+    # the rest runs in this process, no worker started (a torch import fewer each)
+    spec = importlib.util.spec_from_file_location("recipe_search_benchmark", script)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "recipe_search", module)
     spec.loader.exec_module(module)
     assert module.main([*argv, "--report-only"]) == 0
     assert row in out.read_text().splitlines()  # the same table, from the records alone
@@ -282,7 +279,7 @@ def test_benchmark_script_end_to_end(tmp_path, monkeypatch):
     summary = json.loads(log.read_text())
     summary["recipe"]["lr"] *= 0.5
     log.write_text(json.dumps(summary) + "\n")
-    assert module.main(argv) == 0  # its two final runs train in a spawned worker
+    assert module.main([*argv, "--jobs", "0"]) == 0  # its two final runs, in this process
     rerun = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert rerun[:6] == finals
     assert [json.loads(r)["name"] for r in rerun[6:]] == ["searched", "searched"]
