@@ -120,6 +120,7 @@ def test_search_with_fake_evaluator_writes_outputs(tmp_path):
     again = run_search(_config(), tmp_path, evaluator=fake_evaluate, progress=False, plots=False)
     assert again["best"] == summary["best"] and (tmp_path / "report.md").stat().st_size > 0
     assert not list(tmp_path.glob("*.png"))
+    assert ".png" not in (tmp_path / "report.md").read_text()  # it names no plot it did not draw
 
 
 class Interrupt(BaseException):

@@ -219,9 +219,15 @@ def _recipe_text(recipe: dict[str, Any]) -> str:
 
 
 def write_report(
-    out: Path, store: Store, space: SearchSpace, constraints: list[Constraint], best: dict[str, Any]
+    out: Path,
+    store: Store,
+    space: SearchSpace,
+    constraints: list[Constraint],
+    best: dict[str, Any],
+    plots: bool = True,
 ) -> str:
-    """Markdown: settings, time spent, best per constraint, top pairs, predictor quality."""
+    """Markdown: settings, time spent, best per constraint, top pairs, predictor quality; it
+    names the plots only when they are drawn beside it (``plots``)."""
     config = store.get("config", {})
     rows = store.candidates()
     done = [r for r in rows if r["status"] == "done"]
@@ -238,7 +244,7 @@ def write_report(
         *_top_lines(done),
         *_fit_lines(fits),
         *_failed_lines(failed),
-        *_plots_lines(store, constraints),
+        *(_plots_lines(store, constraints) if plots else []),
     ]
     text = "\n".join(lines)
     _write_text(out / "report.md", text)
@@ -635,7 +641,7 @@ def write_outputs(
             if latency and latency.get("candidate") == best[c.text]["id"]:
                 doc = dataclasses.replace(doc, sections={**doc.sections, "latency": latency})
             _write_text(out / "best" / f"{c.slug}.yaml", doc.to_yaml())
-    write_report(out, store, space, constraints, best)
+    write_report(out, store, space, constraints, best, plots)
     if plots:
         write_plots(out, store, best, constraints)
         write_latency_plot(out, store, constraints)
