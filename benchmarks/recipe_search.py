@@ -47,7 +47,7 @@ import math
 import statistics
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -331,25 +331,6 @@ def cells_of(args: argparse.Namespace) -> list[dict[str, Any]]:
     return cells
 
 
-class InProcess:
-    """``--jobs 0``: each job runs in this process as it is submitted (no worker start-up:
-    a rerun that trains a few runs; also a way to debug one)."""
-
-    def __enter__(self) -> InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def submit(self, fn: Any, *args: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as err:  # handed to the caller, as a worker's would be
-            future.set_exception(err)
-        return future
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=MODELS, help="name:resolution,... (default: %(default)s)")
@@ -387,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     search_log = Path(args.runs) / "searches.jsonl"
     searches = {s["key"]: s for s in _jsonl(search_log)}
     todo = [] if args.report_only else [c for c in cells if c["key"] not in searches]
-    workers = ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) if args.jobs else None
-    with workers or InProcess() as pool:
+    # --jobs 0: one job at a time in this process (no worker start-up: a rerun of a few runs)
+    spawn = get_context("spawn")
+    pool = ProcessPoolExecutor(args.jobs, mp_context=spawn) if args.jobs else ThreadPoolExecutor(1)
+    with pool:
         for f in as_completed([pool.submit(run_cell_search, c) for c in todo]):
             s = f.result()
             searches[s["key"]] = s

@@ -39,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -211,28 +211,7 @@ def _train_missing(jobs: list[tuple], args: argparse.Namespace, root: Path, pool
               f"val {run['val']:.1f} test {run['test']:.1f} train {run['train']:.1f}", flush=True)  # fmt: skip
 
 
-class InProcess:
-    """``--jobs 0``: each job runs in this process as it is submitted (no worker start-up:
-    the tests' tiny runs; also a way to debug a training)."""
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as err:  # handed to the caller, as a worker's would be
-            future.set_exception(err)
-        return future
-
-    def map(self, fn, *iterables):
-        return map(fn, *iterables)
-
-    def shutdown(self) -> None:
-        pass
-
-
-def run_regime(
-    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None
-) -> tuple[list[str], list]:
+def run_regime(args: argparse.Namespace, pool: Executor | None) -> tuple[list[str], list]:
     """LR sweep on seed 0, then the chosen rate with the other seeds; the markdown lines.
 
     ``pool`` None only reports the runs saved so far (``--report-only``).  The digits
@@ -254,9 +233,7 @@ def _regime_data(root: Path, training: bool) -> tuple[int, int]:
     return len(labels) - n_val, n_val
 
 
-def _regime(
-    args: argparse.Namespace, pool: ProcessPoolExecutor | InProcess | None, root: Path
-) -> tuple[list[str], list]:
+def _regime(args: argparse.Namespace, pool: Executor | None, root: Path) -> tuple[list[str], list]:
     n_train, n_val = _regime_data(root, training=pool is not None)
     steps = n_train // args.regime_batch
     done = _load_runs(Path(args.out_dir))
@@ -480,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = (
         ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"))
         if args.jobs > 0
-        else InProcess()
+        else ThreadPoolExecutor(1)  # --jobs 0: one job at a time in this process, no start-up
     )
     if "regime" in sections:
         t0, load = time.perf_counter(), os.getloadavg()[0]
