@@ -81,6 +81,18 @@ JOINTNAS_SETTINGS = ("members", "fit_steps", "pretrain_steps")
 _POOL: dict[str, Any] = {}
 
 
+def base_note(pool: Any) -> str:
+    """What a recipe pool's pair list holds besides its Sobol recipes."""
+    from fbnetv3_zoo.search.pool import BASE_PAIR
+
+    if any(p.index == BASE_PAIR for p in pool.pairs):
+        return (
+            f"the base preset `{pool_space(pool).recipe_base}` among them: its trainings are a pair, "
+            "the first candidate of a search that starts at the base"
+        )
+    return "no trainings of the base preset: no search can start at it"
+
+
 def is_recipe_pool(pool: Any) -> bool:
     """True for a pool ``benchmarks/recipe_pool.py`` built (one fixed model, recipes at full length)."""
     return pool.meta[0].get("kind") == "recipe_pool"
@@ -125,6 +137,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def _value(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)
@@ -772,6 +786,8 @@ def load_snapshot(path: Path, min_seeds: int) -> tuple[Any, Any]:
             if attempt == 4:
                 raise
             time.sleep(2)
+    if is_recipe_pool(full):  # a search that starts at the base trains the base preset's pair
+        full = full.with_base(pool_space(full))
     return full, full.restrict(min_seeds)
 
 
@@ -1051,8 +1067,9 @@ def recipe_report(args, path, full, pool, budgets, runs, by_fre, refs, boot, tot
         f"Command: `{command}` (commit {git_state()}); run time {total / 60:.1f} min "
         f"({np.mean([r['wall_s'] for r in runs]):.1f} s per search on average).",
         f"Pool: {meta['model']} at {meta['resolution']} px on `{meta['data']}`, every recipe trained "
-        f"{epochs} epochs (the full schedule); {len(full.pairs)} recipes as read at the start, the "
-        f"{len(pool.pairs)} with >= {args.min_seeds} seeds compete; presets "
+        f"{epochs} epochs (the full schedule); {len(full.pairs)} recipes as read at the start "
+        f"({base_note(full)}), the {len(pool.pairs)} with >= {args.min_seeds} seeds compete; "
+        "presets "
         + ", ".join(f"`{n}` {v:.2f} %" for n, v in presets.items())
         + " (mean of all their trainings).",
         f"Search seeds {args.seed_start}-{args.seed_start + args.seeds - 1} (paired). Settings: "

@@ -112,6 +112,14 @@ def _add_target_flags(p: _Group, detail: _Group, opt: _Option) -> None:
         help="skip training the first batch at --full-epochs (the proxy's rank correlation is then "
         "not measured)",
     )
+    detail.add_argument(
+        "--no-start-at-base",
+        dest="start_at_base",
+        action="store_false",
+        default=None,
+        help="with --model: draw the whole first batch instead of training the space's base recipe "
+        "(baseline) as the first candidate, the recipe the pick has to beat",
+    )
 
 
 def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
@@ -330,6 +338,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         full_epochs=args.full_epochs,
         proxy_check=args.proxy_check,
         holdout=args.holdout,
+        start_at_base=args.start_at_base,
     )
     summary = _storing(lambda: run_search(config, args.out, progress=not args.quiet), args.out)
     _print_summary(summary)

@@ -43,7 +43,15 @@ PINNED = (
     "settings",
 )
 # pinned as well, but only in runs that set them, so runs made before they existed still resume
-PINNED_IF_SET = ("model", "resolution", "full_epochs", "proxy_check", "holdout", "score_epochs")
+PINNED_IF_SET = (
+    "model",
+    "resolution",
+    "full_epochs",
+    "proxy_check",
+    "holdout",
+    "score_epochs",
+    "start_at_base",
+)
 ARCH_SPACE = "fbnetv3_proxy"
 RECIPE_SPACE = "recipe"  # the default space of a recipe-only search (spaces/recipe.yaml)
 DEFAULT_CONSTRAINTS = ("macs<=0.3M", "macs<=0.4M")
@@ -73,6 +81,7 @@ PINNED_DEFAULTS = {
     "proxy_check": True,
     "holdout": 0.0,
     "score_epochs": 1,  # runs made before the setting existed scored on one epoch
+    "start_at_base": False,  # runs made before the setting existed drew their whole first batch
 }
 
 
@@ -167,6 +176,11 @@ class SearchConfig:
     # validation split `fbnetv3 train` reports on stays unseen (None: 0.2 for a fixed --model; 0
     # for the architecture demo, whose pools and numbers were measured on the validation split)
     holdout: float | None = None
+    # a recipe-only search trains the space's base recipe (the preset the ranges are searched
+    # around, `baseline` in the shipped space) as its first candidate, so the pick, the best
+    # full-length measurement, has the recipe a user would otherwise train to beat (None: on
+    # with --model; an architecture search has no base point)
+    start_at_base: bool | None = None
     # stop loudly when more than this share of the trained candidates failed (checked after
     # every batch once the first batch is in; a first batch that failed entirely always stops)
     max_failed_share: float = 0.5
@@ -188,6 +202,8 @@ class SearchConfig:
             self.epochs = max(1, share // RECIPE_PROXY_SHARE) if recipe_only else ARCH_EPOCHS
         if self.holdout is None:
             self.holdout = RECIPE_HOLDOUT if recipe_only else 0.0
+        if self.start_at_base is None:
+            self.start_at_base = recipe_only
         if self.score_epochs is None:
             self.score_epochs = 1 if recipe_only else ARCH_SCORE_EPOCHS
         if self.budget is None:
@@ -338,6 +354,11 @@ class SearchConfig:
                 f"limits are moot for a fixed model ({self.model}), which has one value of each; "
                 "drop them to search its recipe"
             )
+        self._need(
+            self.start_at_base is False or self.start_at_base is True and self.model is not None,
+            "start_at_base",
+            "true only with a fixed --model (an architecture search has no base point)",
+        )
         needed = self.initial + len(c)
         if self.budget < needed:
             raise ConfigError(

@@ -51,10 +51,11 @@ from fbnetv3_zoo.search.objective import Objective
 from fbnetv3_zoo.search.proxy_check import check_proxy
 from fbnetv3_zoo.search.report.summaries import finalists
 from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
-from fbnetv3_zoo.search.space.constraints import Constraint, parse_constraint
+from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, parse_constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
-from fbnetv3_zoo.search.space.encoding import decode
-from fbnetv3_zoo.search.store import Store, check_ours, diverged
+from fbnetv3_zoo.search.space.encoding import decode, snap
+from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+from fbnetv3_zoo.search.store import Store, check_ours, diverged, vector_key
 from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
 from fbnetv3_zoo.search.trainer import EvalTask, TrainObjective, epoch_accuracy
 
@@ -195,8 +196,34 @@ class Search:
         for c in self.constraints:
             if not len(self.source.draw(1, [c], self.config.seed)[0]):
                 raise UserError(f"constraint {c.text}: no candidate of the source satisfies it")
+        label = "pool" if self.source.finite else "sobol"
+        if not self.config.start_at_base:
+            u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
+            return Proposal(u, m, p, label)
+        base = self._base_candidate()
         u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
-        return Proposal(u, m, p, "pool" if self.source.finite else "sobol")
+        rest = [i for i, v in enumerate(u) if vector_key(v) != vector_key(base[0][0])]
+        rest = rest[: self.config.initial - 1]
+        return Proposal(
+            np.concatenate([base[0], u[rest]]),
+            np.concatenate([base[1], m[rest]]),
+            np.concatenate([base[2], p[rest]]),
+            label,
+        )
+
+    def _base_candidate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The base recipe as a one-vector draw; a finite source must hold it exactly."""
+        u = snap(self.space, base_recipe_vector(self.space))
+        if not self.source.finite:
+            return u, *batch_stats(self.space, u, self.num_classes)[:2]
+        all_u, all_m, all_p = self.source.all()
+        hit = [i for i, v in enumerate(all_u) if vector_key(v) == vector_key(u[0])]
+        if not hit:
+            raise UserError(
+                f"start_at_base: the candidate source does not hold the base recipe "
+                f"{self.space.recipe_base!r}; turn start_at_base off to search without it"
+            )
+        return all_u[hit[:1]], all_m[hit[:1]], all_p[hit[:1]]
 
     # -------------------------------------------------------------- resume
     def _identity(self) -> dict[str, Any]:

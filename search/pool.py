@@ -40,6 +40,7 @@ from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy
 from fbnetv3_zoo.errors import UserError
 
 POOL_FORMAT = 1
+BASE_PAIR = 1_000_000  # the pair index of a recipe pool's base preset (:meth:`Pool.with_base`)
 PROXY_KEYS = ("space", "space_fingerprint", "data", "epochs", "overrides", "num_classes")
 
 
@@ -134,6 +135,9 @@ class Pool:
 
     meta: list[dict[str, Any]]
     pairs: list[PoolPair]
+    # a recipe pool's preset trainings (``benchmarks/recipe_pool.py``): name -> seed -> record;
+    # not candidates unless :meth:`with_base` makes the space's base one
+    presets: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def proxy(self) -> dict[str, Any]:
@@ -170,7 +174,24 @@ class Pool:
         """
         if min_seeds < 1:
             raise PoolError(f"min_seeds must be >= 1, got {min_seeds}")
-        return Pool(self.meta, [p for p in self.pairs if len(p.runs) >= min_seeds])
+        return Pool(self.meta, [p for p in self.pairs if len(p.runs) >= min_seeds], self.presets)
+
+    def with_base(self, space: SearchSpace) -> Pool:
+        """This pool with the space's base preset as one more pair, as a search that starts at
+        the base (``SearchConfig.start_at_base``) trains it: its vector, its decoded recipe and
+        the preset's trainings.  Unchanged when the file holds no trainings of that preset."""
+        from fbnetv3_zoo.search.space.encoding import decode, snap
+        from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+
+        runs = self.presets.get(space.recipe_base)
+        if not runs or not self.pairs or any(p.index == BASE_PAIR for p in self.pairs):
+            return self
+        u = snap(space, base_recipe_vector(space))[0]
+        model = self.pairs[0]  # a recipe pool's pairs all train the one model
+        recipe = decode(space, u)[1]
+        pair = PoolPair(BASE_PAIR, u, model.arch, recipe, model.macs, model.params)
+        pair.runs = dict(runs)
+        return Pool(self.meta, [*self.pairs, pair], self.presets)
 
     def truth(self, search_seed: int) -> np.ndarray:
         """Per pair, the held-out truth for the search with ``search_seed``: the mean of every training but the one it is shown."""
@@ -209,7 +230,10 @@ def load_pool(path: str | Path) -> Pool:
         if any(m.get(k) != meta[0].get(k) for k in PROXY_KEYS):
             raise PoolError(f"{path}: build sessions disagree on the proxy settings {PROXY_KEYS}")
     by_index: dict[int, PoolPair] = {}
+    presets: dict[str, dict[int, dict[str, Any]]] = {}
     for r in records:
+        if r.get("type") == "preset":
+            presets.setdefault(str(r["preset"]), {})[int(r["seed"])] = r
         if r.get("type") != "run":
             continue
         i = int(r["pair"])
@@ -226,7 +250,7 @@ def load_pool(path: str | Path) -> Pool:
         elif pair_key(pair.arch, pair.recipe) != pair_key(r["arch"], r["recipe"]):
             raise PoolError(f"{path}: pair {i} holds two different (arch, recipe) pairs")
         pair.runs[int(r["seed"])] = r
-    return Pool(meta, [by_index[i] for i in sorted(by_index)])
+    return Pool(meta, [by_index[i] for i in sorted(by_index)], presets)
 
 
 class PoolEvaluator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from fbnetv3_zoo.search.space.fixed_model import fixed_model_space
 from fbnetv3_zoo.search.space.sampling import sample_feasible
 from fbnetv3_zoo.search.strategies.optuna_pruned import checkpoints
 from pool_records import pool_meta, run_record
+
+from fbnetv3_zoo.errors import UserError
 
 EPOCHS, RECIPES, SEEDS = 9, 10, 3  # Optuna's pruner (min 1, factor 3) acts at epochs 1 and 3
 DATA = "digits:3"
@@ -41,7 +44,8 @@ def pool_path(space, tmp_path_factory) -> Path:
     records = [meta]
     for name, final in PRESETS.items():
         for s in range(SEEDS):
-            records.append(dict(type="preset", preset=name, seed=s, metrics=curve(final, 0.0)))
+            preset = dict(type="preset", preset=name, seed=s, metrics=curve(final, 0.0))
+            records.append(preset | dict(status="done", error=None, wall_s=3.0, cpu_s=2.0))
     for i in range(RECIPES):
         final = 30 + 60 * float(np.mean(u[i]))
         for s in range(SEEDS):
@@ -90,6 +94,38 @@ def test_budget_levels_are_full_run_equivalents(pool_path):
     pool = module.load_snapshot(pool_path, 2)[1]
     assert module.is_recipe_pool(pool) and module.constraint_for(pool) == "none"
     assert module.preset_truths(pool_path) == PRESETS
+
+
+def test_a_search_starts_at_the_base_preset_unless_told_not_to(pool_path, tmp_path):
+    """The base recipe (baseline) is a pair of the replayed pool and every search's first training."""
+    from fbnetv3_zoo.search.pool import BASE_PAIR, load_pool
+    from fbnetv3_zoo.search.space.encoding import decode
+
+    module = bench()
+    full, pool = module.load_snapshot(pool_path, SEEDS)
+    base = next(p for p in pool.pairs if p.index == BASE_PAIR)
+    assert sorted(base.runs) == list(range(SEEDS)) and base.scores() == [PRESETS["baseline"]] * 3
+    recipe = decode(module.pool_space(pool), base.vector)[1]
+    assert recipe["optimizer"] == "sgd" and recipe["lr"] == pytest.approx(0.1)
+    assert recipe["ema_decay"] == recipe["mixup"] == 0.0
+    assert full.with_base(module.pool_space(pool)) is full  # added once
+    for seed in (0, 1):
+        run = one(module, pool_path, "random", seed, "--fre", "3")
+        assert pool.pairs[run["pair"][0]] is base and run["epochs"][0] == EPOCHS
+        off = one(module, pool_path, "random:start_at_base=false", seed, "--fre", "3")
+        assert pool.pairs[off["pair"][0]] is not base
+    # a pool file without the base preset's trainings cannot serve a search that starts at it
+    bare = tmp_path / "bare.jsonl.gz"
+    with gzip.open(pool_path, "rt") as f:
+        lines = f.read().splitlines()
+    bare.write_bytes(
+        gzip.compress("".join(x + "\n" for x in lines if '"preset"' not in x).encode())
+    )
+    assert load_pool(bare).presets == {}
+    with pytest.raises(
+        UserError, match="start_at_base: the candidate source does not hold the base"
+    ):
+        one(module, bare, "random", 0, "--fre", "3")
 
 
 @pytest.mark.slow

@@ -95,6 +95,49 @@ def test_config_defaults_for_a_fixed_model():
         ConfigError, match=r"holdout \(--holdout\) must be a number in \[0.0, 0.5\]"
     ):
         _config(holdout=0.7)
+    # the base recipe is the first candidate of a recipe search; an architecture has no base
+    assert c.start_at_base is True and arch.start_at_base is False
+    assert "start_at_base" in c.identity() and "start_at_base" not in arch.identity()
+    with pytest.raises(ConfigError, match=r"start_at_base \(--start-at-base\) must be true only"):
+        SearchConfig(start_at_base=True)
+
+
+def test_the_first_candidate_is_the_base_recipe(tmp_path):
+    """Its searched fields are baseline's, so the pick is measured against the recipe to beat."""
+    seen: list[tuple[int, dict]] = []
+
+    def recording(task: EvalTask) -> dict:
+        seen.append((task.cid, dict(task.recipe)))
+        return fake_evaluate(task)
+
+    config = dict(strategy="random", budget=3, initial=2, full_epochs=2, proxy_check=False)
+    run_search(_config(**config), tmp_path / "on", evaluator=recording, progress=False)
+    first = dict(seen)[min(dict(seen))]
+    base = Recipe.load("baseline")
+    assert first["optimizer"] == base.optimizer and first["lr"] == pytest.approx(base.lr)
+    assert first["weight_decay"] == pytest.approx(base.weight_decay)
+    assert first["mixup"] == first["dropout"] == first["ema_decay"] == 0.0
+    seen.clear()
+    off = dict(config, start_at_base=False)
+    run_search(_config(**off), tmp_path / "off", evaluator=recording, progress=False)
+    assert first not in [r for _, r in seen]  # the whole first batch drawn
+    # a run made before the setting existed (identity without it) started without the base
+    with pytest.raises(UserError, match="start_at_base: run has False, now True"):
+        run_search(_config(**config), tmp_path / "off", evaluator=recording, progress=False)
+
+
+def test_a_base_recipe_outside_the_ranges_is_named(tmp_path):
+    from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+
+    path = tmp_path / "narrow.yaml"
+    path.write_text(
+        "name: narrow\nresolution: 16\nrecipe:\n  base: baseline\n  lr: {min: 0.5, max: 2.0}\n"
+    )
+    narrow = fixed_model_space(MODEL, space=path, num_classes=10)
+    with pytest.raises(
+        SpaceError, match=r"recipe.lr: 0.1 is outside .*'baseline' .*--no-start-at-base"
+    ):
+        base_recipe_vector(narrow)
 
 
 @pytest.mark.slow

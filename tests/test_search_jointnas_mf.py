@@ -237,6 +237,7 @@ def mf_search(space, vectors, out, seed: int = 0, remeasure: int = 1) -> list[di
         remeasure=remeasure,
         seed=seed,
         settings={"jointnas-mf": {"rung_factor": 2, "min_share": 0.25, "pool": 64}},
+        start_at_base=False,  # made-up vectors: the source does not hold the base recipe
     )
     source = VectorSource(space, vectors, num_classes=10)
     run_search(config, out, evaluator=made_up, progress=False, source=source)
@@ -308,10 +309,12 @@ def pool_path(space, vectors, tmp_path_factory) -> Path:
 def test_the_pool_report_counts_dropped_recipes_and_compares_to_pruned_tpe(pool_path):
     module = bench()
     flags = ["--pool", str(pool_path), "--min-seeds", "2", "--fre", "3"]
-    args = module.parse_args([*flags, "--strategies", "jointnas-mf:rung_factor=4"])
+    args = module.parse_args(
+        [*flags, "--strategies", "jointnas-mf:rung_factor=4,start_at_base=false"]
+    )
     _, pool = module.load_snapshot(Path(args.pool), args.min_seeds)
     module._set_pool(pool)
-    run = module.one_search((args, "jointnas-mf:rung_factor=4", 0))
+    run = module.one_search((args, "jointnas-mf:rung_factor=4,start_at_base=false", 0))
     assert len(run["dropped"]) == 1 and run["dropped"][0] >= 0 and len(run["fitted"]) == 1
     boot = module.Paired(2)
     runs = [dict(name="random", seed=s, dropped=None) for s in (0, 1)]
@@ -397,6 +400,7 @@ def test_a_jointnas_mf_recipe_search_runs_on_rungs_of_the_full_run(
         initial=2,
         batch=1,
         strategy="jointnas-mf",
+        start_at_base=False,  # made-up vectors: the source does not hold the base recipe
     )
     source = VectorSource(space, vectors, num_classes=10)
     run_search(config, tmp_path, evaluator=made_up, progress=False, source=source)
