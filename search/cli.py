@@ -31,8 +31,8 @@ def _register_search(subparsers: argparse._SubParsersAction) -> None:
         "torchvision/<name>, a zoo name or a search-result YAML): search only the training recipe for "
         "that model, on a proxy that compresses the full run's schedule; the result is "
         "OUT/best/recipe.yaml for `fbnetv3 train --recipe`. Example (a few minutes on CPU): "
-        "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 20 --epochs 10 --budget 6 "
-        "--initial 3 --out runs/r. Running the same command again resumes the run in --out (with the same "
+        "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --strategy jointnas-mf "
+        "--initial 1 --batch 1 --remeasure 0 --budget 7 --out runs/r. Running the same command again resumes the run in --out (with the same "
         "settings; changed ones are refused).",
     )
 

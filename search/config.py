@@ -69,9 +69,9 @@ RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedu
 RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
 DEFAULT_STRATEGY = "jointnas"
 # multi-fidelity JointNAS: with a fixed model its rungs are prefixes of the full schedule.  Not the
-# default yet: it beat random and successive-halving at 3 full-run equivalents on the resnet18
-# tune recipe pool, where its settings were chosen, and no held-out pool has confirmed it
-# (benchmarks/results/recipe_search_pool_resnet18_tune.md)
+# default yet: with `--promote measured` it had the lowest regret at 3 full-run equivalents on the
+# resnet18 tune recipe pool, where its settings were chosen, and no held-out pool has confirmed
+# it (benchmarks/results/recipe_search_pool_resnet18_tune_choice.md)
 MF_STRATEGY = "jointnas-mf"
 MAX_HOLDOUT = 0.5  # fbnetv3_zoo.data.MAX_HOLDOUT (not imported: that module loads torch)
 PINNED_DEFAULTS = {
