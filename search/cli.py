@@ -29,11 +29,12 @@ def _register_search(subparsers: argparse._SubParsersAction) -> None:
         description="Search (ArchSpec, Recipe) pairs under resource constraints. With no options: the "
         "embedded CPU demo (fbnetv3_proxy space on digits, a few minutes). With --model (a timm name, "
         "torchvision/<name>, a zoo name or a search-result YAML): search only the training recipe for "
-        "that model, on a proxy that compresses the full run's schedule; the result is "
+        "that model, starting from its baseline recipe and judging candidates on prefixes of the "
+        "full run's schedule (jointnas-mf; 3 full-run equivalents by default); the result is "
         "OUT/best/recipe.yaml for `fbnetv3 train --recipe`. Example (a few minutes on CPU): "
-        "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --strategy jointnas-mf "
-        "--initial 1 --batch 1 --remeasure 0 --budget 7 --out runs/r. Running the same command again resumes the run in --out (with the same "
-        "settings; changed ones are refused).",
+        "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --out runs/r. Running "
+        "the same command again resumes the run in --out (with the same settings; changed ones "
+        "are refused).",
     )
 
     # argparse prints groups in the order made: the flags most runs set come first
@@ -127,6 +128,7 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
     from fbnetv3_zoo.search.config import (
         DEFAULT_CONSTRAINTS,
         DEFAULT_STRATEGY,
+        MF_STRATEGY,
         RECIPE_HOLDOUT,
     )
     from fbnetv3_zoo.search.strategy_settings import SETTINGS
@@ -165,7 +167,7 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
         'baseline), optuna-tpe (Optuna\'s TPE sampler; pip install "fbnetv3-zoo[optuna]") or '
         "successive-halving (short trainings for all, the full proxy for the best third); "
         "jointnas-mf (JointNAS on rungs of the full schedule, the fidelity a predictor input; "
-        f"default: {DEFAULT_STRATEGY})",
+        f"default: {DEFAULT_STRATEGY}; {MF_STRATEGY} with --model, chosen on the tune recipe pool)",
         choices=list(SETTINGS),
         default=None,
     )
@@ -173,20 +175,33 @@ def _add_data_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> N
 
 def _add_budget_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) -> None:
     """``search``: how many candidates, in which batches, for how many epochs, which seed."""
-    from fbnetv3_zoo.search.config import ARCH_BUDGET, ARCH_EPOCHS, ARCH_SCORE_EPOCHS, RECIPE_BUDGET
+    from fbnetv3_zoo.search.config import (
+        ARCH_BUDGET,
+        ARCH_EPOCHS,
+        ARCH_SCORE_EPOCHS,
+        PROXY_SHAPE,
+        RECIPE_BUDGET,
+        RECIPE_MF_SHAPE,
+    )
+
+    def shape(name: str) -> str:
+        """The default of a run-shape flag, which a jointnas-mf recipe search sets otherwise."""
+        return f"default: {PROXY_SHAPE[name]}; {RECIPE_MF_SHAPE[name]} with --model and jointnas-mf"
 
     p.add_argument(
         "--budget",
         type=int,
         default=None,
         help="candidates to train in total, the final per-constraint picks and re-measured "
-        f"finalists included (default: {ARCH_BUDGET}; {RECIPE_BUDGET} with --model)",
+        f"finalists included (default: {ARCH_BUDGET}; with --model {RECIPE_MF_SHAPE['budget']} "
+        f"for jointnas-mf, 3 full-run equivalents, {RECIPE_BUDGET} for the other strategies)",
     )
     more(
         "--remeasure",
         "finalists per constraint trained once more with another seed before best/ is written "
-        "(picked on the mean of both trainings; counted in --budget; 0: off)",
+        f"(picked on the mean of both trainings; counted in --budget; 0: off; {shape('remeasure')})",
         type=int,
+        default=None,
     )
     detail.add_argument(
         "--score-epochs",
@@ -196,8 +211,19 @@ def _add_budget_flags(p: _Group, detail: _Group, opt: _Option, more: _Option) ->
         "epoch, a steadier measurement of the same training (default: "
         f"{ARCH_SCORE_EPOCHS}; 1, the scoring epoch alone, with --model)",
     )
-    more("--batch", "candidates per iteration after the first", type=int)
-    opt("--initial", "size of the first, Sobol-sampled batch", type=int)
+    more(
+        "--batch",
+        f"candidates per iteration after the first ({shape('batch')})",
+        type=int,
+        default=None,
+    )
+    opt(
+        "--initial",
+        "size of the first batch: Sobol draws, the base recipe first with --model "
+        f"({shape('initial')})",
+        type=int,
+        default=None,
+    )
     p.add_argument(
         "--epochs",
         type=int,
@@ -286,12 +312,12 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The chosen strategy's settings given on the command line; others' flags are an error."""
     from dataclasses import fields
 
-    from fbnetv3_zoo.search.config import DEFAULT_STRATEGY
+    from fbnetv3_zoo.search.config import default_strategy
     from fbnetv3_zoo.search.strategy_settings import SETTINGS, owner_of
 
     from fbnetv3_zoo.errors import UserError
 
-    chosen = args.strategy or DEFAULT_STRATEGY
+    chosen = args.strategy or default_strategy(getattr(args, "model", None) is not None)
     mine = {f.name for f in fields(SETTINGS[chosen])}
     given: dict[str, Any] = {}
     for name in sorted({f.name for cls in SETTINGS.values() for f in fields(cls)}):

@@ -63,16 +63,22 @@ ARCH_SCORE_EPOCHS = 3
 # the architecture demo's budget: the one the heldout-pool benchmark compares strategies at
 # (benchmarks/results/search_b24.md)
 ARCH_BUDGET = 24
-RECIPE_BUDGET = 13
+RECIPE_BUDGET = 13  # a recipe search with a proxy strategy (--strategy jointnas, random, ...)
 RECIPE_FULL_EPOCHS = 100  # a recipe search's full run when none is given: the presets' length
 RECIPE_PROXY_SHARE = 10  # a recipe search's proxy: 1/10 of the full run, schedule compressed
 RECIPE_HOLDOUT = 0.2  # a recipe search ranks on this share of the training images
 DEFAULT_STRATEGY = "jointnas"
-# multi-fidelity JointNAS: with a fixed model its rungs are prefixes of the full schedule.  Not the
-# default yet: with `--promote measured` it had the lowest regret at 3 full-run equivalents on the
-# resnet18 tune recipe pool, where its settings were chosen, and no held-out pool has confirmed
-# it (benchmarks/results/recipe_search_pool_resnet18_tune_choice.md)
+# multi-fidelity JointNAS: with a fixed model its rungs are prefixes of the full schedule.  The
+# default of a recipe search (--model): with `--promote measured` it had the lowest regret at 3
+# full-run equivalents on the resnet18 tune recipe pool, where it was chosen (200 search seeds;
+# benchmarks/results/recipe_search_pool_resnet18_tune_choice.md)
 MF_STRATEGY = "jointnas-mf"
+# the shape of a run when not given: the architecture search (and a recipe search with a proxy
+# strategy) as before; a jointnas-mf recipe search as chosen on the tune recipe pool, 3 full-run
+# equivalents: the base recipe at full length, five candidates on the lowest rung (a fifth of
+# the run each), the best of them at full length, no re-measurement (no room for one)
+PROXY_SHAPE = {"initial": 5, "batch": 2, "remeasure": 2}
+RECIPE_MF_SHAPE = {"initial": 1, "batch": 1, "remeasure": 0, "budget": 7}
 MAX_HOLDOUT = 0.5  # fbnetv3_zoo.data.MAX_HOLDOUT (not imported: that module loads torch)
 PINNED_DEFAULTS = {
     "model": None,
@@ -83,6 +89,11 @@ PINNED_DEFAULTS = {
     "score_epochs": 1,  # runs made before the setting existed scored on one epoch
     "start_at_base": False,  # runs made before the setting existed drew their whole first batch
 }
+
+
+def default_strategy(recipe_only: bool) -> str:
+    """The strategy a search runs when none is given: jointnas-mf for a recipe search."""
+    return MF_STRATEGY if recipe_only else DEFAULT_STRATEGY
 
 
 class ConfigError(UserError):
@@ -135,8 +146,8 @@ class SearchConfig:
     # the architecture search, where the heldout benchmark shows it helping; 13 with --model:
     # a first batch, one acquisition batch, a final pick and re-measurements of longer runs)
     budget: int | None = None
-    batch: int = 2
-    initial: int = 5  # size of the first (Sobol) batch
+    batch: int | None = None  # None: 2, or 1 for a jointnas-mf recipe search (the shapes above)
+    initial: int | None = None  # size of the first batch (None: 5, or 1 as batch)
     # proxy epochs of the first batch (the length of its schedule); None: 5, or for a fixed
     # --model a tenth of full_epochs (the full run's schedule compressed)
     epochs: int | None = None
@@ -147,13 +158,13 @@ class SearchConfig:
     # finalists per limit trained once more (seed + 1) before best/ is written, counted in the
     # budget (as far as it allows: remeasured()): a pick chosen on one noisy measurement
     # regresses to the mean (the winner's curse)
-    remeasure: int = 2
+    remeasure: int | None = None  # None: 2, or 0 for a jointnas-mf recipe search
     # a candidate's score: its mean top-1 over this many epochs ending at the scoring epoch, a
     # less noisy measurement of the same training (None: 3 for the architecture search, 1 for
     # a fixed --model, where it was not measured)
     score_epochs: int | None = None
     seed: int = 0
-    strategy: str | None = None  # None: DEFAULT_STRATEGY
+    strategy: str | None = None  # None: default_strategy(model is not None)
     executor: str = "local"
     ray_address: str | None = None
     cpus_per_trial: float = 1.0
@@ -194,7 +205,12 @@ class SearchConfig:
         if self.full_epochs is None and recipe_only:
             self.full_epochs = RECIPE_FULL_EPOCHS
         if self.strategy is None:
-            self.strategy = DEFAULT_STRATEGY
+            self.strategy = default_strategy(recipe_only)
+        mf_recipe = recipe_only and self.strategy == MF_STRATEGY
+        shape = RECIPE_MF_SHAPE if mf_recipe else PROXY_SHAPE
+        for name, value in shape.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if recipe_only and self.strategy == MF_STRATEGY:
             self._rungs_of_the_full_schedule()
         if self.epochs is None:

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from fbnetv3_zoo.search.config import MF_STRATEGY
 from fbnetv3_zoo.search.trainer import EvalTask, epoch_accuracy
 
 
@@ -104,8 +105,13 @@ def summarise(store: Any, first: list[dict[str, Any]], epochs: int, full: int) -
     )
 
 
-def proxy_sentence(summary: dict[str, Any] | None) -> str:
-    """One line for the log and the report."""
+def proxy_sentence(summary: dict[str, Any] | None, strategy: str | None = None) -> str:
+    """One line for the log and the report (``strategy``: the run's, when it has no proxy)."""
+    if not summary and strategy == MF_STRATEGY:
+        return (
+            f"**Proxy check:** none needed: {MF_STRATEGY} trains candidates on prefixes of the full "
+            "schedule, nothing compressed, and its finalists at full length."
+        )
     if not summary:
         return (
             "**Proxy check:** not run (no full length given, or turned off with --no-proxy-check)."

@@ -89,7 +89,7 @@ DOCS_COMMANDS: dict[str, Step] = {
     "fbnetv3 export runs/s1/best/macs_le_0.4M.yaml --checkpoint runs/t1/model.safetensors --format onnx --out runs/t1.onnx": Step(
         "run"
     ),
-    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --strategy jointnas-mf --initial 1 --batch 1 --remeasure 0 --budget 7 --out runs/r": Step(
+    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --out runs/r": Step(
         "parse", why="minutes; tests/test_recipe_search.py runs recipe searches end to end"
     ),
     "fbnetv3 train --recipe runs/r/best/recipe.yaml --data digits:30 --out runs/r-full": Step(

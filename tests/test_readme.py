@@ -55,7 +55,7 @@ COMMANDS: dict[str, Step] = {
         "run"
     ),
     "fbnetv3 search-report runs/s1": Step("run"),
-    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --strategy jointnas-mf --initial 1 --batch 1 --remeasure 0 --budget 7 --out runs/r": Step(
+    "fbnetv3 search --model resnet18 --data digits:30 --full-epochs 40 --out runs/r": Step(
         "parse", why="minutes; tests/test_recipe_search.py runs recipe searches end to end"
     ),
     "fbnetv3 train --model runs/s1/best/macs_le_0.4M.yaml --epochs 30 --out runs/t1": Step(

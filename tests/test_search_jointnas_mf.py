@@ -338,8 +338,12 @@ def test_the_pool_report_counts_dropped_recipes_and_compares_to_pruned_tpe(pool_
 def test_jointnas_mf_with_a_model_runs_on_prefixes_of_the_full_run():
     from fbnetv3_zoo.search.cli import strategy_options
 
-    default = SearchConfig(model="resnet18")  # not the default until a held-out pool confirms it
-    assert (default.strategy, default.epochs, default.proxy_check) == ("jointnas", 10, True)
+    default = SearchConfig(model="resnet18")  # the default of a recipe search (the tune pool's)
+    assert (default.strategy, default.epochs, default.proxy_check) == ("jointnas-mf", 100, False)
+    # 3 full-run equivalents: the base at full length, 5 rung trainings at a fifth, 1 finalist
+    shape = (default.initial, default.batch, default.remeasure, default.budget)
+    assert shape == (1, 1, 0, 7) and default.strategy_settings().promote == "measured"
+    assert SearchConfig(model="resnet18", budget=9, initial=2).budget == 9  # given values win
     plain = SearchConfig(model="resnet18", strategy="jointnas-mf")
     assert (plain.strategy, plain.epochs, plain.full_epochs, plain.proxy_check) == (
         "jointnas-mf",
@@ -347,9 +351,16 @@ def test_jointnas_mf_with_a_model_runs_on_prefixes_of_the_full_run():
         100,
         False,
     )
-    assert SearchConfig().strategy == "jointnas" and SearchConfig().epochs == 5  # arch search
+    arch = SearchConfig()  # the architecture search: as before
+    assert (arch.strategy, arch.epochs, arch.initial, arch.batch, arch.remeasure) == (
+        "jointnas",
+        5,
+        5,
+        2,
+        2,
+    )
     proxy = SearchConfig(model="resnet18", strategy="jointnas")  # the compressed proxy, as before
-    assert (proxy.epochs, proxy.proxy_check) == (10, True)
+    assert (proxy.epochs, proxy.proxy_check, proxy.initial, proxy.budget) == (10, True, 5, 13)
     # the README's demo flags: --epochs is the shortest rung of the --full-epochs schedule
     demo = SearchConfig(
         model="resnet18", full_epochs=20, epochs=10, budget=6, initial=3, strategy="jointnas-mf"
@@ -370,7 +381,9 @@ def test_jointnas_mf_with_a_model_runs_on_prefixes_of_the_full_run():
     assert given.settings["jointnas-mf"]["rung_factor"] == 3  # a setting given wins
     args = type("Args", (), dict(strategy="jointnas-mf", model="resnet18", promote="gap"))()
     assert strategy_options(args) == {"jointnas-mf": {"promote": "gap"}}
-    args.strategy = None  # the default strategy has no --promote
+    args.strategy = None  # a recipe search's default strategy takes it
+    assert strategy_options(args) == {"jointnas-mf": {"promote": "gap"}}
+    args.model = None  # the architecture search's default strategy has no --promote
     with pytest.raises(
         UserError, match="--promote is a setting of jointnas-mf, not of --strategy jointnas"
     ):
@@ -410,3 +423,5 @@ def test_a_jointnas_mf_recipe_search_runs_on_rungs_of_the_full_run(
         r["epochs"] == 2 for r in rows
     )  # rungs 2, 8
     assert (tmp_path / "best" / "recipe.yaml").is_file()
+    report = (tmp_path / "report.md").read_text()  # no proxy, so no check to miss
+    assert "**Proxy check:** none needed: jointnas-mf trains candidates on prefixes" in report

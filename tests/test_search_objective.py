@@ -155,6 +155,7 @@ def _recipe_search(out, evaluator):
         initial=3,
         full_epochs=4,
         epochs=2,
+        strategy="jointnas",  # the compressed proxy and its check (jointnas-mf has neither)
         settings={"jointnas": TINY_JOINTNAS},
     )
     return run_search(config, out, evaluator=evaluator, progress=False)

@@ -495,7 +495,7 @@ def _fixed_model_lines(
     """A recipe-only search: the fixed model, the proxy's rank correlation, skipped pretraining."""
     from fbnetv3_zoo.search.proxy_check import proxy_sentence
 
-    lines = [f"- {proxy_sentence(store.get('proxy_check'))}"]
+    lines = [f"- {proxy_sentence(store.get('proxy_check'), config.get('strategy'))}"]
     if space.model is None:
         return lines if store.get("proxy_check") else []
     macs, params = space.model_stats
@@ -677,7 +677,7 @@ def _console(
     if check or space.model is not None:
         rho = (check or {}).get("spearman")
         passed = "" if rho is None else (" Passed." if rho > 0 else " Failed.")
-        sentence = proxy_sentence(check) + passed
+        sentence = proxy_sentence(check, (store.get("config") or {}).get("strategy")) + passed
     recipe = str(out / "best" / RECIPE_FILE) if space.model is not None else None
     return console_lines(verdict_lines(done, constraints, best, failed), sentence, problems, recipe)
 
