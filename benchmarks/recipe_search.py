@@ -2,7 +2,8 @@
 
 For each model (ResNet-18 at 32 px, FBNetV3-A at 56 px: its unpadded stages need
 >= 56 px) and each regime, ``fbnetv3 search --model`` searches the recipe
-(default recipe space, JointNAS, budget <= 24 proxy trainings, search seed 0);
+(default recipe space; the CLI's default strategy and run shape unless flags say otherwise,
+jointnas-mf at 3 full-run equivalents since issue 40; search seed 0);
 then the searched recipe and the presets ``baseline`` and ``fbnetv3`` are each
 trained at full length with seeds 1..N, which the search never used.
 
@@ -121,7 +122,7 @@ def run_cell_search(cell: dict[str, Any]) -> dict[str, Any]:
         initial=cell["initial"],
         batch=cell["batch"],
         full_epochs=cell["epochs"],
-        epochs=max(1, cell["epochs"] // cell["proxy_share"]),
+        epochs=cell["proxy_epochs"],
         proxy_check=cell["proxy_check"],
         strategy=cell["strategy"],
         seed=0,
@@ -252,8 +253,13 @@ def table(
         compute = rank = "-"
         if s:
             full = s["epochs"] / cell["epochs"]
+            shape = (
+                f"{s['trainings']} proxy trainings of {s['proxy_epochs']} epochs"
+                if s["proxy_epochs"] < cell["epochs"]
+                else f"{s['trainings']} trainings on rungs, {s['epochs']} epochs in all"
+            )
             compute = (
-                f"{s['trainings']} proxy trainings of {s['proxy_epochs']} epochs = {full:.1f} full runs, "
+                f"{shape} = {full:.1f} full runs, "
                 f"{s['train_s'] / 60:.0f} thread-min; proxy check {s['check_n']} full runs, "
                 f"{s['check_s'] / 60:.0f} thread-min"
             )
@@ -319,16 +325,33 @@ def cells_of(args: argparse.Namespace) -> list[dict[str, Any]]:
             per_class = args.low_per_class if regime == "low" else None
             epochs = args.low_epochs if regime == "low" else args.full_epochs
             images = 10 * per_class if per_class else 958
-            key = f"{model}@{res}_{regime}_e{epochs}_b{args.budget}_i{args.initial}_{args.strategy}"
+            shape = run_shape(args, model, epochs)
+            key = f"{model}@{res}_{regime}_e{epochs}_b{shape.budget}_i{shape.initial}_{shape.strategy}"
             root = Path(args.runs) / "data" / f"{res}px_{regime}"
             cells.append(dict(
                 key=key, model=model, resolution=int(res), regime=regime, per_class=per_class,
                 epochs=epochs, updates=f"~{epochs * (images // BATCH)}", root=str(root),
-                budget=args.budget, initial=args.initial, batch=args.batch,
-                proxy_share=args.proxy_share, proxy_check=not args.no_proxy_check,
-                strategy=args.strategy, search_out=str(Path(args.runs) / key),
+                budget=shape.budget, initial=shape.initial, batch=shape.batch,
+                proxy_epochs=proxy_epochs(args, shape.strategy, epochs),
+                proxy_check=not args.no_proxy_check, strategy=shape.strategy,
+                search_out=str(Path(args.runs) / key),
             ))  # fmt: skip
     return cells
+
+
+def run_shape(args: argparse.Namespace, model: str, epochs: int) -> Any:
+    """The search settings a cell runs with: the flags given, the CLI's defaults for the rest."""
+    from fbnetv3_zoo.search.config import SearchConfig
+
+    given = dict(budget=args.budget, initial=args.initial, batch=args.batch)
+    return SearchConfig(model=model, strategy=args.strategy, full_epochs=epochs, **given)
+
+
+def proxy_epochs(args: argparse.Namespace, strategy: str, epochs: int) -> int | None:
+    """A proxy strategy's compressed run; None for jointnas-mf, whose rungs are its own default."""
+    from fbnetv3_zoo.search.config import MF_STRATEGY
+
+    return None if strategy == MF_STRATEGY else max(1, epochs // args.proxy_share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,12 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--low-epochs", type=int, default=100, help="full-run epochs, low-data regime")
     p.add_argument("--full-epochs", type=int, default=30, help="full-run epochs, full split")
-    p.add_argument("--budget", type=int, default=24, help="proxy trainings per search (<= 24)")
-    p.add_argument("--initial", type=int, default=8, help="first (Sobol) batch of each search")
-    p.add_argument("--batch", type=int, default=4, help="candidates per later batch")
-    p.add_argument("--proxy-share", type=int, default=10, help="proxy = full epochs / this")
+    cli = "default: the CLI's for --model"
+    p.add_argument("--budget", type=int, help=f"trainings per search (<= 24; {cli})")
+    p.add_argument("--initial", type=int, help=f"first batch of each search ({cli})")
+    p.add_argument("--batch", type=int, help=f"candidates per later batch ({cli})")
+    p.add_argument(
+        "--proxy-share", type=int, default=10, help="a proxy strategy's proxy = full epochs / this"
+    )
     p.add_argument("--no-proxy-check", action="store_true", help="skip the first batch's full runs")
-    p.add_argument("--strategy", default="jointnas")
+    p.add_argument("--strategy", help=f"search strategy ({cli}: jointnas-mf)")
     p.add_argument("--seeds", type=int, default=3, help="final seeds 1..N (the search uses 0)")
     p.add_argument("--jobs", type=int, default=2, help="processes, 1 thread each (0: this one)")
     p.add_argument("--runs", default=str(RUNS), help="search folders, data and final.jsonl")
@@ -356,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write the table from searches.jsonl and final.jsonl; run no search or training",
     )
     args = p.parse_args(argv)
-    if args.budget > 24 or args.seeds < 1 or args.jobs < 0:
+    if (args.budget or 0) > 24 or args.seeds < 1 or args.jobs < 0:
         p.error("--budget must be <= 24 (the issue's limit), --seeds >= 1 and --jobs >= 0")
     t0 = time.time()
     cells = cells_of(args)

@@ -363,3 +363,26 @@ def test_the_predictor_learns_from_diverged_trainings_not_from_crashes(tmp_path)
         if "fit" in note:  # fitted on every earlier done or diverged candidate, no crashed one
             earlier = [k for r, k in zip(rows, kinds, strict=True) if r["iteration"] < it]
             assert note["fit"]["n"] == len(earlier) - earlier.count("RuntimeError")
+
+
+def test_the_benchmark_searches_with_the_cli_defaults_unless_told(tmp_path):
+    """benchmarks/recipe_search.py: the CLI's recipe-search default (jointnas-mf at 3 full-run
+    equivalents) when no flag is given; the committed table's flags still name its searches."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "recipe_search.py"
+    spec = importlib.util.spec_from_file_location("recipe_search_cells", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    common = dict(models="resnet18:32", regimes="low", low_per_class=30, low_epochs=100,
+                  full_epochs=30, proxy_share=10, no_proxy_check=True, runs=str(tmp_path))  # fmt: skip
+    plain = argparse.Namespace(**common, budget=None, initial=None, batch=None, strategy=None)
+    (cell,) = module.cells_of(plain)
+    assert cell["key"] == "resnet18@32_low_e100_b7_i1_jointnas-mf"
+    assert (cell["batch"], cell["proxy_epochs"]) == (1, None)  # rungs: a fifth of the run
+    old = argparse.Namespace(**common, budget=24, initial=8, batch=4, strategy="jointnas")
+    (cell,) = module.cells_of(old)
+    committed = Path(__file__).parents[1] / "benchmarks" / "results" / "recipe_search_runs"
+    assert (committed / cell["key"]).is_dir() and cell["proxy_epochs"] == 10
