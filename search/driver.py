@@ -197,19 +197,14 @@ class Search:
             if not len(self.source.draw(1, [c], self.config.seed)[0]):
                 raise UserError(f"constraint {c.text}: no candidate of the source satisfies it")
         label = "pool" if self.source.finite else "sobol"
-        if not self.config.start_at_base:
-            u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
-            return Proposal(u, m, p, label)
-        base = self._base_candidate()
         u, m, p = self.source.draw(self.config.initial, self.constraints, self.config.seed)
+        if not self.config.start_at_base:
+            return Proposal(u, m, p, label)
+        base = self._base_candidate()  # first, then the draws that are not the base itself
         rest = [i for i, v in enumerate(u) if vector_key(v) != vector_key(base[0][0])]
         rest = rest[: self.config.initial - 1]
-        return Proposal(
-            np.concatenate([base[0], u[rest]]),
-            np.concatenate([base[1], m[rest]]),
-            np.concatenate([base[2], p[rest]]),
-            label,
-        )
+        joined = [np.concatenate([b, d[rest]]) for b, d in zip(base, (u, m, p), strict=True)]
+        return Proposal(*joined, label)
 
     def _base_candidate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The base recipe as a one-vector draw; a finite source must hold it exactly."""

@@ -231,9 +231,14 @@ def load_pool(path: str | Path) -> Pool:
             raise PoolError(f"{path}: build sessions disagree on the proxy settings {PROXY_KEYS}")
     by_index: dict[int, PoolPair] = {}
     presets: dict[str, dict[int, dict[str, Any]]] = {}
-    for r in records:
+    for n, r in enumerate(records, 1):
         if r.get("type") == "preset":
-            presets.setdefault(str(r["preset"]), {})[int(r["seed"])] = r
+            try:
+                presets.setdefault(str(r["preset"]), {})[int(r["seed"])] = r
+            except (KeyError, TypeError, ValueError) as err:
+                raise PoolError(
+                    f"{path}: record {n}: a preset record needs a name and an integer seed ({err!r})"
+                ) from None
         if r.get("type") != "run":
             continue
         i = int(r["pair"])

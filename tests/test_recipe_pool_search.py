@@ -98,7 +98,7 @@ def test_budget_levels_are_full_run_equivalents(pool_path):
 
 def test_a_search_starts_at_the_base_preset_unless_told_not_to(pool_path, tmp_path):
     """The base recipe (baseline) is a pair of the replayed pool and every search's first training."""
-    from fbnetv3_zoo.search.pool import BASE_PAIR, load_pool
+    from fbnetv3_zoo.search.pool import BASE_PAIR, PoolError, load_pool
     from fbnetv3_zoo.search.space.encoding import decode
 
     module = bench()
@@ -122,6 +122,10 @@ def test_a_search_starts_at_the_base_preset_unless_told_not_to(pool_path, tmp_pa
         gzip.compress("".join(x + "\n" for x in lines if '"preset"' not in x).encode())
     )
     assert load_pool(bare).presets == {}
+    broken = tmp_path / "broken.jsonl.gz"  # a file read back is untrusted: one line naming it
+    broken.write_bytes(gzip.compress((lines[0] + '\n{"type": "preset", "preset": "x"}\n').encode()))
+    with pytest.raises(PoolError, match=r"broken.jsonl.gz: record 2: a preset record needs"):
+        load_pool(broken)
     with pytest.raises(
         UserError, match="start_at_base: the candidate source does not hold the base"
     ):
