@@ -129,7 +129,7 @@ def check_out(out: Path | None, resume: bool) -> bool:
         raise UserError(
             f"{out} already holds a run: pass --resume to continue it or choose another --out"
         )
-    check_run_folder(out, "train", holds_run=resuming)
+    check_run_folder(out, "train", holds_run=resuming, what="training")
     check_writable(out)
     return resuming
 

@@ -155,7 +155,9 @@ class Search:
         # everything that can fail on the user's input fails before the folder exists
         refuse_link(self.out / DB_NAME)
         check_ours(self.out / DB_NAME)  # a foreign database is refused before anything is written
-        check_run_folder(self.out, "search", holds_run=(self.out / DB_NAME).is_file())
+        check_run_folder(
+            self.out, "search", holds_run=(self.out / DB_NAME).is_file(), what="search"
+        )
         refuse_inside_input(self.out, config.data)
         self.first = self._first_batch()
         self.executor: Any = None

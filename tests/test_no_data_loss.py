@@ -17,7 +17,14 @@ from fbnetv3_zoo.recipes.checkpoints import commit_epoch
 from search_result import write_search_run
 
 from fbnetv3_zoo.cli import main
-from fbnetv3_zoo.files.outputs import MARKER, OutputError, RunLock, claim_run_folder, publish_file
+from fbnetv3_zoo.files.outputs import (
+    MARKER,
+    OutputError,
+    RunLock,
+    check_run_folder,
+    claim_run_folder,
+    publish_file,
+)
 
 TRAIN = ["train", "--model", "resnet18", "--data", "digits", "--resolution", "16", "--epochs", "1"]
 
@@ -133,6 +140,26 @@ def test_a_second_training_on_one_folder_is_refused_naming_the_pid(proj, capsys)
         assert f"pid {os.getpid()}" in line
     finally:
         lock.release()
+
+
+def test_a_run_starting_up_is_named_not_called_foreign(tmp_path):
+    """Between taking the lock and renaming its marker into place, a starting run's
+    folder holds only ``.lock`` and the marker's temporary file; a second run checking
+    it then must be told that a run is live, and a dead run's leftovers are no obstacle."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / f".{MARKER}.tmp").write_text("{")
+    lock = RunLock(out, "search")
+    lock.acquire()
+    try:
+        with pytest.raises(OutputError, match=rf"another search \(pid {os.getpid()}\)"):
+            check_run_folder(out, "search", holds_run=False, what="search")
+    finally:
+        lock.release()
+    check_run_folder(out, "search", holds_run=False)  # the holder died: nothing foreign here
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="did not write"):
+        check_run_folder(out, "search", holds_run=False)
 
 
 def test_search_lock_is_never_written_through_a_link(proj, capsys):  # row 7

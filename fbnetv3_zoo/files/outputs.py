@@ -365,10 +365,7 @@ class RunLock:
         except OSError:
             owner = handle.read(64).strip() or "unknown"
             handle.close()
-            raise OutputError(
-                f"{self.path.parent}: another {self.what} (pid {owner}) is running in this "
-                "folder; wait for it to finish or choose another --out"
-            ) from None
+            raise self.busy(owner) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -380,13 +377,40 @@ class RunLock:
             self.handle.close()  # closing the descriptor releases the flock
             self.handle = None
 
+    def busy(self, owner: str) -> OutputError:
+        return OutputError(
+            f"{self.path.parent}: another {self.what} (pid {owner}) is running in this "
+            "folder; wait for it to finish or choose another --out"
+        )
 
-def check_run_folder(out: Path, tool: str, holds_run: bool) -> None:
+    def refuse_if_held(self) -> None:
+        """Refuse now if a live run holds the lock (read-only: nothing is created or changed).
+
+        A run that is starting up has a lock and a half-written marker and
+        nothing else yet; naming the run beats calling those files foreign.
+        """
+        import fcntl
+
+        if not self.path.is_file() or self.path.is_symlink():
+            return  # no lock yet, or a linked one that ``acquire`` refuses
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        with os.fdopen(fd) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                raise self.busy(handle.read(64).strip() or "unknown") from None
+
+
+def check_run_folder(out: Path, tool: str, holds_run: bool, what: str | None = None) -> None:
     """Refuse a run folder that ``tool`` may not write into (read-only check, before any work).
 
     Allowed: a new path, an empty folder, a folder ``tool`` made (its marker),
     or one holding a run of ``tool`` (``holds_run``, for runs made before
     markers).  Anything else holds the user's files, which a run could clobber.
+    A folder a live run holds is refused naming that run (``what``, its pid).
     """
     out = Path(out)
     refuse_link(out, "--out")
@@ -400,6 +424,7 @@ def check_run_folder(out: Path, tool: str, holds_run: bool) -> None:
         raise OutputError(
             f"--out {out}: {out / links[0]} is a symbolic link; a run folder must hold none"
         )
+    RunLock(out, what or tool).refuse_if_held()
     marker = read_marker(out)
     if marker is not None and marker["tool"] != tool:
         raise OutputError(
@@ -407,6 +432,10 @@ def check_run_folder(out: Path, tool: str, holds_run: bool) -> None:
             "choose a new or empty folder"
         )
     if not entries or holds_run or marker is not None:
+        return
+    # a run that died between taking the lock and writing its marker left only these
+    entries = [e for e in entries if e not in (LOCK, f".{MARKER}.tmp")]
+    if not entries:
         return
     made_by = f" (made by `fbnetv3 {marker['tool']}`)" if marker else ""
     raise OutputError(
