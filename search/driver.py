@@ -53,7 +53,7 @@ from fbnetv3_zoo.search.report.summaries import finalists
 from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
 from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, parse_constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
-from fbnetv3_zoo.search.space.encoding import decode, snap
+from fbnetv3_zoo.search.space.encoding import decode
 from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
 from fbnetv3_zoo.search.store import Store, check_ours, diverged, vector_key
 from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
@@ -210,7 +210,7 @@ class Search:
 
     def _base_candidate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The base recipe as a one-vector draw; a finite source must hold it exactly."""
-        u = snap(self.space, base_recipe_vector(self.space))
+        u = base_recipe_vector(self.space)
         if not self.source.finite:
             return u, *batch_stats(self.space, u, self.num_classes)[:2]
         all_u, all_m, all_p = self.source.all()

@@ -180,13 +180,13 @@ class Pool:
         """This pool with the space's base preset as one more pair, as a search that starts at
         the base (``SearchConfig.start_at_base``) trains it: its vector, its decoded recipe and
         the preset's trainings.  Unchanged when the file holds no trainings of that preset."""
-        from fbnetv3_zoo.search.space.encoding import decode, snap
+        from fbnetv3_zoo.search.space.encoding import decode
         from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
 
         runs = self.presets.get(space.recipe_base)
         if not runs or not self.pairs or any(p.index == BASE_PAIR for p in self.pairs):
             return self
-        u = snap(space, base_recipe_vector(space))[0]
+        u = base_recipe_vector(space)[0]
         model = self.pairs[0]  # a recipe pool's pairs all train the one model
         recipe = decode(space, u)[1]
         pair = PoolPair(BASE_PAIR, u, model.arch, recipe, model.macs, model.params)

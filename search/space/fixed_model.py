@@ -118,13 +118,15 @@ def _stats(facts: Any, resolution: int, num_classes: int) -> dict[str, int]:
 
 
 def base_recipe_vector(space: SearchSpace) -> np.ndarray:
-    """The encoding of a recipe-only space's base preset: the search's first candidate.
+    """The encoding of a recipe-only space's base preset (one snapped row, shape ``(1, d)``):
+    the search's first candidate.
 
     Every searched field takes the base recipe's value after the space's fixed
     overrides (an unset optional field such as ``ema_decay: null`` is off, 0);
     SpaceError names the first field whose base value the ranges leave out.
     """
     from fbnetv3_zoo.recipes.recipe import Recipe
+    from fbnetv3_zoo.search.space.encoding import snap
 
     if space.model is None:
         raise SpaceError(f"{space.name}: an architecture space has no base point")
@@ -140,4 +142,4 @@ def base_recipe_vector(space: SearchSpace) -> np.ndarray:
                 f"{err}: the space's base recipe {space.recipe_base!r} lies outside its ranges; "
                 "widen the range or turn start_at_base off (--no-start-at-base)"
             ) from None
-    return np.asarray(out, dtype=float)
+    return snap(space, np.asarray([out], dtype=float))
