@@ -31,6 +31,8 @@ summary there is not searched again, so the committed jsonl files alone rebuild
 the table.  Every finished final training is appended to ``<runs>/final.jsonl``
 with a hash of the recipe it trained, and is reused only for that same recipe:
 a search that hands back a different recipe gets its final runs trained afresh.
+Final runs are shared by every search of the same training (model, resolution,
+regime, epochs): a rerun with other search settings trains only its searched recipe.
 
     python benchmarks/recipe_search.py             # the full table (see the report for the compute)
     python benchmarks/recipe_search.py --report-only   # the table from what has finished so far
@@ -179,6 +181,14 @@ def final_run(job: dict[str, Any]) -> dict[str, Any]:
     return kept | dict(top1=top1, wall_s=s["wall_s"])
 
 
+def trained_as(key: str) -> str:
+    """The training a cell key names (``model@res_regime_eN``), without its search settings.
+
+    A final run depends only on that and the recipe, so a preset's runs serve every search.
+    """
+    return key.rsplit("_", 3)[0]
+
+
 def recipe_sha(recipe: dict[str, Any]) -> str:
     """Names what a final run trained, so a changed recipe is not reused.
 
@@ -222,7 +232,7 @@ def paired(diffs: list[float]) -> tuple[float, float, float]:
 def table(
     cells: list[dict], searches: dict[str, dict], finals: dict, seeds: list[int]
 ) -> list[str]:
-    """One row per cell; ``finals`` is keyed by (cell key, recipe name, seed, recipe sha)."""
+    """One row per cell; ``finals`` is keyed by (``trained_as``, recipe name, seed, recipe sha)."""
     lines = [
         "| model | regime | updates | baseline | fbnetv3 | searched | searched - better preset "
         "(95 % paired CI) | search compute | proxy rank corr. (first batch) |",
@@ -230,9 +240,11 @@ def table(
     ]
     for cell in cells:
         s = searches.get(cell["key"])
+        trained = trained_as(cell["key"])
         shas = {n: cell["shas"].get(n) for n in (*PRESETS, "searched")}
         scores = {
-            n: [finals[k]["top1"] for sd in seeds if (k := (cell["key"], n, sd, sha)) in finals]
+            # sha None: not searched yet (old records, which have none, must not match it)
+            n: [finals[k]["top1"] for sd in seeds if sha and (k := (trained, n, sd, sha)) in finals]
             for n, sha in shas.items()
         }
 
@@ -276,10 +288,13 @@ def table(
 
 def compute_spent(cells: list[dict], searches: dict[str, dict], finals: dict) -> str:
     """The compute behind the table: the searches' trainings and checks, and the final runs."""
-    shas = {c["key"]: c["shas"] for c in cells}  # the recipe each (cell, name) trains
-    search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in shas)
+    keys = {c["key"] for c in cells}
+    shas = {trained_as(c["key"]): c["shas"] for c in cells}  # the recipe each (cell, name) trains
+    search_s = sum(s["train_s"] + s["check_s"] for k, s in searches.items() if k in keys)
     runs = [
-        r for (key, name, _, sha), r in finals.items() if key in shas and sha == shas[key].get(name)
+        r
+        for (key, name, _, sha), r in finals.items()
+        if key in shas and sha and sha == shas[key].get(name)
     ]
     final_s = sum(r["wall_s"] for r in runs)
     return (
@@ -408,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         # read after the searches: runs another invocation finished meanwhile count
         finals = {
-            (r["key"], r["name"], r["seed"], r.get("recipe_sha")): r for r in _jsonl(final_log)
+            (trained_as(r["key"]), r["name"], r["seed"], r.get("recipe_sha")): r
+            for r in _jsonl(final_log)
         }
         jobs = []
         for cell in cells:
@@ -420,13 +436,13 @@ def main(argv: list[str] | None = None) -> int:
             for name, recipe in [] if args.report_only else recipes.items():
                 for seed in seeds:
                     sha = cell["shas"][name]
-                    if (cell["key"], name, seed, sha) not in finals:
+                    if (trained_as(cell["key"]), name, seed, sha) not in finals:
                         jobs.append(dict(key=cell["key"], name=name, seed=seed, recipe_sha=sha,
                                          model=cell["model"], recipe=recipe,
                                          data=cell["final_data"]))  # fmt: skip
         for f in as_completed([pool.submit(final_run, j) for j in jobs]):
             r = f.result()
-            finals[(r["key"], r["name"], r["seed"], r["recipe_sha"])] = r
+            finals[(trained_as(r["key"]), r["name"], r["seed"], r["recipe_sha"])] = r
             _append(final_log, r)
             print(
                 f"final run done: {r['key']} {r['name']} seed {r['seed']}: {r['top1']:.2f}",

@@ -327,6 +327,12 @@ def test_benchmark_script_end_to_end(tmp_path):
     rerun = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
     assert rerun[:6] == finals
     assert [json.loads(r)["name"] for r in rerun[6:]] == ["searched", "searched"]
+    # other search settings, the same training: the presets' final runs serve this search too
+    assert module.main([*argv, "--jobs", "0", "--budget", "4"]) == 0
+    again = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
+    assert again[:8] == rerun and {json.loads(r)["name"] for r in again[8:]} <= {"searched"}
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| test_resnet"))
+    assert row.count("(n=2)") == 3  # baseline, fbnetv3 and the new search's pick
 
 
 def test_the_predictor_learns_from_diverged_trainings_not_from_crashes(tmp_path):
