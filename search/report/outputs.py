@@ -155,6 +155,18 @@ def recipe_document(
     ``fbnetv3 train --recipe`` refuses the file unless ``--force``.
     """
     full = config.get("full_epochs") or config.get("epochs")
+    ranked_on = config.get("epochs")  # a multi-fidelity search ranks on the full schedule itself
+    schedule, trainings = (
+        (
+            f"the full {full}-epoch schedule",
+            f"{config.get('budget')} trainings of up to {full} epochs",
+        )
+        if ranked_on == full
+        else (
+            f"the {full}-epoch schedule compressed to {ranked_on} epochs",
+            f"{config.get('budget')} proxy trainings of {ranked_on} epochs",
+        )
+    )
     recipe = build_recipe(
         space.recipe_base, row["recipe"], row["arch"]["input_size"], dict(space.recipe_overrides)
     )
@@ -174,7 +186,7 @@ def recipe_document(
         candidate=row["id"],
         proxy=dict(
             epochs=config.get("epochs"),
-            schedule=f"the {full}-epoch schedule compressed to {config.get('epochs')} epochs",
+            schedule=schedule,
             top1=round(row["score"], 3),  # the mean over the trainings below
             trainings=trainings_of(row, config.get("seed")),
             scored_at_epoch=score_epoch(row, stop_epoch),
@@ -189,7 +201,7 @@ def recipe_document(
         epochs=full,
         name=f"searched_{slug}",
         description=f"found by fbnetv3 search --model {model} (data {config.get('data')}, "
-        f"{config.get('budget')} proxy trainings of {config.get('epochs')} epochs)",
+        f"{trainings})",
         extra={
             **recipe.extra,
             "search": facts,
