@@ -106,6 +106,19 @@ def test_readme_zoo_table_is_the_generated_one():
     assert table == zoo_table()
 
 
+def test_readme_quotes_only_numbers_its_results_files_hold():
+    """Every decimal in the README's quoted-results section is in a results file it links,
+    so a rerun that changes a table makes this fail until the prose is updated."""
+    text = README.read_text()
+    section = re.search(r"<!-- quoted-results -->\n(.*?)<!-- /quoted-results -->", text, re.S)
+    cited = re.findall(r"\]\((benchmarks/results/[\w.]+\.md)\)", section.group(1))
+    sources = " ".join((ROOT / path).read_text() for path in cited)
+    prose = re.sub(r"`[^`]*`", "", section.group(1))  # commands are not quotes
+    numbers = re.findall(r"[+-]?\d+\.\d+", prose)
+    assert len(cited) >= 2 and len(numbers) >= 20
+    assert [n for n in numbers if n not in sources] == []
+
+
 def test_readme_names_the_ci_test_command():
     ci = (README.parent / ".ci" / "run").read_text()
     command = "python3 -m pytest -q -n 2"
