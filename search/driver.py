@@ -53,8 +53,7 @@ from fbnetv3_zoo.search.report.summaries import finalists
 from fbnetv3_zoo.search.sources import CandidateSource, SobolSource
 from fbnetv3_zoo.search.space.constraints import Constraint, batch_stats, parse_constraint
 from fbnetv3_zoo.search.space.definition import SearchSpace, load_space
-from fbnetv3_zoo.search.space.encoding import decode
-from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+from fbnetv3_zoo.search.space.encoding import base_recipe_vector, decode
 from fbnetv3_zoo.search.store import Store, check_ours, diverged, vector_key
 from fbnetv3_zoo.search.strategies import Context, Proposal, Strategy, make_strategy
 from fbnetv3_zoo.search.trainer import EvalTask, TrainObjective, epoch_accuracy

@@ -180,8 +180,7 @@ class Pool:
         """This pool with the space's base preset as one more pair, as a search that starts at
         the base (``SearchConfig.start_at_base``) trains it: its vector, its decoded recipe and
         the preset's trainings.  Unchanged when the file holds no trainings of that preset."""
-        from fbnetv3_zoo.search.space.encoding import decode
-        from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+        from fbnetv3_zoo.search.space.encoding import base_recipe_vector, decode
 
         runs = self.presets.get(space.recipe_base)
         if not runs or not self.pairs or any(p.index == BASE_PAIR for p in self.pairs):

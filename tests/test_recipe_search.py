@@ -128,7 +128,7 @@ def test_the_first_candidate_is_the_base_recipe(tmp_path):
 
 
 def test_a_base_recipe_outside_the_ranges_is_named(tmp_path):
-    from fbnetv3_zoo.search.space.fixed_model import base_recipe_vector
+    from fbnetv3_zoo.search.space.encoding import base_recipe_vector
 
     path = tmp_path / "narrow.yaml"
     path.write_text(

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fbnetv3_zoo.search.space.definition import SearchSpace, parse_space, space_path
-from fbnetv3_zoo.search.space.dims import SpaceError, fail
+from fbnetv3_zoo.search.space.dims import fail
 
 from fbnetv3_zoo.errors import UserError
 from fbnetv3_zoo.yaml_io import load_yaml
@@ -115,31 +114,3 @@ def _stats(facts: Any, resolution: int, num_classes: int) -> dict[str, int]:
             "give a larger --resolution"
         ) from None
     return dict(macs=int(macs), params=int(sum(p.numel() for p in model.parameters())))
-
-
-def base_recipe_vector(space: SearchSpace) -> np.ndarray:
-    """The encoding of a recipe-only space's base preset (one snapped row, shape ``(1, d)``):
-    the search's first candidate.
-
-    Every searched field takes the base recipe's value after the space's fixed
-    overrides (an unset optional field such as ``ema_decay: null`` is off, 0);
-    SpaceError names the first field whose base value the ranges leave out.
-    """
-    from fbnetv3_zoo.recipes.recipe import Recipe
-    from fbnetv3_zoo.search.space.encoding import snap
-
-    if space.model is None:
-        raise SpaceError(f"{space.name}: an architecture space has no base point")
-    base = Recipe.load(space.recipe_base).to_dict() | dict(space.recipe_overrides)
-    out = []
-    for dim in space.free_dims():  # a recipe-only space's free columns are recipe fields
-        key = dim.name.split(".", 1)[1]
-        value = 0.0 if base.get(key) is None else base[key]
-        try:
-            out.append(dim.encode(value))
-        except SpaceError as err:
-            raise SpaceError(
-                f"{err}: the space's base recipe {space.recipe_base!r} lies outside its ranges; "
-                "widen the range or turn start_at_base off (--no-start-at-base)"
-            ) from None
-    return snap(space, np.asarray([out], dtype=float))
