@@ -338,6 +338,16 @@ def rebuild_command(meta: dict[str, Any], recipes: int, seeds: int) -> str:
     return cmd + (f" --seeds {seeds}" if seeds != 4 else "")
 
 
+def _in_repository(path: Path) -> Path:
+    """``path`` relative to the git repository that holds it (the one the summary is
+    committed to, not necessarily the one this script runs from), else as given."""
+    full = path.resolve()
+    for root in full.parents:
+        if (root / ".git").exists():
+            return full.relative_to(root)
+    return path
+
+
 def summary(path: Path) -> str:
     """Markdown facts about a recipe pool: size, spread, noise, presets against the best, cost."""
     from fbnetv3_zoo.search.pool import load_pool
@@ -362,7 +372,7 @@ def summary(path: Path) -> str:
     chance = 100.0 / m["num_classes"]
     top = np.argsort(-mean)[:10] if len(mean) else np.array([], dtype=int)
     requested = pool.meta[-1].get("requested", {})
-    name = path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path
+    name = _in_repository(path)
     updates = f" ({9 * m['epochs']} updates at batch 32)" if m["data"] == DATA else ""
 
     def pct(q: float) -> str:
