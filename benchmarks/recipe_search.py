@@ -32,7 +32,9 @@ the table.  Every finished final training is appended to ``<runs>/final.jsonl``
 with a hash of the recipe it trained, and is reused only for that same recipe:
 a search that hands back a different recipe gets its final runs trained afresh.
 Final runs are shared by every search of the same training (model, resolution,
-regime, epochs): a rerun with other search settings trains only its searched recipe.
+regime, epochs): a rerun with other search settings trains only its searched recipe,
+and a search that hands back a preset (equal up to float rounding) reports that
+preset's runs as its own.
 
     python benchmarks/recipe_search.py             # the full table (see the report for the compute)
     python benchmarks/recipe_search.py --report-only   # the table from what has finished so far
@@ -181,6 +183,20 @@ def final_run(job: dict[str, Any]) -> dict[str, Any]:
     return kept | dict(top1=top1, wall_s=s["wall_s"])
 
 
+def preset_of(searched: dict[str, Any] | None, recipes: dict[str, dict[str, Any]]) -> str:
+    """The preset a searched recipe trains exactly as (up to float rounding), else "searched".
+
+    A search that starts at ``baseline`` hands it back when nothing beats it; its decoded
+    values can differ in the last bit (0.10000000000000002), which must not cost new runs.
+    """
+    if searched is not None:
+        fields = [k for k in searched if k not in ("name", "description", "extra")]
+        for name in PRESETS:
+            if all(_same(searched[k], recipes[name].get(k)) for k in fields):
+                return name
+    return "searched"
+
+
 def trained_as(key: str) -> str:
     """The training a cell key names (``model@res_regime_eN``), without its search settings.
 
@@ -244,7 +260,11 @@ def table(
         shas = {n: cell["shas"].get(n) for n in (*PRESETS, "searched")}
         scores = {
             # sha None: not searched yet (old records, which have none, must not match it)
-            n: [finals[k]["top1"] for sd in seeds if sha and (k := (trained, n, sd, sha)) in finals]
+            n: [
+                finals[k]["top1"]
+                for sd in seeds
+                if sha and (k := (trained, cell["trains_as"].get(n, n), sd, sha)) in finals
+            ]
             for n, sha in shas.items()
         }
 
@@ -443,7 +463,12 @@ def main(argv: list[str] | None = None) -> int:
             if searched:
                 recipes["searched"] = recipe_for("searched", cell, searched)
             cell["shas"] = {n: recipe_sha(r) for n, r in recipes.items()}
+            cell["trains_as"] = {"searched": preset_of(recipes.get("searched"), recipes)}
+            if cell["trains_as"]["searched"] != "searched":
+                cell["shas"]["searched"] = cell["shas"][cell["trains_as"]["searched"]]
             for name, recipe in [] if args.report_only else recipes.items():
+                if cell["trains_as"].get(name, name) != name:
+                    continue  # a search that handed back a preset: that preset's runs are its own
                 for seed in seeds:
                     sha = cell["shas"][name]
                     if (trained_as(cell["key"]), name, seed, sha) not in finals:

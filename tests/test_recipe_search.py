@@ -305,9 +305,14 @@ def test_benchmark_script_end_to_end(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| test_resnet | low |"))
     assert "(n=2)" in row and ("vs baseline" in row or "vs fbnetv3" in row)
     assert "- test_resnet, low: " in text  # the searched recipe, as its changes from baseline
-    assert ", 6 final runs " in text  # the compute behind the table, final runs included
+    # a search that hands back baseline (it starts there) reports baseline's runs as its own
+    kept_baseline = "- test_resnet, low: baseline\n" in text
+    runs = 4 if kept_baseline else 6  # 2 or 3 recipes x 2 seeds, kept for a rerun to skip
+    assert f", {runs} final runs " in text  # the compute behind the table, final runs included
     finals = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
-    assert len(finals) == 6  # 3 recipes x 2 seeds, kept for a rerun to skip
+    assert len(finals) == runs
+    cells = row.split(" | ")
+    assert (cells[3] == cells[5]) == kept_baseline  # searched column = baseline column
     out.unlink()
     search_dir = next(p for p in (tmp_path / "runs").iterdir() if p.name.startswith("test_resnet@"))
     shutil.rmtree(search_dir)  # the table needs only the two jsonl files, not the search folder
@@ -325,12 +330,13 @@ def test_benchmark_script_end_to_end(tmp_path):
     log.write_text(json.dumps(summary) + "\n")
     assert module.main([*argv, "--jobs", "0"]) == 0  # its two final runs, in this process
     rerun = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
-    assert rerun[:6] == finals
-    assert [json.loads(r)["name"] for r in rerun[6:]] == ["searched", "searched"]
+    assert rerun[:runs] == finals
+    assert [json.loads(r)["name"] for r in rerun[runs:]] == ["searched", "searched"]
     # other search settings, the same training: the presets' final runs serve this search too
     assert module.main([*argv, "--jobs", "0", "--budget", "4"]) == 0
     again = (tmp_path / "runs" / "final.jsonl").read_text().splitlines()
-    assert again[:8] == rerun and {json.loads(r)["name"] for r in again[8:]} <= {"searched"}
+    assert again[: runs + 2] == rerun
+    assert {json.loads(r)["name"] for r in again[runs + 2 :]} <= {"searched"}
     row = next(line for line in out.read_text().splitlines() if line.startswith("| test_resnet"))
     assert row.count("(n=2)") == 3  # baseline, fbnetv3 and the new search's pick
 
