@@ -1,7 +1,7 @@
 """Build (or extend) a recipe pool: Sobol-sampled recipes of one backbone, each trained at full length.
 
     nice python benchmarks/recipe_pool.py --backbone resnet18 --half tune --jobs 1
-    nice python benchmarks/recipe_pool.py --backbone fbnetv3_a --half heldout --jobs 1
+    nice python benchmarks/recipe_pool.py --backbone fbnetv3_a --half heldout --jobs 1 --channels-last
 
 The recipe analogue of ``benchmarks/pool.py`` (issue 40).  The model is fixed
 (``resnet18`` at 32 px, ``fbnetv3_a`` at 56 px: its unpadded stages need
@@ -30,7 +30,8 @@ chosen on one means the same schedule on the other.  Pool sizes
 (``RECIPES``) keep a half at a few CPU-hours: 40 recipes x 4 seeds for
 ResNet-18 (the build measured 70 CPU-s for ``baseline``, 125 for ``fbnetv3``,
 95-130 for sampled recipes: ~5.3 CPU-hours with the presets), 24 for the
-dearer FBNetV3-A (~2.7x: ~9 CPU-hours).  Recipe-major order makes any
+dearer FBNetV3-A (~2.7x: ~9 CPU-hours; its pools are built with ``--channels-last``,
+NHWC weights, which trains it 1.76x faster: ``benchmarks/results/memory_format.md``).  Recipe-major order makes any
 prefix of a build a usable pool, so a build can be stopped early.  The Sobol prefix is stable,
 so a pool grows later with ``--recipes`` (resumed, nothing retrained); each
 summary states what its build actually cost.
@@ -96,7 +97,10 @@ SETTING_KEYS = (
     "holdout",
     "sample_seed",
     "sample_size",
+    "channels_last",
 )
+# what a file made before a setting existed was built with
+SETTING_DEFAULTS = {"channels_last": False}
 
 
 def default_path(kind: str, backbone: str, half: str) -> Path:
@@ -125,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipes", type=int, help="recipes in the pool (default: per backbone)")
     p.add_argument("--seeds", type=int, default=4, help="trainings per recipe (default 4)")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once (1 thread each)")
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="train in NHWC memory (fbnetv3 search --channels-last; faster for FBNetV3-A)",
+    )
     p.add_argument("--out", help="pool file (appended to; default benchmarks/data/...)")
     p.add_argument("--results", help="summary file (default benchmarks/results/...; '' = none)")
     p.add_argument("--summary-only", action="store_true", help="only rewrite the summary")
@@ -166,6 +175,7 @@ def pool_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         holdout=HOLDOUT,
         sample_seed=args.sample_seed,
         sample_size=SAMPLE_SIZE,
+        channels_last=args.channels_last,
     )
     return space, settings
 
@@ -214,9 +224,10 @@ def check_settings(out: Path, settings: dict[str, Any]) -> None:
     meta = [r for r in read_records(out) if r.get("type") == "meta"]
     if not meta:
         raise SystemExit(f"{out} holds no meta record; not a recipe pool file")
-    diff = [k for k in SETTING_KEYS if meta[0].get(k) != settings[k]]
+    had = {k: meta[0].get(k, SETTING_DEFAULTS.get(k)) for k in SETTING_KEYS}
+    diff = [k for k in SETTING_KEYS if had[k] != settings[k]]
     if diff:
-        shown = ", ".join(f"{k}: {meta[0].get(k)!r} in the file, {settings[k]!r} now" for k in diff)
+        shown = ", ".join(f"{k}: {had[k]!r} in the file, {settings[k]!r} now" for k in diff)
         raise SystemExit(f"{out} was built with other settings ({shown}); use another --out")
 
 
@@ -266,11 +277,12 @@ def build(args: argparse.Namespace) -> None:
             full = build_recipe(str(which), {}, args.resolution, overrides).to_dict()
             full["epochs"] = args.epochs  # what evaluate trains for; the preset's own is longer
             task = EvalTask(-1, arch, {}, str(which), args.data, args.epochs, None, seed, 1,
-                            overrides, holdout=HOLDOUT)  # fmt: skip
+                            overrides, holdout=HOLDOUT, channels_last=args.channels_last)  # fmt: skip
             return task, dict(type="preset", preset=which, arch=arch, recipe=full, **stats)
         _, recipe = decode(space, u[int(which)])
         task = EvalTask(int(which), arch, recipe, space.recipe_base, args.data, args.epochs,
-                        None, seed, 1, overrides, holdout=HOLDOUT)  # fmt: skip
+                        None, seed, 1, overrides, holdout=HOLDOUT,
+                        channels_last=args.channels_last)  # fmt: skip
         vector = [float(v) for v in u[int(which)]]
         return task, dict(type="run", pair=which, vector=vector, arch=arch, recipe=recipe, **stats)
 
@@ -335,6 +347,8 @@ def rebuild_command(meta: dict[str, Any], recipes: int, seeds: int) -> str:
         cmd += f" --epochs {meta['epochs']}"
     if recipes != RECIPES.get(meta["model"], 24):
         cmd += f" --recipes {recipes}"
+    if meta.get("channels_last"):
+        cmd += " --channels-last"
     return cmd + (f" --seeds {seeds}" if seeds != 4 else "")
 
 
@@ -392,7 +406,8 @@ def summary(path: Path) -> str:
         "a training's score is its last epoch's top-1, the better of raw and EMA weights.",
         f"Made with {', '.join(f'{k} {v}' for k, v in m['versions'].items())} at commit "
         f"`{m.get('commit', 'unknown')[:12]}` on {m['machine']['platform']} "
-        f"({m['machine']['cpus']} cores shared with other jobs, 1 torch thread per training).",
+        f"({m['machine']['cpus']} cores shared with other jobs, 1 torch thread per training"
+        f"{', NHWC memory (--channels-last)' if m.get('channels_last') else ''}).",
         f"Build command as run: `{pool.meta[-1]['command']}`.",
         "",
         "| measure | value |",

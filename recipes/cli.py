@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from fbnetv3_zoo.cli.args import add_threads_flag
+from fbnetv3_zoo.cli.args import add_channels_last_flag, add_threads_flag
 
 from .task_cli import add_task_flag, cmd_validate_task, demo_changes, print_train
 
@@ -124,6 +124,7 @@ def _add_train_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice of the run (default: 0)"
     )
+    add_channels_last_flag(p, "train")
 
 
 def _register_validate(sub: argparse._SubParsersAction) -> None:
@@ -347,6 +348,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             workers=args.workers,
             device=args.device,
             task=args.task,
+            channels_last=args.channels_last,
         )
     except TrainingDiverged as err:
         print(f"fbnetv3 train: error: {err}", file=sys.stderr)

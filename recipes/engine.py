@@ -81,6 +81,7 @@ def train(
     holdout: float = 0.0,
     task: str = "classification",
     task_options: dict[str, Any] | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` with ``recipe`` on ``data``; return the JSON-ready summary.
 
@@ -101,6 +102,8 @@ def train(
     (``tasks.py``): the data, model, loss and metrics change, the rest of the
     engine does not.  ``task_options`` change the task's defaults (detection:
     ``{"model_options": {"min_size": ..., ...}}``; segmentation: ``{"size": N}``).
+    ``channels_last``: NHWC weights (``benchmarks/memory_format.py``: FBNetV3 trains
+    faster on a CPU); like a thread count it changes only the last bits, so a resume may differ.
     """
     start_wall = time.perf_counter()
     group, dev = distributed.setup(resolve_device(device))
@@ -126,6 +129,7 @@ def train(
             holdout=holdout,
             task=task,
             task_options=task_options,
+            channels_last=channels_last,
         )
         run.log.wall_start = start_wall
         return run.fit(stop_after_epochs, callback, eval_every)

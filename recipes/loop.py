@@ -78,6 +78,7 @@ class Run:
     commit_hook: ckpt.CommitHook | None = None  # observes each step of a commit (tests)
     committed: bool = False  # this session committed an epoch
     task: Any = None  # the ``fbnetv3_zoo.tasks.base.Task`` plug-in (data, loss, metrics)
+    channels_last: bool = False  # the model's weights are in NHWC memory (engine.train)
 
     def fit(
         self, stop_after_epochs: int | None, callback: EpochCallback | None, eval_every: int
@@ -97,7 +98,9 @@ class Run:
         log = self.log
         if log.epoch >= log.total_epochs:
             return False
-        log.sessions.append(environment(self.device, self.group.world_size))  # how, by whom
+        memory = "channels_last" if self.channels_last else "contiguous"
+        session = environment(self.device, self.group.world_size) | {"memory_format": memory}
+        log.sessions.append(session)  # how, by whom
         for epoch in range(log.epoch + 1, log.total_epochs + 1):
             last = epoch == log.total_epochs or (
                 stop_after_epochs is not None and epoch >= stop_after_epochs

@@ -57,6 +57,7 @@ def start_run(
     holdout: float = 0.0,
     task: str = CLASSIFICATION,
     task_options: dict[str, Any] | None = None,
+    channels_last: bool = False,
 ) -> Run:
     """Check everything that can be checked before writing a byte, then build the run."""
     resuming = check_out(out, resume)
@@ -75,7 +76,8 @@ def start_run(
     num_classes = class_count(num_classes, splits)
     model, model_name = plugin.build_model(model, recipe, num_classes, pretrained)
     recipe = for_model(recipe, model)  # resolution None: the model's own input size
-    model.to(device)
+    memory = torch.channels_last if channels_last else torch.preserve_format
+    model.to(device, memory_format=memory)  # before the optimizer and the EMA copy are made
     recipe, local_batch = batch_sizes(recipe, splits, group)
     plugin.check_model(model, model_name, recipe, local_batch, device)
     total_epochs = epochs or recipe.epochs
@@ -112,6 +114,7 @@ def start_run(
         lock=lock,
         commit_hook=commit_hook,
         task=plugin,
+        channels_last=channels_last,
     )
 
 

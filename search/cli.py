@@ -260,9 +260,10 @@ def _add_executor_flags(p: _Group, opt: _Option) -> None:
     opt("--gpus-per-trial", "GPUs Ray reserves per candidate (fractions allowed)", type=float)
     from fbnetv3_zoo.search.config import SearchConfig
 
-    from fbnetv3_zoo.cli.args import add_threads_flag
+    from fbnetv3_zoo.cli.args import add_channels_last_flag, add_threads_flag
 
     add_threads_flag(p, SearchConfig.threads, "torch threads per candidate")
+    add_channels_last_flag(p, "train each candidate")
 
 
 def _register_search_report(subparsers: argparse._SubParsersAction) -> None:
@@ -357,6 +358,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial,
         threads=resolve_threads(args.threads),
         device=args.device,
+        channels_last=args.channels_last,
         settings=strategy_options(args),
         download=args.download,
         model=args.model,

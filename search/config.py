@@ -173,6 +173,10 @@ class SearchConfig:
     # where the built-in trainer trains each candidate: cpu, cuda, cuda:N or mps (None: a GPU if
     # there is one); with the ray executor each candidate sees the GPU(s) Ray gave it as cuda
     device: str | None = None
+    # train each candidate with the model in NHWC memory (the built-in trainer): FBNetV3's
+    # depthwise blocks train faster on a CPU (benchmarks/results/memory_format.md); like threads
+    # and device it changes results in the last bits only, so it is not pinned
+    channels_last: bool = False
     # per strategy name, its own settings (strategy_settings.py); defaults where absent
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     download: bool = False  # fetch cifar10/cifar100 when missing
@@ -342,6 +346,7 @@ class SearchConfig:
             "None (a GPU if there is one), cpu, cuda, cuda:N or mps",
         )
         self._need(isinstance(self.download, bool), "download", "true or false")
+        self._need(isinstance(self.channels_last, bool), "channels_last", "true or false")
         self._need(isinstance(self.proxy_check, bool), "proxy_check", "true or false")
 
     def _validate_fixed_model(self) -> None:

@@ -347,6 +347,7 @@ class Search:
             repeat,
             c.holdout,
             c.device,
+            c.channels_last,
         )
 
     def _run_pending(self) -> None:

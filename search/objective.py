@@ -42,6 +42,7 @@ class EvalTask:
     # > 0: rank on this share of the training images, held out of training (SearchConfig.holdout)
     holdout: float = 0.0
     device: str | None = None  # cpu, cuda, cuda:N, mps (None: a GPU if there is one)
+    channels_last: bool = False  # train with the model in NHWC memory (SearchConfig.channels_last)
 
 
 def error_text(err: BaseException) -> str:
@@ -67,8 +68,8 @@ class Trial:
     the schedule's ``schedule_epochs``); ``seed``: the training seed (a
     re-measurement, ``repeat`` > 0, gets another one); ``data`` and
     ``holdout``: the data set and the share of its training images to score
-    on instead of training; ``threads`` and ``device``: where to train
-    (``SearchConfig.threads`` and ``.device``).
+    on instead of training; ``threads``, ``device`` and ``channels_last``: how
+    to train (``SearchConfig.threads``, ``.device`` and ``.channels_last``).
     """
 
     number: int
@@ -82,6 +83,7 @@ class Trial:
     holdout: float
     threads: int | None = 1
     device: str | None = None
+    channels_last: bool = False
     _reports: list[tuple[int, float | None, dict[str, Any]]] = field(
         default_factory=list, repr=False, compare=False
     )
@@ -129,6 +131,7 @@ class Trial:
             holdout=task.holdout,
             threads=task.threads,
             device=task.device,
+            channels_last=task.channels_last,
         )
 
 

@@ -49,6 +49,7 @@ def check_proxy(search: Any) -> dict[str, Any]:
             dict(space.recipe_overrides),
             holdout=c.holdout,
             device=c.device,
+            channels_last=c.channels_last,
         )
         for r in todo
     ]

@@ -47,7 +47,8 @@ class TrainObjective:
 
     Trains ``trial.epochs`` epochs of a ``trial.schedule_epochs`` schedule on
     ``trial.data`` (``holdout`` of the training images scored instead), with
-    ``trial.threads`` torch threads on ``trial.device``, and reports every
+    ``trial.threads`` torch threads on ``trial.device`` (NHWC with
+    ``trial.channels_last``), and reports every
     epoch's record (``val_top1``, ``ema_top1``, ``train_loss``...) through
     ``trial.report``.
     """
@@ -91,6 +92,7 @@ class TrainObjective:
             progress=False,
             holdout=trial.holdout,
             device=trial.device,
+            channels_last=trial.channels_last,
         )
         return result["epochs"]
 

@@ -44,6 +44,7 @@ SMOKE_TESTS = {
     "inference.py": "test_bench.py",
     "init.py": "test_benchmark_smoke.py",
     "latency.py": "test_benchmark_smoke.py",
+    "memory_format.py": "test_channels_last.py",
     "on_device.py": "test_benchmark_smoke.py",
     "pool.py": "test_benchmark_smoke.py",
     "predictor.py": "test_benchmark_smoke.py",

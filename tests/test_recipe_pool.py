@@ -83,13 +83,28 @@ def test_resume_skips_finished_trainings(built, tmp_path):
 @pytest.mark.parametrize(
     ("change", "key"),
     [(["--epochs", "2"], "epochs"), (["--half", "heldout"], "sample_seed"),
-     (["--resolution", "24"], "resolution")],
+     (["--resolution", "24"], "resolution"), (["--channels-last"], "channels_last")],
 )  # fmt: skip
 def test_refuses_a_file_with_other_settings(built, tmp_path, change, key):
     out = _copy(built, tmp_path)
     before = out.read_bytes()
     with pytest.raises(SystemExit, match=f"other settings .*{key}: "):
         _script().main([*TINY, "--recipes", "1", *change, "--out", str(out), "--results", ""])
+    assert out.read_bytes() == before
+
+
+def test_a_file_from_before_the_flag_counts_as_nchw(built, tmp_path):
+    """Pools built before ``--channels-last`` existed trained NCHW: extended without it, not with."""
+    out = tmp_path / "pool.jsonl.gz"
+    records = _records(built[0])
+    for r in records:
+        r.pop("channels_last", None)
+    with gzip.open(out, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    before = out.read_bytes()
+    _script().main([*TINY, "--recipes", "1", "--out", str(out), "--results", ""])
+    with pytest.raises(SystemExit, match="channels_last: False in the file, True now"):
+        _script().main([*TINY, "--recipes", "1", "--channels-last", "--out", str(out)])
     assert out.read_bytes() == before
 
 

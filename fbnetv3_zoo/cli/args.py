@@ -51,3 +51,13 @@ def add_threads_flag(
         metavar="N",
         help=f"{what}; 0 = all cores (default: {default_text or default})",
     )
+
+
+def add_channels_last_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--channels-last`` (timm's flag name): NHWC weights, faster for depthwise nets on a CPU."""
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help=f"{what} with the model in NHWC memory: faster for FBNetV3 on a CPU, not for a "
+        "ResNet (benchmarks/results/memory_format.md); results change in the last bits only",
+    )
